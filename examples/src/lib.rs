@@ -1,0 +1,1 @@
+//! The geo-hook example server.

