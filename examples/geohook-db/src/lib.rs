@@ -1,0 +1,1 @@
+//! Geospatial data model of the geohook example server.

@@ -1,0 +1,1 @@
+//! Geofence hooks of the geohook example server.
