@@ -1,0 +1,424 @@
+//! The database: keys to collections, and every command's data operation.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use wildmatch::WildMatch;
+
+use crate::collection::{Collection, CollectionStats, Fields, Item, Page, SearchOpts};
+use crate::error::{Error, Result};
+use crate::geom::Point;
+use crate::object::{Area, Object};
+
+/// The `NX` / `XX` condition of a SET.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Always store. Default.
+    #[default]
+    Always,
+    /// `NX`: store only when no live item has the id.
+    Nx,
+    /// `XX`: store only when a live item has the id.
+    Xx,
+}
+
+/// Server-wide totals for SERVER and INFO.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DbStats {
+    /// Number of keys.
+    pub num_collections: usize,
+    /// Sum of the collections' [`CollectionStats`].
+    pub totals: CollectionStats,
+}
+
+/// An item removed by [`Database::expire_due`]: key, id and the item.
+pub type Expired = (Arc<str>, Arc<str>, Item);
+
+/// All keys and their collections.
+///
+/// Every operation takes the current time `now_ms` (unix milliseconds) from the
+/// caller. An item whose `expires_at <= now_ms` is invisible to every read and
+/// is treated as absent by writes; it stays in memory until
+/// [`Database::expire_due`] removes it, so that the caller can log and announce
+/// each expiry exactly once. A key whose last item is removed disappears.
+#[derive(Debug, Default)]
+pub struct Database {
+    cols: BTreeMap<Arc<str>, Collection>,
+}
+
+fn reserved(name: &str) -> bool {
+    name.is_empty() || matches!(name, "z" | "lat" | "lon")
+}
+
+impl Database {
+    /// An empty database.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The collection under `key`, if the key exists.
+    pub fn collection(&self, key: &str) -> Option<&Collection> {
+        self.cols.get(key)
+    }
+
+    fn key_not_found(key: &str) -> Error {
+        Error::KeyNotFound {
+            key: key.to_owned(),
+        }
+    }
+
+    fn id_not_found(key: &str, id: &str) -> Error {
+        Error::IdNotFound {
+            key: key.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    fn check_fields<S: AsRef<str>>(fields: &[(S, f64)]) -> Result<()> {
+        for (n, v) in fields {
+            let n = n.as_ref();
+            if reserved(n) {
+                return Err(Error::ReservedField { name: n.to_owned() });
+            }
+            if v.is_nan() {
+                return Err(Error::InvalidFieldValue {
+                    name: n.to_owned(),
+                    value: *v,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// SET: stores `object` under `key`/`id` with an absolute expiry (or none).
+    ///
+    /// `fields` are merged into the fields of the live item that is replaced
+    /// (Tile38 keeps existing fields); a field set to 0 is removed. Returns the
+    /// live item that was replaced.
+    ///
+    /// # Errors
+    /// [`Error::IdExists`] for `Nx` when a live item exists; [`Error::KeyNotFound`]
+    /// or [`Error::IdNotFound`] for `Xx` when none does; [`Error::ReservedField`]
+    /// and [`Error::InvalidFieldValue`] for bad fields. Nothing changes on error.
+    pub fn set<S: AsRef<str>>(
+        &mut self,
+        key: &str,
+        id: &str,
+        object: Object,
+        fields: &[(S, f64)],
+        expires_at: Option<i64>,
+        cond: SetCondition,
+        now_ms: i64,
+    ) -> Result<Option<Item>> {
+        Self::check_fields(fields)?;
+        let exists = self.cols.get(key).and_then(|c| c.get(id, now_ms)).is_some();
+        match cond {
+            SetCondition::Nx if exists => {
+                return Err(Error::IdExists {
+                    key: key.to_owned(),
+                    id: id.to_owned(),
+                })
+            }
+            SetCondition::Xx if !exists => {
+                return Err(if self.cols.contains_key(key) {
+                    Self::id_not_found(key, id)
+                } else {
+                    Self::key_not_found(key)
+                });
+            }
+            _ => {}
+        }
+        let col = match self.cols.get_mut(key) {
+            Some(c) => c,
+            None => self.cols.entry(Arc::from(key)).or_default(),
+        };
+        let updates: Vec<(Arc<str>, f64)> = fields
+            .iter()
+            .map(|(n, v)| (col.intern(n.as_ref()), *v))
+            .collect();
+        let base = col
+            .get(id, now_ms)
+            .map(|i| i.fields().clone())
+            .unwrap_or_default();
+        let (merged, _) = base.merged(&updates);
+        let id = col.id_arc(id);
+        let old = col.insert(id, Item::new(object, merged, expires_at));
+        Ok(old.filter(|i| i.is_live(now_ms)))
+    }
+
+    /// GET: the live item under `key`/`id`.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] or [`Error::IdNotFound`].
+    pub fn get(&self, key: &str, id: &str, now_ms: i64) -> Result<&Item> {
+        let col = self.cols.get(key).ok_or_else(|| Self::key_not_found(key))?;
+        col.get(id, now_ms)
+            .ok_or_else(|| Self::id_not_found(key, id))
+    }
+
+    fn remove_if_empty(&mut self, key: &str) {
+        if self.cols.get(key).is_some_and(|c| c.len_stored() == 0) {
+            self.cols.remove(key);
+        }
+    }
+
+    /// DEL: removes the live item and returns it. An expired item is left for
+    /// [`Database::expire_due`], which reports it, and `None` is returned.
+    pub fn del(&mut self, key: &str, id: &str, now_ms: i64) -> Option<Item> {
+        let col = self.cols.get_mut(key)?;
+        col.get(id, now_ms)?;
+        let item = col.remove(id);
+        self.remove_if_empty(key);
+        item
+    }
+
+    /// PDEL: removes every live item whose id matches the glob `pattern`, and
+    /// returns them in id order.
+    pub fn pdel(&mut self, key: &str, pattern: &str, now_ms: i64) -> Vec<(Arc<str>, Item)> {
+        let Some(col) = self.cols.get_mut(key) else {
+            return Vec::new();
+        };
+        let ids = col.matching_ids(pattern, now_ms);
+        let out = ids
+            .into_iter()
+            .filter_map(|id| col.remove(&id).map(|i| (id, i)))
+            .collect();
+        self.remove_if_empty(key);
+        out
+    }
+
+    /// DROP: removes the whole key and returns its collection.
+    pub fn drop_key(&mut self, key: &str) -> Option<Collection> {
+        self.cols.remove(key)
+    }
+
+    /// FLUSHDB: removes every key.
+    pub fn flushdb(&mut self) {
+        self.cols.clear();
+    }
+
+    /// KEYS: the keys matching the glob `pattern` that hold at least one live
+    /// item, sorted.
+    pub fn keys(&self, pattern: &str, now_ms: i64) -> Vec<&str> {
+        let m = WildMatch::new(pattern);
+        self.cols
+            .iter()
+            .filter(|(k, c)| m.matches(k) && !c.is_empty(now_ms))
+            .map(|(k, _)| &**k)
+            .collect()
+    }
+
+    /// EXISTS: true when a live item is stored under `key`/`id`.
+    pub fn exists(&self, key: &str, id: &str, now_ms: i64) -> bool {
+        self.get(key, id, now_ms).is_ok()
+    }
+
+    /// TTL: milliseconds left, `None` when the item has no expiry.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] or [`Error::IdNotFound`].
+    pub fn ttl(&self, key: &str, id: &str, now_ms: i64) -> Result<Option<i64>> {
+        let item = self.get(key, id, now_ms)?;
+        Ok(item.expires_at().map(|t| t - now_ms))
+    }
+
+    /// EXPIRE: sets an absolute expiry on a live item.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] or [`Error::IdNotFound`].
+    pub fn expire(&mut self, key: &str, id: &str, expires_at: i64, now_ms: i64) -> Result<()> {
+        self.get(key, id, now_ms)?;
+        if let Some(c) = self.cols.get_mut(key) {
+            c.set_expiry(id, Some(expires_at));
+        }
+        Ok(())
+    }
+
+    /// PERSIST: clears the expiry of a live item; true when it had one.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] or [`Error::IdNotFound`].
+    pub fn persist(&mut self, key: &str, id: &str, now_ms: i64) -> Result<bool> {
+        let had = self.get(key, id, now_ms)?.expires_at().is_some();
+        if had {
+            if let Some(c) = self.cols.get_mut(key) {
+                c.set_expiry(id, None);
+            }
+        }
+        Ok(had)
+    }
+
+    /// FSET: sets fields on a live item (0 removes one) and returns how many
+    /// values changed. With `xx`, a missing key or id is not an error and 0 is
+    /// returned.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] or [`Error::IdNotFound`] without `xx`;
+    /// [`Error::ReservedField`] and [`Error::InvalidFieldValue`] for bad fields.
+    pub fn fset<S: AsRef<str>>(
+        &mut self,
+        key: &str,
+        id: &str,
+        fields: &[(S, f64)],
+        xx: bool,
+        now_ms: i64,
+    ) -> Result<usize> {
+        Self::check_fields(fields)?;
+        if let Err(e) = self.get(key, id, now_ms) {
+            return if xx { Ok(0) } else { Err(e) };
+        }
+        let Some(col) = self.cols.get_mut(key) else {
+            return Ok(0);
+        };
+        let updates: Vec<(Arc<str>, f64)> = fields
+            .iter()
+            .map(|(n, v)| (col.intern(n.as_ref()), *v))
+            .collect();
+        let Some(item) = col.get(id, now_ms) else {
+            return Ok(0);
+        };
+        let (merged, changed) = item.fields().merged(&updates);
+        col.set_fields(id, merged);
+        Ok(changed)
+    }
+
+    /// FGET: the value of a field of a live item (0 when unset).
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`] or [`Error::IdNotFound`].
+    pub fn fget(&self, key: &str, id: &str, field: &str, now_ms: i64) -> Result<f64> {
+        Ok(self.get(key, id, now_ms)?.fields().value(field))
+    }
+
+    /// SCAN over `key`; an empty page when the key does not exist.
+    pub fn scan(&self, key: &str, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
+        self.cols
+            .get(key)
+            .map(|c| c.scan(opts, now_ms))
+            .unwrap_or_default()
+    }
+
+    /// NEARBY over `key`: ordered by distance, then id; see [`Collection::nearby`].
+    pub fn nearby(
+        &self,
+        key: &str,
+        center: &Point,
+        meters: Option<f64>,
+        opts: &SearchOpts,
+        now_ms: i64,
+    ) -> Page<'_> {
+        self.cols
+            .get(key)
+            .map(|c| c.nearby(center, meters, opts, now_ms))
+            .unwrap_or_default()
+    }
+
+    /// WITHIN over `key`.
+    pub fn within(&self, key: &str, area: &Area, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
+        self.cols
+            .get(key)
+            .map(|c| c.within(area, opts, now_ms))
+            .unwrap_or_default()
+    }
+
+    /// INTERSECTS over `key`.
+    pub fn intersects(&self, key: &str, area: &Area, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
+        self.cols
+            .get(key)
+            .map(|c| c.intersects(area, opts, now_ms))
+            .unwrap_or_default()
+    }
+
+    /// Removes up to `max` expired items (deadline `<= now_ms`) across all keys
+    /// and returns them, so that the caller can log a DEL and emit events for each.
+    pub fn expire_due(&mut self, now_ms: i64, max: usize) -> Vec<Expired> {
+        let mut out = Vec::new();
+        let mut emptied = Vec::new();
+        let mut batch = Vec::new();
+        for (key, col) in self.cols.iter_mut() {
+            if out.len() >= max {
+                break;
+            }
+            col.expire_due(now_ms, max - out.len(), &mut batch);
+            out.extend(batch.drain(..).map(|(id, item)| (key.clone(), id, item)));
+            if col.len_stored() == 0 {
+                emptied.push(key.clone());
+            }
+        }
+        for k in emptied {
+            self.cols.remove(&k);
+        }
+        out
+    }
+
+    /// STATS for one key.
+    pub fn stats(&self, key: &str, now_ms: i64) -> Option<CollectionStats> {
+        self.cols.get(key).map(|c| c.stats(now_ms))
+    }
+
+    /// Totals over every key.
+    pub fn totals(&self, now_ms: i64) -> DbStats {
+        let mut s = DbStats {
+            num_collections: self.cols.len(),
+            ..DbStats::default()
+        };
+        for c in self.cols.values() {
+            let c = c.stats(now_ms);
+            s.totals.in_memory_size += c.in_memory_size;
+            s.totals.num_objects += c.num_objects;
+            s.totals.num_points += c.num_points;
+            s.totals.num_strings += c.num_strings;
+        }
+        s
+    }
+
+    /// Every live item in (key, id) order, starting strictly after `after`
+    /// (`None` = from the start). The AOF rewrite walks the state in batches by
+    /// passing the last (key, id) of the previous batch.
+    pub fn iter_after<'a>(
+        &'a self,
+        after: Option<(&'a str, &'a str)>,
+        now_ms: i64,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a Item)> + 'a {
+        use std::ops::Bound;
+        let lower = match after {
+            Some((k, _)) => Bound::Included(k),
+            None => Bound::Unbounded,
+        };
+        self.cols
+            .range::<str, _>((lower, Bound::Unbounded))
+            .flat_map(move |(key, col)| {
+                let start = after.filter(|(k, _)| *k == &**key).map(|(_, id)| id);
+                col.iter_after(start, now_ms)
+                    .map(move |(id, item)| (&**key, &**id, item))
+            })
+    }
+
+    /// A canonical text of the live state: one line per item in (key, id) order
+    /// with the object's JSON, the fields and the expiry. Two databases hold the
+    /// same data exactly when their dumps are equal.
+    pub fn canonical_dump(&self, now_ms: i64) -> String {
+        let mut s = String::new();
+        for (k, id, item) in self.iter_after(None, now_ms) {
+            let _ = write!(s, "{k:?} {id:?} ");
+            item.object().write_json(&mut s);
+            for (n, v) in item.fields().iter() {
+                let _ = write!(s, " {n:?}={v}");
+            }
+            if let Some(t) = item.expires_at() {
+                let _ = write!(s, " ex={t}");
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Convenience for callers that build fields from owned strings.
+impl Fields {
+    /// The field values as owned pairs, in name order.
+    pub fn to_vec(&self) -> Vec<(String, f64)> {
+        self.iter().map(|(n, v)| (n.to_owned(), v)).collect()
+    }
+}

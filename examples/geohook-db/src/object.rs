@@ -1,0 +1,378 @@
+//! Stored objects, query areas, and the predicates between them.
+
+use std::sync::Arc;
+
+use geo::{Covers, HaversineClosestPoint, Intersects};
+
+use crate::error::{Error, Result};
+use crate::geom::{circle_bounds, Bounds, GeoJson, Point};
+
+/// A value stored under an id: one of Tile38's object kinds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    /// `SET … POINT lat lon [z]` (and `HASH`, which stores the cell's centre).
+    Point(Point),
+    /// `SET … BOUNDS minlat minlon maxlat maxlon`; boxed to keep every item small.
+    Bounds(Box<Bounds>),
+    /// `SET … OBJECT geojson`; shared, so that reads and fences never copy the JSON.
+    Geometry(Arc<GeoJson>),
+    /// `SET … STRING value`: not spatial, never found by a spatial search.
+    String(Box<str>),
+}
+
+impl Object {
+    /// Parses a GeoJSON document into an object.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGeoJson`] as [`GeoJson::parse`] reports it.
+    pub fn from_geojson(text: &str) -> Result<Self> {
+        Ok(Object::Geometry(Arc::new(GeoJson::parse(text)?)))
+    }
+
+    /// The point object for a geohash (its cell's centre), as Tile38's `HASH` input.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGeohash`].
+    pub fn from_geohash(hash: &str) -> Result<Self> {
+        Ok(Object::Point(Point::from_geohash(hash)?))
+    }
+
+    /// True for every kind except [`Object::String`].
+    pub fn is_spatial(&self) -> bool {
+        !matches!(self, Object::String(_))
+    }
+
+    /// The centre: the point itself, the middle of a bounds, the middle of a
+    /// geometry's bounding rectangle (or the point of a GeoJSON Point). `None` for
+    /// strings.
+    pub fn center(&self) -> Option<Point> {
+        match self {
+            Object::Point(p) => Some(*p),
+            Object::Bounds(b) => Some(b.center()),
+            Object::Geometry(g) => Some(g.as_point().unwrap_or_else(|| g.bounds().center())),
+            Object::String(_) => None,
+        }
+    }
+
+    /// The bounding rectangle; `None` for strings.
+    pub fn bounds(&self) -> Option<Bounds> {
+        match self {
+            Object::Point(p) => Some(Bounds {
+                sw: Point { z: None, ..*p },
+                ne: Point { z: None, ..*p },
+            }),
+            Object::Bounds(b) => Some(**b),
+            Object::Geometry(g) => Some(g.bounds()),
+            Object::String(_) => None,
+        }
+    }
+
+    /// Number of positions, as Tile38's STATS `num_points` counts them: 1 for a
+    /// point, 2 for bounds, every position of a geometry, 0 for a string.
+    pub fn num_points(&self) -> usize {
+        match self {
+            Object::Point(_) => 1,
+            Object::Bounds(_) => 2,
+            Object::Geometry(g) => g.num_points(),
+            Object::String(_) => 0,
+        }
+    }
+
+    /// True when the object lies completely inside the area, edges included
+    /// (Tile38 WITHIN). Strings are never within anything.
+    pub fn within(&self, area: &Area) -> bool {
+        let Some(shape) = Shape::of(self) else {
+            return false;
+        };
+        match area {
+            Area::Circle { center, meters } => shape.within_circle(center, *meters),
+            _ => match area.shape() {
+                Some(outer) => covers(&outer, &shape),
+                None => false,
+            },
+        }
+    }
+
+    /// True when the object and the area share at least one point (Tile38
+    /// INTERSECTS). Strings intersect nothing.
+    pub fn intersects(&self, area: &Area) -> bool {
+        let Some(shape) = Shape::of(self) else {
+            return false;
+        };
+        match area {
+            Area::Circle { center, meters } => shape.distance_to(center) <= *meters,
+            _ => match area.shape() {
+                Some(other) => intersects(&shape, &other),
+                None => false,
+            },
+        }
+    }
+
+    /// Distance in meters from `p` to the nearest point of the object (haversine,
+    /// 0 when `p` is inside it); `None` for strings. For a point object this is the
+    /// plain point-to-point distance that Tile38's NEARBY reports.
+    pub fn distance_to(&self, p: &Point) -> Option<f64> {
+        Shape::of(self).map(|s| s.distance_to(p))
+    }
+
+    /// The geohash of the object's centre with `precision` characters.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPrecision`] outside 1..=12; [`Error::InvalidCoordinates`]
+    /// for a string object, which has no position.
+    pub fn geohash(&self, precision: usize) -> Result<String> {
+        match self.center() {
+            Some(c) => c.geohash(precision),
+            None => Err(Error::InvalidCoordinates {
+                lat: f64::NAN,
+                lon: f64::NAN,
+            }),
+        }
+    }
+
+    /// Appends the object's JSON: the client's own text for GeoJSON objects, a
+    /// GeoJSON Point or Polygon for points and bounds, and a JSON string for
+    /// strings (Tile38's `"object":"…"`).
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Object::Point(p) => p.write_json(out),
+            Object::Bounds(b) => b.write_json(out),
+            Object::Geometry(g) => out.push_str(g.as_str()),
+            Object::String(s) => {
+                // serde_json escapes exactly as JSON requires; writing to a Vec cannot fail.
+                out.push_str(&serde_json::Value::from(&**s).to_string());
+            }
+        }
+    }
+
+    /// The object's JSON as a new string; see [`Object::write_json`].
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        self.write_json(&mut s);
+        s
+    }
+
+    /// The text a RESP client sees for the object: the JSON of a spatial object
+    /// and the raw value of a string (Tile38 replies the string itself).
+    pub fn to_resp_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Object::Geometry(g) => std::borrow::Cow::Borrowed(g.as_str()),
+            Object::String(s) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(self.to_json()),
+        }
+    }
+}
+
+/// A query area (WITHIN, INTERSECTS) or a fence (geohook-hooks).
+///
+/// `GET key id` areas are resolved by the caller: look the object up and wrap it in
+/// [`Area::Object`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Area {
+    /// A single position.
+    Point(Point),
+    /// Every position within `meters` of `center` (great-circle distance).
+    Circle {
+        /// Centre of the circle.
+        center: Point,
+        /// Radius in meters, finite and not negative.
+        meters: f64,
+    },
+    /// A latitude/longitude rectangle.
+    Bounds(Bounds),
+    /// Any stored object used as an area; a string object matches nothing.
+    Object(Object),
+    /// A geohash cell.
+    Hash(GeohashCell),
+}
+
+impl Area {
+    /// `POINT lat lon [meters]`: a circle when a radius is given, else a point.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDistance`] for a negative or non-finite radius.
+    pub fn point(center: Point, meters: Option<f64>) -> Result<Self> {
+        match meters {
+            Some(m) => Area::circle(center, m),
+            None => Ok(Area::Point(center)),
+        }
+    }
+
+    /// `CIRCLE lat lon meters`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDistance`] for a negative or non-finite radius.
+    pub fn circle(center: Point, meters: f64) -> Result<Self> {
+        if !meters.is_finite() || meters < 0.0 {
+            return Err(Error::InvalidDistance { meters });
+        }
+        Ok(Area::Circle { center, meters })
+    }
+
+    /// `HASH geohash`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGeohash`].
+    pub fn hash(hash: &str) -> Result<Self> {
+        Ok(Area::Hash(GeohashCell::new(hash)?))
+    }
+
+    /// A rectangle containing the whole area (for R-tree candidate searches and
+    /// for indexing fences); `None` for a string object.
+    pub fn bounds(&self) -> Option<Bounds> {
+        match self {
+            Area::Point(p) => Object::Point(*p).bounds(),
+            Area::Circle { center, meters } => Some(circle_bounds(center, *meters)),
+            Area::Bounds(b) => Some(*b),
+            Area::Object(o) => o.bounds(),
+            Area::Hash(h) => Some(h.bounds),
+        }
+    }
+
+    fn shape(&self) -> Option<Shape<'_>> {
+        match self {
+            Area::Point(p) => Some(Shape::Point(*p)),
+            Area::Circle { .. } => None,
+            Area::Bounds(b) => Some(Shape::Rect(*b)),
+            Area::Object(o) => Shape::of(o),
+            Area::Hash(h) => Some(Shape::Rect(h.bounds)),
+        }
+    }
+}
+
+/// A decoded geohash cell: the hash text and its rectangle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeohashCell {
+    hash: Box<str>,
+    bounds: Bounds,
+}
+
+impl GeohashCell {
+    /// Decodes a geohash.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGeohash`].
+    pub fn new(hash: &str) -> Result<Self> {
+        Ok(GeohashCell {
+            bounds: Bounds::from_geohash(hash)?,
+            hash: hash.into(),
+        })
+    }
+
+    /// The geohash text.
+    pub fn as_str(&self) -> &str {
+        &self.hash
+    }
+
+    /// The cell's rectangle.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+}
+
+/// The geometric part of an object or area, borrowed, so that predicates never
+/// copy a geometry.
+#[derive(Debug, Clone, Copy)]
+enum Shape<'a> {
+    Point(Point),
+    Rect(Bounds),
+    Geom(&'a geo::Geometry<f64>),
+}
+
+impl<'a> Shape<'a> {
+    fn of(o: &'a Object) -> Option<Self> {
+        match o {
+            Object::Point(p) => Some(Shape::Point(*p)),
+            Object::Bounds(b) => Some(Shape::Rect(**b)),
+            Object::Geometry(g) => Some(match g.geometry() {
+                geo::Geometry::Point(p) => Shape::Point(Point {
+                    lat: p.y(),
+                    lon: p.x(),
+                    z: None,
+                }),
+                other => Shape::Geom(other),
+            }),
+            Object::String(_) => None,
+        }
+    }
+
+    fn distance_to(&self, p: &Point) -> f64 {
+        match self {
+            Shape::Point(q) => q.distance_to(p),
+            Shape::Rect(b) => b.distance_to(p),
+            Shape::Geom(g) => {
+                if g.intersects(&p.geo()) {
+                    return 0.0;
+                }
+                match g.haversine_closest_point(&p.geo()) {
+                    geo::Closest::Intersection(_) => 0.0,
+                    geo::Closest::SinglePoint(q) => {
+                        crate::geom::haversine(p.lat, p.lon, q.y(), q.x())
+                    }
+                    // Only degenerate geometries get here; their bounding rectangle
+                    // gives a distance that is never larger than the truth.
+                    geo::Closest::Indeterminate => {
+                        use geo::BoundingRect;
+                        g.bounding_rect()
+                            .map_or(f64::INFINITY, |r| Bounds::from_rect(r).distance_to(p))
+                    }
+                }
+            }
+        }
+    }
+
+    fn within_circle(&self, c: &Point, meters: f64) -> bool {
+        match self {
+            Shape::Point(p) => p.distance_to(c) <= meters,
+            // A spherical cap smaller than a hemisphere is convex, so a shape is
+            // inside it when all its vertices are.
+            Shape::Rect(b) => [
+                (b.sw.lat, b.sw.lon),
+                (b.sw.lat, b.ne.lon),
+                (b.ne.lat, b.ne.lon),
+                (b.ne.lat, b.sw.lon),
+            ]
+            .iter()
+            .all(|&(lat, lon)| crate::geom::haversine(lat, lon, c.lat, c.lon) <= meters),
+            Shape::Geom(g) => {
+                use geo::CoordsIter;
+                g.coords_iter()
+                    .all(|q| crate::geom::haversine(q.y, q.x, c.lat, c.lon) <= meters)
+            }
+        }
+    }
+}
+
+fn intersects(a: &Shape<'_>, b: &Shape<'_>) -> bool {
+    use Shape::*;
+    match (a, b) {
+        (Point(p), Point(q)) => p.lat == q.lat && p.lon == q.lon,
+        (Point(p), Rect(r)) | (Rect(r), Point(p)) => r.contains_point(p),
+        (Rect(r), Rect(s)) => r.intersects_bounds(s),
+        (Point(p), Geom(g)) | (Geom(g), Point(p)) => g.intersects(&p.geo()),
+        (Rect(r), Geom(g)) | (Geom(g), Rect(r)) => g.intersects(&r.rect()),
+        (Geom(g), Geom(h)) => g.intersects(*h),
+    }
+}
+
+/// True when `outer` covers `inner` (no point of `inner` outside `outer`).
+fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
+    use Shape::*;
+    match (outer, inner) {
+        (Point(p), Point(q)) => p.lat == q.lat && p.lon == q.lon,
+        (Point(p), Rect(r)) => r.sw.lat == r.ne.lat && r.sw.lon == r.ne.lon && r.contains_point(p),
+        (Point(p), Geom(g)) => geo::Geometry::Point(p.geo()).covers(*g),
+        (Rect(r), Point(p)) => r.contains_point(p),
+        (Rect(r), Rect(s)) => r.contains_bounds(s),
+        // A rectangle is convex, so a geometry is inside it exactly when its
+        // bounding rectangle is.
+        (Rect(r), Geom(g)) => {
+            use geo::BoundingRect;
+            g.bounding_rect()
+                .is_some_and(|b| r.contains_bounds(&Bounds::from_rect(b)))
+        }
+        (Geom(g), Point(p)) => g.covers(&p.geo()),
+        (Geom(g), Rect(r)) => g.covers(&r.rect()),
+        (Geom(g), Geom(h)) => g.covers(*h),
+    }
+}
