@@ -1,1 +1,111 @@
-//! Placeholder crate root; filled in by its issue.
+//! Cancel a [`CancellationToken`](tokio_util::sync::CancellationToken)
+//! exactly once when the process's memory crosses a threshold, so that a
+//! server shuts down in order and exits with [`EXIT_CODE_MEMORY_PRESSURE`]
+//! instead of being SIGKILLed by the kernel's OOM killer with torn files and
+//! no log. Before that, a soft level is published for admission control.
+//! The threshold may be a fraction of the effective limit, which is derived
+//! from cgroup v1/v2 limits and physical memory; the signal is jemalloc's own
+//! statistics when jemalloc is the global allocator (verified at start),
+//! process RSS, or the cgroup working set, or any [`MemorySource`].
+//!
+//! # Example
+//!
+//! ```
+//! use memwatch::{Config, Signal, Threshold, Watcher, EXIT_CODE_MEMORY_PRESSURE};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # fn main() -> Result<(), memwatch::Error> {
+//! let token = CancellationToken::new();
+//! // In a server: `let config = Config::from_env()?;`
+//! let config = Config {
+//!     threshold: Some(Threshold::Fraction(0.9)),
+//!     soft: Some(Threshold::Fraction(0.8)),
+//!     signal: Signal::Rss,
+//!     ..Default::default()
+//! };
+//! // `None` when the config is disabled: nothing to start.
+//! let watcher = Watcher::new(config, token.clone())?;
+//! let handle = watcher.as_ref().map(Watcher::spawn).transpose()?;
+//!
+//! // ... run the server until `token` is cancelled, by a signal handler or
+//! // by the watcher; then shut down in order. Here we stop at once.
+//! token.cancel();
+//! if let Some(h) = handle {
+//!     h.join();
+//! }
+//! let code = if watcher.as_ref().is_some_and(Watcher::fired) {
+//!     EXIT_CODE_MEMORY_PRESSURE
+//! } else {
+//!     0
+//! };
+//! assert_eq!(code, 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The complete `main` pattern, with jemalloc as the global allocator and a
+//! real allocation that crosses the threshold, is `examples/shutdown_on_pressure.rs`.
+//!
+//! # Semantics
+//!
+//! - **Effective limit** = the smallest of [`Config::limit`], every
+//!   `memory.max` and `memory.high` (v2) or `memory.limit_in_bytes` (v1)
+//!   from the process's cgroup up to the hierarchy root, and physical memory.
+//!   A [`Threshold::Fraction`] is resolved against it once, at construction.
+//! - **Sampling**: one sample as soon as a run starts, then one per poll
+//!   interval (default 1 s, raised to at least 10 ms; the effective value is
+//!   logged). Missed ticks are not replayed.
+//! - **Trigger**: the watchdog fires when a sample is `>=` the threshold.
+//!   For [`Signal::JemallocResident`] (and `Auto` resolved to it), a sample at
+//!   or above the threshold first causes `arena.<all>.purge` and a second
+//!   sample; it fires only if that second sample is still at or above.
+//! - **Firing** happens at most once per watcher, even with concurrent
+//!   [`Watcher::run`]s or [`Watcher::check`]s (an atomic compare-and-swap):
+//!   one structured warning with every signal value and the limits, the level
+//!   becomes [`Level::Critical`], the token is cancelled, and all runs end.
+//!   [`Watcher::fired`] then tells `main` to exit with
+//!   [`EXIT_CODE_MEMORY_PRESSURE`] (2) whatever its shutdown returned.
+//! - **Soft level**: at or above [`Config::soft`] the level is
+//!   [`Level::Elevated`]; it returns to [`Level::Normal`] only below
+//!   `soft - hysteresis × threshold`. Changes go to a `watch` channel
+//!   ([`Watcher::subscribe`]) and to an atomic read by
+//!   [`Watcher::is_under_pressure`].
+//! - **Cancellation**: cancelling the token from outside ends every run
+//!   without firing.
+//! - **Disabled**: no threshold or a zero one makes [`Watcher::new`] return
+//!   `None`; no thread or task exists.
+//! - **Self-check**: a jemalloc signal needs jemalloc statistics compiled in
+//!   and jemalloc serving Rust allocations (a 4 MiB probe must move
+//!   `thread.allocated`). Otherwise the reason is logged at error level,
+//!   kept in [`Watcher::degraded`] and [`Metrics::degraded`], and process RSS
+//!   is watched instead. A number that cannot move is never watched.
+//! - **Threads**: the library starts a thread only when asked:
+//!   [`Watcher::spawn`] (the sampler) and, after firing with
+//!   [`Config::exit_deadline`] set, a `memwatch-deadline` thread that calls
+//!   `std::process::exit(2)` if the process is still alive when the grace
+//!   period ends. That opt-in thread is the only place this crate exits.
+//! - The library never installs a global allocator.
+//!
+//! # Crate features
+//!
+//! - `jemalloc` (default): jemalloc signals and the purge step, through
+//!   `tikv-jemalloc-ctl` and `tikv-jemalloc-sys` with statistics enabled.
+//!   The application must still set `tikv_jemallocator::Jemalloc` as its
+//!   `#[global_allocator]`. Without the feature, jemalloc signals fall back
+//!   to RSS as above.
+
+mod cgroup;
+mod config;
+mod error;
+mod source;
+mod watcher;
+
+pub use cgroup::{physical_memory, Cgroup, CgroupRoots, CgroupVersion, Limits};
+pub use config::{env, Config, Signal, Threshold, DEFAULT_POLL_INTERVAL, MIN_POLL_INTERVAL};
+pub use error::{Error, Result};
+pub use source::{
+    CgroupReader, JemallocStats, MemorySource, Readings, RssReader, Sample, SystemSource,
+};
+pub use watcher::{
+    Check, Level, Metrics, Stopped, Watcher, WatcherHandle, EXIT_CODE_MEMORY_PRESSURE,
+};

@@ -1,0 +1,562 @@
+//! The watcher: sampling loop, levels, the single-shot fire and the deadline.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::cgroup::{Cgroup, Limits};
+use crate::config::{Config, Signal};
+use crate::error::{Error, Result};
+use crate::source::{MemorySource, Readings, Sample, SystemSource};
+
+/// The exit code a process should use after the watchdog fired, whatever its
+/// own shutdown returned. It tells a supervisor "restarted for memory
+/// pressure" apart from a crash (1) or a clean stop (0).
+pub const EXIT_CODE_MEMORY_PRESSURE: i32 = 2;
+
+/// The published memory level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Level {
+    /// Below the soft level (or no soft level configured).
+    Normal = 0,
+    /// At or above the soft level; shed load.
+    Elevated = 1,
+    /// The threshold was crossed and the token cancelled.
+    Critical = 2,
+}
+
+impl Level {
+    fn from_u8(v: u8) -> Level {
+        match v {
+            0 => Level::Normal,
+            1 => Level::Elevated,
+            _ => Level::Critical,
+        }
+    }
+
+    /// The name used in logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Level::Normal => "normal",
+            Level::Elevated => "elevated",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+/// Why a run of the watcher ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The threshold was crossed; the token is cancelled.
+    Fired,
+    /// The caller's token was cancelled (by anyone, including this watcher
+    /// through another run).
+    Cancelled,
+}
+
+/// What one [`Watcher::check`] saw and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    /// The sample the decision was made on (after a purge, if one ran).
+    pub sample: Sample,
+    /// The level after this check.
+    pub level: Level,
+    /// True if a purge ran before deciding.
+    pub purged: bool,
+    /// True if this very call fired the watchdog.
+    pub fired_now: bool,
+}
+
+/// A snapshot of the watcher's state for exporters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    /// The signal being watched (after any fallback).
+    pub signal: Signal,
+    /// Why the requested signal is not the one watched, if it fell back.
+    pub degraded: Option<String>,
+    /// The resolved threshold in bytes.
+    pub threshold_bytes: u64,
+    /// The resolved soft level in bytes.
+    pub soft_bytes: Option<u64>,
+    /// The effective limit in bytes, if one is known.
+    pub effective_limit: Option<u64>,
+    /// The poll interval in use.
+    pub poll_interval: Duration,
+    /// The most recent successful sample.
+    pub last_sample: Option<Sample>,
+    /// The current level.
+    pub level: Level,
+    /// Bytes left before the threshold at the last sample.
+    pub headroom_bytes: Option<u64>,
+    /// Samples taken, including re-samples after a purge.
+    pub samples: u64,
+    /// Samples that failed.
+    pub sample_errors: u64,
+    /// Purges issued.
+    pub purges: u64,
+    /// Whether the watchdog has fired.
+    pub fired: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    token: CancellationToken,
+    source: Mutex<Box<dyn MemorySource>>,
+    signal: Signal,
+    degraded: Option<String>,
+    threshold: u64,
+    soft: Option<u64>,
+    soft_exit: u64,
+    limits: Limits,
+    interval: Duration,
+    purge_before_fire: bool,
+    exit_deadline: Option<Duration>,
+    level: AtomicU8,
+    level_tx: watch::Sender<Level>,
+    fired: AtomicBool,
+    samples: AtomicU64,
+    sample_errors: AtomicU64,
+    purges: AtomicU64,
+    last: Mutex<Option<Sample>>,
+}
+
+impl std::fmt::Debug for dyn MemorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySource")
+            .field("signal", &self.signal())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The memory watchdog. Cloning is cheap and every clone observes and
+/// drives the same state.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    shared: Arc<Shared>,
+}
+
+/// The handle of a watcher started with [`Watcher::spawn`].
+#[derive(Debug)]
+pub struct WatcherHandle {
+    thread: thread::JoinHandle<Stopped>,
+}
+
+impl WatcherHandle {
+    /// Waits for the watcher thread to end. It ends once the watchdog fired
+    /// or the token was cancelled, so cancel the token first when shutting
+    /// down for another reason.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises a panic of the watcher thread.
+    pub fn join(self) -> Stopped {
+        match self.thread.join() {
+            Ok(s) => s,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// True once the watcher thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+impl Watcher {
+    /// Builds a watcher for this process from `config`, watching `token`.
+    ///
+    /// Returns `Ok(None)` when the config is disabled (no threshold, or a
+    /// zero one): nothing is started and nothing needs to be. Otherwise the
+    /// effective limit is discovered (configured value, cgroup v1/v2 limits,
+    /// physical memory), the signal's source is opened and self-checked, and
+    /// the thresholds are resolved. Nothing runs until the caller calls
+    /// [`Watcher::spawn`] or polls [`Watcher::run`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the config does not validate or its
+    /// levels resolve to nonsense, [`Error::NoLimit`] if a fractional
+    /// threshold has no limit to apply to, [`Error::Io`] if no signal at all
+    /// can be read.
+    pub fn new(config: Config, token: CancellationToken) -> Result<Option<Watcher>> {
+        config.validate()?;
+        if !config.is_enabled() {
+            tracing::info!("memwatch: disabled (no threshold configured)");
+            return Ok(None);
+        }
+        let cgroup = Cgroup::discover().unwrap_or_else(|error| {
+            tracing::warn!(%error, "memwatch: cannot read the process's cgroup");
+            None
+        });
+        let cgroup_limit = cgroup.as_ref().and_then(|c| {
+            c.limit()
+                .map_err(|error| tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit"))
+                .ok()
+                .flatten()
+        });
+        let limits = Limits {
+            configured: config.limit,
+            cgroup: cgroup_limit,
+            physical: crate::cgroup::physical_memory(),
+        };
+        let source = SystemSource::new(config.signal, cgroup.as_ref())?;
+        Self::with_source(config, token, Box::new(source), limits)
+    }
+
+    /// Builds a watcher over a caller-supplied source and limits. This is
+    /// the seam for custom signals and for deterministic tests.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Watcher::new`].
+    pub fn with_source(
+        config: Config,
+        token: CancellationToken,
+        source: Box<dyn MemorySource>,
+        limits: Limits,
+    ) -> Result<Option<Watcher>> {
+        config.validate()?;
+        let Some(threshold) = config.threshold.filter(|t| !t.is_zero()) else {
+            return Ok(None);
+        };
+        let effective = limits.effective();
+        let threshold = threshold.resolve(effective)?;
+        if threshold == 0 {
+            return Err(Error::InvalidConfig {
+                field: "threshold",
+                reason: "resolves to zero bytes".into(),
+            });
+        }
+        let soft = config.soft.map(|s| s.resolve(effective)).transpose()?;
+        if let Some(s) = soft {
+            if s >= threshold {
+                return Err(Error::InvalidConfig {
+                    field: "soft",
+                    reason: format!("soft level {s} B is not below the threshold {threshold} B"),
+                });
+            }
+        }
+        let hysteresis = (threshold as f64 * config.hysteresis) as u64;
+        let soft_exit = soft.map_or(0, |s| s.saturating_sub(hysteresis));
+        let interval = config.effective_poll_interval();
+        if let Some(limit) = effective.filter(|l| threshold > *l) {
+            tracing::warn!(
+                threshold_bytes = threshold,
+                effective_limit_bytes = limit,
+                "memwatch: threshold is above the effective memory limit; the kernel may act first"
+            );
+        }
+        let signal = source.signal();
+        let degraded = source.degraded().map(str::to_owned);
+        let (level_tx, _) = watch::channel(Level::Normal);
+        Ok(Some(Watcher {
+            shared: Arc::new(Shared {
+                token,
+                source: Mutex::new(source),
+                signal,
+                degraded,
+                threshold,
+                soft,
+                soft_exit,
+                limits,
+                interval,
+                purge_before_fire: config.purge_before_fire,
+                exit_deadline: config.exit_deadline,
+                level: AtomicU8::new(Level::Normal as u8),
+                level_tx,
+                fired: AtomicBool::new(false),
+                samples: AtomicU64::new(0),
+                sample_errors: AtomicU64::new(0),
+                purges: AtomicU64::new(0),
+                last: Mutex::new(None),
+            }),
+        }))
+    }
+
+    /// Starts the watcher on a dedicated OS thread named `memwatch`, running
+    /// [`Watcher::run`] on a private single-threaded tokio runtime.
+    ///
+    /// A thread of its own means sampling goes on when the caller's runtime
+    /// is starved (every worker busy or blocked), which is exactly when
+    /// memory tends to run away; the private runtime lets the thread sleep
+    /// until the next tick or the caller's cancellation, whichever comes
+    /// first, so stopping never waits out an interval.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the runtime or the thread cannot be created.
+    pub fn spawn(&self) -> Result<WatcherHandle> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|source| Error::Spawn {
+                name: "memwatch",
+                source,
+            })?;
+        let me = self.clone();
+        let thread = thread::Builder::new()
+            .name("memwatch".into())
+            .spawn(move || rt.block_on(me.run()))
+            .map_err(|source| Error::Spawn {
+                name: "memwatch",
+                source,
+            })?;
+        Ok(WatcherHandle { thread })
+    }
+
+    /// Samples at once, then every poll interval, until the watchdog fires
+    /// or the token is cancelled. Concurrent runs are allowed and still fire
+    /// exactly once.
+    ///
+    /// Sampling is synchronous and short (microseconds; a purge before
+    /// firing takes milliseconds). Prefer [`Watcher::spawn`] in servers: a
+    /// task on a starved runtime samples late.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future stops sampling between checks; no state is left
+    /// half-updated, because each check runs to completion inside one poll.
+    pub async fn run(&self) -> Stopped {
+        let s = &self.shared;
+        tracing::info!(
+            threshold_bytes = s.threshold,
+            soft_bytes = s.soft,
+            effective_limit_bytes = s.limits.effective(),
+            cgroup_limit_bytes = s.limits.cgroup,
+            physical_bytes = s.limits.physical,
+            poll_interval = ?s.interval,
+            signal = %s.signal,
+            degraded = s.degraded.as_deref(),
+            "memwatch: watching"
+        );
+        let mut ticks = tokio::time::interval(s.interval);
+        // After a stall, sample once and resume the cadence from there rather
+        // than bursting through the missed ticks.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = s.token.cancelled() => {
+                    return if self.fired() { Stopped::Fired } else { Stopped::Cancelled };
+                }
+                // The first tick completes at once: a process that starts
+                // above the threshold is caught without waiting an interval.
+                _ = ticks.tick() => {}
+            }
+            // A failed sample was logged and counted; the next tick retries.
+            let _ = self.check();
+            if self.fired() {
+                return Stopped::Fired;
+            }
+        }
+    }
+
+    /// Takes one sample and applies the decision rule (see the crate docs).
+    /// [`Watcher::run`] calls this on every tick; tests and callers with
+    /// their own schedule may call it directly, from any thread.
+    ///
+    /// # Errors
+    ///
+    /// The source's error if sampling failed; the failure is also logged and
+    /// counted in [`Metrics::sample_errors`].
+    pub fn check(&self) -> Result<Check> {
+        let s = &self.shared;
+        let mut source = s.source.lock();
+        let mut sample = self.sample(&mut **source)?;
+        let mut purged = false;
+        if sample.used >= s.threshold && s.purge_before_fire && source.can_purge() && !self.fired()
+        {
+            // Dirty pages count in jemalloc's resident figure but cost the
+            // kernel nothing to take back; only what survives a purge counts.
+            s.purges.fetch_add(1, Ordering::Relaxed);
+            purged = true;
+            match source.purge() {
+                Ok(()) => sample = self.sample(&mut **source)?,
+                Err(error) => tracing::warn!(%error, "memwatch: purge failed; deciding on the unpurged sample"),
+            }
+        }
+        *s.last.lock() = Some(sample);
+
+        let current = self.level();
+        let level = if current == Level::Critical || sample.used >= s.threshold {
+            Level::Critical
+        } else {
+            match s.soft {
+                Some(soft) if sample.used >= soft => Level::Elevated,
+                Some(_) if current == Level::Elevated && sample.used >= s.soft_exit => Level::Elevated,
+                _ => Level::Normal,
+            }
+        };
+        let mut fired_now = false;
+        if level == Level::Critical {
+            if s
+                .fired
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                fired_now = true;
+                let all = source.read_all();
+                drop(source);
+                self.publish(Level::Critical);
+                self.fire(sample, all);
+            }
+        } else {
+            drop(source);
+            self.publish(level);
+        }
+        Ok(Check {
+            sample,
+            level: self.level(),
+            purged,
+            fired_now,
+        })
+    }
+
+    fn sample(&self, source: &mut dyn MemorySource) -> Result<Sample> {
+        let s = &self.shared;
+        match source.sample() {
+            Ok(sample) => {
+                s.samples.fetch_add(1, Ordering::Relaxed);
+                Ok(sample)
+            }
+            Err(error) => {
+                let n = s.sample_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // Log the 1st, 2nd, 4th, 8th... failure, so that a broken
+                // source is visible without flooding the log at 10 ms.
+                if n.is_power_of_two() {
+                    tracing::warn!(%error, failures = n, "memwatch: sampling failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn publish(&self, level: Level) {
+        let old = Level::from_u8(self.shared.level.swap(level as u8, Ordering::AcqRel));
+        if old != level {
+            self.shared.level_tx.send_replace(level);
+            if level != Level::Critical {
+                tracing::info!(from = old.as_str(), to = level.as_str(), "memwatch: level changed");
+            }
+        }
+    }
+
+    fn fire(&self, sample: Sample, all: Readings) {
+        let s = &self.shared;
+        let je = all.jemalloc;
+        tracing::warn!(
+            signal = %s.signal,
+            used_bytes = sample.used,
+            threshold_bytes = s.threshold,
+            effective_limit_bytes = s.limits.effective(),
+            cgroup_limit_bytes = s.limits.cgroup,
+            configured_limit_bytes = s.limits.configured,
+            physical_bytes = s.limits.physical,
+            jemalloc_allocated_bytes = je.map(|j| j.allocated),
+            jemalloc_active_bytes = je.map(|j| j.active),
+            jemalloc_resident_bytes = je.map(|j| j.resident),
+            jemalloc_mapped_bytes = je.map(|j| j.mapped),
+            jemalloc_retained_bytes = je.map(|j| j.retained),
+            rss_bytes = all.rss,
+            cgroup_working_set_bytes = all.cgroup_working_set,
+            purges = s.purges.load(Ordering::Relaxed),
+            exit_code = EXIT_CODE_MEMORY_PRESSURE,
+            "memwatch: memory pressure shutdown"
+        );
+        s.token.cancel();
+        if let Some(grace) = s.exit_deadline {
+            let spawned = thread::Builder::new()
+                .name("memwatch-deadline".into())
+                .spawn(move || {
+                    thread::sleep(grace);
+                    tracing::error!(
+                        grace = ?grace,
+                        exit_code = EXIT_CODE_MEMORY_PRESSURE,
+                        "memwatch: shutdown did not finish within the deadline; exiting"
+                    );
+                    // The one place this crate ends the process, by explicit
+                    // opt-in: a hung shutdown would otherwise run into the
+                    // kernel OOM killer, which is what the watchdog is for.
+                    std::process::exit(EXIT_CODE_MEMORY_PRESSURE);
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "memwatch: cannot start the exit-deadline thread");
+            }
+        }
+    }
+
+    /// True once the watchdog has fired. `main` uses it to choose
+    /// [`EXIT_CODE_MEMORY_PRESSURE`] even when its own shutdown failed.
+    pub fn fired(&self) -> bool {
+        self.shared.fired.load(Ordering::Acquire)
+    }
+
+    /// The current level.
+    pub fn level(&self) -> Level {
+        Level::from_u8(self.shared.level.load(Ordering::Acquire))
+    }
+
+    /// True at or above the soft level: one atomic load, cheap enough for
+    /// admission control on every request.
+    pub fn is_under_pressure(&self) -> bool {
+        self.shared.level.load(Ordering::Relaxed) >= Level::Elevated as u8
+    }
+
+    /// A receiver of level changes.
+    pub fn subscribe(&self) -> watch::Receiver<Level> {
+        self.shared.level_tx.subscribe()
+    }
+
+    /// The token this watcher cancels.
+    pub fn token(&self) -> &CancellationToken {
+        &self.shared.token
+    }
+
+    /// The poll interval in use (the configured one raised to the floor).
+    pub fn poll_interval(&self) -> Duration {
+        self.shared.interval
+    }
+
+    /// The resolved threshold in bytes.
+    pub fn threshold_bytes(&self) -> u64 {
+        self.shared.threshold
+    }
+
+    /// The signal watched, after any start-up fallback.
+    pub fn signal(&self) -> Signal {
+        self.shared.signal
+    }
+
+    /// Why the requested signal is not the one watched, if it fell back.
+    pub fn degraded(&self) -> Option<&str> {
+        self.shared.degraded.as_deref()
+    }
+
+    /// A snapshot for exporters.
+    pub fn metrics(&self) -> Metrics {
+        let s = &self.shared;
+        let last = *s.last.lock();
+        Metrics {
+            signal: s.signal,
+            degraded: s.degraded.clone(),
+            threshold_bytes: s.threshold,
+            soft_bytes: s.soft,
+            effective_limit: s.limits.effective(),
+            poll_interval: s.interval,
+            last_sample: last,
+            level: self.level(),
+            headroom_bytes: last.map(|l| s.threshold.saturating_sub(l.used)),
+            samples: s.samples.load(Ordering::Relaxed),
+            sample_errors: s.sample_errors.load(Ordering::Relaxed),
+            purges: s.purges.load(Ordering::Relaxed),
+            fired: self.fired(),
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! The decision rule, driven deterministically with a fake source and
+//! paused tokio time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use memwatch::{
+    Config, Error, Level, Limits, MemorySource, Readings, Sample, Signal, Stopped, Threshold,
+    Watcher,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A source whose figure the test sets. A purge replaces the figure with
+/// `after_purge` when that is set, as a jemalloc purge drops dirty pages.
+#[derive(Debug, Default)]
+struct State {
+    used: AtomicU64,
+    after_purge: AtomicU64,
+    purgeable: bool,
+    failing: AtomicBool,
+    samples: AtomicUsize,
+    purges: AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+struct Fake(Arc<State>);
+
+impl Fake {
+    fn new(used: u64) -> Self {
+        let f = Fake(Arc::new(State::default()));
+        f.set(used);
+        f
+    }
+
+    fn purgeable(used: u64, after_purge: u64) -> Self {
+        let f = Fake(Arc::new(State {
+            purgeable: true,
+            ..Default::default()
+        }));
+        f.set(used);
+        f.0.after_purge.store(after_purge, Ordering::SeqCst);
+        f
+    }
+
+    fn set(&self, used: u64) {
+        self.0.used.store(used, Ordering::SeqCst);
+    }
+
+    fn samples(&self) -> usize {
+        self.0.samples.load(Ordering::SeqCst)
+    }
+}
+
+impl MemorySource for Fake {
+    fn signal(&self) -> Signal {
+        if self.0.purgeable {
+            Signal::JemallocResident
+        } else {
+            Signal::Rss
+        }
+    }
+
+    fn sample(&mut self) -> memwatch::Result<Sample> {
+        self.0.samples.fetch_add(1, Ordering::SeqCst);
+        if self.0.failing.load(Ordering::SeqCst) {
+            return Err(Error::Corrupt {
+                path: "/fake".into(),
+                reason: "injected".into(),
+            });
+        }
+        let used = self.0.used.load(Ordering::SeqCst);
+        Ok(Sample {
+            used,
+            readings: Readings {
+                rss: Some(used),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn read_all(&mut self) -> Readings {
+        Readings {
+            rss: Some(self.0.used.load(Ordering::SeqCst)),
+            ..Default::default()
+        }
+    }
+
+    fn can_purge(&self) -> bool {
+        self.0.purgeable
+    }
+
+    fn purge(&mut self) -> memwatch::Result<()> {
+        self.0.purges.fetch_add(1, Ordering::SeqCst);
+        self.set(self.0.after_purge.load(Ordering::SeqCst));
+        Ok(())
+    }
+}
+
+const INTERVAL: Duration = Duration::from_secs(1);
+
+fn config(threshold: u64) -> Config {
+    Config {
+        threshold: Some(Threshold::Bytes(threshold)),
+        poll_interval: INTERVAL,
+        ..Default::default()
+    }
+}
+
+fn watcher(config: Config, fake: &Fake) -> (Watcher, CancellationToken) {
+    let token = CancellationToken::new();
+    let w = Watcher::with_source(config, token.clone(), Box::new(fake.clone()), Limits::default())
+        .expect("valid config")
+        .expect("enabled");
+    (w, token)
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_once_above_threshold() {
+    let fake = Fake::new(2000);
+    let (w, token) = watcher(config(1000), &fake);
+    let start = Instant::now();
+    assert_eq!(w.run().await, Stopped::Fired);
+    assert!(token.is_cancelled());
+    assert!(w.fired());
+    assert_eq!(w.level(), Level::Critical);
+    // The first sample is taken at once, so no time passed.
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(fake.samples(), 1);
+    // Further checks and runs see the fired state and never fire again.
+    for _ in 0..5 {
+        assert!(!w.check().unwrap().fired_now);
+    }
+    assert_eq!(w.run().await, Stopped::Fired);
+    assert!(w.metrics().fired);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_on_the_tick_after_crossing() {
+    let fake = Fake::new(10);
+    let (w, token) = watcher(config(1000), &fake);
+    let run = tokio::spawn({
+        let w = w.clone();
+        async move { w.run().await }
+    });
+    tokio::time::sleep(INTERVAL * 3 + INTERVAL / 2).await;
+    assert!(!token.is_cancelled());
+    let crossed = Instant::now();
+    fake.set(1000);
+    assert_eq!(run.await.unwrap(), Stopped::Fired);
+    // Crossing at 3.5 intervals is seen at the tick at 4 intervals.
+    assert_eq!(crossed.elapsed(), INTERVAL / 2);
+    assert_eq!(fake.samples(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn does_not_fire_below_threshold() {
+    let fake = Fake::new(999);
+    let (w, token) = watcher(config(1000), &fake);
+    let res = tokio::time::timeout(INTERVAL * 10 + INTERVAL / 2, w.run()).await;
+    assert!(res.is_err(), "run must still be going");
+    assert!(!token.is_cancelled());
+    assert!(!w.fired());
+    // One immediate sample plus one per interval.
+    assert_eq!(fake.samples(), 11);
+    let m = w.metrics();
+    assert_eq!(m.samples, 11);
+    assert_eq!(m.headroom_bytes, Some(1));
+    assert_eq!(m.level, Level::Normal);
+    assert_eq!(m.last_sample.unwrap().used, 999);
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_cancellation_stops_without_firing() {
+    let fake = Fake::new(10);
+    let (w, token) = watcher(config(1000), &fake);
+    let run = tokio::spawn({
+        let w = w.clone();
+        async move { w.run().await }
+    });
+    tokio::time::sleep(INTERVAL * 2 + INTERVAL / 2).await;
+    token.cancel();
+    assert_eq!(run.await.unwrap(), Stopped::Cancelled);
+    assert!(!w.fired());
+    let taken = fake.samples();
+    assert_eq!(taken, 3);
+    // Nothing samples any more, even far above the threshold.
+    fake.set(u64::MAX);
+    tokio::time::sleep(INTERVAL * 10).await;
+    assert_eq!(fake.samples(), taken);
+    assert!(!w.fired());
+}
+
+#[tokio::test(start_paused = true)]
+async fn disabled_config_starts_nothing() {
+    let token = CancellationToken::new();
+    for threshold in [None, Some(Threshold::Bytes(0)), Some(Threshold::Fraction(0.0))] {
+        let cfg = Config {
+            threshold,
+            ..Default::default()
+        };
+        let fake = Fake::new(u64::MAX);
+        let w = Watcher::with_source(cfg.clone(), token.clone(), Box::new(fake.clone()), Limits::default())
+            .unwrap();
+        assert!(w.is_none(), "{threshold:?}");
+        assert!(Watcher::new(cfg, token.clone()).unwrap().is_none());
+        assert_eq!(fake.samples(), 0);
+    }
+    let from_env = Config::from_lookup(|_| None).unwrap();
+    assert!(Watcher::new(from_env, token.clone()).unwrap().is_none());
+    assert!(!token.is_cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_runs_fire_once() {
+    let fake = Fake::new(10);
+    let (w, token) = watcher(config(1000), &fake);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let w = w.clone();
+            tokio::spawn(async move { w.run().await })
+        })
+        .collect();
+    tokio::time::sleep(INTERVAL / 2).await;
+    fake.set(5000);
+    for r in runs {
+        let stopped = r.await.unwrap();
+        assert!(matches!(stopped, Stopped::Fired), "{stopped:?}");
+    }
+    assert!(token.is_cancelled());
+}
+
+#[test]
+fn concurrent_checks_fire_exactly_once() {
+    let fake = Fake::new(5000);
+    let (w, token) = watcher(config(1000), &fake);
+    let fired_now = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (w, fired_now) = (w.clone(), fired_now.clone());
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    if w.check().unwrap().fired_now {
+                        fired_now.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(fired_now.load(Ordering::SeqCst), 1);
+    assert!(token.is_cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn soft_level_with_hysteresis() {
+    let fake = Fake::new(0);
+    let cfg = Config {
+        soft: Some(Threshold::Bytes(800)),
+        hysteresis: 0.05, // 50 bytes of a 1000-byte threshold: leave below 750.
+        ..config(1000)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    let mut rx = w.subscribe();
+    // (sample, expected level)
+    let table = [
+        (700, Level::Normal),
+        (799, Level::Normal),
+        (800, Level::Elevated),
+        (760, Level::Elevated),
+        (750, Level::Elevated),
+        (749, Level::Normal),
+        (790, Level::Normal),
+        (950, Level::Elevated),
+        (0, Level::Normal),
+    ];
+    let mut changes = 0;
+    let mut last = Level::Normal;
+    for (used, expected) in table {
+        fake.set(used);
+        let c = w.check().unwrap();
+        assert_eq!(c.level, expected, "at {used}");
+        assert_eq!(w.is_under_pressure(), expected >= Level::Elevated, "at {used}");
+        if expected != last {
+            changes += 1;
+            assert!(rx.has_changed().unwrap(), "at {used}");
+            assert_eq!(*rx.borrow_and_update(), expected);
+        } else {
+            assert!(!rx.has_changed().unwrap(), "at {used}");
+        }
+        last = expected;
+    }
+    assert_eq!(changes, 4);
+    assert!(!token.is_cancelled());
+    fake.set(1000);
+    assert!(w.check().unwrap().fired_now);
+    assert_eq!(*rx.borrow_and_update(), Level::Critical);
+    assert!(w.is_under_pressure());
+}
+
+#[tokio::test(start_paused = true)]
+async fn purges_and_resamples_before_firing() {
+    // Dirty pages put resident at 1500, but a purge brings it to 900.
+    let fake = Fake::purgeable(1500, 900);
+    let (w, token) = watcher(config(1000), &fake);
+    let c = w.check().unwrap();
+    assert!(c.purged);
+    assert!(!c.fired_now);
+    assert_eq!(c.sample.used, 900);
+    assert_eq!(fake.samples(), 2);
+    assert_eq!(fake.0.purges.load(Ordering::SeqCst), 1);
+    assert!(!token.is_cancelled());
+    // Below the threshold no purge is attempted.
+    assert!(!w.check().unwrap().purged);
+    assert_eq!(fake.0.purges.load(Ordering::SeqCst), 1);
+    // Live memory: the purge does not help, so it fires on the re-sample.
+    fake.set(1500);
+    fake.0.after_purge.store(1200, Ordering::SeqCst);
+    let c = w.check().unwrap();
+    assert!(c.purged && c.fired_now);
+    assert_eq!(c.sample.used, 1200);
+    assert!(token.is_cancelled());
+    assert_eq!(w.metrics().purges, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn purge_can_be_turned_off_and_needs_a_purgeable_source() {
+    let fake = Fake::purgeable(1500, 0);
+    let (w, _) = watcher(
+        Config {
+            purge_before_fire: false,
+            ..config(1000)
+        },
+        &fake,
+    );
+    let c = w.check().unwrap();
+    assert!(!c.purged && c.fired_now);
+
+    let fake = Fake::new(1500);
+    let (w, _) = watcher(config(1000), &fake);
+    let c = w.check().unwrap();
+    assert!(!c.purged && c.fired_now);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sampling_errors_are_counted_and_retried() {
+    let fake = Fake::new(5000);
+    fake.0.failing.store(true, Ordering::SeqCst);
+    let (w, token) = watcher(config(1000), &fake);
+    let run = tokio::spawn({
+        let w = w.clone();
+        async move { w.run().await }
+    });
+    tokio::time::sleep(INTERVAL * 3 + INTERVAL / 2).await;
+    assert!(!token.is_cancelled());
+    assert_eq!(w.metrics().sample_errors, 4);
+    fake.0.failing.store(false, Ordering::SeqCst);
+    assert_eq!(run.await.unwrap(), Stopped::Fired);
+}
+
+#[tokio::test(start_paused = true)]
+async fn poll_interval_has_a_floor() {
+    let fake = Fake::new(0);
+    let (w, _) = watcher(
+        Config {
+            poll_interval: Duration::from_micros(10),
+            ..config(1000)
+        },
+        &fake,
+    );
+    assert_eq!(w.poll_interval(), Duration::from_millis(10));
+    let _ = tokio::time::timeout(Duration::from_millis(95), w.run()).await;
+    assert_eq!(fake.samples(), 10);
+}
+
+#[test]
+fn fraction_resolves_against_the_smallest_limit() {
+    let fake = Fake::new(0);
+    let limits = Limits {
+        configured: Some(4000),
+        cgroup: Some(2000),
+        physical: Some(16000),
+    };
+    let cfg = Config {
+        threshold: Some(Threshold::Fraction(0.5)),
+        soft: Some(Threshold::Fraction(0.4)),
+        ..Default::default()
+    };
+    let w = Watcher::with_source(cfg.clone(), CancellationToken::new(), Box::new(fake.clone()), limits)
+        .unwrap()
+        .unwrap();
+    assert_eq!(w.threshold_bytes(), 1000);
+    assert_eq!(w.metrics().soft_bytes, Some(800));
+    assert_eq!(w.metrics().effective_limit, Some(2000));
+
+    let err = Watcher::with_source(cfg, CancellationToken::new(), Box::new(fake.clone()), Limits::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::NoLimit), "{err}");
+
+    // A soft level that resolves above the threshold is rejected.
+    let cfg = Config {
+        threshold: Some(Threshold::Bytes(500)),
+        soft: Some(Threshold::Fraction(0.5)),
+        ..Default::default()
+    };
+    let err = Watcher::with_source(cfg, CancellationToken::new(), Box::new(fake), limits).unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { field: "soft", .. }), "{err}");
+}
+
+#[test]
+fn spawned_thread_stops_on_cancel_and_fires() {
+    let fake = Fake::new(0);
+    let (w, token) = watcher(config(1000), &fake);
+    let h = w.spawn().unwrap();
+    token.cancel();
+    assert_eq!(h.join(), Stopped::Cancelled);
+
+    let fake = Fake::new(1001);
+    let (w, token) = watcher(config(1000), &fake);
+    let h = w.spawn().unwrap();
+    assert_eq!(h.join(), Stopped::Fired);
+    assert!(token.is_cancelled() && w.fired());
+}
+
+#[test]
+fn spawned_thread_samples_while_the_callers_runtime_is_starved() {
+    // A single-worker runtime whose only worker is blocked cannot run a
+    // watcher task; the dedicated thread still fires.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let fake = Fake::new(0);
+    let (w, token) = watcher(
+        Config {
+            poll_interval: Duration::from_millis(10),
+            ..config(1000)
+        },
+        &fake,
+    );
+    let h = w.spawn().unwrap();
+    rt.block_on(async {
+        // Block the runtime's only thread until the token is cancelled.
+        fake.set(2000);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !token.is_cancelled() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    assert!(token.is_cancelled());
+    assert_eq!(h.join(), Stopped::Fired);
+}
