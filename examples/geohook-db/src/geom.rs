@@ -73,17 +73,13 @@ impl Point {
     /// The centre of a geohash cell, as Tile38's `SET key id HASH geohash` stores it.
     ///
     /// # Errors
-    /// [`Error::InvalidGeohash`] for an empty hash or one with characters outside
-    /// the geohash alphabet.
+    /// [`Error::InvalidGeohash`] for an empty hash, one longer than 12
+    /// characters, or one with characters outside the geohash alphabet.
     pub fn from_geohash(hash: &str) -> Result<Self> {
+        check_geohash(hash)?;
         let (c, _, _) = geohash::decode(hash).map_err(|_| Error::InvalidGeohash {
             hash: hash.to_owned(),
         })?;
-        if hash.is_empty() {
-            return Err(Error::InvalidGeohash {
-                hash: hash.to_owned(),
-            });
-        }
         Point::new(c.y, c.x)
     }
 
@@ -174,11 +170,7 @@ impl Bounds {
     /// # Errors
     /// [`Error::InvalidGeohash`] as for [`Point::from_geohash`].
     pub fn from_geohash(hash: &str) -> Result<Self> {
-        if hash.is_empty() {
-            return Err(Error::InvalidGeohash {
-                hash: hash.to_owned(),
-            });
-        }
+        check_geohash(hash)?;
         let r = geohash::decode_bbox(hash).map_err(|_| Error::InvalidGeohash {
             hash: hash.to_owned(),
         })?;
@@ -255,6 +247,19 @@ impl Bounds {
             write_position(out, lon, lat, None);
         }
         out.push_str("]]}");
+    }
+}
+
+/// Rejects what the `geohash` crate cannot take: it panics on an empty hash (a
+/// shift by 64) and errors on more than 12 characters, so both are checked first.
+fn check_geohash(hash: &str) -> Result<()> {
+    const ALPHABET: &[u8] = b"0123456789bcdefghjkmnpqrstuvwxyz";
+    if (1..=12).contains(&hash.len()) && hash.bytes().all(|b| ALPHABET.contains(&b)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidGeohash {
+            hash: hash.to_owned(),
+        })
     }
 }
 
