@@ -1,0 +1,97 @@
+//! NEARBY: results come by distance (then id), stop at the radius, and a LIMIT
+//! takes the nearest ones.
+
+mod common;
+
+use common::*;
+use geohook_db::{Database, SearchOpts};
+
+/// Points on the equator at 0.1° steps east of the origin, one of them shared by
+/// two ids, plus a polygon that contains the origin.
+fn fixture() -> Database {
+    let mut db = Database::new();
+    for (id, lon) in [("e5", 0.5), ("e1", 0.1), ("e3", 0.3), ("e2", 0.2), ("e4", 0.4), ("e2b", 0.2)] {
+        put(&mut db, "k", id, point(0.0, lon));
+    }
+    put(&mut db, "k", "w1", point(0.0, -0.15));
+    put(
+        &mut db,
+        "k",
+        "zone",
+        geo(r#"{"type":"Polygon","coordinates":[[[-0.01,-0.01],[0.01,-0.01],[0.01,0.01],[-0.01,0.01],[-0.01,-0.01]]]}"#),
+    );
+    put(&mut db, "k", "note", geohook_db::Object::String("not spatial".into()));
+    db
+}
+
+fn check(meters: Option<f64>, limit: Option<usize>, expected: &[&str]) {
+    let db = fixture();
+    let opts = SearchOpts {
+        limit,
+        ..Default::default()
+    };
+    let page = db.nearby("k", &pt(0.0, 0.0), meters, &opts, NOW);
+    assert_eq!(ids(&page), expected, "meters {meters:?} limit {limit:?}");
+    let d: Vec<f64> = page.hits.iter().map(|h| h.distance.unwrap()).collect();
+    assert!(d.windows(2).all(|w| w[0] <= w[1]), "ascending: {d:?}");
+    for h in &page.hits {
+        let want = h.item.object().distance_to(&pt(0.0, 0.0)).unwrap();
+        assert_eq!(h.distance, Some(want));
+        if let Some(m) = meters {
+            assert!(want <= m);
+        }
+    }
+}
+
+#[test]
+fn ordering_radius_and_limit() {
+    const DEG: f64 = 111_194.93;
+    let all = ["zone", "e1", "w1", "e2", "e2b", "e3", "e4", "e5"];
+    let cases: &[(Option<f64>, Option<usize>, &[&str])] = &[
+        (None, None, &all),
+        (None, Some(3), &all[..3]),
+        (Some(0.0), None, &["zone"]),
+        (Some(0.1 * DEG + 1.0), None, &["zone", "e1"]),
+        (Some(0.2 * DEG + 1.0), None, &["zone", "e1", "w1", "e2", "e2b"]),
+        (Some(0.2 * DEG + 1.0), Some(4), &["zone", "e1", "w1", "e2"]),
+        (Some(10.0 * DEG), None, &all),
+    ];
+    for (m, l, want) in cases {
+        check(*m, *l, want);
+    }
+}
+
+#[test]
+fn missing_key_is_empty() {
+    let db = fixture();
+    let page = db.nearby("nope", &pt(0.0, 0.0), None, &SearchOpts::default(), NOW);
+    assert!(page.hits.is_empty());
+    assert_eq!(page.cursor, 0);
+}
+
+#[test]
+fn knn_across_many_points_matches_sorting() {
+    // A 50x50 grid: the nearest 25 to an off-grid point must be the 25 smallest
+    // distances, in order, with ties broken by id.
+    let mut db = Database::new();
+    for i in 0..50 {
+        for j in 0..50 {
+            put(&mut db, "g", &format!("p{i:02}{j:02}"), point(40.0 + i as f64 * 0.01, -74.0 + j as f64 * 0.01));
+        }
+    }
+    let c = pt(40.2213, -73.8071);
+    let mut oracle: Vec<(f64, String)> = db
+        .scan("g", &SearchOpts::default(), NOW)
+        .hits
+        .iter()
+        .map(|h| (h.item.object().distance_to(&c).unwrap(), h.id.to_owned()))
+        .collect();
+    oracle.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let opts = SearchOpts {
+        limit: Some(25),
+        ..Default::default()
+    };
+    let got = ids(&db.nearby("g", &c, None, &opts, NOW));
+    let want: Vec<String> = oracle.into_iter().take(25).map(|x| x.1).collect();
+    assert_eq!(got, want);
+}
