@@ -1,1 +1,38 @@
-fn main() {}
+//! `geohook-server`: see `--help` and the README.
+
+use clap::Parser;
+
+// jemalloc as the global allocator, so that memwatch and the metrics read the
+// allocator's own numbers rather than RSS alone.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() {
+    let args = geohook_server::app::Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("geohook-server: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match rt.block_on(geohook_server::app::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("geohook-server: {e:#}");
+            1
+        }
+    };
+    // Dropping the runtime waits for blocking tasks; everything that matters
+    // (the final fsync) has already happened.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

@@ -1,0 +1,231 @@
+//! Prometheus metrics, encoded by `prometheus-client` and served over HTTP by
+//! a minimal hyper server on `--metrics-addr`.
+//!
+//! Counters and histograms are updated where the events happen; gauges that
+//! mirror server state (file size, connections, allocator statistics) are
+//! refreshed from a [`Snapshot`] just before each scrape is encoded.
+
+use std::convert::Infallible;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+/// The label set of the per-command metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CmdLabel {
+    /// The lower-case command name, or `unknown` (so that peers cannot grow
+    /// the label set without bound).
+    pub cmd: String,
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `tile38_aof_size_bytes`.
+    pub aof_size: Gauge,
+    /// Logical write offset (bytes ever appended).
+    pub aof_offset: Gauge,
+    /// Completed shrinks, automatic and by hand.
+    pub shrinks: Counter,
+    /// Shrinks that failed.
+    pub shrink_failures: Counter,
+    /// Shrink durations in seconds.
+    pub shrink_seconds: Histogram,
+    /// Repairs made to the file at start (0 or 1 per process).
+    pub repairs: Counter,
+    /// Bytes removed by the repair at start.
+    pub repaired_bytes: Gauge,
+    /// memwatch level as a number (0 normal, rising with pressure).
+    pub memwatch_level: Gauge,
+    /// memwatch headroom in bytes below the limit.
+    pub memwatch_headroom: Gauge,
+    /// jemalloc `stats.allocated`.
+    pub jemalloc_allocated: Gauge,
+    /// jemalloc `stats.resident`.
+    pub jemalloc_resident: Gauge,
+    /// Open client connections.
+    pub connected_clients: Gauge,
+    /// Connections accepted since start.
+    pub connections_received: Counter,
+    /// Connections refused (protected mode or per-address cap).
+    pub connections_rejected: Counter,
+    /// Commands run, by name.
+    pub commands: Family<CmdLabel, Counter>,
+    /// Command latency in seconds, by name.
+    pub command_seconds: Family<CmdLabel, Histogram>,
+    /// Objects removed by the background expiry task.
+    pub expired: Counter,
+    /// Number of objects in the database.
+    pub objects: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Metrics {
+        let mut r = Registry::default();
+        let m = Metrics {
+            aof_size: Gauge::default(),
+            aof_offset: Gauge::default(),
+            shrinks: Counter::default(),
+            shrink_failures: Counter::default(),
+            shrink_seconds: Histogram::new(exponential_buckets(0.001, 4.0, 10)),
+            repairs: Counter::default(),
+            repaired_bytes: Gauge::default(),
+            memwatch_level: Gauge::default(),
+            memwatch_headroom: Gauge::default(),
+            jemalloc_allocated: Gauge::default(),
+            jemalloc_resident: Gauge::default(),
+            connected_clients: Gauge::default(),
+            connections_received: Counter::default(),
+            connections_rejected: Counter::default(),
+            commands: Family::default(),
+            command_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00001, 4.0, 10))),
+            expired: Counter::default(),
+            objects: Gauge::default(),
+            registry: Registry::default(),
+        };
+        r.register("tile38_aof_size_bytes", "Size of the append-only file", m.aof_size.clone());
+        r.register("geohook_aof_offset_bytes", "Logical write offset (bytes ever appended)", m.aof_offset.clone());
+        r.register("geohook_aof_shrinks", "Completed append-only file shrinks", m.shrinks.clone());
+        r.register("geohook_aof_shrink_failures", "Failed append-only file shrinks", m.shrink_failures.clone());
+        r.register("geohook_aof_shrink_duration_seconds", "Duration of shrinks", m.shrink_seconds.clone());
+        r.register("geohook_aof_repairs", "Repairs of the append-only file at start", m.repairs.clone());
+        r.register("geohook_aof_repaired_bytes", "Bytes cut from the append-only file at start", m.repaired_bytes.clone());
+        r.register("geohook_memwatch_level", "memwatch pressure level (0 = normal)", m.memwatch_level.clone());
+        r.register("geohook_memwatch_headroom_bytes", "memwatch headroom below the limit", m.memwatch_headroom.clone());
+        r.register("geohook_jemalloc_allocated_bytes", "jemalloc stats.allocated", m.jemalloc_allocated.clone());
+        r.register("geohook_jemalloc_resident_bytes", "jemalloc stats.resident", m.jemalloc_resident.clone());
+        r.register("tile38_connected_clients", "Open client connections", m.connected_clients.clone());
+        r.register("tile38_connections_received", "Connections accepted", m.connections_received.clone());
+        r.register("geohook_connections_rejected", "Connections refused", m.connections_rejected.clone());
+        r.register("geohook_commands", "Commands run", m.commands.clone());
+        r.register("geohook_cmd_duration_seconds", "Command latency", m.command_seconds.clone());
+        r.register("tile38_expired_keys", "Objects removed by expiry", m.expired.clone());
+        r.register("geohook_objects", "Objects in the database", m.objects.clone());
+        Metrics { registry: r, ..m }
+    }
+
+    /// Records one command run.
+    pub fn command(&self, name: &str, seconds: f64) {
+        let label = CmdLabel { cmd: name.to_string() };
+        self.commands.get_or_create(&label).inc();
+        self.command_seconds.get_or_create(&label).observe(seconds);
+    }
+
+    /// Encodes the registry in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Reads jemalloc's allocated and resident byte counts, refreshing its
+/// statistics epoch first.
+pub fn jemalloc_stats() -> Option<(u64, u64)> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
+    let resident = tikv_jemalloc_ctl::stats::resident::read().ok()?;
+    Some((allocated as u64, resident as u64))
+}
+
+/// Sets a gauge from an unsigned value, saturating.
+pub fn set_gauge(g: &Gauge<i64, AtomicI64>, v: u64) {
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+}
+
+/// Serves `/metrics` (and `/` as a pointer to it) until `cancel` fires.
+/// `refresh` runs before each scrape to update the state gauges.
+///
+/// # Errors
+///
+/// None today; the result leaves room for fatal listener errors.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    refresh: Arc<dyn Fn() + Send + Sync>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "metrics listening");
+    }
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => { tracing::warn!(error = %e, "metrics accept failed"); continue; }
+            },
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let metrics = metrics.clone();
+        let refresh = refresh.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                let refresh = refresh.clone();
+                async move {
+                    let resp = match req.uri().path() {
+                        "/metrics" => {
+                            refresh();
+                            Response::builder()
+                                .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                                .body(Full::new(Bytes::from(metrics.encode())))
+                        }
+                        "/" => Response::builder().body(Full::new(Bytes::from_static(
+                            b"<html><body><a href=\"/metrics\">/metrics</a></body></html>",
+                        ))),
+                        _ => Response::builder().status(404).body(Full::new(Bytes::from_static(b"not found\n"))),
+                    };
+                    Ok::<_, Infallible>(resp.expect("static response parts are valid"))
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
+            tokio::select! {
+                r = conn => if let Err(e) = r { tracing::debug!(error = %e, "metrics connection ended"); },
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Asks jemalloc to return the unused dirty pages of every arena to the
+/// operating system now (the GC command).
+pub fn purge_jemalloc() {
+    // MALLCTL_ARENAS_ALL is 4096: the purge applies to every arena.
+    let name = c"arena.4096.purge";
+    // SAFETY: the name is a valid NUL-terminated mallctl name, and "purge"
+    // takes no input or output, so null pointers with zero lengths are the
+    // documented way to call it.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            name.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(rc, "jemalloc purge failed");
+    }
+}

@@ -1,0 +1,172 @@
+//! The TCP front end: accepting, protected mode, per-address caps, and the
+//! per-connection read-parse-execute-reply loop.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+
+use crate::commands::{self, Session};
+use crate::resp::{self, Reply};
+use crate::state::Shared;
+
+/// How many bytes a connection reads at a time. Reading in bounded chunks
+/// keeps the replies of one pipelined batch bounded too.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Counts open connections per client address and releases the slot on drop.
+#[derive(Debug, Default)]
+pub struct AddrCounts(parking_lot::Mutex<HashMap<IpAddr, usize>>);
+
+/// A connection's slot in [`AddrCounts`].
+#[derive(Debug)]
+pub struct Slot {
+    counts: Arc<AddrCounts>,
+    ip: IpAddr,
+}
+
+impl AddrCounts {
+    /// Takes a slot for `ip` unless it already has `max` connections.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
+        let mut m = self.0.lock();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { counts: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// True when the listener's address is reachable only from this machine.
+fn bound_to_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Accepts clients until the shutdown token fires; every connection task is
+/// tracked by `tracker` so that shutdown can wait for in-flight commands.
+pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker) {
+    let local = listener.local_addr().ok();
+    let counts = Arc::new(AddrCounts::default());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Running out of descriptors is transient; keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = shared.shutdown.cancelled() => break,
+        };
+        shared.metrics.connections_received.inc();
+        let protected = {
+            let s = shared.settings.read();
+            s.protected_mode && s.requirepass.is_empty()
+        };
+        if protected && !peer.ip().is_loopback() && !local.as_ref().is_some_and(bound_to_loopback) {
+            shared.metrics.connections_rejected.inc();
+            tracker.spawn(refuse(
+                stream,
+                "DENIED running in protected mode: no password is set and the client is not on loopback; \
+                 set requirepass or CONFIG SET protected-mode no from a loopback client",
+            ));
+            continue;
+        }
+        let Some(slot) = counts.acquire(peer.ip(), shared.opts.max_conns_per_addr) else {
+            shared.metrics.connections_rejected.inc();
+            tracker.spawn(refuse(stream, "ERR max connections per client address reached"));
+            continue;
+        };
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            shared.metrics.connected_clients.inc();
+            if let Err(e) = serve_conn(&shared, stream).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            shared.metrics.connected_clients.dec();
+            drop(slot);
+        });
+    }
+}
+
+async fn refuse(mut stream: TcpStream, msg: &'static str) {
+    let _ = stream.write_all(format!("-{msg}\r\n").as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Serves one connection until it quits, closes, sends unframeable bytes,
+/// or the server shuts down. A batch already read is always finished and
+/// answered before the connection closes.
+async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut session = Session::new(shared);
+    let limits = shared.opts.limits;
+    loop {
+        let mut start = 0;
+        let mut close = false;
+        loop {
+            match resp::parse(&buf[start..], &limits) {
+                Ok(Some((args, used))) => {
+                    start += used;
+                    if args.is_empty() {
+                        continue;
+                    }
+                    let reply = commands::execute(shared, &mut session, args);
+                    reply.encode(&mut out);
+                    if session.quit {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Reply::Error(e.to_string()).encode(&mut out);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..start);
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+            if out.capacity() > 1 << 20 {
+                out = Vec::with_capacity(16 * 1024);
+            }
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        // Spare capacity bounds one read; the parser bounds what stays
+        // buffered (one incomplete request of at most `max_request`).
+        buf.reserve(READ_CHUNK);
+        let n = tokio::select! {
+            r = stream.read_buf(&mut buf) => r?,
+            () = shared.shutdown.cancelled() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Settings that `CONFIG SET` changes at run time and `CONFIG REWRITE`
+//! persists to the JSON file `config` in the data directory (Tile38's name).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The file name of the persisted settings inside the data directory.
+pub const CONFIG_NAME: &str = "config";
+
+/// Run-time settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Password clients must give with AUTH; empty means none.
+    ///
+    /// Default: empty.
+    pub requirepass: String,
+    /// Refuse clients that are not on loopback when the server listens on
+    /// another address and no password is set.
+    ///
+    /// Default: true.
+    #[serde(rename = "protected-mode", with = "yes_no")]
+    pub protected_mode: bool,
+    /// Shrink the append-only file automatically once it is at least this
+    /// many bytes; 0 turns automatic shrinking off.
+    ///
+    /// Default: 0.
+    #[serde(rename = "aofshrink-min-size")]
+    pub aofshrink_min_size: u64,
+    /// When not 0, shrink only once the file has also grown by this many
+    /// percent over its size after the previous shrink; 0 means size alone
+    /// decides.
+    ///
+    /// Default: 0.
+    #[serde(rename = "aofshrink-percentage")]
+    pub aofshrink_percentage: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            requirepass: String::new(),
+            protected_mode: true,
+            aofshrink_min_size: 0,
+            aofshrink_percentage: 0,
+        }
+    }
+}
+
+mod yes_no {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if *v { "yes" } else { "no" })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_yes_no(&s).ok_or_else(|| serde::de::Error::custom(format!("expected yes or no, got {s:?}")))
+    }
+}
+
+/// Parses `yes`/`no` (any case).
+pub fn parse_yes_no(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a size like Tile38's `maxmemory`: plain bytes or a `kb`/`mb`/`gb`
+/// suffix in binary multiples (`256mb` = 268435456).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, mult) = if let Some(d) = lower.strip_suffix("gb") {
+        (d, 1u64 << 30)
+    } else if let Some(d) = lower.strip_suffix("mb") {
+        (d, 1 << 20)
+    } else if let Some(d) = lower.strip_suffix("kb") {
+        (d, 1 << 10)
+    } else if let Some(d) = lower.strip_suffix('b') {
+        (d, 1)
+    } else {
+        (lower.as_str(), 1)
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The names `CONFIG GET` and `CONFIG SET` accept, sorted.
+pub const PROPERTIES: &[&str] = &["aofshrink-min-size", "aofshrink-percentage", "protected-mode", "requirepass"];
+
+impl Settings {
+    /// Reads the settings file, or the defaults when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// An unreadable or malformed file, naming the path.
+    pub fn load(dir: &Path) -> anyhow::Result<Settings> {
+        let path = dir.join(CONFIG_NAME);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => Err(anyhow::anyhow!("cannot read config file {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the settings file atomically: a temporary file, fsync, rename,
+    /// then an fsync of the directory so the rename survives a crash.
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = dir.join(format!("{CONFIG_NAME}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(CONFIG_NAME))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// The value of one property as `CONFIG GET` shows it.
+    pub fn get(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "requirepass" => self.requirepass.clone(),
+            "protected-mode" => if self.protected_mode { "yes" } else { "no" }.to_string(),
+            "aofshrink-min-size" => self.aofshrink_min_size.to_string(),
+            "aofshrink-percentage" => self.aofshrink_percentage.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Sets one property from its `CONFIG SET` text.
+    ///
+    /// # Errors
+    ///
+    /// Tile38's messages: `Unsupported CONFIG parameter: x` and
+    /// `Invalid argument 'v' for CONFIG SET 'name'`.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let invalid = || format!("Invalid argument '{value}' for CONFIG SET '{name}'");
+        match name {
+            "requirepass" => self.requirepass = value.to_string(),
+            "protected-mode" => self.protected_mode = parse_yes_no(value).ok_or_else(invalid)?,
+            "aofshrink-min-size" => self.aofshrink_min_size = parse_size(value).ok_or_else(invalid)?,
+            "aofshrink-percentage" => self.aofshrink_percentage = value.parse().map_err(|_| invalid())?,
+            _ => return Err(format!("Unsupported CONFIG parameter: {name}")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_size("256mb"), Some(268_435_456));
+        assert_eq!(parse_size("1KB"), Some(1024));
+        assert_eq!(parse_size("2gb"), Some(2 << 30));
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("12345"), Some(12345));
+        assert_eq!(parse_size("mb"), None);
+        assert_eq!(parse_size("-1"), None);
+        assert_eq!(parse_size("99999999999gb"), None);
+    }
+
+    #[test]
+    fn round_trips_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Settings::default();
+        s.set("aofshrink-min-size", "1mb").unwrap();
+        s.set("protected-mode", "no").unwrap();
+        s.save(dir.path()).unwrap();
+        assert_eq!(Settings::load(dir.path()).unwrap(), s);
+        assert!(s.set("nope", "1").unwrap_err().starts_with("Unsupported"));
+        assert!(s.set("aofshrink-min-size", "x").unwrap_err().starts_with("Invalid argument"));
+    }
+}

@@ -1,0 +1,185 @@
+//! AOFSHRINK, automatic and by hand: `aof-compactor` decides when (size
+//! threshold, growth percentage, cooldown, back-off) and provides the
+//! crash-safe rewrite; this module supplies the snapshot.
+//!
+//! The rewrite follows buntdb rather than Tile38. The live file's size is
+//! recorded ([`Rewrite::begin_at`]); the live items are written in batches
+//! of [`BATCH`], each under a short read lock, so writers proceed between
+//! batches; the bytes the live file gained meanwhile are copied after the
+//! snapshot ([`Rewrite::catch_up`] without a lock, then
+//! [`Rewrite::commit`] under the write lock), and the result replaces the
+//! live file with one fsynced rename. No write is held in memory, and a crash
+//! at any point leaves either the old file or the new one.
+//!
+//! Replaying the carried-over tail over a snapshot that may already contain
+//! some of its effects converges to the right state, because every logged
+//! command sets a final value (SET, FSET, DEL, PDEL, DROP, FLUSHDB,
+//! PEXPIREAT, PERSIST), and the replay ignores a missing key or id or a
+//! blocked NX/XX; this is the argument Tile38 relies on for its shrink log.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aof_compactor::{bytesize::ByteSize, CompactionOutcome, Compactor, Rewrite, SizeSource};
+use tokio_util::task::TaskTracker;
+
+use crate::aof::AOF_NAME;
+use crate::settings::Settings;
+use crate::state::{now_ms, Shared};
+
+/// Items written per read-lock hold.
+pub const BATCH: usize = 1000;
+
+/// What one shrink did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    /// File size when the shrink started.
+    pub before: u64,
+    /// Snapshot bytes written.
+    pub snapshot: u64,
+    /// Bytes of writes made during the shrink, carried over.
+    pub tail: u64,
+    /// File size after.
+    pub after: u64,
+}
+
+struct Busy<'a>(&'a Shared);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.shrinking.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Rewrites the file. Blocking: run it on a blocking thread.
+///
+/// # Errors
+///
+/// Another shrink is running, writes are disabled, or an I/O step failed.
+/// Before the rename the live file is untouched; if reopening after the
+/// rename fails, writes are disabled (the error is latched in the log).
+pub fn shrink(shared: &Shared) -> Result<Report, String> {
+    if shared.shrinking.swap(true, Ordering::SeqCst) {
+        return Err("shrink already in progress".into());
+    }
+    let _busy = Busy(shared);
+    let started = Instant::now();
+    let result = rewrite(shared);
+    match &result {
+        Ok(r) => {
+            let secs = started.elapsed().as_secs_f64();
+            shared.metrics.shrinks.inc();
+            shared.metrics.shrink_seconds.observe(secs);
+            tracing::info!(before = r.before, after = r.after, snapshot = r.snapshot, tail = r.tail, secs, "aof shrink finished");
+        }
+        Err(e) => {
+            shared.metrics.shrink_failures.inc();
+            tracing::error!(error = %e, "aof shrink failed; the live file is unchanged");
+        }
+    }
+    result
+}
+
+fn rewrite(shared: &Shared) -> Result<Report, String> {
+    let live = shared.opts.dir.join(AOF_NAME);
+    let start = {
+        let core = shared.core.read();
+        core.writable()?;
+        core.aof.size()
+    };
+    let mut rw = Rewrite::begin_at(&live, start).map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut after: Option<(String, String)> = None;
+    let mut snapshot = 0u64;
+    loop {
+        let next = {
+            let core = shared.core.read();
+            crate::geo::snapshot_batch(
+                &core.db,
+                after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())),
+                now_ms(),
+                BATCH,
+                &mut buf,
+            )
+        };
+        rw.write_all(&buf).map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+        snapshot += buf.len() as u64;
+        buf.clear();
+        match next {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    // Copy most of the tail without blocking writers, so that the part
+    // done under the write lock is short.
+    rw.catch_up().map_err(|e| e.to_string())?;
+    let mut core = shared.core.write();
+    core.writable()?;
+    let before = core.aof.size();
+    let committed = match rw.commit() {
+        Ok(c) => c,
+        Err(e) => {
+            // The rename happened if the file on disk is no longer the one we
+            // append to; then only the new file may be written.
+            let msg = e.to_string();
+            if let Err(re) = core.aof.reopen_if_replaced() {
+                core.aof.poison(format!("after a failed shrink commit ({msg}): {re}"));
+            }
+            return Err(msg);
+        }
+    };
+    let after_len = committed.len;
+    core.aof.replace(committed.file, after_len);
+    Ok(Report { before, snapshot, tail: committed.tail_len, after: after_len })
+}
+
+fn compactor_config(s: &Settings, check: Duration, cooldown: Duration) -> aof_compactor::Config {
+    aof_compactor::Config {
+        min_size: ByteSize(s.aofshrink_min_size),
+        growth_percent: (s.aofshrink_percentage > 0).then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX)),
+        check_interval: check,
+        cooldown,
+        ..Default::default()
+    }
+}
+
+/// Applies changed `aofshrink-*` settings to the running compactor.
+///
+/// # Errors
+///
+/// The compactor rejected the values.
+pub fn apply_settings(shared: &Shared) -> Result<(), String> {
+    let Some(h) = shared.compactor.get() else { return Ok(()) };
+    let s = shared.settings.read().clone();
+    h.update(|c| {
+        c.min_size = ByteSize(s.aofshrink_min_size);
+        c.growth_percent = (s.aofshrink_percentage > 0).then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX));
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Removes leftovers of interrupted rewrites and starts the compactor task.
+///
+/// # Errors
+///
+/// Leftovers cannot be removed, or the configuration is invalid.
+pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker, check: Duration, cooldown: Duration) -> anyhow::Result<()> {
+    let live = shared.opts.dir.join(AOF_NAME);
+    aof_compactor::clean_leftovers(&live)?;
+    let cfg = compactor_config(&shared.settings.read(), check, cooldown);
+    let s = shared.clone();
+    let (compactor, handle) = Compactor::new(cfg, SizeSource::Path(live), move |_ctx| {
+        let s = s.clone();
+        async move {
+            let r = tokio::task::spawn_blocking(move || shrink(&s))
+                .await
+                .map_err(|e| format!("shrink task: {e}"))??;
+            Ok::<_, String>(CompactionOutcome { new_size: r.after })
+        }
+    })?;
+    let _ = shared.compactor.set(handle);
+    tracker.spawn(compactor.run(shared.shutdown.clone()));
+    Ok(())
+}

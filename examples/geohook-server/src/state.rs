@@ -1,0 +1,171 @@
+//! The state shared by every connection and background task, and the one
+//! write path every change goes through.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use geohook_db::Database;
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::aof::{Aof, Fsync};
+use crate::metrics::Metrics;
+use crate::resp::Limits;
+use crate::settings::Settings;
+
+/// Options fixed at start from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// When the append-only file is fsynced.
+    pub fsync: Fsync,
+    /// Request caps.
+    pub limits: Limits,
+    /// Most connections one client address may hold open.
+    pub max_conns_per_addr: usize,
+    /// The address the server listens on, for SERVER and INFO.
+    pub listen: String,
+}
+
+/// One change to the data, as the future hook engine and replication will
+/// see it: the logged command, where it lands in the log, and the object
+/// before and after.
+#[derive(Debug)]
+pub struct Change<'a> {
+    /// The logical offset after the change was appended.
+    pub offset: u64,
+    /// The command as written to the append-only file.
+    pub args: &'a [Vec<u8>],
+    /// The collection key.
+    pub key: &'a str,
+    /// The object id, when the change is about one object.
+    pub id: Option<&'a str>,
+}
+
+/// Receives every committed change, in log order, while the write lock is
+/// held. Hook delivery (SETHOOK/DELHOOK/PDELHOOK/HOOKS) plugs in here; it must
+/// not block, only enqueue.
+pub trait ChangeSink: Send + Sync + std::fmt::Debug {
+    /// Called once per committed change.
+    fn on_change(&self, change: &Change<'_>);
+}
+
+/// The data and its log, guarded together so that the log order is the
+/// apply order.
+#[derive(Debug)]
+pub struct Core {
+    /// The objects.
+    pub db: Database,
+    /// The append-only file.
+    pub aof: Aof,
+    /// True while the file is being replayed at start: nothing is logged.
+    pub loading: bool,
+}
+
+/// Everything the connections and tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    /// Options fixed at start.
+    pub opts: Options,
+    /// The data and its log.
+    pub core: RwLock<Core>,
+    /// Run-time settings (CONFIG GET/SET/REWRITE).
+    pub settings: RwLock<Settings>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Fires when the server stops accepting and drains.
+    pub shutdown: CancellationToken,
+    /// READONLY yes.
+    pub readonly: AtomicBool,
+    /// True while a shrink runs.
+    pub shrinking: AtomicBool,
+    /// Commands run since start.
+    pub commands_run: AtomicU64,
+    /// When the process started.
+    pub started: Instant,
+    /// Where committed changes go (hooks, later replication).
+    pub changes: Option<Arc<dyn ChangeSink>>,
+    /// The compactor's handle: AOFSHRINK, CONFIG SET aofshrink-*, status.
+    pub compactor: std::sync::OnceLock<aof_compactor::Handle>,
+    /// The memory watchdog, when configured.
+    pub memwatch: std::sync::OnceLock<memwatch::Watcher>,
+}
+
+impl Shared {
+    /// Builds the shared state around an opened core.
+    pub fn new(opts: Options, core: Core, settings: Settings, metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            opts,
+            core: RwLock::new(core),
+            settings: RwLock::new(settings),
+            metrics,
+            shutdown: CancellationToken::new(),
+            readonly: AtomicBool::new(false),
+            shrinking: AtomicBool::new(false),
+            commands_run: AtomicU64::new(0),
+            started: Instant::now(),
+            changes: None,
+            compactor: std::sync::OnceLock::new(),
+            memwatch: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// True when writes are refused by READONLY.
+    pub fn is_readonly(&self) -> bool {
+        self.readonly.load(Ordering::Relaxed)
+    }
+}
+
+impl Core {
+    /// Refuses a write before it touches memory when the log has failed, so
+    /// that memory never runs ahead of a file known to be broken.
+    ///
+    /// # Errors
+    ///
+    /// The latched log failure.
+    pub fn writable(&self) -> Result<(), String> {
+        match self.aof.failure() {
+            Some(e) if !self.loading => Err(format!("aof write failed, writes disabled: {e}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The one write path: appends the applied command to the log (fsyncing
+    /// it under `always`), bumps the logical offset and tells the change sink.
+    /// While loading nothing is logged.
+    ///
+    /// # Errors
+    ///
+    /// The write or fsync failed; the caller replies with the error.
+    pub fn commit(
+        &mut self,
+        fsync: Fsync,
+        sink: Option<&Arc<dyn ChangeSink>>,
+        args: &[Vec<u8>],
+        key: &str,
+        id: Option<&str>,
+    ) -> Result<(), String> {
+        if self.loading {
+            return Ok(());
+        }
+        let offset = self.aof.append(args)?;
+        if fsync == Fsync::Always {
+            self.aof.sync()?;
+        }
+        if let Some(sink) = sink {
+            sink.on_change(&Change { offset, args, key, id });
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch, the clock the database runs on.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,43 @@
+//! memwatch wiring: configuration from `MEMWATCH_*` variables with flags
+//! taking precedence, and the watcher on its own thread.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Args;
+use crate::state::Shared;
+
+/// Builds the memwatch configuration: each flag overrides its variable.
+///
+/// # Errors
+///
+/// An invalid value, naming the variable.
+pub fn config(args: &Args) -> anyhow::Result<memwatch::Config> {
+    let threshold = args.memwatch_threshold.clone();
+    let interval = args.memwatch_interval.clone();
+    memwatch::Config::from_lookup(move |name| match name {
+        memwatch::env::THRESHOLD if threshold.is_some() => threshold.clone(),
+        memwatch::env::POLL_INTERVAL if interval.is_some() => interval.clone(),
+        _ => std::env::var(name).ok(),
+    })
+    .context("memwatch configuration")
+}
+
+/// Starts the watcher when configured. Returns the token it cancels when it
+/// fires (never cancelled when memwatch is off) and its thread handle.
+///
+/// # Errors
+///
+/// Invalid configuration, or the thread cannot be started.
+pub fn start(args: &Args, shared: &Arc<Shared>) -> anyhow::Result<(CancellationToken, Option<memwatch::WatcherHandle>)> {
+    let token = CancellationToken::new();
+    let cfg = config(args)?;
+    let Some(watcher) = memwatch::Watcher::new(cfg, token.clone()).context("memwatch")? else {
+        return Ok((token, None));
+    };
+    let handle = watcher.spawn().context("memwatch thread")?;
+    let _ = shared.memwatch.set(watcher);
+    Ok((token, Some(handle)))
+}
