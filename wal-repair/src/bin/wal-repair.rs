@@ -1,0 +1,328 @@
+//! `wal-repair`: check or repair the tail of an append-only log from the command line.
+//!
+//! Exit codes: 0 clean (or repaired by `fix`); 1 torn or zero tail (repairable; `check` and
+//! `fix --dry-run` only); 2 corrupt (file untouched); 3 usage, I/O or lock error; 4 repair refused
+//! because it would discard more than `--max-discard` bytes.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use wal_repair::{frames, resp, Config, Error, Outcome, RecordFormat, Scan, StdFs, Tail};
+
+/// Tell a torn log tail from corruption, and repair only the tail.
+#[derive(Debug, Parser)]
+#[command(version, after_help = EXIT_CODES)]
+struct Cli {
+    /// Print one JSON object on stdout instead of human-readable text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str =
+    "Exit codes: 0 clean or repaired; 1 torn or zero tail (check, fix --dry-run); \
+2 corrupt, file untouched; 3 usage, I/O or lock error; 4 repair refused by --max-discard.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Classify the end of a log without modifying it.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Truncate a torn or zero tail, keeping the cut bytes in a sidecar file; refuse corruption.
+    Fix {
+        #[command(flatten)]
+        common: Common,
+        /// Report what would be done without modifying anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse to discard more than this many bytes.
+        #[arg(long, value_name = "BYTES")]
+        max_discard: Option<u64>,
+        /// Directory for the sidecar file (default: beside the log).
+        #[arg(long, value_name = "DIR")]
+        sidecar_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Record format; `auto` picks `frames` when the file starts with the frames magic, else `resp`.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    format: FormatArg,
+    /// The log file.
+    file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Auto,
+    Resp,
+    Frames,
+}
+
+const EXIT_CLEAN: u8 = 0;
+const EXIT_TORN: u8 = 1;
+const EXIT_CORRUPT: u8 = 2;
+const EXIT_ERROR: u8 = 3;
+const EXIT_CAP: u8 = 4;
+
+/// Files at least this large get a progress bar (when stderr is a terminal).
+const PROGRESS_MIN_BYTES: u64 = 256 << 20;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_ERROR
+            } else {
+                EXIT_CLEAN
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({ "status": "error", "error": format!("{e:#}") })
+                );
+            } else {
+                eprintln!("wal-repair: error: {e:#}");
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn pick_format(arg: FormatArg, path: &Path) -> anyhow::Result<&'static dyn RecordFormat> {
+    Ok(match arg {
+        FormatArg::Resp => &resp::Resp,
+        FormatArg::Frames => &frames::Frames,
+        FormatArg::Auto => {
+            let mut head = Vec::new();
+            std::fs::File::open(path)
+                .with_context(|| format!("opening {}", path.display()))?
+                .take(frames::MAGIC.len() as u64)
+                .read_to_end(&mut head)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if head.as_slice() == frames::MAGIC {
+                &frames::Frames
+            } else {
+                &resp::Resp
+            }
+        }
+    })
+}
+
+fn progress_bar(path: &Path) -> Option<indicatif::ProgressBar> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len < PROGRESS_MIN_BYTES || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message("scanning");
+    Some(bar)
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let json = cli.json;
+    match cli.command {
+        Command::Check { common } => {
+            let format = pick_format(common.format, &common.file)?;
+            let scan = scan_with_progress(&common.file, format)?;
+            Ok(report_scan(&common.file, format, &scan, json, false))
+        }
+        Command::Fix {
+            common,
+            dry_run,
+            max_discard,
+            sidecar_dir,
+        } => {
+            let format = pick_format(common.format, &common.file)?;
+            if dry_run {
+                let scan = scan_with_progress(&common.file, format)?;
+                return Ok(report_scan(&common.file, format, &scan, json, true));
+            }
+            let config = Config {
+                max_discard,
+                sidecar_dir,
+                ..Config::default()
+            };
+            let bar = progress_bar(&common.file);
+            let result = wal_repair::repair_with(&common.file, format, &config, &StdFs, &mut |n| {
+                if let Some(bar) = &bar {
+                    bar.set_position(n);
+                }
+            });
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            match result {
+                Ok(Outcome::Clean(scan)) => {
+                    Ok(report_scan(&common.file, format, &scan, json, false))
+                }
+                Ok(Outcome::Repaired(report)) => {
+                    if json {
+                        let mut v = serde_json::to_value(&report)?;
+                        v["status"] = json!("repaired");
+                        println!("{v}");
+                    } else {
+                        println!(
+                            "{}: repaired: truncated {} bytes after offset {} ({} tail: {}); {} records kept; \
+                             cut bytes saved in {}",
+                            common.file.display(),
+                            report.discarded,
+                            report.valid_len,
+                            report.kind,
+                            report.reason,
+                            report.records,
+                            report.sidecar.display()
+                        );
+                    }
+                    Ok(EXIT_CLEAN)
+                }
+                Err(Error::Corrupt {
+                    path,
+                    offset,
+                    reason,
+                }) => {
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"status": "corrupt", "path": path, "format": format.name(),
+                                   "offset": offset, "reason": reason, "modified": false})
+                        );
+                    } else {
+                        println!(
+                            "{}: corrupt at offset {offset}: {reason}; not repaired (file untouched)",
+                            path.display()
+                        );
+                    }
+                    Ok(EXIT_CORRUPT)
+                }
+                Err(e @ Error::DiscardCapExceeded { .. }) => {
+                    if json {
+                        println!("{}", json!({"status": "refused", "error": e.to_string()}));
+                    } else {
+                        println!("{}: refused: {e}", common.file.display());
+                    }
+                    Ok(EXIT_CAP)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+fn scan_with_progress(path: &Path, format: &dyn RecordFormat) -> anyhow::Result<Scan> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let bar = progress_bar(path);
+    let scan = wal_repair::scan_open_file(&mut file, path, format, &Default::default(), &mut |n| {
+        if let Some(bar) = &bar {
+            bar.set_position(n);
+        }
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(scan?)
+}
+
+fn report_scan(
+    path: &Path,
+    format: &dyn RecordFormat,
+    scan: &Scan,
+    json: bool,
+    dry_run: bool,
+) -> u8 {
+    let (status, code) = match scan.tail {
+        Tail::Clean => ("clean", EXIT_CLEAN),
+        Tail::Zero => ("zero_tail", EXIT_TORN),
+        Tail::Torn { .. } => ("torn", EXIT_TORN),
+        Tail::Corrupt { .. } => ("corrupt", EXIT_CORRUPT),
+    };
+    if json {
+        let mut v = json!({
+            "status": status,
+            "path": path,
+            "format": format.name(),
+            "file_len": scan.file_len,
+            "valid_len": scan.valid_len,
+            "records": scan.records,
+            "discarded": scan.discarded(),
+            "modified": false,
+        });
+        match &scan.tail {
+            Tail::Torn { reason } => v["reason"] = json!(reason),
+            Tail::Corrupt {
+                offset,
+                reason,
+                next_valid,
+            } => {
+                v["offset"] = json!(offset);
+                v["reason"] = json!(reason);
+                v["next_valid"] = json!(next_valid);
+            }
+            Tail::Clean | Tail::Zero => {}
+        }
+        println!("{v}");
+        return code;
+    }
+    let name = path.display();
+    let verb = if dry_run {
+        "fix would"
+    } else {
+        "`wal-repair fix` would"
+    };
+    match &scan.tail {
+        Tail::Clean => println!(
+            "{name}: clean: {} records, {} bytes",
+            scan.records, scan.file_len
+        ),
+        Tail::Zero => println!(
+            "{name}: zero tail: {} zero bytes after {} records; {verb} truncate to {}",
+            scan.discarded(),
+            scan.records,
+            scan.valid_len
+        ),
+        Tail::Torn { reason } => println!(
+            "{name}: torn tail: {} bytes after offset {} are not a whole record ({reason}); {verb} \
+             truncate to {} keeping {} records",
+            scan.discarded(),
+            scan.valid_len,
+            scan.valid_len,
+            scan.records
+        ),
+        Tail::Corrupt {
+            offset,
+            reason,
+            next_valid,
+        } => {
+            let after = next_valid.map_or(String::new(), |o| {
+                format!("; a valid record follows at offset {o}")
+            });
+            println!(
+                "{name}: corrupt at offset {offset}: {reason}{after}; not repairable automatically"
+            );
+        }
+    }
+    code
+}
