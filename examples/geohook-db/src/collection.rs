@@ -56,10 +56,13 @@ impl Item {
 ///
 /// A missing field reads as 0, as in Tile38, so a field set to 0 is not stored.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(Option<Box<[(Arc<str>, f64)]>>);
+pub struct Fields(Option<Box<[FieldSlot]>>);
+
+/// A field name, shared across the collection, and its value.
+type FieldSlot = (Arc<str>, f64);
 
 impl Fields {
-    fn slice(&self) -> &[(Arc<str>, f64)] {
+    fn slice(&self) -> &[FieldSlot] {
         self.0.as_deref().unwrap_or(&[])
     }
 
@@ -504,11 +507,8 @@ fn collect<'a>(
     }
     let patterns: Vec<WildMatch> = opts.matches.iter().map(|p| WildMatch::new(p)).collect();
     let mut hits = Vec::new();
-    let mut pos = 0u64;
-    for (id, item, distance) in walk {
-        let this = pos;
-        pos += 1;
-        if this < opts.cursor || !item.is_live(now_ms) {
+    for (pos, (id, item, distance)) in (0u64..).zip(walk) {
+        if pos < opts.cursor || !item.is_live(now_ms) {
             continue;
         }
         if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(id)) {
@@ -525,7 +525,10 @@ fn collect<'a>(
         }
         hits.push(Hit { id, item, distance });
         if opts.limit == Some(hits.len()) {
-            return Page { hits, cursor: pos };
+            return Page {
+                hits,
+                cursor: pos + 1,
+            };
         }
     }
     Page { hits, cursor: 0 }

@@ -101,6 +101,9 @@ impl Database {
     /// [`Error::IdExists`] for `Nx` when a live item exists; [`Error::KeyNotFound`]
     /// or [`Error::IdNotFound`] for `Xx` when none does; [`Error::ReservedField`]
     /// and [`Error::InvalidFieldValue`] for bad fields. Nothing changes on error.
+    // The arguments mirror the SET command one to one; a builder would only add
+    // a type that every caller has to fill in.
+    #[allow(clippy::too_many_arguments)]
     pub fn set<S: AsRef<str>>(
         &mut self,
         key: &str,

@@ -7,8 +7,16 @@ use common::*;
 use geohook_db::{Area, Database, Error, SearchOpts, SetCondition};
 
 fn set_ex(db: &mut Database, key: &str, id: &str, lat: f64, ttl_ms: Option<i64>) {
-    db.set(key, id, point(lat, 0.0), NO_FIELDS, ttl_ms.map(|t| NOW + t), SetCondition::Always, NOW)
-        .unwrap();
+    db.set(
+        key,
+        id,
+        point(lat, 0.0),
+        NO_FIELDS,
+        ttl_ms.map(|t| NOW + t),
+        SetCondition::Always,
+        NOW,
+    )
+    .unwrap();
 }
 
 fn fixture() -> Database {
@@ -61,7 +69,11 @@ fn invisible_at_the_deadline_millisecond() {
         }
     }
     assert_eq!(db.keys("*", NOW + 999), ["k", "only"]);
-    assert_eq!(db.keys("*", NOW + 1_000), ["k"], "a key whose items all expired is not listed");
+    assert_eq!(
+        db.keys("*", NOW + 1_000),
+        ["k"],
+        "a key whose items all expired is not listed"
+    );
     let s = db.stats("k", NOW + 1_000).unwrap();
     assert_eq!((s.num_objects, s.num_points), (2, 2));
 }
@@ -79,7 +91,13 @@ fn expire_due_removes_and_reports_once() {
         })
         .collect();
     got.sort();
-    assert_eq!(got, [("k".to_owned(), "a".to_owned()), ("only".to_owned(), "x".to_owned())]);
+    assert_eq!(
+        got,
+        [
+            ("k".to_owned(), "a".to_owned()),
+            ("only".to_owned(), "x".to_owned())
+        ]
+    );
     assert!(db.expire_due(NOW + 1_500, 100).is_empty(), "reported once");
     assert!(db.collection("only").is_none(), "an emptied key disappears");
     assert_eq!(db.collection("k").unwrap().len_stored(), 2);
@@ -102,19 +120,31 @@ fn ttl_expire_persist() {
     let mut db = fixture();
     assert_eq!(db.ttl("k", "a", NOW + 250), Ok(Some(750)));
     assert_eq!(db.ttl("k", "c", NOW), Ok(None));
-    assert!(matches!(db.ttl("k", "a", NOW + 1_000), Err(Error::IdNotFound { .. })));
-    assert!(matches!(db.ttl("nope", "a", NOW), Err(Error::KeyNotFound { .. })));
+    assert!(matches!(
+        db.ttl("k", "a", NOW + 1_000),
+        Err(Error::IdNotFound { .. })
+    ));
+    assert!(matches!(
+        db.ttl("nope", "a", NOW),
+        Err(Error::KeyNotFound { .. })
+    ));
 
     db.expire("k", "c", NOW + 5_000, NOW).unwrap();
     assert_eq!(db.ttl("k", "c", NOW), Ok(Some(5_000)));
     assert!(!db.exists("k", "c", NOW + 5_000));
-    assert!(matches!(db.expire("k", "zz", NOW, NOW), Err(Error::IdNotFound { .. })));
+    assert!(matches!(
+        db.expire("k", "zz", NOW, NOW),
+        Err(Error::IdNotFound { .. })
+    ));
 
     assert_eq!(db.persist("k", "c", NOW), Ok(true));
     assert_eq!(db.persist("k", "c", NOW), Ok(false));
     assert!(db.exists("k", "c", NOW + 1_000_000));
     // Persisting removes the item from the expiry index too.
-    assert!(db.expire_due(NOW + 1_000_000, 100).iter().all(|e| &*e.1 != "c"));
+    assert!(db
+        .expire_due(NOW + 1_000_000, 100)
+        .iter()
+        .all(|e| &*e.1 != "c"));
     assert!(db.exists("k", "c", NOW + 1_000_000));
 }
 
@@ -126,14 +156,36 @@ fn writes_treat_expired_items_as_absent() {
     assert!(db.del("k", "a", later).is_none());
     // NX succeeds over an expired item, and SET returns no previous item.
     let prev = db
-        .set("k", "a", point(9.0, 9.0), NO_FIELDS, None, SetCondition::Nx, later)
+        .set(
+            "k",
+            "a",
+            point(9.0, 9.0),
+            NO_FIELDS,
+            None,
+            SetCondition::Nx,
+            later,
+        )
         .unwrap();
     assert!(prev.is_none());
-    assert!(db.exists("k", "a", later + 1_000_000), "the new item has no TTL");
-    assert!(db.expire_due(later + 1_000_000, 100).iter().all(|e| &*e.1 != "a"));
+    assert!(
+        db.exists("k", "a", later + 1_000_000),
+        "the new item has no TTL"
+    );
+    assert!(db
+        .expire_due(later + 1_000_000, 100)
+        .iter()
+        .all(|e| &*e.1 != "a"));
     // XX fails over an expired item.
     assert!(matches!(
-        db.set("k", "b", point(1.0, 1.0), NO_FIELDS, None, SetCondition::Xx, NOW + 2_000),
+        db.set(
+            "k",
+            "b",
+            point(1.0, 1.0),
+            NO_FIELDS,
+            None,
+            SetCondition::Xx,
+            NOW + 2_000
+        ),
         Err(Error::IdNotFound { .. })
     ));
 }

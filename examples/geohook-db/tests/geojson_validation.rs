@@ -12,7 +12,10 @@ fn check(input: &str, expected: Result<(GeoJsonKind, usize), &str>) {
             assert_eq!(g.as_str(), input.trim(), "text is kept verbatim");
         }
         (Err(Error::InvalidGeoJson { reason, .. }), Err(want)) => {
-            assert!(reason.contains(want), "{input}: reason {reason:?} lacks {want:?}");
+            assert!(
+                reason.contains(want),
+                "{input}: reason {reason:?} lacks {want:?}"
+            );
         }
         (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
     }
@@ -60,36 +63,96 @@ fn invalid_documents() {
         ("{", "not JSON"),
         ("[1,2]", "expected a GeoJSON object"),
         (r#"{"coordinates":[1,2]}"#, "missing member 'type'"),
-        (r#"{"type":5,"coordinates":[1,2]}"#, "'type' must be a string"),
-        (r#"{"type":"Circle","coordinates":[1,2]}"#, "unknown type 'Circle'"),
+        (
+            r#"{"type":5,"coordinates":[1,2]}"#,
+            "'type' must be a string",
+        ),
+        (
+            r#"{"type":"Circle","coordinates":[1,2]}"#,
+            "unknown type 'Circle'",
+        ),
         (r#"{"type":"Point"}"#, "missing member 'coordinates'"),
         (r#"{"type":"Point","coordinates":[1]}"#, "2 or 3 numbers"),
-        (r#"{"type":"Point","coordinates":[1,2,3,4]}"#, "2 or 3 numbers"),
+        (
+            r#"{"type":"Point","coordinates":[1,2,3,4]}"#,
+            "2 or 3 numbers",
+        ),
         (r#"{"type":"Point","coordinates":["1",2]}"#, "finite number"),
-        (r#"{"type":"Point","coordinates":[null,2]}"#, "finite number"),
+        (
+            r#"{"type":"Point","coordinates":[null,2]}"#,
+            "finite number",
+        ),
         (r#"{"type":"Point","coordinates":[181,0]}"#, "out of range"),
-        (r#"{"type":"Point","coordinates":[0,90.0001]}"#, "out of range"),
-        (r#"{"type":"Point","coordinates":[-180.5,-91]}"#, "out of range"),
-        (r#"{"type":"Point","coordinates":[[1,2],[3,4]]}"#, "finite number"),
-        (r#"{"type":"LineString","coordinates":[[1,2]]}"#, "at least 2 positions"),
-        (r#"{"type":"LineString","coordinates":[1,2]}"#, "expected an array"),
-        (r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[0,0]]]}"#, "at least 4 positions"),
-        (r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}"#, "end where it starts"),
+        (
+            r#"{"type":"Point","coordinates":[0,90.0001]}"#,
+            "out of range",
+        ),
+        (
+            r#"{"type":"Point","coordinates":[-180.5,-91]}"#,
+            "out of range",
+        ),
+        (
+            r#"{"type":"Point","coordinates":[[1,2],[3,4]]}"#,
+            "finite number",
+        ),
+        (
+            r#"{"type":"LineString","coordinates":[[1,2]]}"#,
+            "at least 2 positions",
+        ),
+        (
+            r#"{"type":"LineString","coordinates":[1,2]}"#,
+            "expected an array",
+        ),
+        (
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[0,0]]]}"#,
+            "at least 4 positions",
+        ),
+        (
+            r#"{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}"#,
+            "end where it starts",
+        ),
         (r#"{"type":"Polygon","coordinates":[]}"#, "empty array"),
-        (r#"{"type":"Polygon","coordinates":[[0,0],[1,0],[1,1],[0,0]]}"#, "at least 4 positions"),
-        (r#"{"type":"Polygon","coordinates":[[0,0,0,0]]}"#, "expected an array"),
-        (r#"{"type":"MultiPoint","coordinates":[]}"#, "at least 1 positions"),
-        (r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,1]]]]}"#, "end where it starts"),
-        (r#"{"type":"GeometryCollection","geometries":[]}"#, "empty array"),
-        (r#"{"type":"GeometryCollection"}"#, "missing member 'geometries'"),
+        (
+            r#"{"type":"Polygon","coordinates":[[0,0],[1,0],[1,1],[0,0]]}"#,
+            "at least 4 positions",
+        ),
+        (
+            r#"{"type":"Polygon","coordinates":[[0,0,0,0]]}"#,
+            "expected an array",
+        ),
+        (
+            r#"{"type":"MultiPoint","coordinates":[]}"#,
+            "at least 1 positions",
+        ),
+        (
+            r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,1]]]]}"#,
+            "end where it starts",
+        ),
+        (
+            r#"{"type":"GeometryCollection","geometries":[]}"#,
+            "empty array",
+        ),
+        (
+            r#"{"type":"GeometryCollection"}"#,
+            "missing member 'geometries'",
+        ),
         (
             r#"{"type":"GeometryCollection","geometries":[{"type":"Feature","geometry":{"type":"Point","coordinates":[1,2]}}]}"#,
             "not features",
         ),
-        (r#"{"type":"Feature","geometry":null}"#, "expected a GeoJSON object"),
+        (
+            r#"{"type":"Feature","geometry":null}"#,
+            "expected a GeoJSON object",
+        ),
         (r#"{"type":"Feature"}"#, "missing member 'geometry'"),
-        (r#"{"type":"FeatureCollection","features":[{"type":"Point","coordinates":[1,2]}]}"#, "holds Features"),
-        (r#"{"type":"FeatureCollection","features":{}}"#, "expected an array"),
+        (
+            r#"{"type":"FeatureCollection","features":[{"type":"Point","coordinates":[1,2]}]}"#,
+            "holds Features",
+        ),
+        (
+            r#"{"type":"FeatureCollection","features":{}}"#,
+            "expected an array",
+        ),
     ];
     for (input, want) in cases {
         check(input, Err(want));

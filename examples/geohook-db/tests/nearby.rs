@@ -10,7 +10,14 @@ use geohook_db::{Database, SearchOpts};
 /// two ids, plus a polygon that contains the origin.
 fn fixture() -> Database {
     let mut db = Database::new();
-    for (id, lon) in [("e5", 0.5), ("e1", 0.1), ("e3", 0.3), ("e2", 0.2), ("e4", 0.4), ("e2b", 0.2)] {
+    for (id, lon) in [
+        ("e5", 0.5),
+        ("e1", 0.1),
+        ("e3", 0.3),
+        ("e2", 0.2),
+        ("e4", 0.4),
+        ("e2b", 0.2),
+    ] {
         put(&mut db, "k", id, point(0.0, lon));
     }
     put(&mut db, "k", "w1", point(0.0, -0.15));
@@ -18,9 +25,16 @@ fn fixture() -> Database {
         &mut db,
         "k",
         "zone",
-        geo(r#"{"type":"Polygon","coordinates":[[[-0.01,-0.01],[0.01,-0.01],[0.01,0.01],[-0.01,0.01],[-0.01,-0.01]]]}"#),
+        geo(
+            r#"{"type":"Polygon","coordinates":[[[-0.01,-0.01],[0.01,-0.01],[0.01,0.01],[-0.01,0.01],[-0.01,-0.01]]]}"#,
+        ),
     );
-    put(&mut db, "k", "note", geohook_db::Object::String("not spatial".into()));
+    put(
+        &mut db,
+        "k",
+        "note",
+        geohook_db::Object::String("not spatial".into()),
+    );
     db
 }
 
@@ -52,7 +66,11 @@ fn ordering_radius_and_limit() {
         (None, Some(3), &all[..3]),
         (Some(0.0), None, &["zone"]),
         (Some(0.1 * DEG + 1.0), None, &["zone", "e1"]),
-        (Some(0.2 * DEG + 1.0), None, &["zone", "e1", "w1", "e2", "e2b"]),
+        (
+            Some(0.2 * DEG + 1.0),
+            None,
+            &["zone", "e1", "w1", "e2", "e2b"],
+        ),
         (Some(0.2 * DEG + 1.0), Some(4), &["zone", "e1", "w1", "e2"]),
         (Some(10.0 * DEG), None, &all),
     ];
@@ -76,7 +94,12 @@ fn knn_across_many_points_matches_sorting() {
     let mut db = Database::new();
     for i in 0..50 {
         for j in 0..50 {
-            put(&mut db, "g", &format!("p{i:02}{j:02}"), point(40.0 + i as f64 * 0.01, -74.0 + j as f64 * 0.01));
+            put(
+                &mut db,
+                "g",
+                &format!("p{i:02}{j:02}"),
+                point(40.0 + i as f64 * 0.01, -74.0 + j as f64 * 0.01),
+            );
         }
     }
     let c = pt(40.2213, -73.8071);

@@ -26,9 +26,16 @@ fn areas() -> [(&'static str, Area); 5] {
 fn check(name: &str, obj: Object, expected: Row) {
     for ((area_name, area), (within, intersects)) in areas().iter().zip(expected) {
         assert_eq!(obj.within(area), within, "{name} within {area_name}");
-        assert_eq!(obj.intersects(area), intersects, "{name} intersects {area_name}");
+        assert_eq!(
+            obj.intersects(area),
+            intersects,
+            "{name} intersects {area_name}"
+        );
         if within && obj.is_spatial() {
-            assert!(obj.intersects(area), "{name}: within implies intersects ({area_name})");
+            assert!(
+                obj.intersects(area),
+                "{name}: within implies intersects ({area_name})"
+            );
         }
     }
 }
@@ -40,7 +47,9 @@ const X: (bool, bool) = (false, true);
 #[test]
 fn geohash_cell_is_what_the_table_assumes() {
     // 's' is lat 0..45 lon 0..45; '0' then halves lat, lon, lat, lon, lat.
-    let Area::Hash(cell) = Area::hash("s0").unwrap() else { unreachable!() };
+    let Area::Hash(cell) = Area::hash("s0").unwrap() else {
+        unreachable!()
+    };
     assert_eq!(cell.bounds(), bounds(0.0, 0.0, 5.625, 11.25));
 }
 
@@ -52,10 +61,22 @@ fn every_object_kind_against_every_area_kind() {
         ("point outside", point(20.0, 20.0), [N, N, N, N, N]),
         ("point on edge", point(0.0, 5.0), [Y, Y, N, Y, N]),
         ("point near centre", point(5.0, 5.5), [Y, N, Y, Y, N]),
-        ("geojson point in hole", geo(r#"{"type":"Point","coordinates":[5,5]}"#), [Y, N, Y, Y, Y]),
+        (
+            "geojson point in hole",
+            geo(r#"{"type":"Point","coordinates":[5,5]}"#),
+            [Y, N, Y, Y, Y],
+        ),
         ("small bounds", rect(1.0, 1.0, 2.0, 2.0), [Y, Y, N, Y, N]),
-        ("bounds across the edge", rect(8.0, 8.0, 12.0, 12.0), [X, X, N, N, N]),
-        ("bounds around the hole", rect(3.0, 3.0, 7.0, 7.0), [Y, X, X, X, X]),
+        (
+            "bounds across the edge",
+            rect(8.0, 8.0, 12.0, 12.0),
+            [X, X, N, N, N],
+        ),
+        (
+            "bounds around the hole",
+            rect(3.0, 3.0, 7.0, 7.0),
+            [Y, X, X, X, X],
+        ),
         (
             "line through the centre",
             geo(r#"{"type":"LineString","coordinates":[[-5,5],[15,5]]}"#),
@@ -68,7 +89,9 @@ fn every_object_kind_against_every_area_kind() {
         ),
         (
             "feature around everything",
-            geo(r#"{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[-20,-20],[20,-20],[20,20],[-20,20],[-20,-20]]]},"properties":{}}"#),
+            geo(
+                r#"{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[-20,-20],[20,-20],[20,20],[-20,20],[-20,-20]]]},"properties":{}}"#,
+            ),
             [X, X, X, X, X],
         ),
         (
@@ -78,7 +101,9 @@ fn every_object_kind_against_every_area_kind() {
         ),
         (
             "collection of two far parts",
-            geo(r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[2,2]},{"type":"Point","coordinates":[30,30]}]}"#),
+            geo(
+                r#"{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[2,2]},{"type":"Point","coordinates":[30,30]}]}"#,
+            ),
             [X, X, N, X, N],
         ),
         ("string", Object::String("hello".into()), [N, N, N, N, N]),
@@ -106,8 +131,16 @@ fn distance_to_shapes() {
     let cases: Vec<(&str, Object, f64)> = vec![
         ("point", point(0.0, 1.0), 111_194.93),
         ("bounds containing", rect(-1.0, -1.0, 1.0, 1.0), 0.0),
-        ("bounds to the north", rect(2.0, -1.0, 3.0, 1.0), 2.0 * 111_194.93),
-        ("bounds to the east", rect(-1.0, 2.0, 1.0, 3.0), 2.0 * 111_194.93),
+        (
+            "bounds to the north",
+            rect(2.0, -1.0, 3.0, 1.0),
+            2.0 * 111_194.93,
+        ),
+        (
+            "bounds to the east",
+            rect(-1.0, 2.0, 1.0, 3.0),
+            2.0 * 111_194.93,
+        ),
         (
             "polygon to the east",
             geo(r#"{"type":"Polygon","coordinates":[[[2,-1],[3,-1],[3,1],[2,1],[2,-1]]]}"#),
@@ -135,8 +168,14 @@ fn geohash_and_center() {
     assert!(p.geohash(0).is_err() && p.geohash(13).is_err());
     assert!(Point::from_geohash("").is_err());
     assert!(Point::from_geohash("abc!").is_err());
-    assert!(Point::from_geohash("a").is_err(), "'a' is not in the geohash alphabet");
-    assert!(Point::from_geohash("0123456789bcd").is_err(), "13 characters");
+    assert!(
+        Point::from_geohash("a").is_err(),
+        "'a' is not in the geohash alphabet"
+    );
+    assert!(
+        Point::from_geohash("0123456789bcd").is_err(),
+        "13 characters"
+    );
     assert!(Area::hash("").is_err());
     assert!(Area::hash("é").is_err());
     let b = rect(0.0, 0.0, 10.0, 20.0);
@@ -145,7 +184,10 @@ fn geohash_and_center() {
 
 #[test]
 fn json_rendering() {
-    assert_eq!(point(33.5, -112.25).to_json(), r#"{"type":"Point","coordinates":[-112.25,33.5]}"#);
+    assert_eq!(
+        point(33.5, -112.25).to_json(),
+        r#"{"type":"Point","coordinates":[-112.25,33.5]}"#
+    );
     let z = Object::Point(Point::with_z(1.0, 2.0, 3.5).unwrap());
     assert_eq!(z.to_json(), r#"{"type":"Point","coordinates":[2,1,3.5]}"#);
     assert_eq!(
@@ -160,10 +202,20 @@ fn json_rendering() {
 
 #[test]
 fn bad_coordinates_are_rejected() {
-    for (lat, lon) in [(91.0, 0.0), (-90.5, 0.0), (0.0, 180.1), (0.0, -181.0), (f64::NAN, 0.0), (0.0, f64::INFINITY)] {
+    for (lat, lon) in [
+        (91.0, 0.0),
+        (-90.5, 0.0),
+        (0.0, 180.1),
+        (0.0, -181.0),
+        (f64::NAN, 0.0),
+        (0.0, f64::INFINITY),
+    ] {
         assert!(Point::new(lat, lon).is_err(), "{lat} {lon}");
     }
-    assert!(geohook_db::Bounds::new(10.0, 0.0, 5.0, 1.0).is_err(), "min lat above max lat");
+    assert!(
+        geohook_db::Bounds::new(10.0, 0.0, 5.0, 1.0).is_err(),
+        "min lat above max lat"
+    );
     assert!(Area::circle(pt(0.0, 0.0), -1.0).is_err());
     assert!(Area::circle(pt(0.0, 0.0), f64::NAN).is_err());
 }

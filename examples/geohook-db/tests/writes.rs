@@ -6,7 +6,12 @@ mod common;
 use common::*;
 use geohook_db::{Database, Error, Object, SetCondition};
 
-fn set(db: &mut Database, id: &str, fields: &[(&str, f64)], cond: SetCondition) -> Result<Option<String>, Error> {
+fn set(
+    db: &mut Database,
+    id: &str,
+    fields: &[(&str, f64)],
+    cond: SetCondition,
+) -> Result<Option<String>, Error> {
     db.set("k", id, point(1.0, 2.0), fields, None, cond, NOW)
         .map(|prev| prev.map(|i| i.object().to_json()))
 }
@@ -38,10 +43,19 @@ fn nx_xx() {
 #[test]
 fn set_merges_fields_and_validates_them() {
     let mut db = Database::new();
-    set(&mut db, "a", &[("speed", 10.0), ("age", 3.0)], SetCondition::Always).unwrap();
+    set(
+        &mut db,
+        "a",
+        &[("speed", 10.0), ("age", 3.0)],
+        SetCondition::Always,
+    )
+    .unwrap();
     set(&mut db, "a", &[("speed", 20.0)], SetCondition::Always).unwrap();
     let item = db.get("k", "a", NOW).unwrap();
-    assert_eq!(item.fields().iter().collect::<Vec<_>>(), [("age", 3.0), ("speed", 20.0)]);
+    assert_eq!(
+        item.fields().iter().collect::<Vec<_>>(),
+        [("age", 3.0), ("speed", 20.0)]
+    );
     for bad in ["z", "lat", "lon", ""] {
         assert!(matches!(
             set(&mut db, "a", &[(bad, 1.0)], SetCondition::Always),
@@ -52,29 +66,45 @@ fn set_merges_fields_and_validates_them() {
         set(&mut db, "a", &[("x", f64::NAN)], SetCondition::Always),
         Err(Error::InvalidFieldValue { .. })
     ));
-    assert_eq!(db.get("k", "a", NOW).unwrap().fields().len(), 2, "a failed SET changes nothing");
+    assert_eq!(
+        db.get("k", "a", NOW).unwrap().fields().len(),
+        2,
+        "a failed SET changes nothing"
+    );
 }
 
 #[test]
 fn fset_fget() {
     let mut db = Database::new();
     set(&mut db, "a", &[("speed", 10.0)], SetCondition::Always).unwrap();
-    let cases: Vec<(&str, Vec<(&str, f64)>, bool, Result<usize, &str>)> = vec![
+    /// id, fields, XX, expected changed count or error text.
+    type Case<'a> = (&'a str, Vec<(&'a str, f64)>, bool, Result<usize, &'a str>);
+    let cases: Vec<Case<'_>> = vec![
         ("a", vec![("speed", 10.0)], false, Ok(0)),
         ("a", vec![("speed", 11.0), ("age", 2.0)], false, Ok(2)),
         ("a", vec![("age", 0.0)], false, Ok(1)),
         ("a", vec![("never", 0.0)], false, Ok(0)),
         ("b", vec![("speed", 1.0)], false, Err("id not found")),
         ("b", vec![("speed", 1.0)], true, Ok(0)),
-        ("a", vec![("lat", 1.0)], false, Err("invalid argument 'lat'")),
+        (
+            "a",
+            vec![("lat", 1.0)],
+            false,
+            Err("invalid argument 'lat'"),
+        ),
     ];
     for (id, fields, xx, want) in cases {
-        let got = db.fset("k", id, &fields, xx, NOW).map_err(|e| e.to_string());
+        let got = db
+            .fset("k", id, &fields, xx, NOW)
+            .map_err(|e| e.to_string());
         assert_eq!(got, want.map_err(String::from), "{id} {fields:?} xx={xx}");
     }
     assert_eq!(db.fget("k", "a", "speed", NOW), Ok(11.0));
     assert_eq!(db.fget("k", "a", "age", NOW), Ok(0.0));
-    assert!(matches!(db.fset("nokey", "a", &[("s", 1.0)], false, NOW), Err(Error::KeyNotFound { .. })));
+    assert!(matches!(
+        db.fset("nokey", "a", &[("s", 1.0)], false, NOW),
+        Err(Error::KeyNotFound { .. })
+    ));
     assert!(db.get("k", "b", NOW).is_err(), "FSET XX does not create");
 }
 
@@ -89,9 +119,16 @@ fn del_pdel_drop_flush() {
     assert!(db.del("fleet", "bus", NOW).is_none());
     assert!(db.del("nokey", "bus", NOW).is_none());
 
-    let removed: Vec<String> = db.pdel("fleet", "truck?", NOW).into_iter().map(|(id, _)| id.to_string()).collect();
+    let removed: Vec<String> = db
+        .pdel("fleet", "truck?", NOW)
+        .into_iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
     assert_eq!(removed, ["truck1", "truck2"]);
-    assert_eq!(ids(&db.scan("fleet", &Default::default(), NOW)), ["car1", "truck10"]);
+    assert_eq!(
+        ids(&db.scan("fleet", &Default::default(), NOW)),
+        ["car1", "truck10"]
+    );
     assert!(db.pdel("nokey", "*", NOW).is_empty());
 
     assert_eq!(db.keys("*", NOW), ["fleet", "other"]);
@@ -104,7 +141,10 @@ fn del_pdel_drop_flush() {
     assert_eq!(db.keys("*", NOW), ["other"]);
 
     db.del("other", "x", NOW);
-    assert!(db.collection("other").is_none(), "deleting the last item removes the key");
+    assert!(
+        db.collection("other").is_none(),
+        "deleting the last item removes the key"
+    );
 
     put(&mut db, "a", "1", point(1.0, 1.0));
     db.flushdb();
@@ -116,7 +156,12 @@ fn stats_follow_every_write() {
     let mut db = Database::new();
     put(&mut db, "k", "p", point(1.0, 1.0));
     put(&mut db, "k", "b", rect(0.0, 0.0, 1.0, 1.0));
-    put(&mut db, "k", "g", geo(r#"{"type":"LineString","coordinates":[[1,2],[3,4],[5,6]]}"#));
+    put(
+        &mut db,
+        "k",
+        "g",
+        geo(r#"{"type":"LineString","coordinates":[[1,2],[3,4],[5,6]]}"#),
+    );
     put(&mut db, "k", "s", Object::String("hello".into()));
     let s = db.stats("k", NOW).unwrap();
     assert_eq!((s.num_objects, s.num_points, s.num_strings), (4, 6, 1));
@@ -131,7 +176,11 @@ fn stats_follow_every_write() {
     db.del("k", "p", NOW);
     db.del("k", "b", NOW);
     db.del("k", "s", NOW);
-    assert_eq!(db.totals(NOW).totals.in_memory_size, 0, "the estimate returns to zero");
+    assert_eq!(
+        db.totals(NOW).totals.in_memory_size,
+        0,
+        "the estimate returns to zero"
+    );
 }
 
 #[test]
@@ -142,7 +191,10 @@ fn iteration_in_batches_sees_every_item_once() {
             put(&mut db, k, &format!("{i:02}"), point(1.0, 1.0));
         }
     }
-    let all: Vec<(String, String)> = db.iter_after(None, NOW).map(|(k, i, _)| (k.into(), i.into())).collect();
+    let all: Vec<(String, String)> = db
+        .iter_after(None, NOW)
+        .map(|(k, i, _)| (k.into(), i.into()))
+        .collect();
     assert_eq!(all.len(), 75);
     let mut batched = Vec::new();
     let mut last: Option<(String, String)> = None;
