@@ -1,0 +1,304 @@
+//! Hook definitions and the detect and command vocabularies.
+
+use std::fmt;
+use std::str::FromStr;
+
+use geohook_db::{Area, Object};
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+
+/// How a fence compares an object with its area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FenceKind {
+    /// `NEARBY key FENCE POINT lat lon meters`: the object is within `meters` of the point.
+    Nearby,
+    /// `WITHIN key FENCE area`: the object lies completely inside the area.
+    Within,
+    /// `INTERSECTS key FENCE area`: the object shares a point with the area.
+    Intersects,
+}
+
+impl FenceKind {
+    /// The command word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FenceKind::Nearby => "NEARBY",
+            FenceKind::Within => "WITHIN",
+            FenceKind::Intersects => "INTERSECTS",
+        }
+    }
+
+    pub(crate) fn matches(self, object: &Object, area: &Area) -> bool {
+        match self {
+            FenceKind::Within => object.within(area),
+            // A NEARBY fence's area is a circle, and "within the radius" means touching the circle.
+            FenceKind::Nearby | FenceKind::Intersects => object.intersects(area),
+        }
+    }
+}
+
+impl FromStr for FenceKind {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "nearby" => Ok(FenceKind::Nearby),
+            "within" => Ok(FenceKind::Within),
+            "intersects" => Ok(FenceKind::Intersects),
+            _ => Err(()),
+        }
+    }
+}
+
+/// One detect type of a `set` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Detect {
+    /// The object left the area with this write.
+    Exit,
+    /// The object is outside the area, before and after.
+    Outside,
+    /// The object entered the area with this write.
+    Enter,
+    /// The object is inside the area, before and after.
+    Inside,
+    /// The object jumped over the area: neither end is inside, but the straight path between them
+    /// crosses it.
+    Cross,
+}
+
+impl Detect {
+    /// Every detect type.
+    pub const ALL: [Detect; 5] = [
+        Detect::Inside,
+        Detect::Outside,
+        Detect::Enter,
+        Detect::Exit,
+        Detect::Cross,
+    ];
+
+    /// The word as written in DETECT and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detect::Inside => "inside",
+            Detect::Outside => "outside",
+            Detect::Enter => "enter",
+            Detect::Exit => "exit",
+            Detect::Cross => "cross",
+        }
+    }
+
+    /// Tile38 sorts the messages of one write by this weight: exit, outside, enter, inside.
+    pub(crate) fn weight(self) -> u8 {
+        match self {
+            Detect::Exit => 0,
+            Detect::Outside | Detect::Cross => 1,
+            Detect::Enter => 2,
+            Detect::Inside => 3,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// What a hook wants to hear about: a detect set and a command set, each "all" when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Filter {
+    detect: u8,
+    commands: u8,
+}
+
+/// A command an event can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandKind {
+    /// An object was set (SET, and anything else that moves or creates it).
+    Set,
+    /// An object was deleted or expired.
+    Del,
+    /// The whole collection was dropped.
+    Drop,
+}
+
+impl CommandKind {
+    /// The word as written in COMMANDS and in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Set => "set",
+            CommandKind::Del => "del",
+            CommandKind::Drop => "drop",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self {
+            detect: 0x1f,
+            commands: 0x07,
+        }
+    }
+}
+
+impl Filter {
+    /// Parses `DETECT` and `COMMANDS` comma lists; `None` means every value, as in Tile38.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHook`] for an unknown word (the hook name is filled in by the caller).
+    pub fn parse(detect: Option<&str>, commands: Option<&str>) -> Result<Self> {
+        let mut f = Filter::default();
+        let bad = |what: &str| Error::InvalidHook {
+            name: String::new(),
+            reason: format!("invalid argument '{what}'"),
+        };
+        if let Some(list) = detect {
+            f.detect = 0;
+            for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                let d = Detect::ALL
+                    .into_iter()
+                    .find(|d| d.as_str().eq_ignore_ascii_case(w))
+                    .ok_or_else(|| bad(w))?;
+                f.detect |= d.bit();
+            }
+        }
+        if let Some(list) = commands {
+            f.commands = 0;
+            for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                let c = [CommandKind::Set, CommandKind::Del, CommandKind::Drop]
+                    .into_iter()
+                    .find(|c| c.as_str().eq_ignore_ascii_case(w))
+                    .ok_or_else(|| bad(w))?;
+                f.commands |= c.bit();
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether `detect` is delivered.
+    pub fn detects(&self, detect: Detect) -> bool {
+        self.detect & detect.bit() != 0
+    }
+
+    /// Whether events of `command` are delivered.
+    pub fn allows(&self, command: CommandKind) -> bool {
+        self.commands & command.bit() != 0
+    }
+}
+
+/// A hook as SETHOOK defines it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookDef {
+    /// The hook's name, unique among hooks.
+    pub name: String,
+    /// Endpoints tried in order for each message (failover).
+    pub endpoints: Vec<Endpoint>,
+    /// `META name value` pairs, in the order given; copied into every event.
+    pub meta: Vec<(String, String)>,
+    /// `EX seconds`: the hook deletes itself this long after it is set.
+    pub ex: Option<f64>,
+    /// NEARBY, WITHIN or INTERSECTS.
+    pub kind: FenceKind,
+    /// The collection watched.
+    pub key: String,
+    /// DETECT and COMMANDS.
+    pub filter: Filter,
+    /// The fence's area (a circle for NEARBY).
+    pub area: Area,
+    /// The search part of the command as the client wrote it, from the NEARBY/WITHIN/INTERSECTS word to
+    /// the end (`["NEARBY","fleet","FENCE","POINT","33","-112","500"]`): what HOOKS shows and what the
+    /// AOF replays.
+    pub args: Vec<String>,
+}
+
+impl HookDef {
+    /// Checks the definition.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHook`] for an empty name or key, no endpoint, a bad EX, or an area with no
+    /// position (a string object).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: &str| {
+            Err(Error::InvalidHook {
+                name: self.name.clone(),
+                reason: reason.into(),
+            })
+        };
+        if self.name.is_empty() {
+            return bad("empty name");
+        }
+        if self.key.is_empty() {
+            return bad("empty key");
+        }
+        if self.endpoints.is_empty() {
+            return bad("no endpoint");
+        }
+        if self.ex.is_some_and(|ex| !ex.is_finite() || ex <= 0.0) {
+            return bad("EX must be a positive number of seconds");
+        }
+        if self.area.bounds().is_none() {
+            return bad("the fence area has no position");
+        }
+        if self.kind == FenceKind::Nearby
+            && !matches!(self.area, Area::Circle { .. } | Area::Point(_))
+        {
+            return bad("a NEARBY fence needs POINT lat lon meters");
+        }
+        Ok(())
+    }
+
+    /// The endpoints as one comma-separated string, as SETHOOK takes them.
+    pub fn endpoint_list(&self) -> String {
+        self.endpoints
+            .iter()
+            .map(Endpoint::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The full command that recreates this hook, for the append-only file: `SETHOOK name endpoints
+    /// [META k v …] [EX remaining] args…`. `remaining_ex` is the time left for a hook with EX (an
+    /// AOF rewrite writes what remains, as Tile38's AOFSHRINK does).
+    pub fn to_command(&self, remaining_ex: Option<f64>) -> Vec<String> {
+        let mut out = vec![
+            "SETHOOK".to_owned(),
+            self.name.clone(),
+            self.endpoint_list(),
+        ];
+        for (k, v) in &self.meta {
+            out.extend(["META".to_owned(), k.clone(), v.clone()]);
+        }
+        if let Some(ex) = remaining_ex {
+            out.extend(["EX".to_owned(), format!("{ex}")]);
+        }
+        out.extend(self.args.iter().cloned());
+        out
+    }
+}
+
+impl fmt::Display for HookDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_command(self.ex).join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_default_to_everything() {
+        let all = Filter::default();
+        assert!(Detect::ALL.iter().all(|d| all.detects(*d)));
+        assert!(all.allows(CommandKind::Drop));
+        let f = Filter::parse(Some("enter,EXIT"), Some("del")).unwrap();
+        assert!(f.detects(Detect::Enter) && f.detects(Detect::Exit) && !f.detects(Detect::Inside));
+        assert!(f.allows(CommandKind::Del) && !f.allows(CommandKind::Set));
+        assert!(Filter::parse(Some("roam"), None).is_err());
+        assert!(Filter::parse(None, Some("fset2")).is_err());
+    }
+}

@@ -1,0 +1,800 @@
+//! The hook registry, the spatial index of fences, fence state and event building.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use geohook_db::{Bounds, Fields, Object};
+use parking_lot::Mutex;
+use rstar::{Envelope, RTree, RTreeObject, AABB};
+use tokio_util::sync::CancellationToken;
+use wildmatch::WildMatch;
+
+use crate::deliver::Payload;
+use crate::error::Result;
+use crate::fence::{CommandKind, Detect, HookDef};
+use crate::metrics::{Counters, Metrics};
+use crate::queue::{Outbox, QueueConfig};
+
+/// A write the server reports to [`Hooks::on_change`].
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    /// What happened.
+    pub command: CommandKind,
+    /// The collection.
+    pub key: &'a str,
+    /// The object's id (empty for `drop`).
+    pub id: &'a str,
+    /// The live object before the write, if any.
+    pub old: Option<&'a Object>,
+    /// The object after the write (`set` only).
+    pub new: Option<&'a Object>,
+    /// The object's fields after the write (`set` only); zero fields are left out of events.
+    pub fields: Option<&'a Fields>,
+    /// When the write happened; events carry it in RFC 3339 with nanoseconds, local time.
+    pub time: SystemTime,
+}
+
+impl<'a> Change<'a> {
+    /// A SET (or anything else that creates or moves an object).
+    pub fn set(
+        key: &'a str,
+        id: &'a str,
+        old: Option<&'a Object>,
+        new: &'a Object,
+        fields: Option<&'a Fields>,
+        time: SystemTime,
+    ) -> Self {
+        Self {
+            command: CommandKind::Set,
+            key,
+            id,
+            old,
+            new: Some(new),
+            fields,
+            time,
+        }
+    }
+
+    /// A DEL, or an expiry (which Tile38 reports as a DEL).
+    pub fn del(key: &'a str, id: &'a str, old: &'a Object, time: SystemTime) -> Self {
+        Self {
+            command: CommandKind::Del,
+            key,
+            id,
+            old: Some(old),
+            new: None,
+            fields: None,
+            time,
+        }
+    }
+
+    /// A DROP of a whole collection.
+    pub fn drop(key: &'a str, time: SystemTime) -> Self {
+        Self {
+            command: CommandKind::Drop,
+            key,
+            id: "",
+            old: None,
+            new: None,
+            fields: None,
+            time,
+        }
+    }
+}
+
+/// What [`Hooks::set_hook`] did, for SETHOOK's reply (`:1` created or changed, `:0` unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// A new hook.
+    Created,
+    /// An existing hook was replaced; its fence state was reset.
+    Changed,
+    /// An identical hook already existed; nothing changed.
+    Unchanged,
+}
+
+/// A hook as HOOKS lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookInfo {
+    /// The definition.
+    pub def: Arc<HookDef>,
+    /// Seconds left before the hook expires (`None` without EX; HOOKS JSON shows -1).
+    pub ttl: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct FenceEntry {
+    slot: u32,
+    env: AABB<[f64; 2]>,
+}
+
+impl RTreeObject for FenceEntry {
+    type Envelope = AABB<[f64; 2]>;
+
+    fn envelope(&self) -> Self::Envelope {
+        self.env
+    }
+}
+
+fn aabb(b: &Bounds) -> AABB<[f64; 2]> {
+    AABB::from_corners([b.sw.lon, b.sw.lat], [b.ne.lon, b.ne.lat])
+}
+
+#[derive(Debug, Default)]
+struct KeyFences {
+    tree: RTree<FenceEntry>,
+    /// Hooks on this key that ask for `outside`: Tile38 tells them about every write to the key, so
+    /// they cannot be found through the index. Hooks with `DETECT enter,exit` (the usual choice at
+    /// scale) are not here, and cost only through the index.
+    outside: BTreeSet<u32>,
+    /// Every hook on this key, for `drop`.
+    all: BTreeSet<u32>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    def: Arc<HookDef>,
+    expires_at_ms: Option<i64>,
+    env: AABB<[f64; 2]>,
+    /// Objects inside this hook's fence, so that deleting the hook can clear them from `groups`.
+    members: BTreeSet<(Arc<str>, Arc<str>)>,
+}
+
+/// (hook slot, group id): one object's stay inside one fence.
+type Stay = (u32, u64);
+
+#[derive(Debug, Default)]
+struct Registry {
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_name: BTreeMap<Arc<str>, u32>,
+    fences: HashMap<Arc<str>, KeyFences>,
+    expiries: BTreeSet<(i64, Arc<str>)>,
+    /// Fence state: for each object inside at least one fence, the hooks it is inside and the group
+    /// id of that stay. An entry goes when the object leaves, is deleted or the hook goes, so this
+    /// holds only current insides and cannot grow for ever (Tile38 keeps groups until a delete).
+    groups: HashMap<Arc<str>, HashMap<Arc<str>, Vec<Stay>>>,
+    group_count: u64,
+}
+
+/// Geofence hooks: the registry, the fence index and state, and the outbox that delivers their events.
+///
+/// Every method is synchronous and cheap except [`Hooks::run`], the delivery loop the caller spawns.
+#[derive(Debug)]
+pub struct Hooks {
+    registry: Mutex<Registry>,
+    outbox: Outbox,
+    counters: Arc<Counters>,
+    group_seq: AtomicU64,
+    group_prefix: u32,
+}
+
+/// Unix time in milliseconds.
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Hooks {
+    /// Creates an empty registry (leader role) with the given queue settings.
+    ///
+    /// # Errors
+    /// As [`Outbox::new`].
+    pub fn new(config: QueueConfig) -> Result<Self> {
+        let counters = Arc::<Counters>::default();
+        let outbox = Outbox::with_counters(config, Arc::clone(&counters))?;
+        let group_prefix = u32::try_from(unix_ms(SystemTime::now()) / 1000).unwrap_or(0);
+        Ok(Self {
+            registry: Mutex::default(),
+            outbox,
+            counters,
+            group_seq: AtomicU64::new(1),
+            group_prefix,
+        })
+    }
+
+    /// The outbox (queues and delivery).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// A snapshot of every counter and gauge.
+    pub fn metrics(&self) -> Metrics {
+        self.counters.snapshot()
+    }
+
+    /// Switches between leader and follower; see [`Outbox::set_role`]. Fence state is kept on both so
+    /// that a promoted follower detects enter and exit correctly.
+    pub fn set_role(&self, leader: bool) {
+        self.outbox.set_role(leader);
+    }
+
+    /// Whether this node queues and delivers events.
+    pub fn is_leader(&self) -> bool {
+        self.outbox.is_leader()
+    }
+
+    /// Delivers queued events until `cancel` fires; see [`Outbox::run`].
+    ///
+    /// # Cancellation safety
+    /// As [`Outbox::run`].
+    pub async fn run(&self, cancel: CancellationToken) {
+        self.outbox.run(cancel).await;
+    }
+
+    /// SETHOOK: creates or replaces a hook. `now` starts the EX clock.
+    ///
+    /// # Errors
+    /// [`Error::InvalidHook`] from [`HookDef::validate`].
+    pub fn set_hook(&self, def: HookDef, now: SystemTime) -> Result<SetOutcome> {
+        def.validate()?;
+        let mut reg = self.registry.lock();
+        let outcome = match reg.by_name.get(def.name.as_str()).copied() {
+            Some(slot) => {
+                let existing = reg.slots[slot as usize]
+                    .as_ref()
+                    .expect("named slot is live");
+                if *existing.def == def {
+                    return Ok(SetOutcome::Unchanged);
+                }
+                self.remove_slot(&mut reg, slot);
+                SetOutcome::Changed
+            }
+            None => SetOutcome::Created,
+        };
+        let bounds = def.area.bounds().expect("validated: area has bounds");
+        let env = aabb(&bounds);
+        let expires_at_ms = def
+            .ex
+            .map(|ex| unix_ms(now).saturating_add((ex * 1000.0) as i64));
+        let name: Arc<str> = Arc::from(def.name.as_str());
+        let key: Arc<str> = Arc::from(def.key.as_str());
+        let wants_outside = def.filter.detects(Detect::Outside);
+        self.outbox.set_hook(&def.name, def.endpoints.clone());
+        let slot = match reg.free.pop() {
+            Some(s) => s,
+            None => {
+                reg.slots.push(None);
+                u32::try_from(reg.slots.len() - 1).expect("fewer than 2^32 hooks")
+            }
+        };
+        reg.slots[slot as usize] = Some(Slot {
+            def: Arc::new(def),
+            expires_at_ms,
+            env,
+            members: BTreeSet::new(),
+        });
+        reg.by_name.insert(Arc::clone(&name), slot);
+        if let Some(at) = expires_at_ms {
+            reg.expiries.insert((at, name));
+        }
+        let fences = reg.fences.entry(key).or_default();
+        fences.tree.insert(FenceEntry { slot, env });
+        fences.all.insert(slot);
+        if wants_outside {
+            fences.outside.insert(slot);
+        }
+        self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
+        Ok(outcome)
+    }
+
+    /// DELHOOK: removes a hook, its queue and its fence state. Returns whether it existed.
+    pub fn del_hook(&self, name: &str) -> bool {
+        let mut reg = self.registry.lock();
+        let Some(slot) = reg.by_name.get(name).copied() else {
+            return false;
+        };
+        self.remove_slot(&mut reg, slot);
+        self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
+        true
+    }
+
+    /// PDELHOOK: removes every hook whose name matches the glob; returns their names.
+    pub fn pdel_hooks(&self, pattern: &str) -> Vec<String> {
+        let mut reg = self.registry.lock();
+        let glob = WildMatch::new(pattern);
+        let doomed: Vec<u32> = reg
+            .by_name
+            .iter()
+            .filter(|(n, _)| glob.matches(n))
+            .map(|(_, s)| *s)
+            .collect();
+        let mut names = Vec::with_capacity(doomed.len());
+        for slot in doomed {
+            names.push(
+                reg.slots[slot as usize]
+                    .as_ref()
+                    .expect("live")
+                    .def
+                    .name
+                    .clone(),
+            );
+            self.remove_slot(&mut reg, slot);
+        }
+        self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
+        names
+    }
+
+    /// HOOKS: the hooks whose name matches the glob, sorted by name.
+    pub fn list(&self, pattern: &str, now: SystemTime) -> Vec<HookInfo> {
+        let reg = self.registry.lock();
+        let glob = WildMatch::new(pattern);
+        let now_ms = unix_ms(now);
+        reg.by_name
+            .iter()
+            .filter(|(n, _)| glob.matches(n))
+            .map(|(_, s)| {
+                let slot = reg.slots[*s as usize].as_ref().expect("live");
+                let ttl = slot
+                    .expires_at_ms
+                    .map(|at| (at - now_ms).max(0) as f64 / 1000.0);
+                HookInfo {
+                    def: Arc::clone(&slot.def),
+                    ttl,
+                }
+            })
+            .collect()
+    }
+
+    /// One hook by name.
+    pub fn get(&self, name: &str, now: SystemTime) -> Option<HookInfo> {
+        self.list_exact(name, now)
+    }
+
+    fn list_exact(&self, name: &str, now: SystemTime) -> Option<HookInfo> {
+        let reg = self.registry.lock();
+        let slot = reg.slots[*reg.by_name.get(name)? as usize].as_ref()?;
+        let ttl = slot
+            .expires_at_ms
+            .map(|at| (at - unix_ms(now)).max(0) as f64 / 1000.0);
+        Some(HookInfo {
+            def: Arc::clone(&slot.def),
+            ttl,
+        })
+    }
+
+    /// Number of hooks.
+    pub fn len(&self) -> usize {
+        self.registry.lock().by_name.len()
+    }
+
+    /// Whether there are no hooks.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes hooks whose EX has passed and returns their names, so that the server can log a
+    /// DELHOOK for each (Tile38 writes `delhook name` to the AOF on expiry).
+    pub fn expire_due(&self, now: SystemTime) -> Vec<String> {
+        let now_ms = unix_ms(now);
+        let mut reg = self.registry.lock();
+        let mut names = Vec::new();
+        while let Some((at, name)) = reg.expiries.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            if let Some(slot) = reg.by_name.get(&name).copied() {
+                self.remove_slot(&mut reg, slot);
+            }
+            reg.expiries.remove(&(at, Arc::clone(&name)));
+            names.push(name.to_string());
+        }
+        self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
+        names
+    }
+
+    fn remove_slot(&self, reg: &mut Registry, slot: u32) {
+        let Some(s) = reg.slots[slot as usize].take() else {
+            return;
+        };
+        reg.free.push(slot);
+        reg.by_name.remove(s.def.name.as_str());
+        if let Some(at) = s.expires_at_ms {
+            reg.expiries.remove(&(at, Arc::from(s.def.name.as_str())));
+        }
+        if let Some(f) = reg.fences.get_mut(s.def.key.as_str()) {
+            f.tree.remove(&FenceEntry { slot, env: s.env });
+            f.all.remove(&slot);
+            f.outside.remove(&slot);
+            if f.all.is_empty() {
+                reg.fences.remove(s.def.key.as_str());
+            }
+        }
+        for (key, id) in &s.members {
+            remove_group(reg, key, id, slot);
+        }
+        self.counters.fence_groups.store(reg.group_count, Relaxed);
+        self.outbox.remove_hook(&s.def.name);
+    }
+
+    /// Reports one write. Matches it against the fences on its key, updates fence state, and queues
+    /// the resulting events (on the leader). Returns the number of events produced.
+    ///
+    /// Cost: an R-tree search over the fences of `change.key` (about log(hooks)), plus the work for each
+    /// event produced. Hooks that ask for `outside` get an event for every write to their key, as in
+    /// Tile38, so they are visited on every write.
+    pub fn on_change(&self, change: &Change<'_>) -> usize {
+        let mut reg = self.registry.lock();
+        let reg = &mut *reg;
+        let Some(fences) = reg.fences.get(change.key) else {
+            return 0;
+        };
+        let mut events: Vec<(Detect, u32, Option<u64>)> = Vec::new();
+        let mut plain: Vec<(u32, Option<u64>)> = Vec::new();
+        match change.command {
+            CommandKind::Drop => {
+                plain.extend(fences.all.iter().map(|s| (*s, None)));
+                if let Some(objects) = reg.groups.remove(change.key) {
+                    for (id, hooks) in objects {
+                        for (slot, _) in hooks {
+                            reg.group_count -= 1;
+                            if let Some(s) = reg.slots[slot as usize].as_mut() {
+                                s.members.remove(&(Arc::from(change.key), Arc::clone(&id)));
+                            }
+                        }
+                    }
+                }
+            }
+            CommandKind::Del => {
+                // Hooks the object was inside, plus those that hear about every write (outside).
+                let inside: Vec<(u32, u64)> = reg
+                    .groups
+                    .get_mut(change.key)
+                    .and_then(|objs| objs.remove(change.id))
+                    .unwrap_or_default();
+                if reg.groups.get(change.key).is_some_and(HashMap::is_empty) {
+                    reg.groups.remove(change.key);
+                }
+                let fences = reg.fences.get(change.key).expect("checked above");
+                let mut recipients: BTreeMap<u32, Option<u64>> =
+                    fences.outside.iter().map(|s| (*s, None)).collect();
+                for (slot, group) in &inside {
+                    reg.group_count -= 1;
+                    recipients.insert(*slot, Some(*group));
+                    if let Some(s) = reg.slots[*slot as usize].as_mut() {
+                        s.members
+                            .remove(&(Arc::from(change.key), Arc::from(change.id)));
+                    }
+                }
+                plain.extend(recipients);
+            }
+            CommandKind::Set => {
+                let Some(new) = change.new else { return 0 };
+                self.match_set(reg, change, new, &mut events);
+            }
+        }
+        self.counters.fence_groups.store(reg.group_count, Relaxed);
+        let produced = events.len() + plain.len();
+        self.counters.events.fetch_add(produced as u64, Relaxed);
+        if !self.outbox.is_leader() {
+            return produced;
+        }
+        let time = chrono::DateTime::<chrono::Local>::from(change.time)
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
+        // Tile38 orders the messages of one write by detect weight, then by hook name.
+        events.sort_by(|a, b| {
+            let name = |s: u32| reg.slots[s as usize].as_ref().map(|s| s.def.name.as_str());
+            a.0.weight()
+                .cmp(&b.0.weight())
+                .then_with(|| name(a.1).cmp(&name(b.1)))
+        });
+        let mut body = String::new();
+        for (detect, slot, group) in events {
+            let def = &reg.slots[slot as usize].as_ref().expect("live").def;
+            if !def.filter.allows(CommandKind::Set) {
+                continue;
+            }
+            body.clear();
+            self.write_set(&mut body, def, detect, group, change, &time);
+            self.push(def, change, &body);
+        }
+        for (slot, _) in plain {
+            let def = &reg.slots[slot as usize].as_ref().expect("live").def;
+            if !def.filter.allows(change.command) {
+                continue;
+            }
+            body.clear();
+            write_plain(&mut body, def, change, &time);
+            self.push(def, change, &body);
+        }
+        produced
+    }
+
+    fn push(&self, def: &HookDef, change: &Change<'_>, body: &str) {
+        let key = if change.id.is_empty() {
+            change.key.to_owned()
+        } else {
+            format!("{}-{}", change.key, change.id)
+        };
+        self.outbox.push(
+            &def.name,
+            Payload {
+                key: key.into(),
+                body: body.to_owned().into(),
+            },
+        );
+    }
+
+    fn next_group(&self) -> u64 {
+        self.group_seq.fetch_add(1, Relaxed)
+    }
+
+    fn match_set(
+        &self,
+        reg: &mut Registry,
+        change: &Change<'_>,
+        new: &Object,
+        events: &mut Vec<(Detect, u32, Option<u64>)>,
+    ) {
+        let Some(new_bounds) = new.bounds() else {
+            return;
+        };
+        let old = change.old.filter(|o| o.bounds().is_some());
+        // The query box covers both positions, so it also covers the straight path between the centres.
+        let mut query = aabb(&new_bounds);
+        if let Some(ob) = old.and_then(Object::bounds) {
+            query.merge(&aabb(&ob));
+        }
+        let fences = reg.fences.get(change.key).expect("caller checked");
+        let mut candidates: Vec<u32> = fences
+            .tree
+            .locate_in_envelope_intersecting(&query)
+            .map(|e| e.slot)
+            .collect();
+        candidates.sort_unstable();
+        let outside: Vec<u32> = fences
+            .outside
+            .iter()
+            .copied()
+            .filter(|s| candidates.binary_search(s).is_err())
+            .collect();
+        let mut path: Option<Option<Object>> = None;
+        for slot in candidates {
+            let def = Arc::clone(&reg.slots[slot as usize].as_ref().expect("live").def);
+            let was = old.is_some_and(|o| def.kind.matches(o, &def.area));
+            let is = def.kind.matches(new, &def.area);
+            let detect = match (was, is) {
+                (true, true) => Detect::Inside,
+                (true, false) => Detect::Exit,
+                (false, true) => Detect::Enter,
+                (false, false) => {
+                    let crossed = old.is_some_and(|o| {
+                        let line = path.get_or_insert_with(|| segment(o, new));
+                        line.as_ref().is_some_and(|l| l.intersects(&def.area))
+                    });
+                    if crossed {
+                        Detect::Cross
+                    } else {
+                        Detect::Outside
+                    }
+                }
+            };
+            let group = self.update_state(reg, change, slot, detect);
+            emit(events, &def, detect, slot, group);
+        }
+        for slot in outside {
+            // Neither end can be inside and the path cannot cross: the fence's box misses them all.
+            emit(
+                events,
+                &reg.slots[slot as usize].as_ref().expect("live").def,
+                Detect::Outside,
+                slot,
+                None,
+            );
+        }
+    }
+
+    /// Records enters and drops exits in fence state; returns the group id the event carries.
+    fn update_state(
+        &self,
+        reg: &mut Registry,
+        change: &Change<'_>,
+        slot: u32,
+        detect: Detect,
+    ) -> Option<u64> {
+        let key = change.key;
+        let current = reg
+            .groups
+            .get(key)
+            .and_then(|o| o.get(change.id))
+            .and_then(|v| v.iter().find(|(s, _)| *s == slot))
+            .map(|(_, g)| *g);
+        match detect {
+            Detect::Enter | Detect::Inside => {
+                if detect == Detect::Inside && current.is_some() {
+                    return current;
+                }
+                // An enter starts a new group; an inside with no state (a hook set while the object was
+                // already inside, or a promoted follower) starts one too.
+                if let Some(g) = current {
+                    return Some(g);
+                }
+                let g = self.next_group();
+                let key: Arc<str> = Arc::from(key);
+                let id: Arc<str> = Arc::from(change.id);
+                reg.groups
+                    .entry(Arc::clone(&key))
+                    .or_default()
+                    .entry(Arc::clone(&id))
+                    .or_default()
+                    .push((slot, g));
+                reg.group_count += 1;
+                if let Some(s) = reg.slots[slot as usize].as_mut() {
+                    s.members.insert((key, id));
+                }
+                Some(g)
+            }
+            Detect::Exit | Detect::Outside | Detect::Cross => {
+                if current.is_some() {
+                    remove_group(reg, key, change.id, slot);
+                    if let Some(s) = reg.slots[slot as usize].as_mut() {
+                        s.members.remove(&(Arc::from(key), Arc::from(change.id)));
+                    }
+                }
+                // A cross gets a group of its own, as in Tile38; the others reuse the stay's group.
+                if detect == Detect::Cross {
+                    Some(self.next_group())
+                } else {
+                    current
+                }
+            }
+        }
+    }
+
+    fn write_set(
+        &self,
+        out: &mut String,
+        def: &HookDef,
+        detect: Detect,
+        group: Option<u64>,
+        change: &Change<'_>,
+        time: &str,
+    ) {
+        let group = group.unwrap_or_else(|| self.next_group());
+        let _ = write!(
+            out,
+            "{{\"command\":\"set\",\"group\":\"{:08x}{:016x}\",\"detect\":\"{}\",\"hook\":",
+            self.group_prefix,
+            group,
+            detect.as_str()
+        );
+        write_str(out, &def.name);
+        write_meta(out, def);
+        out.push_str(",\"key\":");
+        write_str(out, change.key);
+        let _ = write!(out, ",\"time\":\"{time}\",\"id\":");
+        write_str(out, change.id);
+        out.push_str(",\"object\":");
+        if let Some(new) = change.new {
+            new.write_json(out);
+        }
+        if let Some(fields) = change.fields {
+            let mut first = true;
+            for (name, value) in fields.iter().filter(|(_, v)| *v != 0.0) {
+                out.push_str(if first { ",\"fields\":{" } else { "," });
+                first = false;
+                write_str(out, name);
+                out.push(':');
+                write_num(out, value);
+            }
+            if !first {
+                out.push('}');
+            }
+        }
+        out.push('}');
+    }
+}
+
+fn emit(
+    events: &mut Vec<(Detect, u32, Option<u64>)>,
+    def: &HookDef,
+    detect: Detect,
+    slot: u32,
+    group: Option<u64>,
+) {
+    // An enter is also an inside, and an exit or a cross also an outside; each is sent if DETECT
+    // asks for it, which also makes a filtered-out enter fall back to inside (and exit to outside).
+    let also = match detect {
+        Detect::Enter => Some(Detect::Inside),
+        Detect::Exit | Detect::Cross => Some(Detect::Outside),
+        Detect::Inside | Detect::Outside => None,
+    };
+    for d in std::iter::once(detect).chain(also) {
+        if def.filter.detects(d) {
+            events.push((d, slot, group));
+        }
+    }
+}
+
+fn remove_group(reg: &mut Registry, key: &str, id: &str, slot: u32) {
+    let Some(objs) = reg.groups.get_mut(key) else {
+        return;
+    };
+    let Some(hooks) = objs.get_mut(id) else {
+        return;
+    };
+    let before = hooks.len();
+    hooks.retain(|(s, _)| *s != slot);
+    reg.group_count -= (before - hooks.len()) as u64;
+    if hooks.is_empty() {
+        objs.remove(id);
+        if objs.is_empty() {
+            reg.groups.remove(key);
+        }
+    }
+}
+
+/// The straight path from the old centre to the new one, as an object that can be tested against an area.
+fn segment(old: &Object, new: &Object) -> Option<Object> {
+    let (a, b) = (old.center()?, new.center()?);
+    if a.lat == b.lat && a.lon == b.lon {
+        return None;
+    }
+    Object::from_geojson(&format!(
+        "{{\"type\":\"LineString\",\"coordinates\":[[{},{}],[{},{}]]}}",
+        a.lon, a.lat, b.lon, b.lat
+    ))
+    .ok()
+}
+
+fn write_plain(out: &mut String, def: &HookDef, change: &Change<'_>, time: &str) {
+    let _ = write!(
+        out,
+        "{{\"command\":\"{}\",\"hook\":",
+        change.command.as_str()
+    );
+    write_str(out, &def.name);
+    write_meta(out, def);
+    out.push_str(",\"key\":");
+    write_str(out, change.key);
+    if change.command != CommandKind::Drop {
+        out.push_str(",\"id\":");
+        write_str(out, change.id);
+    }
+    let _ = write!(out, ",\"time\":\"{time}\"}}");
+}
+
+fn write_meta(out: &mut String, def: &HookDef) {
+    for (i, (k, v)) in def.meta.iter().enumerate() {
+        out.push_str(if i == 0 { ",\"meta\":{" } else { "," });
+        write_str(out, k);
+        out.push(':');
+        write_str(out, v);
+    }
+    if !def.meta.is_empty() {
+        out.push('}');
+    }
+}
+
+fn write_str(out: &mut String, s: &str) {
+    // serde_json escapes exactly as JSON requires; writing to a String cannot fail.
+    let _ = serde_json::to_writer(StringWriter(out), s);
+}
+
+/// Adapts a String to io::Write for serde_json, which only ever writes valid UTF-8.
+struct StringWriter<'a>(&'a mut String);
+
+impl std::io::Write for StringWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let s = std::str::from_utf8(buf).map_err(std::io::Error::other)?;
+        self.0.push_str(s);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_num(out: &mut String, v: f64) {
+    // Whole numbers print without a fraction, as Tile38 prints them (20, not 20.0).
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
