@@ -1,0 +1,403 @@
+//! The crash-safe rewrite of an append-only file.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::Error;
+
+/// Default for [`Rewrite::sync_every`]: Redis's `REDIS_AUTOSYNC_BYTES`.
+pub const DEFAULT_SYNC_EVERY: u64 = 4 * 1024 * 1024;
+
+const TEMP_MARK: &str = ".compact-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// A rewrite of one append-only file, from [`Rewrite::begin`] to
+/// [`Rewrite::commit`].
+///
+/// The protocol, with "the appender" being whatever writes the live file:
+///
+/// 1. With the appender quiesced and its buffer flushed, take a snapshot of the
+///    state and call [`Rewrite::begin`]; it records the live file's length.
+///    The snapshot must describe exactly the records in that prefix. Release
+///    the appender.
+/// 2. Write the compacted state through the [`Write`] impl. It goes to a
+///    temporary file beside the live one, fsynced every
+///    [`Rewrite::sync_every`] bytes so that the final fsync is short.
+/// 3. Optionally call [`Rewrite::catch_up`] (appender still running) to copy
+///    most of what was appended meanwhile, keeping step 4 short.
+/// 4. Block the appender, flush its buffer, call [`Rewrite::commit`], replace
+///    the appender's file with [`Committed::file`], release the appender.
+///
+/// Dropping a `Rewrite` without committing removes the temporary file.
+///
+/// # Crash safety
+///
+/// The live file is never modified. The temporary file is complete and
+/// fsynced before `rename(2)` replaces the live file in one step, and the
+/// directory is fsynced afterwards, so after a crash at any point the path
+/// holds either the old file or the complete new one. A crash may leave a
+/// temporary file behind; [`clean_leftovers`] removes it at the next start.
+#[derive(Debug)]
+pub struct Rewrite {
+    live: PathBuf,
+    temp_path: PathBuf,
+    source: File,
+    temp: BufWriter<File>,
+    start_len: u64,
+    copied_until: u64,
+    sealed: bool,
+    written: u64,
+    unsynced: u64,
+    sync_every: u64,
+    done: bool,
+}
+
+/// The result of a [`Rewrite::commit`].
+#[derive(Debug)]
+pub struct Committed {
+    /// The new live file, opened for appending. Give it to the appender
+    /// before releasing it; writes to the old handle after the commit are lost.
+    pub file: File,
+    /// The size of the new live file.
+    pub len: u64,
+    /// Bytes of the compacted state.
+    pub compacted_len: u64,
+    /// Bytes appended to the live file during the rewrite and carried over.
+    pub tail_len: u64,
+}
+
+impl Rewrite {
+    /// Starts a rewrite of `live`, recording its current length as the point
+    /// after which appended bytes are carried over.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the live file cannot be opened or the temporary file
+    /// cannot be created.
+    pub fn begin(live: impl Into<PathBuf>) -> Result<Self, Error> {
+        let live = live.into();
+        let source = File::open(&live).map_err(|e| Error::io("open", &live, e))?;
+        let len = source
+            .metadata()
+            .map_err(|e| Error::io("stat", &live, e))?
+            .len();
+        Self::start(live, source, len)
+    }
+
+    /// Like [`Rewrite::begin`], with the length the appender knows it has
+    /// written (useful when the appender's own bookkeeping is the reference).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the live file is shorter than `len`, otherwise as
+    /// [`Rewrite::begin`].
+    pub fn begin_at(live: impl Into<PathBuf>, len: u64) -> Result<Self, Error> {
+        let live = live.into();
+        let source = File::open(&live).map_err(|e| Error::io("open", &live, e))?;
+        let actual = source
+            .metadata()
+            .map_err(|e| Error::io("stat", &live, e))?
+            .len();
+        if actual < len {
+            return Err(Error::Corrupt {
+                path: live,
+                reason: format!("file is {actual} bytes, shorter than the {len} recorded"),
+            });
+        }
+        Self::start(live, source, len)
+    }
+
+    fn start(live: PathBuf, source: File, len: u64) -> Result<Self, Error> {
+        let temp_path = temp_path_for(&live)?;
+        let temp = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+            .map_err(|e| Error::io("create", &temp_path, e))?;
+        Ok(Rewrite {
+            live,
+            temp_path,
+            source,
+            temp: BufWriter::with_capacity(256 * 1024, temp),
+            start_len: len,
+            copied_until: len,
+            sealed: false,
+            written: 0,
+            unsynced: 0,
+            sync_every: DEFAULT_SYNC_EVERY,
+            done: false,
+        })
+    }
+
+    /// Sets how many bytes may be written to the temporary file between
+    /// fsyncs; 0 turns incremental fsync off (one fsync at commit).
+    ///
+    /// Default: [`DEFAULT_SYNC_EVERY`] (4 MiB). Incremental fsync keeps the
+    /// final fsync, made while the appender is blocked, short (redis #700,
+    /// #1019).
+    pub fn sync_every(mut self, bytes: u64) -> Self {
+        self.sync_every = bytes;
+        self
+    }
+
+    /// The live file's length when the rewrite began.
+    pub fn start_len(&self) -> u64 {
+        self.start_len
+    }
+
+    /// The live file's path.
+    pub fn live_path(&self) -> &Path {
+        &self.live
+    }
+
+    /// The temporary file's path.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp_path
+    }
+
+    /// Bytes written to the temporary file so far, compacted state and
+    /// carried-over tail together.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Copies the bytes appended to the live file since the last copy (or
+    /// since [`Rewrite::begin`]) to the temporary file, without needing the
+    /// appender to stop. It seals the compacted state: later writes through
+    /// the [`Write`] impl fail. Returns the number of bytes copied.
+    ///
+    /// A record the appender is half-way through may be copied in part; that
+    /// is fine, since the next copy continues at exactly the next byte.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the live file became shorter than what was
+    /// already copied; [`Error::Io`] on a failed read or write.
+    pub fn catch_up(&mut self) -> Result<u64, Error> {
+        self.sealed = true;
+        self.temp
+            .flush()
+            .map_err(|e| Error::io("write", &self.temp_path, e))?;
+        let len = self
+            .source
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.live, e))?
+            .len();
+        if len < self.copied_until {
+            return Err(Error::Corrupt {
+                path: self.live.clone(),
+                reason: format!(
+                    "file shrank to {len} bytes during the rewrite; {} were already copied",
+                    self.copied_until
+                ),
+            });
+        }
+        let want = len - self.copied_until;
+        if want == 0 {
+            return Ok(0);
+        }
+        self.source
+            .seek(SeekFrom::Start(self.copied_until))
+            .map_err(|e| Error::io("seek", &self.live, e))?;
+        // The copy goes straight between the two files so that Linux can use
+        // copy_file_range(2) and skip user space.
+        let copied = io::copy(&mut (&self.source).take(want), self.temp.get_mut())
+            .map_err(|e| Error::io("copy", &self.temp_path, e))?;
+        if copied != want {
+            return Err(Error::Corrupt {
+                path: self.live.clone(),
+                reason: format!(
+                    "expected {want} bytes after offset {}, read {copied}",
+                    self.copied_until
+                ),
+            });
+        }
+        self.copied_until += copied;
+        self.written += copied;
+        Ok(copied)
+    }
+
+    /// Finishes the rewrite: copies the remaining appended bytes, fsyncs the
+    /// temporary file, renames it over the live file, fsyncs the directory,
+    /// and opens the new live file for appending.
+    ///
+    /// Call it while the appender is blocked with its buffer flushed, and
+    /// switch the appender to [`Committed::file`] before unblocking it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] or [`Error::Corrupt`]. If the error happens before the
+    /// rename, the live file is untouched and the temporary file is removed.
+    /// If it happens after (the directory fsync or the reopen), the new
+    /// content is already in place.
+    pub fn commit(mut self) -> Result<Committed, Error> {
+        self.catch_up()?;
+        let compacted_len = self.written - (self.copied_until - self.start_len);
+        let tail_len = self.copied_until - self.start_len;
+        self.temp
+            .flush()
+            .map_err(|e| Error::io("write", &self.temp_path, e))?;
+        self.temp
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io("fsync", &self.temp_path, e))?;
+        fs::rename(&self.temp_path, &self.live).map_err(|e| Error::io("rename", &self.live, e))?;
+        self.done = true;
+        sync_dir(&self.live)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&self.live)
+            .map_err(|e| Error::io("open", &self.live, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &self.live, e))?
+            .len();
+        Ok(Committed {
+            file,
+            len,
+            compacted_len,
+            tail_len,
+        })
+    }
+
+    /// [`Rewrite::commit`] on tokio's blocking pool, for callers on an async
+    /// task (the same thing `tokio::fs` does). The task awaiting it is the one
+    /// that must hold the appender blocked.
+    ///
+    /// # Errors
+    ///
+    /// As [`Rewrite::commit`].
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Not cancellation safe: if the future is dropped the commit still
+    /// completes on the blocking pool, but the new file handle is lost; the
+    /// appender must then reopen the live path.
+    pub async fn commit_async(self) -> Result<Committed, Error> {
+        let live = self.live.clone();
+        tokio::task::spawn_blocking(move || self.commit())
+            .await
+            .map_err(|e| Error::io("commit", live, io::Error::other(e)))?
+    }
+
+    /// Abandons the rewrite and removes the temporary file. Dropping does the
+    /// same but ignores errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the temporary file cannot be removed.
+    pub fn abort(mut self) -> Result<(), Error> {
+        self.done = true;
+        fs::remove_file(&self.temp_path).map_err(|e| Error::io("remove", &self.temp_path, e))
+    }
+}
+
+impl Write for Rewrite {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.sealed {
+            return Err(io::Error::other(
+                "rewrite sealed: the compacted state cannot grow after catch_up",
+            ));
+        }
+        let n = self.temp.write(buf)?;
+        self.written += n as u64;
+        self.unsynced += n as u64;
+        if self.sync_every > 0 && self.unsynced >= self.sync_every {
+            self.temp.flush()?;
+            self.temp.get_ref().sync_data()?;
+            self.unsynced = 0;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.temp.flush()
+    }
+}
+
+impl Drop for Rewrite {
+    fn drop(&mut self) {
+        if !self.done {
+            // Best effort: whatever remains is removed by clean_leftovers at
+            // the next start.
+            let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}
+
+fn file_name(live: &Path) -> Result<OsString, Error> {
+    live.file_name().map(|n| n.to_owned()).ok_or_else(|| {
+        Error::io(
+            "name",
+            live,
+            io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
+        )
+    })
+}
+
+fn parent_dir(live: &Path) -> &Path {
+    match live.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn temp_path_for(live: &Path) -> Result<PathBuf, Error> {
+    let mut name = file_name(live)?;
+    name.push(format!(
+        "{TEMP_MARK}{}-{}{TEMP_SUFFIX}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    Ok(parent_dir(live).join(name))
+}
+
+fn sync_dir(live: &Path) -> Result<(), Error> {
+    let dir = parent_dir(live);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync", dir, e))
+}
+
+/// Removes temporary files left by rewrites of `live` that never committed
+/// (the process crashed or was killed). Call it at start, before any rewrite
+/// of `live` begins. Returns the removed paths.
+///
+/// Only files named `<live name>.compact-*.tmp` in the live file's directory
+/// are touched; the live file itself never is.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the directory cannot be read or a file cannot be removed.
+pub fn clean_leftovers(live: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut prefix = file_name(live)?;
+    prefix.push(TEMP_MARK);
+    let prefix = prefix.as_encoded_bytes().to_vec();
+    let dir = parent_dir(live);
+    let mut removed = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("read dir", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read dir", dir, e))?;
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.starts_with(&prefix) && bytes.ends_with(TEMP_SUFFIX.as_bytes()) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            removed.push(path);
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(live)?;
+        tracing::info!(count = removed.len(), live = %live.display(), "removed leftover rewrite files");
+    }
+    Ok(removed)
+}
