@@ -55,11 +55,15 @@
 //! 2. If they are all zero, it is a **zero tail** (preallocated space, or a write whose data never
 //!    reached the disk).
 //! 3. Otherwise the scanner tries every offset after `B` up to the last non-zero byte where the format
-//!    says a record could start ([`RecordFormat::next_candidate`]; RESP jumps to the next `*` or `#`).
+//!    says a record could start ([`RecordFormat::next_candidate`]; RESP jumps to the next `*`, so annotation lines never count as evidence).
 //!    If a whole, valid record decodes at any of them, the log is **corrupt** at `B`: valid data follows
 //!    the damage, so this is not an interrupted append. This also covers a length field that runs past
 //!    the end of the file: it is torn only if nothing valid follows.
-//! 4. Otherwise it is a **torn tail**.
+//! 4. If the format has no file header (RESP), no whole record precedes `B` and the format called the
+//!    bytes at `B` invalid (not merely incomplete), the log is **corrupt**: nothing shows the file is in
+//!    this format at all, and cutting would delete a whole file of another format (for example a Redis
+//!    AOF with an RDB preamble).
+//! 5. Otherwise it is a **torn tail**.
 //!
 //! The search in step 3 is bounded by [`ScanConfig::resync_window`] (default 64 MiB, which must exceed
 //! the largest record): if the non-zero bytes after `B` extend further, the tail cannot be proven torn

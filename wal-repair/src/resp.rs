@@ -29,9 +29,11 @@ impl RecordFormat for Resp {
         }
     }
 
+    /// Only `*` starts a candidate: any `#` followed by a newline is a well-formed annotation, so
+    /// garbage would too often "prove" corruption if annotations counted as evidence.
     fn next_candidate(&self, buf: &[u8], from: usize) -> Option<usize> {
         let rest = buf.get(from..)?;
-        memchr::memchr2(b'*', b'#', rest).map(|i| from + i)
+        memchr::memchr(b'*', rest).map(|i| from + i)
     }
 }
 

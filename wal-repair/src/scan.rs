@@ -113,6 +113,8 @@ struct Stop {
     reason: Cow<'static, str>,
     /// A bad file header: this is not a log of this format, so it is reported as corrupt outright.
     fatal: bool,
+    /// The format has no header and the very first record is invalid (see `classify_tail`).
+    unproven: bool,
 }
 
 fn header_corrupt(offset: u64, reason: Cow<'static, str>) -> Tail {
@@ -131,12 +133,25 @@ fn classify_tail<F: RecordFormat + ?Sized>(
     base: u64,
     reaches_eof: bool,
     reason: Cow<'static, str>,
+    unproven_format: bool,
 ) -> Tail {
     // Zeros can never start a record of either built-in format, so the search stops at the last non-zero
     // byte; a run of trailing zeros is preallocation, not data.
     let Some(last) = tail.iter().rposition(|&b| b != 0) else {
         return Tail::Zero;
     };
+    if unproven_format {
+        // Nothing yet shows this file is in this format (no header, no whole record) and its first
+        // bytes cannot start a record: cutting would delete a whole file of some other format.
+        return Tail::Corrupt {
+            offset: base,
+            reason: Cow::Owned(format!(
+                "{reason}; the file holds no whole record, so it may not be in the {} format",
+                format.name()
+            )),
+            next_valid: None,
+        };
+    }
     let content_end = last + 1;
     let mut from = 1;
     while let Some(c) = format.next_candidate(tail, from) {
@@ -193,13 +208,15 @@ pub fn scan_bytes<F: RecordFormat + ?Sized>(format: &F, buf: &[u8]) -> Scan {
             )
         }
         Frame::Incomplete { .. } => {
-            let tail = classify_tail(format, buf, 0, true, "file header cut short".into());
+            let tail = classify_tail(format, buf, 0, true, "file header cut short".into(), false);
             return done(0, 0, tail);
         }
         Frame::Invalid(reason) => return done(0, 0, header_corrupt(0, reason)),
     };
+    let headerless = pos == 0;
     let mut records = 0;
     while pos < buf.len() {
+        let mut invalid = false;
         let reason = match format.decode(&buf[pos..]) {
             Frame::Complete(n) if n > 0 && n <= buf.len() - pos => {
                 pos += n;
@@ -208,9 +225,13 @@ pub fn scan_bytes<F: RecordFormat + ?Sized>(format: &F, buf: &[u8]) -> Scan {
             }
             Frame::Complete(_) => Cow::Borrowed("format returned an impossible record length"),
             Frame::Incomplete { .. } => Cow::Borrowed("record runs past the end of the file"),
-            Frame::Invalid(reason) => reason,
+            Frame::Invalid(reason) => {
+                invalid = true;
+                reason
+            }
         };
-        let tail = classify_tail(format, &buf[pos..], pos as u64, true, reason);
+        let unproven = headerless && records == 0 && invalid;
+        let tail = classify_tail(format, &buf[pos..], pos as u64, true, reason, unproven);
         return done(pos, records, tail);
     }
     done(pos, records, Tail::Clean)
@@ -293,7 +314,14 @@ fn classify_file_tail<F: RecordFormat + ?Sized>(
     let window = config.resync_window.max(1);
     if remaining <= window {
         let tail = read_range(file, base, remaining)?;
-        return Ok(classify_tail(format, &tail, base, true, stop.reason));
+        return Ok(classify_tail(
+            format,
+            &tail,
+            base,
+            true,
+            stop.reason,
+            stop.unproven,
+        ));
     }
     // The tail is longer than the window: find the last non-zero byte without loading it all.
     let content_end = last_nonzero_end(file, base, file_len, config.read_chunk.max(4096))?;
@@ -313,7 +341,14 @@ fn classify_file_tail<F: RecordFormat + ?Sized>(
         });
     }
     let tail = read_range(file, base, window)?;
-    Ok(classify_tail(format, &tail, base, false, stop.reason))
+    Ok(classify_tail(
+        format,
+        &tail,
+        base,
+        false,
+        stop.reason,
+        stop.unproven,
+    ))
 }
 
 fn read_range(file: &mut File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
@@ -428,6 +463,7 @@ impl Walker<'_> {
                             offset: 0,
                             reason: "file header cut short".into(),
                             fatal: false,
+                            unproven: false,
                         }),
                     ))
                 }
@@ -443,8 +479,10 @@ impl Walker<'_> {
                 Frame::Invalid(reason) => return Ok((0, 0, Some(fatal_header(reason)))),
             }
         }
+        let headerless = self.offset() == 0;
         let mut records = 0;
         loop {
+            let mut invalid = false;
             if self.start == self.end {
                 if self.at_eof() {
                     return Ok((self.offset(), records, None));
@@ -470,7 +508,10 @@ impl Walker<'_> {
                 }
                 Frame::Complete(_) => Cow::Borrowed("format returned an impossible record length"),
                 Frame::Incomplete { .. } => Cow::Borrowed("record runs past the end of the file"),
-                Frame::Invalid(reason) => reason,
+                Frame::Invalid(reason) => {
+                    invalid = true;
+                    reason
+                }
             };
             return Ok((
                 self.offset(),
@@ -479,6 +520,7 @@ impl Walker<'_> {
                     offset: self.offset(),
                     reason,
                     fatal: false,
+                    unproven: headerless && records == 0 && invalid,
                 }),
             ));
         }
@@ -490,5 +532,6 @@ fn fatal_header(reason: Cow<'static, str>) -> Stop {
         offset: 0,
         reason,
         fatal: true,
+        unproven: false,
     }
 }

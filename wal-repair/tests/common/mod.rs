@@ -118,3 +118,102 @@ pub fn read_sidecar(path: &Path) -> (serde_json::Value, Vec<u8>) {
     let report = serde_json::from_slice(&bytes[..nl]).expect("report json");
     (report, bytes[nl + 1..].to_vec())
 }
+
+/// The expected classification of a fixture, and so what repair must do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing to do.
+    Clean,
+    /// Only zeros after this offset: truncated here.
+    Zero(usize),
+    /// Torn after this offset: truncated here.
+    Torn(usize),
+    /// Corrupt at this offset: refused, file byte-identical, no sidecar.
+    Corrupt(usize),
+}
+
+/// The one table-driven check: scans `bytes` in memory and on disk, then repairs a file holding them,
+/// and verifies the classification and every effect on the file system.
+pub fn check(name: &str, fmt: Fmt, bytes: &[u8], expect: Expect) {
+    use wal_repair::{repair, scan_bytes, scan_file, Config, Error, Outcome, ScanConfig, Tail};
+
+    let dir = scratch();
+    let path = write(dir.path(), "t.log", bytes);
+    let memory = scan_bytes(fmt.format(), bytes);
+    let small = ScanConfig {
+        read_chunk: 4096,
+        ..ScanConfig::default()
+    };
+    let disk = scan_file(&path, fmt.format(), &small).expect("scan file");
+    assert_eq!(memory, disk, "{name}: memory and chunked file scans differ");
+    let got = match memory.tail {
+        Tail::Clean => Expect::Clean,
+        Tail::Zero => Expect::Zero(memory.valid_len as usize),
+        Tail::Torn { .. } => Expect::Torn(memory.valid_len as usize),
+        Tail::Corrupt { offset, .. } => Expect::Corrupt(offset as usize),
+    };
+    assert_eq!(got, expect, "{name}: {:?}", memory.tail);
+
+    let result = repair(&path, fmt.format(), &Config::default());
+    let after = std::fs::read(&path).expect("read back");
+    match expect {
+        Expect::Clean => {
+            assert!(
+                matches!(result, Ok(Outcome::Clean(_))),
+                "{name}: {result:?}"
+            );
+            assert_eq!(after, bytes, "{name}: clean log modified");
+            assert!(
+                sidecars(dir.path()).is_empty(),
+                "{name}: sidecar for a clean log"
+            );
+        }
+        Expect::Corrupt(offset) => {
+            match result {
+                Err(Error::Corrupt { offset: o, .. }) => assert_eq!(o as usize, offset, "{name}"),
+                other => panic!("{name}: expected Corrupt, got {other:?}"),
+            }
+            assert_eq!(after, bytes, "{name}: corrupt log modified");
+            assert!(
+                sidecars(dir.path()).is_empty(),
+                "{name}: sidecar for a corrupt log"
+            );
+        }
+        Expect::Zero(valid) | Expect::Torn(valid) => {
+            let Ok(Outcome::Repaired(report)) = result else {
+                panic!("{name}: expected a repair, got {result:?}");
+            };
+            assert_eq!(report.valid_len as usize, valid, "{name}");
+            assert_eq!(
+                after,
+                &bytes[..valid],
+                "{name}: repaired log is not the valid prefix"
+            );
+            assert_eq!(sidecars(dir.path()), vec![report.sidecar.clone()], "{name}");
+            let (json, saved) = read_sidecar(&report.sidecar);
+            assert_eq!(json["valid_len"], valid as u64, "{name}");
+            assert_eq!(json["discarded"], (bytes.len() - valid) as u64, "{name}");
+            if matches!(expect, Expect::Zero(_)) {
+                assert_eq!(json["kind"], "zero", "{name}");
+                assert!(saved.is_empty(), "{name}: zeros are described, not copied");
+            } else {
+                assert_eq!(json["kind"], "torn", "{name}");
+                assert_eq!(
+                    saved,
+                    &bytes[valid..],
+                    "{name}: sidecar must hold the cut bytes"
+                );
+            }
+            // A second run is clean and writes nothing.
+            assert!(matches!(
+                repair(&path, fmt.format(), &Config::default()),
+                Ok(Outcome::Clean(_))
+            ));
+            assert_eq!(
+                sidecars(dir.path()).len(),
+                1,
+                "{name}: second run wrote a sidecar"
+            );
+        }
+    }
+}
