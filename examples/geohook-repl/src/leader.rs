@@ -1,0 +1,651 @@
+//! The leader side: the backlog, and the handler for follower connections.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::resp::{self, Limits};
+use crate::{Backlog, Error, ReplId, SnapshotSource};
+
+/// Leader configuration.
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// Backlog capacity in bytes: how far behind a follower may fall and still
+    /// resume with a partial resync.
+    ///
+    /// Default: 16 MiB.
+    pub backlog_capacity: usize,
+    /// How often an idle stream carries `+OFFSET <n>`, so that followers can
+    /// tell "caught up" from "leader gone".
+    ///
+    /// Default: 1 s.
+    pub heartbeat_interval: Duration,
+    /// Largest chunk of backlog bytes sent in one write.
+    ///
+    /// Default: 256 KiB.
+    pub max_batch: usize,
+    /// A follower that does not take a write within this time is dropped.
+    ///
+    /// Default: 30 s.
+    pub write_timeout: Duration,
+    /// Time a connection handled by [`Leader::handle_connection`] has to reach
+    /// `PSYNC`.
+    ///
+    /// Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Password [`Leader::handle_connection`] requires with `AUTH` before
+    /// `PSYNC` (the server's `requirepass`, which followers send as their
+    /// `leaderauth`). Servers that check `AUTH` themselves call
+    /// [`Leader::serve_psync`] instead.
+    ///
+    /// Default: none.
+    pub password: Option<String>,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        LeaderConfig {
+            backlog_capacity: 16 << 20,
+            heartbeat_interval: Duration::from_secs(1),
+            max_batch: 256 << 10,
+            write_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            password: None,
+        }
+    }
+}
+
+impl LeaderConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |field, reason: &str| {
+            Err(Error::Config {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.backlog_capacity == 0 {
+            return bad("backlog_capacity", "must be at least 1 byte");
+        }
+        if self.max_batch == 0 {
+            return bad("max_batch", "must be at least 1 byte");
+        }
+        for (field, d) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("write_timeout", self.write_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(field, "must be positive");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One attached follower, as [`Leader::stats`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerLink {
+    /// The follower's address as given to the handler.
+    pub peer: String,
+    /// The offset the follower last acknowledged with `REPLCONF ACK`.
+    pub ack_offset: u64,
+    /// The leader's offset minus `ack_offset`.
+    pub lag_bytes: u64,
+    /// Time since the last acknowledgement (or since the connection began).
+    pub since_ack: Duration,
+    /// False while a full sync's snapshot is being sent.
+    pub streaming: bool,
+}
+
+/// Counters and positions of a leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderStats {
+    /// The current replication id.
+    pub replid: ReplId,
+    /// The current replication offset (end of the stream).
+    pub offset: u64,
+    /// The oldest offset a partial resync can start from.
+    pub backlog_start: u64,
+    /// Bytes held in the backlog.
+    pub backlog_len: u64,
+    /// The configured backlog capacity.
+    pub backlog_capacity: u64,
+    /// Full syncs started (`+FULLRESYNC` sent) since this leader was created.
+    pub full_syncs: u64,
+    /// Partial resyncs started (`+CONTINUE` sent).
+    pub partial_syncs: u64,
+    /// Followers disconnected because they fell behind the backlog.
+    pub backlog_overruns: u64,
+    /// The followers attached right now, in connection order.
+    pub followers: Vec<FollowerLink>,
+}
+
+struct Inner {
+    replid: ReplId,
+    /// Bumped by [`Leader::reset`], so that streams of the old history stop.
+    epoch: u64,
+    backlog: Backlog,
+}
+
+struct LinkState {
+    peer: String,
+    ack_offset: u64,
+    ack_at: Instant,
+    streaming: bool,
+}
+
+/// The leader's replication state: replication id, backlog, attached
+/// followers and counters. Share it in an `Arc`; every method takes `&self`.
+pub struct Leader {
+    config: LeaderConfig,
+    inner: Mutex<Inner>,
+    /// Carries the end offset; followers' handlers wait on it for new bytes.
+    tx: watch::Sender<u64>,
+    full_syncs: AtomicU64,
+    partial_syncs: AtomicU64,
+    overruns: AtomicU64,
+    links: Mutex<BTreeMap<u64, LinkState>>,
+    next_link: AtomicU64,
+}
+
+impl std::fmt::Debug for Leader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("Leader")
+            .field("replid", &inner.replid)
+            .field("offset", &inner.backlog.end())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Limits for what a follower may send to the leader: only short commands
+/// (`REPLCONF ACK <n>`, `PING`) are expected.
+const FOLLOWER_LIMITS: Limits = Limits {
+    max_args: 8,
+    max_bulk: 256,
+    max_line: 256,
+};
+
+/// Limits for the commands of the pre-`PSYNC` handshake.
+const HANDSHAKE_LIMITS: Limits = Limits {
+    max_args: 8,
+    max_bulk: 1024,
+    max_line: 1024,
+};
+
+impl Leader {
+    /// A leader whose stream continues at `offset` under `replid`, with an
+    /// empty backlog.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `config` does not validate.
+    pub fn new(config: LeaderConfig, replid: ReplId, offset: u64) -> Result<Leader, Error> {
+        let backlog = Backlog::new(config.backlog_capacity.max(1), offset);
+        Leader::with_backlog(config, replid, backlog)
+    }
+
+    /// A leader that starts with `backlog`, typically loaded with
+    /// [`Backlog::load`] from the stream bytes of its own file after a restart,
+    /// so that followers can resume with a partial resync.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `config` does not validate or the backlog's
+    /// capacity differs from `config.backlog_capacity`.
+    pub fn with_backlog(
+        config: LeaderConfig,
+        replid: ReplId,
+        backlog: Backlog,
+    ) -> Result<Leader, Error> {
+        config.validate()?;
+        if backlog.capacity() != config.backlog_capacity {
+            return Err(Error::Config {
+                field: "backlog_capacity",
+                reason: format!(
+                    "the backlog was built with {} bytes, the config says {}",
+                    backlog.capacity(),
+                    config.backlog_capacity
+                ),
+            });
+        }
+        let (tx, _) = watch::channel(backlog.end());
+        Ok(Leader {
+            config,
+            inner: Mutex::new(Inner {
+                replid,
+                epoch: 0,
+                backlog,
+            }),
+            tx,
+            full_syncs: AtomicU64::new(0),
+            partial_syncs: AtomicU64::new(0),
+            overruns: AtomicU64::new(0),
+            links: Mutex::new(BTreeMap::new()),
+            next_link: AtomicU64::new(0),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LeaderConfig {
+        &self.config
+    }
+
+    /// The current replication id and offset, read together.
+    pub fn position(&self) -> (ReplId, u64) {
+        let inner = self.inner.lock();
+        (inner.replid, inner.backlog.end())
+    }
+
+    /// The current replication offset.
+    pub fn offset(&self) -> u64 {
+        self.inner.lock().backlog.end()
+    }
+
+    /// Appends one write command to the stream and returns the new offset.
+    ///
+    /// Call it under the same lock that orders writes to the state and to the
+    /// file, with exactly the bytes written to the file (see
+    /// [`Leader::append_encoded`]), so that stream order equals apply order.
+    pub fn append<A: AsRef<[u8]>>(&self, args: &[A]) -> u64 {
+        let mut buf = Vec::with_capacity(resp::encoded_len(args));
+        resp::encode_command(&mut buf, args);
+        self.append_encoded(&buf)
+    }
+
+    /// Appends already encoded commands (whole RESP arrays of bulk strings,
+    /// as [`crate::encode_command`] writes them) and returns the new offset.
+    /// Attached followers are woken.
+    pub fn append_encoded(&self, bytes: &[u8]) -> u64 {
+        let end = self.inner.lock().backlog.append(bytes);
+        self.tx.send_replace(end);
+        end
+    }
+
+    /// Starts a new history: a new replication id at `offset`, an empty
+    /// backlog. Attached followers are disconnected and will full-sync.
+    pub fn reset(&self, replid: ReplId, offset: u64) {
+        {
+            let mut inner = self.inner.lock();
+            inner.replid = replid;
+            inner.epoch += 1;
+            inner.backlog.reset(offset);
+        }
+        self.tx.send_replace(offset);
+    }
+
+    /// Counters, positions and attached followers.
+    pub fn stats(&self) -> LeaderStats {
+        let (replid, offset, backlog_start, backlog_len) = {
+            let inner = self.inner.lock();
+            (
+                inner.replid,
+                inner.backlog.end(),
+                inner.backlog.start(),
+                inner.backlog.len() as u64,
+            )
+        };
+        let followers = self
+            .links
+            .lock()
+            .values()
+            .map(|l| FollowerLink {
+                peer: l.peer.clone(),
+                ack_offset: l.ack_offset,
+                lag_bytes: offset.saturating_sub(l.ack_offset),
+                since_ack: l.ack_at.elapsed(),
+                streaming: l.streaming,
+            })
+            .collect();
+        LeaderStats {
+            replid,
+            offset,
+            backlog_start,
+            backlog_len,
+            backlog_capacity: self.config.backlog_capacity as u64,
+            full_syncs: self.full_syncs.load(Ordering::Relaxed),
+            partial_syncs: self.partial_syncs.load(Ordering::Relaxed),
+            backlog_overruns: self.overruns.load(Ordering::Relaxed),
+            followers,
+        }
+    }
+
+    /// Serves a whole replication connection: answers `AUTH` (against
+    /// [`LeaderConfig::password`]), `PING` and `REPLCONF` until `PSYNC`, then
+    /// continues as [`Leader::serve_psync`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Leader::serve_psync`]; also [`Error::Timeout`] if `PSYNC` does not
+    /// arrive within [`LeaderConfig::handshake_timeout`], and
+    /// [`Error::Protocol`] for an unknown command or malformed bytes.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future drops the connection; cancelling `cancel` ends it
+    /// cleanly with `Ok(())`.
+    pub async fn handle_connection<IO, S>(
+        &self,
+        mut io: IO,
+        peer: &str,
+        source: &S,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+        S: SnapshotSource + ?Sized,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.handshake_timeout;
+        let mut buf = Vec::new();
+        let mut authed = self.config.password.is_none();
+        loop {
+            let (args, used) = loop {
+                match resp::parse_command(&buf, &HANDSHAKE_LIMITS) {
+                    Ok(Some(found)) => break found,
+                    Ok(None) => {}
+                    Err(m) => return Err(Error::protocol(peer, m.to_string())),
+                }
+                let read = tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => r,
+                };
+                match read {
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            context: format!("PSYNC from {peer}"),
+                        })
+                    }
+                    Ok(Err(e)) => return Err(Error::io(format!("read from {peer}"), e)),
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(_)) => {}
+                }
+            };
+            buf.drain(..used);
+            let name = args[0].to_ascii_uppercase();
+            let reply: &[u8] = match name.as_slice() {
+                b"AUTH" => match (&self.config.password, args.get(1)) {
+                    (Some(pw), Some(given))
+                        if args.len() == 2 && pw.as_bytes() == given.as_slice() =>
+                    {
+                        authed = true;
+                        b"+OK\r\n"
+                    }
+                    _ => b"-ERR invalid password\r\n",
+                },
+                b"PING" => b"+PONG\r\n",
+                b"REPLCONF" if authed => b"+OK\r\n",
+                b"PSYNC" if authed => {
+                    return self.serve_psync(io, peer, &args, buf, source, cancel).await;
+                }
+                b"REPLCONF" | b"PSYNC" => b"-ERR authentication required\r\n",
+                _ => {
+                    let _ = io.write_all(b"-ERR unknown command\r\n").await;
+                    return Err(Error::protocol(
+                        peer,
+                        format!("unexpected command {:?}", String::from_utf8_lossy(&name)),
+                    ));
+                }
+            };
+            io.write_all(reply)
+                .await
+                .map_err(|e| Error::io(format!("write to {peer}"), e))?;
+        }
+    }
+
+    /// Serves a follower that sent `PSYNC <replid> <offset>` (`args`, command
+    /// name included). `pending` holds bytes already read from the connection
+    /// after the `PSYNC` command.
+    ///
+    /// Replies `+CONTINUE <replid>` and streams from the backlog when the
+    /// follower's replication id is the current one and its offset is still in
+    /// the backlog; otherwise replies `+FULLRESYNC <replid> <offset>`, sends the
+    /// snapshot from `source` as commands followed by `+SNAPSHOTEND`, and
+    /// streams from the snapshot's offset. While streaming, every chunk is
+    /// followed by `+OFFSET <leader offset>`, and an idle stream repeats it
+    /// every heartbeat interval. `REPLCONF ACK <offset>` from the follower
+    /// updates [`Leader::stats`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BacklogOverrun`] when the follower falls behind the backlog
+    /// (it is told with an error line first), [`Error::ReplIdChanged`] after
+    /// [`Leader::reset`], [`Error::Protocol`] for bad bytes from the follower,
+    /// [`Error::Io`] and [`Error::Timeout`] for a broken or stuck connection.
+    /// A follower closing the connection, or `cancel`, ends it with `Ok(())`.
+    ///
+    /// # Cancellation safety
+    ///
+    /// Dropping the future drops the connection; nothing else is left behind.
+    pub async fn serve_psync<IO, S>(
+        &self,
+        io: IO,
+        peer: &str,
+        args: &[Vec<u8>],
+        pending: Vec<u8>,
+        source: &S,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+        S: SnapshotSource + ?Sized,
+    {
+        let (mut reader, mut writer) = tokio::io::split(io);
+        if args.len() != 3 {
+            let _ = writer
+                .write_all(b"-ERR wrong number of arguments for 'psync'\r\n")
+                .await;
+            return Err(Error::protocol(peer, "PSYNC takes 2 arguments"));
+        }
+        let want_id = ReplId::parse(&args[1]);
+        let want_offset = std::str::from_utf8(&args[2])
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        let mut rx = self.tx.subscribe();
+        let link = self.next_link.fetch_add(1, Ordering::Relaxed);
+        let _guard = LinkGuard { leader: self, link };
+        self.links.lock().insert(
+            link,
+            LinkState {
+                peer: peer.to_owned(),
+                ack_offset: want_offset.unwrap_or(0),
+                ack_at: Instant::now(),
+                streaming: false,
+            },
+        );
+
+        let (replid, epoch, continue_at) = {
+            let inner = self.inner.lock();
+            let ok = match (want_id, want_offset) {
+                (Some(id), Some(off)) => id == inner.replid && inner.backlog.contains(off),
+                _ => false,
+            };
+            (
+                inner.replid,
+                inner.epoch,
+                ok.then(|| want_offset.unwrap_or(0)),
+            )
+        };
+        let mut cursor = match continue_at {
+            Some(offset) => {
+                self.partial_syncs.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, offset, "follower resumes with a partial resync");
+                let line = format!("+CONTINUE {replid}\r\n");
+                if !self
+                    .send(&mut writer, line.as_bytes(), peer, cancel)
+                    .await?
+                {
+                    return Ok(());
+                }
+                offset
+            }
+            None => {
+                self.full_syncs.fetch_add(1, Ordering::Relaxed);
+                let snapshot = source.snapshot();
+                tracing::info!(%peer, offset = snapshot.offset, "follower needs a full sync");
+                let line = format!("+FULLRESYNC {replid} {}\r\n", snapshot.offset);
+                let mut buf = line.into_bytes();
+                for cmd in snapshot.commands {
+                    resp::encode_command(&mut buf, &cmd);
+                    if buf.len() >= self.config.max_batch {
+                        if !self.send(&mut writer, &buf, peer, cancel).await? {
+                            return Ok(());
+                        }
+                        buf.clear();
+                    }
+                }
+                buf.extend_from_slice(b"+SNAPSHOTEND\r\n");
+                if !self.send(&mut writer, &buf, peer, cancel).await? {
+                    return Ok(());
+                }
+                snapshot.offset
+            }
+        };
+        if let Some(l) = self.links.lock().get_mut(&link) {
+            l.streaming = true;
+        }
+
+        let mut inbuf = pending;
+        let mut chunk = Vec::with_capacity(self.config.max_batch.min(1 << 20) + 32);
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.take_acks(&mut inbuf, link, peer)?;
+            // Mark the watch as seen before reading the backlog: an append
+            // after the read then always wakes the select below.
+            rx.borrow_and_update();
+            chunk.clear();
+            let read = {
+                let inner = self.inner.lock();
+                if inner.epoch != epoch {
+                    Err(Error::ReplIdChanged)
+                } else {
+                    match inner
+                        .backlog
+                        .read_from(cursor, self.config.max_batch, &mut chunk)
+                    {
+                        Ok(n) => Ok((n, inner.backlog.end())),
+                        Err(backlog_start) => Err(Error::BacklogOverrun {
+                            offset: cursor,
+                            backlog_start,
+                        }),
+                    }
+                }
+            };
+            let (n, end) = match read {
+                Ok(v) => v,
+                Err(e) => {
+                    if matches!(e, Error::BacklogOverrun { .. }) {
+                        self.overruns.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, "follower fell behind the backlog; disconnecting");
+                    }
+                    let line = format!("-ERR {e}\r\n");
+                    let _ = self.send(&mut writer, line.as_bytes(), peer, cancel).await;
+                    return Err(e);
+                }
+            };
+            if n > 0 {
+                cursor += n as u64;
+                chunk.extend_from_slice(format!("+OFFSET {end}\r\n").as_bytes());
+                if !self.send(&mut writer, &chunk, peer, cancel).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                }
+                r = reader.read_buf(&mut inbuf) => match r {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(Error::io(format!("read from {peer}"), e)),
+                },
+                _ = heartbeat.tick() => {
+                    let line = format!("+OFFSET {cursor}\r\n");
+                    if !self.send(&mut writer, line.as_bytes(), peer, cancel).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Consumes complete `REPLCONF ACK` / `PING` commands from `inbuf`.
+    fn take_acks(&self, inbuf: &mut Vec<u8>, link: u64, peer: &str) -> Result<(), Error> {
+        let mut used = 0;
+        while let Some((args, n)) = resp::parse_command(&inbuf[used..], &FOLLOWER_LIMITS)
+            .map_err(|m| Error::protocol(peer, m.to_string()))?
+        {
+            used += n;
+            let name = args[0].to_ascii_uppercase();
+            match name.as_slice() {
+                b"REPLCONF" if args.len() == 3 && args[1].eq_ignore_ascii_case(b"ACK") => {
+                    let offset = std::str::from_utf8(&args[2])
+                        .ok()
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .ok_or_else(|| Error::protocol(peer, "REPLCONF ACK needs an offset"))?;
+                    if let Some(l) = self.links.lock().get_mut(&link) {
+                        l.ack_offset = offset;
+                        l.ack_at = Instant::now();
+                    }
+                }
+                b"REPLCONF" | b"PING" => {}
+                _ => {
+                    return Err(Error::protocol(
+                        peer,
+                        format!(
+                            "unexpected command {:?} on a replication stream",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    ))
+                }
+            }
+        }
+        inbuf.drain(..used);
+        Ok(())
+    }
+
+    /// Writes `bytes`; `Ok(false)` if cancelled first.
+    async fn send<W: AsyncWrite + Unpin>(
+        &self,
+        w: &mut W,
+        bytes: &[u8],
+        peer: &str,
+        cancel: &CancellationToken,
+    ) -> Result<bool, Error> {
+        tokio::select! {
+            _ = cancel.cancelled() => Ok(false),
+            r = tokio::time::timeout(self.config.write_timeout, w.write_all(bytes)) => match r {
+                Ok(Ok(())) => Ok(true),
+                Ok(Err(e)) => Err(Error::io(format!("write to {peer}"), e)),
+                Err(_) => Err(Error::Timeout { context: format!("write to follower {peer}") }),
+            },
+        }
+    }
+}
+
+/// Removes a follower from the registry however its handler ends.
+struct LinkGuard<'a> {
+    leader: &'a Leader,
+    link: u64,
+}
+
+impl Drop for LinkGuard<'_> {
+    fn drop(&mut self) {
+        self.leader.links.lock().remove(&self.link);
+    }
+}
