@@ -92,7 +92,8 @@ impl Cgroup {
         let mut v2 = None;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+            let (Some(id), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 return Err(Error::Corrupt {
                     path: roots.proc_self_cgroup.clone(),
@@ -138,7 +139,9 @@ impl Cgroup {
         for dir in &self.chain {
             for name in files {
                 let path = dir.join(name);
-                let Some(value) = read_limit(&path)? else { continue };
+                let Some(value) = read_limit(&path)? else {
+                    continue;
+                };
                 if self.version == CgroupVersion::V1 && value >= V1_UNLIMITED {
                     continue;
                 }
@@ -198,7 +201,12 @@ fn read_limit(path: &Path) -> Result<Option<u64>> {
 /// Physical memory in bytes, from `sysconf`.
 pub fn physical_memory() -> Option<u64> {
     // SAFETY: sysconf has no preconditions; it returns -1 for unknown names.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     if pages <= 0 || page <= 0 {
         return None;
     }
@@ -234,7 +242,8 @@ impl Limits {
 
     /// Like [`Limits::discover`] with the cgroup files under `roots`.
     pub fn discover_at(configured: Option<u64>, roots: &CgroupRoots) -> Limits {
-        let cgroup = match Cgroup::discover_at(roots).and_then(|c| c.map(|c| c.limit()).transpose()) {
+        let cgroup = match Cgroup::discover_at(roots).and_then(|c| c.map(|c| c.limit()).transpose())
+        {
             Ok(limit) => limit.flatten(),
             Err(error) => {
                 tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit; using the other limits");

@@ -292,7 +292,10 @@ impl Config {
                 if sb >= tb && *tb != 0 {
                     return Err(Error::InvalidConfig {
                         field: "soft",
-                        reason: format!("soft level {s} is not below the threshold {}", Threshold::Bytes(*tb)),
+                        reason: format!(
+                            "soft level {s} is not below the threshold {}",
+                            Threshold::Bytes(*tb)
+                        ),
                     });
                 }
             }
@@ -325,7 +328,7 @@ impl Config {
         Ok(())
     }
 
-    /// Reads the `MEMWATCH_*` variables listed in [`env`] from the process
+    /// Reads the `MEMWATCH_*` variables listed in [`env`](mod@env) from the process
     /// environment. Unset variables keep their [`Default`] values, so with
     /// `MEMWATCH_THRESHOLD` unset the result is disabled.
     ///
@@ -423,7 +426,11 @@ mod tests {
 
     #[test]
     fn unset_and_zero_are_off() {
-        for pairs in [&[][..], &[("MEMWATCH_THRESHOLD", "0")][..], &[("MEMWATCH_THRESHOLD", "  ")][..]] {
+        for pairs in [
+            &[][..],
+            &[("MEMWATCH_THRESHOLD", "0")][..],
+            &[("MEMWATCH_THRESHOLD", "  ")][..],
+        ] {
             let cfg = Config::from_lookup(env_of(pairs)).unwrap();
             assert!(!cfg.is_enabled(), "{pairs:?}");
         }
@@ -485,7 +492,10 @@ mod tests {
             ("MEMWATCH_SOFT_THRESHOLD", "2GiB"),
         ]))
         .unwrap_err();
-        assert!(matches!(err, Error::InvalidConfig { field: "soft", .. }), "{err}");
+        assert!(
+            matches!(err, Error::InvalidConfig { field: "soft", .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -495,6 +505,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cfg.effective_poll_interval(), MIN_POLL_INTERVAL);
-        assert_eq!(Config::default().effective_poll_interval(), Duration::from_secs(1));
+        assert_eq!(
+            Config::default().effective_poll_interval(),
+            Duration::from_secs(1)
+        );
     }
 }

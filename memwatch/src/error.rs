@@ -32,7 +32,9 @@ pub enum Error {
     },
     /// The threshold is a fraction of the effective limit but no limit could
     /// be determined (no configured limit, no cgroup limit, no physical size).
-    #[error("threshold is a fraction of the effective memory limit, but no limit could be determined")]
+    #[error(
+        "threshold is a fraction of the effective memory limit, but no limit could be determined"
+    )]
     NoLimit,
     /// Reading a kernel file failed.
     #[error("I/O error on {path}: {source}")]

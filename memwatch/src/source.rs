@@ -103,7 +103,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 fn pread_all<'a>(file: &File, path: &Path, buf: &'a mut [u8]) -> Result<&'a [u8]> {
     let mut len = 0;
     loop {
-        let n = file.read_at(&mut buf[len..], len as u64).map_err(io_err(path))?;
+        let n = file
+            .read_at(&mut buf[len..], len as u64)
+            .map_err(io_err(path))?;
         if n == 0 {
             return Ok(&buf[..len]);
         }
@@ -448,7 +450,10 @@ impl SystemSource {
 
     #[cfg(feature = "jemalloc")]
     fn read_jemalloc(&mut self) -> Result<Option<JemallocStats>> {
-        self.jemalloc.as_ref().map(jemalloc::Reader::read).transpose()
+        self.jemalloc
+            .as_ref()
+            .map(jemalloc::Reader::read)
+            .transpose()
     }
 
     #[cfg(not(feature = "jemalloc"))]

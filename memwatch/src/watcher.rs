@@ -197,7 +197,9 @@ impl Watcher {
         });
         let cgroup_limit = cgroup.as_ref().and_then(|c| {
             c.limit()
-                .map_err(|error| tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit"))
+                .map_err(
+                    |error| tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit"),
+                )
                 .ok()
                 .flatten()
         });
@@ -379,7 +381,9 @@ impl Watcher {
             purged = true;
             match source.purge() {
                 Ok(()) => sample = self.sample(&mut **source)?,
-                Err(error) => tracing::warn!(%error, "memwatch: purge failed; deciding on the unpurged sample"),
+                Err(error) => {
+                    tracing::warn!(%error, "memwatch: purge failed; deciding on the unpurged sample")
+                }
             }
         }
         *s.last.lock() = Some(sample);
@@ -390,14 +394,15 @@ impl Watcher {
         } else {
             match s.soft {
                 Some(soft) if sample.used >= soft => Level::Elevated,
-                Some(_) if current == Level::Elevated && sample.used >= s.soft_exit => Level::Elevated,
+                Some(_) if current == Level::Elevated && sample.used >= s.soft_exit => {
+                    Level::Elevated
+                }
                 _ => Level::Normal,
             }
         };
         let mut fired_now = false;
         if level == Level::Critical {
-            if s
-                .fired
+            if s.fired
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
@@ -443,7 +448,11 @@ impl Watcher {
         if old != level {
             self.shared.level_tx.send_replace(level);
             if level != Level::Critical {
-                tracing::info!(from = old.as_str(), to = level.as_str(), "memwatch: level changed");
+                tracing::info!(
+                    from = old.as_str(),
+                    to = level.as_str(),
+                    "memwatch: level changed"
+                );
             }
         }
     }

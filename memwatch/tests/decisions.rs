@@ -110,9 +110,14 @@ fn config(threshold: u64) -> Config {
 
 fn watcher(config: Config, fake: &Fake) -> (Watcher, CancellationToken) {
     let token = CancellationToken::new();
-    let w = Watcher::with_source(config, token.clone(), Box::new(fake.clone()), Limits::default())
-        .expect("valid config")
-        .expect("enabled");
+    let w = Watcher::with_source(
+        config,
+        token.clone(),
+        Box::new(fake.clone()),
+        Limits::default(),
+    )
+    .expect("valid config")
+    .expect("enabled");
     (w, token)
 }
 
@@ -195,14 +200,23 @@ async fn caller_cancellation_stops_without_firing() {
 #[tokio::test(start_paused = true)]
 async fn disabled_config_starts_nothing() {
     let token = CancellationToken::new();
-    for threshold in [None, Some(Threshold::Bytes(0)), Some(Threshold::Fraction(0.0))] {
+    for threshold in [
+        None,
+        Some(Threshold::Bytes(0)),
+        Some(Threshold::Fraction(0.0)),
+    ] {
         let cfg = Config {
             threshold,
             ..Default::default()
         };
         let fake = Fake::new(u64::MAX);
-        let w = Watcher::with_source(cfg.clone(), token.clone(), Box::new(fake.clone()), Limits::default())
-            .unwrap();
+        let w = Watcher::with_source(
+            cfg.clone(),
+            token.clone(),
+            Box::new(fake.clone()),
+            Limits::default(),
+        )
+        .unwrap();
         assert!(w.is_none(), "{threshold:?}");
         assert!(Watcher::new(cfg, token.clone()).unwrap().is_none());
         assert_eq!(fake.samples(), 0);
@@ -283,7 +297,11 @@ async fn soft_level_with_hysteresis() {
         fake.set(used);
         let c = w.check().unwrap();
         assert_eq!(c.level, expected, "at {used}");
-        assert_eq!(w.is_under_pressure(), expected >= Level::Elevated, "at {used}");
+        assert_eq!(
+            w.is_under_pressure(),
+            expected >= Level::Elevated,
+            "at {used}"
+        );
         if expected != last {
             changes += 1;
             assert!(rx.has_changed().unwrap(), "at {used}");
@@ -389,15 +407,25 @@ fn fraction_resolves_against_the_smallest_limit() {
         soft: Some(Threshold::Fraction(0.4)),
         ..Default::default()
     };
-    let w = Watcher::with_source(cfg.clone(), CancellationToken::new(), Box::new(fake.clone()), limits)
-        .unwrap()
-        .unwrap();
+    let w = Watcher::with_source(
+        cfg.clone(),
+        CancellationToken::new(),
+        Box::new(fake.clone()),
+        limits,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(w.threshold_bytes(), 1000);
     assert_eq!(w.metrics().soft_bytes, Some(800));
     assert_eq!(w.metrics().effective_limit, Some(2000));
 
-    let err = Watcher::with_source(cfg, CancellationToken::new(), Box::new(fake.clone()), Limits::default())
-        .unwrap_err();
+    let err = Watcher::with_source(
+        cfg,
+        CancellationToken::new(),
+        Box::new(fake.clone()),
+        Limits::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::NoLimit), "{err}");
 
     // A soft level that resolves above the threshold is rejected.
@@ -406,8 +434,12 @@ fn fraction_resolves_against_the_smallest_limit() {
         soft: Some(Threshold::Fraction(0.5)),
         ..Default::default()
     };
-    let err = Watcher::with_source(cfg, CancellationToken::new(), Box::new(fake), limits).unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "soft", .. }), "{err}");
+    let err =
+        Watcher::with_source(cfg, CancellationToken::new(), Box::new(fake), limits).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidConfig { field: "soft", .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -429,7 +461,10 @@ fn spawned_thread_stops_on_cancel_and_fires() {
 fn spawned_thread_samples_while_the_callers_runtime_is_starved() {
     // A single-worker runtime whose only worker is blocked cannot run a
     // watcher task; the dedicated thread still fires.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let fake = Fake::new(0);
     let (w, token) = watcher(
         Config {
