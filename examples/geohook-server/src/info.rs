@@ -25,6 +25,7 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
     let in_progress = shared.shrinking.load(Ordering::Relaxed);
     let settings = shared.settings.read().clone();
     let mem = shared.memwatch.get().map(|w| w.metrics());
+    let last_shrink = *shared.last_shrink.lock();
     let stats: Vec<(&str, String)> = vec![
         ("id", format!("{:016x}", std::process::id())),
         ("pid", std::process::id().to_string()),
@@ -41,6 +42,8 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
             status.as_ref().and_then(|s| s.last_duration).map(|d| format!("{:.3}", d.as_secs_f64())).unwrap_or("-1".into()),
         ),
         ("aofshrink_min_size", settings.aofshrink_min_size.to_string()),
+        ("aof_last_shrink_start_offset", last_shrink.map(|l| l.0 as i64).unwrap_or(-1).to_string()),
+        ("aof_last_shrink_size", last_shrink.map(|l| l.1 as i64).unwrap_or(-1).to_string()),
         ("appendfsync", shared.opts.fsync.as_str().to_string()),
         ("num_collections", totals.num_collections.to_string()),
         ("num_objects", totals.totals.num_objects.to_string()),
@@ -63,10 +66,11 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
             let body: Vec<String> = stats
                 .iter()
                 .map(|(k, v)| {
-                    let val = if v.parse::<f64>().is_ok() || v == "true" || v == "false" {
-                        v.clone()
-                    } else {
+                    // Everything but these few is a number or a boolean.
+                    let val = if matches!(*k, "id" | "version" | "tcp_addr" | "appendfsync" | "memwatch_level") {
                         serde_json::Value::from(v.as_str()).to_string()
+                    } else {
+                        v.clone()
                     };
                     format!("\"{k}\":{val}")
                 })

@@ -84,10 +84,10 @@ pub fn shrink(shared: &Shared) -> Result<Report, String> {
 
 fn rewrite(shared: &Shared) -> Result<Report, String> {
     let live = shared.opts.dir.join(AOF_NAME);
-    let start = {
+    let (start, start_offset) = {
         let core = shared.core.read();
         core.writable()?;
-        core.aof.size()
+        (core.aof.size(), core.aof.offset())
     };
     let mut rw = Rewrite::begin_at(&live, start).map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(1 << 20);
@@ -132,6 +132,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     };
     let after_len = committed.len;
     core.aof.replace(committed.file, after_len);
+    *shared.last_shrink.lock() = Some((start_offset, after_len));
     Ok(Report { before, snapshot, tail: committed.tail_len, after: after_len })
 }
 

@@ -90,6 +90,9 @@ pub struct Shared {
     pub changes: Option<Arc<dyn ChangeSink>>,
     /// The compactor's handle: AOFSHRINK, CONFIG SET aofshrink-*, status.
     pub compactor: std::sync::OnceLock<aof_compactor::Handle>,
+    /// The last completed shrink: the logical offset when it started and the
+    /// file size it left.
+    pub last_shrink: parking_lot::Mutex<Option<(u64, u64)>>,
     /// The memory watchdog, when configured.
     pub memwatch: std::sync::OnceLock<memwatch::Watcher>,
 }
@@ -110,6 +113,7 @@ impl Shared {
             changes: None,
             compactor: std::sync::OnceLock::new(),
             memwatch: std::sync::OnceLock::new(),
+            last_shrink: parking_lot::Mutex::new(None),
         }
     }
 
