@@ -187,7 +187,10 @@ mod tests {
         let path = dir.path().join(AOF_NAME);
         let mut aof = Aof::open(&path).unwrap();
         let off = aof.append(&[b"set".to_vec(), b"k".to_vec()]).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"*2\r\n$3\r\nset\r\n$1\r\nk\r\n");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"*2\r\n$3\r\nset\r\n$1\r\nk\r\n"
+        );
         assert_eq!(off, 20);
         aof.sync().unwrap();
         std::fs::write(path.with_extension("new"), b"").unwrap();

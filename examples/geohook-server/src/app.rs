@@ -21,7 +21,11 @@ pub const EXIT_MEMWATCH: i32 = 2;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
-#[command(name = "geohook-server", version, about = "A Tile38-compatible geofencing server")]
+#[command(
+    name = "geohook-server",
+    version,
+    about = "A Tile38-compatible geofencing server"
+)]
 pub struct Args {
     /// Data directory (append-only file and config file).
     #[arg(long, default_value = "./data")]
@@ -79,7 +83,8 @@ pub struct Args {
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
-    settings::parse_size(s).ok_or_else(|| format!("invalid size {s:?} (bytes, or a kb/mb/gb suffix)"))
+    settings::parse_size(s)
+        .ok_or_else(|| format!("invalid size {s:?} (bytes, or a kb/mb/gb suffix)"))
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
@@ -97,7 +102,11 @@ pub fn load(path: &Path, core: &mut Core) -> anyhow::Result<u64> {
     let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     // The file was written by this server, so its commands fit the network
     // caps; use generous ones anyway so an old file with larger records loads.
-    let limits = Limits { max_args: 1 << 20, max_bulk: 512 << 20, max_request: 1 << 30 };
+    let limits = Limits {
+        max_args: 1 << 20,
+        max_bulk: 512 << 20,
+        max_request: 1 << 30,
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut consumed_total: u64 = 0;
     let mut count = 0u64;
@@ -158,7 +167,12 @@ pub fn load(path: &Path, core: &mut Core) -> anyhow::Result<u64> {
             buf.len()
         );
     }
-    tracing::info!(commands = count, bytes = consumed_total, secs = started.elapsed().as_secs_f64(), "AOF loaded");
+    tracing::info!(
+        commands = count,
+        bytes = consumed_total,
+        secs = started.elapsed().as_secs_f64(),
+        "AOF loaded"
+    );
     Ok(count)
 }
 
@@ -169,7 +183,8 @@ pub fn load(path: &Path, core: &mut Core) -> anyhow::Result<u64> {
 /// Start-up failures: the data directory, the config file, a damaged
 /// append-only file, binding the port.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("create data dir {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("create data dir {}", args.dir.display()))?;
     let mut settings = Settings::load(&args.dir)?;
     if let Some(p) = &args.requirepass {
         settings.requirepass = p.clone();
@@ -186,7 +201,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     crate::repair::at_start(&aof_path, args.accept_data_loss, &metrics)?;
 
     let aof = Aof::open(&aof_path).with_context(|| format!("open {}", aof_path.display()))?;
-    let mut core = Core { db: geohook_db::Database::new(), aof, loading: true };
+    let mut core = Core {
+        db: geohook_db::Database::new(),
+        aof,
+        loading: true,
+    };
     load(&aof_path, &mut core)?;
 
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
@@ -210,7 +229,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // memwatch: a token it cancels once when the heap crosses the threshold.
     let (mem_fired, mem_thread) = crate::watch::start(&args, &shared)?;
 
-    tracker.spawn(crate::server::accept_loop(shared.clone(), listener, tracker.clone()));
+    tracker.spawn(crate::server::accept_loop(
+        shared.clone(),
+        listener,
+        tracker.clone(),
+    ));
     if shared.opts.fsync == Fsync::Everysec {
         tracker.spawn(fsync_loop(shared.clone()));
     }
@@ -226,7 +249,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || refresh_gauges(&s));
         let m = metrics.clone();
         let cancel = shared.shutdown.clone();
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind metrics {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind metrics {addr}"))?;
         tracker.spawn(async move {
             if let Err(e) = metrics::serve(listener, m, refresh, cancel).await {
                 tracing::error!(error = %e, "metrics server failed");
@@ -248,7 +273,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not finish within 10 s");
     }
     let mut core = shared.core.write();
@@ -302,6 +330,16 @@ pub fn refresh_gauges(shared: &Shared) {
         set_gauge(&m.aof_size, core.aof.size());
         set_gauge(&m.aof_offset, core.aof.offset());
         set_gauge(&m.objects, crate::geo::num_objects(&core.db));
+    }
+    match shared.memwatch.get().map(|w| w.metrics()) {
+        Some(w) => {
+            let _ = m.memwatch_level.set(w.level as i64);
+            set_gauge(&m.memwatch_headroom, w.headroom_bytes.unwrap_or(0));
+        }
+        // -1 tells a dashboard that the watchdog is off, not at level 0.
+        None => {
+            let _ = m.memwatch_level.set(-1);
+        }
     }
     if let Some((allocated, resident)) = metrics::jemalloc_stats() {
         set_gauge(&m.jemalloc_allocated, allocated);

@@ -47,7 +47,13 @@ pub struct Ctx {
 impl Ctx {
     /// A JSON success reply; `body` is empty or starts with a comma.
     pub fn ok_json(&self, body: &str) -> Reply {
-        Reply::Bulk(format!("{{\"ok\":true{body},\"elapsed\":\"{}\"}}", elapsed(self.start)).into_bytes())
+        Reply::Bulk(
+            format!(
+                "{{\"ok\":true{body},\"elapsed\":\"{}\"}}",
+                elapsed(self.start)
+            )
+            .into_bytes(),
+        )
     }
 
     /// `+OK` or `{"ok":true}`.
@@ -103,29 +109,76 @@ pub fn invalid(arg: &[u8]) -> String {
 /// The lower-case command name if it is one we know (for metric labels).
 fn known_name(lower: &str) -> &str {
     const KNOWN: &[&str] = &[
-        "set", "get", "del", "pdel", "drop", "flushdb", "keys", "scan", "nearby", "within", "intersects",
-        "ttl", "expire", "persist", "exists", "fset", "fget", "stats", "bounds", "server", "info", "ping",
-        "echo", "quit", "output", "auth", "healthz", "readonly", "config", "aofshrink", "gc", "command",
-        "hello", "select", "client",
+        "set",
+        "get",
+        "del",
+        "pdel",
+        "drop",
+        "flushdb",
+        "keys",
+        "scan",
+        "nearby",
+        "within",
+        "intersects",
+        "ttl",
+        "expire",
+        "persist",
+        "exists",
+        "fset",
+        "fget",
+        "stats",
+        "bounds",
+        "server",
+        "info",
+        "ping",
+        "echo",
+        "quit",
+        "output",
+        "auth",
+        "healthz",
+        "readonly",
+        "config",
+        "aofshrink",
+        "gc",
+        "command",
+        "hello",
+        "select",
+        "client",
     ];
-    KNOWN.iter().find(|k| **k == lower).copied().unwrap_or("unknown")
+    KNOWN
+        .iter()
+        .find(|k| **k == lower)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// Runs one command from a client and renders its reply.
 pub fn execute(shared: &Arc<Shared>, session: &mut Session, args: Vec<Vec<u8>>) -> Reply {
     let start = Instant::now();
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
-    let ctx = Ctx { json: session.json, start, now_ms: now_ms() };
+    let ctx = Ctx {
+        json: session.json,
+        start,
+        now_ms: now_ms(),
+    };
     let reply = run(shared, session, &ctx, &name, &args);
     shared.commands_run.fetch_add(1, Ordering::Relaxed);
-    shared.metrics.command(known_name(&name), start.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .command(known_name(&name), start.elapsed().as_secs_f64());
     match reply {
         Ok(r) => r,
         Err(e) => ctx.err(&e),
     }
 }
 
-fn run(shared: &Arc<Shared>, session: &mut Session, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply, String> {
+fn run(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &Ctx,
+    name: &str,
+    args: &[Vec<u8>],
+) -> Result<Reply, String> {
     if !session.authed && !matches!(name, "auth" | "quit" | "output" | "ping" | "healthz") {
         return Err("NOAUTH Authentication required.".into());
     }
@@ -158,7 +211,8 @@ fn run(shared: &Arc<Shared>, session: &mut Session, ctx: &Ctx, name: &str, args:
             if args.len() != 2 {
                 return Err(arity(name));
             }
-            let v = settings::parse_yes_no(&String::from_utf8_lossy(&args[1])).ok_or_else(|| invalid(&args[1]))?;
+            let v = settings::parse_yes_no(&String::from_utf8_lossy(&args[1]))
+                .ok_or_else(|| invalid(&args[1]))?;
             shared.readonly.store(v, Ordering::Relaxed);
             Ok(ctx.ok())
         }
@@ -204,7 +258,10 @@ fn output(session: &mut Session, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, S
     match args.len() {
         1 if ctx.json => Ok(ctx.ok_json(",\"output\":\"json\"")),
         1 => Ok(Reply::bulk("resp")),
-        2 => match String::from_utf8_lossy(&args[1]).to_ascii_lowercase().as_str() {
+        2 => match String::from_utf8_lossy(&args[1])
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "json" => {
                 session.json = true;
                 Ok(Ctx { json: true, ..*ctx }.ok_json(""))
@@ -219,7 +276,12 @@ fn output(session: &mut Session, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, S
     }
 }
 
-fn auth(shared: &Shared, session: &mut Session, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String> {
+fn auth(
+    shared: &Shared,
+    session: &mut Session,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, String> {
     // Redis 6 clients send `AUTH user pass`; only the default user exists.
     let pass = match args.len() {
         2 => &args[1],
@@ -244,7 +306,10 @@ fn glob(pat: &str, s: &str) -> bool {
 }
 
 fn config(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String> {
-    let sub = args.get(1).map(|a| String::from_utf8_lossy(a).to_ascii_lowercase()).ok_or_else(|| arity("config"))?;
+    let sub = args
+        .get(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .ok_or_else(|| arity("config"))?;
     match sub.as_str() {
         "get" => {
             if args.len() != 3 {
@@ -258,12 +323,20 @@ fn config(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String>
                 .filter_map(|p| s.get(p).map(|v| (*p, v)))
                 .collect();
             if ctx.json {
-                let map: serde_json::Map<String, serde_json::Value> =
-                    props.into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))).collect();
-                Ok(ctx.ok_json(&format!(",\"properties\":{}", serde_json::Value::Object(map))))
+                let map: serde_json::Map<String, serde_json::Value> = props
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+                    .collect();
+                Ok(ctx.ok_json(&format!(
+                    ",\"properties\":{}",
+                    serde_json::Value::Object(map)
+                )))
             } else {
                 Ok(Reply::Array(
-                    props.into_iter().flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)]).collect(),
+                    props
+                        .into_iter()
+                        .flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)])
+                        .collect(),
                 ))
             }
         }
@@ -272,7 +345,10 @@ fn config(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String>
                 return Err(arity("config set"));
             }
             let name = String::from_utf8_lossy(&args[2]).to_ascii_lowercase();
-            let value = args.get(3).map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default();
+            let value = args
+                .get(3)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
             shared.settings.write().set(&name, &value)?;
             if name.starts_with("aofshrink") {
                 crate::shrink::apply_settings(shared)?;
@@ -284,7 +360,8 @@ fn config(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String>
                 return Err(arity("config rewrite"));
             }
             let s = shared.settings.read().clone();
-            s.save(&shared.opts.dir).map_err(|e| format!("config rewrite failed: {e}"))?;
+            s.save(&shared.opts.dir)
+                .map_err(|e| format!("config rewrite failed: {e}"))?;
             Ok(ctx.ok())
         }
         _ => Err(format!("unknown CONFIG subcommand '{sub}'")),

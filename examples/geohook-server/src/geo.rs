@@ -10,7 +10,9 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use geohook_db::{Area, Bounds, Database, Hit, Item, Object, Page, Point, SearchOpts, SetCondition, Where};
+use geohook_db::{
+    Area, Bounds, Database, Hit, Item, Object, Page, Point, SearchOpts, SetCondition, Where,
+};
 
 use crate::aof::Fsync;
 use crate::commands::{arity, invalid, Ctx};
@@ -21,13 +23,26 @@ use crate::state::{ChangeSink, Core, Shared};
 const DEFAULT_LIMIT: usize = 100;
 
 fn is_write(name: &str) -> bool {
-    matches!(name, "set" | "del" | "pdel" | "drop" | "flushdb" | "expire" | "pexpireat" | "persist" | "fset")
+    matches!(
+        name,
+        "set" | "del" | "pdel" | "drop" | "flushdb" | "expire" | "pexpireat" | "persist" | "fset"
+    )
 }
 
 fn is_read(name: &str) -> bool {
     matches!(
         name,
-        "get" | "keys" | "scan" | "nearby" | "within" | "intersects" | "ttl" | "exists" | "fget" | "stats" | "bounds"
+        "get"
+            | "keys"
+            | "scan"
+            | "nearby"
+            | "within"
+            | "intersects"
+            | "ttl"
+            | "exists"
+            | "fget"
+            | "stats"
+            | "bounds"
     )
 }
 
@@ -43,13 +58,19 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
         }
         let mut core = shared.core.write();
         core.writable()?;
-        let w = Writer { fsync: shared.opts.fsync, sink: shared.changes.as_ref() };
+        let w = Writer {
+            fsync: shared.opts.fsync,
+            sink: shared.changes.as_ref(),
+        };
         write(&mut core, &w, ctx, name, args)
     } else if is_read(name) {
         let core = shared.core.read();
         read(&core.db, ctx, name, args)
     } else {
-        Err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0])))
+        Err(format!(
+            "unknown command '{}'",
+            String::from_utf8_lossy(&args[0])
+        ))
     }
 }
 
@@ -63,13 +84,30 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
 pub fn replay(core: &mut Core, args: &[Vec<u8>]) -> Result<(), String> {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     if !is_write(&name) {
-        return Err(format!("unknown command '{}'", String::from_utf8_lossy(&args[0])));
+        return Err(format!(
+            "unknown command '{}'",
+            String::from_utf8_lossy(&args[0])
+        ));
     }
-    let ctx = Ctx { json: false, start: std::time::Instant::now(), now_ms: crate::state::now_ms() };
-    let w = Writer { fsync: Fsync::No, sink: None };
+    let ctx = Ctx {
+        json: false,
+        start: std::time::Instant::now(),
+        now_ms: crate::state::now_ms(),
+    };
+    let w = Writer {
+        fsync: Fsync::No,
+        sink: None,
+    };
     match write(core, &w, &ctx, &name, args) {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.as_str(), "key not found" | "id not found" | "id already exists") => Ok(()),
+        Err(e)
+            if matches!(
+                e.as_str(),
+                "key not found" | "id not found" | "id already exists"
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }
@@ -80,7 +118,13 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    fn commit(&self, core: &mut Core, args: &[Vec<u8>], key: &str, id: Option<&str>) -> Result<(), String> {
+    fn commit(
+        &self,
+        core: &mut Core,
+        args: &[Vec<u8>],
+        key: &str,
+        id: Option<&str>,
+    ) -> Result<(), String> {
         core.commit(self.fsync, self.sink, args, key, id)
     }
 }
@@ -161,7 +205,13 @@ impl<'a> Args<'a> {
     }
 }
 
-fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply, String> {
+fn write(
+    core: &mut Core,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+    name: &str,
+    args: &[Vec<u8>],
+) -> Result<Reply, String> {
     let now = ctx.now_ms as i64;
     match name {
         "set" => cmd_set(core, w, ctx, args),
@@ -182,7 +232,11 @@ fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>
             if deleted {
                 w.commit(core, &args[..3], key, Some(id))?;
             }
-            Ok(if ctx.json { ctx.ok() } else { Reply::Int(deleted as i64) })
+            Ok(if ctx.json {
+                ctx.ok()
+            } else {
+                Reply::Int(deleted as i64)
+            })
         }
         "pdel" => {
             if args.len() != 3 {
@@ -193,7 +247,11 @@ fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>
             if n > 0 {
                 w.commit(core, args, key, None)?;
             }
-            Ok(if ctx.json { ctx.ok() } else { Reply::Int(n as i64) })
+            Ok(if ctx.json {
+                ctx.ok()
+            } else {
+                Reply::Int(n as i64)
+            })
         }
         "drop" => {
             if args.len() != 2 {
@@ -204,7 +262,11 @@ fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>
             if dropped {
                 w.commit(core, args, key, None)?;
             }
-            Ok(if ctx.json { ctx.ok() } else { Reply::Int(dropped as i64) })
+            Ok(if ctx.json {
+                ctx.ok()
+            } else {
+                Reply::Int(dropped as i64)
+            })
         }
         "flushdb" => {
             if args.len() != 1 {
@@ -227,12 +289,18 @@ fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>
             };
             match core.db.expire(key, id, at, now) {
                 Ok(()) => {
-                    let logged = [b"pexpireat".to_vec(), args[1].clone(), args[2].clone(), at.to_string().into_bytes()];
+                    let logged = [
+                        b"pexpireat".to_vec(),
+                        args[1].clone(),
+                        args[2].clone(),
+                        at.to_string().into_bytes(),
+                    ];
                     w.commit(core, &logged, key, Some(id))?;
                     Ok(if ctx.json { ctx.ok() } else { Reply::Int(1) })
                 }
                 Err(e) if !ctx.json => match e {
-                    geohook_db::Error::KeyNotFound { .. } | geohook_db::Error::IdNotFound { .. } => Ok(Reply::Int(0)),
+                    geohook_db::Error::KeyNotFound { .. }
+                    | geohook_db::Error::IdNotFound { .. } => Ok(Reply::Int(0)),
                     e => Err(db_err(e)),
                 },
                 Err(e) => Err(db_err(e)),
@@ -248,7 +316,11 @@ fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>
                     if had {
                         w.commit(core, args, key, Some(id))?;
                     }
-                    Ok(if ctx.json { ctx.ok() } else { Reply::Int(had as i64) })
+                    Ok(if ctx.json {
+                        ctx.ok()
+                    } else {
+                        Reply::Int(had as i64)
+                    })
                 }
                 Err(_) if !ctx.json => Ok(Reply::Int(0)),
                 Err(e) => Err(db_err(e)),
@@ -276,7 +348,11 @@ fn write(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, name: &str, args: &[Vec<u8>
             if changed > 0 {
                 w.commit(core, args, key, Some(id))?;
             }
-            Ok(if ctx.json { ctx.ok() } else { Reply::Int(changed as i64) })
+            Ok(if ctx.json {
+                ctx.ok()
+            } else {
+                Reply::Int(changed as i64)
+            })
         }
         _ => Err(format!("unknown command '{name}'")),
     }
@@ -289,7 +365,11 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
     let now = ctx.now_ms as i64;
     let key = s(&args[1])?;
     let id = s(&args[2])?;
-    let mut a = Args { a: args, i: 3, cmd: "set" };
+    let mut a = Args {
+        a: args,
+        i: 3,
+        cmd: "set",
+    };
     let mut fields: Vec<(&str, f64)> = Vec::new();
     let mut expires: Option<i64> = None;
     let mut ex_at: Option<usize> = None;
@@ -336,8 +416,15 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
                 break Object::Point(p.map_err(db_err)?);
             }
             "bounds" => {
-                let v = [finite(a.next()?)?, finite(a.next()?)?, finite(a.next()?)?, finite(a.next()?)?];
-                break Object::Bounds(Box::new(Bounds::new(v[0], v[1], v[2], v[3]).map_err(db_err)?));
+                let v = [
+                    finite(a.next()?)?,
+                    finite(a.next()?)?,
+                    finite(a.next()?)?,
+                    finite(a.next()?)?,
+                ];
+                break Object::Bounds(Box::new(
+                    Bounds::new(v[0], v[1], v[2], v[3]).map_err(db_err)?,
+                ));
             }
             "object" => {
                 let text = s(a.next()?).map_err(|_| "invalid data".to_string())?;
@@ -359,10 +446,16 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
     }
     match core.db.set(key, id, object, &fields, expires, cond, now) {
         Ok(_) => {}
-        Err(e @ (geohook_db::Error::IdExists { .. } | geohook_db::Error::KeyNotFound { .. } | geohook_db::Error::IdNotFound { .. }))
-            if cond != SetCondition::Always =>
-        {
-            return if ctx.json { Err(db_err(e)) } else { Ok(Reply::Null) };
+        Err(
+            e @ (geohook_db::Error::IdExists { .. }
+            | geohook_db::Error::KeyNotFound { .. }
+            | geohook_db::Error::IdNotFound { .. }),
+        ) if cond != SetCondition::Always => {
+            return if ctx.json {
+                Err(db_err(e))
+            } else {
+                Ok(Reply::Null)
+            };
         }
         Err(e) => return Err(db_err(e)),
     }
@@ -388,20 +481,35 @@ fn point_resp(p: &Point) -> Reply {
 
 fn point_json(p: &Point) -> String {
     match p.z {
-        Some(z) => format!("{{\"lat\":{},\"lon\":{},\"z\":{}}}", jnum(p.lat), jnum(p.lon), jnum(z)),
+        Some(z) => format!(
+            "{{\"lat\":{},\"lon\":{},\"z\":{}}}",
+            jnum(p.lat),
+            jnum(p.lon),
+            jnum(z)
+        ),
         None => format!("{{\"lat\":{},\"lon\":{}}}", jnum(p.lat), jnum(p.lon)),
     }
 }
 
 fn bounds_resp(b: &Bounds) -> Reply {
     Reply::Array(vec![
-        Reply::Array(vec![Reply::bulk(fnum(b.sw.lat)), Reply::bulk(fnum(b.sw.lon))]),
-        Reply::Array(vec![Reply::bulk(fnum(b.ne.lat)), Reply::bulk(fnum(b.ne.lon))]),
+        Reply::Array(vec![
+            Reply::bulk(fnum(b.sw.lat)),
+            Reply::bulk(fnum(b.sw.lon)),
+        ]),
+        Reply::Array(vec![
+            Reply::bulk(fnum(b.ne.lat)),
+            Reply::bulk(fnum(b.ne.lon)),
+        ]),
     ])
 }
 
 fn bounds_json(b: &Bounds) -> String {
-    format!("{{\"sw\":{},\"ne\":{}}}", point_json(&Point { z: None, ..b.sw }), point_json(&Point { z: None, ..b.ne }))
+    format!(
+        "{{\"sw\":{},\"ne\":{}}}",
+        point_json(&Point { z: None, ..b.sw }),
+        point_json(&Point { z: None, ..b.ne })
+    )
 }
 
 fn no_position() -> String {
@@ -448,7 +556,11 @@ fn read(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply,
                 return Err(arity(name));
             }
             let e = db.exists(s(&args[1])?, s(&args[2])?, now);
-            Ok(if ctx.json { ctx.ok_json(&format!(",\"exists\":{e}")) } else { Reply::Int(e as i64) })
+            Ok(if ctx.json {
+                ctx.ok_json(&format!(",\"exists\":{e}"))
+            } else {
+                Reply::Int(e as i64)
+            })
         }
         "ttl" => {
             if args.len() != 3 {
@@ -457,7 +569,11 @@ fn read(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply,
             match db.ttl(s(&args[1])?, s(&args[2])?, now) {
                 Ok(t) => {
                     let secs = t.map(|ms| ms / 1000).unwrap_or(-1);
-                    Ok(if ctx.json { ctx.ok_json(&format!(",\"ttl\":{secs}")) } else { Reply::Int(secs) })
+                    Ok(if ctx.json {
+                        ctx.ok_json(&format!(",\"ttl\":{secs}"))
+                    } else {
+                        Reply::Int(secs)
+                    })
                 }
                 Err(_) if !ctx.json => Ok(Reply::Int(-2)),
                 Err(e) => Err(db_err(e)),
@@ -467,8 +583,14 @@ fn read(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply,
             if args.len() != 4 {
                 return Err(arity(name));
             }
-            let v = db.fget(s(&args[1])?, s(&args[2])?, s(&args[3])?, now).map_err(db_err)?;
-            Ok(if ctx.json { ctx.ok_json(&format!(",\"value\":{}", jnum(v))) } else { Reply::bulk(fnum(v)) })
+            let v = db
+                .fget(s(&args[1])?, s(&args[2])?, s(&args[3])?, now)
+                .map_err(db_err)?;
+            Ok(if ctx.json {
+                ctx.ok_json(&format!(",\"value\":{}", jnum(v)))
+            } else {
+                Reply::bulk(fnum(v))
+            })
         }
         "stats" => {
             if args.len() < 2 {
@@ -500,7 +622,11 @@ fn read(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply,
                     }
                 }
             }
-            Ok(if ctx.json { ctx.ok_json(&format!(",\"stats\":[{}]", json.join(","))) } else { Reply::Array(resp) })
+            Ok(if ctx.json {
+                ctx.ok_json(&format!(",\"stats\":[{}]", json.join(",")))
+            } else {
+                Reply::Array(resp)
+            })
         }
         "bounds" => {
             if args.len() != 2 {
@@ -514,8 +640,16 @@ fn read(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply,
                         acc = Some(match acc {
                             None => b,
                             Some(a) => Bounds {
-                                sw: Point { lat: a.sw.lat.min(b.sw.lat), lon: a.sw.lon.min(b.sw.lon), z: None },
-                                ne: Point { lat: a.ne.lat.max(b.ne.lat), lon: a.ne.lon.max(b.ne.lon), z: None },
+                                sw: Point {
+                                    lat: a.sw.lat.min(b.sw.lat),
+                                    lon: a.sw.lon.min(b.sw.lon),
+                                    z: None,
+                                },
+                                ne: Point {
+                                    lat: a.ne.lat.max(b.ne.lat),
+                                    lon: a.ne.lon.max(b.ne.lon),
+                                    z: None,
+                                },
                             },
                         });
                     }
@@ -548,11 +682,19 @@ fn fields_resp(item: &Item) -> Option<Reply> {
     if f.is_empty() {
         return None;
     }
-    Some(Reply::Array(f.iter().flat_map(|(n, v)| [Reply::bulk(n), Reply::bulk(fnum(v))]).collect()))
+    Some(Reply::Array(
+        f.iter()
+            .flat_map(|(n, v)| [Reply::bulk(n), Reply::bulk(fnum(v))])
+            .collect(),
+    ))
 }
 
 fn fields_json_map(item: &Item) -> String {
-    let parts: Vec<String> = item.fields().iter().map(|(n, v)| format!("{}:{}", jstr(n), jnum(v))).collect();
+    let parts: Vec<String> = item
+        .fields()
+        .iter()
+        .map(|(n, v)| format!("{}:{}", jstr(n), jnum(v)))
+        .collect();
     format!("{{{}}}", parts.join(","))
 }
 
@@ -562,7 +704,11 @@ fn cmd_get(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String> 
     }
     let now = ctx.now_ms as i64;
     let (key, id) = (s(&args[1])?, s(&args[2])?);
-    let mut a = Args { a: args, i: 3, cmd: "get" };
+    let mut a = Args {
+        a: args,
+        i: 3,
+        cmd: "get",
+    };
     let mut withfields = false;
     let mut out = Output::Objects;
     while !a.done() {
@@ -587,8 +733,14 @@ fn cmd_get(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, String> 
     let obj = item.object();
     if ctx.json {
         let body = match out {
-            Output::Points => format!(",\"point\":{}", point_json(&obj.center().ok_or_else(no_position)?)),
-            Output::Bounds => format!(",\"bounds\":{}", bounds_json(&obj.bounds().ok_or_else(no_position)?)),
+            Output::Points => format!(
+                ",\"point\":{}",
+                point_json(&obj.center().ok_or_else(no_position)?)
+            ),
+            Output::Bounds => format!(
+                ",\"bounds\":{}",
+                bounds_json(&obj.bounds().ok_or_else(no_position)?)
+            ),
             Output::Hashes(p) => format!(",\"hash\":{}", jstr(&obj.geohash(p).map_err(db_err)?)),
             _ => format!(",\"object\":{}", obj.to_json()),
         };
@@ -623,7 +775,12 @@ fn parse_area(db: &Database, a: &mut Args<'_>, now: i64) -> Result<Area, String>
             Area::circle(p, finite(a.next()?)?).map_err(db_err)?
         }
         "bounds" => {
-            let v = [finite(a.next()?)?, finite(a.next()?)?, finite(a.next()?)?, finite(a.next()?)?];
+            let v = [
+                finite(a.next()?)?,
+                finite(a.next()?)?,
+                finite(a.next()?)?,
+                finite(a.next()?)?,
+            ];
             Area::Bounds(Bounds::new(v[0], v[1], v[2], v[3]).map_err(db_err)?)
         }
         "object" => {
@@ -646,7 +803,11 @@ fn search(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Repl
     }
     let now = ctx.now_ms as i64;
     let key = s(&args[1])?;
-    let mut a = Args { a: args, i: 2, cmd: name };
+    let mut a = Args {
+        a: args,
+        i: 2,
+        cmd: name,
+    };
     let mut opts = SearchOpts::default();
     let mut limit: Option<usize> = None;
     let mut out = Output::Objects;
@@ -730,7 +891,11 @@ fn search(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Repl
                 return Err(invalid(word));
             }
             let p = Point::new(finite(a.next()?)?, finite(a.next()?)?).map_err(db_err)?;
-            let meters = if a.done() { None } else { Some(finite(a.next()?)?) };
+            let meters = if a.done() {
+                None
+            } else {
+                Some(finite(a.next()?)?)
+            };
             if meters.is_some_and(|m| m < 0.0) {
                 return Err(invalid(&args[a.i - 1]));
             }
@@ -751,7 +916,13 @@ fn search(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Repl
     render(ctx, &page, out, nofields, distance)
 }
 
-fn render(ctx: &Ctx, page: &Page<'_>, out: Output, nofields: bool, distance: bool) -> Result<Reply, String> {
+fn render(
+    ctx: &Ctx,
+    page: &Page<'_>,
+    out: Output,
+    nofields: bool,
+    distance: bool,
+) -> Result<Reply, String> {
     let count = page.hits.len();
     if out == Output::Count {
         return Ok(if ctx.json {
@@ -760,7 +931,8 @@ fn render(ctx: &Ctx, page: &Page<'_>, out: Output, nofields: bool, distance: boo
             Reply::Int(count as i64)
         });
     }
-    let with_fields = !nofields && out != Output::Ids && page.hits.iter().any(|h| !h.item.fields().is_empty());
+    let with_fields =
+        !nofields && out != Output::Ids && page.hits.iter().any(|h| !h.item.fields().is_empty());
     if ctx.json {
         // The field names of every hit, sorted; each hit lists its values in
         // that order (Tile38's "fields" array).
@@ -790,7 +962,12 @@ fn render(ctx: &Ctx, page: &Page<'_>, out: Output, nofields: bool, distance: boo
             let n: Vec<String> = names.iter().map(|n| jstr(n)).collect();
             let _ = write!(body, ",\"fields\":[{}]", n.join(","));
         }
-        let _ = write!(body, ",\"{list_name}\":[{}],\"count\":{count},\"cursor\":{}", items.join(","), page.cursor);
+        let _ = write!(
+            body,
+            ",\"{list_name}\":[{}],\"count\":{count},\"cursor\":{}",
+            items.join(","),
+            page.cursor
+        );
         return Ok(ctx.ok_json(&body));
     }
     let mut items = Vec::with_capacity(count);
@@ -803,7 +980,11 @@ fn render(ctx: &Ctx, page: &Page<'_>, out: Output, nofields: bool, distance: boo
             Output::Hashes(p) => Some(Reply::bulk(obj.geohash(p).map_err(db_err)?)),
             _ => Some(Reply::bulk(obj.to_resp_text().into_owned())),
         };
-        let dist = if distance { h.distance.map(|d| Reply::bulk(fnum(d))) } else { None };
+        let dist = if distance {
+            h.distance.map(|d| Reply::bulk(fnum(d)))
+        } else {
+            None
+        };
         match (value, dist) {
             (None, None) => items.push(Reply::bulk(h.id)),
             (None, Some(d)) => items.push(Reply::Array(vec![Reply::bulk(h.id), d])),
@@ -821,7 +1002,10 @@ fn render(ctx: &Ctx, page: &Page<'_>, out: Output, nofields: bool, distance: boo
             }
         }
     }
-    Ok(Reply::Array(vec![Reply::Int(page.cursor as i64), Reply::Array(items)]))
+    Ok(Reply::Array(vec![
+        Reply::Int(page.cursor as i64),
+        Reply::Array(items),
+    ]))
 }
 
 fn json_item(h: &Hit<'_>, out: Output, names: &[&str], distance: bool) -> Result<String, String> {
@@ -834,20 +1018,32 @@ fn json_item(h: &Hit<'_>, out: Output, names: &[&str], distance: bool) -> Result
     let fields = if names.is_empty() {
         String::new()
     } else {
-        let v: Vec<String> = names.iter().map(|n| jnum(h.item.fields().value(n))).collect();
+        let v: Vec<String> = names
+            .iter()
+            .map(|n| jnum(h.item.fields().value(n)))
+            .collect();
         format!(",\"fields\":[{}]", v.join(","))
     };
     Ok(match out {
         Output::Ids if dist.is_empty() => id,
         Output::Ids => format!("{{\"id\":{id}{dist}}}"),
         Output::Points => {
-            format!("{{\"id\":{id},\"point\":{}{fields}{dist}}}", point_json(&obj.center().ok_or_else(no_position)?))
+            format!(
+                "{{\"id\":{id},\"point\":{}{fields}{dist}}}",
+                point_json(&obj.center().ok_or_else(no_position)?)
+            )
         }
         Output::Bounds => {
-            format!("{{\"id\":{id},\"bounds\":{}{fields}{dist}}}", bounds_json(&obj.bounds().ok_or_else(no_position)?))
+            format!(
+                "{{\"id\":{id},\"bounds\":{}{fields}{dist}}}",
+                bounds_json(&obj.bounds().ok_or_else(no_position)?)
+            )
         }
         Output::Hashes(p) => {
-            format!("{{\"id\":{id},\"hash\":{}{fields}{dist}}}", jstr(&obj.geohash(p).map_err(db_err)?))
+            format!(
+                "{{\"id\":{id},\"hash\":{}{fields}{dist}}}",
+                jstr(&obj.geohash(p).map_err(db_err)?)
+            )
         }
         _ => format!("{{\"id\":{id},\"object\":{}{fields}{dist}}}", obj.to_json()),
     })
@@ -863,8 +1059,18 @@ pub fn expire_due(shared: &Shared, now_ms: u64) -> u64 {
     let expired = core.db.expire_due(now_ms as i64, 10_000);
     let n = expired.len() as u64;
     for (key, id, _item) in expired {
-        let args = [b"del".to_vec(), key.as_bytes().to_vec(), id.as_bytes().to_vec()];
-        if let Err(e) = core.commit(shared.opts.fsync, shared.changes.as_ref(), &args, &key, Some(&id)) {
+        let args = [
+            b"del".to_vec(),
+            key.as_bytes().to_vec(),
+            id.as_bytes().to_vec(),
+        ];
+        if let Err(e) = core.commit(
+            shared.opts.fsync,
+            shared.changes.as_ref(),
+            &args,
+            &key,
+            Some(&id),
+        ) {
             tracing::error!(error = %e, "could not log an expiry");
             break;
         }

@@ -18,7 +18,11 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
     }
     let (aof_size, offset, totals) = {
         let core = shared.core.read();
-        (core.aof.size(), core.aof.offset(), core.db.totals(ctx.now_ms as i64))
+        (
+            core.aof.size(),
+            core.aof.offset(),
+            core.db.totals(ctx.now_ms as i64),
+        )
     };
     let (allocated, resident) = crate::metrics::jemalloc_stats().unwrap_or((0, 0));
     let status = shared.compactor.get().map(|h| h.status());
@@ -30,20 +34,39 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
         ("id", format!("{:016x}", std::process::id())),
         ("pid", std::process::id().to_string()),
         ("version", env!("CARGO_PKG_VERSION").to_string()),
-        ("uptime_in_seconds", shared.started.elapsed().as_secs().to_string()),
+        (
+            "uptime_in_seconds",
+            shared.started.elapsed().as_secs().to_string(),
+        ),
         ("tcp_addr", shared.opts.listen.clone()),
         ("read_only", shared.is_readonly().to_string()),
         ("aof_size", aof_size.to_string()),
         ("aof_offset", offset.to_string()),
         ("aof_rewrite_in_progress", (in_progress as u8).to_string()),
-        ("aof_rewrites", status.as_ref().map(|s| s.runs).unwrap_or(0).to_string()),
+        (
+            "aof_rewrites",
+            status.as_ref().map(|s| s.runs).unwrap_or(0).to_string(),
+        ),
         (
             "aof_last_rewrite_time_sec",
-            status.as_ref().and_then(|s| s.last_duration).map(|d| format!("{:.3}", d.as_secs_f64())).unwrap_or("-1".into()),
+            status
+                .as_ref()
+                .and_then(|s| s.last_duration)
+                .map(|d| format!("{:.3}", d.as_secs_f64()))
+                .unwrap_or("-1".into()),
         ),
-        ("aofshrink_min_size", settings.aofshrink_min_size.to_string()),
-        ("aof_last_shrink_start_offset", last_shrink.map(|l| l.0 as i64).unwrap_or(-1).to_string()),
-        ("aof_last_shrink_size", last_shrink.map(|l| l.1 as i64).unwrap_or(-1).to_string()),
+        (
+            "aofshrink_min_size",
+            settings.aofshrink_min_size.to_string(),
+        ),
+        (
+            "aof_last_shrink_start_offset",
+            last_shrink.map(|l| l.0 as i64).unwrap_or(-1).to_string(),
+        ),
+        (
+            "aof_last_shrink_size",
+            last_shrink.map(|l| l.1 as i64).unwrap_or(-1).to_string(),
+        ),
         ("appendfsync", shared.opts.fsync.as_str().to_string()),
         ("num_collections", totals.num_collections.to_string()),
         ("num_objects", totals.totals.num_objects.to_string()),
@@ -52,13 +75,28 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
         ("in_memory_size", totals.totals.in_memory_size.to_string()),
         ("heap_size", allocated.to_string()),
         ("heap_resident", resident.to_string()),
-        ("connected_clients", shared.metrics.connected_clients.get().to_string()),
-        ("total_commands_processed", shared.commands_run.load(Ordering::Relaxed).to_string()),
+        (
+            "connected_clients",
+            shared.metrics.connected_clients.get().to_string(),
+        ),
+        (
+            "total_commands_processed",
+            shared.commands_run.load(Ordering::Relaxed).to_string(),
+        ),
         ("expired_keys", shared.metrics.expired.get().to_string()),
-        ("memwatch_level", mem.as_ref().map(|m| m.level.as_str()).unwrap_or("off").to_string()),
+        (
+            "memwatch_level",
+            mem.as_ref()
+                .map(|m| m.level.as_str())
+                .unwrap_or("off")
+                .to_string(),
+        ),
         (
             "memwatch_headroom_bytes",
-            mem.as_ref().and_then(|m| m.headroom_bytes).map(|h| h.to_string()).unwrap_or("-1".into()),
+            mem.as_ref()
+                .and_then(|m| m.headroom_bytes)
+                .map(|h| h.to_string())
+                .unwrap_or("-1".into()),
         ),
     ];
     if name == "server" {
@@ -67,7 +105,10 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
                 .iter()
                 .map(|(k, v)| {
                     // Everything but these few is a number or a boolean.
-                    let val = if matches!(*k, "id" | "version" | "tcp_addr" | "appendfsync" | "memwatch_level") {
+                    let val = if matches!(
+                        *k,
+                        "id" | "version" | "tcp_addr" | "appendfsync" | "memwatch_level"
+                    ) {
                         serde_json::Value::from(v.as_str()).to_string()
                     } else {
                         v.clone()
@@ -77,11 +118,24 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
                 .collect();
             return Ok(ctx.ok_json(&format!(",\"stats\":{{{}}}", body.join(","))));
         }
-        return Ok(Reply::Array(stats.into_iter().flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)]).collect()));
+        return Ok(Reply::Array(
+            stats
+                .into_iter()
+                .flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)])
+                .collect(),
+        ));
     }
     // INFO: Redis's text layout, so that Redis tools can read it.
-    let section = args.get(1).map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
-    let get = |k: &str| stats.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let section = args
+        .get(1)
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase());
+    let get = |k: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let sections: [(&str, Vec<(&str, String)>); 5] = [
         (
             "server",
@@ -92,7 +146,10 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
                 ("tcp_addr", get("tcp_addr")),
             ],
         ),
-        ("clients", vec![("connected_clients", get("connected_clients"))]),
+        (
+            "clients",
+            vec![("connected_clients", get("connected_clients"))],
+        ),
         (
             "memory",
             vec![
@@ -108,7 +165,10 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
                 ("aof_enabled", "1".into()),
                 ("aof_rewrite_in_progress", get("aof_rewrite_in_progress")),
                 ("aof_rewrites", get("aof_rewrites")),
-                ("aof_last_rewrite_time_sec", get("aof_last_rewrite_time_sec")),
+                (
+                    "aof_last_rewrite_time_sec",
+                    get("aof_last_rewrite_time_sec"),
+                ),
                 ("aof_current_size", get("aof_size")),
                 ("aof_offset", get("aof_offset")),
                 ("aofshrink_min_size", get("aofshrink_min_size")),
@@ -124,13 +184,21 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
             ],
         ),
     ];
-    let wanted = |n: &str| section.as_deref().is_none_or(|s| s == "all" || s == "default" || s == n);
+    let wanted = |n: &str| {
+        section
+            .as_deref()
+            .is_none_or(|s| s == "all" || s == "default" || s == n)
+    };
     if ctx.json {
         let mut parts = Vec::new();
         for (n, kv) in &sections {
             if wanted(n) {
                 for (k, v) in kv {
-                    parts.push(format!("{}:{}", serde_json::Value::from(*k), serde_json::Value::from(v.as_str())));
+                    parts.push(format!(
+                        "{}:{}",
+                        serde_json::Value::from(*k),
+                        serde_json::Value::from(v.as_str())
+                    ));
                 }
             }
         }

@@ -96,35 +96,107 @@ impl Metrics {
             connections_received: Counter::default(),
             connections_rejected: Counter::default(),
             commands: Family::default(),
-            command_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00001, 4.0, 10))),
+            command_seconds: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.00001, 4.0, 10))
+            }),
             expired: Counter::default(),
             objects: Gauge::default(),
             registry: Registry::default(),
         };
-        r.register("tile38_aof_size_bytes", "Size of the append-only file", m.aof_size.clone());
-        r.register("geohook_aof_offset_bytes", "Logical write offset (bytes ever appended)", m.aof_offset.clone());
-        r.register("geohook_aof_shrinks", "Completed append-only file shrinks", m.shrinks.clone());
-        r.register("geohook_aof_shrink_failures", "Failed append-only file shrinks", m.shrink_failures.clone());
-        r.register("geohook_aof_shrink_duration_seconds", "Duration of shrinks", m.shrink_seconds.clone());
-        r.register("geohook_aof_repairs", "Repairs of the append-only file at start", m.repairs.clone());
-        r.register("geohook_aof_repaired_bytes", "Bytes cut from the append-only file at start", m.repaired_bytes.clone());
-        r.register("geohook_memwatch_level", "memwatch pressure level (0 = normal)", m.memwatch_level.clone());
-        r.register("geohook_memwatch_headroom_bytes", "memwatch headroom below the limit", m.memwatch_headroom.clone());
-        r.register("geohook_jemalloc_allocated_bytes", "jemalloc stats.allocated", m.jemalloc_allocated.clone());
-        r.register("geohook_jemalloc_resident_bytes", "jemalloc stats.resident", m.jemalloc_resident.clone());
-        r.register("tile38_connected_clients", "Open client connections", m.connected_clients.clone());
-        r.register("tile38_connections_received", "Connections accepted", m.connections_received.clone());
-        r.register("geohook_connections_rejected", "Connections refused", m.connections_rejected.clone());
+        r.register(
+            "tile38_aof_size_bytes",
+            "Size of the append-only file",
+            m.aof_size.clone(),
+        );
+        r.register(
+            "geohook_aof_offset_bytes",
+            "Logical write offset (bytes ever appended)",
+            m.aof_offset.clone(),
+        );
+        r.register(
+            "geohook_aof_shrinks",
+            "Completed append-only file shrinks",
+            m.shrinks.clone(),
+        );
+        r.register(
+            "geohook_aof_shrink_failures",
+            "Failed append-only file shrinks",
+            m.shrink_failures.clone(),
+        );
+        r.register(
+            "geohook_aof_shrink_duration_seconds",
+            "Duration of shrinks",
+            m.shrink_seconds.clone(),
+        );
+        r.register(
+            "geohook_aof_repairs",
+            "Repairs of the append-only file at start",
+            m.repairs.clone(),
+        );
+        r.register(
+            "geohook_aof_repaired_bytes",
+            "Bytes cut from the append-only file at start",
+            m.repaired_bytes.clone(),
+        );
+        r.register(
+            "geohook_memwatch_level",
+            "memwatch level: 0 normal, 1 elevated, 2 fired, -1 off",
+            m.memwatch_level.clone(),
+        );
+        r.register(
+            "geohook_memwatch_headroom_bytes",
+            "memwatch headroom below the limit",
+            m.memwatch_headroom.clone(),
+        );
+        r.register(
+            "geohook_jemalloc_allocated_bytes",
+            "jemalloc stats.allocated",
+            m.jemalloc_allocated.clone(),
+        );
+        r.register(
+            "geohook_jemalloc_resident_bytes",
+            "jemalloc stats.resident",
+            m.jemalloc_resident.clone(),
+        );
+        r.register(
+            "tile38_connected_clients",
+            "Open client connections",
+            m.connected_clients.clone(),
+        );
+        r.register(
+            "tile38_connections_received",
+            "Connections accepted",
+            m.connections_received.clone(),
+        );
+        r.register(
+            "geohook_connections_rejected",
+            "Connections refused",
+            m.connections_rejected.clone(),
+        );
         r.register("geohook_commands", "Commands run", m.commands.clone());
-        r.register("geohook_cmd_duration_seconds", "Command latency", m.command_seconds.clone());
-        r.register("tile38_expired_keys", "Objects removed by expiry", m.expired.clone());
-        r.register("geohook_objects", "Objects in the database", m.objects.clone());
+        r.register(
+            "geohook_cmd_duration_seconds",
+            "Command latency",
+            m.command_seconds.clone(),
+        );
+        r.register(
+            "tile38_expired_keys",
+            "Objects removed by expiry",
+            m.expired.clone(),
+        );
+        r.register(
+            "geohook_objects",
+            "Objects in the database",
+            m.objects.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 
     /// Records one command run.
     pub fn command(&self, name: &str, seconds: f64) {
-        let label = CmdLabel { cmd: name.to_string() };
+        let label = CmdLabel {
+            cmd: name.to_string(),
+        };
         self.commands.get_or_create(&label).inc();
         self.command_seconds.get_or_create(&label).observe(seconds);
     }
@@ -187,13 +259,18 @@ pub async fn serve(
                         "/metrics" => {
                             refresh();
                             Response::builder()
-                                .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                                .header(
+                                    "content-type",
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )
                                 .body(Full::new(Bytes::from(metrics.encode())))
                         }
                         "/" => Response::builder().body(Full::new(Bytes::from_static(
                             b"<html><body><a href=\"/metrics\">/metrics</a></body></html>",
                         ))),
-                        _ => Response::builder().status(404).body(Full::new(Bytes::from_static(b"not found\n"))),
+                        _ => Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"not found\n"))),
                     };
                     Ok::<_, Infallible>(resp.expect("static response parts are valid"))
                 }

@@ -33,7 +33,11 @@ pub fn at_start(path: &Path, accept_loss: bool, metrics: &Metrics) -> anyhow::Re
             set_gauge(&metrics.repaired_bytes, report.discarded);
             Ok(())
         }
-        Err(wal_repair::Error::Corrupt { path: p, offset, reason }) => {
+        Err(wal_repair::Error::Corrupt {
+            path: p,
+            offset,
+            reason,
+        }) => {
             if !accept_loss {
                 anyhow::bail!(
                     "{} is damaged at offset {offset} ({reason}); valid commands may follow the damage, so \
@@ -72,7 +76,10 @@ fn cut_at(path: &Path, offset: u64) -> anyhow::Result<std::path::PathBuf> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let lost = path.with_extension(format!("aof.{secs}.{}.lost", std::process::id()));
-    let mut src = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut src = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
     src.seek(SeekFrom::Start(offset))?;
     let mut out = std::fs::OpenOptions::new()
         .write(true)

@@ -56,14 +56,24 @@ pub enum ProtoError {
 impl std::fmt::Display for ProtoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProtoError::InvalidMultibulkLength => f.write_str("Protocol error: invalid multibulk length"),
+            ProtoError::InvalidMultibulkLength => {
+                f.write_str("Protocol error: invalid multibulk length")
+            }
             ProtoError::InvalidBulkLength => f.write_str("Protocol error: invalid bulk length"),
             ProtoError::ExpectedDollar(b) => {
-                write!(f, "Protocol error: expected '$', got '{}'", char::from(*b).escape_default())
+                write!(
+                    f,
+                    "Protocol error: expected '$', got '{}'",
+                    char::from(*b).escape_default()
+                )
             }
-            ProtoError::InvalidBulkEnding => f.write_str("Protocol error: invalid bulk line ending"),
+            ProtoError::InvalidBulkEnding => {
+                f.write_str("Protocol error: invalid bulk line ending")
+            }
             ProtoError::TooBig => f.write_str("Protocol error: request too big"),
-            ProtoError::UnbalancedQuotes => f.write_str("Protocol error: unbalanced quotes in request"),
+            ProtoError::UnbalancedQuotes => {
+                f.write_str("Protocol error: unbalanced quotes in request")
+            }
         }
     }
 }
@@ -78,7 +88,11 @@ pub type Parsed = (Vec<Vec<u8>>, usize);
 fn line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(pos..)?;
     let nl = rest.iter().position(|&b| b == b'\n')?;
-    let end = if nl > 0 && rest[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let end = if nl > 0 && rest[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     Some((&rest[..end], pos + nl + 1))
 }
 
@@ -112,7 +126,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> 
     }
     let Some((head, mut pos)) = line(buf, 1) else {
         // The count line itself is tiny; a long run without a newline is garbage.
-        return if buf.len() > 32 { Err(ProtoError::InvalidMultibulkLength) } else { Ok(None) };
+        return if buf.len() > 32 {
+            Err(ProtoError::InvalidMultibulkLength)
+        } else {
+            Ok(None)
+        };
     };
     let n = parse_len(head, limits.max_args).ok_or(ProtoError::InvalidMultibulkLength)?;
     if n <= 0 {
@@ -274,7 +292,10 @@ impl Reply {
                     out.extend_from_slice(b"ERR ");
                 }
                 // A newline inside an error would break the framing.
-                out.extend(s.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+                out.extend(
+                    s.bytes()
+                        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+                );
                 out.extend_from_slice(b"\r\n");
             }
             Reply::Int(n) => {
@@ -314,16 +335,30 @@ mod tests {
     use super::*;
 
     fn lim() -> Limits {
-        Limits { max_args: 8, max_bulk: 16, max_request: 64 }
+        Limits {
+            max_args: 8,
+            max_bulk: 16,
+            max_request: 64,
+        }
     }
 
     #[test]
     fn parses_multibulk_and_inline() {
-        let (args, used) = parse(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nrest", &lim()).unwrap().unwrap();
+        let (args, used) = parse(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nrest", &lim())
+            .unwrap()
+            .unwrap();
         assert_eq!(args, vec![b"GET".to_vec(), b"k".to_vec()]);
         assert_eq!(used, 20);
         let (args, _) = parse(b"set a \"b c\" 'd'\r\n", &lim()).unwrap().unwrap();
-        assert_eq!(args, vec![b"set".to_vec(), b"a".to_vec(), b"b c".to_vec(), b"d".to_vec()]);
+        assert_eq!(
+            args,
+            vec![
+                b"set".to_vec(),
+                b"a".to_vec(),
+                b"b c".to_vec(),
+                b"d".to_vec()
+            ]
+        );
     }
 
     #[test]
@@ -336,11 +371,26 @@ mod tests {
 
     #[test]
     fn rejects_what_exceeds_the_caps() {
-        assert_eq!(parse(b"*99999999999\r\n", &lim()), Err(ProtoError::InvalidMultibulkLength));
-        assert_eq!(parse(b"*1\r\n$99999999999\r\n", &lim()), Err(ProtoError::InvalidBulkLength));
-        assert_eq!(parse(b"*1\r\n$-5\r\n", &lim()), Err(ProtoError::InvalidBulkLength));
-        assert_eq!(parse(b"*1\r\n+OK\r\n", &lim()), Err(ProtoError::ExpectedDollar(b'+')));
-        assert_eq!(parse(b"*1\r\n$1\r\nab\r\n", &lim()), Err(ProtoError::InvalidBulkEnding));
+        assert_eq!(
+            parse(b"*99999999999\r\n", &lim()),
+            Err(ProtoError::InvalidMultibulkLength)
+        );
+        assert_eq!(
+            parse(b"*1\r\n$99999999999\r\n", &lim()),
+            Err(ProtoError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse(b"*1\r\n$-5\r\n", &lim()),
+            Err(ProtoError::InvalidBulkLength)
+        );
+        assert_eq!(
+            parse(b"*1\r\n+OK\r\n", &lim()),
+            Err(ProtoError::ExpectedDollar(b'+'))
+        );
+        assert_eq!(
+            parse(b"*1\r\n$1\r\nab\r\n", &lim()),
+            Err(ProtoError::InvalidBulkEnding)
+        );
         assert_eq!(parse(&[b'x'; 100], &lim()), Err(ProtoError::TooBig));
     }
 

@@ -37,7 +37,10 @@ impl AddrCounts {
             return None;
         }
         *n += 1;
-        Some(Slot { counts: self.clone(), ip })
+        Some(Slot {
+            counts: self.clone(),
+            ip,
+        })
     }
 }
 
@@ -92,7 +95,10 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: Ta
         }
         let Some(slot) = counts.acquire(peer.ip(), shared.opts.max_conns_per_addr) else {
             shared.metrics.connections_rejected.inc();
-            tracker.spawn(refuse(stream, "ERR max connections per client address reached"));
+            tracker.spawn(refuse(
+                stream,
+                "ERR max connections per client address reached",
+            ));
             continue;
         };
         let shared = shared.clone();

@@ -57,7 +57,8 @@ mod yes_no {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         let s = String::deserialize(d)?;
-        super::parse_yes_no(&s).ok_or_else(|| serde::de::Error::custom(format!("expected yes or no, got {s:?}")))
+        super::parse_yes_no(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected yes or no, got {s:?}")))
     }
 }
 
@@ -89,7 +90,12 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// The names `CONFIG GET` and `CONFIG SET` accept, sorted.
-pub const PROPERTIES: &[&str] = &["aofshrink-min-size", "aofshrink-percentage", "protected-mode", "requirepass"];
+pub const PROPERTIES: &[&str] = &[
+    "aofshrink-min-size",
+    "aofshrink-percentage",
+    "protected-mode",
+    "requirepass",
+];
 
 impl Settings {
     /// Reads the settings file, or the defaults when it does not exist.
@@ -103,7 +109,10 @@ impl Settings {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-            Err(e) => Err(anyhow::anyhow!("cannot read config file {}: {e}", path.display())),
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot read config file {}: {e}",
+                path.display()
+            )),
         }
     }
 
@@ -146,8 +155,12 @@ impl Settings {
         match name {
             "requirepass" => self.requirepass = value.to_string(),
             "protected-mode" => self.protected_mode = parse_yes_no(value).ok_or_else(invalid)?,
-            "aofshrink-min-size" => self.aofshrink_min_size = parse_size(value).ok_or_else(invalid)?,
-            "aofshrink-percentage" => self.aofshrink_percentage = value.parse().map_err(|_| invalid())?,
+            "aofshrink-min-size" => {
+                self.aofshrink_min_size = parse_size(value).ok_or_else(invalid)?
+            }
+            "aofshrink-percentage" => {
+                self.aofshrink_percentage = value.parse().map_err(|_| invalid())?
+            }
             _ => return Err(format!("Unsupported CONFIG parameter: {name}")),
         }
         Ok(())
@@ -179,6 +192,9 @@ mod tests {
         s.save(dir.path()).unwrap();
         assert_eq!(Settings::load(dir.path()).unwrap(), s);
         assert!(s.set("nope", "1").unwrap_err().starts_with("Unsupported"));
-        assert!(s.set("aofshrink-min-size", "x").unwrap_err().starts_with("Invalid argument"));
+        assert!(s
+            .set("aofshrink-min-size", "x")
+            .unwrap_err()
+            .starts_with("Invalid argument"));
     }
 }

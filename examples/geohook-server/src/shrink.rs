@@ -72,7 +72,14 @@ pub fn shrink(shared: &Shared) -> Result<Report, String> {
             let secs = started.elapsed().as_secs_f64();
             shared.metrics.shrinks.inc();
             shared.metrics.shrink_seconds.observe(secs);
-            tracing::info!(before = r.before, after = r.after, snapshot = r.snapshot, tail = r.tail, secs, "aof shrink finished");
+            tracing::info!(
+                before = r.before,
+                after = r.after,
+                snapshot = r.snapshot,
+                tail = r.tail,
+                secs,
+                "aof shrink finished"
+            );
         }
         Err(e) => {
             shared.metrics.shrink_failures.inc();
@@ -104,7 +111,8 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
                 &mut buf,
             )
         };
-        rw.write_all(&buf).map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+        rw.write_all(&buf)
+            .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
         snapshot += buf.len() as u64;
         buf.clear();
         match next {
@@ -125,7 +133,8 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
             // append to; then only the new file may be written.
             let msg = e.to_string();
             if let Err(re) = core.aof.reopen_if_replaced() {
-                core.aof.poison(format!("after a failed shrink commit ({msg}): {re}"));
+                core.aof
+                    .poison(format!("after a failed shrink commit ({msg}): {re}"));
             }
             return Err(msg);
         }
@@ -133,13 +142,19 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     let after_len = committed.len;
     core.aof.replace(committed.file, after_len);
     *shared.last_shrink.lock() = Some((start_offset, after_len));
-    Ok(Report { before, snapshot, tail: committed.tail_len, after: after_len })
+    Ok(Report {
+        before,
+        snapshot,
+        tail: committed.tail_len,
+        after: after_len,
+    })
 }
 
 fn compactor_config(s: &Settings, check: Duration, cooldown: Duration) -> aof_compactor::Config {
     aof_compactor::Config {
         min_size: ByteSize(s.aofshrink_min_size),
-        growth_percent: (s.aofshrink_percentage > 0).then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX)),
+        growth_percent: (s.aofshrink_percentage > 0)
+            .then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX)),
         check_interval: check,
         cooldown,
         ..Default::default()
@@ -152,11 +167,14 @@ fn compactor_config(s: &Settings, check: Duration, cooldown: Duration) -> aof_co
 ///
 /// The compactor rejected the values.
 pub fn apply_settings(shared: &Shared) -> Result<(), String> {
-    let Some(h) = shared.compactor.get() else { return Ok(()) };
+    let Some(h) = shared.compactor.get() else {
+        return Ok(());
+    };
     let s = shared.settings.read().clone();
     h.update(|c| {
         c.min_size = ByteSize(s.aofshrink_min_size);
-        c.growth_percent = (s.aofshrink_percentage > 0).then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX));
+        c.growth_percent = (s.aofshrink_percentage > 0)
+            .then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX));
     })
     .map_err(|e| e.to_string())
 }
@@ -166,7 +184,12 @@ pub fn apply_settings(shared: &Shared) -> Result<(), String> {
 /// # Errors
 ///
 /// Leftovers cannot be removed, or the configuration is invalid.
-pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker, check: Duration, cooldown: Duration) -> anyhow::Result<()> {
+pub fn start(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    check: Duration,
+    cooldown: Duration,
+) -> anyhow::Result<()> {
     let live = shared.opts.dir.join(AOF_NAME);
     aof_compactor::clean_leftovers(&live)?;
     let cfg = compactor_config(&shared.settings.read(), check, cooldown);

@@ -160,7 +160,12 @@ impl Core {
             self.aof.sync()?;
         }
         if let Some(sink) = sink {
-            sink.on_change(&Change { offset, args, key, id });
+            sink.on_change(&Change {
+                offset,
+                args,
+                key,
+                id,
+            });
         }
         Ok(())
     }

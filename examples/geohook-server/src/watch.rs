@@ -31,7 +31,10 @@ pub fn config(args: &Args) -> anyhow::Result<memwatch::Config> {
 /// # Errors
 ///
 /// Invalid configuration, or the thread cannot be started.
-pub fn start(args: &Args, shared: &Arc<Shared>) -> anyhow::Result<(CancellationToken, Option<memwatch::WatcherHandle>)> {
+pub fn start(
+    args: &Args,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<(CancellationToken, Option<memwatch::WatcherHandle>)> {
     let token = CancellationToken::new();
     let cfg = config(args)?;
     let Some(watcher) = memwatch::Watcher::new(cfg, token.clone()).context("memwatch")? else {
