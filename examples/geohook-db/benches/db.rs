@@ -1,1 +1,132 @@
-fn main() {}
+//! SET and NEARBY on collections of 10^5 and 10^6 points.
+//!
+//! Run with `cargo bench -p geohook-db --bench db`. Each collection is built once
+//! per size (random points in a 1°×1° square around Phoenix, the density of a busy
+//! fleet) and then measured with one operation per iteration.
+
+use std::cell::RefCell;
+
+use divan::Bencher;
+use geohook_db::{Area, Bounds, Database, Object, Point, SearchOpts, SetCondition};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const NOW: i64 = 1_700_000_000_000;
+const SIZES: &[usize] = &[100_000, 1_000_000];
+const NO_FIELDS: &[(&str, f64)] = &[];
+
+fn main() {
+    divan::main();
+}
+
+fn random_point(rng: &mut SmallRng) -> Object {
+    Object::Point(Point::new(33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>()).unwrap())
+}
+
+fn filled(n: usize) -> Database {
+    let mut rng = SmallRng::seed_from_u64(n as u64);
+    let mut db = Database::new();
+    for i in 0..n {
+        db.set(
+            "fleet",
+            &format!("truck{i}"),
+            random_point(&mut rng),
+            NO_FIELDS,
+            None,
+            SetCondition::Always,
+            NOW,
+        )
+        .unwrap();
+    }
+    db
+}
+
+/// Moves an existing truck to a new random position: Tile38's typical write.
+#[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
+fn set_update_point(bencher: Bencher<'_, '_>, n: usize) {
+    let db = RefCell::new(filled(n));
+    let rng = RefCell::new(SmallRng::seed_from_u64(7));
+    bencher.bench_local(|| {
+        let mut rng = rng.borrow_mut();
+        let id = format!("truck{}", rng.random_range(0..n));
+        let obj = random_point(&mut rng);
+        db.borrow_mut()
+            .set(
+                "fleet",
+                &id,
+                obj,
+                NO_FIELDS,
+                None,
+                SetCondition::Always,
+                NOW,
+            )
+            .unwrap();
+    });
+}
+
+/// Adds a new id to a collection of `n` (the collection grows by the sample count).
+#[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
+fn set_insert_point(bencher: Bencher<'_, '_>, n: usize) {
+    let db = RefCell::new(filled(n));
+    let rng = RefCell::new(SmallRng::seed_from_u64(8));
+    let next = RefCell::new(n);
+    bencher.bench_local(|| {
+        let mut i = next.borrow_mut();
+        *i += 1;
+        let obj = random_point(&mut rng.borrow_mut());
+        db.borrow_mut()
+            .set(
+                "fleet",
+                &format!("truck{i}"),
+                obj,
+                NO_FIELDS,
+                None,
+                SetCondition::Always,
+                NOW,
+            )
+            .unwrap();
+    });
+}
+
+/// NEARBY … LIMIT 10 POINT lat lon (pure KNN from a random point).
+#[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
+fn nearby_limit_10(bencher: Bencher<'_, '_>, n: usize) {
+    let db = filled(n);
+    let rng = RefCell::new(SmallRng::seed_from_u64(9));
+    let opts = SearchOpts {
+        limit: Some(10),
+        ..Default::default()
+    };
+    bencher.bench_local(|| {
+        let mut rng = rng.borrow_mut();
+        let c = Point::new(33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>()).unwrap();
+        db.nearby("fleet", &c, None, &opts, NOW).hits.len()
+    });
+}
+
+/// NEARBY … POINT lat lon 1000 (every point within 1 km, about 10 at 10^5).
+#[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
+fn nearby_radius_1km(bencher: Bencher<'_, '_>, n: usize) {
+    let db = filled(n);
+    let rng = RefCell::new(SmallRng::seed_from_u64(10));
+    let opts = SearchOpts::default();
+    bencher.bench_local(|| {
+        let mut rng = rng.borrow_mut();
+        let c = Point::new(33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>()).unwrap();
+        db.nearby("fleet", &c, Some(1_000.0), &opts, NOW).hits.len()
+    });
+}
+
+/// WITHIN a 0.01°×0.01° box (about 10 points at 10^5).
+#[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
+fn within_small_bounds(bencher: Bencher<'_, '_>, n: usize) {
+    let db = filled(n);
+    let rng = RefCell::new(SmallRng::seed_from_u64(11));
+    let opts = SearchOpts::default();
+    bencher.bench_local(|| {
+        let mut rng = rng.borrow_mut();
+        let (lat, lon) = (33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>());
+        let area = Area::Bounds(Bounds::new(lat, lon, lat + 0.01, lon + 0.01).unwrap());
+        db.within("fleet", &area, &opts, NOW).hits.len()
+    });
+}

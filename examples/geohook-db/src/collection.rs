@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use rstar::{RTree, RTreeNode, RTreeObject, AABB};
+use smol_str::SmolStr;
 use wildmatch::WildMatch;
 
 use crate::geom::{Bounds, Point};
@@ -22,14 +23,6 @@ pub struct Item {
 }
 
 impl Item {
-    pub(crate) fn new(object: Object, fields: Fields, expires_at: Option<i64>) -> Self {
-        Item {
-            object,
-            fields,
-            expires_at: expires_at.unwrap_or(NEVER),
-        }
-    }
-
     /// The stored object.
     pub fn object(&self) -> &Object {
         &self.object
@@ -191,40 +184,78 @@ pub struct CollectionStats {
     pub num_strings: usize,
 }
 
-/// The R-tree entry of one spatial item: its bounding box and its id.
-#[derive(Debug, Clone)]
+/// The R-tree entry of one spatial item: its bounding box, rounded outwards to
+/// `f32` (half the memory of `f64`, and still a superset, so exact tests that
+/// follow decide), and the item's slot.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Entry {
-    env: AABB<[f64; 2]>,
-    id: Arc<str>,
+    env: AABB<[f32; 2]>,
+    slot: u32,
 }
 
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
+        self.slot == other.slot
     }
 }
 
 impl RTreeObject for Entry {
-    type Envelope = AABB<[f64; 2]>;
+    type Envelope = AABB<[f32; 2]>;
     fn envelope(&self) -> Self::Envelope {
         self.env
     }
 }
 
-fn envelope(b: &Bounds) -> AABB<[f64; 2]> {
-    AABB::from_corners([b.sw.lon, b.sw.lat], [b.ne.lon, b.ne.lat])
+fn down(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) > x {
+        f.next_down()
+    } else {
+        f
+    }
+}
+
+fn up(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) < x {
+        f.next_up()
+    } else {
+        f
+    }
+}
+
+fn envelope(b: &Bounds) -> AABB<[f32; 2]> {
+    AABB::from_corners(
+        [down(b.sw.lon), down(b.sw.lat)],
+        [up(b.ne.lon), up(b.ne.lat)],
+    )
+}
+
+/// An id and its item, at a fixed index that the R-tree and the expiry index
+/// refer to.
+#[derive(Debug)]
+struct Slot {
+    id: SmolStr,
+    item: Item,
 }
 
 /// All items of one key.
 ///
-/// Invariants: every item is in `items`; an item is in `tree` exactly when it is
-/// spatial, under its bounding box; it is in `expiries` exactly when it has a TTL,
-/// under `(expires_at, id)`; the counters equal the sums over `items`.
+/// Items live in `slots` at stable indices (freed indices are reused). `by_id`
+/// maps ids to indices in id order, for lookups, SCAN and cursors; ids of up to
+/// 23 bytes are stored inline, so that a lookup compares bytes in the tree's own
+/// nodes instead of chasing a pointer per comparison. Invariants: `by_id` and the
+/// occupied slots are in one-to-one correspondence; a slot is in `tree` exactly
+/// when its object is spatial, under its rounded-out bounding box; it is in
+/// `expiries` exactly when it has a TTL, under `(expires_at, index)`; the
+/// counters equal the sums over the occupied slots.
 #[derive(Debug, Default)]
 pub struct Collection {
-    items: BTreeMap<Arc<str>, Item>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_id: BTreeMap<SmolStr, u32>,
     tree: RTree<Entry>,
-    expiries: BTreeSet<(i64, Arc<str>)>,
+    expiries: BTreeSet<(i64, u32)>,
     names: HashSet<Arc<str>>,
     num_points: usize,
     num_strings: usize,
@@ -232,14 +263,27 @@ pub struct Collection {
 }
 
 impl Collection {
+    fn slot(&self, idx: u32) -> &Slot {
+        self.slots[idx as usize]
+            .as_ref()
+            .expect("indexes only refer to occupied slots")
+    }
+
+    fn slot_mut(&mut self, idx: u32) -> &mut Slot {
+        self.slots[idx as usize]
+            .as_mut()
+            .expect("indexes only refer to occupied slots")
+    }
+
     /// The live item under `id`.
     pub fn get(&self, id: &str, now_ms: i64) -> Option<&Item> {
-        self.items.get(id).filter(|i| i.is_live(now_ms))
+        let idx = *self.by_id.get(id)?;
+        Some(&self.slot(idx).item).filter(|i| i.is_live(now_ms))
     }
 
     /// Number of stored items, expired ones not yet removed included.
     pub fn len_stored(&self) -> usize {
-        self.items.len()
+        self.by_id.len()
     }
 
     /// Number of expired items still stored at `now_ms`.
@@ -252,7 +296,7 @@ impl Collection {
 
     /// Number of live items.
     pub fn len(&self, now_ms: i64) -> usize {
-        self.items.len() - self.expired_count(now_ms)
+        self.by_id.len() - self.expired_count(now_ms)
     }
 
     /// True when no live item remains.
@@ -262,25 +306,28 @@ impl Collection {
 
     /// Live items in id order.
     pub fn iter(&self, now_ms: i64) -> impl DoubleEndedIterator<Item = (&str, &Item)> + '_ {
-        self.items
-            .iter()
-            .filter(move |(_, i)| i.is_live(now_ms))
-            .map(|(k, i)| (&**k, i))
+        self.by_id
+            .values()
+            .map(|&i| self.slot(i))
+            .filter(move |s| s.item.is_live(now_ms))
+            .map(|s| (s.id.as_str(), &s.item))
     }
 
     pub(crate) fn iter_after<'a>(
         &'a self,
         after: Option<&'a str>,
         now_ms: i64,
-    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Item)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a Item)> + 'a {
         use std::ops::Bound;
         let lower = match after {
             Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
         };
-        self.items
+        self.by_id
             .range::<str, _>((lower, Bound::Unbounded))
-            .filter(move |(_, i)| i.is_live(now_ms))
+            .map(|(_, &i)| self.slot(i))
+            .filter(move |s| s.item.is_live(now_ms))
+            .map(|s| (s.id.as_str(), &s.item))
     }
 
     /// STATS at `now_ms`. Expired items not yet removed are left out of the
@@ -288,19 +335,18 @@ impl Collection {
     pub fn stats(&self, now_ms: i64) -> CollectionStats {
         let mut s = CollectionStats {
             in_memory_size: self.mem,
-            num_objects: self.items.len(),
+            num_objects: self.by_id.len(),
             num_points: self.num_points,
             num_strings: self.num_strings,
         };
-        for (t, id) in &self.expiries {
+        for (t, idx) in &self.expiries {
             if *t > now_ms {
                 break;
             }
-            if let Some(i) = self.items.get(id) {
-                s.num_objects -= 1;
-                s.num_points -= i.object.num_points();
-                s.num_strings -= usize::from(!i.object.is_spatial());
-            }
+            let i = &self.slot(*idx).item;
+            s.num_objects -= 1;
+            s.num_points -= i.object.num_points();
+            s.num_strings -= usize::from(!i.object.is_spatial());
         }
         s
     }
@@ -316,19 +362,13 @@ impl Collection {
         n
     }
 
-    /// The shared id if `id` is stored, else a new one.
-    pub(crate) fn id_arc(&self, id: &str) -> Arc<str> {
-        match self.items.get_key_value(id) {
-            Some((k, _)) => k.clone(),
-            None => id.into(),
-        }
-    }
-
     fn footprint(id: &str, item: &Item) -> usize {
-        let base = id.len()
-            + 2 * std::mem::size_of::<usize>()
-            + std::mem::size_of::<(Arc<str>, Item)>()
-            + item.fields.len() * std::mem::size_of::<(Arc<str>, f64)>();
+        // Slot, id-map entry, R-tree entry, and what they point to.
+        let heap_id = if id.len() > 23 { id.len() + 16 } else { 0 };
+        let base = std::mem::size_of::<Option<Slot>>()
+            + std::mem::size_of::<(SmolStr, u32)>()
+            + heap_id
+            + item.fields.len() * std::mem::size_of::<FieldSlot>();
         let obj = match &item.object {
             Object::Point(_) => std::mem::size_of::<Entry>(),
             Object::Bounds(_) => std::mem::size_of::<Bounds>() + std::mem::size_of::<Entry>(),
@@ -343,107 +383,197 @@ impl Collection {
         base + obj
     }
 
-    /// Stores `item` under `id`, replacing and returning what was there (live or not).
-    pub(crate) fn insert(&mut self, id: Arc<str>, item: Item) -> Option<Item> {
-        let old = self.remove(&id);
-        self.num_points += item.object.num_points();
-        self.num_strings += usize::from(!item.object.is_spatial());
-        self.mem += Self::footprint(&id, &item);
-        if let Some(b) = item.object.bounds() {
-            self.tree.insert(Entry {
-                env: envelope(&b),
-                id: id.clone(),
-            });
+    fn account(&mut self, id: &str, item: &Item, add: bool) {
+        let (p, s, m) = (
+            item.object.num_points(),
+            usize::from(!item.object.is_spatial()),
+            Self::footprint(id, item),
+        );
+        if add {
+            self.num_points += p;
+            self.num_strings += s;
+            self.mem += m;
+        } else {
+            self.num_points -= p;
+            self.num_strings -= s;
+            self.mem -= m;
         }
-        if item.expires_at != NEVER {
-            self.expiries.insert((item.expires_at, id.clone()));
+    }
+
+    /// Stores `object` under `id` with `updates` merged into the fields of the
+    /// item it replaces when that item is live, and returns the replaced item
+    /// (live or not). One id lookup; the R-tree is touched only when the bounding
+    /// box changes.
+    pub(crate) fn put(
+        &mut self,
+        id: &str,
+        object: Object,
+        updates: &[(Arc<str>, f64)],
+        expires_at: Option<i64>,
+        now_ms: i64,
+    ) -> Option<Item> {
+        let expires_at = expires_at.unwrap_or(NEVER);
+        let new_box = object.bounds().map(|b| envelope(&b));
+        if let Some(&idx) = self.by_id.get(id) {
+            let (old_box, old_exp, base) = {
+                let old = &self.slot(idx).item;
+                let base = if old.is_live(now_ms) {
+                    old.fields.clone()
+                } else {
+                    Fields::default()
+                };
+                (
+                    old.object.bounds().map(|b| envelope(&b)),
+                    old.expires_at,
+                    base,
+                )
+            };
+            let (fields, _) = base.merged(updates);
+            let item = Item {
+                object,
+                fields,
+                expires_at,
+            };
+            if old_box != new_box {
+                if let Some(env) = old_box {
+                    let removed = self.tree.remove(&Entry { env, slot: idx });
+                    debug_assert!(removed.is_some(), "R-tree entry missing for slot {idx}");
+                }
+                if let Some(env) = new_box {
+                    self.tree.insert(Entry { env, slot: idx });
+                }
+            }
+            if old_exp != expires_at {
+                if old_exp != NEVER {
+                    self.expiries.remove(&(old_exp, idx));
+                }
+                if expires_at != NEVER {
+                    self.expiries.insert((expires_at, idx));
+                }
+            }
+            self.account(id, &item, true);
+            let old = std::mem::replace(&mut self.slot_mut(idx).item, item);
+            self.account(id, &old, false);
+            return Some(old);
         }
-        self.items.insert(id, item);
-        old
+        let (fields, _) = Fields::default().merged(updates);
+        let item = Item {
+            object,
+            fields,
+            expires_at,
+        };
+        self.account(id, &item, true);
+        let slot = Slot {
+            id: SmolStr::new(id),
+            item,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                let i = u32::try_from(self.slots.len()).expect("fewer than 2^32 items per key");
+                self.slots.push(Some(slot));
+                i
+            }
+        };
+        self.by_id.insert(SmolStr::new(id), idx);
+        if let Some(env) = new_box {
+            self.tree.insert(Entry { env, slot: idx });
+        }
+        if expires_at != NEVER {
+            self.expiries.insert((expires_at, idx));
+        }
+        None
     }
 
     /// Removes and returns the item under `id`, live or not.
-    pub(crate) fn remove(&mut self, id: &str) -> Option<Item> {
-        let (id, item) = self.items.remove_entry(id)?;
-        self.num_points -= item.object.num_points();
-        self.num_strings -= usize::from(!item.object.is_spatial());
-        self.mem -= Self::footprint(&id, &item);
+    pub(crate) fn remove(&mut self, id: &str) -> Option<(SmolStr, Item)> {
+        let idx = self.by_id.remove(id)?;
+        let Slot { id, item } = self.slots[idx as usize]
+            .take()
+            .expect("indexes only refer to occupied slots");
+        self.free.push(idx);
+        self.account(&id, &item, false);
         if let Some(b) = item.object.bounds() {
             let removed = self.tree.remove(&Entry {
                 env: envelope(&b),
-                id: id.clone(),
+                slot: idx,
             });
             debug_assert!(removed.is_some(), "R-tree entry missing for {id}");
         }
         if item.expires_at != NEVER {
-            self.expiries.remove(&(item.expires_at, id));
+            self.expiries.remove(&(item.expires_at, idx));
         }
-        Some(item)
+        Some((id, item))
     }
 
     /// Changes the expiry of a stored item.
     pub(crate) fn set_expiry(&mut self, id: &str, expires_at: Option<i64>) {
         let new = expires_at.unwrap_or(NEVER);
-        let Some((k, item)) = self.items.get_key_value(id) else {
+        let Some(&idx) = self.by_id.get(id) else {
             return;
         };
-        let k = k.clone();
-        if item.expires_at != NEVER {
-            self.expiries.remove(&(item.expires_at, k.clone()));
+        let old = self.slot(idx).item.expires_at;
+        if old != NEVER {
+            self.expiries.remove(&(old, idx));
         }
         if new != NEVER {
-            self.expiries.insert((new, k.clone()));
+            self.expiries.insert((new, idx));
         }
-        if let Some(item) = self.items.get_mut(id) {
-            item.expires_at = new;
-        }
+        self.slot_mut(idx).item.expires_at = new;
     }
 
     /// Replaces the fields of a stored item.
     pub(crate) fn set_fields(&mut self, id: &str, fields: Fields) {
-        if let Some((k, item)) = self.items.get_key_value(id) {
-            let before = Self::footprint(k, item);
-            let k = k.clone();
-            if let Some(item) = self.items.get_mut(id) {
-                item.fields = fields;
-                self.mem = self.mem - before + Self::footprint(&k, item);
-            }
-        }
+        let Some(&idx) = self.by_id.get(id) else {
+            return;
+        };
+        let before = Self::footprint(id, &self.slot(idx).item);
+        self.slot_mut(idx).item.fields = fields;
+        let after = Self::footprint(id, &self.slot(idx).item);
+        self.mem = self.mem - before + after;
     }
 
     /// Removes up to `max` items whose deadline is `<= now_ms`, earliest first.
     pub(crate) fn expire_due(&mut self, now_ms: i64, max: usize, out: &mut Vec<(Arc<str>, Item)>) {
         while out.len() < max {
-            let Some((t, id)) = self.expiries.first().cloned() else {
+            let Some(&(t, idx)) = self.expiries.first() else {
                 break;
             };
             if t > now_ms {
                 break;
             }
-            if let Some(item) = self.remove(&id) {
-                out.push((id, item));
+            let id = self.slot(idx).id.clone();
+            if let Some((id, item)) = self.remove(&id) {
+                out.push((Arc::from(id.as_str()), item));
             }
         }
     }
 
     /// Live items whose id matches the glob `pattern`, in id order.
-    pub(crate) fn matching_ids(&self, pattern: &str, now_ms: i64) -> Vec<Arc<str>> {
+    pub(crate) fn matching_ids(&self, pattern: &str, now_ms: i64) -> Vec<SmolStr> {
         let m = WildMatch::new(pattern);
-        self.items
+        self.by_id
             .iter()
-            .filter(|(k, i)| i.is_live(now_ms) && m.matches(k))
+            .filter(|(k, &i)| self.slot(i).item.is_live(now_ms) && m.matches(k))
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// SCAN: live items in id order (or reverse with `desc`).
     pub fn scan(&self, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
-        let walk: Box<dyn Iterator<Item = (&Arc<str>, &Item)>> = if opts.desc {
-            Box::new(self.items.iter().rev())
+        let walk: Box<dyn Iterator<Item = &u32>> = if opts.desc {
+            Box::new(self.by_id.values().rev())
         } else {
-            Box::new(self.items.iter())
+            Box::new(self.by_id.values())
         };
-        collect(walk.map(|(k, i)| (&**k, i, None)), opts, now_ms, |_| true)
+        let walk = walk.map(|&i| {
+            let s = self.slot(i);
+            (s.id.as_str(), &s.item, None)
+        });
+        collect(walk, opts, now_ms, |_| true)
     }
 
     /// WITHIN: live items completely inside `area`, in R-tree order.
@@ -469,8 +599,10 @@ impl Collection {
         let walk = self
             .tree
             .locate_in_envelope_intersecting(&envelope(&b))
-            .filter_map(|e| self.items.get_key_value(&*e.id))
-            .map(|(k, i)| (&**k, i, None));
+            .map(|e| {
+                let s = self.slot(e.slot);
+                (s.id.as_str(), &s.item, None)
+            });
         collect(walk, opts, now_ms, |i| test(&i.object))
     }
 
@@ -540,7 +672,7 @@ enum Cand<'a> {
     /// A leaf keyed by a lower bound of its distance.
     Leaf(&'a Entry),
     /// A leaf keyed by its exact distance.
-    Exact(&'a Arc<str>, &'a Item),
+    Exact(&'a str, &'a Item),
 }
 
 struct Queued<'a> {
@@ -609,9 +741,15 @@ impl<'a> Nearest<'a> {
     /// A lower bound of the distance to anything inside `env`. The slack absorbs
     /// rounding differences between the rectangle formula and the haversine of
     /// the exact distance, so that a bound never exceeds the exact value.
-    fn bound(&self, env: &AABB<[f64; 2]>) -> f64 {
+    fn bound(&self, env: &AABB<[f32; 2]>) -> f64 {
         let (lo, hi) = (env.lower(), env.upper());
-        let d = crate::geom::rect_distance(&self.center, lo[0], lo[1], hi[0], hi[1]);
+        let d = crate::geom::rect_distance(
+            &self.center,
+            f64::from(lo[0]),
+            f64::from(lo[1]),
+            f64::from(hi[0]),
+            f64::from(hi[1]),
+        );
         (d * (1.0 - 1e-9) - 1e-6).max(0.0)
     }
 }
@@ -632,18 +770,18 @@ impl<'a> Iterator for Nearest<'a> {
                     }
                 }
                 Cand::Leaf(e) => {
-                    if let Some((k, item)) = self.col.items.get_key_value(&*e.id) {
-                        let dist = item
-                            .object
-                            .distance_to(&self.center)
-                            .unwrap_or(f64::INFINITY);
-                        self.heap.push(Queued {
-                            dist,
-                            cand: Cand::Exact(k, item),
-                        });
-                    }
+                    let slot = self.col.slot(e.slot);
+                    let dist = slot
+                        .item
+                        .object
+                        .distance_to(&self.center)
+                        .unwrap_or(f64::INFINITY);
+                    self.heap.push(Queued {
+                        dist,
+                        cand: Cand::Exact(slot.id.as_str(), &slot.item),
+                    });
                 }
-                Cand::Exact(k, item) => return Some((&**k, item, q.dist)),
+                Cand::Exact(k, item) => return Some((k, item, q.dist)),
             }
         }
         None

@@ -140,13 +140,7 @@ impl Database {
             .iter()
             .map(|(n, v)| (col.intern(n.as_ref()), *v))
             .collect();
-        let base = col
-            .get(id, now_ms)
-            .map(|i| i.fields().clone())
-            .unwrap_or_default();
-        let (merged, _) = base.merged(&updates);
-        let id = col.id_arc(id);
-        let old = col.insert(id, Item::new(object, merged, expires_at));
+        let old = col.put(id, object, &updates, expires_at, now_ms);
         Ok(old.filter(|i| i.is_live(now_ms)))
     }
 
@@ -171,7 +165,7 @@ impl Database {
     pub fn del(&mut self, key: &str, id: &str, now_ms: i64) -> Option<Item> {
         let col = self.cols.get_mut(key)?;
         col.get(id, now_ms)?;
-        let item = col.remove(id);
+        let item = col.remove(id).map(|(_, i)| i);
         self.remove_if_empty(key);
         item
     }
@@ -185,7 +179,7 @@ impl Database {
         let ids = col.matching_ids(pattern, now_ms);
         let out = ids
             .into_iter()
-            .filter_map(|id| col.remove(&id).map(|i| (id, i)))
+            .filter_map(|id| col.remove(&id).map(|(id, i)| (Arc::from(id.as_str()), i)))
             .collect();
         self.remove_if_empty(key);
         out
@@ -394,7 +388,7 @@ impl Database {
             .flat_map(move |(key, col)| {
                 let start = after.filter(|(k, _)| *k == &**key).map(|(_, id)| id);
                 col.iter_after(start, now_ms)
-                    .map(move |(id, item)| (&**key, &**id, item))
+                    .map(move |(id, item)| (&**key, id, item))
             })
     }
 
