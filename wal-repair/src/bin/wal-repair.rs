@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use wal_repair::{frames, resp, Config, Error, Outcome, RecordFormat, Scan, StdFs, Tail};
+use wal_repair::{frames, resp, Config, Error, Outcome, RecordFormat, Scan, ScanConfig, StdFs, Tail};
 
 /// Tell a torn log tail from corruption, and repair only the tail.
 #[derive(Debug, Parser)]
@@ -56,6 +56,12 @@ struct Common {
     /// Record format; `auto` picks `frames` when the file starts with the frames magic, else `resp`.
     #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
     format: FormatArg,
+    /// Bytes read per system call while scanning.
+    #[arg(long, value_name = "BYTES", default_value_t = ScanConfig::default().read_chunk)]
+    read_chunk: usize,
+    /// How far past a bad frame to look for a valid record before calling the tail torn.
+    #[arg(long, value_name = "BYTES", default_value_t = ScanConfig::default().resync_window)]
+    resync_window: u64,
     /// The log file.
     file: PathBuf,
 }
@@ -146,7 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check { common } => {
             let format = pick_format(common.format, &common.file)?;
-            let scan = scan_with_progress(&common.file, format)?;
+            let scan = scan_with_progress(&common.file, format, &common.scan_config()?)?;
             Ok(report_scan(&common.file, format, &scan, json, false))
         }
         Command::Fix {
@@ -157,12 +163,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => {
             let format = pick_format(common.format, &common.file)?;
             if dry_run {
-                let scan = scan_with_progress(&common.file, format)?;
+                let scan = scan_with_progress(&common.file, format, &common.scan_config()?)?;
                 return Ok(report_scan(&common.file, format, &scan, json, true));
             }
             let config = Config {
                 max_discard,
                 sidecar_dir,
+                scan: common.scan_config()?,
                 ..Config::default()
             };
             let bar = progress_bar(&common.file);
@@ -231,11 +238,26 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn scan_with_progress(path: &Path, format: &dyn RecordFormat) -> anyhow::Result<Scan> {
+impl Common {
+    fn scan_config(&self) -> anyhow::Result<ScanConfig> {
+        let config = ScanConfig {
+            read_chunk: self.read_chunk,
+            resync_window: self.resync_window,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn scan_with_progress(
+    path: &Path,
+    format: &dyn RecordFormat,
+    config: &ScanConfig,
+) -> anyhow::Result<Scan> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let bar = progress_bar(path);
-    let scan = wal_repair::scan_open_file(&mut file, path, format, &Default::default(), &mut |n| {
+    let scan = wal_repair::scan_open_file(&mut file, path, format, config, &mut |n| {
         if let Some(bar) = &bar {
             bar.set_position(n);
         }
