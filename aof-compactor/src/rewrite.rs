@@ -26,10 +26,13 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    The snapshot must describe exactly the records in that prefix. Release
 ///    the appender.
 /// 2. Write the compacted state through the [`Write`] impl. It goes to a
-///    temporary file beside the live one, fsynced every
-///    [`Rewrite::sync_every`] bytes so that the final fsync is short.
-/// 3. Optionally call [`Rewrite::catch_up`] (appender still running) to copy
-///    most of what was appended meanwhile, keeping step 4 short.
+///    temporary file beside the live one; every [`Rewrite::sync_every`] bytes
+///    write-back of the new pages is started so that no fsync has a mountain
+///    of dirty pages to wait for.
+/// 3. Call [`Rewrite::catch_up`] (appender still running): it copies what was
+///    appended meanwhile and fsyncs, so that step 4, which blocks the
+///    appender, only copies and fsyncs the last few records. Optional but
+///    recommended.
 /// 4. Block the appender, flush its buffer, call [`Rewrite::commit`], replace
 ///    the appender's file with [`Committed::file`], release the appender.
 ///
@@ -53,6 +56,8 @@ pub struct Rewrite {
     sealed: bool,
     written: u64,
     unsynced: u64,
+    /// `written` at the last fdatasync, so commit can skip a redundant one.
+    durable: Option<u64>,
     sync_every: u64,
     done: bool,
 }
@@ -129,17 +134,18 @@ impl Rewrite {
             sealed: false,
             written: 0,
             unsynced: 0,
+            durable: None,
             sync_every: DEFAULT_SYNC_EVERY,
             done: false,
         })
     }
 
-    /// Sets how many bytes may be written to the temporary file between
-    /// fsyncs; 0 turns incremental fsync off (one fsync at commit).
+    /// Sets how many bytes may be written to the temporary file before
+    /// write-back is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on
+    /// Linux, which does not wait; `fdatasync` elsewhere); 0 turns it off.
     ///
-    /// Default: [`DEFAULT_SYNC_EVERY`] (4 MiB). Incremental fsync keeps the
-    /// final fsync, made while the appender is blocked, short (redis #700,
-    /// #1019).
+    /// Default: [`DEFAULT_SYNC_EVERY`] (4 MiB). Spreading the write-back keeps
+    /// the final fsync short (redis #700, #1019).
     pub fn sync_every(mut self, bytes: u64) -> Self {
         self.sync_every = bytes;
         self
@@ -167,9 +173,10 @@ impl Rewrite {
     }
 
     /// Copies the bytes appended to the live file since the last copy (or
-    /// since [`Rewrite::begin`]) to the temporary file, without needing the
-    /// appender to stop. It seals the compacted state: later writes through
-    /// the [`Write`] impl fail. Returns the number of bytes copied.
+    /// since [`Rewrite::begin`]) to the temporary file and fsyncs it, without
+    /// needing the appender to stop. It seals the compacted state: later
+    /// writes through the [`Write`] impl fail. Returns the number of bytes
+    /// copied.
     ///
     /// A record the appender is half-way through may be copied in part; that
     /// is fine, since the next copy continues at exactly the next byte.
@@ -183,6 +190,25 @@ impl Rewrite {
         self.temp
             .flush()
             .map_err(|e| Error::io("write", &self.temp_path, e))?;
+        let len = self.live_len()?;
+        let want = len - self.copied_until;
+        if want > 0 {
+            self.copy_tail(want)?;
+        }
+        // Making everything so far durable here, outside the appender's lock,
+        // leaves only the last few appended bytes for the fsync in commit.
+        self.temp
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io("fsync", &self.temp_path, e))?;
+        self.unsynced = 0;
+        self.durable = Some(self.written);
+        Ok(want)
+    }
+
+    /// The live file's current length, refusing one shorter than what was
+    /// already copied: bytes the new file would carry are gone from the old.
+    fn live_len(&self) -> Result<u64, Error> {
         let len = self
             .source
             .metadata()
@@ -197,10 +223,10 @@ impl Rewrite {
                 ),
             });
         }
-        let want = len - self.copied_until;
-        if want == 0 {
-            return Ok(0);
-        }
+        Ok(len)
+    }
+
+    fn copy_tail(&mut self, want: u64) -> Result<(), Error> {
         self.source
             .seek(SeekFrom::Start(self.copied_until))
             .map_err(|e| Error::io("seek", &self.live, e))?;
@@ -219,7 +245,7 @@ impl Rewrite {
         }
         self.copied_until += copied;
         self.written += copied;
-        Ok(copied)
+        Ok(())
     }
 
     /// Finishes the rewrite: copies the remaining appended bytes, fsyncs the
@@ -236,16 +262,27 @@ impl Rewrite {
     /// If it happens after (the directory fsync or the reopen), the new
     /// content is already in place.
     pub fn commit(mut self) -> Result<Committed, Error> {
-        self.catch_up()?;
+        self.sealed = true;
+        self.temp
+            .flush()
+            .map_err(|e| Error::io("write", &self.temp_path, e))?;
+        let len = self.live_len()?;
+        if len > self.copied_until {
+            self.copy_tail(len - self.copied_until)?;
+        }
         let compacted_len = self.written - (self.copied_until - self.start_len);
         let tail_len = self.copied_until - self.start_len;
         self.temp
             .flush()
             .map_err(|e| Error::io("write", &self.temp_path, e))?;
-        self.temp
-            .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io("fsync", &self.temp_path, e))?;
+        // fdatasync covers the data and the file size; the directory entry is
+        // made durable by the directory fsync after the rename.
+        if self.durable != Some(self.written) {
+            self.temp
+                .get_ref()
+                .sync_data()
+                .map_err(|e| Error::io("fsync", &self.temp_path, e))?;
+        }
         fs::rename(&self.temp_path, &self.live).map_err(|e| Error::io("rename", &self.live, e))?;
         self.done = true;
         sync_dir(&self.live)?;
@@ -313,7 +350,11 @@ impl Write for Rewrite {
         self.unsynced += n as u64;
         if self.sync_every > 0 && self.unsynced >= self.sync_every {
             self.temp.flush()?;
-            self.temp.get_ref().sync_data()?;
+            start_writeback(
+                self.temp.get_ref(),
+                self.written - self.unsynced,
+                self.unsynced,
+            )?;
             self.unsynced = 0;
         }
         Ok(n)
@@ -332,6 +373,33 @@ impl Drop for Rewrite {
             let _ = fs::remove_file(&self.temp_path);
         }
     }
+}
+
+/// Starts writing back `len` bytes at `offset` without waiting for them, so
+/// that dirty pages do not pile up for one long fsync (RocksDB's
+/// `bytes_per_sync` does the same). Elsewhere than Linux it falls back to a
+/// waiting `fdatasync`.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return file.sync_data();
+    };
+    // SAFETY: the descriptor is open for the duration of the call, and
+    // sync_file_range only reads its integer arguments.
+    let rc = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    file.sync_data()
 }
 
 fn file_name(live: &Path) -> Result<OsString, Error> {
