@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use wal_repair::{frames, resp, Config, Error, Outcome, RecordFormat, Scan, ScanConfig, StdFs, Tail};
+use wal_repair::{
+    frames, resp, Config, Error, Outcome, RecordFormat, Scan, ScanConfig, StdFs, Tail,
+};
 
 /// Tell a torn log tail from corruption, and repair only the tail.
 #[derive(Debug, Parser)]
