@@ -206,6 +206,17 @@ impl RTreeObject for Entry {
     }
 }
 
+/// Node sizes of the R-tree.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TreeParams;
+
+impl rstar::RTreeParams for TreeParams {
+    const MIN_SIZE: usize = 4;
+    const MAX_SIZE: usize = 12;
+    const REINSERTION_COUNT: usize = 3;
+    type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
+}
+
 fn down(x: f64) -> f32 {
     let f = x as f32;
     if f64::from(f) > x {
@@ -254,7 +265,7 @@ pub struct Collection {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     by_id: BTreeMap<SmolStr, u32>,
-    tree: RTree<Entry>,
+    tree: RTree<Entry, TreeParams>,
     expiries: BTreeSet<(i64, u32)>,
     names: HashSet<Arc<str>>,
     num_points: usize,

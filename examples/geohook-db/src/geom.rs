@@ -605,7 +605,7 @@ pub(crate) fn haversine(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// `p`'s meridian. Otherwise it lies on the nearer of the two meridian edges
 /// (distance along a parallel grows with the longitude difference); on a meridian
 /// the nearest point is at latitude `atan2(sin φ, cos φ cos Δλ)`, clamped to the
-/// edge. The R-tree nearest-neighbour walk needs this to be a true lower bound for
+/// edge, when `|Δλ| < 90°`, and one of the edge's ends otherwise. The R-tree nearest-neighbour walk needs this to be a true lower bound for
 /// everything inside the rectangle, which it is.
 pub(crate) fn rect_distance(
     p: &Point,
@@ -620,21 +620,30 @@ pub(crate) fn rect_distance(
     }
     let edge = |lon0: f64| {
         let dl = (p.lon - lon0).to_radians();
-        let phi = p.lat.to_radians();
-        let lat = if dl.cos() > 0.0 {
-            phi.sin().atan2(phi.cos() * dl.cos()).to_degrees()
+        if dl.cos() > 0.0 {
+            let phi = p.lat.to_radians();
+            let foot = phi.sin().atan2(phi.cos() * dl.cos()).to_degrees();
+            let lat = foot.clamp(min_lat, max_lat);
+            haversine(p.lat, p.lon, lat, lon0)
         } else {
-            // Beyond a quarter turn the nearest point of the meridian half is a pole.
-            if p.lat >= 0.0 {
-                90.0
-            } else {
-                -90.0
-            }
-        };
-        let lat = lat.clamp(min_lat, max_lat);
-        haversine(p.lat, p.lon, lat, lon0)
+            // Beyond a quarter turn the foot lies on the opposite meridian, and
+            // along this one the distance only falls away from the foot's
+            // antipode, so the nearest point of the edge is one of its ends.
+            haversine(p.lat, p.lon, min_lat, lon0).min(haversine(p.lat, p.lon, max_lat, lon0))
+        }
     };
-    edge(min_lon).min(edge(max_lon))
+    // Along any parallel, distance grows with the longitude difference, so every
+    // point of the farther edge has a nearer twin on the nearer edge: only the
+    // edge nearer in (wrapped) longitude needs the trigonometry.
+    let gap = |lon0: f64| {
+        let d = (p.lon - lon0).abs() % 360.0;
+        d.min(360.0 - d)
+    };
+    if gap(min_lon) <= gap(max_lon) {
+        edge(min_lon)
+    } else {
+        edge(max_lon)
+    }
 }
 
 /// The latitude/longitude rectangle that contains every point within `meters` of

@@ -306,3 +306,41 @@ proptest! {
         prop_assert_eq!(stats.num_objects, live.len());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The nearest-neighbour walk relies on `Bounds::distance_to` being the exact
+    /// minimum over the rectangle: never more than the distance to any point in
+    /// it (else results come out of order), and not much less (else it is slow).
+    #[test]
+    fn rect_distance_is_the_minimum_over_the_rectangle(
+        lat in -80.0..80.0f64, lon in -179.0..179.0f64,
+        a in -80.0..80.0f64, b in -179.0..179.0f64, h in 0.0..20.0f64, w in 0.0..60.0f64,
+    ) {
+        let r = bounds(a, b, (a + h).min(90.0), (b + w).min(180.0));
+        let p = pt(lat, lon);
+        let exact = r.distance_to(&p);
+        let steps = 200;
+        let mut brute = f64::INFINITY;
+        for i in 0..=steps {
+            for j in [0, steps] {
+                // Edges only: the minimum over a rectangle that does not contain p is on its boundary.
+                let (fi, fj) = (f64::from(i) / f64::from(steps), f64::from(j) / f64::from(steps));
+                for (qlat, qlon) in [
+                    (r.sw.lat + fi * (r.ne.lat - r.sw.lat), r.sw.lon + fj * (r.ne.lon - r.sw.lon)),
+                    (r.sw.lat + fj * (r.ne.lat - r.sw.lat), r.sw.lon + fi * (r.ne.lon - r.sw.lon)),
+                ] {
+                    brute = brute.min(haversine(&p, qlat, qlon));
+                }
+            }
+        }
+        if r.contains_point(&p) {
+            prop_assert_eq!(exact, 0.0);
+        } else {
+            prop_assert!(exact <= brute + 1e-6, "bound {} above a real distance {}", exact, brute);
+            // The grid step along an edge is at most 60°/200 = 0.3°, about 33 km.
+            prop_assert!(brute - exact < 40_000.0, "bound {} far below {}", exact, brute);
+        }
+    }
+}
