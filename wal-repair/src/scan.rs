@@ -142,13 +142,14 @@ fn classify_tail<F: RecordFormat + ?Sized>(
     };
     if unproven_format {
         // Nothing yet shows this file is in this format (no header, no whole record) and its first
-        // bytes cannot start a record: cutting would delete a whole file of some other format.
+        // bytes cannot start a record: cutting would delete a whole file of some other format. The
+        // reason is static so that scanning arbitrary bytes allocates nothing.
+        let _ = reason;
         return Tail::Corrupt {
             offset: base,
-            reason: Cow::Owned(format!(
-                "{reason}; the file holds no whole record, so it may not be in the {} format",
-                format.name()
-            )),
+            reason: Cow::Borrowed(
+                "the file holds no whole record and does not start like one: is it in this format?",
+            ),
             next_valid: None,
         };
     }
