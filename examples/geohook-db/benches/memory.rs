@@ -1,68 +1,79 @@
-//! Heap bytes per stored point, measured with a counting allocator.
+//! Heap bytes per stored point, read from jemalloc's statistics.
 //!
 //! Run with `cargo bench -p geohook-db --bench memory`. For each size it builds a
-//! fresh database of points with ids `truck<i>` and prints the bytes that are
-//! still allocated afterwards, divided by the number of points. This counts what
-//! the program asked for, not allocator overhead or fragmentation; the server's
-//! resident-memory figure covers those.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! fresh database of points with ids `truck<i>` and prints jemalloc's
+//! `stats.allocated` growth (bytes in live allocations, size-class rounding
+//! included, the same measure as Redis's `used_memory`) divided by the number of
+//! points, and the growth of `stats.resident`. `benches/memory_vs_redis.sh` runs
+//! this next to `redis-server` loaded with the same points through GEOADD.
 
 use geohook_db::{Database, Object, Point, SetCondition};
-
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the same layout and
-// only adds bookkeeping on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` above with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use tikv_jemalloc_ctl::{epoch, stats};
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn read() -> (usize, usize) {
+    epoch::advance().expect("jemalloc epoch");
+    (
+        stats::allocated::read().expect("stats.allocated"),
+        stats::resident::read().expect("stats.resident"),
+    )
+}
+
+/// The same deterministic positions as `memory_vs_redis.sh` feeds to Redis: a
+/// 1°×1° square around Phoenix, from a xorshift generator.
+pub fn positions(n: usize) -> impl Iterator<Item = (f64, f64)> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    (0..n).map(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let lat = 33.0 + (x % 1_000_000) as f64 * 1e-6;
+        let lon = -112.5 + ((x >> 20) % 1_000_000) as f64 * 1e-6;
+        (lat, lon)
+    })
+}
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing and
-    // must stay quick, so it measures the small size only.
-    let quick = !std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args().collect();
+    // `--emit-geoadd N` prints the Redis commands for the same points instead.
+    if let Some(i) = args.iter().position(|a| a == "--emit-geoadd") {
+        let n: usize = args[i + 1].parse().expect("a count");
+        let mut out = String::new();
+        for (i, (lat, lon)) in positions(n).enumerate() {
+            let member = format!("truck{i}");
+            let (lon, lat) = (lon.to_string(), lat.to_string());
+            out.push_str(&format!(
+                "*5\r\n$6\r\nGEOADD\r\n$5\r\nfleet\r\n${}\r\n{lon}\r\n${}\r\n{lat}\r\n${}\r\n{member}\r\n",
+                lon.len(),
+                lat.len(),
+                member.len()
+            ));
+            if out.len() > 1 << 20 {
+                print!("{out}");
+                out.clear();
+            }
+        }
+        print!("{out}");
+        return;
+    }
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not and must
+    // stay quick, so it measures the small size only.
+    let quick = !args.iter().any(|a| a == "--bench");
     let sizes: &[usize] = if quick {
         &[10_000]
     } else {
         &[100_000, 1_000_000]
     };
     println!(
-        "{:>10} {:>14} {:>12}",
-        "points", "heap bytes", "bytes/point"
+        "{:>10} {:>14} {:>12} {:>14}",
+        "points", "allocated", "bytes/point", "resident/point"
     );
     for &n in sizes {
-        let before = LIVE.load(Ordering::Relaxed);
+        let (a0, r0) = read();
         let mut db = Database::new();
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        for i in 0..n {
-            // xorshift: deterministic positions without pulling a RNG into the count.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let lat = 33.0 + (x % 1_000_000) as f64 * 1e-6;
-            let lon = -112.5 + ((x >> 20) % 1_000_000) as f64 * 1e-6;
+        for (i, (lat, lon)) in positions(n).enumerate() {
             let p = Object::Point(Point::new(lat, lon).expect("in range"));
             db.set(
                 "fleet",
@@ -75,8 +86,13 @@ fn main() {
             )
             .expect("set");
         }
-        let used = LIVE.load(Ordering::Relaxed) - before;
-        println!("{n:>10} {used:>14} {:>12.1}", used as f64 / n as f64);
+        let (a1, r1) = read();
+        let used = a1.saturating_sub(a0);
+        println!(
+            "{n:>10} {used:>14} {:>12.1} {:>14.1}",
+            used as f64 / n as f64,
+            r1.saturating_sub(r0) as f64 / n as f64
+        );
         drop(db);
     }
 }
