@@ -1,5 +1,6 @@
 //! The watcher: sampling loop, levels, the single-shot fire and the deadline.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -282,35 +283,87 @@ impl Watcher {
         }))
     }
 
-    /// Starts the watcher on a dedicated OS thread named `memwatch`, running
-    /// [`Watcher::run`] on a private single-threaded tokio runtime.
+    /// Starts the watcher on a dedicated OS thread named `memwatch`, with the
+    /// same schedule and stopping rules as [`Watcher::run`].
     ///
     /// A thread of its own means sampling goes on when the caller's runtime
     /// is starved (every worker busy or blocked), which is exactly when
-    /// memory tends to run away; the private runtime lets the thread sleep
-    /// until the next tick or the caller's cancellation, whichever comes
-    /// first, so stopping never waits out an interval.
+    /// memory tends to run away. The thread parks until the next tick; the
+    /// token's cancellation unparks it through a waker, so stopping never
+    /// waits out an interval and no async runtime is needed on the thread.
     ///
     /// # Errors
     ///
-    /// [`Error::Spawn`] if the runtime or the thread cannot be created.
+    /// [`Error::Spawn`] if the thread cannot be created.
     pub fn spawn(&self) -> Result<WatcherHandle> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(|source| Error::Spawn {
-                name: "memwatch",
-                source,
-            })?;
         let me = self.clone();
         let thread = thread::Builder::new()
             .name("memwatch".into())
-            .spawn(move || rt.block_on(me.run()))
+            .spawn(move || me.run_blocking())
             .map_err(|source| Error::Spawn {
                 name: "memwatch",
                 source,
             })?;
         Ok(WatcherHandle { thread })
+    }
+
+    fn run_blocking(&self) -> Stopped {
+        struct Unpark(thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        self.log_start();
+        let s = &self.shared;
+        let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut cancelled = std::pin::pin!(s.token.cancelled());
+        let mut next = std::time::Instant::now();
+        loop {
+            // Sleep until the next tick unless the token is cancelled first.
+            // Polling registers the waker, so a cancel unparks this thread.
+            loop {
+                if cancelled.as_mut().poll(&mut cx).is_ready() {
+                    return if self.fired() {
+                        Stopped::Fired
+                    } else {
+                        Stopped::Cancelled
+                    };
+                }
+                let now = std::time::Instant::now();
+                if now >= next {
+                    break;
+                }
+                thread::park_timeout(next - now);
+            }
+            // A failed sample was logged and counted; the next tick retries.
+            let _ = self.check();
+            if self.fired() {
+                return Stopped::Fired;
+            }
+            // After a stall, resume the cadence from now rather than
+            // bursting through the missed ticks.
+            next = (next + s.interval).max(std::time::Instant::now());
+        }
+    }
+
+    fn log_start(&self) {
+        let s = &self.shared;
+        tracing::info!(
+            threshold_bytes = s.threshold,
+            soft_bytes = s.soft,
+            effective_limit_bytes = s.limits.effective(),
+            cgroup_limit_bytes = s.limits.cgroup,
+            physical_bytes = s.limits.physical,
+            poll_interval = ?s.interval,
+            signal = %s.signal,
+            degraded = s.degraded.as_deref(),
+            "memwatch: watching"
+        );
     }
 
     /// Samples at once, then every poll interval, until the watchdog fires
@@ -326,18 +379,8 @@ impl Watcher {
     /// Dropping the future stops sampling between checks; no state is left
     /// half-updated, because each check runs to completion inside one poll.
     pub async fn run(&self) -> Stopped {
+        self.log_start();
         let s = &self.shared;
-        tracing::info!(
-            threshold_bytes = s.threshold,
-            soft_bytes = s.soft,
-            effective_limit_bytes = s.limits.effective(),
-            cgroup_limit_bytes = s.limits.cgroup,
-            physical_bytes = s.limits.physical,
-            poll_interval = ?s.interval,
-            signal = %s.signal,
-            degraded = s.degraded.as_deref(),
-            "memwatch: watching"
-        );
         let mut ticks = tokio::time::interval(s.interval);
         // After a stall, sample once and resume the cadence from there rather
         // than bursting through the missed ticks.
