@@ -106,46 +106,10 @@ pub fn invalid(arg: &[u8]) -> String {
     format!("invalid argument '{}'", String::from_utf8_lossy(arg))
 }
 
-/// The lower-case command name if it is one we know (for metric labels).
-fn known_name(lower: &str) -> &str {
-    const KNOWN: &[&str] = &[
-        "set",
-        "get",
-        "del",
-        "pdel",
-        "drop",
-        "flushdb",
-        "keys",
-        "scan",
-        "nearby",
-        "within",
-        "intersects",
-        "ttl",
-        "expire",
-        "persist",
-        "exists",
-        "fset",
-        "fget",
-        "stats",
-        "bounds",
-        "server",
-        "info",
-        "ping",
-        "echo",
-        "quit",
-        "output",
-        "auth",
-        "healthz",
-        "readonly",
-        "config",
-        "aofshrink",
-        "gc",
-        "command",
-        "hello",
-        "select",
-        "client",
-    ];
-    KNOWN
+/// The lower-case command name if it is one we know, else `unknown`, so
+/// that peers cannot grow the metric label set.
+fn known_name(lower: &str) -> &'static str {
+    crate::metrics::COMMANDS
         .iter()
         .find(|k| **k == lower)
         .copied()

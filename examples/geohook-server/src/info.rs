@@ -7,7 +7,7 @@ use crate::commands::{arity, Ctx};
 use crate::resp::Reply;
 use crate::state::Shared;
 
-/// Runs SERVER [EXT] or INFO [section].
+/// Runs `SERVER` or `INFO [section]`.
 ///
 /// # Errors
 ///

@@ -3,8 +3,9 @@
 //!
 //! Counters and histograms are updated where the events happen; gauges that
 //! mirror server state (file size, connections, allocator statistics) are
-//! refreshed from a [`Snapshot`] just before each scrape is encoded.
+//! refreshed by a callback just before each scrape is encoded.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -27,6 +28,46 @@ pub struct CmdLabel {
     /// the label set without bound).
     pub cmd: String,
 }
+
+/// The command names that get their own label; everything else is
+/// counted as `unknown`.
+pub const COMMANDS: &[&str] = &[
+    "set",
+    "get",
+    "del",
+    "pdel",
+    "drop",
+    "flushdb",
+    "keys",
+    "scan",
+    "nearby",
+    "within",
+    "intersects",
+    "ttl",
+    "expire",
+    "persist",
+    "exists",
+    "fset",
+    "fget",
+    "stats",
+    "bounds",
+    "server",
+    "info",
+    "ping",
+    "echo",
+    "quit",
+    "output",
+    "auth",
+    "healthz",
+    "readonly",
+    "config",
+    "aofshrink",
+    "gc",
+    "command",
+    "hello",
+    "client",
+    "unknown",
+];
 
 /// Every metric the server exports.
 #[derive(Debug)]
@@ -68,6 +109,9 @@ pub struct Metrics {
     pub expired: Counter,
     /// Number of objects in the database.
     pub objects: Gauge,
+    /// The counter and histogram of each name in [`COMMANDS`], created once
+    /// so that recording a command neither allocates nor locks.
+    per_command: HashMap<&'static str, (Counter, Histogram)>,
 }
 
 impl Default for Metrics {
@@ -102,6 +146,7 @@ impl Metrics {
             expired: Counter::default(),
             objects: Gauge::default(),
             registry: Registry::default(),
+            per_command: HashMap::new(),
         };
         r.register(
             "tile38_aof_size_bytes",
@@ -189,16 +234,36 @@ impl Metrics {
             "Objects in the database",
             m.objects.clone(),
         );
-        Metrics { registry: r, ..m }
+        let per_command = COMMANDS
+            .iter()
+            .map(|c| {
+                let label = CmdLabel {
+                    cmd: (*c).to_string(),
+                };
+                (
+                    *c,
+                    (
+                        m.commands.get_or_create(&label).clone(),
+                        m.command_seconds.get_or_create(&label).clone(),
+                    ),
+                )
+            })
+            .collect();
+        Metrics {
+            registry: r,
+            per_command,
+            ..m
+        }
     }
 
     /// Records one command run.
     pub fn command(&self, name: &str, seconds: f64) {
-        let label = CmdLabel {
-            cmd: name.to_string(),
+        let (count, latency) = match self.per_command.get(name) {
+            Some(h) => h,
+            None => &self.per_command["unknown"],
         };
-        self.commands.get_or_create(&label).inc();
-        self.command_seconds.get_or_create(&label).observe(seconds);
+        count.inc();
+        latency.observe(seconds);
     }
 
     /// Encodes the registry in the OpenMetrics text format.

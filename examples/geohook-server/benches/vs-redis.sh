@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs geohook-server and redis-server side by side on this machine, in the
+# same run, with the same data, clients and pipelining, and prints:
+#   1. redis-benchmark throughput: SET … POINT vs GEOADD, NEARBY vs GEOSEARCH;
+#   2. resident memory per million points for both;
+#   3. append-only file size before and after AOFSHRINK, against Redis's
+#      BGREWRITEAOF of the same data.
+# Both servers keep an append-only file with appendfsync everysec.
+#
+# Usage: examples/geohook-server/benches/vs-redis.sh [points] [requests] [clients] [pipeline]
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+POINTS=${1:-1000000}
+REQUESTS=${2:-200000}
+CLIENTS=${3:-50}
+PIPELINE=${4:-16}
+GEO_PORT=${GEO_PORT:-29851}
+REDIS_PORT=${REDIS_PORT:-29852}
+
+cargo build -q --release -p geohook-server
+BIN=target/release/geohook-server
+WORK=$(mktemp -d)
+cleanup() {
+    [ -n "${GEO_PID:-}" ] && kill "$GEO_PID" 2>/dev/null || true
+    [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/geo" "$WORK/redis"
+"$BIN" --dir "$WORK/geo" --port "$GEO_PORT" --appendfsync everysec 2>"$WORK/geo.log" &
+GEO_PID=$!
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
+    --appendonly yes --appendfsync everysec --daemonize no >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+for port in "$GEO_PORT" "$REDIS_PORT"; do
+    for _ in $(seq 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
+done
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+GEO_RSS0=$(rss_kb "$GEO_PID")
+REDIS_RSS0=$(rss_kb "$REDIS_PID")
+
+# The same random points (seeded) around 33,-115 in a 2x2 degree box for both.
+python3 - "$POINTS" "$WORK" <<'PY'
+import random, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+r = random.Random(38)
+def resp(*args):
+    out = [f"*{len(args)}\r\n"]
+    for a in args:
+        a = str(a)
+        out.append(f"${len(a.encode())}\r\n{a}\r\n")
+    return "".join(out)
+with open(f"{work}/geo.cmds", "w") as g, open(f"{work}/redis.cmds", "w") as rd:
+    for i in range(n):
+        lat = 32 + r.random() * 2
+        lon = -116 + r.random() * 2
+        g.write(resp("SET", "fleet", f"p{i}", "POINT", f"{lat:.6f}", f"{lon:.6f}"))
+        rd.write(resp("GEOADD", "fleet", f"{lon:.6f}", f"{lat:.6f}", f"p{i}"))
+PY
+redis-cli -p "$GEO_PORT" --pipe <"$WORK/geo.cmds" >/dev/null
+redis-cli -p "$REDIS_PORT" --pipe <"$WORK/redis.cmds" >/dev/null
+GEO_RSS1=$(rss_kb "$GEO_PID")
+REDIS_RSS1=$(rss_kb "$REDIS_PID")
+
+bench() { # port, then the command
+    local port=$1
+    shift
+    redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$PIPELINE" -r 1000000 -q "$@" 2>/dev/null |
+        tr '\r' '\n' | grep -E 'requests per second' | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/'
+}
+echo "== throughput (requests/s; $REQUESTS requests, $CLIENTS clients, pipeline $PIPELINE, $POINTS points loaded)"
+GEO_SET=$(bench "$GEO_PORT" SET fleet __rand_int__ POINT 33.5 -115.5)
+REDIS_SET=$(bench "$REDIS_PORT" GEOADD fleet -115.5 33.5 __rand_int__)
+GEO_NEAR=$(bench "$GEO_PORT" NEARBY fleet LIMIT 10 IDS POINT 33 -115 1000)
+REDIS_NEAR=$(bench "$REDIS_PORT" GEOSEARCH fleet FROMLONLAT -115 33 BYRADIUS 1000 m ASC COUNT 10)
+printf '%-34s %12s %12s %7s\n' "" geohook redis ratio
+printf '%-34s %12s %12s %7s\n' "SET POINT vs GEOADD" "$GEO_SET" "$REDIS_SET" "$(echo "scale=2; $GEO_SET / $REDIS_SET" | bc)"
+printf '%-34s %12s %12s %7s\n' "NEARBY LIMIT 10 vs GEOSEARCH 10" "$GEO_NEAR" "$REDIS_NEAR" "$(echo "scale=2; $GEO_NEAR / $REDIS_NEAR" | bc)"
+
+echo "== resident memory for $POINTS points (VmRSS growth while loading)"
+GEO_PER=$(( (GEO_RSS1 - GEO_RSS0) * 1000000 / POINTS / 1024 ))
+REDIS_PER=$(( (REDIS_RSS1 - REDIS_RSS0) * 1000000 / POINTS / 1024 ))
+printf '%-34s %9s MiB %9s MiB\n' "per million points" "$GEO_PER" "$REDIS_PER"
+
+echo "== append-only file (bytes)"
+aof_size() { redis-cli -p "$GEO_PORT" SERVER | awk 'f {print; exit} $0 == "aof_size" {f = 1}'; }
+rewrites() { redis-cli -p "$GEO_PORT" SERVER | awk 'f {print; exit} $0 == "aof_rewrites" {f = 1}'; }
+BEFORE=$(aof_size)
+N=$(rewrites)
+redis-cli -p "$GEO_PORT" AOFSHRINK >/dev/null
+for _ in $(seq 600); do [ "$(rewrites)" -gt "$N" ] && break; sleep 0.1; done
+AFTER=$(aof_size)
+# A second shrink with no writes in between is a fresh snapshot of the same state.
+N=$(rewrites)
+redis-cli -p "$GEO_PORT" AOFSHRINK >/dev/null
+for _ in $(seq 600); do [ "$(rewrites)" -gt "$N" ] && break; sleep 0.1; done
+FRESH=$(aof_size)
+redis-cli -p "$REDIS_PORT" BGREWRITEAOF >/dev/null
+for _ in $(seq 600); do
+    redis-cli -p "$REDIS_PORT" INFO persistence | grep -q 'aof_rewrite_in_progress:0' &&
+        redis-cli -p "$REDIS_PORT" INFO persistence | grep -q 'aof_rewrite_scheduled:0' && break
+    sleep 0.1
+done
+REDIS_AOF=$(du -sb "$WORK/redis" | awk '{print $1}')
+printf '%-34s %12s\n' "geohook before AOFSHRINK" "$BEFORE"
+printf '%-34s %12s\n' "geohook after AOFSHRINK" "$AFTER"
+printf '%-34s %12s\n' "geohook fresh snapshot" "$FRESH"
+printf '%-34s %12s\n' "redis after BGREWRITEAOF (dir)" "$REDIS_AOF"
