@@ -35,6 +35,10 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    recommended.
 /// 4. Block the appender, flush its buffer, call [`Rewrite::commit`], replace
 ///    the appender's file with [`Committed::file`], release the appender.
+///    Drop the appender's old handle only after releasing it (or on another
+///    thread): closing the last handle of the replaced file frees its blocks,
+///    which takes a while for a large file (Redis closes it in a background
+///    thread for the same reason).
 ///
 /// Dropping a `Rewrite` without committing removes the temporary file.
 ///
