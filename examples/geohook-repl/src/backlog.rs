@@ -116,13 +116,10 @@ impl Backlog {
         let mut held = Vec::with_capacity(self.len());
         self.copy_range(self.start, self.end, &mut held);
         self.buf = vec![0; new_len];
-        let end = self.end;
-        self.end = self.start;
-        let cap = new_len as u64;
-        for (i, b) in held.iter().enumerate() {
-            self.buf[((self.start + i as u64) % cap) as usize] = *b;
-        }
-        self.end = end;
+        let at = (self.start % new_len as u64) as usize;
+        let first = held.len().min(new_len - at);
+        self.buf[at..at + first].copy_from_slice(&held[..first]);
+        self.buf[..held.len() - first].copy_from_slice(&held[first..]);
     }
 
     fn copy_range(&self, from: u64, to: u64, out: &mut Vec<u8>) {
@@ -178,5 +175,55 @@ mod tests {
         assert_eq!((b.start(), b.end()), (115, 125));
         assert_eq!(b.read_from(120, 3, &mut out), Ok(3));
         assert_eq!(out, b"89A");
+    }
+
+    #[test]
+    fn growing_keeps_every_byte_in_place() {
+        let mut b = Backlog::new(1000, 7);
+        let mut all = Vec::new();
+        for i in 0..300u32 {
+            let chunk: Vec<u8> = (0..(i % 13) as u8)
+                .map(|j| j.wrapping_mul(31).wrapping_add(i as u8))
+                .collect();
+            b.append(&chunk);
+            all.extend_from_slice(&chunk);
+            let mut out = Vec::new();
+            let held = b.len();
+            assert_eq!(b.read_from(b.start(), usize::MAX, &mut out), Ok(held));
+            assert_eq!(out, all[all.len() - held..], "after chunk {i}");
+        }
+        assert_eq!(b.len(), 1000);
+    }
+}
+
+#[cfg(test)]
+mod stress {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn matches_a_naive_vector() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for cap in [1usize, 7, 100, 1000, 4096] {
+            let mut b = Backlog::new(cap, 5);
+            let mut all: Vec<u8> = Vec::new();
+            let mut cursor = 5u64;
+            for _ in 0..2000 {
+                let n = rng.random_range(0..cap.min(300) * 2 + 1);
+                let chunk: Vec<u8> = (0..n).map(|_| rng.random()).collect();
+                b.append(&chunk);
+                all.extend_from_slice(&chunk);
+                assert_eq!(b.end(), 5 + all.len() as u64);
+                if cursor < b.start() {
+                    cursor = b.start();
+                }
+                let mut out = Vec::new();
+                let max = rng.random_range(1..cap * 2 + 2);
+                let got = b.read_from(cursor, max, &mut out).unwrap();
+                let from = (cursor - 5) as usize;
+                assert_eq!(out, all[from..from + got], "cap {cap}");
+                cursor += got as u64;
+            }
+        }
     }
 }

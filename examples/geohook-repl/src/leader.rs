@@ -555,7 +555,18 @@ impl Leader {
             };
             if n > 0 {
                 cursor += n as u64;
-                chunk.extend_from_slice(format!("+OFFSET {end}\r\n").as_bytes());
+                // A chunk cut at max_batch may end inside a command; the
+                // announcement goes after the last whole command, and the
+                // bytes of the cut command follow it.
+                let boundary = if cursor == end {
+                    chunk.len()
+                } else {
+                    last_boundary(&chunk)
+                };
+                if boundary > 0 {
+                    let line = format!("+OFFSET {end}\r\n");
+                    chunk.splice(boundary..boundary, line.bytes());
+                }
                 if !self.send(&mut writer, &chunk, peer, cancel).await? {
                     return Ok(());
                 }
@@ -568,6 +579,10 @@ impl Leader {
                     if changed.is_err() {
                         return Ok(());
                     }
+                    // Let a writer that is appending a burst finish it, so
+                    // that a busy stream goes out in chunks, not in one
+                    // write system call per command.
+                    tokio::task::yield_now().await;
                 }
                 r = reader.read_buf(&mut inbuf) => match r {
                     Ok(0) => return Ok(()),
@@ -636,6 +651,22 @@ impl Leader {
             },
         }
     }
+}
+
+/// The end of the last whole command in `chunk`, which starts on a command
+/// boundary; 0 if it holds none. The bytes are the leader's own (appended
+/// through [`Leader::append`]), so no limit applies.
+fn last_boundary(chunk: &[u8]) -> usize {
+    const OWN: Limits = Limits {
+        max_args: usize::MAX,
+        max_bulk: usize::MAX,
+        max_line: usize::MAX,
+    };
+    let mut pos = 0;
+    while let Ok(Some(len)) = resp::scan_command(&chunk[pos..], &OWN) {
+        pos += len;
+    }
+    pos
 }
 
 /// Removes a follower from the registry however its handler ends.

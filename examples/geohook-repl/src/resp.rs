@@ -124,7 +124,7 @@ fn push_len(out: &mut Vec<u8>, prefix: u8, n: usize) {
 /// complete yet.
 fn line_end(buf: &[u8], pos: usize, max: usize) -> Result<Option<usize>, Malformed> {
     let avail = &buf[pos.min(buf.len())..];
-    let window = &avail[..avail.len().min(max + 2)];
+    let window = &avail[..avail.len().min(max.saturating_add(2))];
     for (i, &b) in window.iter().enumerate() {
         if b == b'\r' {
             return match window.get(i + 1) {
@@ -232,7 +232,10 @@ pub(crate) fn scan_command(buf: &[u8], limits: &Limits) -> Result<Option<usize>,
         let Some((len, start)) = read_len(buf, pos + 1, limits.max_bulk)? else {
             return Ok(None);
         };
-        let end = start + len;
+        let end = start.checked_add(len).ok_or(Malformed {
+            at: pos,
+            reason: "length exceeds the configured limit",
+        })?;
         for (i, want) in [b'\r', b'\n'].into_iter().enumerate() {
             match buf.get(end + i) {
                 None => return Ok(None),
