@@ -56,9 +56,18 @@ impl Drop for Slot {
     }
 }
 
-/// True when the listener's address is reachable only from this machine.
-fn bound_to_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+/// Protected mode: with no password set, a server listening on a
+/// non-loopback address accepts only loopback clients (Redis's rule).
+pub fn refused_by_protected_mode(
+    protected: bool,
+    has_password: bool,
+    local: Option<SocketAddr>,
+    peer: IpAddr,
+) -> bool {
+    protected
+        && !has_password
+        && !peer.is_loopback()
+        && !local.is_some_and(|l| l.ip().is_loopback())
 }
 
 /// Accepts clients until the shutdown token fires; every connection task is
@@ -80,11 +89,11 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: Ta
             () = shared.shutdown.cancelled() => break,
         };
         shared.metrics.connections_received.inc();
-        let protected = {
+        let (protected, has_password) = {
             let s = shared.settings.read();
-            s.protected_mode && s.requirepass.is_empty()
+            (s.protected_mode, !s.requirepass.is_empty())
         };
-        if protected && !peer.ip().is_loopback() && !local.as_ref().is_some_and(bound_to_loopback) {
+        if refused_by_protected_mode(protected, has_password, local, peer.ip()) {
             shared.metrics.connections_rejected.inc();
             tracker.spawn(refuse(
                 stream,
@@ -174,5 +183,42 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
         if n == 0 {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_mode_refuses_only_remote_clients_without_a_password() {
+        let lo: SocketAddr = "127.0.0.1:9851".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9851".parse().unwrap();
+        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        for (protected, pass, listen, peer, refused) in [
+            (true, false, any, remote, true),
+            (true, false, any, local, false),
+            (true, true, any, remote, false),
+            (false, false, any, remote, false),
+            (true, false, lo, remote, false),
+        ] {
+            assert_eq!(
+                refused_by_protected_mode(protected, pass, Some(listen), peer),
+                refused,
+                "{protected} {pass} {listen} {peer}"
+            );
+        }
+    }
+
+    #[test]
+    fn address_slots_are_capped_and_released() {
+        let counts = Arc::new(AddrCounts::default());
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = counts.acquire(ip, 2).unwrap();
+        let _b = counts.acquire(ip, 2).unwrap();
+        assert!(counts.acquire(ip, 2).is_none());
+        drop(a);
+        assert!(counts.acquire(ip, 2).is_some());
     }
 }
