@@ -87,14 +87,15 @@ fn exits_2_after_orderly_shutdown() {
         log.contains("signal=jemalloc-resident"),
         "the child watches jemalloc"
     );
-    // The cache held at least the threshold when it stopped.
+    // The cache really grew: most of the 96 MiB that crossed the threshold is
+    // the cache (the rest is the runtime, the binary and allocator overhead).
     let held: u64 = marker
         .split("held ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .and_then(|s| s.parse().ok())
         .expect("held bytes in marker");
-    assert!(held >= 96 << 20, "held {held}");
+    assert!(held >= 64 << 20, "held {held}");
 }
 
 fn deadline_exits_2_when_shutdown_hangs() {
