@@ -239,7 +239,7 @@ impl Server {
 
     /// The address of the metrics endpoint, once logged.
     pub fn metrics_addr(&self) -> Option<String> {
-        find_addr(&self.log(), "metrics listening")
+        find_addr(&self.log(), "metrics endpoint up")
     }
 
     /// The process id.

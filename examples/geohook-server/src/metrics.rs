@@ -302,7 +302,7 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "metrics listening");
+        tracing::info!(%addr, "metrics endpoint up");
     }
     loop {
         let (stream, _) = tokio::select! {
