@@ -432,7 +432,9 @@ impl Watcher {
         *s.last.lock() = Some(sample);
 
         let current = self.level();
-        let level = if current == Level::Critical || sample.used >= s.threshold {
+        // `fired` is set under the source lock, so a check that follows a
+        // firing one always sees it and never publishes a lower level.
+        let level = if self.fired() || sample.used >= s.threshold {
             Level::Critical
         } else {
             match s.soft {
@@ -451,13 +453,15 @@ impl Watcher {
             {
                 fired_now = true;
                 let all = source.read_all();
-                drop(source);
                 self.publish(Level::Critical);
+                drop(source);
                 self.fire(sample, all);
             }
         } else {
-            drop(source);
+            // Published under the source lock so that concurrent checks
+            // publish in the order they sampled.
             self.publish(level);
+            drop(source);
         }
         Ok(Check {
             sample,
