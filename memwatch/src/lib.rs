@@ -58,7 +58,9 @@
 //! - **Trigger**: the watchdog fires when a sample is `>=` the threshold.
 //!   For [`Signal::JemallocResident`] (and `Auto` resolved to it), a sample at
 //!   or above the threshold first causes `arena.<all>.purge` and a second
-//!   sample; it fires only if that second sample is still at or above.
+//!   sample; it fires only if that second sample is still at or above
+//!   (unless [`Config::purge_before_fire`] is `false`). Dirty pages count in
+//!   `resident` but the kernel can take them back for free.
 //! - **Firing** happens at most once per watcher, even with concurrent
 //!   [`Watcher::run`]s or [`Watcher::check`]s (an atomic compare-and-swap):
 //!   one structured warning with every signal value and the limits, the level
