@@ -147,6 +147,30 @@ impl Aof {
         Ok(())
     }
 
+    /// For `everysec`: when anything was appended since the last sync, a
+    /// second handle on the file to fsync without holding the server's lock,
+    /// and the size it covers. The caller must report a failed fsync with
+    /// [`Aof::poison`].
+    ///
+    /// # Errors
+    ///
+    /// The latched failure, or the handle cannot be duplicated.
+    pub fn sync_handle(&mut self) -> Result<Option<File>, String> {
+        self.check()?;
+        if !self.unsynced {
+            return Ok(None);
+        }
+        match self.file.try_clone() {
+            Ok(f) => {
+                // Appends after this point set the flag again and are covered
+                // by the next second's sync.
+                self.unsynced = false;
+                Ok(Some(f))
+            }
+            Err(e) => Err(self.fail("dup", &e)),
+        }
+    }
+
     /// Switches to the new live file after a shrink renamed it over the old
     /// one. `size` is its size; the logical offset does not change.
     pub(crate) fn replace(&mut self, file: File, size: u64) {
@@ -169,9 +193,9 @@ impl Aof {
         Ok(())
     }
 
-    /// Marks the file as failed from outside (for example when a shrink
-    /// could not reopen the live file).
-    pub(crate) fn poison(&mut self, msg: String) {
+    /// Marks the file as failed from outside (a background fsync failed, or
+    /// a shrink could not reopen the live file).
+    pub fn poison(&mut self, msg: String) {
         tracing::error!(error = %msg, "append-only file failed; refusing further writes");
         self.failed = Some(msg);
     }

@@ -296,14 +296,22 @@ async fn fsync_loop(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             () = shared.shutdown.cancelled() => return,
         }
-        let s = shared.clone();
-        // fsync blocks; keep it off the reactor threads. The lock is taken
-        // inside so writers wait only for the sync itself.
-        let _ = tokio::task::spawn_blocking(move || {
-            let mut core = s.core.write();
-            let _ = core.aof.sync();
-        })
-        .await;
+        let handle = shared.core.write().aof.sync_handle();
+        let Ok(Some(file)) = handle else { continue };
+        // fsync blocks; run it on the blocking pool and without the lock, so
+        // writers are never held up by the disk (Redis does the same from a
+        // background thread).
+        let result = tokio::task::spawn_blocking(move || file.sync_data()).await;
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("fsync task: {e}")),
+        };
+        if let Some(e) = failed {
+            let mut core = shared.core.write();
+            let path = core.aof.path().display().to_string();
+            core.aof.poison(format!("fsync {path}: {e}"));
+        }
     }
 }
 
