@@ -63,12 +63,12 @@ fn rewrite_loop(
 ) {
     let records = state_mb * 1024 * 1024 / RECORD.len() as u64;
     while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let mut rw = {
+        let (mut rw, begin_held) = {
             let _held = file.lock();
-            Rewrite::begin(live).unwrap().sync_every(sync_every)
+            let t = Instant::now();
+            let rw = Rewrite::begin(live).unwrap().sync_every(sync_every);
+            (rw, t.elapsed())
         };
-        let begin_held = t.elapsed();
         for _ in 0..records {
             rw.write_all(RECORD).unwrap();
         }
