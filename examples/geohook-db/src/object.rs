@@ -301,10 +301,14 @@ impl<'a> Shape<'a> {
             Shape::Point(q) => q.distance_to(p),
             Shape::Rect(b) => b.distance_to(p),
             Shape::Geom(g) => {
-                if g.intersects(&p.geo()) {
+                if guarded(|| g.intersects(&p.geo())) {
                     return 0.0;
                 }
-                match g.haversine_closest_point(&p.geo()) {
+                let closest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    g.haversine_closest_point(&p.geo())
+                }))
+                .unwrap_or(geo::Closest::Indeterminate);
+                match closest {
                     geo::Closest::Intersection(_) => 0.0,
                     geo::Closest::SinglePoint(q) => {
                         crate::geom::haversine(p.lat, p.lon, q.y(), q.x())
@@ -349,9 +353,9 @@ fn intersects(a: &Shape<'_>, b: &Shape<'_>) -> bool {
         (Point(p), Point(q)) => p.lat == q.lat && p.lon == q.lon,
         (Point(p), Rect(r)) | (Rect(r), Point(p)) => r.contains_point(p),
         (Rect(r), Rect(s)) => r.intersects_bounds(s),
-        (Point(p), Geom(g)) | (Geom(g), Point(p)) => g.intersects(&p.geo()),
-        (Rect(r), Geom(g)) | (Geom(g), Rect(r)) => g.intersects(&r.rect()),
-        (Geom(g), Geom(h)) => g.intersects(*h),
+        (Point(p), Geom(g)) | (Geom(g), Point(p)) => guarded(|| g.intersects(&p.geo())),
+        (Rect(r), Geom(g)) | (Geom(g), Rect(r)) => guarded(|| g.intersects(&r.rect())),
+        (Geom(g), Geom(h)) => guarded(|| g.intersects(*h)),
     }
 }
 
@@ -361,7 +365,7 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
     match (outer, inner) {
         (Point(p), Point(q)) => p.lat == q.lat && p.lon == q.lon,
         (Point(p), Rect(r)) => r.sw.lat == r.ne.lat && r.sw.lon == r.ne.lon && r.contains_point(p),
-        (Point(p), Geom(g)) => geo::Geometry::Point(p.geo()).covers(*g),
+        (Point(p), Geom(g)) => guarded(|| geo::Geometry::Point(p.geo()).covers(*g)),
         (Rect(r), Point(p)) => r.contains_point(p),
         (Rect(r), Rect(s)) => r.contains_bounds(s),
         // A rectangle is convex, so a geometry is inside it exactly when its
@@ -371,8 +375,17 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
             g.bounding_rect()
                 .is_some_and(|b| r.contains_bounds(&Bounds::from_rect(b)))
         }
-        (Geom(g), Point(p)) => g.covers(&p.geo()),
-        (Geom(g), Rect(r)) => g.covers(&r.rect()),
-        (Geom(g), Geom(h)) => g.covers(*h),
+        (Geom(g), Point(p)) => guarded(|| g.covers(&p.geo())),
+        (Geom(g), Rect(r)) => guarded(|| g.covers(&r.rect())),
+        (Geom(g), Geom(h)) => guarded(|| g.covers(*h)),
     }
+}
+
+/// Runs a `geo` predicate on client geometry. GeoJSON allows self-intersecting
+/// and collapsed polygons, and `geo`'s DE-9IM code checks internal invariants
+/// with assertions that such input can trip (debug builds panic on them). A
+/// peer's bytes must not take the process down, so a predicate that panics
+/// answers "no" instead; the panic hook still reports it.
+fn guarded(f: impl FnOnce() -> bool) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(false)
 }
