@@ -570,6 +570,17 @@ impl Leader {
                 if !self.send(&mut writer, &chunk, peer, cancel).await? {
                     return Ok(());
                 }
+                // A stream that never goes idle must still take the
+                // follower's acks, or the lag it reports would go stale.
+                tokio::select! {
+                    biased;
+                    r = reader.read_buf(&mut inbuf) => match r {
+                        Ok(0) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) => return Err(Error::io(format!("read from {peer}"), e)),
+                    },
+                    _ = std::future::ready(()) => {}
+                }
                 continue;
             }
             tokio::select! {
