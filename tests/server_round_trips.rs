@@ -379,3 +379,31 @@ fn json_output_mode_has_tile38_shapes() {
     assert_eq!(back, "OK");
     assert_eq!(e2e::run(&mut j, "PING"), "PONG");
 }
+
+#[test]
+fn config_rewrite_persists_settings_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "CONFIG SET aofshrink-min-size 1gb"), "OK");
+    assert_eq!(run(&mut c, "CONFIG SET aofshrink-percentage 50"), "OK");
+    assert_eq!(run(&mut c, "CONFIG SET aofshrink-min-size 2gb"), "OK");
+    assert_eq!(run(&mut c, "CONFIG REWRITE"), "OK");
+    // Set after the rewrite: not persisted.
+    assert_eq!(run(&mut c, "CONFIG SET aofshrink-percentage 75"), "OK");
+    drop(c);
+    let server = server.restart().unwrap();
+    let mut c = server.client();
+    assert_eq!(
+        run(&mut c, "CONFIG GET aofshrink-*"),
+        "[aofshrink-min-size 2147483648 aofshrink-percentage 50]"
+    );
+    // A flag overrides the file at start.
+    drop(c);
+    server.kill9();
+    let server = start(dir.path(), &["--aofshrink-min-size", "10mb"]).unwrap();
+    assert_eq!(
+        run(&mut server.client(), "CONFIG GET aofshrink-min-size"),
+        "[aofshrink-min-size 10485760]"
+    );
+}

@@ -1141,3 +1141,140 @@ pub fn snapshot_batch(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aof::Aof;
+    use crate::resp::Limits;
+    use crate::state::{Options, Shared};
+
+    fn args(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    fn shared_on(path: &std::path::Path) -> Shared {
+        let opts = Options {
+            dir: std::env::temp_dir(),
+            fsync: Fsync::Always,
+            limits: Limits::default(),
+            max_conns_per_addr: 1,
+            listen: String::new(),
+        };
+        let core = Core {
+            db: Database::new(),
+            aof: Aof::open(path).unwrap(),
+            loading: false,
+        };
+        Shared::new(opts, core, Default::default(), Default::default())
+    }
+
+    fn ctx() -> Ctx {
+        Ctx {
+            json: false,
+            start: std::time::Instant::now(),
+            now_ms: crate::state::now_ms(),
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_stops_all_later_writes() {
+        // Every write to /dev/full fails with ENOSPC, like a full disk.
+        let shared = shared_on(std::path::Path::new("/dev/full"));
+        let a = args("SET fleet a POINT 1 1");
+        let err = run(&shared, &ctx(), "set", &a).unwrap_err();
+        assert!(
+            err.starts_with("aof write failed, writes disabled: write /dev/full:"),
+            "{err}"
+        );
+        // The next write is refused before it touches memory.
+        let err = run(&shared, &ctx(), "set", &args("SET fleet b POINT 1 1")).unwrap_err();
+        assert!(
+            err.starts_with("aof write failed, writes disabled"),
+            "{err}"
+        );
+        let n = shared
+            .core
+            .read()
+            .db
+            .totals(ctx().now_ms as i64)
+            .totals
+            .num_objects;
+        assert_eq!(n, 1, "only the write whose append failed reached memory");
+        // Reads still work.
+        assert_eq!(
+            run(&shared, &ctx(), "exists", &args("EXISTS fleet b")).unwrap(),
+            Reply::Int(0)
+        );
+    }
+
+    #[test]
+    fn logged_ttls_are_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appendonly.aof");
+        let shared = shared_on(&path);
+        let c = ctx();
+        run(&shared, &c, "set", &args("SET fleet a EX 10 POINT 1 1")).unwrap();
+        run(&shared, &c, "expire", &args("EXPIRE fleet a 20")).unwrap();
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        let at10 = (c.now_ms + 10_000).to_string();
+        let at20 = (c.now_ms + 20_000).to_string();
+        assert!(
+            text.contains(&format!("$4\r\npxat\r\n${}\r\n{at10}\r\n", at10.len())),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&format!(
+                "$9\r\npexpireat\r\n$5\r\nfleet\r\n$1\r\na\r\n${}\r\n{at20}",
+                at20.len()
+            )),
+            "{text:?}"
+        );
+        assert!(!text.contains("EX\r\n"), "{text:?}");
+    }
+
+    #[test]
+    fn snapshot_batches_recreate_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared_on(&dir.path().join("a.aof"));
+        let c = ctx();
+        for line in [
+            "SET k p FIELD speed 3 POINT 33 -115 7",
+            "SET k b BOUNDS 1 2 3 4",
+            "SET k s EX 100 STRING hello",
+            "SET k2 o OBJECT {\"type\":\"LineString\",\"coordinates\":[[1,2],[3,4]]}",
+        ] {
+            run(&shared, &c, "set", &args(line)).unwrap();
+        }
+        let core = shared.core.read();
+        let mut out = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        // Batches of one exercise the resume-after logic.
+        loop {
+            let next = snapshot_batch(
+                &core.db,
+                after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())),
+                c.now_ms,
+                1,
+                &mut out,
+            );
+            match next {
+                Some(l) => after = Some(l),
+                None => break,
+            }
+        }
+        let mut copy = Core {
+            db: Database::new(),
+            aof: Aof::open(&dir.path().join("b.aof")).unwrap(),
+            loading: true,
+        };
+        let mut rest = &out[..];
+        while let Some((cmd, used)) = crate::resp::parse(rest, &Limits::default()).unwrap() {
+            replay(&mut copy, &cmd).unwrap();
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        let now = c.now_ms as i64;
+        assert_eq!(copy.db.canonical_dump(now), core.db.canonical_dump(now));
+    }
+}
