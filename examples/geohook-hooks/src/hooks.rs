@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use geohook_db::{Bounds, Fields, Object};
+use geohook_db::{Area, Bounds, Fields, Object};
 use parking_lot::Mutex;
 use rstar::{Envelope, RStarInsertionStrategy, RTree, RTreeObject, RTreeParams, AABB};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,7 @@ use wildmatch::WildMatch;
 
 use crate::deliver::Payload;
 use crate::error::Result;
-use crate::fence::{CommandKind, Detect, Filter, HookDef};
+use crate::fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
 use crate::metrics::{Counters, Metrics};
 use crate::queue::{Outbox, QueueConfig};
 
@@ -106,10 +106,22 @@ pub struct HookInfo {
     pub ttl: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// A fence in the R-tree. It carries what matching needs, so that evaluating a candidate reads only
+/// the leaf the search already loaded instead of chasing the hook's definition.
+#[derive(Debug, Clone)]
 struct FenceEntry {
     slot: u32,
     env: AABB<[f64; 2]>,
+    kind: FenceKind,
+    filter: Filter,
+    area: Area,
+}
+
+impl PartialEq for FenceEntry {
+    fn eq(&self, other: &Self) -> bool {
+        // A slot holds one hook at a time, so slot and box identify the entry.
+        self.slot == other.slot && self.env == other.env
+    }
 }
 
 impl RTreeObject for FenceEntry {
@@ -300,6 +312,13 @@ impl Hooks {
                 u32::try_from(reg.slots.len() - 1).expect("fewer than 2^32 hooks")
             }
         };
+        let entry = FenceEntry {
+            slot,
+            env,
+            kind: def.kind,
+            filter: def.filter,
+            area: def.area.clone(),
+        };
         reg.slots[slot as usize] = Some(Slot {
             def: Arc::new(def),
             expires_at_ms,
@@ -311,7 +330,7 @@ impl Hooks {
             reg.expiries.insert((at, name));
         }
         let fences = reg.fences.entry(key).or_default();
-        fences.tree.insert(FenceEntry { slot, env });
+        fences.tree.insert(entry);
         fences.note_churn();
         fences.all.insert(slot);
         if wants_outside {
@@ -436,7 +455,13 @@ impl Hooks {
             reg.expiries.remove(&(at, Arc::from(s.def.name.as_str())));
         }
         if let Some(f) = reg.fences.get_mut(s.def.key.as_str()) {
-            f.tree.remove(&FenceEntry { slot, env: s.env });
+            f.tree.remove(&FenceEntry {
+                slot,
+                env: s.env,
+                kind: s.def.kind,
+                filter: s.def.filter,
+                area: s.def.area.clone(),
+            });
             f.note_churn();
             f.all.remove(&slot);
             f.outside.remove(&slot);
@@ -580,30 +605,21 @@ impl Hooks {
             query.merge(&aabb(&ob));
         }
         let fences = reg.fences.get(change.key).expect("caller checked");
-        let mut candidates: Vec<u32> = fences
-            .tree
-            .locate_in_envelope_intersecting(&query)
-            .map(|e| e.slot)
-            .collect();
-        candidates.sort_unstable();
-        let outside: Vec<u32> = fences
-            .outside
-            .iter()
-            .copied()
-            .filter(|s| candidates.binary_search(s).is_err())
-            .collect();
         let has_state = reg
             .groups
             .get(change.key)
             .is_some_and(|o| o.contains_key(change.id));
         let mut path: Option<Option<Object>> = None;
+        let mut seen: Vec<u32> = Vec::new();
         // First decide every detect with shared borrows only, then update state; most candidates of
         // a move are "outside, before and after" and need neither state nor an event.
-        let mut decided: Vec<(u32, Detect, Filter)> = Vec::with_capacity(candidates.len());
-        for slot in candidates {
-            let def = &reg.slots[slot as usize].as_ref().expect("live").def;
-            let was = old.is_some_and(|o| def.kind.matches(o, &def.area));
-            let is = def.kind.matches(new, &def.area);
+        let mut decided: Vec<(u32, Detect, Filter)> = Vec::new();
+        for e in fences.tree.locate_in_envelope_intersecting(&query) {
+            if !fences.outside.is_empty() {
+                seen.push(e.slot);
+            }
+            let was = old.is_some_and(|o| e.kind.matches(o, &e.area));
+            let is = e.kind.matches(new, &e.area);
             let detect = match (was, is) {
                 (true, true) => Detect::Inside,
                 (true, false) => Detect::Exit,
@@ -612,14 +628,14 @@ impl Hooks {
                     // The path test is the costly one; a hook that hears neither cross nor its outside
                     // fallback would see nothing either way.
                     let wanted =
-                        def.filter.detects(Detect::Cross) || def.filter.detects(Detect::Outside);
+                        e.filter.detects(Detect::Cross) || e.filter.detects(Detect::Outside);
                     if !wanted && !has_state {
                         continue;
                     }
                     let crossed = wanted
                         && old.is_some_and(|o| {
                             let line = path.get_or_insert_with(|| segment(o, new));
-                            line.as_ref().is_some_and(|l| l.intersects(&def.area))
+                            line.as_ref().is_some_and(|l| l.intersects(&e.area))
                         });
                     if crossed {
                         Detect::Cross
@@ -628,8 +644,15 @@ impl Hooks {
                     }
                 }
             };
-            decided.push((slot, detect, def.filter));
+            decided.push((e.slot, detect, e.filter));
         }
+        seen.sort_unstable();
+        let outside: Vec<u32> = fences
+            .outside
+            .iter()
+            .copied()
+            .filter(|s| seen.binary_search(s).is_err())
+            .collect();
         for (slot, detect, filter) in decided {
             let group = self.update_state(reg, change, slot, detect);
             emit(events, filter, detect, slot, group);
