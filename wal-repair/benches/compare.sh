@@ -108,15 +108,22 @@ with open(sys.argv[1], "ab") as f:
     f.write(rec[:600])
 PY
 size=$(stat -c %s "$torn")
-cp "$torn" "$WORK/a.aof"; cp "$torn" "$WORK/b.aof"
-# Write the copies back first: otherwise wal-repair's fsync after the truncate would also pay for
-# flushing the copy itself, which redis-check-aof (which never syncs) does not.
-sync "$WORK/a.aof" "$WORK/b.aof"
-cat "$WORK/a.aof" "$WORK/b.aof" >/dev/null
-s=$(now_us); "$BIN" fix --format resp "$WORK/a.aof" >/dev/null; e=$(now_us); ours_us=$((e - s))
-s=$(now_us); echo y | redis-check-aof --fix "$WORK/b.aof" >/dev/null 2>&1 || true; e=$(now_us); redis_us=$((e - s))
+# Three rounds on fresh copies of the same torn file; the best time of each tool is reported.
+ours_us=0; redis_us=0
+for _ in 1 2 3; do
+  cp "$torn" "$WORK/a.aof"; cp "$torn" "$WORK/b.aof"
+  # Write the copies back first: otherwise wal-repair's fsync after the truncate would also pay for
+  # flushing the copy itself, which redis-check-aof (which never syncs) does not.
+  sync "$WORK/a.aof" "$WORK/b.aof"
+  cat "$WORK/a.aof" "$WORK/b.aof" >/dev/null
+  rm -f "$WORK"/a.aof.*.torn
+  s=$(now_us); "$BIN" fix --format resp "$WORK/a.aof" >/dev/null; e=$(now_us); d=$((e - s))
+  if [ "$ours_us" -eq 0 ] || [ "$d" -lt "$ours_us" ]; then ours_us=$d; fi
+  s=$(now_us); echo y | redis-check-aof --fix "$WORK/b.aof" >/dev/null 2>&1 || true; e=$(now_us); d=$((e - s))
+  if [ "$redis_us" -eq 0 ] || [ "$d" -lt "$redis_us" ]; then redis_us=$d; fi
+done
 a_len=$(stat -c %s "$WORK/a.aof"); b_len=$(stat -c %s "$WORK/b.aof")
 echo "torn file: $size bytes"
-echo "wal-repair fix:         $((ours_us / 1000)) ms, cut to $a_len bytes"
-echo "redis-check-aof --fix:  $((redis_us / 1000)) ms, cut to $b_len bytes"
+echo "wal-repair fix (best of 3):        $((ours_us / 1000)) ms, cut to $a_len bytes"
+echo "redis-check-aof --fix (best of 3): $((redis_us / 1000)) ms, cut to $b_len bytes"
 echo "speed-up: $(ratio "$redis_us" "$ours_us")x; same offset: $([ "$a_len" -eq "$b_len" ] && echo yes || echo no)"

@@ -84,3 +84,13 @@ fn classify_torn_resp_tail(bencher: Bencher<'_, '_>) {
         ))
     });
 }
+
+/// The ceiling for the frames format: CRC32C alone over the same bytes, which every frames scan must
+/// compute.
+#[divan::bench]
+fn crc32c_ceiling(bencher: Bencher<'_, '_>) {
+    let log = frames_log();
+    bencher
+        .counter(BytesCount::of_slice(&log))
+        .bench(|| crc32c::crc32c(divan::black_box(&log)));
+}
