@@ -175,7 +175,7 @@ fn start_sink() -> (String, Arc<AtomicU64>) {
 
 /// Events queued to random hooks and delivered to the sink; one iteration is 1,000 events, counted
 /// until the sink has them all.
-#[divan::bench(args = [1_000, 70_000], sample_count = 20)]
+#[divan::bench(args = [1_000, 70_000], sample_count = 60)]
 fn delivered_event(bencher: Bencher<'_, '_>, hooks: usize) {
     const BATCH: usize = 1_000;
     let (url, received) = start_sink();
