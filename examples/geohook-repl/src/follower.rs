@@ -318,14 +318,20 @@ impl<R: Replica + ?Sized> Follower<R> {
             ["CONTINUE", id] => {
                 let id = ReplId::parse(id.as_bytes())
                     .ok_or_else(|| Error::protocol(&addr, "bad replication id"))?;
-                match self.position {
-                    Some((mine, _)) if mine == id => {}
-                    _ => {
-                        return Err(Error::protocol(
-                            &addr,
-                            "CONTINUE with a replication id we did not ask for",
-                        ))
-                    }
+                let Some((mine, offset)) = self.position else {
+                    return Err(Error::protocol(
+                        &addr,
+                        "CONTINUE without a position to continue from",
+                    ));
+                };
+                if mine != id {
+                    // The leader started a new history that continues ours
+                    // (it restarted or was promoted): same offsets, new id.
+                    self.replica
+                        .replid_changed(&id, offset)
+                        .map_err(|source| Error::Apply { offset, source })?;
+                    self.position = Some((id, offset));
+                    self.status.send_modify(|s| s.replid = Some(id));
                 }
                 self.status.send_modify(|s| s.partial_syncs += 1);
             }

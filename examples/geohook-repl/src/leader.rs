@@ -132,6 +132,8 @@ pub struct LeaderStats {
 
 struct Inner {
     replid: ReplId,
+    /// A previous history this one continues, valid up to the offset given.
+    replid2: Option<(ReplId, u64)>,
     /// Bumped by [`Leader::reset`], so that streams of the old history stop.
     epoch: u64,
     backlog: Backlog,
@@ -195,9 +197,14 @@ impl Leader {
         Leader::with_backlog(config, replid, backlog)
     }
 
-    /// A leader that starts with `backlog`, typically loaded with
-    /// [`Backlog::load`] from the stream bytes of its own file after a restart,
-    /// so that followers can resume with a partial resync.
+    /// A leader that continues the history `replid` with `backlog`, typically
+    /// loaded with [`Backlog::load`] from the stream bytes of its own file
+    /// after a restart, so that followers can resume with a partial resync.
+    ///
+    /// Keeping the replication id is safe only if no follower can have
+    /// received a byte the file lost, that is, if every byte was durable in
+    /// the file before it was appended here (`appendfsync always`). Otherwise
+    /// use [`Leader::recovered`].
     ///
     /// # Errors
     ///
@@ -224,6 +231,7 @@ impl Leader {
             config,
             inner: Mutex::new(Inner {
                 replid,
+                replid2: None,
                 epoch: 0,
                 backlog,
             }),
@@ -234,6 +242,24 @@ impl Leader {
             links: Mutex::new(BTreeMap::new()),
             next_link: AtomicU64::new(0),
         })
+    }
+
+    /// A leader that starts a new history after its file's history `old`
+    /// (a restart, or a follower promoted by `FOLLOW no one`), in the manner
+    /// of Redis's second replication id: a follower of `old` at an offset up to
+    /// `backlog.end()` continues with a partial resync and switches to the new
+    /// id; a follower of `old` beyond that point holds bytes this leader does
+    /// not have (its file lost an unsynced tail) and gets a full sync instead
+    /// of a stream that would silently diverge.
+    ///
+    /// # Errors
+    ///
+    /// As [`Leader::with_backlog`].
+    pub fn recovered(config: LeaderConfig, old: ReplId, backlog: Backlog) -> Result<Leader, Error> {
+        let end = backlog.end();
+        let leader = Leader::with_backlog(config, ReplId::random(), backlog)?;
+        leader.inner.lock().replid2 = Some((old, end));
+        Ok(leader)
     }
 
     /// The configuration.
@@ -278,6 +304,7 @@ impl Leader {
         {
             let mut inner = self.inner.lock();
             inner.replid = replid;
+            inner.replid2 = None;
             inner.epoch += 1;
             inner.backlog.reset(offset);
         }
@@ -466,7 +493,13 @@ impl Leader {
         let (replid, epoch, continue_at) = {
             let inner = self.inner.lock();
             let ok = match (want_id, want_offset) {
-                (Some(id), Some(off)) => id == inner.replid && inner.backlog.contains(off),
+                (Some(id), Some(off)) => {
+                    let same_history = id == inner.replid
+                        || inner
+                            .replid2
+                            .is_some_and(|(old, max)| id == old && off <= max);
+                    same_history && inner.backlog.contains(off)
+                }
                 _ => false,
             };
             (

@@ -134,6 +134,20 @@ pub trait Replica: Send + Sync {
         let _ = (replid, offset);
         Ok(())
     }
+
+    /// The leader continued the follower's history under a new replication
+    /// id from `offset` on (see [`Leader::recovered`]). The server records the
+    /// new id when it next writes a header (its next shrink); until then a
+    /// restart resumes with the old id, which the leader still accepts up to
+    /// the offset where the histories meet, or answers with a full sync.
+    ///
+    /// # Errors
+    ///
+    /// Any failure that should stop the session.
+    fn replid_changed(&self, replid: &ReplId, offset: u64) -> Result<(), BoxError> {
+        let _ = (replid, offset);
+        Ok(())
+    }
 }
 
 /// A consistent copy of the leader's state for a full sync.

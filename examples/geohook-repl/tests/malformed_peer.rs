@@ -132,9 +132,9 @@ async fn malformed_leader_bytes_are_errors() {
             "shutting down",
         ),
         (
-            "CONTINUE for another history",
-            format!("+CONTINUE {}\r\n", "b".repeat(40)).into_bytes(),
-            "did not ask for",
+            "CONTINUE with a malformed id",
+            b"+CONTINUE xyz\r\n".to_vec(),
+            "bad replication id",
         ),
         (
             "bad FULLRESYNC id",

@@ -339,3 +339,20 @@ pub async fn wait_offset(f: &mut RunningFollower, offset: u64) -> FollowerState 
     })
     .await
 }
+
+impl Kv {
+    /// Restarts a leader from this store's file under a new history that
+    /// continues the file's one ([`Leader::recovered`]).
+    pub fn recover_leader(self: &Arc<Kv>, config: LeaderConfig) -> Arc<Leader> {
+        let inner = self.inner.lock();
+        let found = recover(&inner.file, &Limits::default()).unwrap();
+        let backlog = Backlog::load(
+            config.backlog_capacity,
+            found.offset(),
+            found.stream_bytes(&inner.file),
+        );
+        let leader = Arc::new(Leader::recovered(config, found.replid().unwrap(), backlog).unwrap());
+        *self.leader.lock() = Some(leader.clone());
+        leader
+    }
+}
