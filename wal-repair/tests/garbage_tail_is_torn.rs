@@ -85,3 +85,34 @@ fn discard_cap_refuses_and_leaves_the_file() {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), end);
     }
 }
+
+#[test]
+fn tail_longer_than_the_resync_window_is_refused() {
+    // A torn record whose non-zero bytes extend past the resync window cannot be proven torn: repair
+    // refuses rather than guess, and a larger window (the CLI's --resync-window) repairs it.
+    for fmt in FORMATS {
+        let (mut bytes, ends) = log(fmt, 3);
+        let big = fmt.record(&vec![b'q'; 200_000]);
+        bytes.extend_from_slice(&big[..150_000]);
+        let dir = common::scratch();
+        let path = common::write(dir.path(), "window.log", &bytes);
+        let narrow = Config {
+            scan: wal_repair::ScanConfig {
+                resync_window: 100_000,
+                ..wal_repair::ScanConfig::default()
+            },
+            ..Config::default()
+        };
+        match repair(&path, fmt.format(), &narrow) {
+            Err(Error::Corrupt { offset, reason, .. }) => {
+                assert_eq!(offset as usize, ends[2], "{fmt:?}");
+                assert!(reason.contains("resync window"), "{fmt:?}: {reason}");
+            }
+            other => panic!("{fmt:?}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert!(common::sidecars(dir.path()).is_empty());
+        assert!(repair(&path, fmt.format(), &Config::default()).is_ok());
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, ends[2]);
+    }
+}
