@@ -313,6 +313,14 @@ impl Outbox {
     /// messages stay at the head of their queues and are sent again by the next `run`.
     pub async fn run(&self, cancel: CancellationToken) {
         let mut ready = self.ready_rx.lock().await;
+        // A previous run that was cancelled left its hooks unscheduled; pick up what they still hold.
+        for q in self.queues.read().values() {
+            let mut state = q.state.lock();
+            if !state.scheduled && !state.messages.is_empty() {
+                state.scheduled = true;
+                let _ = self.ready_tx.send(Arc::clone(q));
+            }
+        }
         let mut inflight = FuturesUnordered::new();
         let mut timers: FuturesUnordered<Timer> = FuturesUnordered::new();
         let mut reap = tokio::time::interval(Duration::from_secs(1));
@@ -336,11 +344,12 @@ impl Outbox {
                 _ = reap.tick() => self.deliverer.reap(),
             }
         }
-        // Hooks that were in flight or waiting on a timer must be schedulable by the next run.
+        // Hooks that were ready, in flight or waiting on a timer must be schedulable by the next run,
+        // which reschedules every queue that still holds messages.
+        while ready.try_recv().is_ok() {}
         for q in self.queues.read().values() {
             q.state.lock().scheduled = false;
         }
-        while ready.try_recv().is_ok() {}
     }
 
     async fn drain(&self, q: Arc<HookQueue>) -> Outcome {

@@ -197,3 +197,45 @@ async fn connections_are_replaced_under_constant_load_and_nothing_is_lost() {
     assert_eq!(m.dropped(), 0);
     cancel.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_leaves_its_messages_to_the_next_run() {
+    let port = common::free_port();
+    let config = QueueConfig {
+        retry_initial: Duration::from_millis(20),
+        ..Default::default()
+    };
+    let outbox = Arc::new(Outbox::new(config).unwrap());
+    outbox.set_hook(
+        "h",
+        Endpoint::parse_list(&format!("http://127.0.0.1:{port}/x")).unwrap(),
+    );
+    for i in 0..3 {
+        outbox.push("h", payload(i));
+    }
+    let cancel = CancellationToken::new();
+    let first = tokio::spawn({
+        let (o, c) = (Arc::clone(&outbox), cancel.clone());
+        async move { o.run(c).await }
+    });
+    wait_until("a failed attempt", WAIT, || {
+        outbox.metrics().scheme(Scheme::Http).retries >= 1
+    })
+    .await;
+    cancel.cancel();
+    first.await.unwrap();
+    assert_eq!(
+        outbox.queued("h"),
+        Some(3),
+        "nothing lost when the runner stopped"
+    );
+    let http = HttpSink::start_on(port).await.unwrap();
+    let cancel = CancellationToken::new();
+    tokio::spawn({
+        let (o, c) = (Arc::clone(&outbox), cancel.clone());
+        async move { o.run(c).await }
+    });
+    wait_until("delivery by the second run", WAIT, || http.count() == 3).await;
+    assert_eq!(http.bodies(), expected(0..3));
+    cancel.cancel();
+}
