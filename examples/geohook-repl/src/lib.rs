@@ -62,6 +62,10 @@
 //!   up when its offset reaches the last announced one, and sends
 //!   `REPLCONF ACK <offset>` every ack interval; the leader reports per-follower
 //!   lag from those acks.
+//! - **Restarts and promotions.** [`Leader::recovered`] starts a new id that
+//!   continues the file's history: a follower of the old id at an offset up to
+//!   the recovered one continues (and takes the new id); one beyond it holds
+//!   bytes the leader lost and is full-synced.
 //! - **Untrusted bytes.** Everything from the network or a file is framed
 //!   under [`Limits`]; bad bytes give [`Error::Protocol`] or [`Error::Corrupt`],
 //!   never a panic, and no buffer grows beyond the limits.
