@@ -52,6 +52,22 @@ fn connections_per_address_are_capped() {
     }));
 }
 
+#[test]
+fn total_connections_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--max-clients", "2"]).unwrap();
+    let held: Vec<_> = (0..2).map(|_| server.client()).collect();
+    let mut extra = server.raw();
+    let (reply, closed) = exchange(&mut extra, b"PING\r\n", usize::MAX);
+    assert!(String::from_utf8_lossy(&reply).starts_with("-ERR max number of clients reached"));
+    assert!(closed);
+    drop(held);
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        let mut s = server.raw();
+        exchange(&mut s, b"PING\r\n", 7).0 == b"+PONG\r\n"
+    }));
+}
+
 fn scrape(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -65,6 +65,10 @@ pub struct Args {
     /// Most open connections per client address.
     #[arg(long, default_value_t = 256)]
     pub max_conns_per_addr: usize,
+    /// Most open client connections in total; with `--max-request` it bounds
+    /// the memory peers can make the server hold in request buffers.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_clients: usize,
     /// Automatic shrink threshold (overrides the config file; 0 = off).
     #[arg(long, value_parser = parse_size)]
     pub aofshrink_min_size: Option<u64>,
@@ -221,6 +225,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             max_request: usize::try_from(args.max_request).unwrap_or(usize::MAX),
         },
         max_conns_per_addr: args.max_conns_per_addr,
+        max_clients: args.max_clients,
         listen: local.to_string(),
     };
     let shared = Arc::new(Shared::new(opts, core, settings, metrics.clone()));

@@ -1159,6 +1159,7 @@ mod tests {
             fsync: Fsync::Always,
             limits: Limits::default(),
             max_conns_per_addr: 1,
+            max_clients: 1,
             listen: String::new(),
         };
         let core = Core {

@@ -102,6 +102,11 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: Ta
             ));
             continue;
         }
+        if shared.metrics.connected_clients.get() >= shared.opts.max_clients as i64 {
+            shared.metrics.connections_rejected.inc();
+            tracker.spawn(refuse(stream, "ERR max number of clients reached"));
+            continue;
+        }
         let Some(slot) = counts.acquire(peer.ip(), shared.opts.max_conns_per_addr) else {
             shared.metrics.connections_rejected.inc();
             tracker.spawn(refuse(
@@ -111,8 +116,9 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: Ta
             continue;
         };
         let shared = shared.clone();
+        // Counted here, in the accept loop, so that the cap above sees it at once.
+        shared.metrics.connected_clients.inc();
         tracker.spawn(async move {
-            shared.metrics.connected_clients.inc();
             if let Err(e) = serve_conn(&shared, stream).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

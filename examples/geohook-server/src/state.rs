@@ -26,6 +26,8 @@ pub struct Options {
     pub limits: Limits,
     /// Most connections one client address may hold open.
     pub max_conns_per_addr: usize,
+    /// Most client connections in total.
+    pub max_clients: usize,
     /// The address the server listens on, for SERVER and INFO.
     pub listen: String,
 }
