@@ -12,7 +12,7 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +102,12 @@ fn child(path: PathBuf) {
         ..Default::default()
     };
     let follower = Follower::new(config, replica, position).unwrap();
+    // The parent holds our stdin open; when it ends (the parent died or
+    // panicked) the child must not linger reconnecting for ever.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,12 +115,32 @@ fn child(path: PathBuf) {
     rt.block_on(follower.run(CancellationToken::new()));
 }
 
-fn spawn_child(path: &Path, port: u16) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .env("REPL_CHILD_FILE", path)
-        .env("REPL_CHILD_PORT", port.to_string())
-        .spawn()
-        .unwrap()
+/// A follower process, SIGKILLed when dropped (also when the test panics).
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn kill(&mut self) -> std::process::ExitStatus {
+        self.0.kill().unwrap(); // SIGKILL
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(path: &Path, port: u16) -> ChildGuard {
+    ChildGuard(
+        Command::new(std::env::current_exe().unwrap())
+            .env("REPL_CHILD_FILE", path)
+            .env("REPL_CHILD_PORT", port.to_string())
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Checks the follower's file against the leader's and returns its offset.
@@ -182,8 +208,7 @@ fn parent() {
             })
             .await;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
-            child.kill().unwrap(); // SIGKILL
-            let status = child.wait().unwrap();
+            let status = child.kill();
             assert_ne!(status.code(), Some(3), "round {round}: the child could not recover its file");
             let offset = check_file(&path, &kv.file());
             assert!(offset >= last, "round {round}: the follower went back from {last} to {offset}");
@@ -200,8 +225,7 @@ fn parent() {
             async move { s.followers.iter().any(|l| l.ack_offset == end) }
         })
         .await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         assert_eq!(check_file(&path, &kv.file()), end);
         assert_eq!(Kv::from_file(fs::read(&path).unwrap()).map(), kv.map());
         let stats = leader.stats();
