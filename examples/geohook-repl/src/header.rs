@@ -70,23 +70,31 @@ pub struct Header {
     pub base_len: u64,
 }
 
+/// The length in bytes of every header [`encode_header`] writes.
+pub const HEADER_LEN: usize = 120;
+
 /// Encodes the header pseudo-command
 /// `REPLSTATE <replid> <offset> <base_len>` as a RESP array.
 ///
 /// A node writes it as the first command of every new file (at first start,
 /// after a shrink, after a full sync); `base_len` is the length of the
-/// snapshot commands written right after it, 0 when there are none.
+/// snapshot commands written right after it, 0 when there are none. Numbers
+/// are zero-padded to 20 digits, so every header is [`HEADER_LEN`] bytes: a
+/// writer that learns `base_len` only after streaming the snapshot can write
+/// a placeholder first and overwrite it in place before the file is renamed
+/// into service.
 pub fn encode_header(replid: &ReplId, offset: u64, base_len: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(96);
+    let mut out = Vec::with_capacity(HEADER_LEN);
     resp::encode_command(
         &mut out,
         &[
             HEADER_COMMAND.as_bytes(),
             replid.as_str().as_bytes(),
-            offset.to_string().as_bytes(),
-            base_len.to_string().as_bytes(),
+            format!("{offset:020}").as_bytes(),
+            format!("{base_len:020}").as_bytes(),
         ],
     );
+    debug_assert_eq!(out.len(), HEADER_LEN);
     out
 }
 

@@ -86,7 +86,7 @@ mod resp;
 pub use backlog::Backlog;
 pub use error::{BoxError, Error};
 pub use follower::{Follower, FollowerConfig, FollowerState};
-pub use header::{encode_header, recover, Header, Recovered, ReplId, HEADER_COMMAND};
+pub use header::{encode_header, recover, Header, Recovered, ReplId, HEADER_COMMAND, HEADER_LEN};
 pub use leader::{FollowerLink, Leader, LeaderConfig, LeaderStats};
 pub use resp::{encode_command, encoded_len, Limits};
 

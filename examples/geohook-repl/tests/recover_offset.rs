@@ -122,3 +122,27 @@ fn header_round_trips_with_three_or_four_fields() {
     assert_eq!(ReplId::parse(id.as_str().as_bytes()), Some(id));
     assert_eq!(ReplId::parse(b"ABCDEF"), None);
 }
+
+#[test]
+fn headers_have_one_length_so_they_can_be_patched_in_place() {
+    let id = ReplId::random();
+    let set = cmd(&["SET", "a", "b"]);
+    for (offset, base) in [
+        (0, 0),
+        (1, 0),
+        (123_456_789, 0),
+        (u64::MAX - 100, 0),
+        (7, 3),
+        (7, u64::MAX),
+    ] {
+        let h = encode_header(&id, offset, base);
+        assert_eq!(h.len(), geohook_repl::HEADER_LEN);
+        let r = recover(&[h.as_slice(), &set].concat(), &Limits::default());
+        if base == 0 {
+            assert_eq!(r.unwrap().offset(), offset + set.len() as u64);
+        } else {
+            // The base would end inside (or beyond) the one command.
+            assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+        }
+    }
+}
