@@ -97,6 +97,9 @@ pub struct Shared {
     pub last_shrink: parking_lot::Mutex<Option<(u64, u64)>>,
     /// The memory watchdog, when configured.
     pub memwatch: std::sync::OnceLock<memwatch::Watcher>,
+    /// False while this node follows a leader (`FOLLOW host port`); the
+    /// replication glue owns it. Read through [`Shared::is_leader`].
+    pub leader: AtomicBool,
 }
 
 impl Shared {
@@ -116,7 +119,15 @@ impl Shared {
             compactor: std::sync::OnceLock::new(),
             memwatch: std::sync::OnceLock::new(),
             last_shrink: parking_lot::Mutex::new(None),
+            leader: AtomicBool::new(true),
         }
+    }
+
+    /// True unless this node follows a leader. Only a leader expires
+    /// objects into its log and queues hook events; a follower takes both
+    /// from its leader's stream.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
     }
 
     /// True when writes are refused by READONLY.
