@@ -57,3 +57,22 @@ fn read_16mib_in_256kib_chunks(bencher: Bencher<'_, '_>) {
             }
         });
 }
+
+/// Parses 10 000 commands back into arguments, as a follower (or a node
+/// replaying its own file) does.
+#[divan::bench]
+fn decode_10k_commands(bencher: Bencher<'_, '_>) {
+    let stream: Vec<u8> = (0..10_000).flat_map(command).collect();
+    let limits = geohook_repl::Limits::default();
+    bencher
+        .counter(BytesCount::new(stream.len()))
+        .bench_local(|| {
+            let mut pos = 0;
+            while let Some((args, n)) =
+                geohook_repl::decode_command(&stream[pos..], &limits).unwrap()
+            {
+                black_box(args);
+                pos += n;
+            }
+        });
+}

@@ -95,7 +95,10 @@ pub type Command = Vec<Vec<u8>>;
 
 /// The state machine a follower keeps in step (the server's database).
 ///
-/// The follower calls these from its task, one at a time, in stream order.
+/// The follower calls these from its task, one at a time, in stream order,
+/// on the runtime's thread: they should not block for long (a file write, or
+/// an fsync under `appendfsync always`, is fine; waiting on the network is
+/// not).
 /// An `Err` ends the session; the follower reconnects and resumes from the
 /// last command that succeeded, so a command that fails for a reason of the
 /// data (a key that is not there) should be reported as `Ok` and logged.
@@ -174,7 +177,10 @@ impl std::fmt::Debug for Snapshot {
 
 /// Where a leader takes full-sync snapshots from (the server's database).
 pub trait SnapshotSource: Send + Sync {
-    /// The current state and the offset it corresponds to.
+    /// The current state and the offset it corresponds to. Called on the
+    /// runtime's thread when a follower needs a full sync; the iterator is
+    /// drained while the snapshot is written to the socket, so it should own
+    /// its data (a copy taken under the state's lock) rather than hold a lock.
     fn snapshot(&self) -> Snapshot;
 }
 
