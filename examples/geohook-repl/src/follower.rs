@@ -374,6 +374,9 @@ impl<R: Replica + ?Sized> Follower<R> {
 
         let mut ack = tokio::time::interval(self.config.ack_interval);
         ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The deadline moves only when bytes arrive; a timer made afresh in
+        // each select would be reset by every ack tick and never fire.
+        let mut silent_deadline = tokio::time::Instant::now() + self.config.leader_timeout;
         let mut leader_offset = self.status.borrow().leader_offset;
         loop {
             let mut used = 0;
@@ -475,14 +478,16 @@ impl<R: Replica + ?Sized> Follower<R> {
 
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = tokio::time::timeout(self.config.leader_timeout, rd.read_buf(&mut buf)) => match r {
+                r = tokio::time::timeout_at(silent_deadline, rd.read_buf(&mut buf)) => match r {
                     Err(_) => return Err(Error::Timeout { context: format!("data from leader {addr}") }),
                     Ok(Err(e)) => return Err(Error::io(format!("read from {addr}"), e)),
                     Ok(Ok(0)) => return Err(Error::io(
                         format!("read from {addr}"),
                         std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "leader closed the connection"),
                     )),
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        silent_deadline = tokio::time::Instant::now() + self.config.leader_timeout;
+                    }
                 },
                 _ = ack.tick() => {
                     if let Some((_, offset)) = self.position {

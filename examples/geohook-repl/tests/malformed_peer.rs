@@ -250,3 +250,39 @@ async fn malformed_follower_bytes_are_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_follower_times_out_in_the_handshake() {
+    let leader = Leader::new(LeaderConfig::default(), ReplId::random(), 0).unwrap();
+    let (kv, _) = Kv::new_leader(LeaderConfig::default());
+    let (_ours, theirs) = tokio::io::duplex(1024);
+    let cancel = CancellationToken::new();
+    let result = leader
+        .handle_connection(theirs, "silent", &*kv, &cancel)
+        .await;
+    assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_silent_leader_is_left_after_leader_timeout() {
+    let id = ReplId::parse(&[b'a'; 40]).unwrap();
+    let (port, server) = fake_leader(format!("+CONTINUE {id}\r\n").into_bytes()).await;
+    let kv = Arc::new(Kv::default());
+    let config = geohook_repl::FollowerConfig {
+        leader_timeout: std::time::Duration::from_millis(200),
+        ..follower_config(port)
+    };
+    let follower = geohook_repl::Follower::new(config, kv, Some((id, 100))).unwrap();
+    let mut status = follower.status();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(follower.run(cancel.clone()));
+    let s = wait_status(&mut status, "a timeout", |s| s.last_error.is_some()).await;
+    assert!(
+        s.last_error.as_deref().unwrap().contains("timed out"),
+        "{s:?}"
+    );
+    assert_eq!((s.sessions, s.partial_syncs), (1, 1));
+    cancel.cancel();
+    task.await.unwrap();
+    server.abort();
+}
