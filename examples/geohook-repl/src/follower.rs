@@ -403,7 +403,12 @@ impl<R: Replica + ?Sized> Follower<R> {
                                 "stream command before the snapshot ended",
                             ));
                         };
-                        let next = *offset + n as u64;
+                        let Some(next) = offset.checked_add(n as u64) else {
+                            break Err(Error::protocol(
+                                &addr,
+                                "the stream runs past the largest offset",
+                            ));
+                        };
                         if let Err(source) = self.replica.apply(args, next) {
                             break Err(Error::Apply {
                                 offset: next,

@@ -192,6 +192,17 @@ pub fn recover(file: &[u8], limits: &Limits) -> Result<Recovered, Error> {
         }
     }
     let complete = pos;
+    if let Some(h) = header {
+        if h.offset
+            .checked_add((complete - stream_start) as u64)
+            .is_none()
+        {
+            return Err(corrupt(
+                0,
+                "the header's offset plus the stream overflows".into(),
+            ));
+        }
+    }
     if complete < stream_start {
         return Err(corrupt(complete, "the base section is incomplete".into()));
     }

@@ -156,6 +156,12 @@ async fn malformed_leader_bytes_are_errors() {
             b"+WHAT\r\n".to_vec(),
             "unexpected PSYNC reply",
         ),
+        (
+            "offset overflow",
+            format!("+FULLRESYNC {id} 18446744073709551615\r\n+SNAPSHOTEND\r\n*1\r\n$3\r\nDEL\r\n")
+                .into_bytes(),
+            "largest offset",
+        ),
         ("PSYNC error reply", b"-NOPE no\r\n".to_vec(), "NOPE no"),
         ("binary garbage", vec![0u8, 159, 146, 150], "expected"),
     ];

@@ -105,6 +105,11 @@ fn recovers_offsets_and_rejects_damage() {
         Err(("offset", 0)),
     );
     check(
+        "offset overflow",
+        &cat(&[&encode_header(&id, u64::MAX, 0), &set]),
+        Err(("overflows", 0)),
+    );
+    check(
         "bulk length beyond the limit",
         b"*1\r\n$999999999999\r\n",
         Err(("limit", 5)),
