@@ -192,6 +192,9 @@ pub fn recover(file: &[u8], limits: &Limits) -> Result<Recovered, Error> {
         }
     }
     let complete = pos;
+    if complete < stream_start {
+        return Err(corrupt(complete, "the base section is incomplete".into()));
+    }
     if let Some(h) = header {
         if h.offset
             .checked_add((complete - stream_start) as u64)
@@ -202,9 +205,6 @@ pub fn recover(file: &[u8], limits: &Limits) -> Result<Recovered, Error> {
                 "the header's offset plus the stream overflows".into(),
             ));
         }
-    }
-    if complete < stream_start {
-        return Err(corrupt(complete, "the base section is incomplete".into()));
     }
     Ok(Recovered {
         header,

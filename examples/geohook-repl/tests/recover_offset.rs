@@ -104,6 +104,12 @@ fn recovers_offsets_and_rejects_damage() {
         &cmd(&["REPLSTATE", id.as_str(), "-1", "0"]),
         Err(("offset", 0)),
     );
+    let short_base = encode_header(&id, 1, 5);
+    check(
+        "torn command inside the base",
+        &cat(&[&short_base, &set[..10]]),
+        Err(("base section is incomplete", short_base.len() as u64)),
+    );
     check(
         "offset overflow",
         &cat(&[&encode_header(&id, u64::MAX, 0), &set]),
