@@ -163,6 +163,14 @@ fn read_len(buf: &[u8], pos: usize, cap: usize) -> Result<Option<(usize, usize)>
             return Ok(None);
         };
         match b {
+            b'0'..=b'9' if i > pos && buf[pos] == b'0' => {
+                // One encoding per length, so that accepted bytes are exactly
+                // the encoding of what they decode to.
+                return Err(Malformed {
+                    at: pos,
+                    reason: "length with a leading zero",
+                });
+            }
             b'0'..=b'9' => {
                 value = value
                     .checked_mul(10)
@@ -347,5 +355,7 @@ mod tests {
         assert!(scan_command(b"*99999999999999999999999", &l).is_err());
         assert!(scan_command(b"*1\r\n$5\r\nhelloXX", &l).is_err());
         assert_eq!(scan_command(b"*1\r\n$5\r\nhel", &l), Ok(None));
+        assert!(scan_command(b"*1\r\n$05\r\nhello\r\n", &l).is_err());
+        assert_eq!(scan_command(b"*1\r\n$0\r\n\r\n", &l), Ok(Some(10)));
     }
 }

@@ -53,3 +53,25 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Arbitrary bytes never panic the decoder, and whatever it accepts is
+    /// exactly the encoding of the arguments it returns.
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics_and_round_trips(
+        bytes in prop::collection::vec(
+            prop_oneof![Just(b'*'), Just(b'$'), Just(b'\r'), Just(b'\n'), Just(b'0'), Just(b'1'), Just(b'3'), any::<u8>()],
+            0..64,
+        )
+    ) {
+        let limits = Limits { max_args: 8, max_bulk: 64, max_line: 64 };
+        if let Ok(Some((args, n))) = geohook_repl::decode_command(&bytes, &limits) {
+            let mut again = Vec::new();
+            encode_command(&mut again, &args);
+            prop_assert_eq!(&again[..], &bytes[..n]);
+        }
+        let _ = recover(&bytes, &limits);
+    }
+}
