@@ -6,6 +6,7 @@ mod common;
 use std::time::SystemTime;
 
 use common::{bounds_hook, point};
+use geohook_db::{Bounds, Object};
 use geohook_hooks::{Change, Hooks, QueueConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -20,24 +21,30 @@ fn index_agrees_with_a_linear_scan() {
     let now = SystemTime::now();
     for round in 0..6 {
         for i in 0..400 {
-            let (lat, lon) = (rng.random_range(0.0..9.0), rng.random_range(0.0..9.0));
+            // Half the fences are small (a few grid cells of 0.005°) packed in a 0.2° square, so that
+            // the grid is exercised; the others are large, for the trees.
+            let (origin, size) = if i % 2 == 0 {
+                (0.2, 0.001..0.015)
+            } else {
+                (9.0, 0.01..1.0)
+            };
+            let (lat, lon) = (rng.random_range(0.0..origin), rng.random_range(0.0..origin));
             let b = [
                 lat,
                 lon,
-                lat + rng.random_range(0.01..1.0),
-                lon + rng.random_range(0.01..1.0),
+                lat + rng.random_range(size.clone()),
+                lon + rng.random_range(size),
             ];
             let name = format!("h{}", (round * 400 + i) % 1500);
             let idx: usize = name[1..].parse().unwrap();
             if live.len() <= idx {
                 live.resize(idx + 1, None);
             }
-            hooks
-                .set_hook(
-                    bounds_hook(&name, "http://127.0.0.1:1/x", "k", Some("enter"), None, b),
-                    now,
-                )
-                .unwrap();
+            // INTERSECTS, so that boxes spanning several grid cells match often and a fence reported
+            // twice would show as a count too high.
+            let mut def = bounds_hook(&name, "http://127.0.0.1:1/x", "k", Some("enter"), None, b);
+            def.kind = geohook_hooks::FenceKind::Intersects;
+            hooks.set_hook(def, now).unwrap();
             live[idx] = Some(b);
         }
         for _ in 0..150 {
@@ -46,16 +53,29 @@ fn index_agrees_with_a_linear_scan() {
             live[idx] = None;
         }
         assert_eq!(hooks.len(), live.iter().flatten().count());
-        for j in 0..300 {
-            let (lat, lon) = (rng.random_range(0.0..10.0), rng.random_range(0.0..10.0));
+        for j in 0..600 {
+            let range = if j % 2 == 0 { 0.2 } else { 10.0 };
+            let (lat, lon) = (rng.random_range(0.0..range), rng.random_range(0.0..range));
+            // Points, small boxes (the grid path) and boxes of up to 0.2° (the tree path).
+            let size = match j % 3 {
+                0 => 0.0,
+                1 => rng.random_range(0.0..0.012),
+                _ => rng.random_range(0.0..0.2),
+            };
+            let o = [lat, lon, lat + size, lon + size];
             let expected = live
                 .iter()
                 .flatten()
-                .filter(|b| b[0] <= lat && lat <= b[2] && b[1] <= lon && lon <= b[3])
+                .filter(|b| b[0] <= o[2] && o[0] <= b[2] && b[1] <= o[3] && o[1] <= b[3])
                 .count();
+            let object = if size == 0.0 {
+                point(lat, lon)
+            } else {
+                Object::Bounds(Box::new(Bounds::new(o[0], o[1], o[2], o[3]).unwrap()))
+            };
             let id = format!("o{round}-{j}");
-            let got = hooks.on_change(&Change::set("k", &id, None, &point(lat, lon), None, now));
-            assert_eq!(got, expected, "point ({lat}, {lon}) in round {round}");
+            let got = hooks.on_change(&Change::set("k", &id, None, &object, None, now));
+            assert_eq!(got, expected, "object {o:?} in round {round}");
         }
     }
 }
