@@ -84,6 +84,9 @@ pub struct Args {
     /// memwatch poll interval, e.g. 500ms (overrides MEMWATCH_POLL_INTERVAL).
     #[arg(long)]
     pub memwatch_interval: Option<String>,
+    /// Hook delivery settings.
+    #[command(flatten)]
+    pub hooks: crate::hooks::HookArgs,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -103,6 +106,19 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
 /// A record that is not a valid command, or a command that fails for a
 /// reason other than a missing key or id, naming the file and offset.
 pub fn load(path: &Path, core: &mut Core) -> anyhow::Result<u64> {
+    load_with(path, core, None)
+}
+
+/// [`load`], handing hook commands to `hooks`.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn load_with(
+    path: &Path,
+    core: &mut Core,
+    hooks: Option<&crate::hooks::HookEngine>,
+) -> anyhow::Result<u64> {
     let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     // The file was written by this server, so its commands fit the network
     // caps; use generous ones anyway so an old file with larger records loads.
@@ -133,7 +149,7 @@ pub fn load(path: &Path, core: &mut Core) -> anyhow::Result<u64> {
                     if args.is_empty() {
                         continue;
                     }
-                    if let Err(e) = crate::geo::replay(core, &args) {
+                    if let Err(e) = crate::hooks::replay(core, hooks, &args) {
                         anyhow::bail!(
                             "{}: command at offset {at} failed while loading: {e}",
                             path.display()
@@ -210,7 +226,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         aof,
         loading: true,
     };
-    load(&aof_path, &mut core)?;
+    let hooks = Arc::new(crate::hooks::HookEngine::new(&args.hooks)?);
+    load_with(&aof_path, &mut core, Some(&hooks))?;
 
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
@@ -228,7 +245,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         max_clients: args.max_clients,
         listen: local.to_string(),
     };
-    let shared = Arc::new(Shared::new(opts, core, settings, metrics.clone()));
+    let mut shared = Shared::new(opts, core, settings, metrics.clone());
+    shared.changes = Some(hooks.clone());
+    let _ = shared.hooks.set(hooks);
+    let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
 
     // memwatch: a token it cancels once when the heap crosses the threshold.
@@ -243,6 +263,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         tracker.spawn(fsync_loop(shared.clone()));
     }
     tracker.spawn(expiry_loop(shared.clone()));
+    crate::hooks::start(&shared, &tracker);
     crate::shrink::start(
         &shared,
         &tracker,

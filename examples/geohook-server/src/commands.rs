@@ -210,10 +210,9 @@ fn run(
         // redis-cli asks for command docs on start; an empty list is valid.
         "command" => Ok(Reply::Array(Vec::new())),
         "hello" => Err("unknown command 'hello'".into()),
-        // Hook and channel commands belong to geohook-hooks, which will be
-        // wired in here; their changes come from `state::ChangeSink`.
-        "sethook" | "delhook" | "pdelhook" | "hooks" | "setchan" | "delchan" | "pdelchan"
-        | "chans" => Err(format!(
+        "sethook" | "delhook" | "pdelhook" | "hooks" => crate::hooks::run(shared, ctx, name, args),
+        // Channels (SETCHAN and pub/sub) are not implemented.
+        "setchan" | "delchan" | "pdelchan" | "chans" => Err(format!(
             "{name} is not available: hooks are not enabled in this build"
         )),
         _ => geo::run(shared, ctx, name, args),

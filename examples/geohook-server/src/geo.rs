@@ -127,6 +127,17 @@ impl Writer<'_> {
     ) -> Result<(), String> {
         core.commit(self.fsync, self.sink, args, key, id)
     }
+
+    fn commit_with(
+        &self,
+        core: &mut Core,
+        args: &[Vec<u8>],
+        key: &str,
+        id: Option<&str>,
+        before: &[(&str, &Object)],
+    ) -> Result<(), String> {
+        core.commit_with(self.fsync, self.sink, args, key, id, before)
+    }
 }
 
 fn s(a: &[u8]) -> Result<&str, String> {
@@ -228,9 +239,10 @@ fn write(
             if erron404 {
                 core.db.get(key, id, now).map_err(db_err)?;
             }
-            let deleted = core.db.del(key, id, now).is_some();
-            if deleted {
-                w.commit(core, &args[..3], key, Some(id))?;
+            let old = core.db.del(key, id, now);
+            let deleted = old.is_some();
+            if let Some(old) = old {
+                w.commit_with(core, &args[..3], key, Some(id), &[(id, old.object())])?;
             }
             Ok(if ctx.json {
                 ctx.ok()
@@ -243,9 +255,12 @@ fn write(
                 return Err(arity(name));
             }
             let (key, pat) = (s(&args[1])?, s(&args[2])?);
-            let n = core.db.pdel(key, pat, now).len();
+            let removed = core.db.pdel(key, pat, now);
+            let n = removed.len();
             if n > 0 {
-                w.commit(core, args, key, None)?;
+                let before: Vec<(&str, &Object)> =
+                    removed.iter().map(|(i, it)| (&**i, it.object())).collect();
+                w.commit_with(core, args, key, None, &before)?;
             }
             Ok(if ctx.json {
                 ctx.ok()
@@ -444,8 +459,8 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
     if !a.done() {
         return Err(invalid(&args[a.i]));
     }
-    match core.db.set(key, id, object, &fields, expires, cond, now) {
-        Ok(_) => {}
+    let old = match core.db.set(key, id, object, &fields, expires, cond, now) {
+        Ok(old) => old,
         Err(
             e @ (geohook_db::Error::IdExists { .. }
             | geohook_db::Error::KeyNotFound { .. }
@@ -458,15 +473,16 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
             };
         }
         Err(e) => return Err(db_err(e)),
-    }
+    };
+    let before: Vec<(&str, &Object)> = old.iter().map(|o| (id, o.object())).collect();
     match (ex_at, expires) {
         (Some(i), Some(at)) => {
             let mut logged = args.to_vec();
             logged[i] = b"pxat".to_vec();
             logged[i + 1] = at.to_string().into_bytes();
-            w.commit(core, &logged, key, Some(id))?;
+            w.commit_with(core, &logged, key, Some(id), &before)?;
         }
-        _ => w.commit(core, args, key, Some(id))?,
+        _ => w.commit_with(core, args, key, Some(id), &before)?,
     }
     Ok(ctx.ok())
 }
@@ -1058,18 +1074,19 @@ pub fn expire_due(shared: &Shared, now_ms: u64) -> u64 {
     }
     let expired = core.db.expire_due(now_ms as i64, 10_000);
     let n = expired.len() as u64;
-    for (key, id, _item) in expired {
+    for (key, id, item) in expired {
         let args = [
             b"del".to_vec(),
             key.as_bytes().to_vec(),
             id.as_bytes().to_vec(),
         ];
-        if let Err(e) = core.commit(
+        if let Err(e) = core.commit_with(
             shared.opts.fsync,
             shared.changes.as_ref(),
             &args,
             &key,
             Some(&id),
+            &[(&id, item.object())],
         ) {
             tracing::error!(error = %e, "could not log an expiry");
             break;

@@ -68,6 +68,7 @@ pub mod app;
 pub mod commands;
 pub mod geo;
 pub mod glob;
+pub mod hooks;
 pub mod info;
 pub mod metrics;
 pub mod repair;

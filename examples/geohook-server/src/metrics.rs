@@ -13,7 +13,8 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -66,6 +67,10 @@ pub const COMMANDS: &[&str] = &[
     "command",
     "hello",
     "client",
+    "sethook",
+    "delhook",
+    "pdelhook",
+    "hooks",
     "unknown",
 ];
 
@@ -112,6 +117,22 @@ pub struct Metrics {
     /// The counter and histogram of each name in [`COMMANDS`], created once
     /// so that recording a command neither allocates nor locks.
     per_command: HashMap<&'static str, (Counter, Histogram)>,
+    /// Metrics of a part that starts after the registry was built (hooks),
+    /// encoded on each scrape once [`Metrics::add_collector`] filled it.
+    late: Arc<std::sync::OnceLock<Box<dyn Collector>>>,
+}
+
+/// Encodes the collector in the slot, if one was added.
+#[derive(Debug)]
+struct LateCollector(Arc<std::sync::OnceLock<Box<dyn Collector>>>);
+
+impl Collector for LateCollector {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        match self.0.get() {
+            Some(c) => c.encode(encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -147,7 +168,9 @@ impl Metrics {
             objects: Gauge::default(),
             registry: Registry::default(),
             per_command: HashMap::new(),
+            late: Arc::default(),
         };
+        r.register_collector(Box::new(LateCollector(m.late.clone())));
         r.register(
             "tile38_aof_size_bytes",
             "Size of the append-only file",
@@ -254,6 +277,12 @@ impl Metrics {
             per_command,
             ..m
         }
+    }
+
+    /// Adds the one late collector (the hooks' metrics); a second call is
+    /// ignored.
+    pub fn add_collector(&self, c: Box<dyn Collector>) {
+        let _ = self.late.set(c);
     }
 
     /// Records one command run.

@@ -120,6 +120,14 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
             None => break,
         }
     }
+    // Hooks follow the objects, so that a GET area can be resolved on replay.
+    if let Some(h) = shared.hooks.get() {
+        h.snapshot(&mut buf);
+        rw.write_all(&buf)
+            .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+        snapshot += buf.len() as u64;
+        buf.clear();
+    }
     // Copy most of the tail without blocking writers, so that the part
     // done under the write lock is short.
     rw.catch_up().map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use geohook_db::Database;
+use geohook_db::{Database, Object};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +45,11 @@ pub struct Change<'a> {
     pub key: &'a str,
     /// The object id, when the change is about one object.
     pub id: Option<&'a str>,
+    /// The data after the change, for sinks that need the new object.
+    pub db: &'a Database,
+    /// The objects the change removed or replaced, by id, as they were
+    /// before it (SET over an existing id, DEL, PDEL, an expiry).
+    pub before: &'a [(&'a str, &'a Object)],
 }
 
 /// Receives every committed change, in log order, while the write lock is
@@ -97,6 +102,8 @@ pub struct Shared {
     pub last_shrink: parking_lot::Mutex<Option<(u64, u64)>>,
     /// The memory watchdog, when configured.
     pub memwatch: std::sync::OnceLock<memwatch::Watcher>,
+    /// Geofence hooks (SETHOOK and friends), set once at start.
+    pub hooks: std::sync::OnceLock<Arc<crate::hooks::HookEngine>>,
     /// False while this node follows a leader (`FOLLOW host port`); the
     /// replication glue owns it. Read through [`Shared::is_leader`].
     pub leader: AtomicBool,
@@ -118,6 +125,7 @@ impl Shared {
             changes: None,
             compactor: std::sync::OnceLock::new(),
             memwatch: std::sync::OnceLock::new(),
+            hooks: std::sync::OnceLock::new(),
             last_shrink: parking_lot::Mutex::new(None),
             leader: AtomicBool::new(true),
         }
@@ -165,6 +173,24 @@ impl Core {
         key: &str,
         id: Option<&str>,
     ) -> Result<(), String> {
+        self.commit_with(fsync, sink, args, key, id, &[])
+    }
+
+    /// [`Core::commit`] for a change that removed or replaced objects:
+    /// `before` lists them as they were, for the change sink.
+    ///
+    /// # Errors
+    ///
+    /// As [`Core::commit`].
+    pub fn commit_with(
+        &mut self,
+        fsync: Fsync,
+        sink: Option<&Arc<dyn ChangeSink>>,
+        args: &[Vec<u8>],
+        key: &str,
+        id: Option<&str>,
+        before: &[(&str, &Object)],
+    ) -> Result<(), String> {
         if self.loading {
             return Ok(());
         }
@@ -178,6 +204,8 @@ impl Core {
                 args,
                 key,
                 id,
+                db: &self.db,
+                before,
             });
         }
         Ok(())

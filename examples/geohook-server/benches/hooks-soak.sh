@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Soak: geohook-server with 70,000 hooks (DETECT enter,exit, one HTTP endpoint
+# that answers slowly), under a steady SET load over a fixed set of moving
+# objects, for DURATION seconds. Every SAMPLE seconds it records the
+# server's resident memory (VmRSS from /proc) and jemalloc's allocated and
+# resident bytes (from the metrics endpoint), plus queue figures, to a CSV,
+# then prints RSS and allocated growth after the warm-up.
+#
+# Usage: examples/geohook-server/benches/hooks-soak.sh [duration_s] [hooks] [sets_per_s] [endpoint_delay_ms]
+# Output: examples/geohook-server/benches/results/hooks-soak.csv
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+
+DURATION=${1:-660}
+HOOKS=${2:-70000}
+RATE=${3:-2000}
+DELAY_MS=${4:-500}
+SAMPLE=${SAMPLE:-5}
+WARMUP=${WARMUP:-120}
+PORT=${PORT:-29861}
+MPORT=${MPORT:-29862}
+HPORT=${HPORT:-29863}
+OUT=${OUT:-examples/geohook-server/benches/results/hooks-soak.csv}
+
+cargo build -q --release -p geohook-server
+BIN=target/release/geohook-server
+WORK=$(mktemp -d)
+cleanup() {
+    [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null || true
+    [ -n "${SRV_PID:-}" ] && kill "$SRV_PID" 2>/dev/null || true
+    [ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The slow endpoint: a threaded HTTP server that takes DELAY_MS per request.
+python3 - "$HPORT" "$DELAY_MS" <<'PY' &
+import http.server, sys, time, socketserver
+delay = int(sys.argv[2]) / 1000
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        time.sleep(delay)
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+SINK_PID=$!
+
+mkdir -p "$WORK/data"
+"$BIN" --dir "$WORK/data" --port "$PORT" --metrics-addr "127.0.0.1:$MPORT" --appendfsync everysec \
+    2>"$WORK/server.log" &
+SRV_PID=$!
+for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+
+# 70,000 fences of 0.002 x 0.002 degrees at random in a 2 x 2 degree box.
+python3 - "$HOOKS" "$HPORT" >"$WORK/hooks.cmds" <<'PY'
+import random, sys
+n, hport = int(sys.argv[1]), sys.argv[2]
+r = random.Random(7)
+out = []
+for i in range(n):
+    lat, lon = 32 + r.random() * 2, -116 + r.random() * 2
+    args = ["SETHOOK", f"h{i}", f"http://127.0.0.1:{hport}/h", "WITHIN", "fleet", "FENCE",
+            "DETECT", "enter,exit", "BOUNDS", f"{lat:.6f}", f"{lon:.6f}",
+            f"{lat + 0.002:.6f}", f"{lon + 0.002:.6f}"]
+    out.append(f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args))
+sys.stdout.write("".join(out))
+PY
+redis-cli -p "$PORT" --pipe <"$WORK/hooks.cmds" >/dev/null
+echo "hooks loaded: $(redis-cli -p "$PORT" HOOKS '*' | grep -c '^h' || true) (listing lines)" >&2
+
+# Steady load: RATE SETs a second, in batches every 50 ms, over 10,000 objects that move at random.
+python3 - "$PORT" "$RATE" "$DURATION" <<'PY' &
+import random, socket, sys, time
+port, rate, duration = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+r = random.Random(11)
+s = socket.create_connection(("127.0.0.1", port))
+batch = max(1, rate // 20)
+start = time.monotonic()
+sent = 0
+buf = b""
+while time.monotonic() - start < duration:
+    cmds = []
+    for _ in range(batch):
+        a = ["SET", "fleet", f"o{r.randrange(10000)}", "POINT",
+             f"{32 + r.random() * 2:.6f}", f"{-116 + r.random() * 2:.6f}"]
+        cmds.append(f"*{len(a)}\r\n" + "".join(f"${len(x)}\r\n{x}\r\n" for x in a))
+    s.sendall("".join(cmds).encode())
+    sent += batch
+    # Read the replies (+OK\r\n each) so the server never blocks on a full socket.
+    need = 5 * batch
+    while need > 0:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("server closed")
+        need -= len(chunk)
+    target = start + sent / rate
+    delay = target - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+PY
+LOAD_PID=$!
+
+echo "t_s,rss_bytes,jemalloc_allocated_bytes,jemalloc_resident_bytes,queued_messages,queued_bytes,events,deliveries_http,dropped_expired,dropped_overflow,fence_groups" >"$OUT"
+metric() { awk -v n="$1" '$1 == n {print $2}' "$WORK/m"; }
+T0=$(date +%s)
+while kill -0 "$LOAD_PID" 2>/dev/null; do
+    NOW=$(( $(date +%s) - T0 ))
+    curl -s "127.0.0.1:$MPORT/metrics" >"$WORK/m" || true
+    RSS=$(( $(awk '/^VmRSS:/ {print $2}' "/proc/$SRV_PID/status") * 1024 ))
+    echo "$NOW,$RSS,$(metric geohook_jemalloc_allocated_bytes),$(metric geohook_jemalloc_resident_bytes),$(metric geohook_hook_queued_messages),$(metric geohook_hook_queued_bytes),$(metric geohook_hook_events_total),$(metric 'geohook_hook_deliveries_total{scheme="http"}'),$(metric 'geohook_hook_dropped_total{reason="expired"}'),$(metric 'geohook_hook_dropped_total{reason="overflow"}'),$(metric geohook_hook_fence_groups)" >>"$OUT"
+    sleep "$SAMPLE"
+done
+wait "$LOAD_PID" || { echo "load client failed" >&2; exit 1; }
+
+python3 - "$OUT" "$WARMUP" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+warm = int(sys.argv[2])
+after = [r for r in rows if int(r["t_s"]) >= warm]
+def growth(col):
+    first, last = int(after[0][col]), int(after[-1][col])
+    peak = max(int(r[col]) for r in after)
+    return first, last, peak, 100.0 * (last - first) / first
+for col in ("rss_bytes", "jemalloc_allocated_bytes"):
+    f, l, p, g = growth(col)
+    print(f"{col}: at {after[0]['t_s']} s {f/2**20:.1f} MiB, at {after[-1]['t_s']} s {l/2**20:.1f} MiB, peak {p/2**20:.1f} MiB, growth {g:+.2f}%")
+last = rows[-1]
+print(f"events {last['events']}, http deliveries {last['deliveries_http']}, dropped (ttl) {last['dropped_expired']}, dropped (bound) {last['dropped_overflow']}, samples {len(rows)}")
+PY
