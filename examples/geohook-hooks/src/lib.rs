@@ -53,8 +53,9 @@
 //! - **Groups and fence state**: an object that enters a fence gets a 24-hex-digit group id that its
 //!   `inside` and `exit` events reuse. The state is removed on exit, on delete, on drop and when the hook
 //!   is deleted, so it holds only objects inside fences right now ([`Metrics::fence_groups`]).
-//! - **Who hears what**: fences are found through an R-tree of their bounding boxes per key, so a
-//!   write costs one tree search plus the events it produces. Hooks whose DETECT includes `outside`
+//! - **Who hears what**: fences are found through a spatial index per key (an R-tree of bounding
+//!   boxes, plus a hash grid for fences that span a few 0.005° cells), so a write costs one index
+//!   search plus the candidates' exact tests and the events it produces. Hooks whose DETECT includes `outside`
 //!   (including hooks with no DETECT) hear about every write to their key, as in Tile38; use
 //!   `DETECT enter,exit` with many hooks. A `del` goes to the hooks the object was inside and the hooks
 //!   that hear `outside`, rather than to every hook on the key, which would make every expiry cost
