@@ -78,7 +78,8 @@ fn damage_in_the_middle_refuses_to_start_unless_loss_is_accepted() {
         .filter(|(_, b)| **b == b'*')
         .map(|(i, _)| i)
         .collect();
-    let at = starts[2];
+    // starts[0] is the file's REPLSTATE header.
+    let at = starts[3];
     bytes[at] = b'X';
     bytes[at + 1] = b'!';
     std::fs::write(&aof, &bytes).unwrap();

@@ -92,7 +92,13 @@ pub enum Started {
 /// on a port it picks itself; waits up to 30 s for it to listen.
 pub fn try_start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Started> {
     let mut cmd = Command::new(server_bin());
-    cmd.arg("--dir").arg(dir).args(["--port", "0"]).args(args);
+    cmd.arg("--dir").arg(dir);
+    // A caller that gives its own port keeps it across restarts (a leader
+    // its followers reconnect to); otherwise the server picks one.
+    if !args.contains(&"--port") {
+        cmd.args(["--port", "0"]);
+    }
+    cmd.args(args);
     cmd.env("RUST_LOG", "info");
     for (k, v) in envs {
         cmd.env(k, v);

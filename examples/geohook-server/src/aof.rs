@@ -52,6 +52,9 @@ pub struct Aof {
     unsynced: bool,
     failed: Option<String>,
     buf: Vec<u8>,
+    /// On a leader, the replication backlog: every appended command goes to
+    /// it with exactly the bytes written to the file, under the same lock.
+    tap: Option<std::sync::Arc<geohook_repl::Leader>>,
 }
 
 impl Aof {
@@ -71,6 +74,7 @@ impl Aof {
             unsynced: false,
             failed: None,
             buf: Vec::with_capacity(4096),
+            tap: None,
         })
     }
 
@@ -121,6 +125,9 @@ impl Aof {
             return Err(self.fail("write", &e));
         }
         let n = self.buf.len() as u64;
+        if let Some(tap) = &self.tap {
+            tap.append_encoded(&self.buf);
+        }
         if self.buf.capacity() > 1 << 20 {
             // Do not keep a huge buffer around after one big command.
             self.buf = Vec::with_capacity(4096);
@@ -169,6 +176,18 @@ impl Aof {
             }
             Err(e) => Err(self.fail("dup", &e)),
         }
+    }
+
+    /// Sets the logical offset: the replication offset recovered from the
+    /// file's REPLSTATE header at start, or the leader's after a full sync.
+    pub fn set_offset(&mut self, offset: u64) {
+        self.offset = offset;
+    }
+
+    /// Sends every later append to `tap` as well (a leader's backlog), or
+    /// stops doing so (`None`, on a follower).
+    pub fn set_tap(&mut self, tap: Option<std::sync::Arc<geohook_repl::Leader>>) {
+        self.tap = tap;
     }
 
     /// Switches to the new live file after a shrink renamed it over the old

@@ -146,7 +146,10 @@ pub fn load_with(
                 Ok(Some((args, used))) => {
                     let at = consumed_total + start as u64;
                     start += used;
-                    if args.is_empty() {
+                    if args.is_empty()
+                        || args[0].eq_ignore_ascii_case(geohook_repl::HEADER_COMMAND.as_bytes())
+                    {
+                        // The replication header is read by `replication::start`.
                         continue;
                     }
                     if let Err(e) = crate::hooks::replay(core, hooks, &args) {
@@ -219,6 +222,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let aof_path = args.dir.join(AOF_NAME);
 
     crate::repair::at_start(&aof_path, args.accept_data_loss, &metrics)?;
+    crate::replication::prepare_file(&aof_path)?;
 
     let aof = Aof::open(&aof_path).with_context(|| format!("open {}", aof_path.display()))?;
     let mut core = Core {
@@ -254,6 +258,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // memwatch: a token it cancels once when the heap crosses the threshold.
     let (mem_fired, mem_thread) = crate::watch::start(&args, &shared)?;
 
+    crate::replication::start(&shared, &tracker)?;
     tracker.spawn(crate::server::accept_loop(
         shared.clone(),
         listener,
@@ -284,9 +289,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             }
         });
     }
+    // Installed before "listening" is logged, so that a SIGTERM sent as soon
+    // as a supervisor sees that line stops the server cleanly.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!(addr = %local, dir = %args.dir.display(), appendfsync = args.appendfsync.as_str(), "listening");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let code = tokio::select! {
         _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); 0 }
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); 0 }
@@ -348,6 +355,11 @@ async fn expiry_loop(shared: Arc<Shared>) {
         tokio::select! {
             _ = tick.tick() => {}
             () = shared.shutdown.cancelled() => return,
+        }
+        // A follower never logs expirations of its own: reads hide expired
+        // objects and the leader's `del` arrives through the stream.
+        if !shared.is_leader() {
+            continue;
         }
         let n = crate::geo::expire_due(&shared, now_ms());
         if n > 0 {

@@ -146,6 +146,8 @@ fn run(
     if !session.authed && !matches!(name, "auth" | "quit" | "output" | "ping" | "healthz") {
         return Err("NOAUTH Authentication required.".into());
     }
+    // A follower refuses writes, and data reads until it has caught up.
+    crate::replication::gate(shared, name)?;
     match name {
         "ping" => match args.len() {
             1 if ctx.json => Ok(ctx.ok_json(",\"ping\":\"pong\"")),
@@ -169,8 +171,14 @@ fn run(
             if args.len() != 1 {
                 return Err(arity(name));
             }
+            crate::replication::healthz(shared)?;
             Ok(ctx.ok())
         }
+        "follow" => {
+            crate::replication::follow_command(shared, args)?;
+            Ok(ctx.ok())
+        }
+        "role" => crate::replication::role(shared, ctx, args),
         "readonly" => {
             if args.len() != 2 {
                 return Err(arity(name));

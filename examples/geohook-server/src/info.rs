@@ -99,6 +99,8 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
                 .unwrap_or("-1".into()),
         ),
     ];
+    let mut stats = stats;
+    stats.extend(crate::replication::server_fields(shared));
     if name == "server" {
         if ctx.json {
             let body: Vec<String> = stats
@@ -107,7 +109,13 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
                     // Everything but these few is a number or a boolean.
                     let val = if matches!(
                         *k,
-                        "id" | "version" | "tcp_addr" | "appendfsync" | "memwatch_level"
+                        "id" | "version"
+                            | "tcp_addr"
+                            | "appendfsync"
+                            | "memwatch_level"
+                            | "role"
+                            | "following"
+                            | "replid"
                     ) {
                         serde_json::Value::from(v.as_str()).to_string()
                     } else {

@@ -72,6 +72,7 @@ pub mod hooks;
 pub mod info;
 pub mod metrics;
 pub mod repair;
+pub mod replication;
 pub mod resp;
 pub mod server;
 pub mod settings;

@@ -152,6 +152,14 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
                     if args.is_empty() {
                         continue;
                     }
+                    if session.authed && args[0].eq_ignore_ascii_case(b"psync") {
+                        // A follower: the connection becomes a replication
+                        // link, served by the replication module.
+                        stream.write_all(&out).await?;
+                        let pending = buf[start..].to_vec();
+                        crate::replication::serve_psync(shared, stream, args, pending).await;
+                        return Ok(());
+                    }
                     let reply = commands::execute(shared, &mut session, args);
                     reply.encode(&mut out);
                     if session.quit {

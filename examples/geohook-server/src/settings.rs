@@ -35,6 +35,21 @@ pub struct Settings {
     /// Default: 0.
     #[serde(rename = "aofshrink-percentage")]
     pub aofshrink_percentage: u64,
+    /// The leader this node follows (`FOLLOW host port`); empty for a leader.
+    ///
+    /// Default: empty.
+    #[serde(rename = "follow_host")]
+    pub follow_host: String,
+    /// The leader's port, with `follow_host`.
+    ///
+    /// Default: 0.
+    #[serde(rename = "follow_port")]
+    pub follow_port: u16,
+    /// The password a follower sends with AUTH to its leader (the leader's
+    /// `requirepass`); empty sends none.
+    ///
+    /// Default: empty.
+    pub leaderauth: String,
 }
 
 impl Default for Settings {
@@ -44,6 +59,9 @@ impl Default for Settings {
             protected_mode: true,
             aofshrink_min_size: 0,
             aofshrink_percentage: 0,
+            follow_host: String::new(),
+            follow_port: 0,
+            leaderauth: String::new(),
         }
     }
 }
@@ -93,6 +111,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 pub const PROPERTIES: &[&str] = &[
     "aofshrink-min-size",
     "aofshrink-percentage",
+    "leaderauth",
     "protected-mode",
     "requirepass",
 ];
@@ -140,6 +159,7 @@ impl Settings {
             "protected-mode" => if self.protected_mode { "yes" } else { "no" }.to_string(),
             "aofshrink-min-size" => self.aofshrink_min_size.to_string(),
             "aofshrink-percentage" => self.aofshrink_percentage.to_string(),
+            "leaderauth" => self.leaderauth.clone(),
             _ => return None,
         })
     }
@@ -161,6 +181,7 @@ impl Settings {
             "aofshrink-percentage" => {
                 self.aofshrink_percentage = value.parse().map_err(|_| invalid())?
             }
+            "leaderauth" => self.leaderauth = value.to_string(),
             _ => return Err(format!("Unsupported CONFIG parameter: {name}")),
         }
         Ok(())

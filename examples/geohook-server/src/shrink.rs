@@ -97,6 +97,14 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
         (core.aof.size(), core.aof.offset())
     };
     let mut rw = Rewrite::begin_at(&live, start).map_err(|e| e.to_string())?;
+    // The new file starts with the replication header at the offset where
+    // the carried-over tail begins; its base length is known only after the
+    // snapshot, so a placeholder of the same fixed length is patched below.
+    let header = crate::replication::shrink_header(shared, start_offset, 0);
+    if let Some(h) = &header {
+        rw.write_all(h)
+            .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+    }
     let mut buf = Vec::with_capacity(1 << 20);
     let mut after: Option<(String, String)> = None;
     let mut snapshot = 0u64;
@@ -131,6 +139,17 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     // Copy most of the tail without blocking writers, so that the part
     // done under the write lock is short.
     rw.catch_up().map_err(|e| e.to_string())?;
+    if header.is_some() {
+        if let Some(h) = crate::replication::shrink_header(shared, start_offset, snapshot) {
+            use std::os::unix::fs::FileExt as _;
+            let patch = std::fs::OpenOptions::new()
+                .write(true)
+                .open(rw.temp_path())
+                .and_then(|f| f.write_all_at(&h, 0).and_then(|()| f.sync_data()))
+                .map_err(|e| format!("write header {}: {e}", rw.temp_path().display()));
+            patch?;
+        }
+    }
     let mut core = shared.core.write();
     core.writable()?;
     let before = core.aof.size();

@@ -107,6 +107,8 @@ pub struct Shared {
     /// False while this node follows a leader (`FOLLOW host port`); the
     /// replication glue owns it. Read through [`Shared::is_leader`].
     pub leader: AtomicBool,
+    /// Replication: role, leader backlog, follower task (set once at start).
+    pub repl: std::sync::OnceLock<Arc<crate::replication::Repl>>,
 }
 
 impl Shared {
@@ -128,6 +130,7 @@ impl Shared {
             hooks: std::sync::OnceLock::new(),
             last_shrink: parking_lot::Mutex::new(None),
             leader: AtomicBool::new(true),
+            repl: std::sync::OnceLock::new(),
         }
     }
 
