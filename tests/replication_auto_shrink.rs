@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use e2e::{dump, run, start, wait_until};
 use rand::Rng;
-use replication_common::{assert_same_state, caught_up, file_stream, free_port, stat_u64};
+use replication_common::{assert_same_state, caught_up, file_stream, free_port, metric, stat_u64};
 
-const SHRINK_FLAGS: [&str; 6] = [
+const SHRINK_FLAGS: [&str; 8] = [
+    "--metrics-addr",
+    "127.0.0.1:0",
     "--aofshrink-check-ms",
     "100",
     "--aofshrink-cooldown-ms",
@@ -102,6 +104,10 @@ fn shrinks_under_load_keep_followers_attached() {
         // One session since FOLLOW: the initial full sync, never a resync.
         assert_eq!(stat_u64(f, "repl_full_syncs"), 1, "{}", f.log());
         assert_eq!(stat_u64(f, "repl_partial_syncs"), 0, "{}", f.log());
+        assert_eq!(metric(f, "geohook_repl_full_syncs"), 1.0);
+        assert_eq!(metric(f, "geohook_repl_partial_resyncs"), 0.0);
+        assert_eq!(metric(f, "geohook_repl_leader"), 0.0);
+        assert_eq!(metric(f, "geohook_repl_lag_bytes"), 0.0);
         assert!(
             !f.log().contains("replication session ended"),
             "{}",
@@ -124,4 +130,8 @@ fn shrinks_under_load_keep_followers_attached() {
     assert_eq!(stat_u64(&leader, "repl_full_syncs"), 2);
     assert_eq!(stat_u64(&leader, "repl_partial_syncs"), 0);
     assert_eq!(stat_u64(&leader, "connected_followers"), 2);
+    assert_eq!(metric(&leader, "geohook_repl_full_syncs"), 2.0);
+    assert_eq!(metric(&leader, "geohook_repl_partial_resyncs"), 0.0);
+    assert_eq!(metric(&leader, "geohook_repl_connected_followers"), 2.0);
+    assert_eq!(metric(&leader, "geohook_repl_leader"), 1.0);
 }

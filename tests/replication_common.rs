@@ -15,7 +15,18 @@ pub(crate) fn free_port() -> u16 {
 
 /// One numeric SERVER stat, or `u64::MAX` while the server does not answer.
 pub(crate) fn stat_u64(server: &Server, name: &str) -> u64 {
-    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)) else {
+    stat_auth(server, "", name)
+}
+
+/// [`stat_u64`] on a server with a password.
+pub(crate) fn stat_auth(server: &Server, password: &str, name: &str) -> u64 {
+    let auth = if password.is_empty() {
+        String::new()
+    } else {
+        format!(":{password}@")
+    };
+    let Ok(client) = redis::Client::open(format!("redis://{auth}127.0.0.1:{}/", server.port))
+    else {
         return u64::MAX;
     };
     let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
@@ -33,11 +44,21 @@ pub(crate) fn stat_u64(server: &Server, name: &str) -> u64 {
 
 /// Waits until `follower` is caught up at the leader's current offset.
 pub(crate) fn caught_up(leader: &Server, follower: &Server, timeout: Duration) -> bool {
+    caught_up_auth(leader, "", follower, timeout)
+}
+
+/// [`caught_up`] with a leader that has a password.
+pub(crate) fn caught_up_auth(
+    leader: &Server,
+    password: &str,
+    follower: &Server,
+    timeout: Duration,
+) -> bool {
     wait_until(timeout, || {
-        let want = stat_u64(leader, "repl_offset");
+        let want = stat_auth(leader, password, "repl_offset");
         want != u64::MAX
             && stat_u64(follower, "repl_offset") == want
-            && stat_u64(leader, "repl_offset") == want
+            && stat_auth(leader, password, "repl_offset") == want
     })
 }
 
@@ -73,4 +94,19 @@ pub(crate) fn assert_same_state(follower: &[String], leader: &[String]) {
         cut(follower),
         cut(leader)
     );
+}
+
+/// One sample from the server's Prometheus page (`--metrics-addr`).
+pub(crate) fn metric(server: &Server, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let addr = server.metrics_addr().expect("started with --metrics-addr");
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{page}"))
 }

@@ -377,6 +377,7 @@ pub fn refresh_gauges(shared: &Shared) {
         set_gauge(&m.aof_offset, core.aof.offset());
         set_gauge(&m.objects, crate::geo::num_objects(&core.db));
     }
+    crate::replication::refresh_gauges(shared);
     match shared.memwatch.get().map(|w| w.metrics()) {
         Some(w) => {
             let _ = m.memwatch_level.set(w.level as i64);

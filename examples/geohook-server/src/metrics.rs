@@ -114,6 +114,8 @@ pub struct Metrics {
     pub expired: Counter,
     /// Number of objects in the database.
     pub objects: Gauge,
+    /// Replication gauges, refreshed before each scrape.
+    pub repl: crate::replication::ReplGauges,
     /// The counter and histogram of each name in [`COMMANDS`], created once
     /// so that recording a command neither allocates nor locks.
     per_command: HashMap<&'static str, (Counter, Histogram)>,
@@ -166,11 +168,13 @@ impl Metrics {
             }),
             expired: Counter::default(),
             objects: Gauge::default(),
+            repl: crate::replication::ReplGauges::default(),
             registry: Registry::default(),
             per_command: HashMap::new(),
             late: Arc::default(),
         };
         r.register_collector(Box::new(LateCollector(m.late.clone())));
+        m.repl.register(&mut r);
         r.register(
             "tile38_aof_size_bytes",
             "Size of the append-only file",

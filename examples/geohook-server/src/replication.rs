@@ -464,10 +464,10 @@ pub fn follow_command(shared: &Arc<Shared>, args: &[Vec<u8>]) -> Result<(), Stri
     if port == 0 {
         return Err(crate::commands::invalid(&args[2]));
     }
-    if let Some(f) = repl.following.lock().as_ref() {
-        if f.host == host && f.port == port {
-            return Ok(());
-        }
+    // Stop the old link first: its task checks the token under the core
+    // lock before applying, so no command lands after the position is read.
+    if let Some(old) = repl.following.lock().take() {
+        old.cancel.cancel();
     }
     let position = {
         let core = shared.core.read();
@@ -762,4 +762,81 @@ pub fn role(
             .flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)])
             .collect(),
     ))
+}
+
+/// Prometheus gauges for replication, mirrored from [`status`] before each
+/// scrape (the counters live in `geohook-repl`, so they are exported as
+/// gauges that only grow within one process).
+#[derive(Debug, Default)]
+pub struct ReplGauges {
+    /// 1 on a leader, 0 on a follower.
+    pub leader: prometheus_client::metrics::gauge::Gauge,
+    /// This node's replication offset.
+    pub offset: prometheus_client::metrics::gauge::Gauge,
+    /// Bytes behind the leader (a follower), or of the furthest follower
+    /// (a leader).
+    pub lag_bytes: prometheus_client::metrics::gauge::Gauge,
+    /// How long a follower has been behind, in seconds.
+    pub lag_seconds: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Full syncs served (leader) or received (follower).
+    pub full_syncs: prometheus_client::metrics::gauge::Gauge,
+    /// Partial resyncs served (leader) or received (follower).
+    pub partial_syncs: prometheus_client::metrics::gauge::Gauge,
+    /// Followers streaming from this leader.
+    pub connected_followers: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ReplGauges {
+    /// Adds the gauges to the registry.
+    pub fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "geohook_repl_leader",
+            "1 when this node leads, 0 when it follows",
+            self.leader.clone(),
+        );
+        r.register(
+            "geohook_repl_offset_bytes",
+            "Replication offset",
+            self.offset.clone(),
+        );
+        r.register(
+            "geohook_repl_lag_bytes",
+            "Bytes a follower is behind its leader (on a leader: the furthest follower)",
+            self.lag_bytes.clone(),
+        );
+        r.register(
+            "geohook_repl_lag_seconds",
+            "How long a follower has been behind its leader",
+            self.lag_seconds.clone(),
+        );
+        r.register(
+            "geohook_repl_full_syncs",
+            "Full syncs served (leader) or received (follower) since start",
+            self.full_syncs.clone(),
+        );
+        r.register(
+            "geohook_repl_partial_resyncs",
+            "Partial resyncs served (leader) or received (follower) since start",
+            self.partial_syncs.clone(),
+        );
+        r.register(
+            "geohook_repl_connected_followers",
+            "Followers streaming from this leader",
+            self.connected_followers.clone(),
+        );
+    }
+}
+
+/// Copies [`status`] into the gauges, before a scrape.
+pub fn refresh_gauges(shared: &Shared) {
+    use crate::metrics::set_gauge;
+    let s = status(shared);
+    let g = &shared.metrics.repl;
+    set_gauge(&g.leader, u64::from(s.role == "leader"));
+    set_gauge(&g.offset, s.offset);
+    set_gauge(&g.lag_bytes, s.lag_bytes);
+    g.lag_seconds.set(s.lag_ms as f64 / 1000.0);
+    set_gauge(&g.full_syncs, s.full_syncs);
+    set_gauge(&g.partial_syncs, s.partial_syncs);
+    set_gauge(&g.connected_followers, s.connected_followers);
 }
