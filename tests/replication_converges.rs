@@ -29,6 +29,14 @@ fn two_followers_reach_the_leaders_state_and_log_its_bytes() {
             "OK"
         );
     }
+    // A hook made before they join reaches them with the full sync.
+    assert_eq!(
+        run(
+            &mut lc,
+            "SETHOOK h0 http://127.0.0.1:9/x NEARBY fleet FENCE POINT 32 -115 1000"
+        ),
+        "1"
+    );
     let fdirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let followers: Vec<_> = fdirs
         .iter()
@@ -58,6 +66,19 @@ fn two_followers_reach_the_leaders_state_and_log_its_bytes() {
         );
         assert_eq!(run(&mut lc, &format!("SET other o{i} STRING v{i}")), "OK");
     }
+    // Hooks are state too: they reach the followers through the stream.
+    for (name, lat) in [("h1", 33), ("h2", 34), ("gone", 35)] {
+        assert_eq!(
+            run(
+                &mut lc,
+                &format!(
+                    "SETHOOK {name} http://127.0.0.1:9/x NEARBY fleet FENCE POINT {lat} -115 1000"
+                )
+            ),
+            "1"
+        );
+    }
+    assert_eq!(run(&mut lc, "DELHOOK gone"), "1");
     assert_eq!(run(&mut lc, "SET fleet p1 POINT 1 1"), "OK");
     assert_eq!(run(&mut lc, "SET fleet p2 POINT 1 1"), "OK");
     assert_eq!(run(&mut lc, "PDEL fleet p*"), "2");
@@ -77,6 +98,15 @@ fn two_followers_reach_the_leaders_state_and_log_its_bytes() {
         let mut c = f.client();
         assert_same_state(&dump(&mut c), &dump(&mut lc));
         assert_eq!(run(&mut c, "SCAN fleet COUNT"), "49");
+        let hooks = run(&mut c, "HOOKS *");
+        assert_eq!(hooks, run(&mut lc, "HOOKS *"));
+        assert!(
+            hooks.contains("h0")
+                && hooks.contains("h1")
+                && hooks.contains("h2")
+                && !hooks.contains("gone"),
+            "{hooks}"
+        );
         assert_eq!(run(&mut c, "SET fleet x POINT 1 1"), "ERR:not the leader");
         assert_eq!(run(&mut c, "DROP fleet"), "ERR:not the leader");
         assert_eq!(run(&mut c, "HEALTHZ"), "OK");

@@ -108,6 +108,9 @@ pub struct Repl {
     /// The replication id this node's next header carries.
     replid: Mutex<ReplId>,
     following: Mutex<Option<Following>>,
+    /// A full sync in progress (shared by every follower task this node
+    /// runs, so that a FOLLOW during one takes it over).
+    sync: Arc<Mutex<Option<SyncFile>>>,
 }
 
 impl std::fmt::Debug for Repl {
@@ -210,6 +213,7 @@ pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker) -> anyhow::Result<()> 
         links: Mutex::new(CancellationToken::new()),
         replid: Mutex::new(replid),
         following: Mutex::new(None),
+        sync: Arc::default(),
     });
     let _ = shared.repl.set(repl.clone());
     let (host, port) = {
@@ -262,7 +266,7 @@ fn follow(
     let replica = Arc::new(ServerReplica {
         shared: shared.clone(),
         cancel: cancel.clone(),
-        sync: Mutex::new(None),
+        sync: repl.sync.clone(),
     });
     let config = FollowerConfig {
         host: host.clone(),
@@ -302,6 +306,16 @@ fn promote(shared: &Arc<Shared>, repl: &Arc<Repl>) -> Result<(), String> {
     };
     old.cancel.cancel();
     let mut core = shared.core.write();
+    if let Some(s) = repl.sync.lock().take() {
+        // Promoted in the middle of a full sync: memory holds part of the
+        // leader's snapshot while the file still holds the old state. Reload
+        // nothing silently; say so, and free the shrink flag the sync held.
+        let _ = std::fs::remove_file(&s.path);
+        shared.shrinking.store(false, Ordering::SeqCst);
+        tracing::error!(
+            "promoted during a full sync: memory holds a partial snapshot; restart to reload the file"
+        );
+    }
     let offset = core.aof.offset();
     let replid = *repl.replid.lock();
     let leader = Leader::recovered(
@@ -574,7 +588,7 @@ struct SyncFile {
 struct ServerReplica {
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    sync: Mutex<Option<SyncFile>>,
+    sync: Arc<Mutex<Option<SyncFile>>>,
 }
 
 impl ServerReplica {
