@@ -94,3 +94,12 @@ fn crc32c_ceiling(bencher: Bencher<'_, '_>) {
         .counter(BytesCount::of_slice(&log))
         .bench(|| crc32c::crc32c(divan::black_box(&log)));
 }
+
+/// The same ceiling with `crc-fast`, which the frames format uses for payloads of 1 KiB and more.
+#[divan::bench]
+fn crc_fast_ceiling(bencher: Bencher<'_, '_>) {
+    let log = frames_log();
+    bencher
+        .counter(BytesCount::of_slice(&log))
+        .bench(|| crc_fast::crc32_iscsi(divan::black_box(&log)));
+}

@@ -22,8 +22,28 @@ pub const HEADER_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Frames;
 
-fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload)
+/// Payloads at least this long are checksummed with `crc-fast`, shorter ones with `crc32c`.
+///
+/// `crc-fast` folds with VPCLMULQDQ/AVX-512 where the CPU has them and runs two to three times as fast
+/// as `crc32c` from 1 KiB up, but its per-call set-up costs more than a payload of a few hundred bytes
+/// takes to checksum; measured on record-sized inputs, the two cross near 512 bytes.
+const CRC_FAST_MIN: usize = 512;
+
+/// CRC32C of the length bytes followed by the payload.
+pub(crate) fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
+    if payload.len() < CRC_FAST_MIN {
+        return crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+    }
+    // A digest's state is the CRC register before the final inversion, so continuing after the
+    // four length bytes starts from the inverted CRC of those bytes.
+    let head = crc_fast::crc32_iscsi(&len_bytes);
+    let mut digest = crc_fast::Digest::new_with_init_state(
+        crc_fast::CrcAlgorithm::Crc32Iscsi,
+        u64::from(head ^ u32::MAX),
+    );
+    digest.update(payload);
+    // CRC-32/ISCSI results fit in 32 bits; the upper half of the u64 is always zero.
+    digest.finalize() as u32
 }
 
 impl RecordFormat for Frames {
@@ -310,4 +330,30 @@ impl Iterator for Reader {
 /// As [`Reader`]: [`Error::Io`], [`Error::TornTail`] or [`Error::Corrupt`] at the first bad record.
 pub fn read_all(path: impl AsRef<Path>) -> Result<Vec<Vec<u8>>, Error> {
     Reader::open(path)?.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checksum;
+
+    /// The plain `crc32c` crate over the same bytes is the oracle: switching implementations at
+    /// `CRC_FAST_MIN` must never change a record's checksum, or old logs would read as corrupt.
+    #[test]
+    fn checksum_matches_crc32c_on_both_sides_of_the_crossover() {
+        let data: Vec<u8> = (0..(3 << 20) as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let lens = (0..2100).chain([4095, 4096, 65_537, 1 << 20, 3 << 20]);
+        for len in lens {
+            let payload = &data[..len];
+            let len_bytes = u32::try_from(len).unwrap().to_le_bytes();
+            let mut whole = len_bytes.to_vec();
+            whole.extend_from_slice(payload);
+            assert_eq!(
+                checksum(len_bytes, payload),
+                crc32c::crc32c(&whole),
+                "len {len}"
+            );
+        }
+    }
 }
