@@ -34,7 +34,7 @@
 //!   `appendonly.aof` (RESP, the Tile38 name) with `write(2)` before the reply
 //!   is encoded, fsynced before the reply under `--appendfsync always`, once
 //!   a second under `everysec`, never under `no`; the logical write offset
-//!   (monotonic across shrinks, the future replication position) is bumped
+//!   (monotonic across shrinks: the replication offset) is bumped
 //!   and the [`state::ChangeSink`] (where hooks plug in) is told. Relative
 //!   TTLs are logged as absolute deadlines (`EX s` as `PXAT ms`, `EXPIRE` as
 //!   `PEXPIREAT`), so a restart never extends a TTL. A failed write or fsync
@@ -50,6 +50,11 @@
 //!   cooldown; AOFSHRINK asks for one now. The snapshot is written in batches
 //!   under short read locks and the bytes appended meanwhile are carried over
 //!   by offset, then one fsynced rename swaps the file ([`shrink`]).
+//! - **Replication.** Every file starts with a `REPLSTATE` header naming the
+//!   replication id and offset, so the offset survives restarts and shrinks.
+//!   A leader feeds every appended command to its backlog; `FOLLOW host port`
+//!   makes a follower that writes the leader's bytes to its own file, never
+//!   logs expirations of its own, and refuses writes ([`replication`]).
 //! - **Stop.** SIGTERM/SIGINT (exit 0) and a memwatch firing (exit 2) both
 //!   stop accepting, let connections finish the batch they read, then fsync
 //!   the file.

@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Replication lag of geohook-server (leader -> follower over loopback) at a
+# steady write rate, side by side with redis-server (master -> replica) driven
+# the same way in the same run.
+#
+# A writer sends SETs to the leader at the target rate (pipelined once per
+# millisecond). A prober, every 5 ms, writes a probe object with a sequence
+# number to the leader and, as soon as the leader acknowledged it, polls the
+# follower until the follower returns that sequence number: the time from the
+# leader's acknowledgement to the follower's answer is one lag sample.
+# "Kept up" means the writer reached at least 95% of the target rate, p99
+# stayed under 100 ms, and the follower reached the leader's offset within
+# 1 s after the writer stopped.
+#
+# Usage: examples/geohook-server/benches/replication-lag.sh [rates] [seconds]
+#   rates   comma-separated commands/s   (default 5000,20000,50000,100000)
+#   seconds per rate                     (default 5)
+set -euo pipefail
+
+RATES="${1:-5000,20000,50000,100000}"
+SECS="${2:-5}"
+ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
+cd "$ROOT"
+cargo build -q --release -p geohook-server --bin geohook-server
+BIN="$ROOT/target/release/geohook-server"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "port $1 did not open" >&2
+  exit 1
+}
+
+LP=$(free_port); FP=$(free_port); RM=$(free_port); RR=$(free_port)
+mkdir -p "$WORK/leader" "$WORK/follower" "$WORK/rmaster" "$WORK/rreplica"
+RUST_LOG=warn "$BIN" --dir "$WORK/leader" --port "$LP" --appendfsync everysec 2>"$WORK/leader.log" &
+PIDS+=($!)
+RUST_LOG=warn "$BIN" --dir "$WORK/follower" --port "$FP" --appendfsync everysec 2>"$WORK/follower.log" &
+PIDS+=($!)
+redis-server --port "$RM" --bind 127.0.0.1 --dir "$WORK/rmaster" --save "" --appendonly yes \
+  --appendfsync everysec --daemonize no >"$WORK/rmaster.log" 2>&1 &
+PIDS+=($!)
+redis-server --port "$RR" --bind 127.0.0.1 --dir "$WORK/rreplica" --save "" --appendonly yes \
+  --appendfsync everysec --replicaof 127.0.0.1 "$RM" --daemonize no >"$WORK/rreplica.log" 2>&1 &
+PIDS+=($!)
+wait_port "$LP"; wait_port "$FP"; wait_port "$RM"; wait_port "$RR"
+redis-cli -p "$FP" FOLLOW 127.0.0.1 "$LP" >/dev/null
+# Start measuring only once both replicas are attached and in step.
+for _ in $(seq 1 200); do
+  redis-cli -p "$RR" INFO replication | grep -q "master_link_status:up" &&
+    redis-cli -p "$FP" SERVER | grep -A1 -x caught_up | grep -qx true && break
+  sleep 0.05
+done
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, ${SECS}s per rate"
+python3 - "$LP" "$FP" "$RM" "$RR" "$RATES" "$SECS" <<'PY'
+import socket, sys, threading, time
+
+lp, fp, rm, rr = (int(x) for x in sys.argv[1:5])
+rates = [int(x) for x in sys.argv[5].split(",")]
+secs = float(sys.argv[6])
+
+def enc(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+    def line(self):
+        while b"\r\n" not in self.buf:
+            d = self.s.recv(1 << 16)
+            if not d:
+                raise EOFError
+            self.buf += d
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l
+    def reply(self):
+        l = self.line()
+        if l[:1] == b"$":
+            n = int(l[1:])
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self.buf += self.s.recv(1 << 16)
+            v, self.buf = self.buf[:n], self.buf[n + 2:]
+            return v
+        if l[:1] == b"*":
+            return [self.reply() for _ in range(int(l[1:]))]
+        return l
+    def call(self, *args):
+        self.s.sendall(enc(*args))
+        return self.reply()
+
+def leader_offset(c, redis):
+    if redis:
+        info = c.call("INFO", "replication").decode()
+        return int([l for l in info.split("\r\n") if l.startswith("master_repl_offset:")][0].split(":")[1])
+    v = c.call("SERVER")
+    d = dict(zip(v[::2], v[1::2]))
+    return int(d[b"repl_offset"])
+
+def follower_offset(c, redis):
+    if redis:
+        info = c.call("INFO", "replication").decode()
+        return int([l for l in info.split("\r\n") if l.startswith("slave_repl_offset:")][0].split(":")[1])
+    v = c.call("SERVER")
+    d = dict(zip(v[::2], v[1::2]))
+    return int(d[b"repl_offset"])
+
+def run(name, lport, fport, redis, rate):
+    stop = threading.Event()
+    sent = [0]
+    def writer():
+        c = Conn(lport)
+        cmds = []
+        for i in range(1000):
+            if redis:
+                cmds.append(enc("SET", "truck%d" % i, "33.%d,-115.%d" % (i, i)))
+            else:
+                cmds.append(enc("SET", "fleet", "truck%d" % i, "POINT", "33.%d" % i, "-115.%d" % i))
+        start = time.perf_counter()
+        i = 0
+        while not stop.is_set():
+            due = int((time.perf_counter() - start) * rate)
+            n = due - sent[0]
+            if n <= 0:
+                time.sleep(0.0005)
+                continue
+            n = min(n, 5000)
+            batch = b"".join(cmds[(i + k) % 1000] for k in range(n))
+            i += n
+            c.s.sendall(batch)
+            for _ in range(n):
+                c.line()
+            sent[0] += n
+    samples = []
+    def prober():
+        lc, fc = Conn(lport), Conn(fport)
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            if redis:
+                lc.call("SET", "probe", str(seq))
+            else:
+                lc.call("SET", "probe", "p", "STRING", str(seq))
+            t0 = time.perf_counter()
+            while True:
+                if redis:
+                    v = fc.call("GET", "probe")
+                else:
+                    v = fc.call("GET", "probe", "p")
+                if v == str(seq).encode():
+                    break
+                if time.perf_counter() - t0 > 10:
+                    break
+            samples.append(time.perf_counter() - t0)
+            time.sleep(0.005)
+    w = threading.Thread(target=writer); p = threading.Thread(target=prober)
+    t0 = time.perf_counter()
+    w.start(); p.start()
+    time.sleep(secs)
+    stop.set(); w.join(); p.join()
+    achieved = sent[0] / (time.perf_counter() - t0)
+    lc, fc = Conn(lport), Conn(fport)
+    target = leader_offset(lc, redis)
+    drained = False
+    end = time.perf_counter() + 1.0
+    while time.perf_counter() < end:
+        if follower_offset(fc, redis) >= target:
+            drained = True
+            break
+        time.sleep(0.01)
+    samples.sort()
+    p50 = samples[len(samples) // 2] * 1000
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000
+    kept = drained and p99 < 100 and achieved >= 0.95 * rate
+    print("%-14s rate %7d/s achieved %7d/s  lag p50 %7.3f ms  p99 %8.3f ms  samples %5d  kept up: %s"
+          % (name, rate, achieved, p50, p99, len(samples), "yes" if kept else "no"), flush=True)
+    return kept
+
+best = {"geohook-server": 0, "redis-server": 0}
+for rate in rates:
+    if run("geohook-server", lp, fp, False, rate):
+        best["geohook-server"] = rate
+    if run("redis-server", rm, rr, True, rate):
+        best["redis-server"] = rate
+for k, v in best.items():
+    print("highest rate kept up, %s: %d/s" % (k, v))
+PY
