@@ -84,6 +84,10 @@ pub struct Args {
     /// memwatch poll interval, e.g. 500ms (overrides MEMWATCH_POLL_INTERVAL).
     #[arg(long)]
     pub memwatch_interval: Option<String>,
+    /// Replication backlog: the stream bytes a leader keeps so that a
+    /// follower that reconnects within them resumes without a full sync.
+    #[arg(long, default_value = "16mb", value_parser = parse_size)]
+    pub repl_backlog_size: u64,
     /// Hook delivery settings.
     #[command(flatten)]
     pub hooks: crate::hooks::HookArgs,
@@ -258,7 +262,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // memwatch: a token it cancels once when the heap crosses the threshold.
     let (mem_fired, mem_thread) = crate::watch::start(&args, &shared)?;
 
-    crate::replication::start(&shared, &tracker)?;
+    crate::replication::start(
+        &shared,
+        &tracker,
+        usize::try_from(args.repl_backlog_size.max(1)).unwrap_or(usize::MAX),
+    )?;
     tracker.spawn(crate::server::accept_loop(
         shared.clone(),
         listener,

@@ -190,7 +190,7 @@ fn fullsync_path(live: &Path) -> PathBuf {
 /// # Errors
 ///
 /// The file cannot be read or its header is damaged.
-pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker) -> anyhow::Result<()> {
+pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker, backlog: usize) -> anyhow::Result<()> {
     let live = shared.opts.dir.join(AOF_NAME);
     let bytes = std::fs::read(&live).with_context(|| format!("read {}", live.display()))?;
     let found = recover(&bytes, &file_limits())
@@ -198,7 +198,10 @@ pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker) -> anyhow::Result<()> 
     let offset = found.offset();
     let had_header = found.replid().is_some();
     let replid = found.replid().unwrap_or_else(ReplId::random);
-    let leader_config = LeaderConfig::default();
+    let leader_config = LeaderConfig {
+        backlog_capacity: backlog,
+        ..LeaderConfig::default()
+    };
     let backlog = Backlog::load(
         leader_config.backlog_capacity,
         offset,
