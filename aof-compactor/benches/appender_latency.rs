@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench -p aof-compactor --bench appender_latency`
 //! (optional environment: `SECONDS` per side, default 3; `ROUNDS`, default 3;
-//! `STATE_MB`, default 32; `SYNC_EVERY_KB`, default 4096).
+//! `STATE_MB`, default 32; `SYNC_EVERY_KB`, default 4096; `MAX_RATE_MB`, the
+//! rewrite's [`Rewrite::max_rate`] in MB/s, default 0 = no cap).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -58,6 +59,7 @@ fn rewrite_loop(
     file: &Mutex<File>,
     state_mb: u64,
     sync_every: u64,
+    max_rate: u64,
     stop: &AtomicBool,
     held: &Mutex<Vec<u64>>,
 ) {
@@ -66,7 +68,10 @@ fn rewrite_loop(
         let (mut rw, begin_held) = {
             let _held = file.lock();
             let t = Instant::now();
-            let rw = Rewrite::begin(live).unwrap().sync_every(sync_every);
+            let rw = Rewrite::begin(live)
+                .unwrap()
+                .sync_every(sync_every)
+                .max_rate(max_rate);
             (rw, t.elapsed())
         };
         for _ in 0..records {
@@ -90,6 +95,7 @@ fn main() {
     let state_mb = env_u64("STATE_MB", 32);
     let rounds = env_u64("ROUNDS", 3);
     let sync_every = env_u64("SYNC_EVERY_KB", 4096) * 1024;
+    let max_rate = env_u64("MAX_RATE_MB", 0) * 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("appendonly.aof");
     let file = Arc::new(Mutex::new(
@@ -111,7 +117,7 @@ fn main() {
         let rewriter = {
             let (live, file, stop, held) = (live.clone(), file.clone(), stop.clone(), held.clone());
             std::thread::spawn(move || {
-                rewrite_loop(&live, &file, state_mb, sync_every, &stop, &held)
+                rewrite_loop(&live, &file, state_mb, sync_every, max_rate, &stop, &held)
             })
         };
         during.extend(append_for(&file, phase));
@@ -122,7 +128,9 @@ fn main() {
     during.sort_unstable();
 
     println!(
-        "appender latency, {seconds} s per side in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state"
+        "appender latency, {seconds} s per side in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state, write-back every {} KiB, rate cap {}",
+        sync_every / 1024,
+        if max_rate == 0 { "none".to_owned() } else { format!("{} MB/s", max_rate / 1_000_000) }
     );
     println!(
         "{:<28} {:>9} {:>10} {:>10} {:>10} {:>10}",

@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::Error;
 
@@ -63,8 +64,18 @@ pub struct Rewrite {
     /// `written` at the last fdatasync, so commit can skip a redundant one.
     durable: Option<u64>,
     sync_every: u64,
+    /// Cap on the compacted state's write rate in bytes per second; 0 means none.
+    max_rate: u64,
+    /// When the first byte of the compacted state was written, for the rate cap.
+    rate_start: Option<Instant>,
+    /// `written` at the last rate check, so the clock is read once per chunk.
+    rate_checked: u64,
     done: bool,
 }
+
+/// Bytes written between two checks of the rate cap: small enough that a pause is a few
+/// milliseconds at the rates a cap is useful for, large enough that reading the clock costs nothing.
+const RATE_CHECK_BYTES: u64 = 256 * 1024;
 
 /// The result of a [`Rewrite::commit`].
 #[derive(Debug)]
@@ -140,6 +151,9 @@ impl Rewrite {
             unsynced: 0,
             durable: None,
             sync_every: DEFAULT_SYNC_EVERY,
+            max_rate: 0,
+            rate_start: None,
+            rate_checked: 0,
             done: false,
         })
     }
@@ -152,6 +166,25 @@ impl Rewrite {
     /// the final fsync short (redis #700, #1019).
     pub fn sync_every(mut self, bytes: u64) -> Self {
         self.sync_every = bytes;
+        self
+    }
+
+    /// Caps the rate at which the compacted state is written, in bytes per
+    /// second; 0 turns the cap off. Writes through the [`Write`] impl sleep
+    /// whenever they get ahead of the cap (checked every 256 KiB, so the
+    /// thread blocks for a few milliseconds at a time); [`Rewrite::catch_up`]
+    /// and [`Rewrite::commit`] are never slowed.
+    ///
+    /// A rewrite that writes as fast as the disk takes it fills the device
+    /// queue, and every `fdatasync` of the appender waits behind that stream.
+    /// A cap well below the disk's bandwidth keeps the appender's sync latency
+    /// close to what it is without a rewrite, at the price of a longer
+    /// rewrite (Redis has no such knob; RocksDB's `rate_limiter` is the same
+    /// idea for compactions).
+    ///
+    /// Default: 0 (no cap), so a rewrite runs at full speed.
+    pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
+        self.max_rate = bytes_per_sec;
         self
     }
 
@@ -352,6 +385,9 @@ impl Write for Rewrite {
         let n = self.temp.write(buf)?;
         self.written += n as u64;
         self.unsynced += n as u64;
+        if self.max_rate > 0 {
+            self.throttle();
+        }
         if self.sync_every > 0 && self.unsynced >= self.sync_every {
             self.temp.flush()?;
             start_writeback(
@@ -366,6 +402,21 @@ impl Write for Rewrite {
 
     fn flush(&mut self) -> io::Result<()> {
         self.temp.flush()
+    }
+}
+
+impl Rewrite {
+    /// Sleeps until the bytes written so far are within the rate cap.
+    fn throttle(&mut self) {
+        let start = *self.rate_start.get_or_insert_with(Instant::now);
+        if self.written - self.rate_checked < RATE_CHECK_BYTES {
+            return;
+        }
+        self.rate_checked = self.written;
+        let due = Duration::from_secs_f64(self.written as f64 / self.max_rate as f64);
+        if let Some(ahead) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(ahead);
+        }
     }
 }
 
