@@ -110,3 +110,30 @@ pub(crate) fn metric(server: &Server, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in\n{page}"))
 }
+
+/// Asserts that two nodes' files hold the same stream bytes where their
+/// offsets overlap (each may have shrunk, so either may start later).
+pub(crate) fn assert_streams_agree(a: &Path, b: &Path) {
+    let (ao, astream) = file_stream(a);
+    let (bo, bstream) = file_stream(b);
+    let (early, eo, late, lo) = if ao <= bo {
+        (&astream, ao, &bstream, bo)
+    } else {
+        (&bstream, bo, &astream, ao)
+    };
+    let skip = (lo - eo) as usize;
+    assert!(
+        skip <= early.len(),
+        "no overlap: {} starts at {eo} with {} bytes, {} at {lo}",
+        a.display(),
+        early.len(),
+        b.display()
+    );
+    let n = (early.len() - skip).min(late.len());
+    assert!(
+        early[skip..skip + n] == late[..n],
+        "the streams of {} and {} differ",
+        a.display(),
+        b.display()
+    );
+}

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::{dump, run, start, wait_until, Server};
-use replication_common::{assert_same_state, caught_up, file_stream, free_port, stat_u64};
+use replication_common::{
+    assert_same_state, assert_streams_agree, caught_up, file_stream, free_port, stat_u64,
+};
 
 const ROUNDS: usize = 6;
 
@@ -60,10 +62,34 @@ fn start_follower(dir: &Path) -> Server {
 
 #[test]
 fn followers_and_leader_survive_sigkill_without_losing_acknowledged_writes() {
+    sigkill_rounds(false);
+}
+
+/// The same with a leader that shrinks its file every few hundred
+/// milliseconds, so that some SIGKILLs land during or right after a shrink.
+/// A restarted leader's backlog holds only the stream since its last shrink,
+/// so a follower that was behind that point is full-synced; nothing is lost
+/// and the states and streams still agree.
+#[test]
+fn sigkill_during_leader_shrinks_loses_nothing() {
+    sigkill_rounds(true);
+}
+
+fn sigkill_rounds(shrinks: bool) {
     let ldir = tempfile::tempdir().unwrap();
     let port = free_port();
     let port_s = port.to_string();
-    let largs = ["--port", port_s.as_str(), "--appendfsync", "always"];
+    let mut largs = vec!["--port", port_s.as_str(), "--appendfsync", "always"];
+    if shrinks {
+        largs.extend([
+            "--aofshrink-min-size",
+            "16kb",
+            "--aofshrink-check-ms",
+            "100",
+            "--aofshrink-cooldown-ms",
+            "200",
+        ]);
+    }
     let mut leader = start(ldir.path(), &largs).unwrap();
     let fdirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut followers: Vec<Server> = fdirs.iter().map(|d| start_follower(d.path())).collect();
@@ -146,21 +172,30 @@ fn followers_and_leader_survive_sigkill_without_losing_acknowledged_writes() {
             f.log()
         );
         assert_same_state(&dump(&mut f.client()), &dump(&mut lc));
-        // Since its last restart it resumed from its own file every time.
-        assert_eq!(stat_u64(f, "repl_full_syncs"), 0, "{}", f.log());
-        assert!(stat_u64(f, "repl_partial_syncs") >= 1, "{}", f.log());
+        if !shrinks {
+            // Since its last restart it resumed from its own file every time.
+            assert_eq!(stat_u64(f, "repl_full_syncs"), 0, "{}", f.log());
+            assert!(stat_u64(f, "repl_partial_syncs") >= 1, "{}", f.log());
+        }
         eprintln!(
-            "follower: {} partial resyncs since its last restart, offset {}",
+            "follower: {} partial resyncs and {} full syncs since its last restart, offset {}",
             stat_u64(f, "repl_partial_syncs"),
+            stat_u64(f, "repl_full_syncs"),
             stat_u64(f, "repl_offset")
         );
-        let (lo, lstream) = file_stream(&ldir.path().join("appendonly.aof"));
-        let (fo, fstream) = file_stream(&d.path().join("appendonly.aof"));
-        assert_eq!(
-            fstream,
-            lstream[(fo - lo) as usize..],
-            "the follower's file is not the leader's stream"
+        assert_streams_agree(
+            &ldir.path().join("appendonly.aof"),
+            &d.path().join("appendonly.aof"),
         );
+        let (fo, fstream) = file_stream(&d.path().join("appendonly.aof"));
+        assert_eq!(fo + fstream.len() as u64, stat_u64(&leader, "repl_offset"));
     }
-    assert_eq!(stat_u64(&leader, "repl_full_syncs"), 0, "{}", leader.log());
+    let (lo, lstream) = file_stream(&ldir.path().join("appendonly.aof"));
+    assert_eq!(lo + lstream.len() as u64, stat_u64(&leader, "repl_offset"));
+    if shrinks {
+        // The leader's file was shrunk: its header moved past offset 0.
+        assert!(lo > 0, "the leader never shrank");
+    } else {
+        assert_eq!(stat_u64(&leader, "repl_full_syncs"), 0, "{}", leader.log());
+    }
 }
