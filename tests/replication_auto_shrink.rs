@@ -127,6 +127,10 @@ fn shrinks_under_load_keep_followers_attached() {
             "a follower expired on its own"
         );
     }
+    // The leader's shrunk file still recovers its offset.
+    let (lo, lstream) = file_stream(&ldir.path().join("appendonly.aof"));
+    assert!(lo > 0, "the leader's header never moved");
+    assert_eq!(lo + lstream.len() as u64, stat_u64(&leader, "repl_offset"));
     assert_eq!(stat_u64(&leader, "repl_full_syncs"), 2);
     assert_eq!(stat_u64(&leader, "repl_partial_syncs"), 0);
     assert_eq!(stat_u64(&leader, "connected_followers"), 2);
