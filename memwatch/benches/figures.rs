@@ -196,17 +196,29 @@ fn overhead() {
         "\n### Watcher overhead ({threads} workload threads × {ops} alloc/free, median of 7 interleaved rounds)\n"
     );
     println!(
-        "| variant | median wall time | wall ratio to no watcher | samples taken | watcher thread CPU / workload CPU |\n|---|---|---|---|---|"
+        "| variant | median wall time | wall ratio to no watcher | samples taken | watcher thread CPU / workload CPU | watcher CPU per sample | watcher CPU / wall time |\n|---|---|---|---|---|---|---|"
     );
     for (i, (name, _)) in variants.iter().enumerate() {
         let ratio = medians[i].as_secs_f64() / medians[0].as_secs_f64();
         println!(
-            "| {name} | {:.1} ms | {:.4} ({:+.2} %) | {} | {:.4} % |",
+            "| {name} | {:.1} ms | {:.4} ({:+.2} %) | {} | {:.4} % | {} | {:.4} % |",
             medians[i].as_secs_f64() * 1e3,
             ratio,
             (ratio - 1.0) * 100.0,
             samples[i],
-            watcher_cpu[i].as_secs_f64() / workload_cpu[i].as_secs_f64() * 100.0
+            watcher_cpu[i].as_secs_f64() / workload_cpu[i].as_secs_f64() * 100.0,
+            if samples[i] == 0 {
+                "-".to_owned()
+            } else {
+                format!(
+                    "{:.1} µs",
+                    watcher_cpu[i].as_secs_f64() * 1e6 / samples[i] as f64
+                )
+            },
+            // Share of one core over the rounds' wall time: unlike the share of
+            // the workload's CPU, it does not grow when other processes on the
+            // machine take CPU away from the workload.
+            watcher_cpu[i].as_secs_f64() / times[i].iter().sum::<Duration>().as_secs_f64() * 100.0
         );
     }
 }
@@ -236,6 +248,26 @@ fn idle_tick_cost() {
             cpu.as_secs_f64() * 1e6 / n as f64
         );
     }
+    // The floor: a thread that only parks for the interval, as the watcher
+    // does between samples, so the wake-up's own cost shows beside the rows
+    // above.
+    let bare = std::thread::Builder::new()
+        .name("memwatch".into())
+        .spawn(|| {
+            let end = Instant::now() + Duration::from_secs(2);
+            let mut ticks = 0u64;
+            while Instant::now() < end {
+                std::thread::park_timeout(Duration::from_millis(10));
+                ticks += 1;
+            }
+            (ticks, watcher_thread_cpu())
+        })
+        .unwrap();
+    let (n, cpu) = bare.join().unwrap();
+    println!(
+        "| none (the thread only parks for 10 ms) | {n} | {:.1} µs |",
+        cpu.as_secs_f64() * 1e6 / n as f64
+    );
 }
 
 /// CPU time of the whole process (user + system).

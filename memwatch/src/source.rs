@@ -110,6 +110,13 @@ fn pread_all<'a>(file: &File, path: &Path, buf: &'a mut [u8]) -> Result<&'a [u8]
             return Ok(&buf[..len]);
         }
         len += n;
+        // procfs and cgroupfs render these files whole and hand over as much
+        // as fits, so a read that stopped short of the buffer at a line end
+        // got the entire file. Stopping here saves the second `pread` that
+        // would only report end of file, on every tick.
+        if len < buf.len() && buf[len - 1] == b'\n' {
+            return Ok(&buf[..len]);
+        }
         if len == buf.len() {
             return Err(Error::Corrupt {
                 path: path.to_owned(),
