@@ -531,3 +531,33 @@ impl MemorySource for SystemSource {
         self.degraded.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pread_all;
+    use crate::error::Error;
+
+    /// Reads `content` through `pread_all` with a buffer of `cap` bytes.
+    fn read(content: &[u8], cap: usize) -> Result<Vec<u8>, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statm");
+        std::fs::write(&path, content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let mut buf = vec![0; cap];
+        pread_all(&file, &path, &mut buf).map(<[u8]>::to_vec)
+    }
+
+    #[test]
+    fn whole_file_with_or_without_a_final_newline() {
+        assert_eq!(read(b"1 2 3\n", 64).unwrap(), b"1 2 3\n");
+        assert_eq!(read(b"1 2 3", 64).unwrap(), b"1 2 3");
+        assert_eq!(read(b"", 64).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_file_that_fills_the_buffer_is_refused_even_at_a_line_end() {
+        assert!(matches!(read(b"123\n", 4), Err(Error::Corrupt { .. })));
+        assert!(matches!(read(b"123456\n", 4), Err(Error::Corrupt { .. })));
+        assert_eq!(read(b"12\n", 4).unwrap(), b"12\n");
+    }
+}
