@@ -6,6 +6,9 @@
 # resident bytes (from the metrics endpoint), plus queue figures, to a CSV,
 # then prints RSS and allocated growth after the warm-up.
 #
+# WARM=0 skips the warm-up pass (every hook then allocates its queue on its
+# first event, which shows as slow growth until all hooks have had one).
+#
 # Usage: examples/geohook-server/benches/hooks-soak.sh [duration_s] [hooks] [sets_per_s] [endpoint_delay_ms]
 # Output: examples/geohook-server/benches/results/hooks-soak.csv
 set -euo pipefail
@@ -22,8 +25,11 @@ MPORT=${MPORT:-29862}
 HPORT=${HPORT:-29863}
 OUT=${OUT:-examples/geohook-server/benches/results/hooks-soak.csv}
 
-cargo build -q --release -p geohook-server
-BIN=target/release/geohook-server
+# BIN=path skips the build (to soak a binary built earlier).
+if [ -z "${BIN:-}" ]; then
+    cargo build -q --release -p geohook-server
+    BIN=target/release/geohook-server
+fi
 WORK=$(mktemp -d)
 cleanup() {
     [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null || true
@@ -61,28 +67,35 @@ mkdir -p "$WORK/data"
 SRV_PID=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
 
-# 70,000 fences of 0.002 x 0.002 degrees at random in a 2 x 2 degree box.
-python3 - "$HOOKS" "$HPORT" >"$WORK/hooks.cmds" <<'PY'
+# 70,000 fences of 0.002 x 0.002 degrees at random in a 2 x 2 degree box,
+# and a warm-up pass that moves an object into every fence once, so that
+# every hook's queue has held a message before the measurement starts.
+python3 - "$HOOKS" "$HPORT" "$WORK" <<'PY'
 import random, sys
-n, hport = int(sys.argv[1]), sys.argv[2]
+n, hport, work = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def resp(args):
+    return f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
 r = random.Random(7)
-out = []
-for i in range(n):
-    lat, lon = 32 + r.random() * 2, -116 + r.random() * 2
-    args = ["SETHOOK", f"h{i}", f"http://127.0.0.1:{hport}/h", "WITHIN", "fleet", "FENCE",
-            "DETECT", "enter,exit", "BOUNDS", f"{lat:.6f}", f"{lon:.6f}",
-            f"{lat + 0.002:.6f}", f"{lon + 0.002:.6f}"]
-    out.append(f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args))
-sys.stdout.write("".join(out))
+with open(f"{work}/hooks.cmds", "w") as h, open(f"{work}/warm.cmds", "w") as w:
+    for i in range(n):
+        lat, lon = 32 + r.random() * 2, -116 + r.random() * 2
+        h.write(resp(["SETHOOK", f"h{i}", f"http://127.0.0.1:{hport}/h", "WITHIN", "fleet", "FENCE",
+                      "DETECT", "enter,exit", "BOUNDS", f"{lat:.6f}", f"{lon:.6f}",
+                      f"{lat + 0.002:.6f}", f"{lon + 0.002:.6f}"]))
+        w.write(resp(["SET", "fleet", f"o{i % 10000}", "POINT", f"{lat + 0.001:.6f}", f"{lon + 0.001:.6f}"]))
 PY
 redis-cli -p "$PORT" --pipe <"$WORK/hooks.cmds" >/dev/null
+if [ "${WARM:-1}" = 1 ]; then redis-cli -p "$PORT" --pipe <"$WORK/warm.cmds" >/dev/null; fi
 echo "hooks loaded: $(redis-cli -p "$PORT" HOOKS '*' | grep -c '^h' || true) (listing lines)" >&2
 
-# Steady load: RATE SETs a second, in batches every 50 ms, over 10,000 objects that move at random.
+# Steady load: RATE SETs a second, in batches every 50 ms, over 10,000 objects
+# that drive around: each update moves one object up to 0.001 degrees
+# (about 100 m) in each direction from where it was.
 python3 - "$PORT" "$RATE" "$DURATION" <<'PY' &
 import random, socket, sys, time
 port, rate, duration = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 r = random.Random(11)
+pos = [[32 + r.random() * 2, -116 + r.random() * 2] for _ in range(10000)]
 s = socket.create_connection(("127.0.0.1", port))
 batch = max(1, rate // 20)
 start = time.monotonic()
@@ -91,8 +104,11 @@ buf = b""
 while time.monotonic() - start < duration:
     cmds = []
     for _ in range(batch):
-        a = ["SET", "fleet", f"o{r.randrange(10000)}", "POINT",
-             f"{32 + r.random() * 2:.6f}", f"{-116 + r.random() * 2:.6f}"]
+        i = r.randrange(10000)
+        p = pos[i]
+        p[0] = min(34, max(32, p[0] + r.uniform(-0.001, 0.001)))
+        p[1] = min(-114, max(-116, p[1] + r.uniform(-0.001, 0.001)))
+        a = ["SET", "fleet", f"o{i}", "POINT", f"{p[0]:.6f}", f"{p[1]:.6f}"]
         cmds.append(f"*{len(a)}\r\n" + "".join(f"${len(x)}\r\n{x}\r\n" for x in a))
     s.sendall("".join(cmds).encode())
     sent += batch
@@ -110,14 +126,14 @@ while time.monotonic() - start < duration:
 PY
 LOAD_PID=$!
 
-echo "t_s,rss_bytes,jemalloc_allocated_bytes,jemalloc_resident_bytes,queued_messages,queued_bytes,events,deliveries_http,dropped_expired,dropped_overflow,fence_groups" >"$OUT"
+echo "t_s,sets,rss_bytes,jemalloc_allocated_bytes,jemalloc_resident_bytes,queued_messages,queued_bytes,events,deliveries_http,dropped_expired,dropped_overflow,fence_groups" >"$OUT"
 metric() { awk -v n="$1" '$1 == n {print $2}' "$WORK/m"; }
 T0=$(date +%s)
 while kill -0 "$LOAD_PID" 2>/dev/null; do
     NOW=$(( $(date +%s) - T0 ))
     curl -s "127.0.0.1:$MPORT/metrics" >"$WORK/m" || true
     RSS=$(( $(awk '/^VmRSS:/ {print $2}' "/proc/$SRV_PID/status") * 1024 ))
-    echo "$NOW,$RSS,$(metric geohook_jemalloc_allocated_bytes),$(metric geohook_jemalloc_resident_bytes),$(metric geohook_hook_queued_messages),$(metric geohook_hook_queued_bytes),$(metric geohook_hook_events_total),$(metric 'geohook_hook_deliveries_total{scheme="http"}'),$(metric 'geohook_hook_dropped_total{reason="expired"}'),$(metric 'geohook_hook_dropped_total{reason="overflow"}'),$(metric geohook_hook_fence_groups)" >>"$OUT"
+    echo "$NOW,$(metric 'geohook_commands_total{cmd="set"}'),$RSS,$(metric geohook_jemalloc_allocated_bytes),$(metric geohook_jemalloc_resident_bytes),$(metric geohook_hook_queued_messages),$(metric geohook_hook_queued_bytes),$(metric geohook_hook_events_total),$(metric 'geohook_hook_deliveries_total{scheme="http"}'),$(metric 'geohook_hook_dropped_total{reason="expired"}'),$(metric 'geohook_hook_dropped_total{reason="overflow"}'),$(metric geohook_hook_fence_groups)" >>"$OUT"
     sleep "$SAMPLE"
 done
 wait "$LOAD_PID" || { echo "load client failed" >&2; exit 1; }
