@@ -22,14 +22,16 @@ use crate::state::{ChangeSink, Core, Shared};
 /// Tile38's default LIMIT for searches.
 const DEFAULT_LIMIT: usize = 100;
 
-fn is_write(name: &str) -> bool {
+/// The data commands that change the database.
+pub(crate) fn is_write(name: &str) -> bool {
     matches!(
         name,
         "set" | "del" | "pdel" | "drop" | "flushdb" | "expire" | "pexpireat" | "persist" | "fset"
     )
 }
 
-fn is_read(name: &str) -> bool {
+/// The data commands that only read the database.
+pub(crate) fn is_read(name: &str) -> bool {
     matches!(
         name,
         "get"

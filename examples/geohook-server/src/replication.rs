@@ -47,46 +47,19 @@ fn file_limits() -> Limits {
     }
 }
 
-/// The command names a follower refuses ("not the leader").
+/// The command names a follower refuses ("not the leader"): the data writes
+/// plus the hook and channel writes.
 fn is_write(name: &str) -> bool {
-    matches!(
-        name,
-        "set"
-            | "del"
-            | "pdel"
-            | "drop"
-            | "flushdb"
-            | "expire"
-            | "pexpireat"
-            | "persist"
-            | "fset"
-            | "sethook"
-            | "delhook"
-            | "pdelhook"
-            | "setchan"
-            | "delchan"
-            | "pdelchan"
-    )
+    crate::geo::is_write(name)
+        || matches!(
+            name,
+            "sethook" | "delhook" | "pdelhook" | "setchan" | "delchan" | "pdelchan"
+        )
 }
 
 /// The data reads a follower refuses until it has caught up once.
 fn is_read(name: &str) -> bool {
-    matches!(
-        name,
-        "get"
-            | "keys"
-            | "scan"
-            | "nearby"
-            | "within"
-            | "intersects"
-            | "ttl"
-            | "exists"
-            | "fget"
-            | "stats"
-            | "bounds"
-            | "hooks"
-            | "chans"
-    )
+    crate::geo::is_read(name) || matches!(name, "hooks" | "chans")
 }
 
 struct Following {
