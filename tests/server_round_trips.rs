@@ -388,6 +388,8 @@ fn config_rewrite_persists_settings_across_restarts() {
     assert_eq!(run(&mut c, "CONFIG SET aofshrink-min-size 1gb"), "OK");
     assert_eq!(run(&mut c, "CONFIG SET aofshrink-percentage 50"), "OK");
     assert_eq!(run(&mut c, "CONFIG SET aofshrink-min-size 2gb"), "OK");
+    assert_eq!(run(&mut c, "CONFIG SET aofshrink-max-rate 32mb"), "OK");
+    assert!(run(&mut c, "CONFIG SET aofshrink-max-rate fast").contains("Invalid argument"));
     assert_eq!(run(&mut c, "CONFIG REWRITE"), "OK");
     // Set after the rewrite: not persisted.
     assert_eq!(run(&mut c, "CONFIG SET aofshrink-percentage 75"), "OK");
@@ -396,7 +398,7 @@ fn config_rewrite_persists_settings_across_restarts() {
     let mut c = server.client();
     assert_eq!(
         run(&mut c, "CONFIG GET aofshrink-*"),
-        "[aofshrink-min-size 2147483648 aofshrink-percentage 50]"
+        "[aofshrink-max-rate 33554432 aofshrink-min-size 2147483648 aofshrink-percentage 50]"
     );
     // A flag overrides the file at start.
     drop(c);

@@ -35,6 +35,15 @@ pub struct Settings {
     /// Default: 0.
     #[serde(rename = "aofshrink-percentage")]
     pub aofshrink_percentage: u64,
+    /// Cap on how fast a shrink writes the compacted state, in bytes per
+    /// second; 0 means no cap. A shrink that writes as fast as the disk takes
+    /// it makes every `appendfsync always` write wait behind its stream; a cap
+    /// well below the disk's bandwidth keeps that latency close to normal at
+    /// the price of a longer shrink (see aof-compactor's `Rewrite::max_rate`).
+    ///
+    /// Default: 0.
+    #[serde(rename = "aofshrink-max-rate")]
+    pub aofshrink_max_rate: u64,
     /// The leader this node follows (`FOLLOW host port`); empty for a leader.
     ///
     /// Default: empty.
@@ -59,6 +68,7 @@ impl Default for Settings {
             protected_mode: true,
             aofshrink_min_size: 0,
             aofshrink_percentage: 0,
+            aofshrink_max_rate: 0,
             follow_host: String::new(),
             follow_port: 0,
             leaderauth: String::new(),
@@ -109,6 +119,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 
 /// The names `CONFIG GET` and `CONFIG SET` accept, sorted.
 pub const PROPERTIES: &[&str] = &[
+    "aofshrink-max-rate",
     "aofshrink-min-size",
     "aofshrink-percentage",
     "leaderauth",
@@ -159,6 +170,7 @@ impl Settings {
             "protected-mode" => if self.protected_mode { "yes" } else { "no" }.to_string(),
             "aofshrink-min-size" => self.aofshrink_min_size.to_string(),
             "aofshrink-percentage" => self.aofshrink_percentage.to_string(),
+            "aofshrink-max-rate" => self.aofshrink_max_rate.to_string(),
             "leaderauth" => self.leaderauth.clone(),
             _ => return None,
         })
@@ -181,6 +193,9 @@ impl Settings {
             "aofshrink-percentage" => {
                 self.aofshrink_percentage = value.parse().map_err(|_| invalid())?
             }
+            "aofshrink-max-rate" => {
+                self.aofshrink_max_rate = parse_size(value).ok_or_else(invalid)?
+            }
             "leaderauth" => self.leaderauth = value.to_string(),
             _ => return Err(format!("Unsupported CONFIG parameter: {name}")),
         }
@@ -198,6 +213,10 @@ mod tests {
         assert_eq!(parse_size("1KB"), Some(1024));
         assert_eq!(parse_size("2gb"), Some(2 << 30));
         assert_eq!(parse_size("0"), Some(0));
+        let mut s = Settings::default();
+        s.set("aofshrink-max-rate", "64mb").unwrap();
+        assert_eq!(s.get("aofshrink-max-rate").as_deref(), Some("67108864"));
+        assert!(s.set("aofshrink-max-rate", "fast").is_err());
         assert_eq!(parse_size("12345"), Some(12345));
         assert_eq!(parse_size("mb"), None);
         assert_eq!(parse_size("-1"), None);

@@ -96,7 +96,10 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
         core.writable()?;
         (core.aof.size(), core.aof.offset())
     };
-    let mut rw = Rewrite::begin_at(&live, start).map_err(|e| e.to_string())?;
+    let max_rate = shared.settings.read().aofshrink_max_rate;
+    let mut rw = Rewrite::begin_at(&live, start)
+        .map_err(|e| e.to_string())?
+        .max_rate(max_rate);
     // The new file starts with the replication header at the offset where
     // the carried-over tail begins; its base length is known only after the
     // snapshot, so a placeholder of the same fixed length is patched below.
