@@ -1,5 +1,5 @@
 //! Benchmarks: the SET path (store the object, match fences, queue events) with 0, 1,000 and 70,000
-//! hooks, and the cost per delivered event with 1,000 against 70,000 hooks to a local HTTP sink.
+//! hooks, long random jumps with 70,000 hooks, and the cost per delivered event with 1,000 against 70,000 hooks to a local HTTP sink.
 //!
 //! Run with `cargo bench -p geohook-hooks --bench hooks`.
 
@@ -136,6 +136,82 @@ fn set_path(bencher: Bencher<'_, '_>, hooks: usize) {
     let m = h.metrics();
     eprintln!(
         "set_path({hooks}): {:.3} events per SET over {n} SETs",
+        (m.events - before) as f64 / n.max(1) as f64
+    );
+}
+
+/// One SET whose object jumps to a random point anywhere in the fenced square (a long move across
+/// thousands of fences), with 70,000 hooks: the spanning box of such a move meets a large share of
+/// the fences, and only hooks that detect `cross` should pay for it.
+#[divan::bench(args = [70_000], sample_count = 20, sample_size = 50)]
+fn set_path_long_jumps(bencher: Bencher<'_, '_>, hooks: usize) {
+    let h = hooks_with(hooks, "http://127.0.0.1:9/sink", QueueConfig::default());
+    let mut db = Database::new();
+    let mut rng = StdRng::seed_from_u64(5);
+    let ids: Vec<String> = (0..VEHICLES).map(|i| format!("truck{i}")).collect();
+    let random_point = |rng: &mut StdRng| {
+        Object::Point(
+            Point::new(
+                LAT0 + rng.random::<f64>() * SPAN,
+                LON0 + rng.random::<f64>() * SPAN,
+            )
+            .unwrap(),
+        )
+    };
+    // Place every vehicle once before timing, so that every timed SET is a move with an old position.
+    for id in &ids {
+        let object = random_point(&mut rng);
+        db.set(
+            "fleet",
+            id,
+            object.clone(),
+            &[] as &[(&str, f64)],
+            None,
+            SetCondition::Always,
+            0,
+        )
+        .unwrap();
+        h.on_change(&Change::set(
+            "fleet",
+            id,
+            None,
+            &object,
+            None,
+            SystemTime::now(),
+        ));
+    }
+    h.set_role(false);
+    h.set_role(true);
+    let before = h.metrics().events;
+    let mut n = 0u64;
+    bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
+        let v = rng.random_range(0..VEHICLES);
+        let object = random_point(&mut rng);
+        let old = db
+            .set(
+                "fleet",
+                &ids[v],
+                object.clone(),
+                &[] as &[(&str, f64)],
+                None,
+                SetCondition::Always,
+                0,
+            )
+            .unwrap();
+        let events = h.on_change(&Change::set(
+            "fleet",
+            &ids[v],
+            old.as_ref().map(|i| i.object()),
+            &object,
+            None,
+            SystemTime::now(),
+        ));
+        n += 1;
+        events
+    });
+    let m = h.metrics();
+    eprintln!(
+        "set_path_long_jumps({hooks}): {:.3} events per SET over {n} SETs",
         (m.events - before) as f64 / n.max(1) as f64
     );
 }

@@ -178,6 +178,10 @@ fn cells(env: &AABB<[f64; 2]>) -> ((i32, i32), (i32, i32), i64) {
 struct KeyFences {
     tree: RTree<FenceEntry, FenceParams>,
     large: RTree<FenceEntry, FenceParams>,
+    /// The fences whose DETECT includes `cross` (also in `tree`). A long move searches the box
+    /// spanning its two ends only here, so that fences which can hear nothing from the path between
+    /// the ends are never visited for it.
+    cross: RTree<FenceEntry, FenceParams>,
     /// Slot and box of each small fence, per cell; kept to 40 bytes an entry so that scanning a cell
     /// reads few cache lines.
     grid: HashMap<(i32, i32), Vec<CellEntry>>,
@@ -198,6 +202,7 @@ impl Default for KeyFences {
         Self {
             tree: RTree::new_with_params(),
             large: RTree::new_with_params(),
+            cross: RTree::new_with_params(),
             grid: HashMap::new(),
             churn: 0,
             outside: BTreeSet::new(),
@@ -221,6 +226,9 @@ impl KeyFences {
         } else {
             self.large.insert(entry.clone());
         }
+        if entry.filter.detects(Detect::Cross) {
+            self.cross.insert(entry.clone());
+        }
         self.tree.insert(entry);
         self.note_churn();
     }
@@ -241,8 +249,16 @@ impl KeyFences {
         } else {
             self.large.remove(entry);
         }
+        if entry.filter.detects(Detect::Cross) {
+            self.cross.remove(entry);
+        }
         self.tree.remove(entry);
         self.note_churn();
+    }
+
+    /// Whether a query box is small enough for the grid.
+    fn is_small(query: &AABB<[f64; 2]>) -> bool {
+        cells(query).2 <= SMALL_CELLS
     }
 
     /// Calls `f` once with the slot of every fence whose bounding box meets `query`.
@@ -281,6 +297,8 @@ impl KeyFences {
             self.tree = RTree::bulk_load_with_params(tree.into_iter().collect());
             let large = std::mem::replace(&mut self.large, RTree::new_with_params());
             self.large = RTree::bulk_load_with_params(large.into_iter().collect());
+            let cross = std::mem::replace(&mut self.cross, RTree::new_with_params());
+            self.cross = RTree::bulk_load_with_params(cross.into_iter().collect());
             self.churn = 0;
         }
     }
@@ -573,9 +591,12 @@ impl Hooks {
     /// Reports one write. Matches it against the fences on its key, updates fence state, and queues
     /// the resulting events (on the leader). Returns the number of events produced.
     ///
-    /// Cost: an R-tree search over the fences of `change.key` (about log(hooks)), plus the work for each
-    /// event produced. Hooks that ask for `outside` get an event for every write to their key, as in
-    /// Tile38, so they are visited on every write.
+    /// Cost: index searches over the fences of `change.key` at the new and the old position (about
+    /// log(hooks) each), plus, for a move, a search of the path's spanning box among the fences that
+    /// detect `cross` only, plus the work for each event produced. A long jump over thousands of
+    /// enter/exit fences therefore visits only the fences at its two ends, as in Tile38. Hooks that ask
+    /// for `outside` get an event for every write to their key, as in Tile38, so they are visited on
+    /// every write.
     pub fn on_change(&self, change: &Change<'_>) -> usize {
         let mut reg = self.registry.lock();
         let reg = &mut *reg;
@@ -693,23 +714,55 @@ impl Hooks {
             return;
         };
         let old = change.old.filter(|o| o.bounds().is_some());
-        // The query box covers both positions, so it also covers the straight path between the centres.
-        let mut query = aabb(&new_bounds);
-        if let Some(ob) = old.and_then(Object::bounds) {
-            query.merge(&aabb(&ob));
+        let new_env = aabb(&new_bounds);
+        let old_env = old.and_then(Object::bounds).map(|b| aabb(&b));
+        // The spanning box covers both positions, so it also covers the straight path between the
+        // centres.
+        let mut span = new_env;
+        if let Some(o) = &old_env {
+            span.merge(o);
         }
         let fences = reg.fences.get(change.key).expect("caller checked");
-        let has_state = reg
+        let state: &[Stay] = reg
             .groups
             .get(change.key)
-            .is_some_and(|o| o.contains_key(change.id));
+            .and_then(|o| o.get(change.id))
+            .map_or(&[], Vec::as_slice);
+        let has_state = !state.is_empty();
+        // A fence can produce an event for this write only if it meets the new position (inside,
+        // enter), meets the old one (exit, and inside for a hook set while the object was already
+        // in it), holds fence state for the object (so that stale state is cleared), meets the path
+        // between them and detects `cross`, or hears every write (`outside`, handled below). A short
+        // move's spanning box is a few grid cells, and one search of it is cheaper than three; a long
+        // move searches both ends apart and the spanning box only among cross-detecting fences, so
+        // that its cost does not grow with the number of fences it jumps over.
+        let mut candidates: Vec<u32> = Vec::new();
+        if KeyFences::is_small(&span) {
+            fences.for_each_candidate(&span, |slot| candidates.push(slot));
+        } else {
+            fences.for_each_candidate(&new_env, |slot| candidates.push(slot));
+            if let Some(o) = &old_env {
+                fences.for_each_candidate(o, |slot| candidates.push(slot));
+            }
+            candidates.extend(state.iter().map(|(slot, _)| *slot));
+            if old_env.is_some() {
+                candidates.extend(
+                    fences
+                        .cross
+                        .locate_in_envelope_intersecting(&span)
+                        .map(|e| e.slot),
+                );
+            }
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
         let mut path: Option<Option<Object>> = None;
         let mut seen: Vec<u32> = Vec::new();
         // First decide every detect with shared borrows only, then update state; most candidates of
         // a move are "outside, before and after" and need neither state nor an event.
         let mut decided: Vec<(u32, Detect, Filter)> = Vec::new();
         let slots = &reg.slots;
-        fences.for_each_candidate(&query, |slot| {
+        for slot in candidates {
             if !fences.outside.is_empty() {
                 seen.push(slot);
             }
@@ -726,7 +779,7 @@ impl Hooks {
                     let wanted =
                         e.filter.detects(Detect::Cross) || e.filter.detects(Detect::Outside);
                     if !wanted && !has_state {
-                        return;
+                        continue;
                     }
                     let crossed = wanted
                         && old.is_some_and(|o| {
@@ -741,7 +794,7 @@ impl Hooks {
                 }
             };
             decided.push((e.slot, detect, e.filter));
-        });
+        }
         seen.sort_unstable();
         let outside: Vec<u32> = fences
             .outside

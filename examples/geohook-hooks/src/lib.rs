@@ -54,8 +54,11 @@
 //!   `inside` and `exit` events reuse. The state is removed on exit, on delete, on drop and when the hook
 //!   is deleted, so it holds only objects inside fences right now ([`Metrics::fence_groups`]).
 //! - **Who hears what**: fences are found through a spatial index per key (an R-tree of bounding
-//!   boxes, plus a hash grid for fences that span a few 0.005° cells), so a write costs one index
-//!   search plus the candidates' exact tests and the events it produces. Hooks whose DETECT includes `outside`
+//!   boxes, plus a hash grid for fences that span a few 0.005° cells). A write's candidates are the
+//!   fences meeting its new position, those meeting its old position or holding state for the object,
+//!   and, among fences whose DETECT includes `cross` only (a separate R-tree), those meeting the box
+//!   spanning the move; so a long jump across thousands of enter/exit fences costs two small searches,
+//!   the candidates' exact tests and the events it produces. Hooks whose DETECT includes `outside`
 //!   (including hooks with no DETECT) hear about every write to their key, as in Tile38; use
 //!   `DETECT enter,exit` with many hooks. A `del` goes to the hooks the object was inside and the hooks
 //!   that hear `outside`, rather than to every hook on the key, which would make every expiry cost
