@@ -65,6 +65,16 @@ impl Ctx {
         }
     }
 
+    /// `{"ok":true}` in JSON mode, else the integer reply Redis clients expect
+    /// from a write that counts what it changed.
+    pub fn ok_or_int(&self, n: i64) -> Reply {
+        if self.json {
+            self.ok()
+        } else {
+            Reply::Int(n)
+        }
+    }
+
     /// Renders an error in the session's mode.
     pub fn err(&self, msg: &str) -> Reply {
         if self.json {

@@ -246,11 +246,7 @@ fn write(
             if let Some(old) = old {
                 w.commit_with(core, &args[..3], key, Some(id), &[(id, old.object())])?;
             }
-            Ok(if ctx.json {
-                ctx.ok()
-            } else {
-                Reply::Int(deleted as i64)
-            })
+            Ok(ctx.ok_or_int(deleted as i64))
         }
         "pdel" => {
             if args.len() != 3 {
@@ -264,11 +260,7 @@ fn write(
                     removed.iter().map(|(i, it)| (&**i, it.object())).collect();
                 w.commit_with(core, args, key, None, &before)?;
             }
-            Ok(if ctx.json {
-                ctx.ok()
-            } else {
-                Reply::Int(n as i64)
-            })
+            Ok(ctx.ok_or_int(n as i64))
         }
         "drop" => {
             if args.len() != 2 {
@@ -279,11 +271,7 @@ fn write(
             if dropped {
                 w.commit(core, args, key, None)?;
             }
-            Ok(if ctx.json {
-                ctx.ok()
-            } else {
-                Reply::Int(dropped as i64)
-            })
+            Ok(ctx.ok_or_int(dropped as i64))
         }
         "flushdb" => {
             if args.len() != 1 {
@@ -313,7 +301,7 @@ fn write(
                         at.to_string().into_bytes(),
                     ];
                     w.commit(core, &logged, key, Some(id))?;
-                    Ok(if ctx.json { ctx.ok() } else { Reply::Int(1) })
+                    Ok(ctx.ok_or_int(1))
                 }
                 Err(e) if !ctx.json => match e {
                     geohook_db::Error::KeyNotFound { .. }
@@ -333,11 +321,7 @@ fn write(
                     if had {
                         w.commit(core, args, key, Some(id))?;
                     }
-                    Ok(if ctx.json {
-                        ctx.ok()
-                    } else {
-                        Reply::Int(had as i64)
-                    })
+                    Ok(ctx.ok_or_int(had as i64))
                 }
                 Err(_) if !ctx.json => Ok(Reply::Int(0)),
                 Err(e) => Err(db_err(e)),
@@ -365,11 +349,7 @@ fn write(
             if changed > 0 {
                 w.commit(core, args, key, Some(id))?;
             }
-            Ok(if ctx.json {
-                ctx.ok()
-            } else {
-                Reply::Int(changed as i64)
-            })
+            Ok(ctx.ok_or_int(changed as i64))
         }
         _ => Err(format!("unknown command '{name}'")),
     }

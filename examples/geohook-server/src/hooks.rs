@@ -215,11 +215,7 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
             if n > 0 {
                 core.commit(fsync, sink, args, "", None)?;
             }
-            Ok(if ctx.json {
-                ctx.ok()
-            } else {
-                Reply::Int(n as i64)
-            })
+            Ok(ctx.ok_or_int(n as i64))
         }
     }
 }
