@@ -55,39 +55,23 @@ fn a_second_failure_is_a_hard_error() {
     let path = common::write(dir.path(), "c.log", &bytes[..bytes.len() - 1]);
     let calls = Cell::new(0);
     // A reader that keeps failing even after a successful repair.
-    let err = read_with_repair(
-        &path,
-        &frames::Frames,
-        &Config::default(),
-        |p| -> Result<(), _> {
-            calls.set(calls.get() + 1);
-            Err(Error::TornTail {
-                path: p.to_path_buf(),
-                offset: 0,
-                discarded: 1,
-            })
-        },
-    )
-    .unwrap_err();
+    let always_torn = |p: &std::path::Path| -> Result<(), Error> {
+        calls.set(calls.get() + 1);
+        Err(Error::TornTail {
+            path: p.to_path_buf(),
+            offset: 0,
+            discarded: 1,
+        })
+    };
+    let err =
+        read_with_repair(&path, &frames::Frames, &Config::default(), always_torn).unwrap_err();
     assert!(matches!(err, Error::StillBroken { .. }), "{err:?}");
     assert_eq!(calls.get(), 2, "exactly one retry");
 
     // On a clean log a failing reader is also a hard error, after exactly one read.
     calls.set(0);
-    let err = read_with_repair(
-        &path,
-        &frames::Frames,
-        &Config::default(),
-        |p| -> Result<(), _> {
-            calls.set(calls.get() + 1);
-            Err(Error::TornTail {
-                path: p.to_path_buf(),
-                offset: 0,
-                discarded: 1,
-            })
-        },
-    )
-    .unwrap_err();
+    let err =
+        read_with_repair(&path, &frames::Frames, &Config::default(), always_torn).unwrap_err();
     assert!(matches!(err, Error::StillBroken { .. }), "{err:?}");
     assert_eq!(calls.get(), 1);
 }
