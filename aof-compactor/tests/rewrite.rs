@@ -25,6 +25,15 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
+/// A fresh directory holding one live file `name` with `contents`; the
+/// directory lives as long as the returned guard.
+fn live_file(name: &str, contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join(name);
+    fs::write(&live, contents).unwrap();
+    (dir, live)
+}
+
 /// Runs one rewrite of a live file holding `before`, writing `compacted`,
 /// appending `during_write` while the state is written, `before_catch_up`
 /// and `before_commit` at the later phases, and checks the live file ends up
@@ -36,9 +45,7 @@ fn check(
     before_catch_up: &[u8],
     before_commit: &[u8],
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("app.aof");
-    fs::write(&live, before).unwrap();
+    let (dir, live) = live_file("app.aof", before);
 
     let mut rw = Rewrite::begin(&live).unwrap().sync_every(3);
     assert_eq!(rw.start_len(), before.len() as u64);
@@ -98,9 +105,7 @@ fn the_new_file_is_the_compacted_state_plus_every_appended_byte() {
 
 #[test]
 fn writing_state_after_catch_up_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("a.aof");
-    fs::write(&live, b"abc").unwrap();
+    let (_dir, live) = live_file("a.aof", b"abc");
     let mut rw = Rewrite::begin(&live).unwrap();
     rw.write_all(b"state").unwrap();
     rw.catch_up().unwrap();
@@ -109,9 +114,7 @@ fn writing_state_after_catch_up_is_refused() {
 
 #[test]
 fn an_abandoned_rewrite_leaves_the_live_file_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("a.aof");
-    fs::write(&live, b"original").unwrap();
+    let (dir, live) = live_file("a.aof", b"original");
 
     let mut rw = Rewrite::begin(&live).unwrap();
     rw.write_all(b"new").unwrap();
@@ -128,9 +131,7 @@ fn an_abandoned_rewrite_leaves_the_live_file_alone() {
 
 #[test]
 fn a_live_file_that_shrank_is_corrupt_and_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("a.aof");
-    fs::write(&live, b"0123456789").unwrap();
+    let (dir, live) = live_file("a.aof", b"0123456789");
     let mut rw = Rewrite::begin(&live).unwrap();
     rw.write_all(b"state").unwrap();
     OpenOptions::new()
@@ -197,9 +198,7 @@ fn clean_leftovers_removes_only_this_files_temporaries() {
 
 #[test]
 fn a_crashed_rewrite_is_cleaned_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("app.aof");
-    fs::write(&live, b"old").unwrap();
+    let (dir, live) = live_file("app.aof", b"old");
     let mut rw = Rewrite::begin(&live).unwrap();
     rw.write_all(b"half a state").unwrap();
     let temp = rw.temp_path().to_owned();
@@ -213,9 +212,7 @@ fn a_crashed_rewrite_is_cleaned_at_the_next_start() {
 
 #[tokio::test]
 async fn commit_from_async_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("app.aof");
-    fs::write(&live, b"a\na\na\n").unwrap();
+    let (_dir, live) = live_file("app.aof", b"a\na\na\n");
     let mut rw = Rewrite::begin(&live).unwrap();
     rw.write_all(b"a\n").unwrap();
     append(&live, b"b\n");
@@ -229,9 +226,7 @@ async fn commit_from_async_code() {
 /// 1 MiB at 8 MiB/s cannot finish in less than 125 ms.
 #[test]
 fn a_rate_capped_rewrite_is_paced_and_complete() {
-    let dir = tempfile::tempdir().unwrap();
-    let live = dir.path().join("app.aof");
-    fs::write(&live, b"old").unwrap();
+    let (_dir, live) = live_file("app.aof", b"old");
     let state: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
     let started = std::time::Instant::now();
     let mut rw = Rewrite::begin(&live).unwrap().max_rate(8 << 20);
