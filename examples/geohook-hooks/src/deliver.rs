@@ -255,37 +255,19 @@ impl Deliverer {
             url: endpoint.url().to_owned(),
             source,
         };
-        let mut conn = {
-            let mut guard = slot.lock().await;
-            let now = Instant::now();
-            if self.retire(&mut guard, now) {
-                self.counters.connection_recycles.fetch_add(1, Relaxed);
-            }
-            match guard.as_mut() {
-                Some(aged) => {
-                    aged.last_used = now;
-                    aged.conn.clone()
-                }
-                None => {
-                    let client = redis::Client::open(format!("redis://{}/", host_port(host, port)))
-                        .map_err(err)?;
-                    let config = redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(self.config.connect_timeout))
-                        .set_response_timeout(Some(self.config.send_timeout));
-                    let conn = client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                        .map_err(err)?;
-                    self.counters.connections_opened.fetch_add(1, Relaxed);
-                    *guard = Some(Aged {
-                        conn: conn.clone(),
-                        opened: now,
-                        last_used: now,
-                    });
-                    conn
-                }
-            }
-        };
+        let mut conn = self
+            .checkout(&slot, async {
+                let client = redis::Client::open(format!("redis://{}/", host_port(host, port)))
+                    .map_err(err)?;
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.config.connect_timeout))
+                    .set_response_timeout(Some(self.config.send_timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(err)
+            })
+            .await?;
         let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload.body.as_ref())
@@ -317,47 +299,28 @@ impl Deliverer {
             url: endpoint.url().to_owned(),
             source,
         };
-        let partition = {
-            let mut guard = slot.lock().await;
-            let now = Instant::now();
-            if self.retire(&mut guard, now) {
-                self.counters.connection_recycles.fetch_add(1, Relaxed);
-            }
-            match guard.as_mut() {
-                Some(aged) => {
-                    aged.last_used = now;
-                    Arc::clone(&aged.conn)
-                }
-                None => {
-                    // Without a deadline rskafka retries a dead broker for ever; the queue does its own retrying.
-                    let backoff = rskafka::BackoffConfig {
-                        init_backoff: Duration::from_millis(50),
-                        max_backoff: Duration::from_millis(500),
-                        base: 2.0,
-                        deadline: Some(self.config.connect_timeout),
-                    };
-                    let client = rskafka::client::ClientBuilder::new(vec![host_port(host, port)])
-                        .client_id("geohook")
-                        .backoff_config(backoff)
-                        .build()
-                        .await
-                        .map_err(err)?;
-                    let partition = Arc::new(
-                        client
-                            .partition_client(topic, 0, UnknownTopicHandling::Error)
-                            .await
-                            .map_err(err)?,
-                    );
-                    self.counters.connections_opened.fetch_add(1, Relaxed);
-                    *guard = Some(Aged {
-                        conn: Arc::clone(&partition),
-                        opened: now,
-                        last_used: now,
-                    });
-                    partition
-                }
-            }
-        };
+        let partition = self
+            .checkout(&slot, async {
+                // Without a deadline rskafka retries a dead broker for ever; the queue does its own retrying.
+                let backoff = rskafka::BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(500),
+                    base: 2.0,
+                    deadline: Some(self.config.connect_timeout),
+                };
+                let client = rskafka::client::ClientBuilder::new(vec![host_port(host, port)])
+                    .client_id("geohook")
+                    .backoff_config(backoff)
+                    .build()
+                    .await
+                    .map_err(err)?;
+                let partition = client
+                    .partition_client(topic, 0, UnknownTopicHandling::Error)
+                    .await
+                    .map_err(err)?;
+                Ok(Arc::new(partition))
+            })
+            .await?;
         let record = rskafka::record::Record {
             key: Some(payload.key.to_vec()),
             value: Some(payload.body.to_vec()),
@@ -374,15 +337,35 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Drops the pooled connection if it is past its lifetime; returns whether it did.
-    fn retire<T>(&self, slot: &mut Option<Aged<T>>, now: Instant) -> bool {
-        let expired = slot
+    /// The connection pooled in `slot`, after retiring it if it is past its lifetime; when the slot is
+    /// empty, awaits `open` and pools what it returns. The slot stays locked while `open` runs, so that
+    /// concurrent sends to one peer open one connection between them.
+    async fn checkout<T: Clone>(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Aged<T>>>,
+        open: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let mut guard = slot.lock().await;
+        let now = Instant::now();
+        if guard
             .as_ref()
-            .is_some_and(|a| now.duration_since(a.opened) >= self.config.max_connection_lifetime);
-        if expired {
-            *slot = None;
+            .is_some_and(|a| now.duration_since(a.opened) >= self.config.max_connection_lifetime)
+        {
+            *guard = None;
+            self.counters.connection_recycles.fetch_add(1, Relaxed);
         }
-        expired
+        if let Some(aged) = guard.as_mut() {
+            aged.last_used = now;
+            return Ok(aged.conn.clone());
+        }
+        let conn = open.await?;
+        self.counters.connections_opened.fetch_add(1, Relaxed);
+        *guard = Some(Aged {
+            conn: conn.clone(),
+            opened: now,
+            last_used: now,
+        });
+        Ok(conn)
     }
 }
 
