@@ -242,14 +242,25 @@ impl Limits {
 
     /// Like [`Limits::discover`] with the cgroup files under `roots`.
     pub fn discover_at(configured: Option<u64>, roots: &CgroupRoots) -> Limits {
-        let cgroup = match Cgroup::discover_at(roots).and_then(|c| c.map(|c| c.limit()).transpose())
-        {
-            Ok(limit) => limit.flatten(),
-            Err(error) => {
-                tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit; using the other limits");
-                None
-            }
-        };
+        let cgroup = Cgroup::discover_at(roots).unwrap_or_else(|error| {
+            tracing::warn!(%error, "memwatch: cannot read the process's cgroup; using the other limits");
+            None
+        });
+        Self::of(configured, cgroup.as_ref())
+    }
+
+    /// The limits given an already discovered `cgroup`, so that
+    /// [`Watcher::new`](crate::Watcher::new), which also needs the cgroup for
+    /// its source, reads `/proc/self/cgroup` only once.
+    pub(crate) fn of(configured: Option<u64>, cgroup: Option<&Cgroup>) -> Limits {
+        let cgroup = cgroup.and_then(|c| {
+            c.limit()
+                .map_err(|error| {
+                    tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit; using the other limits");
+                })
+                .ok()
+                .flatten()
+        });
         Limits {
             configured,
             cgroup,

@@ -196,19 +196,7 @@ impl Watcher {
             tracing::warn!(%error, "memwatch: cannot read the process's cgroup");
             None
         });
-        let cgroup_limit = cgroup.as_ref().and_then(|c| {
-            c.limit()
-                .map_err(
-                    |error| tracing::warn!(%error, "memwatch: cannot read the cgroup memory limit"),
-                )
-                .ok()
-                .flatten()
-        });
-        let limits = Limits {
-            configured: config.limit,
-            cgroup: cgroup_limit,
-            physical: crate::cgroup::physical_memory(),
-        };
+        let limits = Limits::of(config.limit, cgroup.as_ref());
         let source = SystemSource::new(config.signal, cgroup.as_ref())?;
         Self::with_source(config, token, Box::new(source), limits)
     }
