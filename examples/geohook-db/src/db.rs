@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wildmatch::WildMatch;
 
-use crate::collection::{Collection, CollectionStats, Fields, Item, Page, SearchOpts};
+use crate::collection::{Collection, CollectionStats, Item, Page, SearchOpts};
 use crate::error::{Error, Result};
 use crate::geom::Point;
 use crate::object::{Area, Object};
@@ -409,13 +409,5 @@ impl Database {
             s.push('\n');
         }
         s
-    }
-}
-
-/// Convenience for callers that build fields from owned strings.
-impl Fields {
-    /// The field values as owned pairs, in name order.
-    pub fn to_vec(&self) -> Vec<(String, f64)> {
-        self.iter().map(|(n, v)| (n.to_owned(), v)).collect()
     }
 }
