@@ -236,19 +236,9 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoErro
 }
 
 /// Encodes a command as a RESP multibulk array, the form used on the wire and
-/// in the append-only file.
-pub fn encode_command(out: &mut Vec<u8>, args: &[Vec<u8>]) {
-    out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for a in args {
-        out.push(b'$');
-        out.extend_from_slice(a.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
+/// in the append-only file. It is the replication crate's encoder, so the
+/// bytes appended to the file and to a leader's backlog come from one place.
+pub use geohook_repl::encode_command;
 
 /// A reply in RESP terms.
 #[derive(Debug, Clone, PartialEq)]
