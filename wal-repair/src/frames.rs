@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::format::{Frame, RecordFormat};
-use crate::scan::{scan_file, ScanConfig, Tail};
+use crate::scan::{scan_open_file, ScanConfig, Tail};
 use crate::Error;
 
 /// The file header every framed log starts with.
@@ -131,7 +131,15 @@ impl Writer {
             crate::repair::sync_parent_dir(&path)?;
             len = MAGIC.len() as u64;
         } else {
-            let scan = scan_file(&path, &Frames, &ScanConfig::default())?;
+            // Scan through the handle just opened: no second open, and the scan sees the file that
+            // will be appended to even if `path` is replaced meanwhile.
+            let scan = scan_open_file(
+                &mut file,
+                &path,
+                &Frames,
+                &ScanConfig::default(),
+                &mut |_| {},
+            )?;
             match scan.tail {
                 Tail::Clean => {}
                 Tail::Corrupt { offset, reason, .. } => {
@@ -145,7 +153,7 @@ impl Writer {
                     return Err(Error::TornTail {
                         path,
                         offset: scan.valid_len,
-                        discarded: scan.file_len - scan.valid_len,
+                        discarded: scan.discarded(),
                     })
                 }
             }
