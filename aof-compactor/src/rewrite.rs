@@ -101,11 +101,7 @@ impl Rewrite {
     /// cannot be created.
     pub fn begin(live: impl Into<PathBuf>) -> Result<Self, Error> {
         let live = live.into();
-        let source = File::open(&live).map_err(|e| Error::io("open", &live, e))?;
-        let len = source
-            .metadata()
-            .map_err(|e| Error::io("stat", &live, e))?
-            .len();
+        let (source, len) = open_live(&live)?;
         Self::start(live, source, len)
     }
 
@@ -118,11 +114,7 @@ impl Rewrite {
     /// [`Rewrite::begin`].
     pub fn begin_at(live: impl Into<PathBuf>, len: u64) -> Result<Self, Error> {
         let live = live.into();
-        let source = File::open(&live).map_err(|e| Error::io("open", &live, e))?;
-        let actual = source
-            .metadata()
-            .map_err(|e| Error::io("stat", &live, e))?
-            .len();
+        let (source, actual) = open_live(&live)?;
         if actual < len {
             return Err(Error::Corrupt {
                 path: live,
@@ -455,6 +447,16 @@ fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     file.sync_data()
+}
+
+/// Opens the live file for reading and returns it with its current length.
+fn open_live(live: &Path) -> Result<(File, u64), Error> {
+    let source = File::open(live).map_err(|e| Error::io("open", live, e))?;
+    let len = source
+        .metadata()
+        .map_err(|e| Error::io("stat", live, e))?
+        .len();
+    Ok((source, len))
 }
 
 fn file_name(live: &Path) -> Result<OsString, Error> {
