@@ -311,22 +311,17 @@ async fn run_redis(args: &Args) -> anyhow::Result<()> {
         drop(tx);
         sender.await?;
         let expected = rate * args.seconds;
-        let wait_all = async {
+        let all_arrived = || async {
             while (samples.lock().len() as u64) < expected {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         };
-        let drained = tokio::time::timeout(Duration::from_secs(1), wait_all)
+        let drained = tokio::time::timeout(Duration::from_secs(1), all_arrived())
             .await
             .is_ok();
         // As for ours: let a backlog drain before the next rate starts, so
         // that one overload does not spill into the next figure.
-        let wait_rest = async {
-            while (samples.lock().len() as u64) < expected {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(30), wait_rest).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), all_arrived()).await;
         let mut got = std::mem::take(&mut *samples.lock());
         report("redis 7", rate, achieved, &mut got, expected, drained);
         let _: () = redis::cmd("PING").query_async(&mut conn).await?;
