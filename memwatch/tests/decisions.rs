@@ -121,6 +121,12 @@ fn watcher(config: Config, fake: &Fake) -> (Watcher, CancellationToken) {
     (w, token)
 }
 
+/// Runs a clone of `w` as a task on the test's runtime.
+fn spawn_run(w: &Watcher) -> tokio::task::JoinHandle<Stopped> {
+    let w = w.clone();
+    tokio::spawn(async move { w.run().await })
+}
+
 #[tokio::test(start_paused = true)]
 async fn fires_once_above_threshold() {
     let fake = Fake::new(2000);
@@ -145,10 +151,7 @@ async fn fires_once_above_threshold() {
 async fn fires_on_the_tick_after_crossing() {
     let fake = Fake::new(10);
     let (w, token) = watcher(config(1000), &fake);
-    let run = tokio::spawn({
-        let w = w.clone();
-        async move { w.run().await }
-    });
+    let run = spawn_run(&w);
     tokio::time::sleep(INTERVAL * 3 + INTERVAL / 2).await;
     assert!(!token.is_cancelled());
     let crossed = Instant::now();
@@ -180,10 +183,7 @@ async fn does_not_fire_below_threshold() {
 async fn caller_cancellation_stops_without_firing() {
     let fake = Fake::new(10);
     let (w, token) = watcher(config(1000), &fake);
-    let run = tokio::spawn({
-        let w = w.clone();
-        async move { w.run().await }
-    });
+    let run = spawn_run(&w);
     tokio::time::sleep(INTERVAL * 2 + INTERVAL / 2).await;
     token.cancel();
     assert_eq!(run.await.unwrap(), Stopped::Cancelled);
@@ -230,12 +230,7 @@ async fn disabled_config_starts_nothing() {
 async fn concurrent_runs_fire_once() {
     let fake = Fake::new(10);
     let (w, token) = watcher(config(1000), &fake);
-    let runs: Vec<_> = (0..4)
-        .map(|_| {
-            let w = w.clone();
-            tokio::spawn(async move { w.run().await })
-        })
-        .collect();
+    let runs: Vec<_> = (0..4).map(|_| spawn_run(&w)).collect();
     tokio::time::sleep(INTERVAL / 2).await;
     fake.set(5000);
     for r in runs {
@@ -368,10 +363,7 @@ async fn sampling_errors_are_counted_and_retried() {
     let fake = Fake::new(5000);
     fake.0.failing.store(true, Ordering::SeqCst);
     let (w, token) = watcher(config(1000), &fake);
-    let run = tokio::spawn({
-        let w = w.clone();
-        async move { w.run().await }
-    });
+    let run = spawn_run(&w);
     tokio::time::sleep(INTERVAL * 3 + INTERVAL / 2).await;
     assert!(!token.is_cancelled());
     assert_eq!(w.metrics().sample_errors, 4);
