@@ -125,6 +125,20 @@ fn header_corrupt(offset: u64, reason: Cow<'static, str>) -> Tail {
     }
 }
 
+/// Why the record walk stops at `frame` (anything but a whole record that fits), and whether the frame
+/// is invalid rather than cut short, which decides [`Stop::unproven`]. Both walks share it so that a scan
+/// in memory and a scan of the file stop for the same reasons.
+fn stop_reason(frame: Frame) -> (Cow<'static, str>, bool) {
+    match frame {
+        Frame::Complete(_) => (
+            Cow::Borrowed("format returned an impossible record length"),
+            false,
+        ),
+        Frame::Incomplete { .. } => (Cow::Borrowed("record runs past the end of the file"), false),
+        Frame::Invalid(reason) => (reason, true),
+    }
+}
+
 /// Classifies the bytes after a bad frame. `tail` starts at the bad frame (file offset `base`);
 /// `reaches_eof` says whether it runs to the end of the file.
 fn classify_tail<F: RecordFormat + ?Sized>(
@@ -217,19 +231,13 @@ pub fn scan_bytes<F: RecordFormat + ?Sized>(format: &F, buf: &[u8]) -> Scan {
     let headerless = pos == 0;
     let mut records = 0;
     while pos < buf.len() {
-        let mut invalid = false;
-        let reason = match format.decode(&buf[pos..]) {
+        let (reason, invalid) = match format.decode(&buf[pos..]) {
             Frame::Complete(n) if n > 0 && n <= buf.len() - pos => {
                 pos += n;
                 records += 1;
                 continue;
             }
-            Frame::Complete(_) => Cow::Borrowed("format returned an impossible record length"),
-            Frame::Incomplete { .. } => Cow::Borrowed("record runs past the end of the file"),
-            Frame::Invalid(reason) => {
-                invalid = true;
-                reason
-            }
+            frame => stop_reason(frame),
         };
         let unproven = headerless && records == 0 && invalid;
         let tail = classify_tail(format, &buf[pos..], pos as u64, true, reason, unproven);
@@ -483,7 +491,6 @@ impl Walker<'_> {
         let headerless = self.offset() == 0;
         let mut records = 0;
         loop {
-            let mut invalid = false;
             if self.start == self.end {
                 if self.at_eof() {
                     return Ok((self.offset(), records, None));
@@ -492,27 +499,23 @@ impl Walker<'_> {
                 progress(self.read_to);
                 continue;
             }
-            let reason = match format.decode(&self.buf[self.start..self.end]) {
+            let (reason, invalid) = match format.decode(&self.buf[self.start..self.end]) {
                 Frame::Complete(n) if n > 0 && n <= self.end - self.start => {
                     self.start += n;
                     records += 1;
                     continue;
                 }
-                Frame::Incomplete { needed } if needed <= self.end - self.start => {
-                    Cow::Borrowed("format asked for bytes it already had")
-                }
+                Frame::Incomplete { needed } if needed <= self.end - self.start => (
+                    Cow::Borrowed("format asked for bytes it already had"),
+                    false,
+                ),
                 Frame::Incomplete { needed } if !self.at_eof() => {
                     let left = usize::try_from(self.file_len - self.offset()).unwrap_or(usize::MAX);
                     self.fill(needed.min(left))?;
                     progress(self.read_to);
                     continue;
                 }
-                Frame::Complete(_) => Cow::Borrowed("format returned an impossible record length"),
-                Frame::Incomplete { .. } => Cow::Borrowed("record runs past the end of the file"),
-                Frame::Invalid(reason) => {
-                    invalid = true;
-                    reason
-                }
+                frame => stop_reason(frame),
             };
             return Ok((
                 self.offset(),
