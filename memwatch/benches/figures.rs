@@ -3,12 +3,16 @@
 //! 1. the cost of one sample per signal, p50 and p99, on an idle heap and on
 //!    a heap with populated arenas across threads, beside reading
 //!    `/proc/self/status` (the usual "cheap" alternative) in the same run;
-//! 2. the overhead of a running watcher on an allocation-heavy workload at
-//!    10 ms and 1 s intervals, as a ratio to no watcher;
-//! 3. the reaction time from crossing the threshold to the token being
+//! 2. the watcher thread's CPU per tick with no workload, beside a thread
+//!    that only parks for the same interval;
+//! 3. the overhead of a running watcher on an allocation-heavy workload
+//!    (jemalloc-resident at 10 ms, 100 ms and 1 s, RSS at 10 ms), as a wall
+//!    time ratio to no watcher and as the watcher thread's CPU;
+//! 4. the reaction time from crossing the threshold to the token being
 //!    cancelled.
 //!
-//! `cargo bench -p memwatch --bench figures` (about half a minute).
+//! `cargo bench -p memwatch --bench figures` (about a minute: the overhead
+//! part alone is 42 workload runs of the better part of a second each).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
