@@ -63,6 +63,30 @@ fn hooks_with(n: usize, endpoint: &str, config: QueueConfig) -> Hooks {
 }
 
 /// One SET as the server performs it: store the object, then report the change with the old object.
+/// Returns the number of events queued.
+fn set(db: &mut Database, h: &Hooks, id: &str, object: Object) -> usize {
+    let old = db
+        .set(
+            "fleet",
+            id,
+            object.clone(),
+            &[] as &[(&str, f64)],
+            None,
+            SetCondition::Always,
+            0,
+        )
+        .unwrap();
+    h.on_change(&Change::set(
+        "fleet",
+        id,
+        old.as_ref().map(|i| i.object()),
+        &object,
+        None,
+        SystemTime::now(),
+    ))
+}
+
+/// One SET of a vehicle that moves a few metres (see [`set`]).
 #[divan::bench(args = [0, 1_000, 70_000], sample_count = 50, sample_size = 2000)]
 fn set_path(bencher: Bencher<'_, '_>, hooks: usize) {
     let h = hooks_with(hooks, "http://127.0.0.1:9/sink", QueueConfig::default());
@@ -79,25 +103,12 @@ fn set_path(bencher: Bencher<'_, '_>, hooks: usize) {
     let ids: Vec<String> = (0..VEHICLES).map(|i| format!("truck{i}")).collect();
     // Place every vehicle once before timing, so that the figures are for moves, not first sightings.
     for (id, (lat, lon)) in ids.iter().zip(&positions) {
-        let object = Object::Point(Point::new(*lat, *lon).unwrap());
-        db.set(
-            "fleet",
+        set(
+            &mut db,
+            &h,
             id,
-            object.clone(),
-            &[] as &[(&str, f64)],
-            None,
-            SetCondition::Always,
-            0,
-        )
-        .unwrap();
-        h.on_change(&Change::set(
-            "fleet",
-            id,
-            None,
-            &object,
-            None,
-            SystemTime::now(),
-        ));
+            Object::Point(Point::new(*lat, *lon).unwrap()),
+        );
     }
     h.set_role(false);
     h.set_role(true);
@@ -110,25 +121,7 @@ fn set_path(bencher: Bencher<'_, '_>, hooks: usize) {
         *lat = (*lat + rng.random_range(-STEP..STEP)).clamp(LAT0, LAT0 + SPAN);
         *lon = (*lon + rng.random_range(-STEP..STEP)).clamp(LON0, LON0 + SPAN);
         let object = Object::Point(Point::new(*lat, *lon).unwrap());
-        let old = db
-            .set(
-                "fleet",
-                &ids[v],
-                object.clone(),
-                &[] as &[(&str, f64)],
-                None,
-                SetCondition::Always,
-                0,
-            )
-            .unwrap();
-        let events = h.on_change(&Change::set(
-            "fleet",
-            &ids[v],
-            old.as_ref().map(|i| i.object()),
-            &object,
-            None,
-            SystemTime::now(),
-        ));
+        let events = set(&mut db, &h, &ids[v], object);
         // Nothing delivers here; the queues hold what this run produces (a few MB) within the bounds.
         n += 1;
         events
@@ -160,25 +153,7 @@ fn set_path_long_jumps(bencher: Bencher<'_, '_>, hooks: usize) {
     };
     // Place every vehicle once before timing, so that every timed SET is a move with an old position.
     for id in &ids {
-        let object = random_point(&mut rng);
-        db.set(
-            "fleet",
-            id,
-            object.clone(),
-            &[] as &[(&str, f64)],
-            None,
-            SetCondition::Always,
-            0,
-        )
-        .unwrap();
-        h.on_change(&Change::set(
-            "fleet",
-            id,
-            None,
-            &object,
-            None,
-            SystemTime::now(),
-        ));
+        set(&mut db, &h, id, random_point(&mut rng));
     }
     h.set_role(false);
     h.set_role(true);
@@ -187,25 +162,7 @@ fn set_path_long_jumps(bencher: Bencher<'_, '_>, hooks: usize) {
     bencher.counter(ItemsCount::new(1usize)).bench_local(|| {
         let v = rng.random_range(0..VEHICLES);
         let object = random_point(&mut rng);
-        let old = db
-            .set(
-                "fleet",
-                &ids[v],
-                object.clone(),
-                &[] as &[(&str, f64)],
-                None,
-                SetCondition::Always,
-                0,
-            )
-            .unwrap();
-        let events = h.on_change(&Change::set(
-            "fleet",
-            &ids[v],
-            old.as_ref().map(|i| i.object()),
-            &object,
-            None,
-            SystemTime::now(),
-        ));
+        let events = set(&mut db, &h, &ids[v], object);
         n += 1;
         events
     });
