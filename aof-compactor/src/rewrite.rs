@@ -299,13 +299,12 @@ impl Rewrite {
         if len > self.copied_until {
             self.copy_tail(len - self.copied_until)?;
         }
-        let compacted_len = self.written - (self.copied_until - self.start_len);
         let tail_len = self.copied_until - self.start_len;
-        self.temp
-            .flush()
-            .map_err(|e| Error::io("write", &self.temp_path, e))?;
-        // fdatasync covers the data and the file size; the directory entry is
-        // made durable by the directory fsync after the rename.
+        let compacted_len = self.written - tail_len;
+        // copy_tail writes past the buffer, which the flush above emptied, so
+        // everything is in the file. fdatasync covers the data and the file
+        // size; the directory entry is made durable by the directory fsync
+        // after the rename.
         if self.durable != Some(self.written) {
             self.temp
                 .get_ref()
