@@ -1,13 +1,16 @@
-# Shared set-up for the replication benches, sourced by each of them: builds
-# the release server, makes a scratch directory that is removed on exit with
-# every process started into PIDS, and starts a geohook leader and follower
-# beside a redis-server master and replica, each on a free port.
+# Shared set-up for the benches, sourced by each of them: builds the release
+# server (BIN=path skips the build), makes a scratch directory that is removed
+# on exit together with every process recorded in PIDS, and, for the
+# replication benches, starts a geohook leader and follower beside a
+# redis-server master and replica, each on a free port.
 # shellcheck shell=bash
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$ROOT"
-cargo build -q --release -p geohook-server --bin geohook-server
-BIN="$ROOT/target/release/geohook-server"
+if [ -z "${BIN:-}" ]; then
+  cargo build -q --release -p geohook-server --bin geohook-server
+  BIN="$ROOT/target/release/geohook-server"
+fi
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {

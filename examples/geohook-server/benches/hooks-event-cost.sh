@@ -11,30 +11,17 @@
 #
 # Usage: examples/geohook-server/benches/hooks-event-cost.sh [sets] [runs]
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-
 N=${1:-100000}
 RUNS=${2:-3}
 PORT=${PORT:-29881}
 MPORT=${MPORT:-29882}
 RPORT=${RPORT:-29883}
 
-if [ -z "${BIN:-}" ]; then
-    cargo build -q --release -p geohook-server
-    BIN=target/release/geohook-server
-fi
-WORK=$(mktemp -d)
-cleanup() {
-    [ -n "${SRV_PID:-}" ] && kill "$SRV_PID" 2>/dev/null || true
-    [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
 
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-for _ in $(seq 100); do redis-cli -p "$RPORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=($!)
+wait_port "$RPORT"
 
 python3 - "$WORK" "$N" "$RPORT" <<'PY'
 import random, sys
@@ -73,7 +60,7 @@ one_run() { # hooks
     "$BIN" --dir "$WORK/data" --port "$PORT" --metrics-addr "127.0.0.1:$MPORT" --appendfsync everysec \
         2>"$WORK/server.log" &
     SRV_PID=$!
-    for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+    wait_port "$PORT"
     redis-cli -p "$PORT" --pipe <"$WORK/hooks$1.cmds" >/dev/null
     local t0 t1 events delivered
     t0=$(date +%s.%N)
