@@ -1,6 +1,5 @@
 //! Start-up, background tasks and shutdown of the server process.
 
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,23 +106,27 @@ fn parse_yes_no(s: &str) -> Result<bool, String> {
 ///
 /// # Errors
 ///
-/// A record that is not a valid command, or a command that fails for a
-/// reason other than a missing key or id, naming the file and offset.
+/// The file cannot be read; a record that is not a valid command, or a
+/// command that fails for a reason other than a missing key or id, naming
+/// the file and offset.
 pub fn load(path: &Path, core: &mut Core) -> anyhow::Result<u64> {
-    load_with(path, core, None)
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    load_with(path, &bytes, core, None)
 }
 
-/// [`load`], handing hook commands to `hooks`.
+/// [`load`] from the file's bytes, already read, handing hook commands to
+/// `hooks`. Start-up reads the file once and hands the same bytes to
+/// [`crate::replication::start`].
 ///
 /// # Errors
 ///
-/// As [`load`].
+/// As [`load`]; `path` only names the file in messages.
 pub fn load_with(
     path: &Path,
+    bytes: &[u8],
     core: &mut Core,
     hooks: Option<&crate::hooks::HookEngine>,
 ) -> anyhow::Result<u64> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     // The file was written by this server, so its commands fit the network
     // caps; use generous ones anyway so an old file with larger records loads.
     let limits = Limits {
@@ -131,72 +134,51 @@ pub fn load_with(
         max_bulk: 512 << 20,
         max_request: 1 << 30,
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-    let mut consumed_total: u64 = 0;
+    let mut start = 0;
     let mut count = 0u64;
     let started = Instant::now();
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut eof = false;
     core.loading = true;
     loop {
-        let mut start = 0;
-        loop {
-            // Zero runs left by a crash on some file systems are skipped, as
-            // Tile38 does.
-            while start < buf.len() && buf[start] == 0 {
-                start += 1;
-            }
-            match resp::parse(&buf[start..], &limits) {
-                Ok(Some((args, used))) => {
-                    let at = consumed_total + start as u64;
-                    start += used;
-                    if args.is_empty()
-                        || args[0].eq_ignore_ascii_case(geohook_repl::HEADER_COMMAND.as_bytes())
-                    {
-                        // The replication header is read by `replication::start`.
-                        continue;
-                    }
-                    if let Err(e) = crate::hooks::replay(core, hooks, &args) {
-                        anyhow::bail!(
-                            "{}: command at offset {at} failed while loading: {e}",
-                            path.display()
-                        );
-                    }
-                    count += 1;
+        // Zero runs left by a crash on some file systems are skipped, as
+        // Tile38 does.
+        while start < bytes.len() && bytes[start] == 0 {
+            start += 1;
+        }
+        match resp::parse(&bytes[start..], &limits) {
+            Ok(Some((args, used))) => {
+                let at = start;
+                start += used;
+                if args.is_empty()
+                    || args[0].eq_ignore_ascii_case(geohook_repl::HEADER_COMMAND.as_bytes())
+                {
+                    // The replication header is read by `replication::start`.
+                    continue;
                 }
-                Ok(None) => break,
-                Err(e) => anyhow::bail!(
-                    "{}: damaged record at offset {}: {e}",
-                    path.display(),
-                    consumed_total + start as u64
-                ),
+                if let Err(e) = crate::hooks::replay(core, hooks, &args) {
+                    anyhow::bail!(
+                        "{}: command at offset {at} failed while loading: {e}",
+                        path.display()
+                    );
+                }
+                count += 1;
             }
-        }
-        buf.drain(..start);
-        consumed_total += start as u64;
-        if eof {
-            break;
-        }
-        let n = file.read(&mut chunk)?;
-        if n == 0 {
-            eof = true;
-        } else {
-            buf.extend_from_slice(&chunk[..n]);
+            Ok(None) => break,
+            Err(e) => anyhow::bail!("{}: damaged record at offset {start}: {e}", path.display()),
         }
     }
     core.loading = false;
-    if !buf.is_empty() {
+    if start < bytes.len() {
         // wal-repair runs first and cuts a torn tail, so leftovers here mean
         // the file changed under us or the two parsers disagree.
         anyhow::bail!(
-            "{}: {} bytes of incomplete command at offset {consumed_total} after repair",
+            "{}: {} bytes of incomplete command at offset {start} after repair",
             path.display(),
-            buf.len()
+            bytes.len() - start
         );
     }
     tracing::info!(
         commands = count,
-        bytes = consumed_total,
+        bytes = start,
         secs = started.elapsed().as_secs_f64(),
         "AOF loaded"
     );
@@ -235,7 +217,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         loading: true,
     };
     let hooks = Arc::new(crate::hooks::HookEngine::new(&args.hooks)?);
-    load_with(&aof_path, &mut core, Some(&hooks))?;
+    // Read once: the replay and the replication position both come from
+    // these bytes.
+    let bytes = std::fs::read(&aof_path).with_context(|| format!("read {}", aof_path.display()))?;
+    load_with(&aof_path, &bytes, &mut core, Some(&hooks))?;
 
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await
@@ -266,7 +251,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &shared,
         &tracker,
         usize::try_from(args.repl_backlog_size.max(1)).unwrap_or(usize::MAX),
+        &bytes,
     )?;
+    drop(bytes);
     tracker.spawn(crate::server::accept_loop(
         shared.clone(),
         listener,

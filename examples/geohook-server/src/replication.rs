@@ -156,17 +156,23 @@ fn fullsync_path(live: &Path) -> PathBuf {
     live.with_extension(format!("aof.{FULLSYNC_SUFFIX}"))
 }
 
-/// Reads the position from the live file, sets the log's offset, and takes
-/// the role the settings name: a follower of `follow_host:follow_port`, or
-/// a leader that serves PSYNC with a backlog loaded from its own file.
+/// Reads the position from the live file's `bytes` (read once at start and
+/// replayed by [`crate::app::load_with`] too), sets the log's offset, and
+/// takes the role the settings name: a follower of
+/// `follow_host:follow_port`, or a leader that serves PSYNC with a backlog
+/// loaded from its own file.
 ///
 /// # Errors
 ///
-/// The file cannot be read or its header is damaged.
-pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker, backlog: usize) -> anyhow::Result<()> {
+/// The file's header is damaged.
+pub fn start(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    backlog: usize,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
     let live = shared.opts.dir.join(AOF_NAME);
-    let bytes = std::fs::read(&live).with_context(|| format!("read {}", live.display()))?;
-    let found = recover(&bytes, &file_limits())
+    let found = recover(bytes, &file_limits())
         .with_context(|| format!("replication header of {}", live.display()))?;
     let offset = found.offset();
     let had_header = found.replid().is_some();
@@ -178,9 +184,8 @@ pub fn start(shared: &Arc<Shared>, tracker: &TaskTracker, backlog: usize) -> any
     let backlog = Backlog::load(
         leader_config.backlog_capacity,
         offset,
-        found.stream_bytes(&bytes),
+        found.stream_bytes(bytes),
     );
-    drop(bytes);
     shared.core.write().aof.set_offset(offset);
     let repl = Arc::new(Repl {
         tracker: tracker.clone(),
