@@ -468,7 +468,8 @@ fn file_name(live: &Path) -> Result<OsString, Error> {
     })
 }
 
-fn parent_dir(live: &Path) -> &Path {
+/// The directory holding `live`: "." for a bare file name.
+pub(crate) fn parent_dir(live: &Path) -> &Path {
     match live.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

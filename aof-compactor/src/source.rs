@@ -92,10 +92,7 @@ impl Statvfs {
 
     /// The directory to measure for a log file at `file`.
     pub fn for_file(file: &Path) -> Self {
-        match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => Statvfs::new(dir),
-            _ => Statvfs::new("."),
-        }
+        Statvfs::new(crate::rewrite::parent_dir(file))
     }
 }
 
