@@ -12,8 +12,6 @@
 # Usage: examples/geohook-server/benches/hooks-soak.sh [duration_s] [hooks] [sets_per_s] [endpoint_delay_ms]
 # Output: examples/geohook-server/benches/results/hooks-soak.csv
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-
 DURATION=${1:-660}
 HOOKS=${2:-70000}
 RATE=${3:-2000}
@@ -26,19 +24,7 @@ HPORT=${HPORT:-29863}
 OUT=${OUT:-examples/geohook-server/benches/results/hooks-soak.csv}
 
 # BIN=path skips the build (to soak a binary built earlier).
-if [ -z "${BIN:-}" ]; then
-    cargo build -q --release -p geohook-server
-    BIN=target/release/geohook-server
-fi
-WORK=$(mktemp -d)
-cleanup() {
-    [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null || true
-    [ -n "${SRV_PID:-}" ] && kill "$SRV_PID" 2>/dev/null || true
-    [ -n "${SINK_PID:-}" ] && kill "$SINK_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
 
 # The slow endpoint: a threaded HTTP server that takes DELAY_MS per request.
 python3 - "$HPORT" "$DELAY_MS" <<'PY' &
@@ -60,12 +46,14 @@ class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
 S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
 SINK_PID=$!
+PIDS+=("$SINK_PID")
 
 mkdir -p "$WORK/data"
 "$BIN" --dir "$WORK/data" --port "$PORT" --metrics-addr "127.0.0.1:$MPORT" --appendfsync everysec \
     2>"$WORK/server.log" &
 SRV_PID=$!
-for _ in $(seq 100); do redis-cli -p "$PORT" PING >/dev/null 2>&1 && break; sleep 0.1; done
+PIDS+=("$SRV_PID")
+wait_port "$PORT"
 
 # 70,000 fences of 0.002 x 0.002 degrees at random in a 2 x 2 degree box,
 # and a warm-up pass that moves an object into every fence once, so that
@@ -125,6 +113,7 @@ while time.monotonic() - start < duration:
         time.sleep(delay)
 PY
 LOAD_PID=$!
+PIDS+=("$LOAD_PID")
 
 echo "t_s,sets,rss_bytes,jemalloc_allocated_bytes,jemalloc_resident_bytes,queued_messages,queued_bytes,events,deliveries_http,dropped_expired,dropped_overflow,fence_groups" >"$OUT"
 metric() { awk -v n="$1" '$1 == n {print $2}' "$WORK/m"; }

@@ -9,8 +9,6 @@
 #
 # Usage: examples/geohook-server/benches/vs-redis.sh [points] [requests] [clients] [pipeline]
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
-
 POINTS=${1:-1000000}
 REQUESTS=${2:-200000}
 CLIENTS=${3:-50}
@@ -18,26 +16,17 @@ PIPELINE=${4:-16}
 GEO_PORT=${GEO_PORT:-29851}
 REDIS_PORT=${REDIS_PORT:-29852}
 
-cargo build -q --release -p geohook-server
-BIN=target/release/geohook-server
-WORK=$(mktemp -d)
-cleanup() {
-    [ -n "${GEO_PID:-}" ] && kill "$GEO_PID" 2>/dev/null || true
-    [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
 
 mkdir -p "$WORK/geo" "$WORK/redis"
 "$BIN" --dir "$WORK/geo" --port "$GEO_PORT" --appendfsync everysec 2>"$WORK/geo.log" &
 GEO_PID=$!
+PIDS+=("$GEO_PID")
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' \
     --appendonly yes --appendfsync everysec --daemonize no >"$WORK/redis.log" 2>&1 &
 REDIS_PID=$!
-for port in "$GEO_PORT" "$REDIS_PORT"; do
-    for _ in $(seq 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.1; done
-done
+PIDS+=("$REDIS_PID")
+wait_port "$GEO_PORT"; wait_port "$REDIS_PORT"
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 GEO_RSS0=$(rss_kb "$GEO_PID")
