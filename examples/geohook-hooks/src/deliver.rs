@@ -435,3 +435,38 @@ fn build_http_client(config: &DeliveryConfig) -> Result<reqwest::Client> {
 pub fn scheme_supported(scheme: Scheme) -> bool {
     scheme != Scheme::Https || cfg!(feature = "https")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reaping_closes_idle_slots_and_retires_old_ones() {
+        let (idle, max_age) = (Duration::from_secs(30), Duration::from_secs(1800));
+        let now = Instant::now() + max_age + idle;
+        let slot = |opened: Instant, last_used: Instant| {
+            Arc::new(tokio::sync::Mutex::new(Some(Aged {
+                conn: (),
+                opened,
+                last_used,
+            })))
+        };
+        let (mut closed, mut recycled) = (0, 0);
+        let mut keep = |s: &Arc<tokio::sync::Mutex<Option<Aged<()>>>>| {
+            retain_slot(s, now, idle, max_age, &mut closed, &mut recycled)
+        };
+        // Young and used a moment ago: kept.
+        assert!(keep(&slot(now - idle, now - Duration::from_secs(1))));
+        // Idle for the idle timeout: closed, however young.
+        assert!(!keep(&slot(now - Duration::from_secs(31), now - idle)));
+        // In use a moment ago but at its maximum lifetime: retired.
+        assert!(!keep(&slot(now - max_age, now)));
+        // Empty: dropped from the map without counting.
+        assert!(!keep(&Arc::new(tokio::sync::Mutex::new(None))));
+        // Locked by a send in progress: kept, whatever its age.
+        let busy = slot(now - max_age - idle, now - max_age - idle);
+        let _guard = busy.try_lock().unwrap();
+        assert!(keep(&busy));
+        assert_eq!((closed, recycled), (1, 1));
+    }
+}
