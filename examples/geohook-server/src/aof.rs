@@ -3,8 +3,8 @@
 //!
 //! [`Aof::append`] writes the record to the file before it returns, so the
 //! caller can reply only after the write reached the operating system; with
-//! [`Fsync::Always`] the connection calls [`Aof::sync`] before it sends the
-//! replies of a batch (a group commit). A failed write or fsync is latched:
+//! [`Fsync::Always`], [`crate::state::Core::commit`] calls [`Aof::sync`]
+//! after each write, before its reply is rendered. A failed write or fsync is latched:
 //! from then on every append and sync fails with the first error, and the
 //! server refuses writes, because the file no longer matches memory.
 
