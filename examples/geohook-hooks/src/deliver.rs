@@ -9,7 +9,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::endpoint::{Endpoint, Scheme, Target};
+use crate::endpoint::{Endpoint, Target};
 use crate::error::{Error, Result};
 use crate::metrics::Counters;
 
@@ -429,11 +429,6 @@ fn build_http_client(config: &DeliveryConfig) -> Result<reqwest::Client> {
     builder.build().map_err(|e| Error::Tls {
         reason: e.to_string(),
     })
-}
-
-/// Whether a scheme is one this build can deliver to.
-pub fn scheme_supported(scheme: Scheme) -> bool {
-    scheme != Scheme::Https || cfg!(feature = "https")
 }
 
 #[cfg(test)]

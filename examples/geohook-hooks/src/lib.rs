@@ -90,7 +90,7 @@ mod hooks;
 mod metrics;
 mod queue;
 
-pub use deliver::{scheme_supported, Deliverer, DeliveryConfig, Payload};
+pub use deliver::{Deliverer, DeliveryConfig, Payload};
 pub use endpoint::{Endpoint, Scheme, Target};
 pub use error::{Error, Result};
 pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
