@@ -4,8 +4,7 @@
 //! a way to read the server's Prometheus metrics.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,14 +25,7 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use e2e::free_port;
 
 /// An HTTP server (axum) that records every POST body in arrival order.
 pub struct HttpSink {
@@ -310,23 +302,12 @@ impl KafkaPeer {
 
 /// The server's metrics page.
 pub fn scrape(server: &Server) -> String {
-    let addr = server
-        .metrics_addr()
-        .expect("server started with --metrics-addr");
-    let mut s = TcpStream::connect(addr).expect("metrics connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    server.metrics_page()
 }
 
 /// One sample's value from the metrics page (0 when absent).
 pub fn metric(page: &str, name: &str) -> f64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
+    e2e::metric_value(page, name).unwrap_or(0.0)
 }
 
 /// Runs a command given as separate arguments and renders the reply.

@@ -8,10 +8,7 @@ use e2e::{wait_until, Server};
 
 /// A free loopback port for a leader, which must keep its port across
 /// restarts so that its followers find it again.
-pub(crate) fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+pub(crate) use e2e::free_port;
 
 /// One numeric SERVER stat, or `u64::MAX` while the server does not answer.
 pub(crate) fn stat_u64(server: &Server, name: &str) -> u64 {
@@ -98,17 +95,8 @@ pub(crate) fn assert_same_state(follower: &[String], leader: &[String]) {
 
 /// One sample from the server's Prometheus page (`--metrics-addr`).
 pub(crate) fn metric(server: &Server, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let addr = server.metrics_addr().expect("started with --metrics-addr");
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut page = String::new();
-    s.read_to_string(&mut page).unwrap();
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{page}"))
+    let page = server.metrics_page();
+    e2e::metric_value(&page, name).unwrap_or_else(|| panic!("no metric {name} in\n{page}"))
 }
 
 /// Asserts that two nodes' files hold the same stream bytes where their

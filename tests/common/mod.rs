@@ -248,6 +248,25 @@ impl Server {
         find_addr(&self.log(), "metrics endpoint up")
     }
 
+    /// The metrics page (status line, headers and body) over HTTP/1.0.
+    ///
+    /// # Panics
+    ///
+    /// If the server was started without `--metrics-addr` or the endpoint
+    /// does not answer within 10 s.
+    pub fn metrics_page(&self) -> String {
+        let addr = self
+            .metrics_addr()
+            .expect("server started with --metrics-addr");
+        let mut s = TcpStream::connect(addr).expect("metrics connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -319,6 +338,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One sample's value on a metrics page, if the page has it.
+pub fn metric_value(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Waits for `f` to return true, polling every 20 ms, up to `timeout`.
