@@ -662,6 +662,12 @@ impl Hooks {
                 .cmp(&b.0.weight())
                 .then_with(|| name(a.1).cmp(&name(b.1)))
         });
+        // The Kafka record key is the same for every event of one write.
+        let key = bytes::Bytes::from(if change.id.is_empty() {
+            change.key.to_owned()
+        } else {
+            format!("{}-{}", change.key, change.id)
+        });
         let mut body = String::new();
         for (detect, slot, group) in events {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
@@ -670,7 +676,7 @@ impl Hooks {
             }
             body.clear();
             self.write_set(&mut body, def, detect, group, change, &time);
-            self.push(def, change, &body);
+            self.push(def, &key, &body);
         }
         for (slot, _) in plain {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
@@ -679,21 +685,16 @@ impl Hooks {
             }
             body.clear();
             write_plain(&mut body, def, change, &time);
-            self.push(def, change, &body);
+            self.push(def, &key, &body);
         }
         produced
     }
 
-    fn push(&self, def: &HookDef, change: &Change<'_>, body: &str) {
-        let key = if change.id.is_empty() {
-            change.key.to_owned()
-        } else {
-            format!("{}-{}", change.key, change.id)
-        };
+    fn push(&self, def: &HookDef, key: &bytes::Bytes, body: &str) {
         self.outbox.push(
             &def.name,
             Payload {
-                key: key.into(),
+                key: key.clone(),
                 body: body.to_owned().into(),
             },
         );
