@@ -6,10 +6,11 @@
 //! 2. the watcher thread's CPU per tick with no workload, beside a thread
 //!    that only parks for the same interval;
 //! 3. the overhead of a running watcher on an allocation-heavy workload
-//!    (jemalloc-resident at 10 ms, 100 ms and 1 s, RSS at 10 ms), as a wall
-//!    time ratio to no watcher and as the watcher thread's CPU;
+//!    (jemalloc-resident at 10 ms with and without the RSS bound, 100 ms and
+//!    1 s, RSS at 10 ms), as a wall time ratio to no watcher and as the
+//!    watcher thread's CPU;
 //! 4. the reaction time from crossing the threshold to the token being
-//!    cancelled.
+//!    cancelled, by memory that is written and by a block never written.
 //!
 //! `cargo bench -p memwatch --bench figures` (about a minute: the overhead
 //! part alone is 42 workload runs of the better part of a second each).
@@ -19,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memwatch::{Cgroup, Config, MemorySource, Signal, SystemSource, Threshold, Watcher};
+use memwatch::{
+    Cgroup, Config, MemorySource, Signal, SystemSource, Threshold, Watcher, DEFAULT_MAX_STATS_AGE,
+};
 use tokio_util::sync::CancellationToken;
 
 #[global_allocator]
@@ -140,36 +143,45 @@ fn overhead() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let ops = 6_000_000;
     let ms = Duration::from_millis;
-    let variants: [(&str, Option<(Duration, Signal)>); 6] = [
+    let age = DEFAULT_MAX_STATS_AGE;
+    // Interval, signal and max_stats_age of a running watcher.
+    type Running = (Duration, Signal, Duration);
+    let variants: [(&str, Option<Running>); 7] = [
         ("no watcher", None),
         ("no watcher (noise check)", None),
         (
             "jemalloc-resident at 10 ms",
-            Some((ms(10), Signal::JemallocResident)),
+            Some((ms(10), Signal::JemallocResident, age)),
+        ),
+        (
+            "jemalloc-resident at 10 ms, full sample every tick (max_stats_age 0)",
+            Some((ms(10), Signal::JemallocResident, Duration::ZERO)),
         ),
         (
             "jemalloc-resident at 100 ms",
-            Some((ms(100), Signal::JemallocResident)),
+            Some((ms(100), Signal::JemallocResident, age)),
         ),
         (
             "jemalloc-resident at 1 s",
-            Some((ms(1000), Signal::JemallocResident)),
+            Some((ms(1000), Signal::JemallocResident, age)),
         ),
-        ("rss at 10 ms", Some((ms(10), Signal::Rss))),
+        ("rss at 10 ms", Some((ms(10), Signal::Rss, age))),
     ];
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     let mut samples = vec![0u64; variants.len()];
+    let mut ticks = vec![0u64; variants.len()];
     let mut watcher_cpu = vec![Duration::ZERO; variants.len()];
     let mut workload_cpu = vec![Duration::ZERO; variants.len()];
     workload(threads, ops / 4); // warm-up
     for _round in 0..7 {
         for (i, (_, interval)) in variants.iter().enumerate() {
             let token = CancellationToken::new();
-            let running = interval.map(|(iv, signal)| {
+            let running = interval.map(|(iv, signal, max_stats_age)| {
                 let cfg = Config {
                     threshold: Some(Threshold::Bytes(1 << 50)),
                     poll_interval: iv,
                     signal,
+                    max_stats_age,
                     ..Default::default()
                 };
                 let w = Watcher::new(cfg, token.clone()).unwrap().unwrap();
@@ -185,7 +197,9 @@ fn overhead() {
             workload_cpu[i] += cpu.saturating_sub(wcpu);
             if let Some((w, h)) = running {
                 h.join();
-                samples[i] += w.metrics().samples;
+                let m = w.metrics();
+                samples[i] += m.samples;
+                ticks[i] += m.samples + m.estimates;
             }
         }
     }
@@ -200,23 +214,24 @@ fn overhead() {
         "\n### Watcher overhead ({threads} workload threads × {ops} alloc/free, median of 7 interleaved rounds)\n"
     );
     println!(
-        "| variant | median wall time | wall ratio to no watcher | samples taken | watcher thread CPU / workload CPU | watcher CPU per sample | watcher CPU / wall time |\n|---|---|---|---|---|---|---|"
+        "| variant | median wall time | wall ratio to no watcher | ticks (full samples) | watcher thread CPU / workload CPU | watcher CPU per tick | watcher CPU / wall time |\n|---|---|---|---|---|---|---|"
     );
     for (i, (name, _)) in variants.iter().enumerate() {
         let ratio = medians[i].as_secs_f64() / medians[0].as_secs_f64();
         println!(
-            "| {name} | {:.1} ms | {:.4} ({:+.2} %) | {} | {:.4} % | {} | {:.4} % |",
+            "| {name} | {:.1} ms | {:.4} ({:+.2} %) | {} ({}) | {:.4} % | {} | {:.4} % |",
             medians[i].as_secs_f64() * 1e3,
             ratio,
             (ratio - 1.0) * 100.0,
+            ticks[i],
             samples[i],
             watcher_cpu[i].as_secs_f64() / workload_cpu[i].as_secs_f64() * 100.0,
-            if samples[i] == 0 {
+            if ticks[i] == 0 {
                 "-".to_owned()
             } else {
                 format!(
                     "{:.1} µs",
-                    watcher_cpu[i].as_secs_f64() * 1e6 / samples[i] as f64
+                    watcher_cpu[i].as_secs_f64() * 1e6 / ticks[i] as f64
                 )
             },
             // Share of one core over the rounds' wall time: unlike the share of
@@ -231,13 +246,18 @@ fn overhead() {
 /// cost of waking up, sampling and going back to sleep.
 fn idle_tick_cost() {
     println!("\n### Watcher thread CPU per tick, no workload (2 s at 10 ms)\n");
-    println!("| signal | ticks | CPU per tick |\n|---|---|---|");
-    for signal in [Signal::JemallocResident, Signal::Rss] {
+    println!("| signal | ticks (full samples) | CPU per tick |\n|---|---|---|");
+    for (signal, max_stats_age) in [
+        (Signal::JemallocResident, DEFAULT_MAX_STATS_AGE),
+        (Signal::JemallocResident, Duration::ZERO),
+        (Signal::Rss, DEFAULT_MAX_STATS_AGE),
+    ] {
         let token = CancellationToken::new();
         let cfg = Config {
             threshold: Some(Threshold::Bytes(1 << 50)),
             poll_interval: Duration::from_millis(10),
             signal,
+            max_stats_age,
             ..Default::default()
         };
         let w = Watcher::new(cfg, token.clone()).unwrap().unwrap();
@@ -246,9 +266,11 @@ fn idle_tick_cost() {
         let cpu = watcher_thread_cpu();
         token.cancel();
         h.join();
-        let n = w.metrics().samples;
+        let m = w.metrics();
+        let n = m.samples + m.estimates;
         println!(
-            "| {signal} | {n} | {:.1} µs |",
+            "| {signal}, max_stats_age {max_stats_age:?} | {n} ({}) | {:.1} µs |",
+            m.samples,
             cpu.as_secs_f64() * 1e6 / n as f64
         );
     }
@@ -304,7 +326,18 @@ fn watcher_thread_cpu() -> Duration {
     Duration::ZERO
 }
 
-fn reaction(interval: Duration, trials: u32) {
+/// How the threshold is crossed in [`reaction`].
+#[derive(Clone, Copy, PartialEq)]
+enum Crossing {
+    /// 1 MiB blocks written as they are allocated: memory that becomes
+    /// resident, as memory that the OOM killer counts does.
+    Touched,
+    /// One 96 MiB block that is never written: jemalloc counts it as
+    /// resident when it hands it out, but the kernel backs none of it.
+    Untouched,
+}
+
+fn reaction(interval: Duration, trials: u32, crossing: Crossing) {
     let mut reactions = Vec::new();
     let mut src = SystemSource::new(Signal::JemallocResident, None).unwrap();
     for trial in 0..trials {
@@ -334,14 +367,31 @@ fn reaction(interval: Duration, trials: u32) {
         // Cross at a different phase of the interval in every trial.
         std::thread::sleep(interval.mul_f64(1.0 + f64::from(trial % 10) / 10.0));
         // jemalloc counts a large extent as active and resident as soon as
-        // it is handed out, so the threshold is crossed when this returns;
-        // the pages are left untouched to keep page faults out of the figure.
-        let block: Vec<u8> = Vec::with_capacity(96 << 20);
-        let crossed = epoch.elapsed();
+        // it is handed out, so the threshold (64 MiB above the purged
+        // resident figure) is crossed when the block that takes the total
+        // past 64 MiB is returned.
+        let (blocks, crossed) = match crossing {
+            Crossing::Touched => {
+                let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(96);
+                let mut crossed = Duration::ZERO;
+                for i in 1..=96 {
+                    blocks.push(vec![i as u8; 1 << 20]);
+                    if i == 64 {
+                        crossed = epoch.elapsed();
+                    }
+                }
+                (blocks, crossed)
+            }
+            Crossing::Untouched => {
+                let block: Vec<u8> = Vec::with_capacity(96 << 20);
+                let crossed = epoch.elapsed();
+                (vec![block], crossed)
+            }
+        };
         waiter.join().unwrap();
         h.join();
-        black_box(&block);
-        drop(block);
+        black_box(&blocks);
+        drop(blocks);
         let at = Duration::from_nanos(cancelled_at.load(Ordering::SeqCst));
         reactions.push(at.saturating_sub(crossed));
     }
@@ -351,8 +401,12 @@ fn reaction(interval: Duration, trials: u32) {
         .filter(|r| **r <= interval + Duration::from_millis(5))
         .count();
     println!(
-        "| {:?} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {within}/{} |",
+        "| {:?} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {within}/{} |",
         interval,
+        match crossing {
+            Crossing::Touched => "written 1 MiB blocks",
+            Crossing::Untouched => "one unwritten 96 MiB block",
+        },
         trials,
         percentile(&reactions, 0.5).as_secs_f64() * 1e3,
         percentile(&reactions, 0.99).as_secs_f64() * 1e3,
@@ -375,8 +429,9 @@ fn main() {
     idle_tick_cost();
     overhead();
     println!("\n### Reaction time: threshold crossed → token cancelled\n");
-    println!("| interval | trials | p50 | p99 | max | within interval + 5 ms |\n|---|---|---|---|---|---|");
-    reaction(Duration::from_millis(10), 50);
-    reaction(Duration::from_millis(100), 20);
-    reaction(Duration::from_secs(1), 5);
+    println!("| interval | trials | crossed by | p50 | p99 | max | within interval + 5 ms |\n|---|---|---|---|---|---|---|");
+    reaction(Duration::from_millis(10), 50, Crossing::Touched);
+    reaction(Duration::from_millis(10), 50, Crossing::Untouched);
+    reaction(Duration::from_millis(100), 20, Crossing::Touched);
+    reaction(Duration::from_secs(1), 5, Crossing::Touched);
 }

@@ -103,7 +103,9 @@ mod source;
 mod watcher;
 
 pub use cgroup::{physical_memory, Cgroup, CgroupRoots, CgroupVersion, Limits};
-pub use config::{env, Config, Signal, Threshold, DEFAULT_POLL_INTERVAL, MIN_POLL_INTERVAL};
+pub use config::{
+    env, Config, Signal, Threshold, DEFAULT_MAX_STATS_AGE, DEFAULT_POLL_INTERVAL, MIN_POLL_INTERVAL,
+};
 pub use error::{Error, Result};
 pub use source::{
     CgroupReader, JemallocStats, MemorySource, Readings, RssReader, Sample, SystemSource,

@@ -79,6 +79,23 @@ pub trait MemorySource: Send {
         Ok(())
     }
 
+    /// A cheap upper bound on the figure [`MemorySource::sample`] would
+    /// report now, valid since the last successful `sample`, or `None` when
+    /// the source has no such bound (the default).
+    ///
+    /// While the bound stays below every level the watcher acts on, it
+    /// answers ticks from the bound and skips the full sample, for at most
+    /// [`Config::max_stats_age`](crate::Config::max_stats_age). A source whose
+    /// `sample` is already cheap has no reason to implement this.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the underlying read reports; the watcher then takes a full
+    /// sample.
+    fn upper_bound(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Every reading available, for the one warning logged when firing.
     /// The default is the readings of a fresh sample.
     fn read_all(&mut self) -> Readings {
@@ -362,6 +379,28 @@ mod jemalloc {
     }
 }
 
+/// What a jemalloc sample left behind for [`SystemSource::upper_bound`].
+///
+/// Every jemalloc figure is at most `stats.resident`, and `stats.resident`
+/// can only grow past its last value by pages jemalloc newly counts as
+/// resident. Pages that the process touches show up in its RSS, so the
+/// resident figure at the last sample plus every rise of RSS since then
+/// bounds what a fresh sample would report, for all memory that is
+/// actually resident. Rises are summed tick by tick, so a fall of RSS (a
+/// purge, pages of another allocator returned) never hides a later rise.
+/// Address space that jemalloc hands out but nobody has touched yet is the
+/// one thing the bound does not see; it costs the kernel nothing until it
+/// is touched, and the periodic full sample catches it.
+#[derive(Debug, Clone, Copy)]
+struct RssBound {
+    /// `stats.resident` at the last full sample.
+    base: u64,
+    /// RSS at the previous reading.
+    last_rss: u64,
+    /// The sum of RSS rises since the last full sample.
+    growth: u64,
+}
+
 /// The built-in source: the configured signal, with the other signals read
 /// alongside for the firing log.
 #[derive(Debug)]
@@ -372,6 +411,7 @@ pub struct SystemSource {
     cgroup: Option<CgroupReader>,
     #[cfg(feature = "jemalloc")]
     jemalloc: Option<jemalloc::Reader>,
+    bound: Option<RssBound>,
 }
 
 impl SystemSource {
@@ -401,6 +441,7 @@ impl SystemSource {
             cgroup: cgroup_reader,
             #[cfg(feature = "jemalloc")]
             jemalloc: None,
+            bound: None,
         };
         if signal == Signal::Auto || signal.is_jemalloc() {
             match Self::jemalloc_reader(&mut source) {
@@ -488,8 +529,17 @@ impl MemorySource for SystemSource {
                 ws.unwrap_or_default()
             }
             sig => {
+                self.bound = None;
                 let stats = self.read_jemalloc()?.unwrap_or_default();
                 readings.jemalloc = Some(stats);
+                // RSS is read alongside (about a microsecond) to anchor the
+                // bound that lets later ticks skip the `epoch` refresh.
+                readings.rss = self.rss.as_mut().and_then(|r| r.read().ok());
+                self.bound = readings.rss.map(|rss| RssBound {
+                    base: stats.resident,
+                    last_rss: rss,
+                    growth: 0,
+                });
                 match sig {
                     Signal::JemallocAllocated => stats.allocated,
                     Signal::JemallocActive => stats.active,
@@ -498,6 +548,30 @@ impl MemorySource for SystemSource {
             }
         };
         Ok(Sample { used, readings })
+    }
+
+    /// For jemalloc signals, `stats.resident` at the last sample plus every
+    /// rise of process RSS since: one `pread` instead of an `epoch` advance
+    /// that walks every arena. Other signals are cheap already and have no
+    /// bound.
+    fn upper_bound(&mut self) -> Result<Option<u64>> {
+        let (Some(bound), Some(reader)) = (self.bound.as_mut(), self.rss.as_mut()) else {
+            return Ok(None);
+        };
+        let rss = match reader.read() {
+            Ok(rss) => rss,
+            Err(e) => {
+                // Without the reading the sum of rises has a gap: drop the
+                // bound until the next full sample anchors a new one.
+                self.bound = None;
+                return Err(e);
+            }
+        };
+        bound.growth = bound
+            .growth
+            .saturating_add(rss.saturating_sub(bound.last_rss));
+        bound.last_rss = rss;
+        Ok(Some(bound.base.saturating_add(bound.growth)))
     }
 
     fn can_purge(&self) -> bool {

@@ -1,7 +1,7 @@
 //! The watcher: sampling loop, levels, the single-shot fire and the deadline.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -73,6 +73,10 @@ pub struct Check {
     pub purged: bool,
     /// True if this very call fired the watchdog.
     pub fired_now: bool,
+    /// True if the source's cheap upper bound was below every level the
+    /// watcher acts on, so no full sample was taken: `sample` is then the
+    /// previous full sample and `level` is unchanged.
+    pub estimated: bool,
 }
 
 /// A snapshot of the watcher's state for exporters.
@@ -96,8 +100,11 @@ pub struct Metrics {
     pub level: Level,
     /// Bytes left before the threshold at the last sample.
     pub headroom_bytes: Option<u64>,
-    /// Samples taken, including re-samples after a purge.
+    /// Full samples taken, including re-samples after a purge.
     pub samples: u64,
+    /// Ticks answered by the source's cheap upper bound instead of a full
+    /// sample (see [`Config::max_stats_age`]).
+    pub estimates: u64,
     /// Samples that failed.
     pub sample_errors: u64,
     /// Purges issued.
@@ -117,6 +124,13 @@ struct Shared {
     soft_exit: u64,
     limits: Limits,
     interval: Duration,
+    /// How many ticks in a row may go without a full sample, plus one:
+    /// `max_stats_age / interval`. Below 2, every tick is a full sample.
+    bound_ticks: u32,
+    /// Ticks answered by the bound since the last full sample. Only changed
+    /// under the source lock.
+    since_full: AtomicU32,
+    estimates: AtomicU64,
     purge_before_fire: bool,
     exit_deadline: Option<Duration>,
     level: AtomicU8,
@@ -244,6 +258,8 @@ impl Watcher {
                 "memwatch: threshold is above the effective memory limit; the kernel may act first"
             );
         }
+        let bound_ticks = u32::try_from(config.max_stats_age.as_nanos() / interval.as_nanos())
+            .unwrap_or(u32::MAX);
         let signal = source.signal();
         let degraded = source.degraded().map(str::to_owned);
         let (level_tx, _) = watch::channel(Level::Normal);
@@ -258,6 +274,9 @@ impl Watcher {
                 soft_exit,
                 limits,
                 interval,
+                bound_ticks,
+                since_full: AtomicU32::new(0),
+                estimates: AtomicU64::new(0),
                 purge_before_fire: config.purge_before_fire,
                 exit_deadline: config.exit_deadline,
                 level: AtomicU8::new(Level::Normal as u8),
@@ -348,6 +367,7 @@ impl Watcher {
             cgroup_limit_bytes = s.limits.cgroup,
             physical_bytes = s.limits.physical,
             poll_interval = ?s.interval,
+            full_sample_every_ticks = s.bound_ticks.max(1),
             signal = %s.signal,
             degraded = s.degraded.as_deref(),
             "memwatch: watching"
@@ -402,6 +422,10 @@ impl Watcher {
     pub fn check(&self) -> Result<Check> {
         let s = &self.shared;
         let mut source = s.source.lock();
+        if let Some(check) = self.check_bound(&mut **source) {
+            return Ok(check);
+        }
+        s.since_full.store(0, Ordering::Relaxed);
         let mut sample = self.sample(&mut **source)?;
         let mut purged = false;
         if sample.used >= s.threshold && s.purge_before_fire && source.can_purge() && !self.fired()
@@ -456,6 +480,36 @@ impl Watcher {
             level: self.level(),
             purged,
             fired_now,
+            estimated: false,
+        })
+    }
+
+    /// Answers this tick from the source's cheap upper bound when that is
+    /// safe: the level is normal, the last full sample is recent enough, and
+    /// the bound is below the lowest level the watcher acts on (the soft
+    /// level, or the threshold without one). The caller holds the source lock.
+    fn check_bound(&self, source: &mut dyn MemorySource) -> Option<Check> {
+        let s = &self.shared;
+        let since = s.since_full.load(Ordering::Relaxed);
+        if since.saturating_add(1) >= s.bound_ticks || self.fired() || self.level() != Level::Normal
+        {
+            return None;
+        }
+        let last = (*s.last.lock())?;
+        // An error here is not counted: the full sample that follows reads
+        // the same files and reports it if it persists.
+        let bound = source.upper_bound().ok()??;
+        if bound >= s.soft.unwrap_or(s.threshold) {
+            return None;
+        }
+        s.since_full.store(since + 1, Ordering::Relaxed);
+        s.estimates.fetch_add(1, Ordering::Relaxed);
+        Some(Check {
+            sample: last,
+            level: Level::Normal,
+            purged: false,
+            fired_now: false,
+            estimated: true,
         })
     }
 
@@ -598,6 +652,7 @@ impl Watcher {
             level: self.level(),
             headroom_bytes: last.map(|l| s.threshold.saturating_sub(l.used)),
             samples: s.samples.load(Ordering::Relaxed),
+            estimates: s.estimates.load(Ordering::Relaxed),
             sample_errors: s.sample_errors.load(Ordering::Relaxed),
             purges: s.purges.load(Ordering::Relaxed),
             fired: self.fired(),

@@ -22,6 +22,9 @@ struct State {
     failing: AtomicBool,
     samples: AtomicUsize,
     purges: AtomicUsize,
+    /// The cheap upper bound reported by `upper_bound`, when `bounded`.
+    bounded: AtomicBool,
+    bound: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,19 @@ impl Fake {
         f.set(used);
         f.0.after_purge.store(after_purge, Ordering::SeqCst);
         f
+    }
+
+    /// A source with a cheap upper bound, as `SystemSource` has for the
+    /// jemalloc signals.
+    fn bounded(used: u64, bound: u64) -> Self {
+        let f = Fake::new(used);
+        f.0.bounded.store(true, Ordering::SeqCst);
+        f.set_bound(bound);
+        f
+    }
+
+    fn set_bound(&self, bound: u64) {
+        self.0.bound.store(bound, Ordering::SeqCst);
     }
 
     fn set(&self, used: u64) {
@@ -78,6 +94,14 @@ impl MemorySource for Fake {
                 ..Default::default()
             },
         })
+    }
+
+    fn upper_bound(&mut self) -> memwatch::Result<Option<u64>> {
+        Ok(self
+            .0
+            .bounded
+            .load(Ordering::SeqCst)
+            .then(|| self.0.bound.load(Ordering::SeqCst)))
     }
 
     fn read_all(&mut self) -> Readings {
@@ -476,4 +500,109 @@ fn spawned_thread_samples_while_the_callers_runtime_is_starved() {
     });
     assert!(token.is_cancelled());
     assert_eq!(h.join(), Stopped::Fired);
+}
+
+/// A config at a 10 ms interval whose full samples may be up to 100 ms
+/// apart: ten ticks per full sample.
+fn bounded_config(threshold: u64, soft: Option<u64>) -> Config {
+    Config {
+        threshold: Some(Threshold::Bytes(threshold)),
+        soft: soft.map(Threshold::Bytes),
+        poll_interval: Duration::from_millis(10),
+        max_stats_age: Duration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_bound_below_every_level_skips_full_samples_up_to_the_max_age() {
+    let fake = Fake::bounded(100, 200);
+    let (w, _token) = watcher(bounded_config(1000, None), &fake);
+    // The first check has no earlier sample to stand on.
+    assert!(!w.check().unwrap().estimated);
+    for i in 1..10 {
+        let c = w.check().unwrap();
+        assert!(c.estimated, "tick {i}");
+        assert_eq!(c.sample.used, 100, "the last full sample is reported");
+        assert_eq!(c.level, Level::Normal);
+    }
+    // 100 ms after the last full sample, the next tick takes one again.
+    assert!(!w.check().unwrap().estimated);
+    assert!(w.check().unwrap().estimated);
+    assert_eq!(fake.samples(), 2);
+    let m = w.metrics();
+    assert_eq!((m.samples, m.estimates), (2, 10));
+}
+
+#[test]
+fn a_bound_at_the_lowest_level_forces_a_full_sample() {
+    let fake = Fake::bounded(100, 200);
+    let (w, token) = watcher(bounded_config(1000, Some(500)), &fake);
+    w.check().unwrap();
+    assert!(w.check().unwrap().estimated);
+    // The bound reaches the soft level (not the threshold): full sample,
+    // and the real figure is still normal.
+    fake.set_bound(500);
+    let c = w.check().unwrap();
+    assert!(!c.estimated);
+    assert_eq!(c.level, Level::Normal);
+    // Growth that crosses the threshold is acted on at the very tick the
+    // bound shows it, not at the next scheduled full sample.
+    fake.set_bound(1500);
+    fake.set(1200);
+    let c = w.check().unwrap();
+    assert!(c.fired_now && !c.estimated);
+    assert!(token.is_cancelled());
+}
+
+#[test]
+fn an_elevated_level_samples_at_every_tick() {
+    let fake = Fake::bounded(600, 0);
+    let (w, _token) = watcher(bounded_config(1000, Some(500)), &fake);
+    for _ in 0..5 {
+        let c = w.check().unwrap();
+        assert!(!c.estimated);
+        assert_eq!(c.level, Level::Elevated);
+    }
+    // Falling back below the hysteresis line is seen at once, because
+    // only a full sample can show a fall.
+    fake.set(100);
+    assert_eq!(w.check().unwrap().level, Level::Normal);
+    assert!(w.check().unwrap().estimated);
+    assert_eq!(fake.samples(), 6);
+}
+
+#[test]
+fn a_zero_max_age_or_a_long_interval_samples_at_every_tick() {
+    for (interval, age) in [(10, 0), (100, 100), (1000, 100), (10, 19)] {
+        let fake = Fake::bounded(100, 200);
+        let cfg = Config {
+            poll_interval: Duration::from_millis(interval),
+            max_stats_age: Duration::from_millis(age),
+            ..bounded_config(1000, None)
+        };
+        let (w, _token) = watcher(cfg, &fake);
+        for _ in 0..5 {
+            assert!(!w.check().unwrap().estimated, "{interval} ms / {age} ms");
+        }
+        assert_eq!(fake.samples(), 5);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_source_still_fires_on_the_tick_after_crossing() {
+    let fake = Fake::bounded(10, 20);
+    let (w, token) = watcher(bounded_config(1000, None), &fake);
+    let run = spawn_run(&w);
+    tokio::time::sleep(Duration::from_millis(35)).await;
+    assert!(!token.is_cancelled());
+    let crossed = Instant::now();
+    // Resident growth moves the bound as it moves the figure.
+    fake.set(1000);
+    fake.set_bound(1010);
+    assert_eq!(run.await.unwrap(), Stopped::Fired);
+    assert_eq!(crossed.elapsed(), Duration::from_millis(5));
+    // Ticks at 0 (full) and 10, 20, 30 (bound), then 40 (full, fires).
+    assert_eq!(fake.samples(), 2);
+    assert_eq!(w.metrics().estimates, 3);
 }

@@ -78,6 +78,46 @@ fn purge_returns_dirty_pages() {
     );
 }
 
+#[cfg(feature = "jemalloc")]
+#[test]
+fn the_rss_bound_covers_memory_that_becomes_resident() {
+    let _serial = serial();
+    for signal in [
+        Signal::JemallocResident,
+        Signal::JemallocActive,
+        Signal::JemallocAllocated,
+    ] {
+        let mut source = SystemSource::new(signal, None).unwrap();
+        assert_eq!(source.upper_bound().unwrap(), None, "no full sample yet");
+        let first = source.sample().unwrap();
+        assert!(first.readings.rss.is_some());
+        let start = source
+            .upper_bound()
+            .unwrap()
+            .expect("a bound after a sample");
+        assert!(
+            start >= first.used,
+            "{signal}: bound {start} < {}",
+            first.used
+        );
+        // Touched pages: what the OOM killer counts.
+        let block = std::hint::black_box(vec![7u8; 64 << 20]);
+        let bound = source.upper_bound().unwrap().unwrap();
+        let fresh = source.sample().unwrap();
+        drop(block);
+        assert!(bound >= start + (60 << 20), "{signal}: {start} -> {bound}");
+        assert!(
+            bound >= fresh.used,
+            "{signal}: bound {bound} below a fresh sample {}",
+            fresh.used
+        );
+    }
+    // Cheap signals have no bound: their sample is the cheap read.
+    let mut rss = SystemSource::new(Signal::Rss, None).unwrap();
+    rss.sample().unwrap();
+    assert_eq!(rss.upper_bound().unwrap(), None);
+}
+
 #[test]
 fn rss_signal_is_available_too() {
     let _serial = serial();
