@@ -55,6 +55,15 @@
 //! - **Sampling**: one sample as soon as a run starts, then one per poll
 //!   interval (default 1 s, raised to at least 10 ms; the effective value is
 //!   logged). Missed ticks are not replayed.
+//! - **Cheap ticks**: a source may offer a cheap upper bound
+//!   ([`MemorySource::upper_bound`]). While the level is normal and that
+//!   bound is below the soft level (or the threshold), a tick is answered
+//!   from it without a full sample, for at most [`Config::max_stats_age`]
+//!   (default 100 ms) since the last full sample. [`SystemSource`] bounds
+//!   its jemalloc signals by `stats.resident` at the last full sample plus
+//!   every rise of RSS since, so growth that becomes resident is acted on at
+//!   the next tick and only the `epoch` refresh is saved; address space
+//!   handed out but never written is seen at the next full sample.
 //! - **Trigger**: the watchdog fires when a sample is `>=` the threshold.
 //!   For [`Signal::JemallocResident`] (and `Auto` resolved to it), a sample at
 //!   or above the threshold first causes `arena.<all>.purge` and a second
