@@ -8,7 +8,7 @@ use rstar::{RTree, RTreeNode, RTreeObject, AABB};
 use smol_str::SmolStr;
 use wildmatch::WildMatch;
 
-use crate::geom::{Bounds, Point};
+use crate::geom::{Bounds, LowerBound, Point};
 use crate::object::{Area, Object};
 
 /// Sentinel for "no expiry", so that an item needs no `Option` tag for it.
@@ -620,9 +620,10 @@ impl Collection {
     /// NEARBY: live spatial items in order of distance from `center` (ties by id),
     /// within `meters` when given.
     ///
-    /// The walk is best-first over the R-tree with exact great-circle distances
-    /// to node rectangles as keys, so a LIMIT of k touches about k items plus the
-    /// nodes around them, however large the collection.
+    /// The walk is best-first over the R-tree, keyed by lower bounds of the
+    /// great-circle distance to node rectangles and by exact distances of items,
+    /// so a LIMIT of k touches about k items plus the nodes around them, however
+    /// large the collection.
     pub fn nearby(
         &self,
         center: &Point,
@@ -630,8 +631,9 @@ impl Collection {
         opts: &SearchOpts,
         now_ms: i64,
     ) -> Page<'_> {
-        let walk =
-            Nearest::new(self, *center).take_while(move |(_, _, d)| meters.is_none_or(|m| *d <= m));
+        // The walk drops everything beyond the radius, so it ends where the
+        // radius does.
+        let walk = Nearest::new(self, *center, meters.unwrap_or(f64::INFINITY));
         collect(walk.map(|(k, i, d)| (k, i, Some(d))), opts, now_ms, |_| {
             true
         })
@@ -731,66 +733,49 @@ impl Ord for Queued<'_> {
 }
 
 /// Best-first nearest-neighbour iterator over a collection's R-tree.
+///
+/// Nodes and leaves are queued under a cheap lower bound of their distance
+/// ([`LowerBound`]); a leaf gets its exact distance only when it reaches the
+/// front, so a walk computes about as many exact distances as it yields.
+/// Anything whose bound is beyond `max` is never queued.
 struct Nearest<'a> {
     col: &'a Collection,
     center: Point,
+    bound: LowerBound,
+    max: f64,
     heap: BinaryHeap<Queued<'a>>,
 }
 
 impl<'a> Nearest<'a> {
-    fn new(col: &'a Collection, center: Point) -> Self {
-        let mut heap = BinaryHeap::new();
+    fn new(col: &'a Collection, center: Point, max: f64) -> Self {
+        // Room for a few opened nodes' children, so that a short walk does
+        // not grow the heap several times.
+        let mut heap = BinaryHeap::with_capacity(64);
         if col.tree.size() > 0 {
             heap.push(Queued {
                 dist: 0.0,
                 cand: Cand::Node(col.tree.root()),
             });
         }
-        Nearest { col, center, heap }
+        Nearest {
+            col,
+            center,
+            bound: LowerBound::new(&center),
+            max,
+            heap,
+        }
     }
 
-    /// A lower bound of the distance to anything inside `env`. The slack absorbs
-    /// rounding differences between the rectangle formula and the haversine of
-    /// the exact distance, so that a bound never exceeds the exact value.
     fn bound(&self, env: &AABB<[f32; 2]>) -> f64 {
         let (lo, hi) = (env.lower(), env.upper());
-        let d = crate::geom::rect_distance(
-            &self.center,
+        self.bound.rect(
             f64::from(lo[0]),
             f64::from(lo[1]),
             f64::from(hi[0]),
             f64::from(hi[1]),
-        );
-        (d * (1.0 - 1e-9) - 1e-6).max(0.0)
+        )
     }
 }
-
-impl Nearest<'_> {
-    /// A cheaper lower bound for a leaf's box, which is tiny for points: the
-    /// distance to its middle less half its diagonal (triangle inequality), with
-    /// the diagonal over-estimated by taking a degree of longitude at its
-    /// equatorial length.
-    fn leaf_bound(&self, env: &AABB<[f32; 2]>) -> f64 {
-        let (lo, hi) = (env.lower(), env.upper());
-        let (lon0, lat0, lon1, lat1) = (
-            f64::from(lo[0]),
-            f64::from(lo[1]),
-            f64::from(hi[0]),
-            f64::from(hi[1]),
-        );
-        let mid = crate::geom::haversine(
-            self.center.lat,
-            self.center.lon,
-            (lat0 + lat1) / 2.0,
-            (lon0 + lon1) / 2.0,
-        );
-        let half_diag = ((lat1 - lat0) + (lon1 - lon0)) / 2.0 * METERS_PER_DEGREE;
-        (mid - half_diag) * (1.0 - 1e-9) - 1e-6
-    }
-}
-
-/// Length of a degree of a great circle on the sphere the crate measures with.
-const METERS_PER_DEGREE: f64 = crate::geom::EARTH_RADIUS_M * std::f64::consts::PI / 180.0;
 
 impl<'a> Iterator for Nearest<'a> {
     type Item = (&'a str, &'a Item, f64);
@@ -802,9 +787,11 @@ impl<'a> Iterator for Nearest<'a> {
                     for child in node.children() {
                         let (dist, cand) = match child {
                             RTreeNode::Parent(p) => (self.bound(&p.envelope()), Cand::Node(p)),
-                            RTreeNode::Leaf(e) => (self.leaf_bound(&e.env), Cand::Leaf(e)),
+                            RTreeNode::Leaf(e) => (self.bound(&e.env), Cand::Leaf(e)),
                         };
-                        self.heap.push(Queued { dist, cand });
+                        if dist <= self.max {
+                            self.heap.push(Queued { dist, cand });
+                        }
                     }
                 }
                 Cand::Leaf(e) => {
@@ -814,6 +801,9 @@ impl<'a> Iterator for Nearest<'a> {
                         .object
                         .distance_to(&self.center)
                         .unwrap_or(f64::INFINITY);
+                    if dist > self.max {
+                        continue;
+                    }
                     // Strictly nearer than everything queued: yield at once and
                     // save a push and a pop. Ties go through the heap, which
                     // orders them by id.

@@ -310,9 +310,10 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// The nearest-neighbour walk relies on `Bounds::distance_to` being the exact
-    /// minimum over the rectangle: never more than the distance to any point in
-    /// it (else results come out of order), and not much less (else it is slow).
+    /// `Bounds::distance_to` (the distance NEARBY reports for a BOUNDS object,
+    /// and the ceiling the walk's cheaper lower bound is tested against in
+    /// `geom.rs`) is the exact minimum over the rectangle: never more than the
+    /// distance to any point in it, and not much less.
     #[test]
     fn rect_distance_is_the_minimum_over_the_rectangle(
         lat in -80.0..80.0f64, lon in -179.0..179.0f64,
