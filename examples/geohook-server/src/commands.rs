@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use smol_str::StrExt as _;
+
 use crate::geo;
 use crate::resp::Reply;
 use crate::settings::{self, PROPERTIES};
@@ -119,7 +121,8 @@ pub fn invalid(arg: &[u8]) -> String {
 /// Runs one command from a client and renders its reply.
 pub fn execute(shared: &Arc<Shared>, session: &mut Session, args: Vec<Vec<u8>>) -> Reply {
     let start = Instant::now();
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    // Command names fit inline in a SmolStr, so this does not allocate.
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase_smolstr();
     let ctx = Ctx {
         json: session.json,
         start,

@@ -14,6 +14,8 @@ use geohook_db::{
     Area, Bounds, Database, Hit, Item, Object, Page, Point, SearchOpts, SetCondition, Where,
 };
 
+use smol_str::{SmolStr, StrExt as _};
+
 use crate::aof::Fsync;
 use crate::commands::{arity, invalid, Ctx};
 use crate::resp::Reply;
@@ -84,7 +86,7 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
 /// other than a missing key or id or a blocked NX/XX (those are expected when
 /// a shrink's carried-over tail is replayed over its snapshot).
 pub fn replay(core: &mut Core, args: &[Vec<u8>]) -> Result<(), String> {
-    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let name = lower(&args[0]);
     if !is_write(&name) {
         return Err(format!(
             "unknown command '{}'",
@@ -146,16 +148,20 @@ fn s(a: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(a).map_err(|_| invalid(a))
 }
 
-fn lower(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).to_ascii_lowercase()
+/// The argument in lower case; keywords and command names fit inline, so
+/// matching them does not allocate.
+fn lower(a: &[u8]) -> SmolStr {
+    String::from_utf8_lossy(a).to_ascii_lowercase_smolstr()
 }
 
 fn num(a: &[u8]) -> Result<f64, String> {
     let t = s(a)?;
-    let v: f64 = match t.to_ascii_lowercase().as_str() {
-        "-inf" => f64::NEG_INFINITY,
-        "+inf" | "inf" => f64::INFINITY,
-        _ => t.parse().map_err(|_| invalid(a))?,
+    let v: f64 = if t.eq_ignore_ascii_case("-inf") {
+        f64::NEG_INFINITY
+    } else if t.eq_ignore_ascii_case("+inf") || t.eq_ignore_ascii_case("inf") {
+        f64::INFINITY
+    } else {
+        t.parse().map_err(|_| invalid(a))?
     };
     if v.is_nan() {
         return Err(invalid(a));
@@ -210,7 +216,7 @@ impl<'a> Args<'a> {
         self.i += 1;
         Ok(v)
     }
-    fn peek_lower(&self) -> Option<String> {
+    fn peek_lower(&self) -> Option<SmolStr> {
         self.a.get(self.i).map(|v| lower(v))
     }
     fn done(&self) -> bool {

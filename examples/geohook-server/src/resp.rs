@@ -6,8 +6,6 @@
 //! peer announced. Inline commands (a plain text line, as `redis-cli` in a pipe
 //! or `telnet` sends them) are accepted the way Redis accepts them.
 
-use std::fmt::Write as _;
-
 /// Caps applied to every request read from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -289,13 +287,13 @@ impl Reply {
                 out.extend_from_slice(b"\r\n");
             }
             Reply::Int(n) => {
-                let mut s = String::with_capacity(24);
-                let _ = write!(s, ":{n}\r\n");
-                out.extend_from_slice(s.as_bytes());
+                out.push(b':');
+                out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
             Reply::Bulk(b) => {
                 out.push(b'$');
-                out.extend_from_slice(b.len().to_string().as_bytes());
+                out.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(b);
                 out.extend_from_slice(b"\r\n");
@@ -303,7 +301,7 @@ impl Reply {
             Reply::Null => out.extend_from_slice(b"$-1\r\n"),
             Reply::Array(items) => {
                 out.push(b'*');
-                out.extend_from_slice(items.len().to_string().as_bytes());
+                out.extend_from_slice(itoa::Buffer::new().format(items.len()).as_bytes());
                 out.extend_from_slice(b"\r\n");
                 for i in items {
                     i.encode(out);
