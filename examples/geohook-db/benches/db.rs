@@ -1,4 +1,5 @@
-//! SET, NEARBY and WITHIN on collections of 10^5 and 10^6 points.
+//! SET, NEARBY and WITHIN on collections of 10^5 and 10^6 points, and the
+//! server benchmark's NEARBY on its own data set.
 //!
 //! Run with `cargo bench -p geohook-db --bench db`. Each collection is built once
 //! per size (random points in a 1°×1° square around Phoenix, the density of a busy
@@ -116,6 +117,38 @@ fn nearby_radius_1km(bencher: Bencher<'_, '_>, n: usize) {
         let c = Point::new(33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>()).unwrap();
         db.nearby("fleet", &c, Some(1_000.0), &opts, NOW).hits.len()
     });
+}
+
+/// The query of `examples/geohook-server/benches/vs-redis.sh`: the 10 nearest
+/// within 1 km of (33, -115), over random points in the same 2°×2° box
+/// (about 15 within the radius at 2·10^5, 75 at 10^6), from a fixed centre, as
+/// redis-benchmark repeats it.
+#[divan::bench(args = [200_000, 1_000_000], sample_count = 20, sample_size = 1000)]
+fn nearby_limit_10_within_1km_server_query(bencher: Bencher<'_, '_>, n: usize) {
+    let mut rng = SmallRng::seed_from_u64(38);
+    let mut db = Database::new();
+    for i in 0..n {
+        let p = Point::new(
+            32.0 + 2.0 * rng.random::<f64>(),
+            -116.0 + 2.0 * rng.random::<f64>(),
+        );
+        db.set(
+            "fleet",
+            &format!("p{i}"),
+            Object::Point(p.unwrap()),
+            NO_FIELDS,
+            None,
+            SetCondition::Always,
+            NOW,
+        )
+        .unwrap();
+    }
+    let c = Point::new(33.0, -115.0).unwrap();
+    let opts = SearchOpts {
+        limit: Some(10),
+        ..Default::default()
+    };
+    bencher.bench_local(|| db.nearby("fleet", &c, Some(1_000.0), &opts, NOW).hits.len());
 }
 
 /// WITHIN a 0.01°×0.01° box (about 10 points at 10^5).

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::sync::Arc;
 
-use rstar::{RTree, RTreeNode, RTreeObject, AABB};
+use rstar::{Envelope as _, RTree, RTreeNode, RTreeObject, AABB};
 use smol_str::SmolStr;
 use wildmatch::WildMatch;
 
@@ -685,7 +685,7 @@ enum Cand<'a> {
     /// A leaf keyed by a lower bound of its distance.
     Leaf(&'a Entry),
     /// A leaf keyed by its exact distance.
-    Exact(&'a str, &'a Item),
+    Exact(&'a Slot),
 }
 
 struct Queued<'a> {
@@ -721,7 +721,7 @@ impl Ord for Queued<'_> {
     /// Reversed, because `BinaryHeap` is a max-heap and the walk wants the minimum.
     fn cmp(&self, other: &Self) -> Ordering {
         let by_id = match (&self.cand, &other.cand) {
-            (Cand::Exact(a, _), Cand::Exact(b, _)) => a.cmp(b),
+            (Cand::Exact(a), Cand::Exact(b)) => a.id.cmp(&b.id),
             _ => Ordering::Equal,
         };
         other
@@ -743,6 +743,9 @@ struct Nearest<'a> {
     center: Point,
     bound: LowerBound,
     max: f64,
+    /// With a radius, the latitude/longitude box around the circle: a child
+    /// whose box misses it is skipped by four comparisons, before its bound.
+    window: Option<AABB<[f32; 2]>>,
     heap: BinaryHeap<Queued<'a>>,
 }
 
@@ -757,13 +760,29 @@ impl<'a> Nearest<'a> {
                 cand: Cand::Node(col.tree.root()),
             });
         }
+        // Widened by a hair beyond the rounding of its trigonometry; a
+        // superset only costs a bound computation.
+        let window = max.is_finite().then(|| {
+            let b = crate::geom::circle_bounds(&center, max);
+            let pad = 1e-7;
+            AABB::from_corners(
+                [down(b.sw.lon - pad), down(b.sw.lat - pad)],
+                [up(b.ne.lon + pad), up(b.ne.lat + pad)],
+            )
+        });
         Nearest {
             col,
             center,
             bound: LowerBound::new(&center),
             max,
+            window,
             heap,
         }
+    }
+
+    /// False when `env` lies wholly outside the radius's window.
+    fn in_window(&self, env: &AABB<[f32; 2]>) -> bool {
+        self.window.as_ref().is_none_or(|w| w.intersects(env))
     }
 
     fn bound(&self, env: &AABB<[f32; 2]>) -> f64 {
@@ -785,6 +804,9 @@ impl<'a> Iterator for Nearest<'a> {
             match q.cand {
                 Cand::Node(node) => {
                     for child in node.children() {
+                        if !self.in_window(&child.envelope()) {
+                            continue;
+                        }
                         let (dist, cand) = match child {
                             RTreeNode::Parent(p) => (self.bound(&p.envelope()), Cand::Node(p)),
                             RTreeNode::Leaf(e) => (self.bound(&e.env), Cand::Leaf(e)),
@@ -812,10 +834,10 @@ impl<'a> Iterator for Nearest<'a> {
                     }
                     self.heap.push(Queued {
                         dist,
-                        cand: Cand::Exact(slot.id.as_str(), &slot.item),
+                        cand: Cand::Exact(slot),
                     });
                 }
-                Cand::Exact(k, item) => return Some((k, item, q.dist)),
+                Cand::Exact(slot) => return Some((slot.id.as_str(), &slot.item, q.dist)),
             }
         }
         None

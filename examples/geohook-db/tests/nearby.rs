@@ -118,3 +118,54 @@ fn knn_across_many_points_matches_sorting() {
     let want: Vec<String> = oracle.into_iter().take(25).map(|x| x.1).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn radius_knn_matches_sorting_near_the_antimeridian_and_the_poles() {
+    // Around each centre a 41x41 grid of points 0.001° apart (wrapping in
+    // longitude, clamped at the poles): the k nearest within the radius must
+    // be the k smallest distances up to it, in order, ties by id. This walks
+    // the radius window that cuts the search short, where it is easiest to get
+    // wrong.
+    for (clat, clon) in [
+        (40.2213, -73.8071),
+        (0.003, 179.996),
+        (-12.5, -179.998),
+        (89.991, 10.0),
+        (-89.995, -120.0),
+    ] {
+        let mut db = Database::new();
+        for i in -20..=20 {
+            for j in -20..=20 {
+                let lat = (clat + f64::from(i) * 0.001).clamp(-90.0, 90.0);
+                let mut lon = clon + f64::from(j) * 0.001;
+                if lon > 180.0 {
+                    lon -= 360.0;
+                } else if lon < -180.0 {
+                    lon += 360.0;
+                }
+                put(&mut db, "g", &format!("p{i:+03}{j:+03}"), point(lat, lon));
+            }
+        }
+        let c = pt(clat, clon);
+        for (meters, limit) in [(1_500.0, 10), (500.0, 100), (2_000.0, 400), (0.0, 5)] {
+            let mut oracle: Vec<(f64, String)> = db
+                .scan("g", &SearchOpts::default(), NOW)
+                .hits
+                .iter()
+                .map(|h| (h.item.object().distance_to(&c).unwrap(), h.id.to_owned()))
+                .filter(|(d, _)| *d <= meters)
+                .collect();
+            oracle.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let opts = SearchOpts {
+                limit: Some(limit),
+                ..Default::default()
+            };
+            let got = ids(&db.nearby("g", &c, Some(meters), &opts, NOW));
+            let want: Vec<String> = oracle.into_iter().take(limit).map(|x| x.1).collect();
+            assert_eq!(
+                got, want,
+                "centre {clat},{clon} radius {meters} limit {limit}"
+            );
+        }
+    }
+}
