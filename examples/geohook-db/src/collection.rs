@@ -651,7 +651,8 @@ fn collect<'a>(
         return Page::default();
     }
     let patterns: Vec<WildMatch> = opts.matches.iter().map(|p| WildMatch::new(p)).collect();
-    let mut hits = Vec::new();
+    // A small LIMIT is filled without regrowing; a large one grows as hits come.
+    let mut hits = Vec::with_capacity(opts.limit.unwrap_or(0).min(64));
     for (pos, (id, item, distance)) in (0u64..).zip(walk) {
         if pos < opts.cursor || !item.is_live(now_ms) {
             continue;
@@ -719,16 +720,18 @@ impl PartialOrd for Queued<'_> {
 }
 impl Ord for Queued<'_> {
     /// Reversed, because `BinaryHeap` is a max-heap and the walk wants the minimum.
+    /// Ids are compared only between exact items at equal distance: the heap
+    /// compares on every push and pop, and distances almost always differ.
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        let by_id = match (&self.cand, &other.cand) {
-            (Cand::Exact(a), Cand::Exact(b)) => a.id.cmp(&b.id),
-            _ => Ordering::Equal,
-        };
         other
             .dist
             .total_cmp(&self.dist)
-            .then(other.rank().cmp(&self.rank()))
-            .then(by_id.reverse())
+            .then_with(|| other.rank().cmp(&self.rank()))
+            .then_with(|| match (&self.cand, &other.cand) {
+                (Cand::Exact(a), Cand::Exact(b)) => b.id.cmp(&a.id),
+                _ => Ordering::Equal,
+            })
     }
 }
 
@@ -818,11 +821,12 @@ impl<'a> Iterator for Nearest<'a> {
                 }
                 Cand::Leaf(e) => {
                     let slot = self.col.slot(e.slot);
-                    let dist = slot
-                        .item
-                        .object
-                        .distance_to(&self.center)
-                        .unwrap_or(f64::INFINITY);
+                    let dist = match &slot.item.object {
+                        // The same value as `Object::distance_to`, with the
+                        // centre's cosine computed once per walk.
+                        Object::Point(p) => self.bound.distance_to_point(p),
+                        other => other.distance_to(&self.center).unwrap_or(f64::INFINITY),
+                    };
                     if dist > self.max {
                         continue;
                     }

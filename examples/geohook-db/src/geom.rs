@@ -641,6 +641,17 @@ impl LowerBound {
         }
     }
 
+    /// The haversine distance from `q` to the centre: bit for bit
+    /// `q.distance_to(centre)`, whose `cos` of the centre's latitude this
+    /// reuses instead of computing again.
+    pub(crate) fn distance_to_point(&self, q: &Point) -> f64 {
+        let (p1, p2) = (q.lat.to_radians(), self.lat.to_radians());
+        let dp = p2 - p1;
+        let dl = (self.lon - q.lon).to_radians();
+        let a = (dp / 2.0).sin().powi(2) + p1.cos() * self.cos_lat * (dl / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_M * a.sqrt().min(1.0).asin()
+    }
+
     /// A lower bound, in meters, of the distance from the centre to every point
     /// of the rectangle. The slack absorbs rounding differences against the
     /// haversine of an exact distance, so that the bound never exceeds it.
@@ -795,6 +806,25 @@ mod tests {
             let exact = haversine(lat, lon, qlat, qlon);
             prop_assert!(lb <= exact, "bound {lb} above the exact {exact}");
             prop_assert!(lb >= exact * 0.9999 - 1e-3, "bound {lb} far below {exact}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// NEARBY reports the walk's distance; it must be the very value
+        /// `Point::distance_to` gives (and the oracle tests compare with).
+        #[test]
+        fn walk_distance_is_haversine_bit_for_bit(
+            lat in -90.0..=90.0f64, lon in -180.0..=180.0f64,
+            qlat in -90.0..=90.0f64, qlon in -180.0..=180.0f64,
+        ) {
+            let (c, q) = (Point { lat, lon, z: None }, Point { lat: qlat, lon: qlon, z: None });
+            let d = LowerBound::new(&c).distance_to_point(&q);
+            prop_assert_eq!(d.to_bits(), q.distance_to(&c).to_bits());
+            let near = Point { lat: (lat + qlat * 1e-4).clamp(-90.0, 90.0), lon: (lon + qlon * 1e-4).clamp(-180.0, 180.0), z: None };
+            let d = LowerBound::new(&c).distance_to_point(&near);
+            prop_assert_eq!(d.to_bits(), near.distance_to(&c).to_bits());
         }
     }
 
