@@ -109,6 +109,19 @@ fn resp_and_json_replies_match_tile38() {
             ("FGET fkey myid nope", "0"),
             ("FSET fkey2 myid a 1", "ERR:key not found"),
             ("FSET fkey2 myid XX a 1", "0"),
+            // String and JSON field values (Tile38 1.30 and later).
+            ("SET mykey sf field hello world field hiya 55 point 33 -112", "OK"),
+            ("GET mykey sf hash 1", "9"),
+            ("GET mykey sf withfields point", "[[33 -112] [hello world hiya 55]]"),
+            (r#"FSET mykey sf hello there doc {"a":[1,2]}"#, "2"),
+            ("FGET mykey sf hello", "there"),
+            ("FGET mykey sf doc", r#"{"a":[1,2]}"#),
+            ("FSET mykey sf hello there", "0"),
+            ("SCAN mykey MATCH sf WHERE hello a z IDS", "[0 [sf]]"),
+            ("SCAN mykey MATCH sf WHERE hello u z IDS", "[0 []]"),
+            ("SCAN mykey MATCH sf WHERE hiya 50 60 IDS", "[0 [sf]]"),
+            ("SCAN mykey MATCH sf WHERE hiya a z IDS", "[0 []]"),
+
             // STATS.
             ("STATS nokey", "[nil]"),
             // READONLY.
@@ -233,6 +246,87 @@ fn resp_and_json_replies_match_tile38() {
 }
 
 #[test]
+fn string_fields_unset_with_the_empty_string_and_survive_a_shrink_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    let set = |c: &mut redis::Connection, args: &[&str]| -> String {
+        e2e::render(redis::cmd("SET").arg(args).query(c))
+    };
+    // Values with spaces, quotes, CR LF and a JSON document, through RESP
+    // bulk strings as any client sends them.
+    let odd = "two words, \"quoted\"\r\nand a new line";
+    assert_eq!(
+        set(
+            &mut c,
+            &[
+                "k",
+                "a",
+                "FIELD",
+                "note",
+                odd,
+                "FIELD",
+                "doc",
+                r#"{"x":[1,"y"]}"#,
+                "FIELD",
+                "n",
+                "7",
+                "POINT",
+                "33",
+                "-112"
+            ]
+        ),
+        "OK"
+    );
+    assert_eq!(
+        set(
+            &mut c,
+            &[
+                "k",
+                "b",
+                "FIELD",
+                "note",
+                "to be removed",
+                "POINT",
+                "33",
+                "-111"
+            ]
+        ),
+        "OK"
+    );
+    let fset = redis::cmd("FSET")
+        .arg(&["k", "b", "note", ""])
+        .query(&mut c);
+    assert_eq!(e2e::render(fset), "1", "the empty string unsets the field");
+    assert_eq!(run(&mut c, "GET k b WITHFIELDS POINT"), "[33 -111]");
+    let before = e2e::dump(&mut c);
+    let fields = |c: &mut redis::Connection| {
+        let v: Vec<redis::Value> = redis::cmd("GET")
+            .arg(&["k", "a", "WITHFIELDS", "POINT"])
+            .query(c)
+            .unwrap();
+        e2e::render(Ok(v[1].clone()))
+    };
+    let want = format!("[doc {{\"x\":[1,\"y\"]}} n 7 note {odd}]");
+    assert_eq!(fields(&mut c), want);
+
+    // The shrink writes every field back as text; a restart replays it.
+    assert_eq!(run(&mut c, "AOFSHRINK"), "OK");
+    assert!(
+        e2e::wait_until(std::time::Duration::from_secs(30), || server
+            .stat(&mut c, "aof_rewrites")
+            .parse::<u64>()
+            .is_ok_and(|n| n >= 1)),
+        "the shrink did not finish"
+    );
+    drop(c);
+    let server = server.restart().unwrap();
+    let mut c = server.client();
+    assert_eq!(e2e::dump(&mut c), before);
+    assert_eq!(fields(&mut c), want);
+}
+
+#[test]
 fn json_output_mode_has_tile38_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]).unwrap();
@@ -278,6 +372,21 @@ fn json_output_mode_has_tile38_shapes() {
             (
                 "SET truck1 a FIELD speed 0 POINT 33 -112",
                 json!({"ok":true}),
+            ),
+            (
+                "SET mykey sf field hello world field hiya 55 point 33 -112",
+                json!({"ok":true}),
+            ),
+            (
+                "GET mykey sf withfields",
+                json!({"ok":true,"object":{"type":"Point","coordinates":[-112,33]},"fields":{"hello":"world","hiya":55}}),
+            ),
+            (r#"FSET mykey sf doc {"a":[1,2]}"#, json!({"ok":true})),
+            ("FGET mykey sf hello", json!({"ok":true,"value":"world"})),
+            ("FGET mykey sf doc", json!({"ok":true,"value":{"a":[1,2]}})),
+            (
+                "SCAN mykey MATCH sf POINTS",
+                json!({"ok":true,"fields":["doc","hello","hiya"],"points":[{"id":"sf","point":{"lat":33,"lon":-112},"fields":[{"a":[1,2]},"world",55]}],"count":1,"cursor":0}),
             ),
             (
                 "GET truck1 a WITHFIELDS",

@@ -8,6 +8,7 @@ use rstar::{Envelope as _, RTree, RTreeNode, RTreeObject, AABB};
 use smol_str::SmolStr;
 use wildmatch::WildMatch;
 
+use crate::field::FieldValue;
 use crate::geom::{Bounds, LowerBound, Point};
 use crate::object::{Area, Object};
 
@@ -45,14 +46,15 @@ impl Item {
     }
 }
 
-/// Numeric fields of an item, sorted by name, with names shared across a collection.
+/// The fields of an item, sorted by name, with names shared across a collection.
 ///
-/// A missing field reads as 0, as in Tile38, so a field set to 0 is not stored.
+/// A missing field reads as 0, as in Tile38, so a field set to 0 (or to the
+/// empty string) is not stored.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields(Option<Box<[FieldSlot]>>);
 
 /// A field name, shared across the collection, and its value.
-type FieldSlot = (Arc<str>, f64);
+type FieldSlot = (Arc<str>, FieldValue);
 
 impl Fields {
     fn slice(&self) -> &[FieldSlot] {
@@ -60,21 +62,29 @@ impl Fields {
     }
 
     /// The stored value of a field, if it is set (non-zero).
-    pub fn get(&self, name: &str) -> Option<f64> {
+    pub fn get(&self, name: &str) -> Option<&FieldValue> {
         let s = self.slice();
         s.binary_search_by(|(n, _)| (**n).cmp(name))
             .ok()
-            .map(|i| s[i].1)
+            .map(|i| &s[i].1)
     }
 
     /// The value of a field, 0 when it is not set (Tile38's reading of a missing field).
-    pub fn value(&self, name: &str) -> f64 {
-        self.get(name).unwrap_or(0.0)
+    pub fn value(&self, name: &str) -> &FieldValue {
+        self.get(name).unwrap_or(FieldValue::zero())
     }
 
     /// The set fields in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
-        self.slice().iter().map(|(n, v)| (&**n, *v))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &FieldValue)> + '_ {
+        self.slice().iter().map(|(n, v)| (&**n, v))
+    }
+
+    /// Bytes the fields hold on the heap, names excepted (they are shared).
+    fn heap_bytes(&self) -> usize {
+        self.slice()
+            .iter()
+            .map(|(_, v)| std::mem::size_of::<FieldSlot>() + v.heap_bytes())
+            .sum()
     }
 
     /// Number of set fields.
@@ -87,26 +97,27 @@ impl Fields {
         self.slice().is_empty()
     }
 
-    /// These fields with `updates` applied (0 removes), and how many values changed.
-    pub(crate) fn merged(&self, updates: &[(Arc<str>, f64)]) -> (Fields, usize) {
-        let mut v: Vec<(Arc<str>, f64)> = self.slice().to_vec();
+    /// These fields with `updates` applied (a zero value removes), and how many
+    /// values changed.
+    pub(crate) fn merged(&self, updates: &[(Arc<str>, FieldValue)]) -> (Fields, usize) {
+        let mut v: Vec<FieldSlot> = self.slice().to_vec();
         let mut changed = 0;
         for (name, value) in updates {
             match v.binary_search_by(|(n, _)| n.cmp(name)) {
                 Ok(i) => {
                     if v[i].1 != *value {
                         changed += 1;
-                        if *value == 0.0 {
+                        if value.is_zero() {
                             v.remove(i);
                         } else {
-                            v[i].1 = *value;
+                            v[i].1 = value.clone();
                         }
                     }
                 }
                 Err(i) => {
-                    if *value != 0.0 {
+                    if !value.is_zero() {
                         changed += 1;
-                        v.insert(i, (name.clone(), *value));
+                        v.insert(i, (name.clone(), value.clone()));
                     }
                 }
             }
@@ -120,15 +131,24 @@ impl Fields {
     }
 }
 
-/// A WHERE filter: the field's value (0 when unset) must be in `min..=max`.
+/// A WHERE filter: the field's value (0 when unset) must be in `min..=max`,
+/// in [`FieldValue`]'s order (numbers, then strings, then JSON documents).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Where {
     /// Field name.
     pub field: String,
-    /// Smallest accepted value (use `f64::NEG_INFINITY` for `-inf`).
-    pub min: f64,
-    /// Largest accepted value (use `f64::INFINITY` for `+inf`).
-    pub max: f64,
+    /// Smallest accepted value (`FieldValue::Number(f64::NEG_INFINITY)` for `-inf`).
+    pub min: FieldValue,
+    /// Largest accepted value (`FieldValue::Number(f64::INFINITY)` for `+inf`).
+    pub max: FieldValue,
+}
+
+impl Where {
+    /// True when `fields` pass this filter.
+    pub fn accepts(&self, fields: &Fields) -> bool {
+        let v = fields.value(&self.field);
+        *v >= self.min && *v <= self.max
+    }
 }
 
 /// Paging and filtering options shared by SCAN, NEARBY, WITHIN and INTERSECTS.
@@ -379,7 +399,7 @@ impl Collection {
         let base = std::mem::size_of::<Option<Slot>>()
             + std::mem::size_of::<(SmolStr, u32)>()
             + heap_id
-            + item.fields.len() * std::mem::size_of::<FieldSlot>();
+            + item.fields.heap_bytes();
         let obj = match &item.object {
             Object::Point(_) => std::mem::size_of::<Entry>(),
             Object::Bounds(_) => std::mem::size_of::<Bounds>() + std::mem::size_of::<Entry>(),
@@ -419,7 +439,7 @@ impl Collection {
         &mut self,
         id: &str,
         object: Object,
-        updates: &[(Arc<str>, f64)],
+        updates: &[(Arc<str>, FieldValue)],
         expires_at: Option<i64>,
         now_ms: i64,
     ) -> Option<Item> {
@@ -660,10 +680,7 @@ fn collect<'a>(
         if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(id)) {
             continue;
         }
-        if !opts.wheres.iter().all(|w| {
-            let v = item.fields.value(&w.field);
-            v >= w.min && v <= w.max
-        }) {
+        if !opts.wheres.iter().all(|w| w.accepts(&item.fields)) {
             continue;
         }
         if !test(item) {

@@ -8,6 +8,7 @@ use wildmatch::WildMatch;
 
 use crate::collection::{Collection, CollectionStats, Item, Page, SearchOpts};
 use crate::error::{Error, Result};
+use crate::field::FieldValue;
 use crate::geom::Point;
 use crate::object::{Area, Object};
 
@@ -75,26 +76,34 @@ impl Database {
         }
     }
 
-    fn check_fields<S: AsRef<str>>(fields: &[(S, f64)]) -> Result<()> {
-        for (n, v) in fields {
-            let n = n.as_ref();
-            if reserved(n) {
-                return Err(Error::ReservedField { name: n.to_owned() });
-            }
-            if v.is_nan() {
-                return Err(Error::InvalidFieldValue {
-                    name: n.to_owned(),
-                    value: *v,
-                });
-            }
-        }
-        Ok(())
+    /// Checks the names and reads the values of `fields`.
+    fn read_fields<S: AsRef<str>, V: Clone + Into<FieldValue>>(
+        fields: &[(S, V)],
+    ) -> Result<Vec<(&str, FieldValue)>> {
+        fields
+            .iter()
+            .map(|(n, v)| {
+                let n = n.as_ref();
+                if reserved(n) {
+                    return Err(Error::ReservedField { name: n.to_owned() });
+                }
+                let v: FieldValue = v.clone().into();
+                if v.is_nan() {
+                    return Err(Error::InvalidFieldValue {
+                        name: n.to_owned(),
+                        value: v.text().into_owned(),
+                    });
+                }
+                Ok((n, v))
+            })
+            .collect()
     }
 
     /// SET: stores `object` under `key`/`id` with an absolute expiry (or none).
     ///
     /// `fields` are merged into the fields of the live item that is replaced
-    /// (Tile38 keeps existing fields); a field set to 0 is removed. Returns the
+    /// (Tile38 keeps existing fields); a field set to 0 or to the empty string
+    /// is removed. Values are numbers (`f64`) or any [`FieldValue`]. Returns the
     /// live item that was replaced.
     ///
     /// # Errors
@@ -104,17 +113,17 @@ impl Database {
     // The arguments mirror the SET command one to one; a builder would only add
     // a type that every caller has to fill in.
     #[allow(clippy::too_many_arguments)]
-    pub fn set<S: AsRef<str>>(
+    pub fn set<S: AsRef<str>, V: Clone + Into<FieldValue>>(
         &mut self,
         key: &str,
         id: &str,
         object: Object,
-        fields: &[(S, f64)],
+        fields: &[(S, V)],
         expires_at: Option<i64>,
         cond: SetCondition,
         now_ms: i64,
     ) -> Result<Option<Item>> {
-        Self::check_fields(fields)?;
+        let fields = Self::read_fields(fields)?;
         let exists = self.cols.get(key).and_then(|c| c.get(id, now_ms)).is_some();
         match cond {
             SetCondition::Nx if exists => {
@@ -136,9 +145,9 @@ impl Database {
             Some(c) => c,
             None => self.cols.entry(Arc::from(key)).or_default(),
         };
-        let updates: Vec<(Arc<str>, f64)> = fields
-            .iter()
-            .map(|(n, v)| (col.intern(n.as_ref()), *v))
+        let updates: Vec<(Arc<str>, FieldValue)> = fields
+            .into_iter()
+            .map(|(n, v)| (col.intern(n), v))
             .collect();
         let old = col.put(id, object, &updates, expires_at, now_ms);
         Ok(old.filter(|i| i.is_live(now_ms)))
@@ -253,24 +262,24 @@ impl Database {
     /// # Errors
     /// [`Error::KeyNotFound`] or [`Error::IdNotFound`] without `xx`;
     /// [`Error::ReservedField`] and [`Error::InvalidFieldValue`] for bad fields.
-    pub fn fset<S: AsRef<str>>(
+    pub fn fset<S: AsRef<str>, V: Clone + Into<FieldValue>>(
         &mut self,
         key: &str,
         id: &str,
-        fields: &[(S, f64)],
+        fields: &[(S, V)],
         xx: bool,
         now_ms: i64,
     ) -> Result<usize> {
-        Self::check_fields(fields)?;
+        let fields = Self::read_fields(fields)?;
         if let Err(e) = self.get(key, id, now_ms) {
             return if xx { Ok(0) } else { Err(e) };
         }
         let Some(col) = self.cols.get_mut(key) else {
             return Ok(0);
         };
-        let updates: Vec<(Arc<str>, f64)> = fields
-            .iter()
-            .map(|(n, v)| (col.intern(n.as_ref()), *v))
+        let updates: Vec<(Arc<str>, FieldValue)> = fields
+            .into_iter()
+            .map(|(n, v)| (col.intern(n), v))
             .collect();
         let Some(item) = col.get(id, now_ms) else {
             return Ok(0);
@@ -284,8 +293,8 @@ impl Database {
     ///
     /// # Errors
     /// [`Error::KeyNotFound`] or [`Error::IdNotFound`].
-    pub fn fget(&self, key: &str, id: &str, field: &str, now_ms: i64) -> Result<f64> {
-        Ok(self.get(key, id, now_ms)?.fields().value(field))
+    pub fn fget(&self, key: &str, id: &str, field: &str, now_ms: i64) -> Result<FieldValue> {
+        Ok(self.get(key, id, now_ms)?.fields().value(field).clone())
     }
 
     /// SCAN over `key`; an empty page when the key does not exist.

@@ -70,8 +70,8 @@ pub enum Error {
     InvalidFieldValue {
         /// The field name.
         name: String,
-        /// The value that was given.
-        value: f64,
+        /// The value that was given, as text.
+        value: String,
     },
     /// The key (collection) does not exist.
     #[error("key not found")]

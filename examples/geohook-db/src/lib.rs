@@ -52,8 +52,11 @@
 //!   limit returns the position after its last hit; a shorter page returns 0.
 //!   Walking pages with the returned cursors visits every matching item exactly
 //!   once while the collection does not change.
-//! - Fields are numbers; an unset field reads as 0, so setting 0 removes it.
-//!   `z`, `lat` and `lon` are reserved names.
+//! - Field values are numbers, strings or JSON documents ([`FieldValue`], read
+//!   from text as Tile38 1.30 reads a FIELD argument); an unset field reads as
+//!   0, so setting 0 (or the empty string) removes it. WHERE ranges compare
+//!   numbers by value, then strings, then documents. `z`, `lat` and `lon` are
+//!   reserved names.
 //!
 //! # Crate features
 //! None. Geometry predicates come from `geo`, geohashes from `geohash`, the
@@ -62,11 +65,13 @@
 mod collection;
 mod db;
 mod error;
+mod field;
 mod geom;
 mod object;
 
 pub use collection::{Collection, CollectionStats, Fields, Hit, Item, Page, SearchOpts, Where};
 pub use db::{Database, DbStats, Expired, SetCondition};
 pub use error::{Error, Result};
+pub use field::FieldValue;
 pub use geom::{Bounds, GeoJson, GeoJsonKind, Point, EARTH_RADIUS_M};
 pub use object::{Area, GeohashCell, Object};

@@ -230,7 +230,7 @@ proptest! {
         let (lat, lon, h, w, radius_steps, limit, min_speed) = q;
         let live: Vec<(&String, &ModelItem)> =
             model.iter().filter(|(_, m)| m.expires.is_none_or(|t| t > now)).collect();
-        let wheres = vec![Where { field: "speed".into(), min: f64::from(min_speed), max: f64::INFINITY }];
+        let wheres = vec![Where { field: "speed".into(), min: f64::from(min_speed).into(), max: f64::INFINITY.into() }];
         let filtered = SearchOpts { wheres: wheres.clone(), matches: vec!["id1?".into(), "id*7".into()], ..Default::default() };
         let pass = |id: &str, m: &ModelItem| {
             m.speed >= f64::from(min_speed) && (id.ends_with('7') || (id.starts_with("id1") && id.len() == 4))

@@ -94,8 +94,8 @@ fn every_item_exactly_once() {
             SearchOpts {
                 wheres: vec![Where {
                     field: "speed".into(),
-                    min: 50.0,
-                    max: 150.0,
+                    min: 50.0.into(),
+                    max: 150.0.into(),
                 }],
                 ..Default::default()
             },
@@ -192,8 +192,8 @@ fn scan_order_and_filters() {
     let w = SearchOpts {
         wheres: vec![Where {
             field: "speed".into(),
-            min: 0.0,
-            max: 0.0,
+            min: 0.0.into(),
+            max: 0.0.into(),
         }],
         ..Default::default()
     };

@@ -4,12 +4,12 @@
 mod common;
 
 use common::*;
-use geohook_db::{Database, Error, Object, SetCondition};
+use geohook_db::{Database, Error, FieldValue, Object, SearchOpts, SetCondition, Where};
 
-fn set(
+fn set<V: Clone + Into<FieldValue>>(
     db: &mut Database,
     id: &str,
-    fields: &[(&str, f64)],
+    fields: &[(&str, V)],
     cond: SetCondition,
 ) -> Result<Option<String>, Error> {
     db.set("k", id, point(1.0, 2.0), fields, None, cond, NOW)
@@ -30,7 +30,7 @@ fn nx_xx() {
         ("b", Always, Ok(false)),
     ];
     for (id, cond, want) in cases {
-        let got = set(&mut db, id, &[], cond);
+        let got = set::<f64>(&mut db, id, &[], cond);
         match (got, want) {
             (Ok(prev), Ok(had)) => assert_eq!(prev.is_some(), had, "{id} {cond:?}"),
             (Err(e), Err(msg)) => assert_eq!(e.to_string(), msg, "{id} {cond:?}"),
@@ -53,8 +53,11 @@ fn set_merges_fields_and_validates_them() {
     set(&mut db, "a", &[("speed", 20.0)], SetCondition::Always).unwrap();
     let item = db.get("k", "a", NOW).unwrap();
     assert_eq!(
-        item.fields().iter().collect::<Vec<_>>(),
-        [("age", 3.0), ("speed", 20.0)]
+        item.fields()
+            .iter()
+            .map(|(n, v)| (n, v.clone()))
+            .collect::<Vec<_>>(),
+        [("age", 3.0.into()), ("speed", 20.0.into())]
     );
     for bad in ["z", "lat", "lon", ""] {
         assert!(matches!(
@@ -99,8 +102,8 @@ fn fset_fget() {
             .map_err(|e| e.to_string());
         assert_eq!(got, want.map_err(String::from), "{id} {fields:?} xx={xx}");
     }
-    assert_eq!(db.fget("k", "a", "speed", NOW), Ok(11.0));
-    assert_eq!(db.fget("k", "a", "age", NOW), Ok(0.0));
+    assert_eq!(db.fget("k", "a", "speed", NOW), Ok(11.0.into()));
+    assert_eq!(db.fget("k", "a", "age", NOW), Ok(0.0.into()));
     assert!(matches!(
         db.fset("nokey", "a", &[("s", 1.0)], false, NOW),
         Err(Error::KeyNotFound { .. })
@@ -214,4 +217,73 @@ fn iteration_in_batches_sees_every_item_once() {
     let dump = db.canonical_dump(NOW);
     assert_eq!(dump.lines().count(), 75);
     assert!(dump.starts_with(r#""a" "00" {"type":"Point","coordinates":[1,1]}"#));
+}
+
+#[test]
+fn string_and_json_fields() {
+    let mut db = Database::new();
+    let text = |t: &str| FieldValue::parse(t);
+    set(
+        &mut db,
+        "a",
+        &[
+            ("hello", text("world")),
+            ("hiya", text("55")),
+            ("doc", text("{\"a\":[1]}")),
+        ],
+        SetCondition::Always,
+    )
+    .unwrap();
+    let item = db.get("k", "a", NOW).unwrap();
+    let got: Vec<(&str, String)> = item
+        .fields()
+        .iter()
+        .map(|(n, v)| (n, v.to_json()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("doc", "{\"a\":[1]}".into()),
+            ("hello", "\"world\"".into()),
+            ("hiya", "55".into())
+        ]
+    );
+    // A string replaces a number and back; the empty string removes.
+    assert_eq!(
+        db.fset("k", "a", &[("hiya", text("fast"))], false, NOW),
+        Ok(1)
+    );
+    assert_eq!(db.fget("k", "a", "hiya", NOW), Ok(text("fast")));
+    assert_eq!(db.fset("k", "a", &[("hello", text(""))], false, NOW), Ok(1));
+    assert_eq!(db.fget("k", "a", "hello", NOW), Ok(0.0.into()));
+    assert_eq!(db.get("k", "a", NOW).unwrap().fields().len(), 2);
+
+    // WHERE compares strings with strings; numbers sort before them.
+    set(
+        &mut db,
+        "b",
+        &[("hiya", text("alpha"))],
+        SetCondition::Always,
+    )
+    .unwrap();
+    set(&mut db, "c", &[("hiya", 7.0)], SetCondition::Always).unwrap();
+    let ids = |min: &str, max: &str| -> Vec<String> {
+        let opts = SearchOpts {
+            wheres: vec![Where {
+                field: "hiya".into(),
+                min: text(min),
+                max: text(max),
+            }],
+            ..Default::default()
+        };
+        db.scan("k", &opts, NOW)
+            .hits
+            .iter()
+            .map(|h| h.id.to_owned())
+            .collect()
+    };
+    assert_eq!(ids("a", "g"), ["a", "b"]);
+    assert_eq!(ids("b", "z"), ["a"]);
+    assert_eq!(ids("-inf", "+inf"), ["c"]);
+    assert_eq!(ids("-inf", "zzz"), ["a", "b", "c"]);
 }

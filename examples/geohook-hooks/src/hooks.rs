@@ -905,12 +905,12 @@ impl Hooks {
         }
         if let Some(fields) = change.fields {
             let mut first = true;
-            for (name, value) in fields.iter().filter(|(_, v)| *v != 0.0) {
+            for (name, value) in fields.iter().filter(|(_, v)| !v.is_zero()) {
                 out.push_str(if first { ",\"fields\":{" } else { "," });
                 first = false;
                 write_str(out, name);
                 out.push(':');
-                write_num(out, value);
+                value.write_json(out);
             }
             if !first {
                 out.push('}');
@@ -1018,14 +1018,5 @@ impl std::io::Write for StringWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-fn write_num(out: &mut String, v: f64) {
-    // Whole numbers print without a fraction, as Tile38 prints them (20, not 20.0).
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
-    } else {
-        let _ = write!(out, "{v}");
     }
 }

@@ -145,7 +145,12 @@ async fn events_carry_tile38s_json_and_fence_state_empties() {
         "fleet",
         "truck",
         point(5.0, 5.0),
-        &[("speed", 20.0), ("zero", 0.0)],
+        &[
+            ("speed", 20.0.into()),
+            ("zero", 0.0.into()),
+            ("driver", geohook_db::FieldValue::parse("ann \"b\"")),
+            ("tags", geohook_db::FieldValue::parse("[1, 2]")),
+        ],
         None,
         geohook_db::SetCondition::Always,
         0,
@@ -183,7 +188,7 @@ async fn events_carry_tile38s_json_and_fence_state_empties() {
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
     let meta = r#""meta":{"owner":"ops \"east\"","a":"1"}"#;
     let tail = format!(
-        r#""hook":"h1",{meta},"key":"fleet","time":"{time}","id":"truck","object":{{"type":"Point","coordinates":[5,5]}},"fields":{{"speed":20}}}}"#
+        r#""hook":"h1",{meta},"key":"fleet","time":"{time}","id":"truck","object":{{"type":"Point","coordinates":[5,5]}},"fields":{{"driver":"ann \"b\"","speed":20,"tags":[1, 2]}}}}"#
     );
     assert!(
         b[0].starts_with(r#"{"command":"set","group":""#),

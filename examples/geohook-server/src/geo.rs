@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use geohook_db::{
-    Area, Bounds, Database, Hit, Item, Object, Page, Point, SearchOpts, SetCondition, Where,
+    Area, Bounds, Database, FieldValue, Hit, Item, Object, Page, Point, SearchOpts, SetCondition,
+    Where,
 };
 
 use smol_str::{SmolStr, StrExt as _};
@@ -167,6 +168,12 @@ fn num(a: &[u8]) -> Result<f64, String> {
         return Err(invalid(a));
     }
     Ok(v)
+}
+
+/// A FIELD value or a WHERE bound: a number, a JSON document or a string,
+/// read as Tile38 reads them (see `FieldValue::parse`). It must be UTF-8.
+fn field_value(a: &[u8]) -> Result<FieldValue, String> {
+    Ok(FieldValue::parse(s(a)?))
 }
 
 fn finite(a: &[u8]) -> Result<f64, String> {
@@ -349,7 +356,7 @@ fn write(
             }
             let mut fields = Vec::with_capacity(rest.len() / 2);
             for pair in rest.chunks(2) {
-                fields.push((s(&pair[0])?, num(&pair[1])?));
+                fields.push((s(&pair[0])?, field_value(&pair[1])?));
             }
             let changed = core.db.fset(key, id, &fields, xx, now).map_err(db_err)?;
             if changed > 0 {
@@ -373,7 +380,7 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
         i: 3,
         cmd: "set",
     };
-    let mut fields: Vec<(&str, f64)> = Vec::new();
+    let mut fields: Vec<(&str, FieldValue)> = Vec::new();
     let mut expires: Option<i64> = None;
     let mut ex_at: Option<usize> = None;
     let mut cond = SetCondition::Always;
@@ -383,7 +390,7 @@ fn cmd_set(core: &mut Core, w: &Writer<'_>, ctx: &Ctx, args: &[Vec<u8>]) -> Resu
             "field" => {
                 let n = s(a.next()?)?;
                 let v = a.next()?;
-                fields.push((n, num(v)?));
+                fields.push((n, field_value(v)?));
             }
             "ex" => {
                 ex_at = Some(a.i - 1);
@@ -591,9 +598,9 @@ fn read(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply,
                 .fget(s(&args[1])?, s(&args[2])?, s(&args[3])?, now)
                 .map_err(db_err)?;
             Ok(if ctx.json {
-                ctx.ok_json(&format!(",\"value\":{}", jnum(v)))
+                ctx.ok_json(&format!(",\"value\":{}", v.to_json()))
             } else {
-                Reply::bulk(fnum(v))
+                Reply::bulk(v.text().into_owned())
             })
         }
         "stats" => {
@@ -688,7 +695,7 @@ fn fields_resp(item: &Item) -> Option<Reply> {
     }
     Some(Reply::Array(
         f.iter()
-            .flat_map(|(n, v)| [Reply::bulk(n), Reply::bulk(fnum(v))])
+            .flat_map(|(n, v)| [Reply::bulk(n), Reply::bulk(v.text().into_owned())])
             .collect(),
     ))
 }
@@ -697,7 +704,7 @@ fn fields_json_map(item: &Item) -> String {
     let parts: Vec<String> = item
         .fields()
         .iter()
-        .map(|(n, v)| format!("{}:{}", jstr(n), jnum(v)))
+        .map(|(n, v)| format!("{}:{}", jstr(n), v.to_json()))
         .collect();
     format!("{{{}}}", parts.join(","))
 }
@@ -836,8 +843,8 @@ fn search(db: &Database, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Repl
             "where" => {
                 a.next()?;
                 let field = s(a.next()?)?.to_string();
-                let min = num(a.next()?)?;
-                let max = num(a.next()?)?;
+                let min = field_value(a.next()?)?;
+                let max = field_value(a.next()?)?;
                 opts.wheres.push(Where { field, min, max });
             }
             "asc" => {
@@ -1024,7 +1031,7 @@ fn json_item(h: &Hit<'_>, out: Output, names: &[&str], distance: bool) -> Result
     } else {
         let v: Vec<String> = names
             .iter()
-            .map(|n| jnum(h.item.fields().value(n)))
+            .map(|n| h.item.fields().value(n).to_json())
             .collect();
         format!(",\"fields\":[{}]", v.join(","))
     };
@@ -1111,7 +1118,8 @@ pub fn snapshot_batch(
         for (f, v) in item.fields().iter() {
             args.push(b"field".to_vec());
             args.push(f.as_bytes().to_vec());
-            args.push(fnum(v).into_bytes());
+            // The text reads back to the same value (see `FieldValue::text`).
+            args.push(v.text().as_bytes().to_vec());
         }
         if let Some(at) = item.expires_at() {
             args.push(b"pxat".to_vec());

@@ -1,0 +1,261 @@
+//! Field values: numbers, strings and JSON documents (Tile38's FIELD).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+/// The value of one field of an item.
+///
+/// Values come from the text of a `FIELD name value` argument, read as
+/// Tile38 (1.30 and later) reads it: a number when the text is one, a JSON
+/// document when it is a JSON object, array, `true`, `false` or `null`, and a
+/// string otherwise. Because every value is read from text the same way,
+/// [`FieldValue::text`] reads back to an equal value, which is what lets an
+/// append-only file rewrite a field as text.
+///
+/// A missing field reads as the number 0, and a value that [`is_zero`]
+/// (0 or the empty string) is not stored.
+///
+/// [`is_zero`]: FieldValue::is_zero
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    /// A number, never NaN. `inf` and `-inf` are numbers.
+    Number(f64),
+    /// Text that is neither a number nor a JSON document.
+    String(Arc<str>),
+    /// A JSON object, array, `true`, `false` or `null`, as given.
+    Json(Arc<str>),
+}
+
+static ZERO: FieldValue = FieldValue::Number(0.0);
+
+impl FieldValue {
+    /// The value of a missing field: the number 0.
+    pub fn zero() -> &'static FieldValue {
+        &ZERO
+    }
+
+    /// Reads the text of a FIELD argument (see the type's documentation).
+    pub fn parse(text: &str) -> FieldValue {
+        if let Some(n) = parse_number(text) {
+            return FieldValue::Number(n);
+        }
+        if is_json_document(text) {
+            FieldValue::Json(text.into())
+        } else {
+            FieldValue::String(text.into())
+        }
+    }
+
+    /// True for the values that mean "unset": 0 and the empty string.
+    pub fn is_zero(&self) -> bool {
+        match self {
+            FieldValue::Number(n) => *n == 0.0,
+            FieldValue::String(s) => s.is_empty(),
+            FieldValue::Json(_) => false,
+        }
+    }
+
+    /// True for a number that is NaN, which no field may hold.
+    pub fn is_nan(&self) -> bool {
+        matches!(self, FieldValue::Number(n) if n.is_nan())
+    }
+
+    /// The number, if the value is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            FieldValue::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The text of the value, as RESP replies and the append-only file carry
+    /// it; [`FieldValue::parse`] reads it back to an equal value.
+    pub fn text(&self) -> Cow<'_, str> {
+        match self {
+            FieldValue::Number(n) => Cow::Owned(format!("{n}")),
+            FieldValue::String(s) | FieldValue::Json(s) => Cow::Borrowed(s),
+        }
+    }
+
+    /// Appends the value as JSON: a number (`null` when not finite, as JSON
+    /// has no infinity), a quoted string, or the document itself.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            FieldValue::Number(n) if n.is_finite() => {
+                let _ = write!(out, "{n}");
+            }
+            FieldValue::Number(_) => out.push_str("null"),
+            FieldValue::String(s) => {
+                out.push_str(&serde_json::Value::from(&**s).to_string());
+            }
+            FieldValue::Json(s) => out.push_str(s),
+        }
+    }
+
+    /// The value as JSON (see [`FieldValue::write_json`]).
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        self.write_json(&mut s);
+        s
+    }
+
+    /// Bytes the value holds on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            FieldValue::Number(_) => 0,
+            // An `Arc<str>` allocation: two counters and the text.
+            FieldValue::String(s) | FieldValue::Json(s) => 16 + s.len(),
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            FieldValue::Number(_) => 0,
+            FieldValue::String(_) => 1,
+            FieldValue::Json(_) => 2,
+        }
+    }
+}
+
+impl Ord for FieldValue {
+    /// Numbers by value, before strings in byte order, before JSON documents
+    /// in byte order. This is the order WHERE ranges are tested in.
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (FieldValue::Number(a), FieldValue::Number(b)) => {
+                a.partial_cmp(b).unwrap_or(Ordering::Equal)
+            }
+            (FieldValue::String(a), FieldValue::String(b))
+            | (FieldValue::Json(a), FieldValue::Json(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for FieldValue {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+// Numbers are never NaN (the database refuses it), so equality is total.
+impl Eq for FieldValue {}
+
+impl From<f64> for FieldValue {
+    fn from(n: f64) -> Self {
+        FieldValue::Number(n)
+    }
+}
+
+impl fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+/// A number as the server reads one: Rust's float syntax plus `inf`, `+inf`
+/// and `-inf` in any case; NaN is not a number here.
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
+    let v: f64 = match text.to_ascii_lowercase().as_str() {
+        "-inf" => f64::NEG_INFINITY,
+        "+inf" | "inf" => f64::INFINITY,
+        _ => text.parse().ok()?,
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// True for a JSON object, array, `true`, `false` or `null`. JSON strings and
+/// numbers are not documents: a number is read as a number first, and a
+/// quoted string stays a string with its quotes, as given.
+fn is_json_document(text: &str) -> bool {
+    let t = text.trim_start();
+    let starts = matches!(t.as_bytes().first(), Some(b'{' | b'['))
+        || matches!(text.trim(), "true" | "false" | "null");
+    starts && serde_json::from_str::<serde_json::Value>(text).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_numbers_strings_and_documents() {
+        assert_eq!(FieldValue::parse("55"), FieldValue::Number(55.0));
+        assert_eq!(FieldValue::parse("-1.5e3"), FieldValue::Number(-1500.0));
+        assert_eq!(
+            FieldValue::parse("-inf"),
+            FieldValue::Number(f64::NEG_INFINITY)
+        );
+        assert_eq!(
+            FieldValue::parse("world"),
+            FieldValue::String("world".into())
+        );
+        assert_eq!(FieldValue::parse("nan"), FieldValue::String("nan".into()));
+        assert_eq!(
+            FieldValue::parse("\"q\""),
+            FieldValue::String("\"q\"".into())
+        );
+        assert_eq!(
+            FieldValue::parse("{\"a\":1}"),
+            FieldValue::Json("{\"a\":1}".into())
+        );
+        assert_eq!(FieldValue::parse("[1,2]"), FieldValue::Json("[1,2]".into()));
+        assert_eq!(FieldValue::parse("true"), FieldValue::Json("true".into()));
+        // Not valid JSON: a string.
+        assert_eq!(
+            FieldValue::parse("{oops"),
+            FieldValue::String("{oops".into())
+        );
+        assert_eq!(FieldValue::parse(""), FieldValue::String("".into()));
+    }
+
+    #[test]
+    fn text_reads_back_to_the_same_value() {
+        for t in [
+            "0",
+            "55",
+            "-1.25",
+            "1e300",
+            "inf",
+            "-inf",
+            "world",
+            "a b",
+            "{\"a\":[1]}",
+            "null",
+            "[",
+            "\"x\"",
+        ] {
+            let v = FieldValue::parse(t);
+            assert_eq!(FieldValue::parse(&v.text()), v, "{t}");
+        }
+    }
+
+    #[test]
+    fn zero_values_and_json() {
+        assert!(FieldValue::parse("0").is_zero());
+        assert!(FieldValue::parse("-0").is_zero());
+        assert!(FieldValue::parse("").is_zero());
+        assert!(!FieldValue::parse("null").is_zero());
+        assert_eq!(FieldValue::parse("20").to_json(), "20");
+        assert_eq!(FieldValue::parse("inf").to_json(), "null");
+        assert_eq!(
+            FieldValue::parse("say \"hi\"").to_json(),
+            "\"say \\\"hi\\\"\""
+        );
+        assert_eq!(FieldValue::parse("[1, 2]").to_json(), "[1, 2]");
+    }
+
+    #[test]
+    fn order_is_numbers_then_strings_then_documents() {
+        let mut v: Vec<FieldValue> = ["b", "10", "[1]", "a", "-inf", "2", "{}"]
+            .iter()
+            .map(|t| FieldValue::parse(t))
+            .collect();
+        v.sort();
+        let t: Vec<String> = v.iter().map(|x| x.text().into_owned()).collect();
+        assert_eq!(t, ["-inf", "2", "10", "a", "b", "[1]", "{}"]);
+    }
+}
