@@ -57,18 +57,31 @@ fn every_detect_kind_and_del_expiry_and_drop_events() {
         "SET fleet a POINT 32 -112",
         "SET fleet a POINT 33.05 -111.95",
         "SET fleet a POINT 33.06 -111.95",
+        // An FSET that changes a value reports `inside`; one that changes
+        // nothing is not written and reports nothing.
+        "FSET fleet a speed 10",
+        "FSET fleet a speed 10",
         "SET fleet a POINT 32 -112",
         "SET fleet a POINT 33.05 -113",
         "SET fleet a POINT 33.05 -111",
         "DEL fleet a",
         "SET fleet b EX 1 POINT 33.05 -111.95",
     ];
+    let mut fsets = 0;
     for s in steps {
-        assert_eq!(
-            run(&mut c, s),
-            if s.starts_with("DEL") { "1" } else { "OK" },
-            "{s}"
-        );
+        let want = match s {
+            "DEL fleet a" => "1",
+            "FSET fleet a speed 10" => {
+                fsets += 1;
+                if fsets == 1 {
+                    "1"
+                } else {
+                    "0"
+                }
+            }
+            _ => "OK",
+        };
+        assert_eq!(run(&mut c, s), want, "{s}");
     }
     // b expires through the server's expiry task, which reports a del.
     let mut want = vec![
@@ -76,6 +89,7 @@ fn every_detect_kind_and_del_expiry_and_drop_events() {
         t("set", "enter", "a"),
         t("set", "inside", "a"),
         t("set", "inside", "a"),
+        t("fset", "inside", "a"),
         t("set", "exit", "a"),
         t("set", "outside", "a"),
         t("set", "outside", "a"),

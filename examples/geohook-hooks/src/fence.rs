@@ -119,6 +119,9 @@ pub enum CommandKind {
     Del,
     /// The whole collection was dropped.
     Drop,
+    /// Fields of an object were changed by FSET; the object did not move, so
+    /// it is `inside` (or `outside`) of each fence, never entering or leaving.
+    Fset,
 }
 
 impl CommandKind {
@@ -128,6 +131,7 @@ impl CommandKind {
             CommandKind::Set => "set",
             CommandKind::Del => "del",
             CommandKind::Drop => "drop",
+            CommandKind::Fset => "fset",
         }
     }
 
@@ -140,7 +144,7 @@ impl Default for Filter {
     fn default() -> Self {
         Self {
             detect: 0x1f,
-            commands: 0x07,
+            commands: 0x0f,
         }
     }
 }
@@ -169,10 +173,15 @@ impl Filter {
         if let Some(list) = commands {
             f.commands = 0;
             for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-                let c = [CommandKind::Set, CommandKind::Del, CommandKind::Drop]
-                    .into_iter()
-                    .find(|c| c.as_str().eq_ignore_ascii_case(w))
-                    .ok_or_else(|| bad(w))?;
+                let c = [
+                    CommandKind::Set,
+                    CommandKind::Del,
+                    CommandKind::Drop,
+                    CommandKind::Fset,
+                ]
+                .into_iter()
+                .find(|c| c.as_str().eq_ignore_ascii_case(w))
+                .ok_or_else(|| bad(w))?;
                 f.commands |= c.bit();
             }
         }
@@ -300,5 +309,8 @@ mod tests {
         assert!(f.allows(CommandKind::Del) && !f.allows(CommandKind::Set));
         assert!(Filter::parse(Some("roam"), None).is_err());
         assert!(Filter::parse(None, Some("fset2")).is_err());
+        let f = Filter::parse(None, Some("fset")).unwrap();
+        assert!(f.allows(CommandKind::Fset) && !f.allows(CommandKind::Set));
+        assert!(Filter::default().allows(CommandKind::Fset));
     }
 }

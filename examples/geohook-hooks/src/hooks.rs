@@ -30,9 +30,9 @@ pub struct Change<'a> {
     pub id: &'a str,
     /// The live object before the write, if any.
     pub old: Option<&'a Object>,
-    /// The object after the write (`set` only).
+    /// The object after the write (`set` and `fset`).
     pub new: Option<&'a Object>,
-    /// The object's fields after the write (`set` only); zero fields are left out of events.
+    /// The object's fields after the write (`set` and `fset`); zero fields are left out of events.
     pub fields: Option<&'a Fields>,
     /// When the write happened; events carry it in RFC 3339 with nanoseconds, local time.
     pub time: SystemTime,
@@ -55,6 +55,26 @@ impl<'a> Change<'a> {
             old,
             new: Some(new),
             fields,
+            time,
+        }
+    }
+
+    /// An FSET that changed fields of `object`, which stays where it is: each fence
+    /// reports `inside` or `outside`, as in Tile38.
+    pub fn fset(
+        key: &'a str,
+        id: &'a str,
+        object: &'a Object,
+        fields: &'a Fields,
+        time: SystemTime,
+    ) -> Self {
+        Self {
+            command: CommandKind::Fset,
+            key,
+            id,
+            old: Some(object),
+            new: Some(object),
+            fields: Some(fields),
             time,
         }
     }
@@ -642,7 +662,7 @@ impl Hooks {
                 }
                 plain.extend(recipients);
             }
-            CommandKind::Set => {
+            CommandKind::Set | CommandKind::Fset => {
                 let Some(new) = change.new else { return 0 };
                 self.match_set(reg, change, new, &mut events);
             }
@@ -671,7 +691,7 @@ impl Hooks {
         let mut body = String::new();
         for (detect, slot, group) in events {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
-            if !def.filter.allows(CommandKind::Set) {
+            if !def.filter.allows(change.command) {
                 continue;
             }
             body.clear();
@@ -888,7 +908,8 @@ impl Hooks {
         let group = group.unwrap_or_else(|| self.next_group());
         let _ = write!(
             out,
-            "{{\"command\":\"set\",\"group\":\"{:08x}{:016x}\",\"detect\":\"{}\",\"hook\":",
+            "{{\"command\":\"{}\",\"group\":\"{:08x}{:016x}\",\"detect\":\"{}\",\"hook\":",
+            change.command.as_str(),
             self.group_prefix,
             group,
             detect.as_str()

@@ -409,3 +409,107 @@ async fn followers_keep_fence_state_but_queue_nothing() {
     assert_eq!(hooks.metrics().enqueued, 1);
     assert_eq!(hooks.outbox().queued("h"), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fset_reports_inside_with_the_new_fields_and_obeys_commands() {
+    let sink = HttpSink::start().await;
+    let (hooks, cancel) = start();
+    for (name, commands) in [
+        ("all", None),
+        ("sets", Some("set")),
+        ("fsets", Some("fset")),
+    ] {
+        hooks
+            .set_hook(
+                bounds_hook(name, &sink.url(name), "fleet", None, commands, FENCE),
+                SystemTime::now(),
+            )
+            .unwrap();
+    }
+    let mut db = geohook_db::Database::new();
+    let now = SystemTime::now();
+    let always = geohook_db::SetCondition::Always;
+    db.set(
+        "fleet",
+        "in",
+        point(5.0, 5.0),
+        &[("speed", 1.0)],
+        None,
+        always,
+        0,
+    )
+    .unwrap();
+    db.set(
+        "fleet",
+        "out",
+        point(50.0, 50.0),
+        &[] as &[(&str, f64)],
+        None,
+        always,
+        0,
+    )
+    .unwrap();
+    let item = db.get("fleet", "in", 0).unwrap().clone();
+    hooks.on_change(&Change::set(
+        "fleet",
+        "in",
+        None,
+        item.object(),
+        Some(item.fields()),
+        now,
+    ));
+    // Each hook: enter + inside for the SET (two events) unless it filters SET out.
+    db.fset(
+        "fleet",
+        "in",
+        &[("speed", geohook_db::FieldValue::parse("fast"))],
+        false,
+        0,
+    )
+    .unwrap();
+    let item = db.get("fleet", "in", 0).unwrap().clone();
+    hooks.on_change(&Change::fset(
+        "fleet",
+        "in",
+        item.object(),
+        item.fields(),
+        now,
+    ));
+    let out = db.get("fleet", "out", 0).unwrap().clone();
+    hooks.on_change(&Change::fset(
+        "fleet",
+        "out",
+        out.object(),
+        out.fields(),
+        now,
+    ));
+    // all: enter, inside (set); inside, outside (fset). sets: enter, inside. fsets: inside, outside.
+    wait_until("events", WAIT, || sink.count() == 8).await;
+    let b = sink.bodies();
+    let summary = |hook: &str| -> Vec<String> {
+        events_of(&b, hook)
+            .iter()
+            .map(|v| format!("{} {} {}", v["command"], v["detect"], v["id"]).replace('"', ""))
+            .collect()
+    };
+    assert_eq!(
+        summary("all"),
+        [
+            "set enter in",
+            "set inside in",
+            "fset inside in",
+            "fset outside out"
+        ]
+    );
+    assert_eq!(summary("sets"), ["set enter in", "set inside in"]);
+    assert_eq!(summary("fsets"), ["fset inside in", "fset outside out"]);
+    let fset = &events_of(&b, "fsets")[0];
+    assert_eq!(fset["fields"], serde_json::json!({"speed":"fast"}));
+    let enter_group = &events_of(&b, "all")[0]["group"];
+    assert_eq!(
+        &events_of(&b, "all")[2]["group"],
+        enter_group,
+        "an FSET inside keeps the stay's group"
+    );
+    cancel.cancel();
+}

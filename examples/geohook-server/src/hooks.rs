@@ -171,6 +171,14 @@ impl ChangeSink for HookEngine {
             }
         } else if name.eq_ignore_ascii_case(b"drop") {
             self.hooks.on_change(&Change::drop(c.key, time));
+        } else if name.eq_ignore_ascii_case(b"fset") {
+            // Only an FSET that changed a value is committed and reaches here.
+            let Some(id) = c.id else { return };
+            let Ok(item) = c.db.get(c.key, id, unix_ms(time)) else {
+                return;
+            };
+            self.hooks
+                .on_change(&Change::fset(c.key, id, item.object(), item.fields(), time));
         }
     }
 }
