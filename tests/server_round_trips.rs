@@ -471,7 +471,23 @@ fn json_output_mode_has_tile38_shapes() {
                 json!({"ok":false,"err":"wrong number of arguments for 'set' command"}),
             ),
             ("FOO", json!({"ok":false,"err":"unknown command 'FOO'"})),
+            ("SET bk a POINT 33 -112", json!({"ok":true})),
+            ("SET bk b BOUNDS 30 -115 31 -114", json!({"ok":true})),
+            (
+                "BOUNDS bk",
+                json!({"ok":true,"bounds":{"type":"Polygon","coordinates":[[[-115,30],[-112,30],[-112,33],[-115,33],[-115,30]]]}}),
+            ),
+            ("BOUNDS nokey", json!({"ok":false,"err":"key not found"})),
+            (
+                "AUTH x",
+                json!({"ok":false,"err":"AUTH <password> called without any password configured"}),
+            ),
         ],
+    );
+    // BOUNDS in RESP: [[minlon minlat] [maxlon maxlat]], as Tile38 replies.
+    assert_eq!(
+        run(&mut server.client(), "BOUNDS bk"),
+        "[[-115 30] [-112 33]]"
     );
     assert_eq!(
         run_json(&mut j, "SET t id EX 10 POINT 1 1"),
@@ -487,6 +503,14 @@ fn json_output_mode_has_tile38_shapes() {
     let back: String = redis::cmd("OUTPUT").arg("resp").query(&mut j).unwrap();
     assert_eq!(back, "OK");
     assert_eq!(e2e::run(&mut j, "PING"), "PONG");
+
+    // QUIT answers in the connection's output mode, then closes it.
+    let mut q = server.json_client();
+    assert_eq!(run_json(&mut q, "QUIT"), json!({"ok":true}));
+    assert!(
+        redis::cmd("PING").query::<String>(&mut q).is_err(),
+        "closed after QUIT"
+    );
 }
 
 #[test]
