@@ -119,7 +119,7 @@ pub fn invalid(arg: &[u8]) -> String {
 }
 
 /// Runs one command from a client and renders its reply.
-pub fn execute(shared: &Arc<Shared>, session: &mut Session, args: Vec<Vec<u8>>) -> Reply {
+pub fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
     let start = Instant::now();
     // Command names fit inline in a SmolStr, so this does not allocate.
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase_smolstr();
@@ -128,7 +128,7 @@ pub fn execute(shared: &Arc<Shared>, session: &mut Session, args: Vec<Vec<u8>>) 
         start,
         now_ms: now_ms(),
     };
-    let reply = run(shared, session, &ctx, &name, &args);
+    let reply = run(shared, session, &ctx, &name, args);
     shared.commands_run.fetch_add(1, Ordering::Relaxed);
     // An unknown name is counted as `unknown` there, so that peers cannot
     // grow the metric label set.

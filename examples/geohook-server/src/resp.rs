@@ -106,6 +106,48 @@ fn parse_len(digits: &[u8], max: usize) -> Option<i64> {
     Some(n)
 }
 
+/// Argument buffers that [`parse_into`] fills and a connection reuses from one
+/// command to the next, so that a command costs no allocation per argument.
+#[derive(Debug, Default)]
+pub struct ArgBufs {
+    bufs: Vec<Vec<u8>>,
+    len: usize,
+}
+
+impl ArgBufs {
+    /// Buffers larger than this are freed after their command instead of being
+    /// kept for the next one, so an idle connection holds little.
+    const KEEP_BYTES: usize = 4096;
+    /// At most this many buffers are kept between commands.
+    const KEEP_COUNT: usize = 64;
+
+    /// The arguments of the last command [`parse_into`] completed.
+    pub fn args(&self) -> &[Vec<u8>] {
+        &self.bufs[..self.len]
+    }
+
+    /// Frees the buffers that a large command left behind.
+    pub fn shrink(&mut self) {
+        self.bufs.truncate(Self::KEEP_COUNT);
+        for b in &mut self.bufs {
+            if b.capacity() > Self::KEEP_BYTES {
+                *b = Vec::new();
+            }
+        }
+        self.len = self.len.min(self.bufs.len());
+    }
+
+    fn set(&mut self, i: usize, bytes: &[u8]) {
+        match self.bufs.get_mut(i) {
+            Some(b) => {
+                b.clear();
+                b.extend_from_slice(bytes);
+            }
+            None => self.bufs.push(bytes.to_vec()),
+        }
+    }
+}
+
 /// Parses one command from the front of `buf`.
 ///
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some((args, used)))`
@@ -116,11 +158,39 @@ fn parse_len(digits: &[u8], max: usize) -> Option<i64> {
 ///
 /// [`ProtoError`] for malformed framing or any cap in `limits` exceeded.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> {
+    let mut out = ArgBufs::default();
+    Ok(parse_into(buf, limits, &mut out)?.map(|used| {
+        out.bufs.truncate(out.len);
+        (out.bufs, used)
+    }))
+}
+
+/// [`parse`] into reused buffers: on `Ok(Some(used))` the command's arguments
+/// are [`ArgBufs::args`]. Buffers grow with the bytes that arrived, as in
+/// [`parse`].
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_into(
+    buf: &[u8],
+    limits: &Limits,
+    out: &mut ArgBufs,
+) -> Result<Option<usize>, ProtoError> {
+    out.len = 0;
     if buf.is_empty() {
         return Ok(None);
     }
     if buf[0] != b'*' {
-        return parse_inline(buf, limits);
+        // Inline commands are rare (a human at a terminal); they are parsed
+        // on their own and copied in.
+        return Ok(parse_inline(buf, limits)?.map(|(args, used)| {
+            for (i, a) in args.iter().enumerate() {
+                out.set(i, a);
+            }
+            out.len = args.len();
+            used
+        }));
     }
     let Some((head, mut pos)) = line(buf, 1) else {
         // The count line itself is tiny; a long run without a newline is garbage.
@@ -132,12 +202,11 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> 
     };
     let n = parse_len(head, limits.max_args).ok_or(ProtoError::InvalidMultibulkLength)?;
     if n <= 0 {
-        return Ok(Some((Vec::new(), pos)));
+        return Ok(Some(pos));
     }
     let n = n as usize;
     // Grow with what arrives; the announced count only bounds the loop.
-    let mut args = Vec::with_capacity(n.min(16));
-    for _ in 0..n {
+    for i in 0..n {
         if pos >= buf.len() {
             return check_size(buf, limits);
         }
@@ -164,13 +233,14 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> 
         if &buf[after + len..after + len + 2] != b"\r\n" {
             return Err(ProtoError::InvalidBulkEnding);
         }
-        args.push(buf[after..after + len].to_vec());
+        out.set(i, &buf[after..after + len]);
         pos = after + len + 2;
     }
-    Ok(Some((args, pos)))
+    out.len = n;
+    Ok(Some(pos))
 }
 
-fn check_size(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> {
+fn check_size<T>(buf: &[u8], limits: &Limits) -> Result<Option<T>, ProtoError> {
     if buf.len() > limits.max_request {
         Err(ProtoError::TooBig)
     } else {
@@ -347,6 +417,45 @@ mod tests {
                 b"d".to_vec()
             ]
         );
+    }
+
+    #[test]
+    fn reused_buffers_hold_exactly_the_last_command() {
+        let mut bufs = ArgBufs::default();
+        let two = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\n*1\r\n$4\r\nPING\r\n";
+        let used = parse_into(two, &lim(), &mut bufs).unwrap().unwrap();
+        assert_eq!(
+            bufs.args(),
+            [b"SET".to_vec(), b"k".to_vec(), b"hello".to_vec()]
+        );
+        assert_eq!(parse_into(&two[used..], &lim(), &mut bufs), Ok(Some(14)));
+        assert_eq!(bufs.args(), [b"PING".to_vec()]);
+        // Incomplete and empty commands leave no arguments behind.
+        assert_eq!(parse_into(&two[..used - 1], &lim(), &mut bufs), Ok(None));
+        assert!(bufs.args().is_empty());
+        assert_eq!(parse_into(b"*0\r\n", &lim(), &mut bufs), Ok(Some(4)));
+        assert!(bufs.args().is_empty());
+        assert_eq!(
+            parse_into(b"get  'a b'\r\n", &lim(), &mut bufs),
+            Ok(Some(12))
+        );
+        assert_eq!(bufs.args(), [b"get".to_vec(), b"a b".to_vec()]);
+        // A large argument's buffer is not kept once its command is done.
+        let big = Limits {
+            max_args: 8,
+            max_bulk: 1 << 20,
+            max_request: 1 << 21,
+        };
+        let mut cmd = b"*1\r\n$10000\r\n".to_vec();
+        cmd.extend(std::iter::repeat_n(b'x', 10_000));
+        cmd.extend_from_slice(b"\r\n");
+        parse_into(&cmd, &big, &mut bufs).unwrap().unwrap();
+        assert_eq!(bufs.args()[0].len(), 10_000);
+        bufs.shrink();
+        assert!(bufs
+            .bufs
+            .iter()
+            .all(|b| b.capacity() <= ArgBufs::KEEP_BYTES));
     }
 
     #[test]

@@ -142,13 +142,15 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut session = Session::new(shared);
     let limits = shared.opts.limits;
+    let mut parsed = resp::ArgBufs::default();
     loop {
         let mut start = 0;
         let mut close = false;
         loop {
-            match resp::parse(&buf[start..], &limits) {
-                Ok(Some((args, used))) => {
+            match resp::parse_into(&buf[start..], &limits, &mut parsed) {
+                Ok(Some(used)) => {
                     start += used;
+                    let args = parsed.args();
                     if args.is_empty() {
                         continue;
                     }
@@ -157,6 +159,7 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
                         // link, served by the replication module.
                         stream.write_all(&out).await?;
                         let pending = buf[start..].to_vec();
+                        let args = args.to_vec();
                         crate::replication::serve_psync(shared, stream, args, pending).await;
                         return Ok(());
                     }
@@ -176,6 +179,7 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
             }
         }
         buf.drain(..start);
+        parsed.shrink();
         if !out.is_empty() {
             stream.write_all(&out).await?;
             out.clear();
