@@ -45,6 +45,18 @@ fn memwatch_threshold_exits_2_and_the_next_start_needs_no_repair() {
     assert_eq!(status.code(), Some(2), "{}", server.log());
     assert!(acked > 10 && acked < 512, "acked {acked}");
     assert!(server.log().contains("memwatch fired"), "{}", server.log());
+    // The reason is kept beside the data: one diagnostics bundle with the
+    // firing figure and jemalloc's own report.
+    let bundles: Vec<_> = std::fs::read_dir(dir.path().join("memwatch"))
+        .expect("a memwatch directory in the data directory")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bundles[0]).unwrap()).unwrap();
+    assert_eq!(b["signal"], "jemalloc-allocated");
+    assert!(b["used_bytes"].as_u64().unwrap() >= 64 << 20, "{b}");
+    assert!(b["allocator"]["jemalloc"]["stats"]["allocated"].as_u64().unwrap() > 0);
 
     let server = start(dir.path(), &[]).unwrap();
     assert!(

@@ -1,6 +1,7 @@
 //! Configuration: thresholds, interval, signal, and the `MEMWATCH_*` variables.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -230,6 +231,15 @@ pub struct Config {
     ///
     /// Default: `true`.
     pub purge_before_fire: bool,
+    /// Where to write a diagnostics bundle when the watchdog fires: one JSON
+    /// file `memwatch-<unix ms>-<pid>.json` with the firing sample, every
+    /// signal, the limits, the recent samples and jemalloc's own statistics
+    /// (`malloc_stats_print` in JSON), written and fsynced before the token
+    /// is cancelled. The directory keeps the newest
+    /// [`DIAGNOSTICS_KEEP`](crate::DIAGNOSTICS_KEEP) bundles.
+    ///
+    /// Default: `None` (no bundle).
+    pub diagnostics_dir: Option<PathBuf>,
     /// Opt-in deadline: if the process is still running this long after the
     /// watchdog fired, a dedicated thread calls `std::process::exit` with
     /// [`EXIT_CODE_MEMORY_PRESSURE`](crate::EXIT_CODE_MEMORY_PRESSURE).
@@ -249,6 +259,7 @@ impl Default for Config {
             signal: Signal::Auto,
             max_stats_age: DEFAULT_MAX_STATS_AGE,
             purge_before_fire: true,
+            diagnostics_dir: None,
             exit_deadline: None,
         }
     }
@@ -275,6 +286,8 @@ pub mod env {
     pub const MAX_STATS_AGE: &str = "MEMWATCH_MAX_STATS_AGE";
     /// `true` or `false`: purge jemalloc before firing.
     pub const PURGE: &str = "MEMWATCH_PURGE";
+    /// Directory for the diagnostics bundle written when firing. Unset: none.
+    pub const DIAGNOSTICS_DIR: &str = "MEMWATCH_DIAGNOSTICS_DIR";
     /// Exit deadline after firing, a duration (`30s`). Unset: no deadline.
     pub const EXIT_DEADLINE: &str = "MEMWATCH_EXIT_DEADLINE";
 }
@@ -430,6 +443,9 @@ impl Config {
                 _ => return Err(bad(env::PURGE, &v, "expected true or false")),
             };
         }
+        if let Some(v) = get(&lookup, env::DIAGNOSTICS_DIR) {
+            cfg.diagnostics_dir = Some(PathBuf::from(v));
+        }
         if let Some(v) = get(&lookup, env::EXIT_DEADLINE) {
             let d = duration(env::EXIT_DEADLINE, &v)?;
             cfg.exit_deadline = (!d.is_zero()).then_some(d);
@@ -475,6 +491,7 @@ mod tests {
             ("MEMWATCH_LIMIT", "4GiB"),
             ("MEMWATCH_PURGE", "false"),
             ("MEMWATCH_MAX_STATS_AGE", "0"),
+            ("MEMWATCH_DIAGNOSTICS_DIR", "/var/lib/app/memwatch"),
         ]))
         .unwrap();
         assert_eq!(cfg.threshold, Some(Threshold::Bytes(2 << 30)));
@@ -486,6 +503,10 @@ mod tests {
         assert_eq!(cfg.limit, Some(4 << 30));
         assert!(!cfg.purge_before_fire);
         assert_eq!(cfg.max_stats_age, Duration::ZERO);
+        assert_eq!(
+            cfg.diagnostics_dir.as_deref(),
+            Some(std::path::Path::new("/var/lib/app/memwatch"))
+        );
         assert_eq!(Config::default().max_stats_age, DEFAULT_MAX_STATS_AGE);
 
         let cfg = Config::from_lookup(env_of(&[("MEMWATCH_THRESHOLD", "80%")])).unwrap();

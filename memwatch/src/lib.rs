@@ -61,9 +61,10 @@
 //!   from it without a full sample, for at most [`Config::max_stats_age`]
 //!   (default 100 ms) since the last full sample. [`SystemSource`] bounds
 //!   its jemalloc signals by `stats.resident` at the last full sample plus
-//!   every rise of RSS since, so growth that becomes resident is acted on at
-//!   the next tick and only the `epoch` refresh is saved; address space
-//!   handed out but never written is seen at the next full sample.
+//!   every rise of RSS since (with a small allowance), so growth that
+//!   becomes resident is acted on at the next tick and only the `epoch`
+//!   refresh is saved; address space handed out but never written is seen
+//!   at the next full sample.
 //! - **Trigger**: the watchdog fires when a sample is `>=` the threshold.
 //!   For [`Signal::JemallocResident`] (and `Auto` resolved to it), a sample at
 //!   or above the threshold first causes `arena.<all>.purge` and a second
@@ -81,6 +82,12 @@
 //!   `soft - hysteresis × threshold`. Changes go to a `watch` channel
 //!   ([`Watcher::subscribe`]) and to an atomic read by
 //!   [`Watcher::is_under_pressure`].
+//! - **Diagnostics** (opt-in, [`Config::diagnostics_dir`]): on firing, before
+//!   the token is cancelled, one JSON bundle with the firing sample, every
+//!   signal, the limits, the last 64 full samples and jemalloc's
+//!   `malloc_stats_print` report is written and fsynced; the directory keeps
+//!   the newest [`DIAGNOSTICS_KEEP`]. A failure to write it is logged and
+//!   does not delay the shutdown further.
 //! - **Cancellation**: cancelling the token from outside ends every run
 //!   without firing.
 //! - **Disabled**: no threshold or a zero one makes [`Watcher::new`] return
@@ -107,6 +114,7 @@
 
 mod cgroup;
 mod config;
+mod diagnostics;
 mod error;
 mod source;
 mod watcher;
@@ -115,6 +123,7 @@ pub use cgroup::{physical_memory, Cgroup, CgroupRoots, CgroupVersion, Limits};
 pub use config::{
     env, Config, Signal, Threshold, DEFAULT_MAX_STATS_AGE, DEFAULT_POLL_INTERVAL, MIN_POLL_INTERVAL,
 };
+pub use diagnostics::{DIAGNOSTICS_KEEP, MAX_ALLOCATOR_REPORT};
 pub use error::{Error, Result};
 pub use source::{
     CgroupReader, JemallocStats, MemorySource, Readings, RssReader, Sample, SystemSource,

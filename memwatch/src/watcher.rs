@@ -1,6 +1,7 @@
 //! The watcher: sampling loop, levels, the single-shot fire and the deadline.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Signal};
+use crate::diagnostics::{Bundle, History};
 use crate::error::{Error, Result};
 use crate::source::{MemorySource, Readings, Sample, SystemSource};
 
@@ -132,6 +134,8 @@ struct Shared {
     since_full: AtomicU32,
     estimates: AtomicU64,
     purge_before_fire: bool,
+    diagnostics_dir: Option<PathBuf>,
+    history: Mutex<History>,
     exit_deadline: Option<Duration>,
     level: AtomicU8,
     level_tx: watch::Sender<Level>,
@@ -278,6 +282,8 @@ impl Watcher {
                 since_full: AtomicU32::new(0),
                 estimates: AtomicU64::new(0),
                 purge_before_fire: config.purge_before_fire,
+                diagnostics_dir: config.diagnostics_dir,
+                history: Mutex::new(History::default()),
                 exit_deadline: config.exit_deadline,
                 level: AtomicU8::new(Level::Normal as u8),
                 level_tx,
@@ -442,6 +448,7 @@ impl Watcher {
             }
         }
         *s.last.lock() = Some(sample);
+        s.history.lock().push(sample.used);
 
         let current = self.level();
         // `fired` is set under the source lock, so a check that follows a
@@ -465,9 +472,13 @@ impl Watcher {
             {
                 fired_now = true;
                 let all = source.read_all();
+                let report = s
+                    .diagnostics_dir
+                    .as_ref()
+                    .and_then(|_| source.allocator_report());
                 self.publish(Level::Critical);
                 drop(source);
-                self.fire(sample, all);
+                self.fire(sample, all, report);
             }
         } else {
             // Published under the source lock so that concurrent checks
@@ -546,7 +557,7 @@ impl Watcher {
         }
     }
 
-    fn fire(&self, sample: Sample, all: Readings) {
+    fn fire(&self, sample: Sample, all: Readings, allocator: Option<String>) {
         let s = &self.shared;
         let je = all.jemalloc;
         tracing::warn!(
@@ -568,6 +579,33 @@ impl Watcher {
             exit_code = EXIT_CODE_MEMORY_PRESSURE,
             "memwatch: memory pressure shutdown"
         );
+        if let Some(dir) = &s.diagnostics_dir {
+            // Written before the cancel, so that a process that exits as
+            // soon as its shutdown is done still leaves the whole bundle.
+            let bundle = Bundle {
+                signal: s.signal,
+                degraded: s.degraded.as_deref(),
+                sample,
+                all,
+                threshold: s.threshold,
+                soft: s.soft,
+                limits: s.limits,
+                interval_ms: u64::try_from(s.interval.as_millis()).unwrap_or(u64::MAX),
+                samples: s.samples.load(Ordering::Relaxed),
+                estimates: s.estimates.load(Ordering::Relaxed),
+                purges: s.purges.load(Ordering::Relaxed),
+                history: &s.history.lock(),
+                allocator,
+            };
+            match bundle.write(dir) {
+                Ok(path) => tracing::info!(path = %path.display(), "memwatch: diagnostics written"),
+                Err(error) => tracing::warn!(
+                    %error,
+                    dir = %dir.display(),
+                    "memwatch: cannot write the diagnostics bundle"
+                ),
+            }
+        }
         s.token.cancel();
         if let Some(grace) = s.exit_deadline {
             let spawned = thread::Builder::new()

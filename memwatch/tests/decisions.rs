@@ -104,6 +104,10 @@ impl MemorySource for Fake {
             .then(|| self.0.bound.load(Ordering::SeqCst)))
     }
 
+    fn allocator_report(&mut self) -> Option<String> {
+        Some("{\"fake\":true}".into())
+    }
+
     fn read_all(&mut self) -> Readings {
         Readings {
             rss: Some(self.0.used.load(Ordering::SeqCst)),
@@ -605,4 +609,77 @@ async fn a_bounded_source_still_fires_on_the_tick_after_crossing() {
     // Ticks at 0 (full) and 10, 20, 30 (bound), then 40 (full, fires).
     assert_eq!(fake.samples(), 2);
     assert_eq!(w.metrics().estimates, 3);
+}
+
+#[test]
+fn firing_writes_a_diagnostics_bundle_before_cancelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::new(100);
+    let cfg = Config {
+        diagnostics_dir: Some(dir.path().join("diag")),
+        ..config(1000)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    // Watch for the cancel on another thread and look for the bundle at that
+    // moment: it must already be there.
+    let seen = {
+        let (token, path) = (token.clone(), dir.path().join("diag"));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(token.cancelled());
+            std::fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
+        })
+    };
+    for used in [100, 400, 700] {
+        fake.set(used);
+        w.check().unwrap();
+    }
+    fake.set(1200);
+    assert!(w.check().unwrap().fired_now);
+    assert_eq!(
+        seen.join().unwrap(),
+        1,
+        "the bundle exists when the token is cancelled"
+    );
+    let path = std::fs::read_dir(dir.path().join("diag"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("memwatch-") && name.ends_with(&format!("-{}.json", std::process::id()))
+    );
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(b["used_bytes"], 1200);
+    assert_eq!(b["threshold_bytes"], 1000);
+    assert_eq!(b["signal"], "rss");
+    assert_eq!(b["readings"]["rss_bytes"], 1200);
+    let history: Vec<u64> = b["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap())
+        .collect();
+    assert_eq!(history, [100, 400, 700, 1200]);
+    assert_eq!(b["allocator"]["fake"], true);
+}
+
+#[test]
+fn an_unwritable_diagnostics_directory_does_not_stop_the_firing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let fake = Fake::new(2000);
+    let cfg = Config {
+        diagnostics_dir: Some(file.join("diag")),
+        ..config(1000)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    assert!(w.check().unwrap().fired_now);
+    assert!(token.is_cancelled());
 }

@@ -46,7 +46,8 @@ fn run_child(dir: &std::path::Path, envs: &[(&str, &str)]) -> Output {
         .env("MEMWATCH_EXAMPLE_MARKER", dir.join("marker"))
         .env("RUST_LOG", "info")
         .env_remove("MEMWATCH_THRESHOLD")
-        .env_remove("MEMWATCH_EXIT_DEADLINE");
+        .env_remove("MEMWATCH_EXIT_DEADLINE")
+        .env_remove("MEMWATCH_DIAGNOSTICS_DIR");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -66,6 +67,10 @@ fn exits_2_after_orderly_shutdown() {
         &[
             ("MEMWATCH_THRESHOLD", "96MiB"),
             ("MEMWATCH_POLL_INTERVAL", "20ms"),
+            (
+                "MEMWATCH_DIAGNOSTICS_DIR",
+                dir.path().join("diag").to_str().unwrap(),
+            ),
         ],
     );
     assert_eq!(
@@ -96,6 +101,28 @@ fn exits_2_after_orderly_shutdown() {
         .and_then(|s| s.parse().ok())
         .expect("held bytes in marker");
     assert!(held >= 64 << 20, "held {held}");
+
+    // One diagnostics bundle, complete, with the firing figures and, with
+    // jemalloc, the allocator's own report.
+    let bundles: Vec<_> = std::fs::read_dir(dir.path().join("diag"))
+        .expect("diagnostics directory")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(bundles.len(), 1, "{bundles:?}");
+    let text = std::fs::read_to_string(&bundles[0]).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&text).expect("a whole JSON document");
+    assert!(b["used_bytes"].as_u64().unwrap() >= 96 << 20, "{b}");
+    assert_eq!(b["threshold_bytes"].as_u64(), Some(96 << 20));
+    assert!(!b["history"].as_array().unwrap().is_empty());
+    #[cfg(feature = "jemalloc")]
+    assert!(
+        b["allocator"]["jemalloc"]["stats"]["resident"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "jemalloc's report is in the bundle"
+    );
+    assert!(log.contains("memwatch: diagnostics written"));
 }
 
 fn deadline_exits_2_when_shutdown_hangs() {

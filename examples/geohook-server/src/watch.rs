@@ -10,6 +10,9 @@ use crate::app::Args;
 use crate::state::Shared;
 
 /// Builds the memwatch configuration: each flag overrides its variable.
+/// Diagnostics bundles go to `<dir>/memwatch` unless
+/// `MEMWATCH_DIAGNOSTICS_DIR` says otherwise, so that the reason for an
+/// exit 2 is found beside the data it protected.
 ///
 /// # Errors
 ///
@@ -17,12 +20,16 @@ use crate::state::Shared;
 pub fn config(args: &Args) -> anyhow::Result<memwatch::Config> {
     let threshold = args.memwatch_threshold.clone();
     let interval = args.memwatch_interval.clone();
-    memwatch::Config::from_lookup(move |name| match name {
+    let mut cfg = memwatch::Config::from_lookup(move |name| match name {
         memwatch::env::THRESHOLD if threshold.is_some() => threshold.clone(),
         memwatch::env::POLL_INTERVAL if interval.is_some() => interval.clone(),
         _ => std::env::var(name).ok(),
     })
-    .context("memwatch configuration")
+    .context("memwatch configuration")?;
+    if cfg.diagnostics_dir.is_none() {
+        cfg.diagnostics_dir = Some(args.dir.join("memwatch"));
+    }
+    Ok(cfg)
 }
 
 /// Starts the watcher when configured. Returns the token it cancels when it

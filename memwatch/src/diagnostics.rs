@@ -1,0 +1,210 @@
+//! The diagnostics bundle written when the watchdog fires: what memory looked
+//! like, where the limits were, the recent samples and the allocator's own
+//! report, in one JSON file that outlives the process.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cgroup::Limits;
+use crate::config::Signal;
+use crate::source::{Readings, Sample};
+
+/// How many bundles a diagnostics directory keeps: the newest ones, so that a
+/// crash loop cannot fill the disk.
+pub const DIAGNOSTICS_KEEP: usize = 8;
+
+/// The largest allocator report put in a bundle. jemalloc's JSON report
+/// grows with the number of arenas (tens to hundreds of KiB is usual); a
+/// larger one is left out and the bundle says so.
+pub const MAX_ALLOCATOR_REPORT: usize = 4 << 20;
+
+/// How many recent full samples the watcher keeps for the bundle.
+pub(crate) const HISTORY: usize = 64;
+
+/// Recent full samples: unix milliseconds and the compared figure.
+#[derive(Debug, Default)]
+pub(crate) struct History(VecDeque<(u64, u64)>);
+
+impl History {
+    pub(crate) fn push(&mut self, used: u64) {
+        if self.0.len() == HISTORY {
+            self.0.pop_front();
+        }
+        self.0.push_back((unix_ms(SystemTime::now()), used));
+    }
+}
+
+/// Everything a bundle reports, gathered by the watcher when it fires.
+pub(crate) struct Bundle<'a> {
+    pub signal: Signal,
+    pub degraded: Option<&'a str>,
+    pub sample: Sample,
+    pub all: Readings,
+    pub threshold: u64,
+    pub soft: Option<u64>,
+    pub limits: Limits,
+    pub interval_ms: u64,
+    pub samples: u64,
+    pub estimates: u64,
+    pub purges: u64,
+    pub history: &'a History,
+    pub allocator: Option<String>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Bundle<'_> {
+    /// The bundle as one JSON document.
+    fn to_json(&self, now_ms: u64) -> String {
+        let je = self.all.jemalloc;
+        let doc = serde_json::json!({
+            "format": 1,
+            "time_unix_ms": now_ms,
+            "pid": std::process::id(),
+            "signal": self.signal.as_str(),
+            "degraded": self.degraded,
+            "used_bytes": self.sample.used,
+            "threshold_bytes": self.threshold,
+            "soft_bytes": self.soft,
+            "limits": {
+                "effective_bytes": self.limits.effective(),
+                "configured_bytes": self.limits.configured,
+                "cgroup_bytes": self.limits.cgroup,
+                "physical_bytes": self.limits.physical,
+            },
+            "poll_interval_ms": self.interval_ms,
+            "readings": {
+                "rss_bytes": self.all.rss,
+                "cgroup_working_set_bytes": self.all.cgroup_working_set,
+                "jemalloc": je.map(|j| serde_json::json!({
+                    "allocated_bytes": j.allocated,
+                    "active_bytes": j.active,
+                    "resident_bytes": j.resident,
+                    "mapped_bytes": j.mapped,
+                    "retained_bytes": j.retained,
+                })),
+            },
+            "samples": self.samples,
+            "estimates": self.estimates,
+            "purges": self.purges,
+            "history": self.history.0.iter().map(|(t, u)| [*t, *u]).collect::<Vec<_>>(),
+        });
+        let mut text = doc.to_string();
+        // The allocator's report is JSON already; it goes in as it is rather
+        // than through a parse and a second serialization.
+        text.pop(); // the closing brace
+        match &self.allocator {
+            Some(r) if r.len() <= MAX_ALLOCATOR_REPORT => {
+                text.push_str(",\"allocator\":");
+                text.push_str(r);
+            }
+            Some(r) => {
+                text.push_str(&format!(
+                    ",\"allocator\":null,\"allocator_omitted\":\"{} bytes, over the {} byte cap\"",
+                    r.len(),
+                    MAX_ALLOCATOR_REPORT
+                ));
+            }
+            None => text.push_str(",\"allocator\":null"),
+        }
+        text.push('}');
+        text
+    }
+
+    /// Writes the bundle into `dir` (created if missing) as
+    /// `memwatch-<unix ms>-<pid>.json`, durably (temporary file, fsync,
+    /// rename, fsync of the directory), then removes all but the newest
+    /// [`DIAGNOSTICS_KEEP`] bundles. Returns the bundle's path.
+    pub(crate) fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
+        let now = unix_ms(SystemTime::now());
+        fs::create_dir_all(dir)?;
+        // Thirteen digits of milliseconds last until the year 2286, so names
+        // sort by time.
+        let name = format!("memwatch-{now:013}-{}.json", std::process::id());
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(self.to_json(now).as_bytes())?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()?;
+        prune(dir, DIAGNOSTICS_KEEP)?;
+        Ok(path)
+    }
+}
+
+/// Removes all but the newest `keep` bundles from `dir`.
+fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
+    let mut bundles: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("memwatch-") && n.ends_with(".json"))
+        })
+        .collect();
+    bundles.sort();
+    let excess = bundles.len().saturating_sub(keep);
+    for old in &bundles[..excess] {
+        fs::remove_file(old)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        for t in 1..=11u64 {
+            fs::write(dir.path().join(format!("memwatch-{t:013}-1.json")), "{}").unwrap();
+        }
+        fs::write(dir.path().join("other.json"), "{}").unwrap();
+        prune(dir.path(), 8).unwrap();
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 9, "{left:?}");
+        assert_eq!(left[0], "memwatch-0000000000004-1.json");
+        assert_eq!(left[8], "other.json");
+    }
+
+    #[test]
+    fn an_oversized_allocator_report_is_left_out() {
+        let history = History::default();
+        let mut b = Bundle {
+            signal: Signal::Rss,
+            degraded: None,
+            sample: Sample::default(),
+            all: Readings::default(),
+            threshold: 1,
+            soft: None,
+            limits: Limits::default(),
+            interval_ms: 1000,
+            samples: 1,
+            estimates: 0,
+            purges: 0,
+            history: &history,
+            allocator: Some(format!("[{}1]", "1,".repeat(MAX_ALLOCATOR_REPORT))),
+        };
+        let v: serde_json::Value = serde_json::from_str(&b.to_json(5)).unwrap();
+        assert!(v["allocator"].is_null());
+        assert!(v["allocator_omitted"].as_str().unwrap().contains("cap"));
+        b.allocator = Some("{\"a\":1}".into());
+        let v: serde_json::Value = serde_json::from_str(&b.to_json(5)).unwrap();
+        assert_eq!(v["allocator"]["a"], 1);
+        assert_eq!(v["time_unix_ms"], 5);
+    }
+}
