@@ -56,7 +56,12 @@ fn memwatch_threshold_exits_2_and_the_next_start_needs_no_repair() {
         serde_json::from_str(&std::fs::read_to_string(&bundles[0]).unwrap()).unwrap();
     assert_eq!(b["signal"], "jemalloc-allocated");
     assert!(b["used_bytes"].as_u64().unwrap() >= 64 << 20, "{b}");
-    assert!(b["allocator"]["jemalloc"]["stats"]["allocated"].as_u64().unwrap() > 0);
+    assert!(
+        b["allocator"]["jemalloc"]["stats"]["allocated"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 
     let server = start(dir.path(), &[]).unwrap();
     assert!(
