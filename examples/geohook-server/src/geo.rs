@@ -19,7 +19,7 @@ use smol_str::{SmolStr, StrExt as _};
 
 use crate::aof::Fsync;
 use crate::commands::{arity, invalid, Ctx};
-use crate::resp::Reply;
+use crate::resp::{self, Reply};
 use crate::state::{ChangeSink, Core, Shared};
 
 /// Tile38's default LIMIT for searches.
@@ -981,9 +981,19 @@ fn render(
         );
         return Ok(ctx.ok_json(&body));
     }
-    let mut items = Vec::with_capacity(count);
+    // `[cursor, [item, …]]`, written straight into one buffer: a search
+    // reply is the hot path, and a tree of replies costs an allocation per
+    // hit.
+    let mut buf = Vec::with_capacity(24 + count * 24);
+    resp::encode_array_header(2, &mut buf);
+    Reply::Int(page.cursor as i64).encode(&mut buf);
+    resp::encode_array_header(count, &mut buf);
     for h in &page.hits {
         let obj = h.item.object();
+        if out == Output::Ids && !distance {
+            resp::encode_bulk(h.id.as_bytes(), &mut buf);
+            continue;
+        }
         let value = match out {
             Output::Ids => None,
             Output::Points => Some(point_resp(&obj.center().ok_or_else(no_position)?)),
@@ -996,9 +1006,9 @@ fn render(
         } else {
             None
         };
-        match (value, dist) {
-            (None, None) => items.push(Reply::bulk(h.id)),
-            (None, Some(d)) => items.push(Reply::Array(vec![Reply::bulk(h.id), d])),
+        let item = match (value, dist) {
+            (None, None) => Reply::bulk(h.id),
+            (None, Some(d)) => Reply::Array(vec![Reply::bulk(h.id), d]),
             (Some(v), d) => {
                 let mut row = vec![Reply::bulk(h.id), v];
                 if with_fields {
@@ -1009,14 +1019,12 @@ fn render(
                 if let Some(d) = d {
                     row.push(d);
                 }
-                items.push(Reply::Array(row));
+                Reply::Array(row)
             }
-        }
+        };
+        item.encode(&mut buf);
     }
-    Ok(Reply::Array(vec![
-        Reply::Int(page.cursor as i64),
-        Reply::Array(items),
-    ]))
+    Ok(Reply::Encoded(buf))
 }
 
 fn json_item(h: &Hit<'_>, out: Output, names: &[&str], distance: bool) -> Result<String, String> {
@@ -1245,6 +1253,46 @@ mod tests {
             "{text:?}"
         );
         assert!(!text.contains("EX\r\n"), "{text:?}");
+    }
+
+    #[test]
+    fn search_replies_are_encoded_in_place_as_resp() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared_on(&dir.path().join("a.aof"));
+        let c = ctx();
+        for line in [
+            "SET k a POINT 33 -115",
+            "SET k b FIELD speed 5 POINT 33.001 -115",
+            "SET k c POINT 33.002 -115",
+        ] {
+            run(&shared, &c, "set", &args(line)).unwrap();
+        }
+        let wire = |line: &str| {
+            let mut out = Vec::new();
+            run(&shared, &c, "nearby", &args(line))
+                .unwrap()
+                .encode(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // A full page: the cursor points past its last hit.
+        assert_eq!(
+            wire("NEARBY k LIMIT 2 IDS POINT 33 -115 1000"),
+            "*2\r\n:2\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(
+            wire("NEARBY k IDS POINT 33 -115 120"),
+            "*2\r\n:0\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(
+            wire("NEARBY k LIMIT 1 DISTANCE IDS POINT 33.001 -115"),
+            "*2\r\n:1\r\n*1\r\n*2\r\n$1\r\nb\r\n$1\r\n0\r\n"
+        );
+        assert_eq!(
+            wire("NEARBY k POINTS POINT 33.001 -115 10"),
+            "*2\r\n:0\r\n*1\r\n*3\r\n$1\r\nb\r\n*2\r\n$6\r\n33.001\r\n$4\r\n-115\r\n\
+             *2\r\n$5\r\nspeed\r\n$1\r\n5\r\n"
+        );
+        assert_eq!(wire("NEARBY k IDS POINT 0 0 10"), "*2\r\n:0\r\n*0\r\n");
     }
 
     #[test]

@@ -323,6 +323,9 @@ pub enum Reply {
     Null,
     /// `*n` followed by the items.
     Array(Vec<Reply>),
+    /// A reply already in RESP form, written as is: a search writes its hits
+    /// straight into one buffer instead of building a tree of replies.
+    Encoded(Vec<u8>),
 }
 
 impl Reply {
@@ -361,24 +364,33 @@ impl Reply {
                 out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            Reply::Bulk(b) => {
-                out.push(b'$');
-                out.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(b);
-                out.extend_from_slice(b"\r\n");
-            }
+            Reply::Bulk(b) => encode_bulk(b, out),
             Reply::Null => out.extend_from_slice(b"$-1\r\n"),
+            Reply::Encoded(b) => out.extend_from_slice(b),
             Reply::Array(items) => {
-                out.push(b'*');
-                out.extend_from_slice(itoa::Buffer::new().format(items.len()).as_bytes());
-                out.extend_from_slice(b"\r\n");
+                encode_array_header(items.len(), out);
                 for i in items {
                     i.encode(out);
                 }
             }
         }
     }
+}
+
+/// Appends a RESP array header `*n`.
+pub fn encode_array_header(n: usize, out: &mut Vec<u8>) {
+    out.push(b'*');
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a RESP bulk string.
+pub fn encode_bulk(b: &[u8], out: &mut Vec<u8>) {
+    out.push(b'$');
+    out.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(b);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// True when the message starts with an all upper-case word such as `OOM`,
