@@ -231,6 +231,17 @@ pub struct Config {
     ///
     /// Default: `true`.
     pub purge_before_fire: bool,
+    /// The time an orderly shutdown needs. When set, the watchdog also fires
+    /// when memory grows fast enough to reach the threshold within this
+    /// budget: `used + rate × budget >= threshold`, where `rate` is the
+    /// growth sustained over the last `max(8 × poll interval, 1 s)` (the
+    /// smaller of the rates of the window's two halves, so that one jump
+    /// does not project a crossing). A shutdown then starts while it can
+    /// still finish, instead of at a line that fast growth passes within
+    /// one interval.
+    ///
+    /// Default: `None` (fire at the threshold only).
+    pub shutdown_budget: Option<Duration>,
     /// Where to write a diagnostics bundle when the watchdog fires: one JSON
     /// file `memwatch-<unix ms>-<pid>.json` with the firing sample, every
     /// signal, the limits, the recent samples and jemalloc's own statistics
@@ -259,6 +270,7 @@ impl Default for Config {
             signal: Signal::Auto,
             max_stats_age: DEFAULT_MAX_STATS_AGE,
             purge_before_fire: true,
+            shutdown_budget: None,
             diagnostics_dir: None,
             exit_deadline: None,
         }
@@ -286,6 +298,9 @@ pub mod env {
     pub const MAX_STATS_AGE: &str = "MEMWATCH_MAX_STATS_AGE";
     /// `true` or `false`: purge jemalloc before firing.
     pub const PURGE: &str = "MEMWATCH_PURGE";
+    /// Shutdown budget, a duration (`5s`): also fire when sustained growth
+    /// would reach the threshold within it. Unset or `0`: threshold only.
+    pub const SHUTDOWN_BUDGET: &str = "MEMWATCH_SHUTDOWN_BUDGET";
     /// Directory for the diagnostics bundle written when firing. Unset: none.
     pub const DIAGNOSTICS_DIR: &str = "MEMWATCH_DIAGNOSTICS_DIR";
     /// Exit deadline after firing, a duration (`30s`). Unset: no deadline.
@@ -353,6 +368,12 @@ impl Config {
             return Err(Error::InvalidConfig {
                 field: "poll_interval",
                 reason: "must be positive".into(),
+            });
+        }
+        if self.shutdown_budget.is_some_and(|d| d.is_zero()) {
+            return Err(Error::InvalidConfig {
+                field: "shutdown_budget",
+                reason: "a zero budget projects nothing; leave it unset instead".into(),
             });
         }
         if self.exit_deadline.is_some_and(|d| d.is_zero()) {
@@ -443,6 +464,10 @@ impl Config {
                 _ => return Err(bad(env::PURGE, &v, "expected true or false")),
             };
         }
+        if let Some(v) = get(&lookup, env::SHUTDOWN_BUDGET) {
+            let d = duration(env::SHUTDOWN_BUDGET, &v)?;
+            cfg.shutdown_budget = (!d.is_zero()).then_some(d);
+        }
         if let Some(v) = get(&lookup, env::DIAGNOSTICS_DIR) {
             cfg.diagnostics_dir = Some(PathBuf::from(v));
         }
@@ -492,6 +517,7 @@ mod tests {
             ("MEMWATCH_PURGE", "false"),
             ("MEMWATCH_MAX_STATS_AGE", "0"),
             ("MEMWATCH_DIAGNOSTICS_DIR", "/var/lib/app/memwatch"),
+            ("MEMWATCH_SHUTDOWN_BUDGET", "5s"),
         ]))
         .unwrap();
         assert_eq!(cfg.threshold, Some(Threshold::Bytes(2 << 30)));
@@ -503,6 +529,7 @@ mod tests {
         assert_eq!(cfg.limit, Some(4 << 30));
         assert!(!cfg.purge_before_fire);
         assert_eq!(cfg.max_stats_age, Duration::ZERO);
+        assert_eq!(cfg.shutdown_budget, Some(Duration::from_secs(5)));
         assert_eq!(
             cfg.diagnostics_dir.as_deref(),
             Some(std::path::Path::new("/var/lib/app/memwatch"))
@@ -527,6 +554,7 @@ mod tests {
             ("MEMWATCH_LIMIT", "50%"),
             ("MEMWATCH_HYSTERESIS", "1GiB"),
             ("MEMWATCH_MAX_STATS_AGE", "often"),
+            ("MEMWATCH_SHUTDOWN_BUDGET", "soon"),
         ];
         for &(var, value) in cases {
             // The bad pair comes first so that it wins over the valid threshold.

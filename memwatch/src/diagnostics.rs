@@ -2,7 +2,6 @@
 //! like, where the limits were, the recent samples and the allocator's own
 //! report, in one JSON file that outlives the process.
 
-use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cgroup::Limits;
 use crate::config::Signal;
+use crate::growth::History;
 use crate::source::{Readings, Sample};
 
 /// How many bundles a diagnostics directory keeps: the newest ones, so that a
@@ -21,26 +21,13 @@ pub const DIAGNOSTICS_KEEP: usize = 8;
 /// larger one is left out and the bundle says so.
 pub const MAX_ALLOCATOR_REPORT: usize = 4 << 20;
 
-/// How many recent full samples the watcher keeps for the bundle.
-pub(crate) const HISTORY: usize = 64;
-
-/// Recent full samples: unix milliseconds and the compared figure.
-#[derive(Debug, Default)]
-pub(crate) struct History(VecDeque<(u64, u64)>);
-
-impl History {
-    pub(crate) fn push(&mut self, used: u64) {
-        if self.0.len() == HISTORY {
-            self.0.pop_front();
-        }
-        self.0.push_back((unix_ms(SystemTime::now()), used));
-    }
-}
-
 /// Everything a bundle reports, gathered by the watcher when it fires.
 pub(crate) struct Bundle<'a> {
     pub signal: Signal,
     pub degraded: Option<&'a str>,
+    /// `threshold` or `projected`.
+    pub reason: &'static str,
+    pub growth_bytes_per_sec: Option<f64>,
     pub sample: Sample,
     pub all: Readings,
     pub threshold: u64,
@@ -69,6 +56,8 @@ impl Bundle<'_> {
             "pid": std::process::id(),
             "signal": self.signal.as_str(),
             "degraded": self.degraded,
+            "reason": self.reason,
+            "growth_bytes_per_sec": self.growth_bytes_per_sec,
             "used_bytes": self.sample.used,
             "threshold_bytes": self.threshold,
             "soft_bytes": self.soft,
@@ -93,7 +82,7 @@ impl Bundle<'_> {
             "samples": self.samples,
             "estimates": self.estimates,
             "purges": self.purges,
-            "history": self.history.0.iter().map(|(t, u)| [*t, *u]).collect::<Vec<_>>(),
+            "history": self.history.iter().map(|p| [p.unix_ms, p.used]).collect::<Vec<_>>(),
         });
         let mut text = doc.to_string();
         // The allocator's report is JSON already; it goes in as it is rather
@@ -187,6 +176,8 @@ mod tests {
         let mut b = Bundle {
             signal: Signal::Rss,
             degraded: None,
+            reason: "threshold",
+            growth_bytes_per_sec: None,
             sample: Sample::default(),
             all: Readings::default(),
             threshold: 1,

@@ -82,6 +82,12 @@
 //!   `soft - hysteresis × threshold`. Changes go to a `watch` channel
 //!   ([`Watcher::subscribe`]) and to an atomic read by
 //!   [`Watcher::is_under_pressure`].
+//! - **Projection** (opt-in, [`Config::shutdown_budget`]): the watchdog also
+//!   fires when `used + rate × budget >= threshold`, `rate` being the growth
+//!   sustained over the last `max(8 × interval, 1 s)` of full samples (the
+//!   smaller of the two halves' rates, so one jump projects nothing). The
+//!   bound above counts the budget's worth of that growth too. The firing
+//!   log and bundle say `reason=projected` and the rate.
 //! - **Diagnostics** (opt-in, [`Config::diagnostics_dir`]): on firing, before
 //!   the token is cancelled, one JSON bundle with the firing sample, every
 //!   signal, the limits, the last 64 full samples and jemalloc's
@@ -116,6 +122,7 @@ mod cgroup;
 mod config;
 mod diagnostics;
 mod error;
+mod growth;
 mod source;
 mod watcher;
 

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::{Cgroup, Limits};
 use crate::config::{Config, Signal};
-use crate::diagnostics::{Bundle, History};
+use crate::diagnostics::Bundle;
 use crate::error::{Error, Result};
+use crate::growth::{History, MIN_WINDOW};
 use crate::source::{MemorySource, Readings, Sample, SystemSource};
 
 /// The exit code a process should use after the watchdog fired, whatever its
@@ -65,7 +66,7 @@ pub enum Stopped {
 }
 
 /// What one [`Watcher::check`] saw and did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Check {
     /// The sample the decision was made on (after a purge, if one ran).
     pub sample: Sample,
@@ -75,6 +76,9 @@ pub struct Check {
     pub purged: bool,
     /// True if this very call fired the watchdog.
     pub fired_now: bool,
+    /// The sustained growth rate in bytes per second, when a shutdown
+    /// budget is configured and memory grew over the window.
+    pub growth_bytes_per_sec: Option<f64>,
     /// True if the source's cheap upper bound was below every level the
     /// watcher acts on, so no full sample was taken: `sample` is then the
     /// previous full sample and `level` is unchanged.
@@ -102,6 +106,9 @@ pub struct Metrics {
     pub level: Level,
     /// Bytes left before the threshold at the last sample.
     pub headroom_bytes: Option<u64>,
+    /// The sustained growth rate at the last full sample, in bytes per
+    /// second, when a shutdown budget is configured and memory grew.
+    pub growth_bytes_per_sec: Option<f64>,
     /// Full samples taken, including re-samples after a purge.
     pub samples: u64,
     /// Ticks answered by the source's cheap upper bound instead of a full
@@ -134,6 +141,11 @@ struct Shared {
     since_full: AtomicU32,
     estimates: AtomicU64,
     purge_before_fire: bool,
+    shutdown_budget: Option<Duration>,
+    /// The window the growth rate is measured over.
+    growth_window: Duration,
+    /// The last growth rate as `f64` bits; `u64::MAX` for none.
+    growth: AtomicU64,
     diagnostics_dir: Option<PathBuf>,
     history: Mutex<History>,
     exit_deadline: Option<Duration>,
@@ -282,6 +294,9 @@ impl Watcher {
                 since_full: AtomicU32::new(0),
                 estimates: AtomicU64::new(0),
                 purge_before_fire: config.purge_before_fire,
+                shutdown_budget: config.shutdown_budget,
+                growth_window: (interval * 8).max(MIN_WINDOW),
+                growth: AtomicU64::new(u64::MAX),
                 diagnostics_dir: config.diagnostics_dir,
                 history: Mutex::new(History::default()),
                 exit_deadline: config.exit_deadline,
@@ -374,6 +389,7 @@ impl Watcher {
             physical_bytes = s.limits.physical,
             poll_interval = ?s.interval,
             full_sample_every_ticks = s.bound_ticks.max(1),
+            shutdown_budget = ?s.shutdown_budget,
             signal = %s.signal,
             degraded = s.degraded.as_deref(),
             "memwatch: watching"
@@ -432,28 +448,39 @@ impl Watcher {
             return Ok(check);
         }
         s.since_full.store(0, Ordering::Relaxed);
+        let now = tokio::time::Instant::now();
         let mut sample = self.sample(&mut **source)?;
+        let mut growth = self.growth_rate(now, sample.used);
         let mut purged = false;
-        if sample.used >= s.threshold && s.purge_before_fire && source.can_purge() && !self.fired()
+        if self.over(sample.used, growth).is_some()
+            && s.purge_before_fire
+            && source.can_purge()
+            && !self.fired()
         {
             // Dirty pages count in jemalloc's resident figure but cost the
             // kernel nothing to take back; only what survives a purge counts.
             s.purges.fetch_add(1, Ordering::Relaxed);
             purged = true;
             match source.purge() {
-                Ok(()) => sample = self.sample(&mut **source)?,
+                Ok(()) => {
+                    sample = self.sample(&mut **source)?;
+                    growth = self.growth_rate(now, sample.used);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "memwatch: purge failed; deciding on the unpurged sample")
                 }
             }
         }
         *s.last.lock() = Some(sample);
-        s.history.lock().push(sample.used);
+        s.history.lock().push(now, sample.used);
+        s.growth
+            .store(growth.map_or(u64::MAX, f64::to_bits), Ordering::Relaxed);
 
         let current = self.level();
+        let over = self.over(sample.used, growth);
         // `fired` is set under the source lock, so a check that follows a
         // firing one always sees it and never publishes a lower level.
-        let level = if self.fired() || sample.used >= s.threshold {
+        let level = if self.fired() || over.is_some() {
             Level::Critical
         } else {
             match s.soft {
@@ -478,7 +505,7 @@ impl Watcher {
                     .and_then(|_| source.allocator_report());
                 self.publish(Level::Critical);
                 drop(source);
-                self.fire(sample, all, report);
+                self.fire(sample, all, report, over.unwrap_or("threshold"), growth);
             }
         } else {
             // Published under the source lock so that concurrent checks
@@ -492,7 +519,41 @@ impl Watcher {
             purged,
             fired_now,
             estimated: false,
+            growth_bytes_per_sec: growth,
         })
+    }
+
+    /// The sustained growth rate ending with `used` at `now`, when a
+    /// shutdown budget is configured.
+    fn growth_rate(&self, now: tokio::time::Instant, used: u64) -> Option<f64> {
+        let s = &self.shared;
+        s.shutdown_budget?;
+        s.history.lock().sustained_rate(s.growth_window, now, used)
+    }
+
+    /// Why `used` growing at `growth` calls for firing: `threshold` when it
+    /// is there, `projected` when the growth reaches it within the shutdown
+    /// budget; `None` otherwise.
+    fn over(&self, used: u64, growth: Option<f64>) -> Option<&'static str> {
+        let s = &self.shared;
+        if used >= s.threshold {
+            return Some("threshold");
+        }
+        let budget = s.shutdown_budget?.as_secs_f64();
+        let projected = used as f64 + growth? * budget;
+        (projected >= s.threshold as f64).then_some("projected")
+    }
+
+    /// Bytes the configured budget's worth of the last growth rate adds.
+    fn projected_growth(&self) -> u64 {
+        let s = &self.shared;
+        let (Some(budget), bits) = (s.shutdown_budget, s.growth.load(Ordering::Relaxed)) else {
+            return 0;
+        };
+        if bits == u64::MAX {
+            return 0;
+        }
+        (f64::from_bits(bits) * budget.as_secs_f64()) as u64
     }
 
     /// Answers this tick from the source's cheap upper bound when that is
@@ -510,7 +571,10 @@ impl Watcher {
         // An error here is not counted: the full sample that follows reads
         // the same files and reports it if it persists.
         let bound = source.upper_bound().ok()??;
-        if bound >= s.soft.unwrap_or(s.threshold) {
+        // With a shutdown budget, the growth the budget would see counts as
+        // if it had happened already.
+        let reach = bound.saturating_add(self.projected_growth());
+        if reach >= s.soft.unwrap_or(s.threshold) {
             return None;
         }
         s.since_full.store(since + 1, Ordering::Relaxed);
@@ -521,6 +585,7 @@ impl Watcher {
             purged: false,
             fired_now: false,
             estimated: true,
+            growth_bytes_per_sec: None,
         })
     }
 
@@ -557,10 +622,20 @@ impl Watcher {
         }
     }
 
-    fn fire(&self, sample: Sample, all: Readings, allocator: Option<String>) {
+    fn fire(
+        &self,
+        sample: Sample,
+        all: Readings,
+        allocator: Option<String>,
+        reason: &'static str,
+        growth: Option<f64>,
+    ) {
         let s = &self.shared;
         let je = all.jemalloc;
         tracing::warn!(
+            reason,
+            growth_bytes_per_sec = growth,
+            shutdown_budget = ?s.shutdown_budget,
             signal = %s.signal,
             used_bytes = sample.used,
             threshold_bytes = s.threshold,
@@ -585,6 +660,8 @@ impl Watcher {
             let bundle = Bundle {
                 signal: s.signal,
                 degraded: s.degraded.as_deref(),
+                reason,
+                growth_bytes_per_sec: growth,
                 sample,
                 all,
                 threshold: s.threshold,
@@ -689,6 +766,10 @@ impl Watcher {
             last_sample: last,
             level: self.level(),
             headroom_bytes: last.map(|l| s.threshold.saturating_sub(l.used)),
+            growth_bytes_per_sec: match s.growth.load(Ordering::Relaxed) {
+                u64::MAX => None,
+                bits => Some(f64::from_bits(bits)),
+            },
             samples: s.samples.load(Ordering::Relaxed),
             estimates: s.estimates.load(Ordering::Relaxed),
             sample_errors: s.sample_errors.load(Ordering::Relaxed),

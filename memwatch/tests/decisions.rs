@@ -683,3 +683,112 @@ fn an_unwritable_diagnostics_directory_does_not_stop_the_firing() {
     assert!(w.check().unwrap().fired_now);
     assert!(token.is_cancelled());
 }
+
+/// Raises the fake's figure by `per_sec` every second, half an interval
+/// before each tick, until the token is cancelled or `secs` pass. Returns
+/// the time from the start to the cancel, if it came.
+async fn grow(
+    fake: &Fake,
+    token: &CancellationToken,
+    per_sec: impl Fn(u64) -> u64,
+    secs: u64,
+) -> Option<Duration> {
+    let start = Instant::now();
+    tokio::time::sleep(INTERVAL / 2).await;
+    for k in 1..=secs {
+        fake.set(per_sec(k));
+        tokio::time::sleep(INTERVAL).await;
+        if token.is_cancelled() {
+            // The cancel came at the tick half an interval ago.
+            return Some(start.elapsed() - INTERVAL / 2);
+        }
+    }
+    None
+}
+
+#[tokio::test(start_paused = true)]
+async fn sustained_growth_fires_within_the_shutdown_budget() {
+    // 1000 B/s towards a 10000 B threshold with a 5 s budget: at 5 s the
+    // figure is 5000 and 5 s more of the same growth reach the threshold.
+    let fake = Fake::new(0);
+    let cfg = Config {
+        shutdown_budget: Some(Duration::from_secs(5)),
+        ..config(10_000)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    let run = spawn_run(&w);
+    let fired_at = grow(&fake, &token, |k| 1000 * k, 20).await;
+    assert_eq!(run.await.unwrap(), Stopped::Fired);
+    assert_eq!(fired_at, Some(Duration::from_secs(5)));
+    let m = w.metrics();
+    assert_eq!(m.growth_bytes_per_sec, Some(1000.0));
+    assert_eq!(m.last_sample.unwrap().used, 5000);
+
+    // Without a budget the same growth fires at the threshold, at 10 s.
+    let fake = Fake::new(0);
+    let (w, token) = watcher(config(10_000), &fake);
+    let run = spawn_run(&w);
+    let fired_at = grow(&fake, &token, |k| 1000 * k, 20).await;
+    assert_eq!(run.await.unwrap(), Stopped::Fired);
+    assert_eq!(fired_at, Some(Duration::from_secs(10)));
+    assert_eq!(w.metrics().growth_bytes_per_sec, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_jump_or_a_fall_does_not_project_a_crossing() {
+    let cfg = Config {
+        shutdown_budget: Some(Duration::from_secs(5)),
+        ..config(10_000)
+    };
+    // A 6000 B batch at 3 s, then flat: one half of every window is flat.
+    let fake = Fake::new(0);
+    let (w, token) = watcher(cfg.clone(), &fake);
+    let run = spawn_run(&w);
+    let jump = grow(&fake, &token, |k| if k >= 3 { 6000 } else { 0 }, 20).await;
+    assert_eq!(jump, None, "fired on a one-off jump");
+    token.cancel();
+    assert_eq!(run.await.unwrap(), Stopped::Cancelled);
+
+    // Falling memory projects nothing.
+    let fake = Fake::new(9000);
+    let (w, token) = watcher(cfg, &fake);
+    let run = spawn_run(&w);
+    let fall = grow(&fake, &token, |k| 9000 - 400 * k, 20).await;
+    assert_eq!(fall, None);
+    assert_eq!(w.metrics().growth_bytes_per_sec, None);
+    token.cancel();
+    assert_eq!(run.await.unwrap(), Stopped::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bound_makes_room_for_the_projected_growth() {
+    // 10 ms ticks answered from the bound between full samples 100 ms apart;
+    // memory grows 4700 B/s towards 10000 B with a 1 s budget. The crossing
+    // is projected when the figure reaches 5300 B, at tick 113, between the
+    // full samples of ticks 110 and 120; that tick must take a full sample
+    // and fire rather than wait for the next scheduled one.
+    let fake = Fake::bounded(0, 0);
+    let cfg = Config {
+        shutdown_budget: Some(Duration::from_secs(1)),
+        ..bounded_config(10_000, None)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    let mut fired_at = None;
+    for i in 0..300u64 {
+        let used = i * 47;
+        fake.set(used);
+        fake.set_bound(used);
+        let c = w.check().unwrap();
+        if c.fired_now {
+            fired_at = Some(i);
+            break;
+        }
+        tokio::time::advance(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fired_at, Some(113), "fired at tick {fired_at:?}");
+    assert!(token.is_cancelled());
+    let m = w.metrics();
+    assert!(m.estimates > 50, "the bound answered most ticks: {m:?}");
+    let rate = m.growth_bytes_per_sec.unwrap();
+    assert!((rate - 4700.0).abs() < 1.0, "{rate}");
+}
