@@ -124,15 +124,17 @@ impl Database {
         now_ms: i64,
     ) -> Result<Option<Item>> {
         let fields = Self::read_fields(fields)?;
-        let exists = self.cols.get(key).and_then(|c| c.get(id, now_ms)).is_some();
+        // Only NX and XX need to know beforehand; a plain SET (the common
+        // write) leaves the one id lookup to `put`.
+        let exists = || self.cols.get(key).and_then(|c| c.get(id, now_ms)).is_some();
         match cond {
-            SetCondition::Nx if exists => {
+            SetCondition::Nx if exists() => {
                 return Err(Error::IdExists {
                     key: key.to_owned(),
                     id: id.to_owned(),
                 })
             }
-            SetCondition::Xx if !exists => {
+            SetCondition::Xx if !exists() => {
                 return Err(if self.cols.contains_key(key) {
                     Self::id_not_found(key, id)
                 } else {
