@@ -151,6 +151,20 @@ impl Cgroup {
         Ok(best)
     }
 
+    /// The `memory.events` files of a cgroup v2 chain, leaf first: the kernel
+    /// modifies one when its cgroup reaches `memory.high` or `memory.max` or
+    /// runs the OOM killer. Empty for cgroup v1, which has no such file.
+    pub fn events_files(&self) -> Vec<PathBuf> {
+        if self.version != CgroupVersion::V2 {
+            return Vec::new();
+        }
+        self.chain
+            .iter()
+            .map(|d| d.join("memory.events"))
+            .filter(|f| f.is_file())
+            .collect()
+    }
+
     /// The files the working-set signal reads: the usage file and the stat
     /// file of the nearest directory in the chain that has them, and the
     /// `memory.stat` key holding inactive page cache.

@@ -231,6 +231,16 @@ pub struct Config {
     ///
     /// Default: `true`.
     pub purge_before_fire: bool,
+    /// Files whose modification makes the spawned thread check at once
+    /// instead of at the next tick (inotify `IN_MODIFY`; at most one extra
+    /// check per [`MIN_POLL_INTERVAL`], always a full sample).
+    ///
+    /// Default: `None`, meaning the `memory.events` file of every cgroup v2
+    /// directory from the process's cgroup up to the root, which the kernel
+    /// modifies when a cgroup reaches `memory.high` or `memory.max` or runs
+    /// the OOM killer. `Some(vec![])` watches nothing. Only
+    /// [`Watcher::spawn`](crate::Watcher::spawn) watches; [`Watcher::run`](crate::Watcher::run) polls.
+    pub wake_files: Option<Vec<PathBuf>>,
     /// The time an orderly shutdown needs. When set, the watchdog also fires
     /// when memory grows fast enough to reach the threshold within this
     /// budget: `used + rate × budget >= threshold`, where `rate` is the
@@ -270,6 +280,7 @@ impl Default for Config {
             signal: Signal::Auto,
             max_stats_age: DEFAULT_MAX_STATS_AGE,
             purge_before_fire: true,
+            wake_files: None,
             shutdown_budget: None,
             diagnostics_dir: None,
             exit_deadline: None,
@@ -298,6 +309,9 @@ pub mod env {
     pub const MAX_STATS_AGE: &str = "MEMWATCH_MAX_STATS_AGE";
     /// `true` or `false`: purge jemalloc before firing.
     pub const PURGE: &str = "MEMWATCH_PURGE";
+    /// `true` (default) or `false`: check at once when a cgroup's
+    /// `memory.events` changes.
+    pub const CGROUP_EVENTS: &str = "MEMWATCH_CGROUP_EVENTS";
     /// Shutdown budget, a duration (`5s`): also fire when sustained growth
     /// would reach the threshold within it. Unset or `0`: threshold only.
     pub const SHUTDOWN_BUDGET: &str = "MEMWATCH_SHUTDOWN_BUDGET";
@@ -457,12 +471,20 @@ impl Config {
         if let Some(v) = get(&lookup, env::MAX_STATS_AGE) {
             cfg.max_stats_age = duration(env::MAX_STATS_AGE, &v)?;
         }
+        fn boolean(var: &'static str, value: &str) -> Result<bool> {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(bad(var, value, "expected true or false")),
+            }
+        }
         if let Some(v) = get(&lookup, env::PURGE) {
-            cfg.purge_before_fire = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => return Err(bad(env::PURGE, &v, "expected true or false")),
-            };
+            cfg.purge_before_fire = boolean(env::PURGE, &v)?;
+        }
+        if let Some(v) = get(&lookup, env::CGROUP_EVENTS) {
+            if !boolean(env::CGROUP_EVENTS, &v)? {
+                cfg.wake_files = Some(Vec::new());
+            }
         }
         if let Some(v) = get(&lookup, env::SHUTDOWN_BUDGET) {
             let d = duration(env::SHUTDOWN_BUDGET, &v)?;
@@ -518,6 +540,7 @@ mod tests {
             ("MEMWATCH_MAX_STATS_AGE", "0"),
             ("MEMWATCH_DIAGNOSTICS_DIR", "/var/lib/app/memwatch"),
             ("MEMWATCH_SHUTDOWN_BUDGET", "5s"),
+            ("MEMWATCH_CGROUP_EVENTS", "off"),
         ]))
         .unwrap();
         assert_eq!(cfg.threshold, Some(Threshold::Bytes(2 << 30)));
@@ -530,6 +553,8 @@ mod tests {
         assert!(!cfg.purge_before_fire);
         assert_eq!(cfg.max_stats_age, Duration::ZERO);
         assert_eq!(cfg.shutdown_budget, Some(Duration::from_secs(5)));
+        assert_eq!(cfg.wake_files, Some(Vec::new()));
+        assert_eq!(Config::default().wake_files, None);
         assert_eq!(
             cfg.diagnostics_dir.as_deref(),
             Some(std::path::Path::new("/var/lib/app/memwatch"))
@@ -555,6 +580,7 @@ mod tests {
             ("MEMWATCH_HYSTERESIS", "1GiB"),
             ("MEMWATCH_MAX_STATS_AGE", "often"),
             ("MEMWATCH_SHUTDOWN_BUDGET", "soon"),
+            ("MEMWATCH_CGROUP_EVENTS", "sometimes"),
         ];
         for &(var, value) in cases {
             // The bad pair comes first so that it wins over the valid threshold.

@@ -82,6 +82,11 @@
 //!   `soft - hysteresis × threshold`. Changes go to a `watch` channel
 //!   ([`Watcher::subscribe`]) and to an atomic read by
 //!   [`Watcher::is_under_pressure`].
+//! - **Wake-ups**: the spawned thread also checks at once (a full sample, at
+//!   most once per 10 ms) when a file of [`Config::wake_files`] is modified;
+//!   by default the `memory.events` of each cgroup v2 directory from the
+//!   process's cgroup up to the root, which the kernel modifies when a
+//!   cgroup reaches `memory.high` or `memory.max` or runs the OOM killer.
 //! - **Projection** (opt-in, [`Config::shutdown_budget`]): the watchdog also
 //!   fires when `used + rate × budget >= threshold`, `rate` being the growth
 //!   sustained over the last `max(8 × interval, 1 s)` of full samples (the
@@ -124,6 +129,7 @@ mod diagnostics;
 mod error;
 mod growth;
 mod source;
+mod wake;
 mod watcher;
 
 pub use cgroup::{physical_memory, Cgroup, CgroupRoots, CgroupVersion, Limits};

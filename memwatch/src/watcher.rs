@@ -13,11 +13,13 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::cgroup::{Cgroup, Limits};
+use crate::config::MIN_POLL_INTERVAL;
 use crate::config::{Config, Signal};
 use crate::diagnostics::Bundle;
 use crate::error::{Error, Result};
 use crate::growth::{History, MIN_WINDOW};
 use crate::source::{MemorySource, Readings, Sample, SystemSource};
+use crate::wake::{Waiter, Woken};
 
 /// The exit code a process should use after the watchdog fired, whatever its
 /// own shutdown returned. It tells a supervisor "restarted for memory
@@ -114,6 +116,9 @@ pub struct Metrics {
     /// Ticks answered by the source's cheap upper bound instead of a full
     /// sample (see [`Config::max_stats_age`]).
     pub estimates: u64,
+    /// Checks made at once because a watched file changed (see
+    /// [`Config::wake_files`]).
+    pub event_checks: u64,
     /// Samples that failed.
     pub sample_errors: u64,
     /// Purges issued.
@@ -140,6 +145,11 @@ struct Shared {
     /// under the source lock.
     since_full: AtomicU32,
     estimates: AtomicU64,
+    /// Files whose modification triggers a check on the spawned thread.
+    wake_files: Vec<PathBuf>,
+    /// Set by an event-triggered check: take a full sample.
+    force_full: AtomicBool,
+    event_checks: AtomicU64,
     purge_before_fire: bool,
     shutdown_budget: Option<Duration>,
     /// The window the growth rate is measured over.
@@ -228,6 +238,15 @@ impl Watcher {
         });
         let limits = Limits::of(config.limit, cgroup.as_ref());
         let source = SystemSource::new(config.signal, cgroup.as_ref())?;
+        let mut config = config;
+        if config.wake_files.is_none() {
+            config.wake_files = Some(
+                cgroup
+                    .as_ref()
+                    .map(Cgroup::events_files)
+                    .unwrap_or_default(),
+            );
+        }
         Self::with_source(config, token, Box::new(source), limits)
     }
 
@@ -293,6 +312,9 @@ impl Watcher {
                 bound_ticks,
                 since_full: AtomicU32::new(0),
                 estimates: AtomicU64::new(0),
+                wake_files: config.wake_files.clone().unwrap_or_default(),
+                force_full: AtomicBool::new(false),
+                event_checks: AtomicU64::new(0),
                 purge_before_fire: config.purge_before_fire,
                 shutdown_budget: config.shutdown_budget,
                 growth_window: (interval * 8).max(MIN_WINDOW),
@@ -316,18 +338,33 @@ impl Watcher {
     ///
     /// A thread of its own means sampling goes on when the caller's runtime
     /// is starved (every worker busy or blocked), which is exactly when
-    /// memory tends to run away. The thread parks until the next tick; the
-    /// token's cancellation unparks it through a waker, so stopping never
-    /// waits out an interval and no async runtime is needed on the thread.
+    /// memory tends to run away. Between ticks the thread waits in `poll` on
+    /// an eventfd that the token's waker writes, so stopping never waits out
+    /// an interval and no async runtime is needed on the thread, and on an
+    /// inotify descriptor watching [`Config::wake_files`] (by default the
+    /// cgroup v2 `memory.events` files), so that reaching `memory.high` or
+    /// `memory.max` is checked at once rather than at the next tick.
     ///
     /// # Errors
     ///
     /// [`Error::Spawn`] if the thread cannot be created.
     pub fn spawn(&self) -> Result<WatcherHandle> {
+        let s = &self.shared;
+        let spawn_err = |source| Error::Spawn {
+            name: "memwatch",
+            source,
+        };
+        let (waiter, failed) = Waiter::new(&s.wake_files).map_err(spawn_err)?;
+        for (path, error) in failed {
+            tracing::warn!(path = %path.display(), %error, "memwatch: cannot watch for changes; polling only");
+        }
+        if waiter.watched() > 0 {
+            tracing::info!(files = ?s.wake_files, "memwatch: checking at once when these files change");
+        }
         let me = self.clone();
         let thread = thread::Builder::new()
             .name("memwatch".into())
-            .spawn(move || me.run_blocking())
+            .spawn(move || me.run_blocking(&waiter))
             .map_err(|source| Error::Spawn {
                 name: "memwatch",
                 source,
@@ -335,26 +372,23 @@ impl Watcher {
         Ok(WatcherHandle { thread })
     }
 
-    fn run_blocking(&self) -> Stopped {
-        struct Unpark(thread::Thread);
-        impl std::task::Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
-            fn wake_by_ref(self: &Arc<Self>) {
-                self.0.unpark();
-            }
-        }
+    fn run_blocking(&self, waiter: &Waiter) -> Stopped {
+        use std::time::Instant;
         self.log_start();
         let s = &self.shared;
-        let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+        let waker = waiter.waker();
         let mut cx = std::task::Context::from_waker(&waker);
         let mut cancelled = std::pin::pin!(s.token.cancelled());
-        let mut next = std::time::Instant::now();
+        let mut tick_at = Instant::now();
+        // When a watched file changed: at once, or MIN_POLL_INTERVAL after
+        // the previous check, so that a storm of events costs at most one
+        // check per 10 ms.
+        let mut event_at: Option<Instant> = None;
+        let mut last_check: Option<Instant> = None;
         loop {
-            // Sleep until the next tick unless the token is cancelled first.
-            // Polling registers the waker, so a cancel unparks this thread.
-            loop {
+            // Wait for the tick, an event or the token. Polling the token's
+            // future registers the waker, so a cancel ends the wait at once.
+            let ticked = loop {
                 if cancelled.as_mut().poll(&mut cx).is_ready() {
                     return if self.fired() {
                         Stopped::Fired
@@ -362,20 +396,37 @@ impl Watcher {
                         Stopped::Cancelled
                     };
                 }
-                let now = std::time::Instant::now();
-                if now >= next {
-                    break;
+                let now = Instant::now();
+                if now >= tick_at {
+                    break true;
                 }
-                thread::park_timeout(next - now);
+                if event_at.is_some_and(|e| now >= e) {
+                    break false;
+                }
+                let until = event_at.map_or(tick_at, |e| e.min(tick_at));
+                if waiter.wait(until - now) == Woken::Modified {
+                    let due = last_check.map_or(now, |l| (l + MIN_POLL_INTERVAL).max(now));
+                    event_at = Some(event_at.map_or(due, |e| e.min(due)));
+                }
+            };
+            if event_at.take().is_some() {
+                // Something in the cgroup changed: decide on a full sample,
+                // not on the bound.
+                s.event_checks.fetch_add(1, Ordering::Relaxed);
+                s.force_full.store(true, Ordering::Relaxed);
             }
             // A failed sample was logged and counted; the next tick retries.
             let _ = self.check();
+            let now = Instant::now();
+            last_check = Some(now);
             if self.fired() {
                 return Stopped::Fired;
             }
-            // After a stall, resume the cadence from now rather than
-            // bursting through the missed ticks.
-            next = (next + s.interval).max(std::time::Instant::now());
+            if ticked {
+                // After a stall, resume the cadence from now rather than
+                // bursting through the missed ticks.
+                tick_at = (tick_at + s.interval).max(now);
+            }
         }
     }
 
@@ -562,6 +613,9 @@ impl Watcher {
     /// level, or the threshold without one). The caller holds the source lock.
     fn check_bound(&self, source: &mut dyn MemorySource) -> Option<Check> {
         let s = &self.shared;
+        if s.force_full.swap(false, Ordering::Relaxed) {
+            return None;
+        }
         let since = s.since_full.load(Ordering::Relaxed);
         if since.saturating_add(1) >= s.bound_ticks || self.fired() || self.level() != Level::Normal
         {
@@ -772,6 +826,7 @@ impl Watcher {
             },
             samples: s.samples.load(Ordering::Relaxed),
             estimates: s.estimates.load(Ordering::Relaxed),
+            event_checks: s.event_checks.load(Ordering::Relaxed),
             sample_errors: s.sample_errors.load(Ordering::Relaxed),
             purges: s.purges.load(Ordering::Relaxed),
             fired: self.fired(),

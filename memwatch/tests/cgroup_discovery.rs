@@ -297,3 +297,43 @@ fn malformed_files_are_corrupt_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn memory_events_files_along_a_v2_chain_and_none_on_v1() {
+    let (dir, roots) = build(&Fixture {
+        proc_self_cgroup: Some("0::/kubepods/pod1/ctr\n"),
+        files: &[
+            ("cgroup.controllers", "memory"),
+            (
+                "kubepods/memory.events",
+                "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n",
+            ),
+            ("kubepods/pod1/memory.max", "1073741824\n"),
+            (
+                "kubepods/pod1/ctr/memory.events",
+                "low 0\nhigh 3\nmax 0\noom 0\noom_kill 0\n",
+            ),
+        ],
+    });
+    let cgroup = Cgroup::discover_at(&roots).unwrap().unwrap();
+    let mount = dir.path().join("sys_fs_cgroup");
+    assert_eq!(
+        cgroup.events_files(),
+        [
+            mount.join("kubepods/pod1/ctr/memory.events"),
+            mount.join("kubepods/memory.events"),
+        ],
+        "leaf first; directories without the file are skipped"
+    );
+
+    let (_dir, roots) = build(&Fixture {
+        proc_self_cgroup: Some("4:memory:/docker/abc\n"),
+        files: &[
+            ("memory/docker/abc/memory.limit_in_bytes", "1073741824\n"),
+            ("memory/docker/abc/memory.events", "oom 0\n"),
+        ],
+    });
+    let cgroup = Cgroup::discover_at(&roots).unwrap().unwrap();
+    assert_eq!(cgroup.version, CgroupVersion::V1);
+    assert!(cgroup.events_files().is_empty());
+}

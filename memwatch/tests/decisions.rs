@@ -792,3 +792,70 @@ async fn the_bound_makes_room_for_the_projected_growth() {
     let rate = m.growth_bytes_per_sec.unwrap();
     assert!((rate - 4700.0).abs() < 1.0, "{rate}");
 }
+
+/// Waits up to five seconds of real time for `f`.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn a_changed_events_file_makes_the_thread_check_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("memory.events");
+    std::fs::write(&events, "high 0\nmax 0\n").unwrap();
+    // A one-minute interval: every check after the first comes from the file.
+    let fake = Fake::new(100);
+    let cfg = Config {
+        poll_interval: Duration::from_secs(60),
+        wake_files: Some(vec![events.clone(), dir.path().join("missing")]),
+        ..config(1000)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    let h = w.spawn().unwrap();
+    assert!(eventually(|| fake.samples() == 1), "the first sample");
+    std::fs::write(&events, "high 1\nmax 0\n").unwrap();
+    assert!(
+        eventually(|| fake.samples() == 2),
+        "no check after the change"
+    );
+    assert_eq!(w.metrics().event_checks, 1);
+    // The check after the change sees memory over the threshold and fires,
+    // a minute before the next tick.
+    fake.set(1500);
+    std::fs::write(&events, "high 2\nmax 1\n").unwrap();
+    assert_eq!(h.join(), Stopped::Fired);
+    assert!(token.is_cancelled());
+}
+
+#[test]
+fn an_event_check_takes_a_full_sample_even_when_the_bound_is_low() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("memory.events");
+    std::fs::write(&events, "high 0\n").unwrap();
+    // 10 ms ticks, all answered by the bound for ten seconds after the first.
+    let fake = Fake::bounded(100, 100);
+    let cfg = Config {
+        wake_files: Some(vec![events.clone()]),
+        max_stats_age: Duration::from_secs(10),
+        ..bounded_config(1000, None)
+    };
+    let (w, token) = watcher(cfg, &fake);
+    let h = w.spawn().unwrap();
+    assert!(eventually(|| w.metrics().estimates >= 5), "cheap ticks");
+    assert_eq!(fake.samples(), 1);
+    std::fs::write(&events, "high 1\n").unwrap();
+    assert!(
+        eventually(|| fake.samples() == 2),
+        "the event did not force a full sample"
+    );
+    token.cancel();
+    assert_eq!(h.join(), Stopped::Cancelled);
+    assert_eq!(w.metrics().event_checks, 1);
+}
