@@ -1,7 +1,7 @@
 //! One key's items: the id-ordered map, the R-tree, the expiry index, and searches.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{btree_map, BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use rstar::{Envelope as _, RTree, RTreeNode, RTreeObject, AABB};
@@ -445,48 +445,78 @@ impl Collection {
     ) -> Option<Item> {
         let expires_at = expires_at.unwrap_or(NEVER);
         let new_box = object.bounds().map(|b| envelope(&b));
-        if let Some(&idx) = self.by_id.get(id) {
-            let (old_box, old_exp, base) = {
-                let old = &self.slot(idx).item;
-                let base = if old.is_live(now_ms) {
-                    old.fields.clone()
-                } else {
-                    Fields::default()
+        // One search of the id map for a new id as for an existing one: the
+        // vacant entry takes the new slot's index directly.
+        let idx = match self.by_id.entry(SmolStr::new(id)) {
+            btree_map::Entry::Occupied(e) => *e.get(),
+            btree_map::Entry::Vacant(v) => {
+                let idx = match self.free.pop() {
+                    Some(i) => i,
+                    None => {
+                        let i =
+                            u32::try_from(self.slots.len()).expect("fewer than 2^32 items per key");
+                        self.slots.push(None);
+                        i
+                    }
                 };
-                (
-                    old.object.bounds().map(|b| envelope(&b)),
-                    old.expires_at,
-                    base,
-                )
-            };
-            let (fields, _) = base.merged(updates);
-            let item = Item {
-                object,
-                fields,
-                expires_at,
-            };
-            if old_box != new_box {
-                if let Some(env) = old_box {
-                    let removed = self.tree.remove(&Entry { env, slot: idx });
-                    debug_assert!(removed.is_some(), "R-tree entry missing for slot {idx}");
-                }
-                if let Some(env) = new_box {
-                    self.tree.insert(Entry { env, slot: idx });
-                }
+                v.insert(idx);
+                self.put_new(idx, id, object, updates, expires_at, new_box);
+                return None;
             }
-            if old_exp != expires_at {
-                if old_exp != NEVER {
-                    self.expiries.remove(&(old_exp, idx));
-                }
-                if expires_at != NEVER {
-                    self.expiries.insert((expires_at, idx));
-                }
+        };
+        let (old_box, old_exp, base) = {
+            let old = &self.slot(idx).item;
+            let base = if old.is_live(now_ms) {
+                old.fields.clone()
+            } else {
+                Fields::default()
+            };
+            (
+                old.object.bounds().map(|b| envelope(&b)),
+                old.expires_at,
+                base,
+            )
+        };
+        let (fields, _) = base.merged(updates);
+        let item = Item {
+            object,
+            fields,
+            expires_at,
+        };
+        if old_box != new_box {
+            if let Some(env) = old_box {
+                let removed = self.tree.remove(&Entry { env, slot: idx });
+                debug_assert!(removed.is_some(), "R-tree entry missing for slot {idx}");
             }
-            self.account(id, &item, true);
-            let old = std::mem::replace(&mut self.slot_mut(idx).item, item);
-            self.account(id, &old, false);
-            return Some(old);
+            if let Some(env) = new_box {
+                self.tree.insert(Entry { env, slot: idx });
+            }
         }
+        if old_exp != expires_at {
+            if old_exp != NEVER {
+                self.expiries.remove(&(old_exp, idx));
+            }
+            if expires_at != NEVER {
+                self.expiries.insert((expires_at, idx));
+            }
+        }
+        self.account(id, &item, true);
+        let old = std::mem::replace(&mut self.slot_mut(idx).item, item);
+        self.account(id, &old, false);
+        Some(old)
+    }
+
+    /// The rest of [`Collection::put`] for a new id, whose index `by_id`
+    /// already holds and whose slot is free.
+    fn put_new(
+        &mut self,
+        idx: u32,
+        id: &str,
+        object: Object,
+        updates: &[(Arc<str>, FieldValue)],
+        expires_at: i64,
+        new_box: Option<AABB<[f32; 2]>>,
+    ) {
         let (fields, _) = Fields::default().merged(updates);
         let item = Item {
             object,
@@ -494,29 +524,16 @@ impl Collection {
             expires_at,
         };
         self.account(id, &item, true);
-        let slot = Slot {
+        self.slots[idx as usize] = Some(Slot {
             id: SmolStr::new(id),
             item,
-        };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(slot);
-                i
-            }
-            None => {
-                let i = u32::try_from(self.slots.len()).expect("fewer than 2^32 items per key");
-                self.slots.push(Some(slot));
-                i
-            }
-        };
-        self.by_id.insert(SmolStr::new(id), idx);
+        });
         if let Some(env) = new_box {
             self.tree.insert(Entry { env, slot: idx });
         }
         if expires_at != NEVER {
             self.expiries.insert((expires_at, idx));
         }
-        None
     }
 
     /// Removes and returns the item under `id`, live or not.
