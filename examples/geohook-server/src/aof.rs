@@ -1,12 +1,19 @@
 //! The append-only file: every write command, RESP-encoded, in the order the
 //! server applied it.
 //!
-//! [`Aof::append`] writes the record to the file before it returns, so the
-//! caller can reply only after the write reached the operating system; with
-//! [`Fsync::Always`], [`crate::state::Core::commit`] calls [`Aof::sync`]
-//! after each write, before its reply is rendered. A failed write or fsync is latched:
-//! from then on every append and sync fails with the first error, and the
-//! server refuses writes, because the file no longer matches memory.
+//! [`Aof::append`] writes the record to the file before it returns.
+//! [`Aof::append_deferred`] only adds it to a pending buffer, which the next
+//! [`Aof::flush`] writes with one `write(2)`: a client connection commits a
+//! pipelined batch that way and flushes (and, under [`Fsync::Always`],
+//! fsyncs) before it sends the batch's replies, so no reply announces a
+//! write that is not in the file, at one system call per batch rather than
+//! per command. Whatever else writes to or reads the file first writes the
+//! pending bytes (`append`, `sync`, `sync_handle`, a shrink's `flush`), so
+//! the file always receives commands in commit order, and a leader's
+//! replication backlog receives exactly the bytes written, after they are.
+//! A failed write or fsync is latched: from then on every append and sync
+//! fails with the first error, and the server refuses writes, because the
+//! file no longer matches memory.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -51,7 +58,8 @@ pub struct Aof {
     offset: u64,
     unsynced: bool,
     failed: Option<String>,
-    buf: Vec<u8>,
+    /// Encoded commands committed but not yet written, oldest first.
+    pending: Vec<u8>,
     /// On a leader, the replication backlog: every appended command goes to
     /// it with exactly the bytes written to the file, under the same lock.
     tap: Option<std::sync::Arc<geohook_repl::Leader>>,
@@ -73,7 +81,7 @@ impl Aof {
             offset: size,
             unsynced: false,
             failed: None,
-            buf: Vec::with_capacity(4096),
+            pending: Vec::with_capacity(4096),
             tap: None,
         })
     }
@@ -83,7 +91,8 @@ impl Aof {
         &self.path
     }
 
-    /// The current size of the file in bytes.
+    /// The size of the file in bytes, counting committed bytes not yet
+    /// written (call [`Aof::flush`] first for the size on disk).
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -112,39 +121,73 @@ impl Aof {
         format!("aof write failed, writes disabled: {msg}")
     }
 
-    /// Appends one command; returns the logical offset after it.
+    /// Appends one command and writes it (after any pending ones) before
+    /// returning; returns the logical offset after it.
     ///
     /// # Errors
     ///
     /// The (latched) error message when the write fails or failed earlier.
     pub fn append(&mut self, args: &[Vec<u8>]) -> Result<u64, String> {
+        let offset = self.append_deferred(args)?;
+        self.flush()?;
+        Ok(offset)
+    }
+
+    /// Commits one command to the pending buffer, to be written by the next
+    /// [`Aof::flush`] (or any append or sync); returns the logical offset
+    /// after it. Past 1 MiB pending, it writes at once.
+    ///
+    /// # Errors
+    ///
+    /// The latched error message when an earlier write or fsync failed, or
+    /// the write of a full pending buffer failed.
+    pub fn append_deferred(&mut self, args: &[Vec<u8>]) -> Result<u64, String> {
         self.check()?;
-        self.buf.clear();
-        encode_command(&mut self.buf, args);
-        if let Err(e) = self.file.write_all(&self.buf) {
-            return Err(self.fail("write", &e));
-        }
-        let n = self.buf.len() as u64;
-        if let Some(tap) = &self.tap {
-            tap.append_encoded(&self.buf);
-        }
-        if self.buf.capacity() > 1 << 20 {
-            // Do not keep a huge buffer around after one big command.
-            self.buf = Vec::with_capacity(4096);
-        }
+        let before = self.pending.len();
+        encode_command(&mut self.pending, args);
+        let n = (self.pending.len() - before) as u64;
         self.size += n;
         self.offset += n;
-        self.unsynced = true;
+        if self.pending.len() > 1 << 20 {
+            self.flush()?;
+        }
         Ok(self.offset)
     }
 
-    /// Fsyncs the file if anything was appended since the last sync.
+    /// Writes the pending commands with one `write(2)` and hands the same
+    /// bytes to the replication backlog.
+    ///
+    /// # Errors
+    ///
+    /// The (latched) error message when the write fails or failed earlier.
+    pub fn flush(&mut self) -> Result<(), String> {
+        self.check()?;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(&self.pending) {
+            return Err(self.fail("write", &e));
+        }
+        if let Some(tap) = &self.tap {
+            tap.append_encoded(&self.pending);
+        }
+        self.pending.clear();
+        if self.pending.capacity() > 1 << 21 {
+            // Do not keep a huge buffer around after one big batch.
+            self.pending = Vec::with_capacity(4096);
+        }
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Writes what is pending, then fsyncs the file if anything was written
+    /// since the last sync.
     ///
     /// # Errors
     ///
     /// The (latched) error message when the fsync fails or a write failed.
     pub fn sync(&mut self) -> Result<(), String> {
-        self.check()?;
+        self.flush()?;
         if self.unsynced {
             if let Err(e) = self.file.sync_data() {
                 return Err(self.fail("fsync", &e));
@@ -163,7 +206,7 @@ impl Aof {
     ///
     /// The latched failure, or the handle cannot be duplicated.
     pub fn sync_handle(&mut self) -> Result<Option<File>, String> {
-        self.check()?;
+        self.flush()?;
         if !self.unsynced {
             return Ok(None);
         }
@@ -191,10 +234,11 @@ impl Aof {
     }
 
     /// Switches to the new live file after a shrink renamed it over the old
-    /// one. `size` is its size; the logical offset does not change.
+    /// one. `size` is its size; the logical offset does not change. Bytes
+    /// still pending follow everything the new file holds, so they go to it.
     pub(crate) fn replace(&mut self, file: File, size: u64) {
         self.file = file;
-        self.size = size;
+        self.size = size + self.pending.len() as u64;
         self.unsynced = false;
     }
 
@@ -241,5 +285,46 @@ mod tests {
         aof.reopen_if_replaced().unwrap();
         assert_eq!(aof.size(), 0);
         assert_eq!(aof.offset(), 20);
+    }
+
+    #[test]
+    fn deferred_appends_reach_the_file_in_order_at_the_next_flush_or_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AOF_NAME);
+        let mut aof = Aof::open(&path).unwrap();
+        let cmd = |s: &str| vec![s.as_bytes().to_vec()];
+        assert_eq!(aof.append_deferred(&cmd("a")).unwrap(), 11);
+        assert_eq!(aof.append_deferred(&cmd("b")).unwrap(), 22);
+        assert_eq!(aof.size(), 22, "the size counts pending bytes");
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "nothing written yet");
+        aof.flush().unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"*1\r\n$1\r\na\r\n*1\r\n$1\r\nb\r\n"
+        );
+        // An immediate append writes what is pending first.
+        aof.append_deferred(&cmd("c")).unwrap();
+        aof.append(&cmd("d")).unwrap();
+        assert!(std::fs::read(&path)
+            .unwrap()
+            .ends_with(b"c\r\n*1\r\n$1\r\nd\r\n"));
+        // So does a sync.
+        aof.append_deferred(&cmd("e")).unwrap();
+        aof.sync().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap().len(), 55);
+    }
+
+    #[test]
+    fn a_failed_flush_is_latched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AOF_NAME);
+        let mut aof = Aof::open(&path).unwrap();
+        // A read-only handle makes the write fail.
+        aof.file = File::open(&path).unwrap();
+        aof.append_deferred(&[b"set".to_vec()]).unwrap();
+        assert!(aof.flush().unwrap_err().contains("writes disabled"));
+        assert!(aof.append_deferred(&[b"set".to_vec()]).is_err());
+        assert!(aof.flush().is_err());
+        assert!(aof.failure().is_some());
     }
 }

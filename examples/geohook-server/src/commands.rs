@@ -22,6 +22,9 @@ pub struct Session {
     pub authed: bool,
     /// QUIT was received; close after the reply.
     pub quit: bool,
+    /// A data write ran since the last [`Shared::flush_aof`]: the log must
+    /// be flushed before this connection's replies go out.
+    pub unflushed: bool,
 }
 
 impl Session {
@@ -31,6 +34,7 @@ impl Session {
             json: false,
             authed: shared.settings.read().requirepass.is_empty(),
             quit: false,
+            unflushed: false,
         }
     }
 }
@@ -129,6 +133,9 @@ pub fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) ->
         now_ms: now_ms(),
     };
     let reply = run(shared, session, &ctx, &name, args);
+    if geo::is_write(&name) {
+        session.unflushed = true;
+    }
     shared.commands_run.fetch_add(1, Ordering::Relaxed);
     // An unknown name is counted as `unknown` there, so that peers cannot
     // grow the metric label set.

@@ -66,6 +66,7 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
         let w = Writer {
             fsync: shared.opts.fsync,
             sink: shared.changes.as_ref(),
+            defer: true,
         };
         write(&mut core, &w, ctx, name, args)
     } else if is_read(name) {
@@ -102,6 +103,7 @@ pub fn replay(core: &mut Core, args: &[Vec<u8>]) -> Result<(), String> {
     let w = Writer {
         fsync: Fsync::No,
         sink: None,
+        defer: false,
     };
     match write(core, &w, &ctx, &name, args) {
         Ok(_) => Ok(()),
@@ -120,6 +122,9 @@ pub fn replay(core: &mut Core, args: &[Vec<u8>]) -> Result<(), String> {
 struct Writer<'a> {
     fsync: Fsync,
     sink: Option<&'a Arc<dyn ChangeSink>>,
+    /// A client's write: commit to the log's pending buffer, which the
+    /// connection flushes before it replies (see `Shared::flush_aof`).
+    defer: bool,
 }
 
 impl Writer<'_> {
@@ -130,7 +135,7 @@ impl Writer<'_> {
         key: &str,
         id: Option<&str>,
     ) -> Result<(), String> {
-        core.commit(self.fsync, self.sink, args, key, id)
+        self.commit_with(core, args, key, id, &[])
     }
 
     fn commit_with(
@@ -141,7 +146,11 @@ impl Writer<'_> {
         id: Option<&str>,
         before: &[(&str, &Object)],
     ) -> Result<(), String> {
-        core.commit_with(self.fsync, self.sink, args, key, id, before)
+        if self.defer {
+            core.commit_deferred_with(self.sink, args, key, id, before)
+        } else {
+            core.commit_with(self.fsync, self.sink, args, key, id, before)
+        }
     }
 }
 
@@ -1204,7 +1213,10 @@ mod tests {
         // Every write to /dev/full fails with ENOSPC, like a full disk.
         let shared = shared_on(std::path::Path::new("/dev/full"));
         let a = args("SET fleet a POINT 1 1");
-        let err = run(&shared, &ctx(), "set", &a).unwrap_err();
+        // A client's write is committed to the pending buffer; the flush the
+        // connection makes before replying is where the disk says no.
+        run(&shared, &ctx(), "set", &a).unwrap();
+        let err = shared.flush_aof().unwrap_err();
         assert!(
             err.starts_with("aof write failed, writes disabled: write /dev/full:"),
             "{err}"
@@ -1238,6 +1250,8 @@ mod tests {
         let c = ctx();
         run(&shared, &c, "set", &args("SET fleet a EX 10 POINT 1 1")).unwrap();
         run(&shared, &c, "expire", &args("EXPIRE fleet a 20")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"", "pending until the flush");
+        shared.flush_aof().unwrap();
         let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
         let at10 = (c.now_ms + 10_000).to_string();
         let at20 = (c.now_ms + 20_000).to_string();

@@ -157,6 +157,10 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
                     if session.authed && args[0].eq_ignore_ascii_case(b"psync") {
                         // A follower: the connection becomes a replication
                         // link, served by the replication module.
+                        if !flush_before_replies(shared, &mut session, &mut out) {
+                            stream.write_all(&out).await?;
+                            return Ok(());
+                        }
                         stream.write_all(&out).await?;
                         let pending = buf[start..].to_vec();
                         let args = args.to_vec();
@@ -180,6 +184,9 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
         }
         buf.drain(..start);
         parsed.shrink();
+        if !flush_before_replies(shared, &mut session, &mut out) {
+            close = true;
+        }
         if !out.is_empty() {
             stream.write_all(&out).await?;
             out.clear();
@@ -200,6 +207,24 @@ async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Res
         };
         if n == 0 {
             return Ok(());
+        }
+    }
+}
+
+/// Writes the log's pending commands before a batch's replies go out, when
+/// the batch wrote. If that fails, the replies are replaced by the error:
+/// none may acknowledge a write that is not in the file. Returns false then,
+/// and the connection closes.
+fn flush_before_replies(shared: &Shared, session: &mut Session, out: &mut Vec<u8>) -> bool {
+    if !std::mem::take(&mut session.unflushed) {
+        return true;
+    }
+    match shared.flush_aof() {
+        Ok(()) => true,
+        Err(e) => {
+            out.clear();
+            Reply::Error(e).encode(out);
+            false
         }
     }
 }

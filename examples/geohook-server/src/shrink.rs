@@ -92,8 +92,11 @@ pub fn shrink(shared: &Shared) -> Result<Report, String> {
 fn rewrite(shared: &Shared) -> Result<Report, String> {
     let live = shared.opts.dir.join(AOF_NAME);
     let (start, start_offset) = {
-        let core = shared.core.read();
+        // The rewrite copies the live file's bytes from `start` on, so the
+        // file must hold every committed command: write what is pending.
+        let mut core = shared.core.write();
         core.writable()?;
+        core.aof.flush()?;
         (core.aof.size(), core.aof.offset())
     };
     let max_rate = shared.settings.read().aofshrink_max_rate;
@@ -155,6 +158,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     }
     let mut core = shared.core.write();
     core.writable()?;
+    core.aof.flush()?;
     let before = core.aof.size();
     let committed = match rw.commit() {
         Ok(c) => c,

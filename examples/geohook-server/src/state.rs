@@ -145,6 +145,23 @@ impl Shared {
     pub fn is_readonly(&self) -> bool {
         self.readonly.load(Ordering::Relaxed)
     }
+
+    /// Writes the commands committed with [`Core::commit_deferred_with`]
+    /// (anyone's: one write serves every connection whose batch is done)
+    /// and, under `always`, fsyncs. A connection calls it after a batch that
+    /// wrote and before it sends the batch's replies.
+    ///
+    /// # Errors
+    ///
+    /// The write or fsync failed (and is latched); the replies must not go out.
+    pub fn flush_aof(&self) -> Result<(), String> {
+        let mut core = self.core.write();
+        core.aof.flush()?;
+        if self.opts.fsync == Fsync::Always {
+            core.aof.sync()?;
+        }
+        Ok(())
+    }
 }
 
 impl Core {
@@ -201,6 +218,44 @@ impl Core {
         if fsync == Fsync::Always {
             self.aof.sync()?;
         }
+        self.notify(sink, offset, args, key, id, before);
+        Ok(())
+    }
+
+    /// [`Core::commit_with`] for a client's pipelined batch: the command
+    /// joins the log's pending buffer and is written (and fsynced under
+    /// `always`) by [`Shared::flush_aof`], which the connection calls before
+    /// it replies. Any other write to the log writes the pending commands
+    /// first, so the file keeps commit order.
+    ///
+    /// # Errors
+    ///
+    /// The log failed earlier, or a full pending buffer could not be written.
+    pub fn commit_deferred_with(
+        &mut self,
+        sink: Option<&Arc<dyn ChangeSink>>,
+        args: &[Vec<u8>],
+        key: &str,
+        id: Option<&str>,
+        before: &[(&str, &Object)],
+    ) -> Result<(), String> {
+        if self.loading {
+            return Ok(());
+        }
+        let offset = self.aof.append_deferred(args)?;
+        self.notify(sink, offset, args, key, id, before);
+        Ok(())
+    }
+
+    fn notify(
+        &self,
+        sink: Option<&Arc<dyn ChangeSink>>,
+        offset: u64,
+        args: &[Vec<u8>],
+        key: &str,
+        id: Option<&str>,
+        before: &[(&str, &Object)],
+    ) {
         if let Some(sink) = sink {
             sink.on_change(&Change {
                 offset,
@@ -211,7 +266,6 @@ impl Core {
                 before,
             });
         }
-        Ok(())
     }
 }
 
