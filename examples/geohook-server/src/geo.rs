@@ -1250,7 +1250,11 @@ mod tests {
         let c = ctx();
         run(&shared, &c, "set", &args("SET fleet a EX 10 POINT 1 1")).unwrap();
         run(&shared, &c, "expire", &args("EXPIRE fleet a 20")).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"", "pending until the flush");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"",
+            "pending until the flush"
+        );
         shared.flush_aof().unwrap();
         let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
         let at10 = (c.now_ms + 10_000).to_string();
