@@ -20,7 +20,7 @@ use smol_str::{SmolStr, StrExt as _};
 use crate::aof::Fsync;
 use crate::commands::{arity, invalid, Ctx};
 use crate::resp::{self, Reply};
-use crate::state::{ChangeSink, Core, Shared};
+use crate::state::{ChangeSink, Core, Shared, When};
 
 /// Tile38's default LIMIT for searches.
 const DEFAULT_LIMIT: usize = 100;
@@ -64,9 +64,8 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
         let mut core = shared.core.write();
         core.writable()?;
         let w = Writer {
-            fsync: shared.opts.fsync,
+            when: When::Deferred,
             sink: shared.changes.as_ref(),
-            defer: true,
         };
         write(&mut core, &w, ctx, name, args)
     } else if is_read(name) {
@@ -101,9 +100,8 @@ pub fn replay(core: &mut Core, args: &[Vec<u8>]) -> Result<(), String> {
         now_ms: crate::state::now_ms(),
     };
     let w = Writer {
-        fsync: Fsync::No,
+        when: When::Now(Fsync::No),
         sink: None,
-        defer: false,
     };
     match write(core, &w, &ctx, &name, args) {
         Ok(_) => Ok(()),
@@ -120,11 +118,10 @@ pub fn replay(core: &mut Core, args: &[Vec<u8>]) -> Result<(), String> {
 }
 
 struct Writer<'a> {
-    fsync: Fsync,
+    /// `When::Deferred` for a client's write, which the connection flushes
+    /// before it replies; `When::Now` otherwise.
+    when: When,
     sink: Option<&'a Arc<dyn ChangeSink>>,
-    /// A client's write: commit to the log's pending buffer, which the
-    /// connection flushes before it replies (see `Shared::flush_aof`).
-    defer: bool,
 }
 
 impl Writer<'_> {
@@ -146,11 +143,7 @@ impl Writer<'_> {
         id: Option<&str>,
         before: &[(&str, &Object)],
     ) -> Result<(), String> {
-        if self.defer {
-            core.commit_deferred_with(self.sink, args, key, id, before)
-        } else {
-            core.commit_with(self.fsync, self.sink, args, key, id, before)
-        }
+        core.commit_as(self.when, self.sink, args, key, id, before)
     }
 }
 

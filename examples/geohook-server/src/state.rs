@@ -146,7 +146,7 @@ impl Shared {
         self.readonly.load(Ordering::Relaxed)
     }
 
-    /// Writes the commands committed with [`Core::commit_deferred_with`]
+    /// Writes the commands committed with [`When::Deferred`]
     /// (anyone's: one write serves every connection whose batch is done)
     /// and, under `always`, fsyncs. A connection calls it after a batch that
     /// wrote and before it sends the batch's replies.
@@ -211,28 +211,18 @@ impl Core {
         id: Option<&str>,
         before: &[(&str, &Object)],
     ) -> Result<(), String> {
-        if self.loading {
-            return Ok(());
-        }
-        let offset = self.aof.append(args)?;
-        if fsync == Fsync::Always {
-            self.aof.sync()?;
-        }
-        self.notify(sink, offset, args, key, id, before);
-        Ok(())
+        self.commit_as(When::Now(fsync), sink, args, key, id, before)
     }
 
-    /// [`Core::commit_with`] for a client's pipelined batch: the command
-    /// joins the log's pending buffer and is written (and fsynced under
-    /// `always`) by [`Shared::flush_aof`], which the connection calls before
-    /// it replies. Any other write to the log writes the pending commands
-    /// first, so the file keeps commit order.
+    /// [`Core::commit_with`], with the moment the command reaches the file
+    /// chosen by `when`.
     ///
     /// # Errors
     ///
-    /// The log failed earlier, or a full pending buffer could not be written.
-    pub fn commit_deferred_with(
+    /// The write or fsync failed, now or earlier (latched).
+    pub fn commit_as(
         &mut self,
+        when: When,
         sink: Option<&Arc<dyn ChangeSink>>,
         args: &[Vec<u8>],
         key: &str,
@@ -242,20 +232,16 @@ impl Core {
         if self.loading {
             return Ok(());
         }
-        let offset = self.aof.append_deferred(args)?;
-        self.notify(sink, offset, args, key, id, before);
-        Ok(())
-    }
-
-    fn notify(
-        &self,
-        sink: Option<&Arc<dyn ChangeSink>>,
-        offset: u64,
-        args: &[Vec<u8>],
-        key: &str,
-        id: Option<&str>,
-        before: &[(&str, &Object)],
-    ) {
+        let offset = match when {
+            When::Now(fsync) => {
+                let offset = self.aof.append(args)?;
+                if fsync == Fsync::Always {
+                    self.aof.sync()?;
+                }
+                offset
+            }
+            When::Deferred => self.aof.append_deferred(args)?,
+        };
         if let Some(sink) = sink {
             sink.on_change(&Change {
                 offset,
@@ -266,7 +252,20 @@ impl Core {
                 before,
             });
         }
+        Ok(())
     }
+}
+
+/// When a committed command reaches the append-only file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// Before the commit returns, fsynced too under `always`.
+    Now(Fsync),
+    /// With the log's next flush: a client's pipelined batch, which the
+    /// connection flushes with [`Shared::flush_aof`] (one `write(2)`, and an
+    /// fsync under `always`) before it replies. Any other write to the log
+    /// writes the pending commands first, so the file keeps commit order.
+    Deferred,
 }
 
 /// Milliseconds since the Unix epoch, the clock the database runs on.
