@@ -138,6 +138,8 @@ pub use config::{
 };
 pub use diagnostics::{DIAGNOSTICS_KEEP, MAX_ALLOCATOR_REPORT};
 pub use error::{Error, Result};
+#[cfg(feature = "jemalloc")]
+pub use source::jemalloc::JemallocReader;
 pub use source::{
     CgroupReader, JemallocStats, MemorySource, Readings, RssReader, Sample, SystemSource,
 };

@@ -273,7 +273,7 @@ impl CgroupReader {
 }
 
 #[cfg(feature = "jemalloc")]
-mod jemalloc {
+pub(crate) mod jemalloc {
     use super::JemallocStats;
     use crate::error::{Error, Result};
     use tikv_jemalloc_ctl::{epoch, epoch_mib, raw, stats, thread};
@@ -317,8 +317,11 @@ mod jemalloc {
         None
     }
 
-    /// jemalloc statistics through MIBs resolved once.
-    pub(crate) struct Reader {
+    /// jemalloc's global statistics through MIBs resolved once, for
+    /// exporters that want the same figures memwatch decides on. It does not
+    /// check that jemalloc is the global allocator; [`SystemSource`](super::SystemSource)
+    /// does that for the watcher.
+    pub struct JemallocReader {
         epoch: epoch_mib,
         allocated: stats::allocated_mib,
         active: stats::active_mib,
@@ -327,15 +330,21 @@ mod jemalloc {
         retained: stats::retained_mib,
     }
 
-    impl std::fmt::Debug for Reader {
+    impl std::fmt::Debug for JemallocReader {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("jemalloc::Reader").finish_non_exhaustive()
+            f.debug_struct("JemallocReader").finish_non_exhaustive()
         }
     }
 
-    impl Reader {
-        pub(crate) fn new() -> Result<Self> {
-            Ok(Reader {
+    impl JemallocReader {
+        /// Resolves the MIBs of the statistics.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Jemalloc`] when a control is unknown (statistics
+        /// compiled out).
+        pub fn new() -> Result<Self> {
+            Ok(JemallocReader {
                 epoch: epoch::mib().map_err(err("epoch"))?,
                 allocated: stats::allocated::mib().map_err(err("stats.allocated"))?,
                 active: stats::active::mib().map_err(err("stats.active"))?,
@@ -345,7 +354,12 @@ mod jemalloc {
             })
         }
 
-        pub(crate) fn read(&self) -> Result<JemallocStats> {
+        /// Advances the statistics epoch and reads every figure.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Jemalloc`] naming the control that failed.
+        pub fn read(&self) -> Result<JemallocStats> {
             // The statistics are a snapshot refreshed only by an epoch advance.
             self.epoch.advance().map_err(err("epoch"))?;
             Ok(JemallocStats {
@@ -359,7 +373,7 @@ mod jemalloc {
 
         /// `malloc_stats_print` in JSON, without the constants that never
         /// change while the process runs.
-        pub(crate) fn report(&self) -> Option<String> {
+        pub fn report(&self) -> Option<String> {
             let mut options = tikv_jemalloc_ctl::stats_print::Options::default();
             options.json_format = true;
             options.skip_constants = true;
@@ -368,8 +382,12 @@ mod jemalloc {
             String::from_utf8(out).ok()
         }
 
-        /// Purges unused dirty pages of every arena.
-        pub(crate) fn purge(&self) -> Result<()> {
+        /// Purges the unused dirty pages of every arena now.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Jemalloc`] with the code mallctl returned.
+        pub fn purge(&self) -> Result<()> {
             // `arena.<i>.purge` is a void control: jemalloc answers EPERM to
             // any old or new value, so the typed `raw::write` cannot issue it
             // and the call goes straight to mallctl with null pointers.
@@ -445,7 +463,7 @@ pub struct SystemSource {
     rss: Option<RssReader>,
     cgroup: Option<CgroupReader>,
     #[cfg(feature = "jemalloc")]
-    jemalloc: Option<jemalloc::Reader>,
+    jemalloc: Option<jemalloc::JemallocReader>,
     bound: Option<RssBound>,
 }
 
@@ -517,7 +535,7 @@ impl SystemSource {
         if let Some(reason) = jemalloc::self_check() {
             return Some(reason);
         }
-        match jemalloc::Reader::new() {
+        match jemalloc::JemallocReader::new() {
             Ok(r) => {
                 source.jemalloc = Some(r);
                 None
@@ -535,7 +553,7 @@ impl SystemSource {
     fn read_jemalloc(&mut self) -> Result<Option<JemallocStats>> {
         self.jemalloc
             .as_ref()
-            .map(jemalloc::Reader::read)
+            .map(jemalloc::JemallocReader::read)
             .transpose()
     }
 

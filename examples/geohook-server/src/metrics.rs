@@ -308,13 +308,20 @@ impl Metrics {
     }
 }
 
+/// jemalloc's statistics through memwatch's reader (MIBs resolved once).
+fn jemalloc() -> Option<&'static memwatch::JemallocReader> {
+    static READER: std::sync::OnceLock<Option<memwatch::JemallocReader>> =
+        std::sync::OnceLock::new();
+    READER
+        .get_or_init(|| memwatch::JemallocReader::new().ok())
+        .as_ref()
+}
+
 /// Reads jemalloc's allocated and resident byte counts, refreshing its
 /// statistics epoch first.
 pub fn jemalloc_stats() -> Option<(u64, u64)> {
-    tikv_jemalloc_ctl::epoch::advance().ok()?;
-    let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
-    let resident = tikv_jemalloc_ctl::stats::resident::read().ok()?;
-    Some((allocated as u64, resident as u64))
+    let s = jemalloc()?.read().ok()?;
+    Some((s.allocated, s.resident))
 }
 
 /// Sets a gauge from an unsigned value, saturating.
@@ -386,21 +393,7 @@ pub async fn serve(
 /// Asks jemalloc to return the unused dirty pages of every arena to the
 /// operating system now (the GC command).
 pub fn purge_jemalloc() {
-    // MALLCTL_ARENAS_ALL is 4096: the purge applies to every arena.
-    let name = c"arena.4096.purge";
-    // SAFETY: the name is a valid NUL-terminated mallctl name, and "purge"
-    // takes no input or output, so null pointers with zero lengths are the
-    // documented way to call it.
-    let rc = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            name.as_ptr(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
-        tracing::warn!(rc, "jemalloc purge failed");
+    if let Some(Err(error)) = jemalloc().map(memwatch::JemallocReader::purge) {
+        tracing::warn!(%error, "jemalloc purge failed");
     }
 }
