@@ -1085,8 +1085,8 @@ pub fn expire_due(shared: &Shared, now_ms: u64) -> u64 {
             key.as_bytes().to_vec(),
             id.as_bytes().to_vec(),
         ];
-        if let Err(e) = core.commit_with(
-            shared.opts.fsync,
+        if let Err(e) = core.commit_as(
+            When::Now(shared.opts.fsync),
             shared.changes.as_ref(),
             &args,
             &key,

@@ -193,29 +193,12 @@ impl Core {
         key: &str,
         id: Option<&str>,
     ) -> Result<(), String> {
-        self.commit_with(fsync, sink, args, key, id, &[])
+        self.commit_as(When::Now(fsync), sink, args, key, id, &[])
     }
 
-    /// [`Core::commit`] for a change that removed or replaced objects:
+    /// [`Core::commit`] with the moment the command reaches the file chosen
+    /// by `when`, for a change that may have removed or replaced objects:
     /// `before` lists them as they were, for the change sink.
-    ///
-    /// # Errors
-    ///
-    /// As [`Core::commit`].
-    pub fn commit_with(
-        &mut self,
-        fsync: Fsync,
-        sink: Option<&Arc<dyn ChangeSink>>,
-        args: &[Vec<u8>],
-        key: &str,
-        id: Option<&str>,
-        before: &[(&str, &Object)],
-    ) -> Result<(), String> {
-        self.commit_as(When::Now(fsync), sink, args, key, id, before)
-    }
-
-    /// [`Core::commit_with`], with the moment the command reaches the file
-    /// chosen by `when`.
     ///
     /// # Errors
     ///
