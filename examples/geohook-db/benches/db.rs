@@ -16,6 +16,12 @@ const NOW: i64 = 1_700_000_000_000;
 const SIZES: &[usize] = &[100_000, 1_000_000];
 const NO_FIELDS: &[(&str, f64)] = &[];
 
+/// SET `id` in `fleet` with no fields, no TTL and no condition.
+fn put(db: &mut Database, id: &str, obj: Object) {
+    db.set("fleet", id, obj, NO_FIELDS, None, SetCondition::Always, NOW)
+        .unwrap();
+}
+
 fn main() {
     divan::main();
 }
@@ -28,16 +34,7 @@ fn filled(n: usize) -> Database {
     let mut rng = SmallRng::seed_from_u64(n as u64);
     let mut db = Database::new();
     for i in 0..n {
-        db.set(
-            "fleet",
-            &format!("truck{i}"),
-            random_point(&mut rng),
-            NO_FIELDS,
-            None,
-            SetCondition::Always,
-            NOW,
-        )
-        .unwrap();
+        put(&mut db, &format!("truck{i}"), random_point(&mut rng));
     }
     db
 }
@@ -51,17 +48,7 @@ fn set_update_point(bencher: Bencher<'_, '_>, n: usize) {
         let mut rng = rng.borrow_mut();
         let id = format!("truck{}", rng.random_range(0..n));
         let obj = random_point(&mut rng);
-        db.borrow_mut()
-            .set(
-                "fleet",
-                &id,
-                obj,
-                NO_FIELDS,
-                None,
-                SetCondition::Always,
-                NOW,
-            )
-            .unwrap();
+        put(&mut db.borrow_mut(), &id, obj);
     });
 }
 
@@ -75,17 +62,7 @@ fn set_insert_point(bencher: Bencher<'_, '_>, n: usize) {
         let mut i = next.borrow_mut();
         *i += 1;
         let obj = random_point(&mut rng.borrow_mut());
-        db.borrow_mut()
-            .set(
-                "fleet",
-                &format!("truck{i}"),
-                obj,
-                NO_FIELDS,
-                None,
-                SetCondition::Always,
-                NOW,
-            )
-            .unwrap();
+        put(&mut db.borrow_mut(), &format!("truck{i}"), obj);
     });
 }
 
@@ -132,16 +109,7 @@ fn nearby_limit_10_within_1km_server_query(bencher: Bencher<'_, '_>, n: usize) {
             32.0 + 2.0 * rng.random::<f64>(),
             -116.0 + 2.0 * rng.random::<f64>(),
         );
-        db.set(
-            "fleet",
-            &format!("p{i}"),
-            Object::Point(p.unwrap()),
-            NO_FIELDS,
-            None,
-            SetCondition::Always,
-            NOW,
-        )
-        .unwrap();
+        put(&mut db, &format!("p{i}"), Object::Point(p.unwrap()));
     }
     let c = Point::new(33.0, -115.0).unwrap();
     let opts = SearchOpts {
