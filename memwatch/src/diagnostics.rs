@@ -5,11 +5,10 @@
 use std::fs::{self, File};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cgroup::Limits;
 use crate::config::Signal;
-use crate::growth::History;
+use crate::growth::{unix_ms, History};
 use crate::source::{Readings, Sample};
 
 /// How many bundles a diagnostics directory keeps: the newest ones, so that a
@@ -39,11 +38,6 @@ pub(crate) struct Bundle<'a> {
     pub purges: u64,
     pub history: &'a History,
     pub allocator: Option<String>,
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Bundle<'_> {
@@ -111,7 +105,7 @@ impl Bundle<'_> {
     /// rename, fsync of the directory), then removes all but the newest
     /// [`DIAGNOSTICS_KEEP`] bundles. Returns the bundle's path.
     pub(crate) fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
-        let now = unix_ms(SystemTime::now());
+        let now = unix_ms();
         fs::create_dir_all(dir)?;
         // Thirteen digits of milliseconds last until the year 2286, so names
         // sort by time.

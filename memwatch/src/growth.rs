@@ -26,7 +26,8 @@ pub(crate) struct Point {
 #[derive(Debug, Default)]
 pub(crate) struct History(VecDeque<Point>);
 
-fn unix_ms() -> u64 {
+/// Milliseconds since the Unix epoch, for the diagnostics bundle.
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -523,7 +523,10 @@ impl Watcher {
             }
         }
         *s.last.lock() = Some(sample);
-        s.history.lock().push(now, sample.used);
+        // Kept only for those who read it: the growth rate and the bundle.
+        if s.shutdown_budget.is_some() || s.diagnostics_dir.is_some() {
+            s.history.lock().push(now, sample.used);
+        }
         s.growth
             .store(growth.map_or(u64::MAX, f64::to_bits), Ordering::Relaxed);
 
