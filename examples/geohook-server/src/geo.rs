@@ -1170,27 +1170,10 @@ mod tests {
     use super::*;
     use crate::aof::Aof;
     use crate::resp::Limits;
-    use crate::state::{Options, Shared};
+    use crate::state::shared_on;
 
     fn args(line: &str) -> Vec<Vec<u8>> {
         line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
-    }
-
-    fn shared_on(path: &std::path::Path) -> Shared {
-        let opts = Options {
-            dir: std::env::temp_dir(),
-            fsync: Fsync::Always,
-            limits: Limits::default(),
-            max_conns_per_addr: 1,
-            max_clients: 1,
-            listen: String::new(),
-        };
-        let core = Core {
-            db: Database::new(),
-            aof: Aof::open(path).unwrap(),
-            loading: false,
-        };
-        Shared::new(opts, core, Default::default(), Default::default())
     }
 
     fn ctx() -> Ctx {

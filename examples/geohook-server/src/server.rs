@@ -234,6 +234,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batch_whose_flush_fails_gets_the_error_instead_of_its_replies() {
+        // Every write to /dev/full fails with ENOSPC, like a full disk.
+        let shared = Arc::new(crate::state::shared_on(std::path::Path::new("/dev/full")));
+        let mut session = Session::new(&shared);
+        let mut out = Vec::new();
+        for line in ["SET k a POINT 1 1", "SET k b POINT 2 2"] {
+            let args: Vec<Vec<u8>> = line.split(' ').map(|s| s.as_bytes().to_vec()).collect();
+            commands::execute(&shared, &mut session, &args).encode(&mut out);
+        }
+        assert_eq!(out, b"+OK\r\n+OK\r\n", "committed, not yet written");
+        assert!(!flush_before_replies(&shared, &mut session, &mut out));
+        let reply = String::from_utf8(out).unwrap();
+        assert!(
+            reply.starts_with("-ERR aof write failed, writes disabled: write /dev/full")
+                && !reply.contains("+OK"),
+            "{reply:?}"
+        );
+        // A batch that only read needs no flush and keeps its replies.
+        let mut out = b"+PONG\r\n".to_vec();
+        assert!(flush_before_replies(&shared, &mut session, &mut out));
+        assert_eq!(out, b"+PONG\r\n");
+    }
+
+    #[test]
     fn protected_mode_refuses_only_remote_clients_without_a_password() {
         let lo: SocketAddr = "127.0.0.1:9851".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:9851".parse().unwrap();

@@ -251,6 +251,26 @@ pub enum When {
     Deferred,
 }
 
+/// A server state with its log at `path`, `appendfsync always`, and no
+/// hooks or replication, for the unit tests.
+#[cfg(test)]
+pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
+    let opts = Options {
+        dir: std::env::temp_dir(),
+        fsync: Fsync::Always,
+        limits: crate::resp::Limits::default(),
+        max_conns_per_addr: 1,
+        max_clients: 1,
+        listen: String::new(),
+    };
+    let core = Core {
+        db: geohook_db::Database::new(),
+        aof: crate::aof::Aof::open(path).unwrap(),
+        loading: false,
+    };
+    Shared::new(opts, core, Default::default(), Default::default())
+}
+
 /// Milliseconds since the Unix epoch, the clock the database runs on.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
