@@ -156,13 +156,17 @@ impl fmt::Display for FieldValue {
     }
 }
 
-/// A number as the server reads one: Rust's float syntax plus `inf`, `+inf`
-/// and `-inf` in any case; NaN is not a number here.
-pub(crate) fn parse_number(text: &str) -> Option<f64> {
-    let v: f64 = match text.to_ascii_lowercase().as_str() {
-        "-inf" => f64::NEG_INFINITY,
-        "+inf" | "inf" => f64::INFINITY,
-        _ => text.parse().ok()?,
+/// A number as Tile38 commands write one: Rust's float syntax plus `inf`,
+/// `+inf` and `-inf` in any case; NaN is not a number here. Used for field
+/// values and by the server for every numeric argument, so that both read
+/// numbers the same way. It does not allocate.
+pub fn parse_number(text: &str) -> Option<f64> {
+    let v: f64 = if text.eq_ignore_ascii_case("-inf") {
+        f64::NEG_INFINITY
+    } else if text.eq_ignore_ascii_case("+inf") || text.eq_ignore_ascii_case("inf") {
+        f64::INFINITY
+    } else {
+        text.parse().ok()?
     };
     (!v.is_nan()).then_some(v)
 }

@@ -72,6 +72,6 @@ mod object;
 pub use collection::{Collection, CollectionStats, Fields, Hit, Item, Page, SearchOpts, Where};
 pub use db::{Database, DbStats, Expired, SetCondition};
 pub use error::{Error, Result};
-pub use field::FieldValue;
+pub use field::{parse_number, FieldValue};
 pub use geom::{Bounds, GeoJson, GeoJsonKind, Point, EARTH_RADIUS_M};
 pub use object::{Area, GeohashCell, Object};

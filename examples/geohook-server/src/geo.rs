@@ -158,18 +158,7 @@ fn lower(a: &[u8]) -> SmolStr {
 }
 
 fn num(a: &[u8]) -> Result<f64, String> {
-    let t = s(a)?;
-    let v: f64 = if t.eq_ignore_ascii_case("-inf") {
-        f64::NEG_INFINITY
-    } else if t.eq_ignore_ascii_case("+inf") || t.eq_ignore_ascii_case("inf") {
-        f64::INFINITY
-    } else {
-        t.parse().map_err(|_| invalid(a))?
-    };
-    if v.is_nan() {
-        return Err(invalid(a));
-    }
-    Ok(v)
+    geohook_db::parse_number(s(a)?).ok_or_else(|| invalid(a))
 }
 
 /// A FIELD value or a WHERE bound: a number, a JSON document or a string,
