@@ -85,19 +85,5 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// Whether this is a delivery (environment) failure rather than bad input.
-    pub fn is_delivery(&self) -> bool {
-        matches!(
-            self,
-            Self::Http { .. }
-                | Self::HttpStatus { .. }
-                | Self::Redis { .. }
-                | Self::Kafka { .. }
-                | Self::Timeout { .. }
-        )
-    }
-}
-
 /// This crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
