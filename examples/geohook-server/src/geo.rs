@@ -1165,6 +1165,16 @@ mod tests {
         line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
     }
 
+    /// A state with its log in a fresh directory, after the SETs of `lines`.
+    fn seeded(lines: &[&str]) -> (tempfile::TempDir, Shared) {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared_on(&dir.path().join("a.aof"));
+        for line in lines {
+            run(&shared, &ctx(), "set", &args(line)).unwrap();
+        }
+        (dir, shared)
+    }
+
     fn ctx() -> Ctx {
         Ctx {
             json: false,
@@ -1240,16 +1250,12 @@ mod tests {
 
     #[test]
     fn search_replies_are_encoded_in_place_as_resp() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = shared_on(&dir.path().join("a.aof"));
-        let c = ctx();
-        for line in [
+        let (_dir, shared) = seeded(&[
             "SET k a POINT 33 -115",
             "SET k b FIELD speed 5 POINT 33.001 -115",
             "SET k c POINT 33.002 -115",
-        ] {
-            run(&shared, &c, "set", &args(line)).unwrap();
-        }
+        ]);
+        let c = ctx();
         let wire = |line: &str| {
             let mut out = Vec::new();
             run(&shared, &c, "nearby", &args(line))
@@ -1280,17 +1286,13 @@ mod tests {
 
     #[test]
     fn snapshot_batches_recreate_the_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = shared_on(&dir.path().join("a.aof"));
-        let c = ctx();
-        for line in [
+        let (dir, shared) = seeded(&[
             "SET k p FIELD speed 3 POINT 33 -115 7",
             "SET k b BOUNDS 1 2 3 4",
             "SET k s EX 100 STRING hello",
             "SET k2 o OBJECT {\"type\":\"LineString\",\"coordinates\":[[1,2],[3,4]]}",
-        ] {
-            run(&shared, &c, "set", &args(line)).unwrap();
-        }
+        ]);
+        let c = ctx();
         let core = shared.core.read();
         let mut out = Vec::new();
         let mut after: Option<(String, String)> = None;
