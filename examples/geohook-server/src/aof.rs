@@ -21,12 +21,18 @@ use std::path::{Path, PathBuf};
 
 use crate::resp::encode_command;
 
+/// A failed write or fsync of the log, latched: every later append or sync
+/// fails with the first error, because the file no longer matches memory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("aof write failed, writes disabled: {0}")]
+pub(crate) struct AofError(String);
+
 /// The Tile38 file name of the append-only file inside the data directory.
-pub const AOF_NAME: &str = "appendonly.aof";
+pub(crate) const AOF_NAME: &str = "appendonly.aof";
 
 /// When the file is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Fsync {
+pub(crate) enum Fsync {
     /// Before the reply to any write is sent.
     Always,
     /// Once a second, from a background task.
@@ -37,7 +43,7 @@ pub enum Fsync {
 
 impl Fsync {
     /// The name used by `--appendfsync` and `CONFIG GET appendfsync`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Fsync::Always => "always",
             Fsync::Everysec => "everysec",
@@ -48,7 +54,7 @@ impl Fsync {
 
 /// The open append-only file.
 #[derive(Debug)]
-pub struct Aof {
+pub(crate) struct Aof {
     path: PathBuf,
     file: File,
     size: u64,
@@ -71,7 +77,7 @@ impl Aof {
     /// # Errors
     ///
     /// Any I/O error from opening or reading the file's metadata.
-    pub fn open(path: &Path) -> io::Result<Aof> {
+    pub(crate) fn open(path: &Path) -> io::Result<Aof> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(Aof {
@@ -87,38 +93,38 @@ impl Aof {
     }
 
     /// The path of the live file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The size of the file in bytes, counting committed bytes not yet
     /// written (call [`Aof::flush`] first for the size on disk).
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
     /// The logical write offset: monotonic across shrinks.
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.offset
     }
 
-    /// The first write or fsync error, if one happened.
-    pub fn failure(&self) -> Option<&str> {
-        self.failed.as_deref()
-    }
-
-    fn check(&self) -> Result<(), String> {
+    /// The latched failure, if a write or fsync failed.
+    ///
+    /// # Errors
+    ///
+    /// That failure.
+    pub(crate) fn check(&self) -> Result<(), AofError> {
         match &self.failed {
-            Some(e) => Err(format!("aof write failed, writes disabled: {e}")),
+            Some(e) => Err(AofError(e.clone())),
             None => Ok(()),
         }
     }
 
-    fn fail(&mut self, what: &str, e: &io::Error) -> String {
+    fn fail(&mut self, what: &str, e: &io::Error) -> AofError {
         let msg = format!("{what} {}: {e}", self.path.display());
         tracing::error!(error = %msg, "append-only file failed; refusing further writes");
         self.failed = Some(msg.clone());
-        format!("aof write failed, writes disabled: {msg}")
+        AofError(msg)
     }
 
     /// Appends one command and writes it (after any pending ones) before
@@ -127,7 +133,7 @@ impl Aof {
     /// # Errors
     ///
     /// The (latched) error message when the write fails or failed earlier.
-    pub fn append(&mut self, args: &[Vec<u8>]) -> Result<u64, String> {
+    pub(crate) fn append<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<u64, AofError> {
         let offset = self.append_deferred(args)?;
         self.flush()?;
         Ok(offset)
@@ -141,7 +147,7 @@ impl Aof {
     ///
     /// The latched error message when an earlier write or fsync failed, or
     /// the write of a full pending buffer failed.
-    pub fn append_deferred(&mut self, args: &[Vec<u8>]) -> Result<u64, String> {
+    pub(crate) fn append_deferred<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<u64, AofError> {
         self.check()?;
         let before = self.pending.len();
         encode_command(&mut self.pending, args);
@@ -160,7 +166,7 @@ impl Aof {
     /// # Errors
     ///
     /// The (latched) error message when the write fails or failed earlier.
-    pub fn flush(&mut self) -> Result<(), String> {
+    pub(crate) fn flush(&mut self) -> Result<(), AofError> {
         self.check()?;
         if self.pending.is_empty() {
             return Ok(());
@@ -186,7 +192,7 @@ impl Aof {
     /// # Errors
     ///
     /// The (latched) error message when the fsync fails or a write failed.
-    pub fn sync(&mut self) -> Result<(), String> {
+    pub(crate) fn sync(&mut self) -> Result<(), AofError> {
         self.flush()?;
         if self.unsynced {
             if let Err(e) = self.file.sync_data() {
@@ -205,7 +211,7 @@ impl Aof {
     /// # Errors
     ///
     /// The latched failure, or the handle cannot be duplicated.
-    pub fn sync_handle(&mut self) -> Result<Option<File>, String> {
+    pub(crate) fn sync_handle(&mut self) -> Result<Option<File>, AofError> {
         self.flush()?;
         if !self.unsynced {
             return Ok(None);
@@ -223,13 +229,13 @@ impl Aof {
 
     /// Sets the logical offset: the replication offset recovered from the
     /// file's REPLSTATE header at start, or the leader's after a full sync.
-    pub fn set_offset(&mut self, offset: u64) {
+    pub(crate) fn set_offset(&mut self, offset: u64) {
         self.offset = offset;
     }
 
     /// Sends every later append to `tap` as well (a leader's backlog), or
     /// stops doing so (`None`, on a follower).
-    pub fn set_tap(&mut self, tap: Option<std::sync::Arc<geohook_repl::Leader>>) {
+    pub(crate) fn set_tap(&mut self, tap: Option<std::sync::Arc<geohook_repl::Leader>>) {
         self.tap = tap;
     }
 
@@ -258,7 +264,7 @@ impl Aof {
 
     /// Marks the file as failed from outside (a background fsync failed, or
     /// a shrink could not reopen the live file).
-    pub fn poison(&mut self, msg: String) {
+    pub(crate) fn poison(&mut self, msg: String) {
         tracing::error!(error = %msg, "append-only file failed; refusing further writes");
         self.failed = Some(msg);
     }
@@ -322,9 +328,13 @@ mod tests {
         // A read-only handle makes the write fail.
         aof.file = File::open(&path).unwrap();
         aof.append_deferred(&[b"set".to_vec()]).unwrap();
-        assert!(aof.flush().unwrap_err().contains("writes disabled"));
+        assert!(aof
+            .flush()
+            .unwrap_err()
+            .to_string()
+            .contains("writes disabled"));
         assert!(aof.append_deferred(&[b"set".to_vec()]).is_err());
         assert!(aof.flush().is_err());
-        assert!(aof.failure().is_some());
+        assert!(aof.check().is_err());
     }
 }

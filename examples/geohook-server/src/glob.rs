@@ -2,7 +2,7 @@
 //! `[a-z]`, `[^x]` / `[!x]` and `\` escapes.
 
 /// True when `s` matches `pat`.
-pub fn matches(pat: &str, s: &str) -> bool {
+pub(crate) fn matches(pat: &str, s: &str) -> bool {
     let p: Vec<char> = pat.chars().collect();
     let t: Vec<char> = s.chars().collect();
     // Iterative matcher with one backtrack point for the last `*`, so a

@@ -5,7 +5,6 @@
 //! mirror server state (file size, connections, allocator statistics) are
 //! refreshed by a callback just before each scrape is encoded.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -22,103 +21,64 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+use crate::cmd::spec::{Spec, TABLE};
+
 /// The label set of the per-command metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CmdLabel {
-    /// The lower-case command name, or `unknown` (so that peers cannot grow
-    /// the label set without bound).
-    pub cmd: String,
+struct CmdLabel {
+    /// The command's name in the command table, or `unknown` (so that peers
+    /// cannot grow the label set without bound).
+    cmd: &'static str,
 }
-
-/// The command names that get their own label; everything else is
-/// counted as `unknown`.
-pub const COMMANDS: &[&str] = &[
-    "set",
-    "get",
-    "del",
-    "pdel",
-    "drop",
-    "flushdb",
-    "keys",
-    "scan",
-    "nearby",
-    "within",
-    "intersects",
-    "ttl",
-    "expire",
-    "persist",
-    "exists",
-    "fset",
-    "fget",
-    "stats",
-    "bounds",
-    "server",
-    "info",
-    "ping",
-    "echo",
-    "quit",
-    "output",
-    "auth",
-    "healthz",
-    "readonly",
-    "config",
-    "aofshrink",
-    "gc",
-    "command",
-    "hello",
-    "client",
-    "sethook",
-    "delhook",
-    "pdelhook",
-    "hooks",
-    "unknown",
-];
 
 /// Every metric the server exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// `tile38_aof_size_bytes`.
-    pub aof_size: Gauge,
+    pub(crate) aof_size: Gauge,
     /// Logical write offset (bytes ever appended).
-    pub aof_offset: Gauge,
+    pub(crate) aof_offset: Gauge,
     /// Completed shrinks, automatic and by hand.
-    pub shrinks: Counter,
+    pub(crate) shrinks: Counter,
     /// Shrinks that failed.
-    pub shrink_failures: Counter,
+    pub(crate) shrink_failures: Counter,
     /// Shrink durations in seconds.
-    pub shrink_seconds: Histogram,
+    pub(crate) shrink_seconds: Histogram,
     /// Repairs made to the file at start (0 or 1 per process).
-    pub repairs: Counter,
+    pub(crate) repairs: Counter,
     /// Bytes removed by the repair at start.
-    pub repaired_bytes: Gauge,
+    pub(crate) repaired_bytes: Gauge,
     /// memwatch level as a number (0 normal, rising with pressure).
-    pub memwatch_level: Gauge,
+    pub(crate) memwatch_level: Gauge,
     /// memwatch headroom in bytes below the limit.
-    pub memwatch_headroom: Gauge,
+    pub(crate) memwatch_headroom: Gauge,
     /// jemalloc `stats.allocated`.
-    pub jemalloc_allocated: Gauge,
+    pub(crate) jemalloc_allocated: Gauge,
     /// jemalloc `stats.resident`.
-    pub jemalloc_resident: Gauge,
+    pub(crate) jemalloc_resident: Gauge,
     /// Open client connections.
-    pub connected_clients: Gauge,
+    pub(crate) connected_clients: Gauge,
     /// Connections accepted since start.
-    pub connections_received: Counter,
+    pub(crate) connections_received: Counter,
     /// Connections refused (protected mode or per-address cap).
-    pub connections_rejected: Counter,
+    pub(crate) connections_rejected: Counter,
     /// Commands run, by name.
-    pub commands: Family<CmdLabel, Counter>,
+    commands: Family<CmdLabel, Counter>,
     /// Command latency in seconds, by name.
-    pub command_seconds: Family<CmdLabel, Histogram>,
+    command_seconds: Family<CmdLabel, Histogram>,
     /// Objects removed by the background expiry task.
-    pub expired: Counter,
+    pub(crate) expired: Counter,
     /// Number of objects in the database.
-    pub objects: Gauge,
+    pub(crate) objects: Gauge,
     /// Replication gauges, refreshed before each scrape.
-    pub repl: crate::replication::ReplGauges,
-    /// The counter and histogram of each name in [`COMMANDS`], created once
-    /// so that recording a command neither allocates nor locks.
-    per_command: HashMap<&'static str, (Counter, Histogram)>,
+    pub(crate) repl: ReplGauges,
+    /// The counter and histogram of each command in the table, indexed by
+    /// [`crate::cmd::spec::Cmd`] discriminant, created once so that
+    /// recording a command neither allocates nor locks.
+    per_command: Vec<(Counter, Histogram)>,
+    /// Those of names not in the table.
+    unknown: (Counter, Histogram),
     /// Metrics of a part that starts after the registry was built (hooks),
     /// encoded on each scrape once [`Metrics::add_collector`] filled it.
     late: Arc<std::sync::OnceLock<Box<dyn Collector>>>,
@@ -145,8 +105,24 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Builds and registers every metric.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut r = Registry::default();
+        let commands: Family<CmdLabel, Counter> = Family::default();
+        let command_seconds: Family<CmdLabel, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00001, 4.0, 10)));
+        let pair = |cmd: &'static str| {
+            let label = CmdLabel { cmd };
+            (
+                commands.get_or_create(&label).clone(),
+                command_seconds.get_or_create(&label).clone(),
+            )
+        };
+        let slots = TABLE.iter().map(|s| s.cmd as usize + 1).max().unwrap_or(0);
+        let mut per_command = vec![pair("unknown"); slots];
+        for s in TABLE {
+            per_command[s.cmd as usize] = pair(s.name);
+        }
+        let unknown = pair("unknown");
         let m = Metrics {
             aof_size: Gauge::default(),
             aof_offset: Gauge::default(),
@@ -162,15 +138,14 @@ impl Metrics {
             connected_clients: Gauge::default(),
             connections_received: Counter::default(),
             connections_rejected: Counter::default(),
-            commands: Family::default(),
-            command_seconds: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.00001, 4.0, 10))
-            }),
+            commands,
+            command_seconds,
             expired: Counter::default(),
             objects: Gauge::default(),
-            repl: crate::replication::ReplGauges::default(),
+            repl: ReplGauges::default(),
             registry: Registry::default(),
-            per_command: HashMap::new(),
+            per_command,
+            unknown,
             late: Arc::default(),
         };
         r.register_collector(Box::new(LateCollector(m.late.clone())));
@@ -261,50 +236,96 @@ impl Metrics {
             "Objects in the database",
             m.objects.clone(),
         );
-        let per_command = COMMANDS
-            .iter()
-            .map(|c| {
-                let label = CmdLabel {
-                    cmd: (*c).to_string(),
-                };
-                (
-                    *c,
-                    (
-                        m.commands.get_or_create(&label).clone(),
-                        m.command_seconds.get_or_create(&label).clone(),
-                    ),
-                )
-            })
-            .collect();
-        Metrics {
-            registry: r,
-            per_command,
-            ..m
-        }
+        Metrics { registry: r, ..m }
     }
 
     /// Adds the one late collector (the hooks' metrics); a second call is
     /// ignored.
-    pub fn add_collector(&self, c: Box<dyn Collector>) {
+    pub(crate) fn add_collector(&self, c: Box<dyn Collector>) {
         let _ = self.late.set(c);
     }
 
-    /// Records one command run.
-    pub fn command(&self, name: &str, seconds: f64) {
-        let (count, latency) = match self.per_command.get(name) {
-            Some(h) => h,
-            None => &self.per_command["unknown"],
+    /// Records one command run: its row of the command table, or `None`
+    /// for a name the table does not have.
+    pub(crate) fn command(&self, spec: Option<&Spec>, seconds: f64) {
+        let (count, latency) = match spec {
+            Some(s) => &self.per_command[s.cmd as usize],
+            None => &self.unknown,
         };
         count.inc();
         latency.observe(seconds);
     }
 
     /// Encodes the registry in the OpenMetrics text format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Prometheus gauges for replication, mirrored from the replication status before each
+/// scrape (the counters live in `geohook-repl`, so they are exported as
+/// gauges that only grow within one process).
+#[derive(Debug, Default)]
+pub(crate) struct ReplGauges {
+    /// 1 on a leader, 0 on a follower.
+    pub(crate) leader: prometheus_client::metrics::gauge::Gauge,
+    /// This node's replication offset.
+    pub(crate) offset: prometheus_client::metrics::gauge::Gauge,
+    /// Bytes behind the leader (a follower), or of the furthest follower
+    /// (a leader).
+    pub(crate) lag_bytes: prometheus_client::metrics::gauge::Gauge,
+    /// How long a follower has been behind, in seconds.
+    pub(crate) lag_seconds:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Full syncs served (leader) or received (follower).
+    pub(crate) full_syncs: prometheus_client::metrics::gauge::Gauge,
+    /// Partial resyncs served (leader) or received (follower).
+    pub(crate) partial_syncs: prometheus_client::metrics::gauge::Gauge,
+    /// Followers streaming from this leader.
+    pub(crate) connected_followers: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ReplGauges {
+    /// Adds the gauges to the registry.
+    pub(crate) fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "geohook_repl_leader",
+            "1 when this node leads, 0 when it follows",
+            self.leader.clone(),
+        );
+        r.register(
+            "geohook_repl_offset_bytes",
+            "Replication offset",
+            self.offset.clone(),
+        );
+        r.register(
+            "geohook_repl_lag_bytes",
+            "Bytes a follower is behind its leader (on a leader: the furthest follower)",
+            self.lag_bytes.clone(),
+        );
+        r.register(
+            "geohook_repl_lag_seconds",
+            "How long a follower has been behind its leader",
+            self.lag_seconds.clone(),
+        );
+        r.register(
+            "geohook_repl_full_syncs",
+            "Full syncs served (leader) or received (follower) since start",
+            self.full_syncs.clone(),
+        );
+        r.register(
+            "geohook_repl_partial_resyncs",
+            "Partial resyncs served (leader) or received (follower) since start",
+            self.partial_syncs.clone(),
+        );
+        r.register(
+            "geohook_repl_connected_followers",
+            "Followers streaming from this leader",
+            self.connected_followers.clone(),
+        );
     }
 }
 
@@ -319,13 +340,13 @@ fn jemalloc() -> Option<&'static memwatch::JemallocReader> {
 
 /// Reads jemalloc's allocated and resident byte counts, refreshing its
 /// statistics epoch first.
-pub fn jemalloc_stats() -> Option<(u64, u64)> {
+pub(crate) fn jemalloc_stats() -> Option<(u64, u64)> {
     let s = jemalloc()?.read().ok()?;
     Some((s.allocated, s.resident))
 }
 
 /// Sets a gauge from an unsigned value, saturating.
-pub fn set_gauge(g: &Gauge<i64, AtomicI64>, v: u64) {
+pub(crate) fn set_gauge(g: &Gauge<i64, AtomicI64>, v: u64) {
     g.set(i64::try_from(v).unwrap_or(i64::MAX));
 }
 
@@ -335,7 +356,7 @@ pub fn set_gauge(g: &Gauge<i64, AtomicI64>, v: u64) {
 /// # Errors
 ///
 /// None today; the result leaves room for fatal listener errors.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     refresh: Arc<dyn Fn() + Send + Sync>,
@@ -392,8 +413,29 @@ pub async fn serve(
 
 /// Asks jemalloc to return the unused dirty pages of every arena to the
 /// operating system now (the GC command).
-pub fn purge_jemalloc() {
+pub(crate) fn purge_jemalloc() {
     if let Some(Err(error)) = jemalloc().map(memwatch::JemallocReader::purge) {
         tracing::warn!(%error, "jemalloc purge failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_in_the_table_has_its_own_label() {
+        let m = Metrics::new();
+        for s in TABLE {
+            m.command(Some(s), 0.001);
+        }
+        m.command(None, 0.001);
+        let page = m.encode();
+        for s in TABLE {
+            let line = format!("geohook_commands_total{{cmd=\"{}\"}} 1", s.name);
+            assert!(page.contains(&line), "{line} missing");
+        }
+        // Only the one name outside the table was counted as unknown.
+        assert!(page.contains("geohook_commands_total{cmd=\"unknown\"} 1"));
     }
 }

@@ -21,7 +21,7 @@ use crate::metrics::{set_gauge, Metrics};
 ///
 /// Corruption before the end without `accept_loss`, naming the file and
 /// offset; any I/O failure.
-pub fn at_start(path: &Path, accept_loss: bool, metrics: &Metrics) -> anyhow::Result<()> {
+pub(crate) fn at_start(path: &Path, accept_loss: bool, metrics: &Metrics) -> anyhow::Result<()> {
     if !path.exists() {
         return Ok(());
     }

@@ -8,19 +8,19 @@
 
 /// Caps applied to every request read from a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest number of arguments in one command.
     ///
     /// Default: 4096.
-    pub max_args: usize,
+    pub(crate) max_args: usize,
     /// Largest single bulk string, in bytes.
     ///
     /// Default: 8 MiB.
-    pub max_bulk: usize,
+    pub(crate) max_bulk: usize,
     /// Largest whole request (one command with its framing), in bytes.
     ///
     /// Default: 16 MiB.
-    pub max_request: usize,
+    pub(crate) max_request: usize,
 }
 
 impl Default for Limits {
@@ -36,7 +36,7 @@ impl Default for Limits {
 /// Why a request could not be parsed. The connection is closed after the
 /// error reply, because the stream can no longer be framed reliably.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProtoError {
+pub(crate) enum ProtoError {
     /// The multibulk count was not a number or exceeded the argument cap.
     InvalidMultibulkLength,
     /// A bulk length was not a number or exceeded the bulk cap.
@@ -79,7 +79,7 @@ impl std::fmt::Display for ProtoError {
 impl std::error::Error for ProtoError {}
 
 /// One parsed command: its arguments, and how many bytes of input it used.
-pub type Parsed = (Vec<Vec<u8>>, usize);
+pub(crate) type Parsed = (Vec<Vec<u8>>, usize);
 
 /// Finds the CRLF-terminated line starting at `pos`; returns the line without
 /// its terminator and the position after it.
@@ -109,7 +109,7 @@ fn parse_len(digits: &[u8], max: usize) -> Option<i64> {
 /// Argument buffers that [`parse_into`] fills and a connection reuses from one
 /// command to the next, so that a command costs no allocation per argument.
 #[derive(Debug, Default)]
-pub struct ArgBufs {
+pub(crate) struct ArgBufs {
     bufs: Vec<Vec<u8>>,
     len: usize,
 }
@@ -122,12 +122,12 @@ impl ArgBufs {
     const KEEP_COUNT: usize = 64;
 
     /// The arguments of the last command [`parse_into`] completed.
-    pub fn args(&self) -> &[Vec<u8>] {
+    pub(crate) fn args(&self) -> &[Vec<u8>] {
         &self.bufs[..self.len]
     }
 
     /// Frees the buffers that a large command left behind.
-    pub fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         self.bufs.truncate(Self::KEEP_COUNT);
         for b in &mut self.bufs {
             if b.capacity() > Self::KEEP_BYTES {
@@ -157,7 +157,7 @@ impl ArgBufs {
 /// # Errors
 ///
 /// [`ProtoError`] for malformed framing or any cap in `limits` exceeded.
-pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> {
+pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> {
     let mut out = ArgBufs::default();
     Ok(parse_into(buf, limits, &mut out)?.map(|used| {
         out.bufs.truncate(out.len);
@@ -172,7 +172,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoError> 
 /// # Errors
 ///
 /// As [`parse`].
-pub fn parse_into(
+pub(crate) fn parse_into(
     buf: &[u8],
     limits: &Limits,
     out: &mut ArgBufs,
@@ -306,11 +306,11 @@ fn parse_inline(buf: &[u8], limits: &Limits) -> Result<Option<Parsed>, ProtoErro
 /// Encodes a command as a RESP multibulk array, the form used on the wire and
 /// in the append-only file. It is the replication crate's encoder, so the
 /// bytes appended to the file and to a leader's backlog come from one place.
-pub use geohook_repl::encode_command;
+pub(crate) use geohook_repl::encode_command;
 
 /// A reply in RESP terms.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// `+text`.
     Simple(String),
     /// `-ERR text`, or the text as is when it starts with an upper-case word.
@@ -330,17 +330,17 @@ pub enum Reply {
 
 impl Reply {
     /// A bulk reply from text.
-    pub fn bulk(s: impl Into<String>) -> Reply {
+    pub(crate) fn bulk(s: impl Into<String>) -> Reply {
         Reply::Bulk(s.into().into_bytes())
     }
 
     /// The `+OK` reply.
-    pub fn ok() -> Reply {
+    pub(crate) fn ok() -> Reply {
         Reply::Simple("OK".into())
     }
 
     /// Appends the RESP encoding of this reply to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Reply::Simple(s) => {
                 out.push(b'+');
@@ -378,14 +378,14 @@ impl Reply {
 }
 
 /// Appends a RESP array header `*n`.
-pub fn encode_array_header(n: usize, out: &mut Vec<u8>) {
+pub(crate) fn encode_array_header(n: usize, out: &mut Vec<u8>) {
     out.push(b'*');
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends a RESP bulk string.
-pub fn encode_bulk(b: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn encode_bulk(b: &[u8], out: &mut Vec<u8>) {
     out.push(b'$');
     out.extend_from_slice(itoa::Buffer::new().format(b.len()).as_bytes());
     out.extend_from_slice(b"\r\n");

@@ -6,35 +6,35 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 /// The file name of the persisted settings inside the data directory.
-pub const CONFIG_NAME: &str = "config";
+pub(crate) const CONFIG_NAME: &str = "config";
 
 /// Run-time settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Password clients must give with AUTH; empty means none.
     ///
     /// Default: empty.
-    pub requirepass: String,
+    pub(crate) requirepass: String,
     /// Refuse clients that are not on loopback when the server listens on
     /// another address and no password is set.
     ///
     /// Default: true.
     #[serde(rename = "protected-mode", with = "yes_no")]
-    pub protected_mode: bool,
+    pub(crate) protected_mode: bool,
     /// Shrink the append-only file automatically once it is at least this
     /// many bytes; 0 turns automatic shrinking off.
     ///
     /// Default: 0.
     #[serde(rename = "aofshrink-min-size")]
-    pub aofshrink_min_size: u64,
+    pub(crate) aofshrink_min_size: u64,
     /// When not 0, shrink only once the file has also grown by this many
     /// percent over its size after the previous shrink; 0 means size alone
     /// decides.
     ///
     /// Default: 0.
     #[serde(rename = "aofshrink-percentage")]
-    pub aofshrink_percentage: u64,
+    pub(crate) aofshrink_percentage: u64,
     /// Cap on how fast a shrink writes the compacted state, in bytes per
     /// second; 0 means no cap. A shrink that writes as fast as the disk takes
     /// it makes every `appendfsync always` write wait behind its stream; a cap
@@ -43,22 +43,22 @@ pub struct Settings {
     ///
     /// Default: 0.
     #[serde(rename = "aofshrink-max-rate")]
-    pub aofshrink_max_rate: u64,
+    pub(crate) aofshrink_max_rate: u64,
     /// The leader this node follows (`FOLLOW host port`); empty for a leader.
     ///
     /// Default: empty.
     #[serde(rename = "follow_host")]
-    pub follow_host: String,
+    pub(crate) follow_host: String,
     /// The leader's port, with `follow_host`.
     ///
     /// Default: 0.
     #[serde(rename = "follow_port")]
-    pub follow_port: u16,
+    pub(crate) follow_port: u16,
     /// The password a follower sends with AUTH to its leader (the leader's
     /// `requirepass`); empty sends none.
     ///
     /// Default: empty.
-    pub leaderauth: String,
+    pub(crate) leaderauth: String,
 }
 
 impl Default for Settings {
@@ -90,8 +90,19 @@ mod yes_no {
     }
 }
 
+/// Why `CONFIG SET` refused a value, in Tile38's words.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SetError {
+    /// No such property.
+    #[error("Unsupported CONFIG parameter: {0}")]
+    Unsupported(String),
+    /// The value does not parse for the property.
+    #[error("Invalid argument '{value}' for CONFIG SET '{name}'")]
+    Invalid { name: String, value: String },
+}
+
 /// Parses `yes`/`no` (any case).
-pub fn parse_yes_no(s: &str) -> Option<bool> {
+pub(crate) fn parse_yes_no(s: &str) -> Option<bool> {
     match s.to_ascii_lowercase().as_str() {
         "yes" => Some(true),
         "no" => Some(false),
@@ -101,7 +112,7 @@ pub fn parse_yes_no(s: &str) -> Option<bool> {
 
 /// Parses a size like Tile38's `maxmemory`: plain bytes or a `kb`/`mb`/`gb`
 /// suffix in binary multiples (`256mb` = 268435456).
-pub fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, mult) = if let Some(d) = lower.strip_suffix("gb") {
         (d, 1u64 << 30)
@@ -118,7 +129,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// The names `CONFIG GET` and `CONFIG SET` accept, sorted.
-pub const PROPERTIES: &[&str] = &[
+pub(crate) const PROPERTIES: &[&str] = &[
     "aofshrink-max-rate",
     "aofshrink-min-size",
     "aofshrink-percentage",
@@ -133,7 +144,7 @@ impl Settings {
     /// # Errors
     ///
     /// An unreadable or malformed file, naming the path.
-    pub fn load(dir: &Path) -> anyhow::Result<Settings> {
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Settings> {
         let path = dir.join(CONFIG_NAME);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -152,19 +163,20 @@ impl Settings {
     /// # Errors
     ///
     /// Any I/O error.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = dir.join(format!("{CONFIG_NAME}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(CONFIG_NAME))?;
-        std::fs::File::open(dir)?.sync_all()
+    pub(crate) fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let mut text = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        text.push(b'\n');
+        crate::fsio::write(&dir.join(CONFIG_NAME), &text)
+    }
+
+    /// The compactor's growth rule from `aofshrink-percentage` (0 = off).
+    pub(crate) fn growth_percent(&self) -> Option<u32> {
+        (self.aofshrink_percentage > 0)
+            .then(|| u32::try_from(self.aofshrink_percentage).unwrap_or(u32::MAX))
     }
 
     /// The value of one property as `CONFIG GET` shows it.
-    pub fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         Some(match name {
             "requirepass" => self.requirepass.clone(),
             "protected-mode" => if self.protected_mode { "yes" } else { "no" }.to_string(),
@@ -182,8 +194,11 @@ impl Settings {
     ///
     /// Tile38's messages: `Unsupported CONFIG parameter: x` and
     /// `Invalid argument 'v' for CONFIG SET 'name'`.
-    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let invalid = || format!("Invalid argument '{value}' for CONFIG SET '{name}'");
+    pub(crate) fn set(&mut self, name: &str, value: &str) -> Result<(), SetError> {
+        let invalid = || SetError::Invalid {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        };
         match name {
             "requirepass" => self.requirepass = value.to_string(),
             "protected-mode" => self.protected_mode = parse_yes_no(value).ok_or_else(invalid)?,
@@ -197,7 +212,7 @@ impl Settings {
                 self.aofshrink_max_rate = parse_size(value).ok_or_else(invalid)?
             }
             "leaderauth" => self.leaderauth = value.to_string(),
-            _ => return Err(format!("Unsupported CONFIG parameter: {name}")),
+            _ => return Err(SetError::Unsupported(name.to_owned())),
         }
         Ok(())
     }
@@ -231,10 +246,15 @@ mod tests {
         s.set("protected-mode", "no").unwrap();
         s.save(dir.path()).unwrap();
         assert_eq!(Settings::load(dir.path()).unwrap(), s);
-        assert!(s.set("nope", "1").unwrap_err().starts_with("Unsupported"));
+        assert!(s
+            .set("nope", "1")
+            .unwrap_err()
+            .to_string()
+            .starts_with("Unsupported"));
         assert!(s
             .set("aofshrink-min-size", "x")
             .unwrap_err()
+            .to_string()
             .starts_with("Invalid argument"));
     }
 }

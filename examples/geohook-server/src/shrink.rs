@@ -26,23 +26,26 @@ use aof_compactor::{bytesize::ByteSize, CompactionOutcome, Compactor, Rewrite, S
 use tokio_util::task::TaskTracker;
 
 use crate::aof::AOF_NAME;
+use crate::clock::now_ms;
+use crate::cmd::set::snapshot_batch;
+use crate::repl::status::shrink_header;
 use crate::settings::Settings;
-use crate::state::{now_ms, Shared};
+use crate::state::Shared;
 
 /// Items written per read-lock hold.
-pub const BATCH: usize = 1000;
+const BATCH: usize = 1000;
 
 /// What one shrink did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// File size when the shrink started.
-    pub before: u64,
+    pub(crate) before: u64,
     /// Snapshot bytes written.
-    pub snapshot: u64,
+    pub(crate) snapshot: u64,
     /// Bytes of writes made during the shrink, carried over.
-    pub tail: u64,
+    pub(crate) tail: u64,
     /// File size after.
-    pub after: u64,
+    pub(crate) after: u64,
 }
 
 struct Busy<'a>(&'a Shared);
@@ -60,7 +63,7 @@ impl Drop for Busy<'_> {
 /// Another shrink is running, writes are disabled, or an I/O step failed.
 /// Before the rename the live file is untouched; if reopening after the
 /// rename fails, writes are disabled (the error is latched in the log).
-pub fn shrink(shared: &Shared) -> Result<Report, String> {
+pub(crate) fn shrink(shared: &Shared) -> Result<Report, String> {
     if shared.shrinking.swap(true, Ordering::SeqCst) {
         return Err("shrink already in progress".into());
     }
@@ -95,8 +98,8 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
         // The rewrite copies the live file's bytes from `start` on, so the
         // file must hold every committed command: write what is pending.
         let mut core = shared.core.write();
-        core.writable()?;
-        core.aof.flush()?;
+        core.writable().map_err(|e| e.to_string())?;
+        core.aof.flush().map_err(|e| e.to_string())?;
         (core.aof.size(), core.aof.offset())
     };
     let max_rate = shared.settings.read().aofshrink_max_rate;
@@ -106,7 +109,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     // The new file starts with the replication header at the offset where
     // the carried-over tail begins; its base length is known only after the
     // snapshot, so a placeholder of the same fixed length is patched below.
-    let header = crate::replication::shrink_header(shared, start_offset, 0);
+    let header = shrink_header(shared, start_offset, 0);
     if let Some(h) = &header {
         rw.write_all(h)
             .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
@@ -117,10 +120,10 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     loop {
         let next = {
             let core = shared.core.read();
-            crate::geo::snapshot_batch(
+            snapshot_batch(
                 &core.db,
                 after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())),
-                now_ms(),
+                i64::try_from(now_ms()).unwrap_or(i64::MAX),
                 BATCH,
                 &mut buf,
             )
@@ -136,7 +139,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     }
     // Hooks follow the objects, so that a GET area can be resolved on replay.
     if let Some(h) = shared.hooks.get() {
-        h.snapshot(&mut buf);
+        crate::cmd::hooks::snapshot(h, &mut buf);
         rw.write_all(&buf)
             .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
         snapshot += buf.len() as u64;
@@ -146,7 +149,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     // done under the write lock is short.
     rw.catch_up().map_err(|e| e.to_string())?;
     if header.is_some() {
-        if let Some(h) = crate::replication::shrink_header(shared, start_offset, snapshot) {
+        if let Some(h) = shrink_header(shared, start_offset, snapshot) {
             use std::os::unix::fs::FileExt as _;
             let patch = std::fs::OpenOptions::new()
                 .write(true)
@@ -157,8 +160,8 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
         }
     }
     let mut core = shared.core.write();
-    core.writable()?;
-    core.aof.flush()?;
+    core.writable().map_err(|e| e.to_string())?;
+    core.aof.flush().map_err(|e| e.to_string())?;
     let before = core.aof.size();
     let committed = match rw.commit() {
         Ok(c) => c,
@@ -187,30 +190,11 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
 fn compactor_config(s: &Settings, check: Duration, cooldown: Duration) -> aof_compactor::Config {
     aof_compactor::Config {
         min_size: ByteSize(s.aofshrink_min_size),
-        growth_percent: (s.aofshrink_percentage > 0)
-            .then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX)),
+        growth_percent: s.growth_percent(),
         check_interval: check,
         cooldown,
         ..Default::default()
     }
-}
-
-/// Applies changed `aofshrink-*` settings to the running compactor.
-///
-/// # Errors
-///
-/// The compactor rejected the values.
-pub fn apply_settings(shared: &Shared) -> Result<(), String> {
-    let Some(h) = shared.compactor.get() else {
-        return Ok(());
-    };
-    let s = shared.settings.read().clone();
-    h.update(|c| {
-        c.min_size = ByteSize(s.aofshrink_min_size);
-        c.growth_percent = (s.aofshrink_percentage > 0)
-            .then(|| u32::try_from(s.aofshrink_percentage).unwrap_or(u32::MAX));
-    })
-    .map_err(|e| e.to_string())
 }
 
 /// Removes leftovers of interrupted rewrites and starts the compactor task.
@@ -218,7 +202,7 @@ pub fn apply_settings(shared: &Shared) -> Result<(), String> {
 /// # Errors
 ///
 /// Leftovers cannot be removed, or the configuration is invalid.
-pub fn start(
+pub(crate) fn start(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     check: Duration,

@@ -1,27 +1,77 @@
-//! SERVER and INFO.
+//! Commands about the server process: `SERVER`, `INFO [section]`, `GC`,
+//! `AOFSHRINK` and `READONLY yes|no`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use crate::commands::{arity, Ctx};
+use crate::cmd::args::lower;
+use crate::cmd::ctx::{CmdError, Ctx};
+use crate::cmd::spec::Cmd;
+use crate::repl::status::server_fields;
 use crate::resp::Reply;
+use crate::settings::parse_yes_no;
 use crate::state::Shared;
+
+/// `GC`: asks jemalloc to return the unused dirty pages of every arena to
+/// the system now, instead of on its own decay schedule.
+pub(crate) fn gc(ctx: &Ctx) -> Reply {
+    crate::metrics::purge_jemalloc();
+    ctx.ok()
+}
+
+/// `AOFSHRINK`: like Tile38, replies at once and shrinks in the background;
+/// a request while one runs is coalesced by the compactor.
+///
+/// # Errors
+///
+/// The compactor is not running.
+pub(crate) fn aofshrink(shared: &Shared, ctx: &Ctx) -> Result<Reply, CmdError> {
+    let Some(h) = shared.compactor.get().cloned() else {
+        return Err(CmdError::Msg("aof shrink is not available".into()));
+    };
+    tokio::spawn(async move {
+        if let Err(e) = h.compact_now().await {
+            tracing::warn!(error = %e, "AOFSHRINK request failed");
+        }
+    });
+    Ok(ctx.ok())
+}
+
+/// `READONLY yes|no`.
+///
+/// # Errors
+///
+/// Neither yes nor no.
+pub(crate) fn readonly(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
+    let v = parse_yes_no(&lower(&args[1])).ok_or_else(|| CmdError::invalid(&args[1]))?;
+    shared.readonly.store(v, Ordering::Relaxed);
+    Ok(ctx.ok())
+}
 
 /// Runs `SERVER` or `INFO [section]`.
 ///
 /// # Errors
 ///
 /// Wrong arity.
-pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<Reply, String> {
+pub(crate) fn server_info(
+    shared: &Shared,
+    ctx: &Ctx,
+    cmd: Cmd,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
     if args.len() > 2 {
-        return Err(arity(name));
+        return Err(CmdError::Arity(if cmd == Cmd::Server {
+            "server"
+        } else {
+            "info"
+        }));
     }
     let (aof_size, offset, totals) = {
         let core = shared.core.read();
         (
             core.aof.size(),
             core.aof.offset(),
-            core.db.totals(ctx.now_ms as i64),
+            core.db.totals(ctx.now()),
         )
     };
     let (allocated, resident) = crate::metrics::jemalloc_stats().unwrap_or((0, 0));
@@ -100,8 +150,8 @@ pub fn run(shared: &Shared, ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Result<R
         ),
     ];
     let mut stats = stats;
-    stats.extend(crate::replication::server_fields(shared));
-    if name == "server" {
+    stats.extend(server_fields(shared));
+    if cmd == Cmd::Server {
         if ctx.json {
             let body: Vec<String> = stats
                 .iter()

@@ -1,4 +1,4 @@
-//! memwatch wiring: configuration from `MEMWATCH_*` variables with flags
+//! The memwatch wiring: configuration from `MEMWATCH_*` variables with flags
 //! taking precedence, and the watcher on its own thread.
 
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Args;
+use crate::cli::Args;
 use crate::state::Shared;
 
 /// Builds the memwatch configuration: each flag overrides its variable.
@@ -17,7 +17,7 @@ use crate::state::Shared;
 /// # Errors
 ///
 /// An invalid value, naming the variable.
-pub fn config(args: &Args) -> anyhow::Result<memwatch::Config> {
+fn config(args: &Args) -> anyhow::Result<memwatch::Config> {
     let threshold = args.memwatch_threshold.clone();
     let interval = args.memwatch_interval.clone();
     let mut cfg = memwatch::Config::from_lookup(move |name| match name {
@@ -38,7 +38,7 @@ pub fn config(args: &Args) -> anyhow::Result<memwatch::Config> {
 /// # Errors
 ///
 /// Invalid configuration, or the thread cannot be started.
-pub fn start(
+pub(crate) fn start(
     args: &Args,
     shared: &Arc<Shared>,
 ) -> anyhow::Result<(CancellationToken, Option<memwatch::WatcherHandle>)> {

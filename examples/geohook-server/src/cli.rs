@@ -1,0 +1,132 @@
+//! The command line: every flag of the server, parsed by clap. The process
+//! entry (`main.rs`) parses it and hands it to [`crate::app::run`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use geohook_hooks::{DeliveryConfig, QueueConfig};
+
+use crate::aof::Fsync;
+use crate::settings;
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "geohook-server",
+    version,
+    about = "A Tile38-compatible geofencing server"
+)]
+pub struct Args {
+    /// Data directory (append-only file and config file).
+    #[arg(long, default_value = "./data")]
+    pub(crate) dir: PathBuf,
+    /// TCP port; 0 picks a free one (the chosen address is logged).
+    #[arg(long, default_value_t = 9851)]
+    pub(crate) port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) bind: IpAddr,
+    /// When the append-only file is fsynced.
+    #[arg(long, value_enum, default_value_t = Fsync::Everysec)]
+    pub(crate) appendfsync: Fsync,
+    /// Password for AUTH (overrides the config file).
+    #[arg(long)]
+    pub(crate) requirepass: Option<String>,
+    /// Protected mode, yes or no (overrides the config file).
+    #[arg(long, value_parser = parse_yes_no)]
+    pub(crate) protected_mode: Option<bool>,
+    /// Start even when the append-only file is damaged before its end,
+    /// dropping everything from the first damaged record on (a copy of the
+    /// dropped bytes is kept next to the file).
+    #[arg(long)]
+    pub(crate) accept_data_loss: bool,
+    /// Serve Prometheus metrics over HTTP on this address.
+    #[arg(long)]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Most arguments in one command.
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) max_args: usize,
+    /// Largest single argument (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "8mb", value_parser = parse_size)]
+    pub(crate) max_bulk: u64,
+    /// Largest request (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "16mb", value_parser = parse_size)]
+    pub(crate) max_request: u64,
+    /// Most open connections per client address.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_conns_per_addr: usize,
+    /// Most open client connections in total; with `--max-request` it bounds
+    /// the memory peers can make the server hold in request buffers.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) max_clients: usize,
+    /// Automatic shrink threshold (overrides the config file; 0 = off).
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) aofshrink_min_size: Option<u64>,
+    /// How often the automatic shrink checks the file size, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) aofshrink_check_ms: u64,
+    /// Quiet time after a shrink before the next automatic one, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub(crate) aofshrink_cooldown_ms: u64,
+    /// memwatch threshold, e.g. 2GiB or 80% (overrides MEMWATCH_THRESHOLD).
+    #[arg(long)]
+    pub(crate) memwatch_threshold: Option<String>,
+    /// memwatch poll interval, e.g. 500ms (overrides MEMWATCH_POLL_INTERVAL).
+    #[arg(long)]
+    pub(crate) memwatch_interval: Option<String>,
+    /// Replication backlog: the stream bytes a leader keeps so that a
+    /// follower that reconnects within them resumes without a full sync.
+    #[arg(long, default_value = "16mb", value_parser = parse_size)]
+    pub(crate) repl_backlog_size: u64,
+    /// Hook delivery settings.
+    #[command(flatten)]
+    pub(crate) hooks: HookArgs,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    settings::parse_size(s)
+        .ok_or_else(|| format!("invalid size {s:?} (bytes, or a kb/mb/gb suffix)"))
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    settings::parse_yes_no(s).ok_or_else(|| format!("expected yes or no, got {s:?}"))
+}
+
+/// Command-line flags for hook delivery.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HookArgs {
+    /// Age after which a pooled endpoint connection is replaced even under
+    /// constant traffic, in milliseconds.
+    #[arg(long, default_value_t = 30 * 60 * 1000)]
+    pub(crate) hook_max_connection_lifetime_ms: u64,
+    /// How long an event may wait for delivery before it is dropped and
+    /// counted, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub(crate) hook_message_ttl_ms: u64,
+    /// Bound on the event bytes queued across all hooks (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "256mb", value_parser = parse_size)]
+    pub(crate) hook_max_queued_bytes: u64,
+    /// Bound on the event bytes queued for one hook (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "4mb", value_parser = parse_size)]
+    pub(crate) hook_max_hook_queued_bytes: u64,
+}
+
+impl HookArgs {
+    /// The queue settings these flags describe.
+    pub(crate) fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            message_ttl: Duration::from_millis(self.hook_message_ttl_ms),
+            max_queued_bytes: self.hook_max_queued_bytes,
+            max_hook_queued_bytes: self.hook_max_hook_queued_bytes,
+            delivery: DeliveryConfig {
+                max_connection_lifetime: Duration::from_millis(
+                    self.hook_max_connection_lifetime_ms,
+                ),
+                ..DeliveryConfig::default()
+            },
+            ..QueueConfig::default()
+        }
+    }
+}

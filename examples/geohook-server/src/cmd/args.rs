@@ -1,0 +1,225 @@
+//! Reading a command's arguments: one cursor, the value parsers every
+//! command shares, and the one parser of search areas (NEARBY, WITHIN,
+//! INTERSECTS and SETHOOK's fence).
+
+use geohook_db::{Area, Bounds, Database, FieldValue, Object, Point};
+use smol_str::{SmolStr, StrExt as _};
+
+use crate::cmd::ctx::CmdError;
+
+/// The argument as UTF-8.
+///
+/// # Errors
+///
+/// `invalid argument` when it is not UTF-8.
+pub(crate) fn text(a: &[u8]) -> Result<&str, CmdError> {
+    std::str::from_utf8(a).map_err(|_| CmdError::invalid(a))
+}
+
+/// The argument in lower case; keywords and command names fit inline, so
+/// matching them does not allocate.
+pub(crate) fn lower(a: &[u8]) -> SmolStr {
+    String::from_utf8_lossy(a).to_ascii_lowercase_smolstr()
+}
+
+/// A finite number.
+///
+/// # Errors
+///
+/// `invalid argument` for anything else (NaN and infinities included).
+pub(crate) fn finite(a: &[u8]) -> Result<f64, CmdError> {
+    geohook_db::parse_number(text(a)?)
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| CmdError::invalid(a))
+}
+
+/// A non-negative integer.
+///
+/// # Errors
+///
+/// `invalid argument` for anything else.
+pub(crate) fn uint(a: &[u8]) -> Result<u64, CmdError> {
+    text(a)?.parse().map_err(|_| CmdError::invalid(a))
+}
+
+/// An integer (a logged absolute deadline in milliseconds).
+///
+/// # Errors
+///
+/// `invalid argument` for anything else.
+pub(crate) fn int(a: &[u8]) -> Result<i64, CmdError> {
+    text(a)?.parse().map_err(|_| CmdError::invalid(a))
+}
+
+/// A FIELD value or a WHERE bound: a number, a JSON document or a string,
+/// read as Tile38 reads them (see `FieldValue::parse`). It must be UTF-8.
+///
+/// # Errors
+///
+/// `invalid argument` when it is not UTF-8.
+pub(crate) fn field_value(a: &[u8]) -> Result<FieldValue, CmdError> {
+    Ok(FieldValue::parse(text(a)?))
+}
+
+/// The absolute deadline of `EX seconds` given at `now` (ms).
+///
+/// # Errors
+///
+/// `invalid argument` when the seconds are not a finite number.
+pub(crate) fn ex_deadline(a: &[u8], now: i64) -> Result<i64, CmdError> {
+    let secs = finite(a)?;
+    // Saturating: a huge TTL is "never", not an overflow into the past.
+    Ok(now.saturating_add((secs * 1000.0) as i64))
+}
+
+/// A cursor over one command's arguments.
+#[derive(Debug)]
+pub(crate) struct Args<'a> {
+    all: &'a [Vec<u8>],
+    at: usize,
+    /// The command (or sub-command) named in an arity error.
+    cmd: &'static str,
+}
+
+impl<'a> Args<'a> {
+    /// A cursor at argument `at` (0 is the command name).
+    pub(crate) fn new(all: &'a [Vec<u8>], at: usize, cmd: &'static str) -> Args<'a> {
+        Args { all, at, cmd }
+    }
+
+    /// The next argument.
+    ///
+    /// # Errors
+    ///
+    /// The arity error when there is none.
+    pub(crate) fn next(&mut self) -> Result<&'a [u8], CmdError> {
+        let v = self.all.get(self.at).ok_or(CmdError::Arity(self.cmd))?;
+        self.at += 1;
+        Ok(v)
+    }
+
+    /// The next argument as UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// Arity, or `invalid argument`.
+    pub(crate) fn text(&mut self) -> Result<&'a str, CmdError> {
+        text(self.next()?)
+    }
+
+    /// The next argument as a finite number.
+    ///
+    /// # Errors
+    ///
+    /// Arity, or `invalid argument`.
+    pub(crate) fn finite(&mut self) -> Result<f64, CmdError> {
+        finite(self.next()?)
+    }
+
+    /// The next argument in lower case, without taking it.
+    pub(crate) fn peek_lower(&self) -> Option<SmolStr> {
+        self.all.get(self.at).map(|v| lower(v))
+    }
+
+    /// How many arguments are left.
+    pub(crate) fn left(&self) -> usize {
+        self.all.len().saturating_sub(self.at)
+    }
+
+    /// True when every argument was taken.
+    pub(crate) fn done(&self) -> bool {
+        self.left() == 0
+    }
+
+    /// The position of the next argument.
+    pub(crate) fn pos(&self) -> usize {
+        self.at
+    }
+
+    /// Refuses arguments left over.
+    ///
+    /// # Errors
+    ///
+    /// `invalid argument` naming the first one left.
+    pub(crate) fn finish(&self) -> Result<(), CmdError> {
+        match self.all.get(self.at) {
+            Some(a) => Err(CmdError::invalid(a)),
+            None => Ok(()),
+        }
+    }
+
+    /// A `lat lon` pair.
+    ///
+    /// # Errors
+    ///
+    /// Arity, a bad number, or coordinates out of range.
+    pub(crate) fn point(&mut self) -> Result<Point, CmdError> {
+        let lat = self.finite()?;
+        let lon = self.finite()?;
+        Ok(Point::new(lat, lon)?)
+    }
+
+    /// Four numbers: south-west lat lon, north-east lat lon.
+    ///
+    /// # Errors
+    ///
+    /// Arity, a bad number, or a bounds that is not south-west to north-east.
+    pub(crate) fn bounds(&mut self) -> Result<Bounds, CmdError> {
+        let mut v = [0.0; 4];
+        for x in &mut v {
+            *x = self.finite()?;
+        }
+        Ok(Bounds::new(v[0], v[1], v[2], v[3])?)
+    }
+
+    /// A GeoJSON document.
+    ///
+    /// # Errors
+    ///
+    /// Arity, `invalid data` when it is not UTF-8, or the GeoJSON error.
+    pub(crate) fn geojson(&mut self) -> Result<Object, CmdError> {
+        let text = text(self.next()?).map_err(|_| CmdError::Msg("invalid data".into()))?;
+        Ok(Object::from_geojson(text)?)
+    }
+
+    /// A search area: `POINT lat lon [meters]` (the radius only where
+    /// `point_radius`, and only as the last argument), `CIRCLE lat lon
+    /// meters`, `BOUNDS`, `OBJECT geojson`, `HASH geohash`, or `GET key id`
+    /// (the stored object's shape, read from `db`).
+    ///
+    /// # Errors
+    ///
+    /// Arity, `invalid argument` for an unknown area type, or the database's
+    /// error for a bad shape or a missing object.
+    pub(crate) fn area(
+        &mut self,
+        db: &Database,
+        now: i64,
+        point_radius: bool,
+    ) -> Result<Area, CmdError> {
+        let word = self.next()?;
+        Ok(match lower(word).as_str() {
+            "point" => {
+                let p = self.point()?;
+                let meters = if point_radius && !self.done() {
+                    Some(self.finite()?)
+                } else {
+                    None
+                };
+                Area::point(p, meters)?
+            }
+            "circle" => {
+                let p = self.point()?;
+                Area::circle(p, self.finite()?)?
+            }
+            "bounds" => Area::Bounds(self.bounds()?),
+            "object" => Area::Object(self.geojson()?),
+            "hash" => Area::hash(self.text()?)?,
+            "get" => {
+                let (k, i) = (self.text()?, self.text()?);
+                Area::Object(db.get(k, i, now)?.object().clone())
+            }
+            _ => return Err(CmdError::invalid(word)),
+        })
+    }
+}

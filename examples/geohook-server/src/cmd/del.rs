@@ -1,0 +1,140 @@
+//! The removals: `DEL key id [ERRON404]`, `PDEL key pattern`, `DROP key`,
+//! `FLUSHDB`, and the background expiry, which removes and logs like a DEL
+//! (as Tile38's does).
+//!
+//! Logged as `del key id` (ERRON404 only changes the reply), `pdel key
+//! pattern`, `drop key` and `flushdb`.
+
+use geohook_db::Object;
+
+use crate::cmd::args::{lower, text};
+use crate::cmd::ctx::{CmdError, Ctx};
+use crate::cmd::spec::Cmd;
+use crate::resp::Reply;
+use crate::state::{Core, Record, Writer};
+
+/// Most objects one expiry pass removes, so that one pass holds the write
+/// lock for a bounded time.
+const EXPIRE_BATCH: usize = 10_000;
+
+/// `DEL key id [ERRON404]`.
+///
+/// # Errors
+///
+/// A bad argument; with ERRON404, the missing key or id; the log's failure.
+pub(crate) fn del(
+    core: &mut Core,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let erron404 = match args.get(3) {
+        Some(a) if lower(a) == "erron404" && args.len() == 4 => true,
+        Some(_) if args.len() > 4 => return Err(CmdError::Arity("del")),
+        Some(a) => return Err(CmdError::invalid(a)),
+        None => false,
+    };
+    let (key, id) = (text(&args[1])?, text(&args[2])?);
+    if erron404 {
+        core.db.get(key, id, ctx.now())?;
+    }
+    let Some(old) = core.db.del(key, id, ctx.now()) else {
+        return Ok(ctx.ok_or_int(0));
+    };
+    commit_del(core, w, key, id, old.object())?;
+    Ok(ctx.ok_or_int(1))
+}
+
+fn commit_del(
+    core: &mut Core,
+    w: &Writer<'_>,
+    key: &str,
+    id: &str,
+    old: &Object,
+) -> Result<(), CmdError> {
+    let logged = [b"del".as_slice(), key.as_bytes(), id.as_bytes()];
+    core.commit(
+        w,
+        Record {
+            before: &[(id, old)],
+            ..Record::new(Cmd::Del, &logged, key, Some(id))
+        },
+    )?;
+    Ok(())
+}
+
+/// `PDEL key pattern`.
+///
+/// # Errors
+///
+/// A bad argument, or the log's failure.
+pub(crate) fn pdel(
+    core: &mut Core,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let (key, pattern) = (text(&args[1])?, text(&args[2])?);
+    let removed = core.db.pdel(key, pattern, ctx.now());
+    if !removed.is_empty() {
+        let before: Vec<(&str, &Object)> =
+            removed.iter().map(|(i, it)| (&**i, it.object())).collect();
+        let logged = [b"pdel".as_slice(), key.as_bytes(), pattern.as_bytes()];
+        core.commit(
+            w,
+            Record {
+                before: &before,
+                ..Record::new(Cmd::Pdel, &logged, key, None)
+            },
+        )?;
+    }
+    Ok(ctx.ok_or_int(removed.len() as i64))
+}
+
+/// `DROP key`.
+///
+/// # Errors
+///
+/// A bad argument, or the log's failure.
+pub(crate) fn drop_key(
+    core: &mut Core,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let key = text(&args[1])?;
+    let dropped = core.db.drop_key(key).is_some();
+    if dropped {
+        let logged = [b"drop".as_slice(), key.as_bytes()];
+        core.commit(w, Record::new(Cmd::Drop, &logged, key, None))?;
+    }
+    Ok(ctx.ok_or_int(i64::from(dropped)))
+}
+
+/// `FLUSHDB`.
+///
+/// # Errors
+///
+/// The log's failure.
+pub(crate) fn flushdb(core: &mut Core, w: &Writer<'_>, ctx: &Ctx) -> Result<Reply, CmdError> {
+    core.db.flushdb();
+    core.commit(w, Record::new(Cmd::Flushdb, &[b"flushdb"], "", None))?;
+    Ok(ctx.ok())
+}
+
+/// Removes up to [`EXPIRE_BATCH`] objects whose deadline passed at `now`
+/// and logs a `del` for each; returns how many were removed.
+pub(crate) fn expire_due(core: &mut Core, w: &Writer<'_>, now: i64) -> u64 {
+    if core.writable().is_err() {
+        return 0;
+    }
+    let expired = core.db.expire_due(now, EXPIRE_BATCH);
+    let n = expired.len() as u64;
+    for (key, id, item) in expired {
+        if let Err(e) = commit_del(core, w, &key, &id, item.object()) {
+            tracing::error!(error = %e, "could not log an expiry");
+            break;
+        }
+    }
+    n
+}

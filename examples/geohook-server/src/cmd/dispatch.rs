@@ -1,0 +1,349 @@
+//! The dispatcher: one command from a client, from its name to its reply.
+//!
+//! In order: look the name up in the command table; refuse it before AUTH
+//! unless the table allows it; apply the follower's gate; check the table's
+//! arity; refuse writes under READONLY; run it (a write under the write
+//! lock, through the same path replay takes; a read under the read lock);
+//! count it under its table name; render an error in the session's mode.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::cmd::args::lower;
+use crate::cmd::ctx::{CmdError, Ctx, Session};
+use crate::cmd::spec::{self, Cmd, Kind, Spec};
+use crate::cmd::{config, conn, fields, get, hooks, keys, repl, search, server, write};
+use crate::repl::status::gate;
+use crate::resp::Reply;
+use crate::state::Shared;
+
+/// Runs one command from a client and renders its reply.
+pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
+    let ctx = Ctx::new(session.json);
+    let spec = spec::lookup(&lower(&args[0]));
+    let reply = run(shared, session, &ctx, spec, args);
+    if spec.is_some_and(|s| s.kind == Kind::Write) {
+        session.unflushed = true;
+    }
+    shared.commands_run.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .command(spec, ctx.start.elapsed().as_secs_f64());
+    match reply {
+        Ok(r) => r,
+        Err(e) => ctx.err(&e),
+    }
+}
+
+fn run(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &Ctx,
+    spec: Option<&'static Spec>,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    if !session.authed && !spec.is_some_and(|s| s.before_auth) {
+        return Err(CmdError::NoAuth);
+    }
+    let Some(spec) = spec else {
+        return Err(CmdError::Unknown(
+            String::from_utf8_lossy(&args[0]).into_owned(),
+        ));
+    };
+    gate(shared, spec)?;
+    if !spec.arity_ok(args.len()) {
+        return Err(CmdError::Arity(spec.name));
+    }
+    match spec.kind {
+        Kind::Write => {
+            if shared.is_readonly() {
+                return Err(CmdError::ReadOnly);
+            }
+            let mut core = shared.core.write();
+            core.writable()?;
+            let engine = shared.hooks.get().map(|h| &**h);
+            write::apply(
+                &mut core,
+                engine,
+                &shared.client_writer(),
+                ctx,
+                spec.cmd,
+                args,
+            )
+        }
+        Kind::Read => read(shared, ctx, spec, args),
+        Kind::Admin => admin(shared, session, ctx, spec.cmd, args),
+    }
+}
+
+fn read(
+    shared: &Shared,
+    ctx: &Ctx,
+    spec: &'static Spec,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    if spec.cmd == Cmd::Hooks {
+        let Some(engine) = shared.hooks.get() else {
+            return Err(CmdError::Msg("hooks are not enabled".into()));
+        };
+        return hooks::list(engine, ctx, args);
+    }
+    let core = shared.core.read();
+    let db = &core.db;
+    match spec.cmd {
+        Cmd::Get => get::get(db, ctx, args),
+        Cmd::Exists => get::exists(db, ctx, args),
+        Cmd::Ttl => get::ttl(db, ctx, args),
+        Cmd::Fget => fields::fget(db, ctx, args),
+        Cmd::Keys => keys::keys(db, ctx, args),
+        Cmd::Stats => keys::stats(db, ctx, args),
+        Cmd::Bounds => keys::bounds(db, ctx, args),
+        Cmd::Scan | Cmd::Nearby | Cmd::Within | Cmd::Intersects => {
+            search::search(db, ctx, spec.cmd, spec.name, args)
+        }
+        other => Err(CmdError::Msg(format!("no handler for {other:?} as a read"))),
+    }
+}
+
+fn admin(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &Ctx,
+    cmd: Cmd,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    match cmd {
+        Cmd::Ping => conn::ping(ctx, args),
+        Cmd::Echo => Ok(conn::echo(ctx, args)),
+        Cmd::Quit => Ok(conn::quit(session, ctx)),
+        Cmd::Output => conn::output(session, ctx, args),
+        Cmd::Auth => conn::auth(shared, session, ctx, args),
+        Cmd::Command => Ok(Reply::Array(Vec::new())),
+        Cmd::Server | Cmd::Info => server::server_info(shared, ctx, cmd, args),
+        Cmd::Gc => Ok(server::gc(ctx)),
+        Cmd::Aofshrink => server::aofshrink(shared, ctx),
+        Cmd::Readonly => server::readonly(shared, ctx, args),
+        Cmd::Config => config::config(shared, ctx, args),
+        Cmd::Healthz => repl::health(shared, ctx),
+        Cmd::Follow => repl::follow(shared, ctx, args),
+        Cmd::Role => Ok(repl::role(shared, ctx)),
+        // The connection loop serves PSYNC itself once the client is
+        // authenticated, so it only gets here before AUTH, which the check
+        // above already refused.
+        Cmd::Psync => Err(CmdError::NoAuth),
+        other => Err(CmdError::Msg(format!(
+            "no handler for {other:?} as an admin command"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::shared_on;
+
+    #[test]
+    fn every_row_of_the_table_reaches_a_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(shared_on(&dir.path().join("a.aof")));
+        for s in spec::TABLE {
+            if s.cmd == Cmd::Psync {
+                continue;
+            }
+            let n = usize::from(s.arity.unsigned_abs()).max(1);
+            let mut args = vec![s.name.as_bytes().to_vec()];
+            args.resize(n, b"x".to_vec());
+            let mut session = Session::new(true);
+            let ctx = Ctx::new(false);
+            if let Err(CmdError::Msg(m)) = run(&shared, &mut session, &ctx, Some(s), &args) {
+                assert!(!m.starts_with("no handler"), "{}: {m}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_and_bad_arity_get_redis_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(shared_on(&dir.path().join("a.aof")));
+        let mut session = Session::new(true);
+        let mut reply = |line: &str| {
+            let args: Vec<Vec<u8>> = line.split(' ').map(|a| a.as_bytes().to_vec()).collect();
+            let mut out = Vec::new();
+            execute(&shared, &mut session, &args).encode(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(reply("NOPE x"), "-ERR unknown command 'NOPE'\r\n");
+        assert_eq!(
+            reply("TTL k"),
+            "-ERR wrong number of arguments for 'ttl' command\r\n"
+        );
+        assert_eq!(reply("PING"), "+PONG\r\n");
+    }
+}
+
+/// The data commands end to end through the dispatcher, against a state
+/// whose log is a real file.
+#[cfg(test)]
+mod data_tests {
+    use super::*;
+    use crate::aof::Aof;
+    use crate::resp::Limits;
+    use crate::state::{shared_on, Core};
+
+    fn args(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    fn exec(shared: &Arc<Shared>, line: &str) -> Reply {
+        execute(shared, &mut Session::new(true), &args(line))
+    }
+
+    /// A state with its log in a fresh directory, after the SETs of `lines`.
+    fn seeded(lines: &[&str]) -> (tempfile::TempDir, Arc<Shared>) {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(shared_on(&dir.path().join("a.aof")));
+        for line in lines {
+            assert_eq!(exec(&shared, line), Reply::ok(), "{line}");
+        }
+        (dir, shared)
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_stops_all_later_writes() {
+        // Every write to /dev/full fails with ENOSPC, like a full disk.
+        let shared = Arc::new(shared_on(std::path::Path::new("/dev/full")));
+        // A client's write is committed to the pending buffer; the flush the
+        // connection makes before replying is where the disk says no.
+        assert_eq!(exec(&shared, "SET fleet a POINT 1 1"), Reply::ok());
+        let err = shared.flush_aof().unwrap_err().to_string();
+        assert!(
+            err.starts_with("aof write failed, writes disabled: write /dev/full:"),
+            "{err}"
+        );
+        // The next write is refused before it touches memory.
+        let Reply::Error(err) = exec(&shared, "SET fleet b POINT 1 1") else {
+            panic!("expected an error")
+        };
+        assert!(
+            err.starts_with("aof write failed, writes disabled"),
+            "{err}"
+        );
+        let n = shared
+            .core
+            .read()
+            .db
+            .totals(Ctx::new(false).now())
+            .totals
+            .num_objects;
+        assert_eq!(n, 1, "only the write whose append failed reached memory");
+        // Reads still work.
+        assert_eq!(exec(&shared, "EXISTS fleet b"), Reply::Int(0));
+    }
+
+    #[test]
+    fn logged_ttls_are_absolute() {
+        let (dir, shared) = seeded(&[]);
+        let path = dir.path().join("a.aof");
+        let before = Ctx::new(false).now_ms;
+        exec(&shared, "SET fleet a EX 10 POINT 1 1");
+        exec(&shared, "EXPIRE fleet a 20");
+        let after = Ctx::new(false).now_ms;
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"",
+            "pending until the flush"
+        );
+        shared.flush_aof().unwrap();
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        // The deadlines logged are the clock at the command plus the TTL.
+        let deadline = |after_word: &str| -> u64 {
+            let i = text.find(after_word).unwrap() + after_word.len();
+            let rest = &text[i..];
+            let line = rest.split("\r\n").nth(1).unwrap();
+            line.parse().unwrap()
+        };
+        let at10 = deadline("$4\r\npxat\r\n");
+        assert!(
+            (before + 10_000..=after + 10_000).contains(&at10),
+            "{text:?}"
+        );
+        let at20 = deadline("$9\r\npexpireat\r\n$5\r\nfleet\r\n$1\r\na\r\n");
+        assert!(
+            (before + 20_000..=after + 20_000).contains(&at20),
+            "{text:?}"
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("\r\nex\r\n"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn search_replies_are_encoded_in_place_as_resp() {
+        let (_dir, shared) = seeded(&[
+            "SET k a POINT 33 -115",
+            "SET k b FIELD speed 5 POINT 33.001 -115",
+            "SET k c POINT 33.002 -115",
+        ]);
+        let wire = |line: &str| {
+            let mut out = Vec::new();
+            exec(&shared, line).encode(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        // A full page: the cursor points past its last hit.
+        assert_eq!(
+            wire("NEARBY k LIMIT 2 IDS POINT 33 -115 1000"),
+            "*2\r\n:2\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(
+            wire("NEARBY k IDS POINT 33 -115 120"),
+            "*2\r\n:0\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        );
+        assert_eq!(
+            wire("NEARBY k LIMIT 1 DISTANCE IDS POINT 33.001 -115"),
+            "*2\r\n:1\r\n*1\r\n*2\r\n$1\r\nb\r\n$1\r\n0\r\n"
+        );
+        assert_eq!(
+            wire("NEARBY k POINTS POINT 33.001 -115 10"),
+            "*2\r\n:0\r\n*1\r\n*3\r\n$1\r\nb\r\n*2\r\n$6\r\n33.001\r\n$4\r\n-115\r\n\
+             *2\r\n$5\r\nspeed\r\n$1\r\n5\r\n"
+        );
+        assert_eq!(wire("NEARBY k IDS POINT 0 0 10"), "*2\r\n:0\r\n*0\r\n");
+    }
+
+    #[test]
+    fn snapshot_batches_recreate_the_state() {
+        let (dir, shared) = seeded(&[
+            "SET k p FIELD speed 3 POINT 33 -115 7",
+            "SET k b BOUNDS 1 2 3 4",
+            "SET k s EX 100 STRING hello",
+            "SET k2 o OBJECT {\"type\":\"LineString\",\"coordinates\":[[1,2],[3,4]]}",
+        ]);
+        let now = Ctx::new(false).now();
+        let core = shared.core.read();
+        let mut out = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        // Batches of one exercise the resume-after logic.
+        while let Some(l) = crate::cmd::set::snapshot_batch(
+            &core.db,
+            after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())),
+            now,
+            1,
+            &mut out,
+        ) {
+            after = Some(l);
+        }
+        let mut copy = Core {
+            db: geohook_db::Database::new(),
+            aof: Aof::open(&dir.path().join("b.aof")).unwrap(),
+            loading: true,
+        };
+        let mut rest = &out[..];
+        while let Some((cmd, used)) = crate::resp::parse(rest, &Limits::default()).unwrap() {
+            crate::replay::apply(&mut copy, None, &cmd).unwrap();
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(copy.db.canonical_dump(now), core.db.canonical_dump(now));
+    }
+}

@@ -1,0 +1,274 @@
+//! Geofence hooks: `SETHOOK name endpoint[,endpoint…] [META k v …] [EX
+//! seconds] NEARBY|WITHIN|INTERSECTS key FENCE [DETECT …] [COMMANDS …]
+//! <area>`, `DELHOOK name`, `PDELHOOK pattern` and `HOOKS pattern`, and the
+//! form every hook takes in a snapshot.
+//!
+//! SETHOOK is logged as `sethook name endpoints [meta k v …] [pxat ms]
+//! <search args…>`: a hook's `EX` becomes an absolute deadline, as `SET …
+//! EX` does, and its expiry is logged as `delhook name` (see `tasks.rs`),
+//! so a restart neither extends nor resurrects it.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use geohook_db::Database;
+use geohook_hooks::{Endpoint, FenceKind, Filter, HookDef, SetOutcome};
+
+use crate::clock::{from_unix_ms, unix_ms};
+use crate::cmd::args::{lower, text, Args};
+use crate::cmd::ctx::{json_str, CmdError, Ctx};
+use crate::cmd::spec::Cmd;
+use crate::hooks::engine::HookEngine;
+use crate::resp::{encode_command, Reply};
+use crate::state::{Core, Record, Writer};
+
+/// A parsed SETHOOK: the definition and its absolute deadline.
+#[derive(Debug)]
+pub(crate) struct SetHook {
+    def: HookDef,
+    pxat: Option<i64>,
+}
+
+impl SetHook {
+    /// Parses SETHOOK sent at `now` (ms); a `GET key id` area is read from
+    /// `db`.
+    ///
+    /// # Errors
+    ///
+    /// Arity, a bad argument, a bad area or filter, a missing FENCE.
+    pub(crate) fn parse(db: &Database, all: &[Vec<u8>], now: i64) -> Result<SetHook, CmdError> {
+        let mut a = Args::new(all, 1, "sethook");
+        let name = a.text()?.to_owned();
+        let eps = a.next()?;
+        let endpoints = Endpoint::parse_list(text(eps)?).map_err(|_| CmdError::invalid(eps))?;
+        let mut meta = Vec::new();
+        let mut pxat: Option<i64> = None;
+        let kind = loop {
+            let word = a.next()?;
+            match lower(word).as_str() {
+                "meta" => {
+                    let k = a.text()?.to_owned();
+                    meta.push((k, a.text()?.to_owned()));
+                }
+                "ex" => {
+                    let v = a.next()?;
+                    let secs = crate::cmd::args::finite(v)?;
+                    if secs <= 0.0 {
+                        return Err(CmdError::invalid(v));
+                    }
+                    pxat = Some(crate::cmd::args::ex_deadline(v, now)?);
+                }
+                "pxat" => pxat = Some(crate::cmd::args::int(a.next()?)?),
+                w => {
+                    break w
+                        .parse::<FenceKind>()
+                        .map_err(|()| CmdError::invalid(word))?
+                }
+            }
+        };
+        let search_start = a.pos() - 1;
+        let key = a.text()?.to_owned();
+        let (mut fence, mut detect, mut commands) = (false, None, None);
+        while let Some(word) = a.peek_lower() {
+            match word.as_str() {
+                "fence" => fence = true,
+                "detect" => {
+                    a.next()?;
+                    detect = Some(a.text()?.to_owned());
+                    continue;
+                }
+                "commands" => {
+                    a.next()?;
+                    commands = Some(a.text()?.to_owned());
+                    continue;
+                }
+                _ => break,
+            }
+            a.next()?;
+        }
+        let area = a.area(db, now, true)?;
+        a.finish()?;
+        if !fence {
+            return Err(CmdError::Msg("missing FENCE argument".into()));
+        }
+        let hook_err = |e: geohook_hooks::Error| match e {
+            geohook_hooks::Error::InvalidHook { reason, .. } => CmdError::Msg(reason),
+            e => CmdError::Msg(e.to_string()),
+        };
+        let filter = Filter::parse(detect.as_deref(), commands.as_deref()).map_err(hook_err)?;
+        let def = HookDef {
+            name,
+            endpoints,
+            meta,
+            ex: pxat.map(|at| at.saturating_sub(now).max(1) as f64 / 1000.0),
+            kind,
+            key,
+            filter,
+            area,
+            args: all[search_start..]
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        };
+        def.validate().map_err(hook_err)?;
+        Ok(SetHook { def, pxat })
+    }
+
+    /// True when the deadline has passed at `now`: replay does not recreate
+    /// such a hook (its DELHOOK may not have been logged before a crash).
+    pub(crate) fn expired(&self, now: i64) -> bool {
+        self.pxat.is_some_and(|at| at <= now)
+    }
+
+    /// The hook's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// Sets the hook and commits its logged form.
+    ///
+    /// # Errors
+    ///
+    /// The registry refused the hook, or the log failed.
+    pub(crate) fn apply(
+        self,
+        core: &mut Core,
+        engine: &HookEngine,
+        w: &Writer<'_>,
+        ctx: &Ctx,
+    ) -> Result<Reply, CmdError> {
+        let logged = logged_sethook(&self.def, self.pxat);
+        let outcome = engine
+            .hooks
+            .set_hook(self.def, from_unix_ms(ctx.now()))
+            .map_err(|e| CmdError::Msg(e.to_string()))?;
+        let refs: Vec<&[u8]> = logged.iter().map(Vec::as_slice).collect();
+        core.commit(w, Record::new(Cmd::Sethook, &refs, "", None))?;
+        Ok(ctx.ok_or_int(i64::from(outcome != SetOutcome::Unchanged)))
+    }
+}
+
+/// `sethook name endpoints [meta k v …] [pxat ms] <search args…>`.
+fn logged_sethook(def: &HookDef, pxat: Option<i64>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = vec![
+        b"sethook".to_vec(),
+        def.name.as_bytes().to_vec(),
+        def.endpoint_list().into_bytes(),
+    ];
+    for (k, v) in &def.meta {
+        out.extend([
+            b"meta".to_vec(),
+            k.as_bytes().to_vec(),
+            v.as_bytes().to_vec(),
+        ]);
+    }
+    if let Some(at) = pxat {
+        out.extend([b"pxat".to_vec(), at.to_string().into_bytes()]);
+    }
+    out.extend(def.args.iter().map(|a| a.as_bytes().to_vec()));
+    out
+}
+
+/// Appends a SETHOOK for every live hook to `out`, with what remains of its
+/// EX as an absolute deadline, for a snapshot (after the objects, so that a
+/// GET area resolves when it is replayed).
+pub(crate) fn snapshot(engine: &HookEngine, out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    for info in engine.hooks.list("*", now) {
+        let pxat = info.ttl.map(|t| unix_ms(now) + (t * 1000.0) as i64);
+        encode_command(out, &logged_sethook(&info.def, pxat));
+    }
+}
+
+/// `DELHOOK name` or `PDELHOOK pattern`: removes hooks and commits the
+/// command when any was removed.
+///
+/// # Errors
+///
+/// A bad argument, or the log's failure.
+pub(crate) fn del(
+    core: &mut Core,
+    engine: &HookEngine,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+    cmd: Cmd,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let pattern = text(&args[1])?;
+    let (n, logged) = if cmd == Cmd::Pdelhook {
+        (
+            engine.hooks.pdel_hooks(pattern).len(),
+            b"pdelhook".as_slice(),
+        )
+    } else {
+        (
+            usize::from(engine.hooks.del_hook(pattern)),
+            b"delhook".as_slice(),
+        )
+    };
+    if n > 0 {
+        core.commit(w, Record::new(cmd, &[logged, pattern.as_bytes()], "", None))?;
+    }
+    Ok(ctx.ok_or_int(n as i64))
+}
+
+/// `HOOKS pattern`, in Tile38's shapes.
+///
+/// # Errors
+///
+/// A bad argument.
+pub(crate) fn list(engine: &HookEngine, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
+    let hooks = engine.hooks.list(text(&args[1])?, SystemTime::now());
+    Ok(if ctx.json {
+        let mut body = String::from(",\"hooks\":[");
+        for (n, h) in hooks.iter().enumerate() {
+            if n > 0 {
+                body.push(',');
+            }
+            let d = &h.def;
+            let ttl = h.ttl.map_or(-1, |t| t.ceil() as i64);
+            let _ = write!(
+                body,
+                "{{\"name\":{},\"key\":{},\"ttl\":{ttl},\"endpoints\":[",
+                json_str(&d.name),
+                json_str(&d.key)
+            );
+            let eps: Vec<String> = d.endpoints.iter().map(|e| json_str(e.url())).collect();
+            body.push_str(&eps.join(","));
+            body.push_str("],\"command\":[");
+            let cmd: Vec<String> = d.args.iter().map(|a| json_str(a)).collect();
+            body.push_str(&cmd.join(","));
+            body.push_str("],\"meta\":{");
+            let meta: Vec<String> = d
+                .meta
+                .iter()
+                .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+                .collect();
+            body.push_str(&meta.join(","));
+            body.push_str("}}");
+        }
+        body.push(']');
+        ctx.ok_json(&body)
+    } else {
+        Reply::Array(
+            hooks
+                .iter()
+                .map(|h| {
+                    let d = &h.def;
+                    Reply::Array(vec![
+                        Reply::bulk(d.name.clone()),
+                        Reply::bulk(d.key.clone()),
+                        Reply::Array(d.endpoints.iter().map(|e| Reply::bulk(e.url())).collect()),
+                        Reply::Array(d.args.iter().map(|a| Reply::bulk(a.clone())).collect()),
+                        Reply::Array(
+                            d.meta
+                                .iter()
+                                .flat_map(|(k, v)| [Reply::bulk(k.clone()), Reply::bulk(v.clone())])
+                                .collect(),
+                        ),
+                    ])
+                })
+                .collect(),
+        )
+    })
+}

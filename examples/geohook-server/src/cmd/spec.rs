@@ -1,0 +1,199 @@
+//! The command table: every command the server knows, once. The dispatcher
+//! (lookup, authentication, arity), the follower's gate, the READONLY gate,
+//! the flush before replies, replay at start and the metrics labels all read
+//! this table and nothing else, so a command added here is known everywhere
+//! at once and a name missing here is unknown everywhere.
+
+/// Every command, one variant each. The dispatcher sends a row to the
+/// write, read or admin path by its [`Kind`] and then matches on this; a
+/// test runs every row through the dispatcher to show each reaches a
+/// handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Cmd {
+    // Connection.
+    Ping,
+    Echo,
+    Quit,
+    Output,
+    Auth,
+    Command,
+    // Server administration.
+    Server,
+    Info,
+    Gc,
+    Aofshrink,
+    Readonly,
+    Config,
+    Healthz,
+    Follow,
+    Role,
+    Psync,
+    // Data writes.
+    Set,
+    Del,
+    Pdel,
+    Drop,
+    Flushdb,
+    Expire,
+    Pexpireat,
+    Persist,
+    Fset,
+    // Data reads.
+    Get,
+    Exists,
+    Ttl,
+    Fget,
+    Keys,
+    Stats,
+    Bounds,
+    Scan,
+    Nearby,
+    Within,
+    Intersects,
+    // Hooks.
+    Sethook,
+    Delhook,
+    Pdelhook,
+    Hooks,
+}
+
+/// What a command does to the data, which decides how it is gated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Reads the data (objects or hooks): served by a follower only once it
+    /// has caught up with its leader.
+    Read,
+    /// Changes the data: applied under the write lock, appended to the log
+    /// (and so replicated), flushed before the batch's replies, replayed at
+    /// start; refused by a follower and under READONLY.
+    Write,
+    /// About the connection or the server, never logged.
+    Admin,
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub(crate) struct Spec {
+    /// The lower-case name, which is also the metrics label.
+    pub(crate) name: &'static str,
+    pub(crate) cmd: Cmd,
+    pub(crate) kind: Kind,
+    /// Redis's convention: `n` means exactly `n` arguments counting the
+    /// name, `-n` at least `n`. Finer rules (a maximum, pairs) are the
+    /// command's own parse.
+    pub(crate) arity: i8,
+    /// Runs before AUTH.
+    pub(crate) before_auth: bool,
+}
+
+impl Spec {
+    /// Whether `n` arguments (counting the name) fit the table's arity.
+    pub(crate) fn arity_ok(&self, n: usize) -> bool {
+        let want = usize::from(self.arity.unsigned_abs());
+        if self.arity < 0 {
+            n >= want
+        } else {
+            n == want
+        }
+    }
+}
+
+const fn spec(name: &'static str, cmd: Cmd, kind: Kind, arity: i8) -> Spec {
+    Spec {
+        name,
+        cmd,
+        kind,
+        arity,
+        before_auth: false,
+    }
+}
+
+const fn open(name: &'static str, cmd: Cmd, arity: i8) -> Spec {
+    Spec {
+        before_auth: true,
+        ..spec(name, cmd, Kind::Admin, arity)
+    }
+}
+
+use Kind::{Admin, Read, Write};
+
+/// The table, sorted by name for binary search (a test checks the order).
+pub(crate) static TABLE: &[Spec] = &[
+    spec("aofshrink", Cmd::Aofshrink, Admin, 1),
+    open("auth", Cmd::Auth, -2),
+    spec("bounds", Cmd::Bounds, Read, 2),
+    // redis-cli asks for command docs when it starts.
+    spec("command", Cmd::Command, Admin, -1),
+    spec("config", Cmd::Config, Admin, -2),
+    spec("del", Cmd::Del, Write, -3),
+    spec("delhook", Cmd::Delhook, Write, 2),
+    spec("drop", Cmd::Drop, Write, 2),
+    spec("echo", Cmd::Echo, Admin, 2),
+    spec("exists", Cmd::Exists, Read, 3),
+    spec("expire", Cmd::Expire, Write, 4),
+    spec("fget", Cmd::Fget, Read, 4),
+    spec("flushdb", Cmd::Flushdb, Write, 1),
+    spec("follow", Cmd::Follow, Admin, 3),
+    spec("fset", Cmd::Fset, Write, -5),
+    spec("gc", Cmd::Gc, Admin, 1),
+    spec("get", Cmd::Get, Read, -3),
+    open("healthz", Cmd::Healthz, 1),
+    spec("hooks", Cmd::Hooks, Read, 2),
+    spec("info", Cmd::Info, Admin, -1),
+    spec("intersects", Cmd::Intersects, Read, -2),
+    spec("keys", Cmd::Keys, Read, 2),
+    spec("nearby", Cmd::Nearby, Read, -2),
+    open("output", Cmd::Output, -1),
+    spec("pdel", Cmd::Pdel, Write, 3),
+    spec("pdelhook", Cmd::Pdelhook, Write, 2),
+    spec("persist", Cmd::Persist, Write, 3),
+    spec("pexpireat", Cmd::Pexpireat, Write, 4),
+    open("ping", Cmd::Ping, -1),
+    // A follower's PSYNC turns the connection into a replication link; the
+    // connection loop serves it (after AUTH) instead of the dispatcher.
+    spec("psync", Cmd::Psync, Admin, -1),
+    open("quit", Cmd::Quit, -1),
+    spec("readonly", Cmd::Readonly, Admin, 2),
+    spec("role", Cmd::Role, Admin, 1),
+    spec("scan", Cmd::Scan, Read, -2),
+    spec("server", Cmd::Server, Admin, -1),
+    spec("set", Cmd::Set, Write, -4),
+    spec("sethook", Cmd::Sethook, Write, -6),
+    spec("stats", Cmd::Stats, Read, -2),
+    spec("ttl", Cmd::Ttl, Read, 3),
+    spec("within", Cmd::Within, Read, -2),
+];
+
+/// The row of a lower-case command name.
+pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
+    TABLE
+        .binary_search_by(|s| s.name.cmp(name))
+        .ok()
+        .map(|i| &TABLE[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_and_every_command_has_exactly_one_row() {
+        assert!(TABLE.windows(2).all(|w| w[0].name < w[1].name));
+        for s in TABLE {
+            assert_eq!(lookup(s.name).map(|r| r.cmd), Some(s.cmd));
+            assert_eq!(s.name, s.name.to_ascii_lowercase());
+        }
+        let mut cmds: Vec<Cmd> = TABLE.iter().map(|s| s.cmd).collect();
+        cmds.dedup();
+        assert_eq!(cmds.len(), TABLE.len());
+        assert!(lookup("hello").is_none());
+    }
+
+    #[test]
+    fn arity_follows_redis_convention() {
+        let set = lookup("set").unwrap();
+        assert!(!set.arity_ok(3) && set.arity_ok(4) && set.arity_ok(9));
+        let ttl = lookup("ttl").unwrap();
+        assert!(!ttl.arity_ok(2) && ttl.arity_ok(3) && !ttl.arity_ok(4));
+    }
+}

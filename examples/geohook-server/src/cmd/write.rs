@@ -1,0 +1,47 @@
+//! Applying one write command, whoever sent it: a client (through the
+//! dispatcher, under the write lock) or the log itself (replay at start, a
+//! follower applying its leader's stream). Both take this one path, so what
+//! is replayed is exactly what was applied.
+
+use crate::cmd::ctx::{CmdError, Ctx};
+use crate::cmd::hooks::SetHook;
+use crate::cmd::set::Set;
+use crate::cmd::spec::Cmd;
+use crate::cmd::{del, expire, fields, hooks};
+use crate::hooks::engine::HookEngine;
+use crate::resp::Reply;
+use crate::state::{Core, Writer};
+
+/// Applies the write `cmd` (a row of kind `Write`) and commits its logged
+/// form through `w`. Hook commands need `engine`.
+///
+/// # Errors
+///
+/// The command's error; `hooks are not enabled` for a hook command without
+/// an engine.
+pub(crate) fn apply(
+    core: &mut Core,
+    engine: Option<&HookEngine>,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+    cmd: Cmd,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let engine = || engine.ok_or_else(|| CmdError::Msg("hooks are not enabled".into()));
+    match cmd {
+        Cmd::Set => Set::parse(args, ctx.now())?.apply(core, w, ctx),
+        Cmd::Del => del::del(core, w, ctx, args),
+        Cmd::Pdel => del::pdel(core, w, ctx, args),
+        Cmd::Drop => del::drop_key(core, w, ctx, args),
+        Cmd::Flushdb => del::flushdb(core, w, ctx),
+        Cmd::Expire | Cmd::Pexpireat => expire::expire(core, w, ctx, cmd, args),
+        Cmd::Persist => expire::persist(core, w, ctx, args),
+        Cmd::Fset => fields::fset(core, w, ctx, args),
+        Cmd::Sethook => {
+            let engine = engine()?;
+            SetHook::parse(&core.db, args, ctx.now())?.apply(core, engine, w, ctx)
+        }
+        Cmd::Delhook | Cmd::Pdelhook => hooks::del(core, engine()?, w, ctx, cmd, args),
+        _ => Err(CmdError::Msg(format!("no handler for {cmd:?} as a write"))),
+    }
+}

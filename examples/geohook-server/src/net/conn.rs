@@ -1,0 +1,143 @@
+//! One client connection: read, parse a pipelined batch, execute each
+//! command, flush the log once for the batch, and only then send the
+//! replies.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::cmd::ctx::Session;
+use crate::cmd::dispatch::execute;
+use crate::repl::leader::serve_psync;
+use crate::resp::{self, Reply};
+use crate::state::Shared;
+
+/// How many bytes a connection reads at a time. Reading in bounded chunks
+/// keeps the replies of one pipelined batch bounded too.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Serves one connection until it quits, closes, sends unframeable bytes,
+/// or the server shuts down. A batch already read is always finished and
+/// answered before the connection closes.
+pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut session = Session::new(shared.settings.read().requirepass.is_empty());
+    let limits = shared.opts.limits;
+    let mut parsed = resp::ArgBufs::default();
+    loop {
+        let mut start = 0;
+        let mut close = false;
+        loop {
+            match resp::parse_into(&buf[start..], &limits, &mut parsed) {
+                Ok(Some(used)) => {
+                    start += used;
+                    let args = parsed.args();
+                    if args.is_empty() {
+                        continue;
+                    }
+                    if session.authed && args[0].eq_ignore_ascii_case(b"psync") {
+                        // A follower: the connection becomes a replication
+                        // link, served by the replication module.
+                        if !flush_before_replies(shared, &mut session, &mut out) {
+                            stream.write_all(&out).await?;
+                            return Ok(());
+                        }
+                        stream.write_all(&out).await?;
+                        let pending = buf[start..].to_vec();
+                        let args = args.to_vec();
+                        serve_psync(shared, stream, args, pending).await;
+                        return Ok(());
+                    }
+                    let reply = execute(shared, &mut session, args);
+                    reply.encode(&mut out);
+                    if session.quit {
+                        close = true;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Reply::Error(e.to_string()).encode(&mut out);
+                    close = true;
+                    break;
+                }
+            }
+        }
+        buf.drain(..start);
+        parsed.shrink();
+        if !flush_before_replies(shared, &mut session, &mut out) {
+            close = true;
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+            if out.capacity() > 1 << 20 {
+                out = Vec::with_capacity(16 * 1024);
+            }
+        }
+        if close {
+            let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        // Spare capacity bounds one read; the parser bounds what stays
+        // buffered (one incomplete request of at most `max_request`).
+        buf.reserve(READ_CHUNK);
+        let n = tokio::select! {
+            r = stream.read_buf(&mut buf) => r?,
+            () = shared.shutdown.cancelled() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes the log's pending commands before a batch's replies go out, when
+/// the batch wrote. If that fails, the replies are replaced by the error:
+/// none may acknowledge a write that is not in the file. Returns false then,
+/// and the connection closes.
+fn flush_before_replies(shared: &Shared, session: &mut Session, out: &mut Vec<u8>) -> bool {
+    if !std::mem::take(&mut session.unflushed) {
+        return true;
+    }
+    match shared.flush_aof() {
+        Ok(()) => true,
+        Err(e) => {
+            out.clear();
+            Reply::Error(e.to_string()).encode(out);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_whose_flush_fails_gets_the_error_instead_of_its_replies() {
+        // Every write to /dev/full fails with ENOSPC, like a full disk.
+        let shared = Arc::new(crate::state::shared_on(std::path::Path::new("/dev/full")));
+        let mut session = Session::new(true);
+        let mut out = Vec::new();
+        for line in ["SET k a POINT 1 1", "SET k b POINT 2 2"] {
+            let args: Vec<Vec<u8>> = line.split(' ').map(|s| s.as_bytes().to_vec()).collect();
+            execute(&shared, &mut session, &args).encode(&mut out);
+        }
+        assert_eq!(out, b"+OK\r\n+OK\r\n", "committed, not yet written");
+        assert!(!flush_before_replies(&shared, &mut session, &mut out));
+        let reply = String::from_utf8(out).unwrap();
+        assert!(
+            reply.starts_with("-ERR aof write failed, writes disabled: write /dev/full")
+                && !reply.contains("+OK"),
+            "{reply:?}"
+        );
+        // A batch that only read needs no flush and keeps its replies.
+        let mut out = b"+PONG\r\n".to_vec();
+        assert!(flush_before_replies(&shared, &mut session, &mut out));
+        assert_eq!(out, b"+PONG\r\n");
+    }
+}

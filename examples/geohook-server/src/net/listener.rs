@@ -1,0 +1,199 @@
+//! Accepting clients: protected mode, the total and per-address caps, and
+//! the permit each connection holds until its task ends, however it ends.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::task::TaskTracker;
+
+use crate::net::conn::serve_conn;
+use crate::state::Shared;
+
+/// Counts open connections per client address.
+#[derive(Debug, Default)]
+struct AddrCounts(parking_lot::Mutex<HashMap<IpAddr, usize>>);
+
+/// A connection's admission: its place in the client count (the gauge the
+/// `--max-clients` cap reads) and in its address's count. Both are given
+/// back when the permit is dropped, so a connection task that ends in any
+/// way, a panic included, frees its slot.
+#[derive(Debug)]
+struct Permit {
+    counts: Arc<AddrCounts>,
+    ip: IpAddr,
+    clients: Gauge,
+}
+
+impl AddrCounts {
+    /// A permit for `ip` unless it already has `max` connections; counts
+    /// the client in `clients` too.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, clients: &Gauge) -> Option<Permit> {
+        let mut m = self.0.lock();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        clients.inc();
+        Some(Permit {
+            counts: self.clone(),
+            ip,
+            clients: clients.clone(),
+        })
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.clients.dec();
+        let mut m = self.counts.0.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Protected mode: with no password set, a server listening on a
+/// non-loopback address accepts only loopback clients (Redis's rule).
+fn refused_by_protected_mode(
+    protected: bool,
+    has_password: bool,
+    local: Option<SocketAddr>,
+    peer: IpAddr,
+) -> bool {
+    protected
+        && !has_password
+        && !peer.is_loopback()
+        && !local.is_some_and(|l| l.ip().is_loopback())
+}
+
+/// Accepts clients until the shutdown token fires; every connection task is
+/// tracked by `tracker` so that shutdown can wait for in-flight commands.
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker) {
+    let local = listener.local_addr().ok();
+    let counts = Arc::new(AddrCounts::default());
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Running out of descriptors is transient; keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = shared.shutdown.cancelled() => break,
+        };
+        shared.metrics.connections_received.inc();
+        let (protected, has_password) = {
+            let s = shared.settings.read();
+            (s.protected_mode, !s.requirepass.is_empty())
+        };
+        if refused_by_protected_mode(protected, has_password, local, peer.ip()) {
+            shared.metrics.connections_rejected.inc();
+            tracker.spawn(refuse(
+                stream,
+                "DENIED running in protected mode: no password is set and the client is not on loopback; \
+                 set requirepass or CONFIG SET protected-mode no from a loopback client",
+            ));
+            continue;
+        }
+        if shared.metrics.connected_clients.get() >= shared.opts.max_clients as i64 {
+            shared.metrics.connections_rejected.inc();
+            tracker.spawn(refuse(stream, "ERR max number of clients reached"));
+            continue;
+        }
+        // Taken here, in the accept loop, so that the caps above see it at once.
+        let Some(permit) = counts.admit(
+            peer.ip(),
+            shared.opts.max_conns_per_addr,
+            &shared.metrics.connected_clients,
+        ) else {
+            shared.metrics.connections_rejected.inc();
+            tracker.spawn(refuse(
+                stream,
+                "ERR max connections per client address reached",
+            ));
+            continue;
+        };
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = serve_conn(&shared, stream).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn refuse(mut stream: TcpStream, msg: &'static str) {
+    let _ = stream.write_all(format!("-{msg}\r\n").as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_mode_refuses_only_remote_clients_without_a_password() {
+        let lo: SocketAddr = "127.0.0.1:9851".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9851".parse().unwrap();
+        let remote: IpAddr = "10.1.2.3".parse().unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        for (protected, pass, listen, peer, refused) in [
+            (true, false, any, remote, true),
+            (true, false, any, local, false),
+            (true, true, any, remote, false),
+            (false, false, any, remote, false),
+            (true, false, lo, remote, false),
+        ] {
+            assert_eq!(
+                refused_by_protected_mode(protected, pass, Some(listen), peer),
+                refused,
+                "{protected} {pass} {listen} {peer}"
+            );
+        }
+    }
+
+    #[test]
+    fn address_slots_are_capped_and_released() {
+        let counts = Arc::new(AddrCounts::default());
+        let clients = Gauge::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = counts.admit(ip, 2, &clients).unwrap();
+        let _b = counts.admit(ip, 2, &clients).unwrap();
+        assert!(counts.admit(ip, 2, &clients).is_none());
+        assert_eq!(clients.get(), 2);
+        drop(a);
+        assert_eq!(clients.get(), 1);
+        assert!(counts.admit(ip, 2, &clients).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_gives_its_slot_back() {
+        let counts = Arc::new(AddrCounts::default());
+        let clients = Gauge::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let permit = counts.admit(ip, 1, &clients).unwrap();
+        // The connection task owns its permit, as in `accept_loop`.
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            panic!("a bug in a command handler");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(clients.get(), 0, "the client count is given back");
+        assert!(
+            counts.admit(ip, 1, &clients).is_some(),
+            "and so is the address's slot"
+        );
+    }
+}

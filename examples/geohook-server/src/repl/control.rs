@@ -1,0 +1,212 @@
+//! Changing a node's role: the start (leader or follower, from the file's
+//! header and the settings), FOLLOW, and promotion by `FOLLOW no one`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use geohook_repl::{recover, Backlog, Follower, FollowerConfig, Leader, LeaderConfig, ReplId};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::aof::{Fsync, AOF_NAME};
+use crate::cmd::ctx::CmdError;
+use crate::repl::follower::ServerReplica;
+use crate::repl::state::{file_limits, Following, Repl};
+use crate::state::Shared;
+
+/// Reads the position from the live file's `bytes` (read once at start and
+/// replayed by [`crate::replay::load`] too), sets the log's offset, and
+/// takes the role the settings name: a follower of
+/// `follow_host:follow_port`, or a leader that serves PSYNC with a backlog
+/// loaded from its own file.
+///
+/// # Errors
+///
+/// The file's header is damaged.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    backlog: usize,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    let live = shared.opts.dir.join(AOF_NAME);
+    let found = recover(bytes, &file_limits())
+        .with_context(|| format!("replication header of {}", live.display()))?;
+    let offset = found.offset();
+    let had_header = found.replid().is_some();
+    let replid = found.replid().unwrap_or_else(ReplId::random);
+    let leader_config = LeaderConfig {
+        backlog_capacity: backlog,
+        ..LeaderConfig::default()
+    };
+    let backlog = Backlog::load(
+        leader_config.backlog_capacity,
+        offset,
+        found.stream_bytes(bytes),
+    );
+    shared.core.write().aof.set_offset(offset);
+    let repl = Arc::new(Repl {
+        tracker: tracker.clone(),
+        leader_config,
+        leader: Mutex::new(None),
+        links: Mutex::new(CancellationToken::new()),
+        replid: Mutex::new(replid),
+        following: Mutex::new(None),
+        sync: Arc::default(),
+    });
+    let _ = shared.repl.set(repl.clone());
+    let (host, port) = {
+        let s = shared.settings.read();
+        (s.follow_host.clone(), s.follow_port)
+    };
+    tracing::info!(replid = %replid.as_str(), offset, "replication position recovered");
+    if host.is_empty() {
+        // Under `always` every byte a follower can have received was durable
+        // here first, so the history continues under the same id; otherwise
+        // an unsynced tail may be lost and a new id makes any follower that
+        // saw it full-sync instead of diverging.
+        let leader = if shared.opts.fsync == Fsync::Always && had_header {
+            Leader::with_backlog(repl.leader_config.clone(), replid, backlog)?
+        } else {
+            Leader::recovered(repl.leader_config.clone(), replid, backlog)?
+        };
+        let leader = Arc::new(leader);
+        *repl.replid.lock() = leader.position().0;
+        shared.core.write().aof.set_tap(Some(leader.clone()));
+        *repl.leader.lock() = Some(leader);
+        shared.leader.store(true, Ordering::Release);
+    } else {
+        let position = had_header.then_some((replid, offset));
+        follow(shared, &repl, host, port, position)?;
+    }
+    Ok(())
+}
+
+/// Starts following `host:port` from `position`.
+fn follow(
+    shared: &Arc<Shared>,
+    repl: &Arc<Repl>,
+    host: String,
+    port: u16,
+    position: Option<(ReplId, u64)>,
+) -> anyhow::Result<()> {
+    let auth = {
+        let a = shared.settings.read().leaderauth.clone();
+        (!a.is_empty()).then_some(a)
+    };
+    let cancel = shared.shutdown.child_token();
+    let replica = Arc::new(ServerReplica {
+        shared: shared.clone(),
+        cancel: cancel.clone(),
+        sync: repl.sync.clone(),
+    });
+    let config = FollowerConfig {
+        host: host.clone(),
+        port,
+        auth,
+        ..Default::default()
+    };
+    let follower = Follower::new(config, replica, position)?;
+    let status = follower.status();
+    {
+        // Stop leading first: no more backlog appends, attached followers
+        // are dropped, and writes are refused from here on.
+        let mut core = shared.core.write();
+        shared.leader.store(false, Ordering::Release);
+        core.aof.set_tap(None);
+        *repl.leader.lock() = None;
+        repl.links.lock().cancel();
+    }
+    if let Some(old) = repl.following.lock().replace(Following {
+        host: host.clone(),
+        port,
+        cancel: cancel.clone(),
+        status,
+    }) {
+        old.cancel.cancel();
+    }
+    tracing::info!(%host, port, "following");
+    repl.tracker.spawn(follower.run(cancel));
+    Ok(())
+}
+
+/// Stops following and becomes a leader that continues this node's
+/// history under a new replication id.
+fn promote(shared: &Arc<Shared>, repl: &Arc<Repl>) -> Result<(), CmdError> {
+    let Some(old) = repl.following.lock().take() else {
+        return Ok(());
+    };
+    old.cancel.cancel();
+    let mut core = shared.core.write();
+    if let Some(s) = repl.sync.lock().take() {
+        // Promoted in the middle of a full sync: memory holds part of the
+        // leader's snapshot while the file still holds the old state. Reload
+        // nothing silently; say so, and free the shrink flag the sync held.
+        let _ = std::fs::remove_file(&s.path);
+        shared.shrinking.store(false, Ordering::SeqCst);
+        tracing::error!(
+            "promoted during a full sync: memory holds a partial snapshot; restart to reload the file"
+        );
+    }
+    let offset = core.aof.offset();
+    let replid = *repl.replid.lock();
+    let leader = Leader::recovered(
+        repl.leader_config.clone(),
+        replid,
+        Backlog::new(repl.leader_config.backlog_capacity, offset),
+    )
+    .map_err(|e| CmdError::Msg(e.to_string()))?;
+    let leader = Arc::new(leader);
+    *repl.replid.lock() = leader.position().0;
+    core.aof.set_tap(Some(leader.clone()));
+    *repl.leader.lock() = Some(leader);
+    *repl.links.lock() = CancellationToken::new();
+    shared.leader.store(true, Ordering::Release);
+    tracing::info!(offset, "no longer following: leading");
+    Ok(())
+}
+
+/// `FOLLOW host port` or `FOLLOW no one`: follows a leader (from this
+/// node's position) or stops following and leads; the setting is kept for
+/// CONFIG REWRITE.
+///
+/// # Errors
+///
+/// A bad port, or replication not started.
+pub(crate) fn follow_command(shared: &Arc<Shared>, args: &[Vec<u8>]) -> Result<(), CmdError> {
+    let host = String::from_utf8_lossy(&args[1]).into_owned();
+    let port_s = String::from_utf8_lossy(&args[2]).into_owned();
+    let repl = shared
+        .repl
+        .get()
+        .ok_or_else(|| CmdError::Msg("replication is not started".into()))?
+        .clone();
+    if host.eq_ignore_ascii_case("no") && port_s.eq_ignore_ascii_case("one") {
+        promote(shared, &repl)?;
+        let mut s = shared.settings.write();
+        s.follow_host.clear();
+        s.follow_port = 0;
+        return Ok(());
+    }
+    let port: u16 = match port_s.parse() {
+        Ok(p) if p != 0 => p,
+        _ => return Err(CmdError::invalid(&args[2])),
+    };
+    // Stop the old link first: its task checks the token under the core
+    // lock before applying, so no command lands after the position is read.
+    if let Some(old) = repl.following.lock().take() {
+        old.cancel.cancel();
+    }
+    let position = {
+        let core = shared.core.read();
+        Some((*repl.replid.lock(), core.aof.offset()))
+    };
+    follow(shared, &repl, host.clone(), port, position)
+        .map_err(|e| CmdError::Msg(e.to_string()))?;
+    let mut s = shared.settings.write();
+    s.follow_host = host;
+    s.follow_port = port;
+    Ok(())
+}

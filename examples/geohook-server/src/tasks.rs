@@ -1,0 +1,141 @@
+//! The server's background tasks: the once-a-second fsync, object expiry,
+//! hook delivery and hook housekeeping, and the refresh of the gauges that
+//! mirror state before a scrape. Each stops when the shutdown token fires.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::task::TaskTracker;
+
+use crate::clock::now_ms;
+use crate::cmd::del::expire_due;
+use crate::cmd::spec::Cmd;
+use crate::hooks::engine::HookEngine;
+use crate::hooks::metrics::HookCollector;
+use crate::metrics::{self, set_gauge};
+use crate::state::{Record, Shared};
+
+/// Fsyncs the file once a second (`appendfsync everysec`).
+pub(crate) async fn fsync_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.shutdown.cancelled() => return,
+        }
+        let handle = shared.core.write().aof.sync_handle();
+        let Ok(Some(file)) = handle else { continue };
+        // fsync blocks; run it on the blocking pool and without the lock, so
+        // writers are never held up by the disk (Redis does the same from a
+        // background thread).
+        let result = tokio::task::spawn_blocking(move || file.sync_data()).await;
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("fsync task: {e}")),
+        };
+        if let Some(e) = failed {
+            let mut core = shared.core.write();
+            let path = core.aof.path().display().to_string();
+            core.aof.poison(format!("fsync {path}: {e}"));
+        }
+    }
+}
+
+/// Removes expired objects every 100 ms, logging a `del` for each.
+pub(crate) async fn expiry_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.shutdown.cancelled() => return,
+        }
+        // A follower never logs expirations of its own: reads hide expired
+        // objects and the leader's `del` arrives through the stream.
+        if !shared.is_leader() {
+            continue;
+        }
+        let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+        let n = {
+            let mut core = shared.core.write();
+            expire_due(&mut core, &shared.task_writer(), now)
+        };
+        if n > 0 {
+            shared.metrics.expired.inc_by(n);
+        }
+    }
+}
+
+/// Updates the gauges that mirror state, before a scrape.
+pub(crate) fn refresh_gauges(shared: &Shared) {
+    let m = &shared.metrics;
+    {
+        let core = shared.core.read();
+        set_gauge(&m.aof_size, core.aof.size());
+        set_gauge(&m.aof_offset, core.aof.offset());
+        let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+        set_gauge(&m.objects, core.db.totals(now).totals.num_objects as u64);
+    }
+    crate::repl::status::refresh_gauges(shared);
+    match shared.memwatch.get().map(|w| w.metrics()) {
+        Some(w) => {
+            let _ = m.memwatch_level.set(w.level as i64);
+            set_gauge(&m.memwatch_headroom, w.headroom_bytes.unwrap_or(0));
+        }
+        // -1 tells a dashboard that the watchdog is off, not at level 0.
+        None => {
+            let _ = m.memwatch_level.set(-1);
+        }
+    }
+    if let Some((allocated, resident)) = metrics::jemalloc_stats() {
+        set_gauge(&m.jemalloc_allocated, allocated);
+        set_gauge(&m.jemalloc_resident, resident);
+    }
+}
+
+/// Spawns the hooks' delivery task and their housekeeping (role, EX expiry)
+/// under `tracker`, and registers the hooks' metrics.
+pub(crate) fn start_hooks(shared: &Arc<Shared>, tracker: &TaskTracker) {
+    let Some(engine) = shared.hooks.get().cloned() else {
+        return;
+    };
+    shared
+        .metrics
+        .add_collector(Box::new(HookCollector(engine.clone())));
+    let cancel = shared.shutdown.clone();
+    let e = engine.clone();
+    tracker.spawn(async move { e.hooks.run(cancel).await });
+    tracker.spawn(housekeeping(shared.clone(), engine));
+}
+
+/// Every 100 ms: follows the node's role, and on the leader removes hooks
+/// whose EX passed, logging a DELHOOK for each under the write lock so that
+/// the log order matches the registry's.
+async fn housekeeping(shared: Arc<Shared>, engine: Arc<HookEngine>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.shutdown.cancelled() => return,
+        }
+        let leader = shared.is_leader();
+        if engine.hooks.is_leader() != leader {
+            engine.hooks.set_role(leader);
+        }
+        if !leader {
+            continue;
+        }
+        let mut core = shared.core.write();
+        if core.writable().is_err() {
+            continue;
+        }
+        let w = shared.task_writer();
+        for name in engine.hooks.expire_due(SystemTime::now()) {
+            let logged = [b"delhook".as_slice(), name.as_bytes()];
+            if let Err(e) = core.commit(&w, Record::new(Cmd::Delhook, &logged, "", None)) {
+                tracing::error!(error = %e, "could not log a hook expiry");
+                break;
+            }
+        }
+    }
+}
