@@ -73,8 +73,9 @@
 //! # Crate features
 //!
 //! None. The crate depends on tokio (sockets, timers, a watch channel),
-//! tokio-util (cancellation), parking_lot, rand (replication ids), thiserror
-//! and tracing.
+//! tokio-util (cancellation), parking_lot, rand (replication ids), thiserror,
+//! tracing, and geohook-resp (the RESP framing shared with the server:
+//! [`encode_command`] and [`encoded_len`] are its own).
 
 mod backlog;
 mod error;
