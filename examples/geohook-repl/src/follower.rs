@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use geohook_resp::{Frame, FrameLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::resp::{self, Frame, Limits};
+use crate::limits::Limits;
 use crate::{Error, ReplId, Replica};
 
 /// Follower configuration.
@@ -282,7 +283,7 @@ impl<R: Replica + ?Sized> Follower<R> {
 
         if let Some(pw) = self.config.auth.clone() {
             let mut cmd = Vec::new();
-            resp::encode_command(&mut cmd, &[b"AUTH".as_slice(), pw.as_bytes()]);
+            geohook_resp::encode_command(&mut cmd, &[b"AUTH".as_slice(), pw.as_bytes()]);
             self.write(&mut wr, &cmd, &addr).await?;
             match self.handshake_reply(&mut rd, &mut buf, cancel).await? {
                 Some(Frame::Status(..)) => {}
@@ -298,7 +299,7 @@ impl<R: Replica + ?Sized> Follower<R> {
             None => ("?".to_owned(), "-1".to_owned()),
         };
         let mut cmd = Vec::new();
-        resp::encode_command(
+        geohook_resp::encode_command(
             &mut cmd,
             &[b"PSYNC".as_slice(), id.as_bytes(), off.as_bytes()],
         );
@@ -383,11 +384,12 @@ impl<R: Replica + ?Sized> Follower<R> {
             let mut applied = false;
             let mut announced = false;
             let outcome = loop {
-                let frame = match resp::parse_frame(&buf[used..], &self.config.limits) {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break Ok(()),
-                    Err(m) => break Err(Error::protocol(&addr, m.to_string())),
-                };
+                let frame =
+                    match geohook_resp::parse_frame(&buf[used..], &self.config.limits.frame()) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break Ok(()),
+                        Err(m) => break Err(Error::protocol(&addr, m.to_string())),
+                    };
                 match frame {
                     Frame::Command(args, n) => {
                         used += n;
@@ -498,7 +500,7 @@ impl<R: Replica + ?Sized> Follower<R> {
                     if let Some((_, offset)) = self.position {
                         let mut cmd = Vec::new();
                         let off = offset.to_string();
-                        resp::encode_command(&mut cmd, &[b"REPLCONF".as_slice(), b"ACK", off.as_bytes()]);
+                        geohook_resp::encode_command(&mut cmd, &[b"REPLCONF".as_slice(), b"ACK", off.as_bytes()]);
                         self.write(&mut wr, &cmd, &addr).await?;
                     }
                 }
@@ -516,16 +518,13 @@ impl<R: Replica + ?Sized> Follower<R> {
         let addr = self.leader();
         let deadline = tokio::time::Instant::now() + self.config.connect_timeout;
         loop {
-            let limits = Limits {
+            let limits = FrameLimits {
                 max_line: self.config.limits.max_line,
-                ..Limits::default()
+                ..FrameLimits::default()
             };
-            match resp::parse_frame(buf, &limits) {
+            match geohook_resp::parse_frame(buf, &limits) {
                 Ok(Some(f)) => {
-                    let n = match &f {
-                        Frame::Command(_, n) | Frame::Status(_, n) | Frame::Error(_, n) => *n,
-                    };
-                    buf.drain(..n);
+                    buf.drain(..f.wire_len());
                     return Ok(Some(f));
                 }
                 Ok(None) => {}

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::resp::{self, Limits};
+use crate::limits::Limits;
 use crate::Error;
 
 /// The name of the header pseudo-command.
@@ -85,7 +85,7 @@ pub const HEADER_LEN: usize = 120;
 /// into service.
 pub fn encode_header(replid: &ReplId, offset: u64, base_len: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN);
-    resp::encode_command(
+    geohook_resp::encode_command(
         &mut out,
         &[
             HEADER_COMMAND.as_bytes(),
@@ -154,9 +154,10 @@ pub fn recover(file: &[u8], limits: &Limits) -> Result<Recovered, Error> {
         position: position as u64,
         reason,
     };
+    let frame = limits.frame();
     let mut header = None;
     let mut header_len = 0usize;
-    match resp::parse_command(file, limits) {
+    match geohook_resp::parse_command(file, &frame) {
         Ok(Some((args, len))) if args[0].eq_ignore_ascii_case(HEADER_COMMAND.as_bytes()) => {
             header = Some(parse_header(&args).map_err(|r| corrupt(0, r))?);
             header_len = len;
@@ -177,7 +178,7 @@ pub fn recover(file: &[u8], limits: &Limits) -> Result<Recovered, Error> {
         })?;
     let mut pos = header_len;
     while pos < file.len() {
-        match resp::scan_command(&file[pos..], limits) {
+        match geohook_resp::scan_command(&file[pos..], &frame) {
             Ok(Some(len)) => {
                 if pos < stream_start && pos + len > stream_start {
                     return Err(corrupt(

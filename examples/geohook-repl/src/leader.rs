@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use geohook_resp::FrameLimits;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::resp::{self, Limits};
 use crate::{Backlog, Error, ReplId, SnapshotSource};
 
 /// Leader configuration.
@@ -172,14 +172,14 @@ impl std::fmt::Debug for Leader {
 
 /// Limits for what a follower may send to the leader: only short commands
 /// (`REPLCONF ACK <n>`, `PING`) are expected.
-const FOLLOWER_LIMITS: Limits = Limits {
+const FOLLOWER_LIMITS: FrameLimits = FrameLimits {
     max_args: 8,
     max_bulk: 256,
     max_line: 256,
 };
 
 /// Limits for the commands of the pre-`PSYNC` handshake.
-const HANDSHAKE_LIMITS: Limits = Limits {
+const HANDSHAKE_LIMITS: FrameLimits = FrameLimits {
     max_args: 8,
     max_bulk: 1024,
     max_line: 1024,
@@ -284,8 +284,8 @@ impl Leader {
     /// file, with exactly the bytes written to the file (see
     /// [`Leader::append_encoded`]), so that stream order equals apply order.
     pub fn append<A: AsRef<[u8]>>(&self, args: &[A]) -> u64 {
-        let mut buf = Vec::with_capacity(resp::encoded_len(args));
-        resp::encode_command(&mut buf, args);
+        let mut buf = Vec::with_capacity(geohook_resp::encoded_len(args));
+        geohook_resp::encode_command(&mut buf, args);
         self.append_encoded(&buf)
     }
 
@@ -377,7 +377,7 @@ impl Leader {
         let mut authed = self.config.password.is_none();
         loop {
             let (args, used) = loop {
-                match resp::parse_command(&buf, &HANDSHAKE_LIMITS) {
+                match geohook_resp::parse_command(&buf, &HANDSHAKE_LIMITS) {
                     Ok(Some(found)) => break found,
                     Ok(None) => {}
                     Err(m) => return Err(Error::protocol(peer, m.to_string())),
@@ -528,7 +528,7 @@ impl Leader {
                 let line = format!("+FULLRESYNC {replid} {}\r\n", snapshot.offset);
                 let mut buf = line.into_bytes();
                 for cmd in snapshot.commands {
-                    resp::encode_command(&mut buf, &cmd);
+                    geohook_resp::encode_command(&mut buf, &cmd);
                     if buf.len() >= self.config.max_batch {
                         if !self.send(&mut writer, &buf, peer, cancel).await? {
                             return Ok(());
@@ -646,7 +646,7 @@ impl Leader {
     /// Consumes complete `REPLCONF ACK` / `PING` commands from `inbuf`.
     fn take_acks(&self, inbuf: &mut Vec<u8>, link: u64, peer: &str) -> Result<(), Error> {
         let mut used = 0;
-        while let Some((args, n)) = resp::parse_command(&inbuf[used..], &FOLLOWER_LIMITS)
+        while let Some((args, n)) = geohook_resp::parse_command(&inbuf[used..], &FOLLOWER_LIMITS)
             .map_err(|m| Error::protocol(peer, m.to_string()))?
         {
             used += n;
@@ -701,13 +701,8 @@ impl Leader {
 /// boundary; 0 if it holds none. The bytes are the leader's own (appended
 /// through [`Leader::append`]), so no limit applies.
 fn last_boundary(chunk: &[u8]) -> usize {
-    const OWN: Limits = Limits {
-        max_args: usize::MAX,
-        max_bulk: usize::MAX,
-        max_line: usize::MAX,
-    };
     let mut pos = 0;
-    while let Ok(Some(len)) = resp::scan_command(&chunk[pos..], &OWN) {
+    while let Ok(Some(len)) = geohook_resp::scan_command(&chunk[pos..], &FrameLimits::UNBOUNDED) {
         pos += len;
     }
     pos

@@ -73,22 +73,24 @@
 //! # Crate features
 //!
 //! None. The crate depends on tokio (sockets, timers, a watch channel),
-//! tokio-util (cancellation), parking_lot, rand (replication ids), thiserror
-//! and tracing.
+//! tokio-util (cancellation), parking_lot, rand (replication ids), thiserror,
+//! tracing, and geohook-resp (the RESP framing shared with the server:
+//! [`encode_command`] and [`encoded_len`] are its own).
 
 mod backlog;
 mod error;
 mod follower;
 mod header;
 mod leader;
-mod resp;
+mod limits;
 
 pub use backlog::Backlog;
 pub use error::{BoxError, Error};
 pub use follower::{Follower, FollowerConfig, FollowerState};
+pub use geohook_resp::{encode_command, encoded_len};
 pub use header::{encode_header, recover, Header, Recovered, ReplId, HEADER_COMMAND, HEADER_LEN};
 pub use leader::{FollowerLink, Leader, LeaderConfig, LeaderStats};
-pub use resp::{encode_command, encoded_len, Limits};
+pub use limits::Limits;
 
 /// One command: its arguments, the command name first.
 pub type Command = Vec<Vec<u8>>;
@@ -193,7 +195,7 @@ pub trait SnapshotSource: Send + Sync {
 /// [`Error::Corrupt`] with the position, relative to `buf`, of the first byte
 /// that cannot belong to a valid command under `limits`.
 pub fn decode_command(buf: &[u8], limits: &Limits) -> Result<Option<(Command, usize)>, Error> {
-    resp::parse_command(buf, limits).map_err(|m| Error::Corrupt {
+    geohook_resp::parse_command(buf, &limits.frame()).map_err(|m| Error::Corrupt {
         position: m.at as u64,
         reason: m.reason.to_owned(),
     })
