@@ -19,7 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::resp::encode_command;
+use geohook_resp::encode_command;
 
 /// A failed write or fsync of the log, latched: every later append or sync
 /// fails with the first error, because the file no longer matches memory.

@@ -12,10 +12,10 @@ use crate::aof::{Aof, Fsync, AOF_NAME};
 use crate::cli::Args;
 use crate::hooks::engine::HookEngine;
 use crate::metrics::{self, Metrics};
-use crate::resp::Limits;
 use crate::settings::Settings;
 use crate::state::{Core, Options, Shared};
 use crate::tasks;
+use geohook_resp::Limits;
 
 /// Exit code when memwatch fired and the server drained and stopped.
 const EXIT_MEMWATCH: i32 = 2;

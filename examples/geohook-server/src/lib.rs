@@ -37,7 +37,7 @@
 //!   stop accepting, let connections finish the batch they read, then fsync
 //!   the file.
 //! - **Peers.** Requests are capped in argument count, bulk size and total
-//!   size (`resp::Limits`); malformed framing gets an error and a close.
+//!   size (`geohook_resp::Limits`); malformed framing gets an error and a close.
 //!   Without a password, clients from other hosts are refused when the
 //!   server listens on a non-loopback address (protected mode); connections
 //!   per client address are capped.
@@ -75,7 +75,6 @@ mod net;
 mod repair;
 mod repl;
 mod replay;
-mod resp;
 mod settings;
 mod shrink;
 mod state;

@@ -13,8 +13,8 @@ use crate::cmd::hooks::SetHook;
 use crate::cmd::spec::{self, Cmd, Kind};
 use crate::cmd::write;
 use crate::hooks::engine::HookEngine;
-use crate::resp::{self, Limits};
 use crate::state::{Core, Writer};
+use geohook_resp::{self as resp, Limits};
 
 /// Applies one command read back from the log. The caller sets
 /// `core.loading`, so nothing is logged.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use aof_compactor::{bytesize::ByteSize, CompactionOutcome, Compactor, Rewrite, SizeSource};
 use tokio_util::task::TaskTracker;
 
-use crate::aof::AOF_NAME;
+use crate::aof::{AofError, AOF_NAME};
 use crate::clock::now_ms;
 use crate::cmd::set::snapshot_batch;
 use crate::repl::status::shrink_header;
@@ -34,6 +34,21 @@ use crate::state::Shared;
 
 /// Items written per read-lock hold.
 const BATCH: usize = 1000;
+
+/// Why a shrink did not happen or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ShrinkError {
+    /// Another shrink (or a follower's full sync) owns the file.
+    #[error("shrink already in progress")]
+    Busy,
+    /// The log failed before or during the shrink; writes are disabled.
+    #[error(transparent)]
+    Aof(#[from] AofError),
+    /// A step of the rewrite failed; the live file is unchanged unless the
+    /// log says otherwise.
+    #[error("{0}")]
+    Io(String),
+}
 
 /// What one shrink did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +78,9 @@ impl Drop for Busy<'_> {
 /// Another shrink is running, writes are disabled, or an I/O step failed.
 /// Before the rename the live file is untouched; if reopening after the
 /// rename fails, writes are disabled (the error is latched in the log).
-pub(crate) fn shrink(shared: &Shared) -> Result<Report, String> {
+pub(crate) fn shrink(shared: &Shared) -> Result<Report, ShrinkError> {
     if shared.shrinking.swap(true, Ordering::SeqCst) {
-        return Err("shrink already in progress".into());
+        return Err(ShrinkError::Busy);
     }
     let _busy = Busy(shared);
     let started = Instant::now();
@@ -92,19 +107,19 @@ pub(crate) fn shrink(shared: &Shared) -> Result<Report, String> {
     result
 }
 
-fn rewrite(shared: &Shared) -> Result<Report, String> {
+fn rewrite(shared: &Shared) -> Result<Report, ShrinkError> {
     let live = shared.opts.dir.join(AOF_NAME);
     let (start, start_offset) = {
         // The rewrite copies the live file's bytes from `start` on, so the
         // file must hold every committed command: write what is pending.
         let mut core = shared.core.write();
-        core.writable().map_err(|e| e.to_string())?;
-        core.aof.flush().map_err(|e| e.to_string())?;
+        core.writable()?;
+        core.aof.flush()?;
         (core.aof.size(), core.aof.offset())
     };
     let max_rate = shared.settings.read().aofshrink_max_rate;
     let mut rw = Rewrite::begin_at(&live, start)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| ShrinkError::Io(e.to_string()))?
         .max_rate(max_rate);
     // The new file starts with the replication header at the offset where
     // the carried-over tail begins; its base length is known only after the
@@ -112,7 +127,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     let header = shrink_header(shared, start_offset, 0);
     if let Some(h) = &header {
         rw.write_all(h)
-            .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+            .map_err(|e| ShrinkError::Io(format!("write {}: {e}", rw.temp_path().display())))?;
     }
     let mut buf = Vec::with_capacity(1 << 20);
     let mut after: Option<(String, String)> = None;
@@ -129,7 +144,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
             )
         };
         rw.write_all(&buf)
-            .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+            .map_err(|e| ShrinkError::Io(format!("write {}: {e}", rw.temp_path().display())))?;
         snapshot += buf.len() as u64;
         buf.clear();
         match next {
@@ -141,13 +156,13 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
     if let Some(h) = shared.hooks.get() {
         crate::cmd::hooks::snapshot(h, &mut buf);
         rw.write_all(&buf)
-            .map_err(|e| format!("write {}: {e}", rw.temp_path().display()))?;
+            .map_err(|e| ShrinkError::Io(format!("write {}: {e}", rw.temp_path().display())))?;
         snapshot += buf.len() as u64;
         buf.clear();
     }
     // Copy most of the tail without blocking writers, so that the part
     // done under the write lock is short.
-    rw.catch_up().map_err(|e| e.to_string())?;
+    rw.catch_up().map_err(|e| ShrinkError::Io(e.to_string()))?;
     if header.is_some() {
         if let Some(h) = shrink_header(shared, start_offset, snapshot) {
             use std::os::unix::fs::FileExt as _;
@@ -155,13 +170,15 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
                 .write(true)
                 .open(rw.temp_path())
                 .and_then(|f| f.write_all_at(&h, 0).and_then(|()| f.sync_data()))
-                .map_err(|e| format!("write header {}: {e}", rw.temp_path().display()));
+                .map_err(|e| {
+                    ShrinkError::Io(format!("write header {}: {e}", rw.temp_path().display()))
+                });
             patch?;
         }
     }
     let mut core = shared.core.write();
-    core.writable().map_err(|e| e.to_string())?;
-    core.aof.flush().map_err(|e| e.to_string())?;
+    core.writable()?;
+    core.aof.flush()?;
     let before = core.aof.size();
     let committed = match rw.commit() {
         Ok(c) => c,
@@ -173,7 +190,7 @@ fn rewrite(shared: &Shared) -> Result<Report, String> {
                 core.aof
                     .poison(format!("after a failed shrink commit ({msg}): {re}"));
             }
-            return Err(msg);
+            return Err(ShrinkError::Io(msg));
         }
     };
     let after_len = committed.len;
@@ -217,7 +234,8 @@ pub(crate) fn start(
         async move {
             let r = tokio::task::spawn_blocking(move || shrink(&s))
                 .await
-                .map_err(|e| format!("shrink task: {e}"))??;
+                .map_err(|e| format!("shrink task: {e}"))?
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>(CompactionOutcome { new_size: r.after })
         }
     })?;

@@ -16,8 +16,8 @@ use crate::cmd::spec::Cmd;
 use crate::hooks::engine::HookEngine;
 use crate::metrics::Metrics;
 use crate::repl::state::Repl;
-use crate::resp::Limits;
 use crate::settings::Settings;
+use geohook_resp::Limits;
 
 /// Options fixed at start from the command line.
 #[derive(Debug, Clone)]
@@ -283,7 +283,7 @@ pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
     let opts = Options {
         dir: std::env::temp_dir(),
         fsync: Fsync::Always,
-        limits: crate::resp::Limits::default(),
+        limits: geohook_resp::Limits::default(),
         max_conns_per_addr: 1,
         max_clients: 1,
         listen: String::new(),

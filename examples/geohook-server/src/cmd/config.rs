@@ -5,9 +5,9 @@ use aof_compactor::bytesize::ByteSize;
 
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx};
-use crate::resp::Reply;
 use crate::settings::PROPERTIES;
 use crate::state::Shared;
+use geohook_resp::Reply;
 
 /// Runs a CONFIG sub-command.
 ///

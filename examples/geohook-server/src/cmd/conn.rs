@@ -4,8 +4,8 @@
 
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{json_str, CmdError, Ctx, Session};
-use crate::resp::Reply;
 use crate::state::Shared;
+use geohook_resp::Reply;
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

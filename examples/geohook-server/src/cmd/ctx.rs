@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use crate::aof::AofError;
-use crate::resp::Reply;
 use crate::settings::SetError;
+use geohook_resp::Reply;
 
 /// Per-connection state.
 #[derive(Debug)]

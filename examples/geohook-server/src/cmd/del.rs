@@ -10,8 +10,8 @@ use geohook_db::Object;
 use crate::cmd::args::{lower, text};
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::spec::Cmd;
-use crate::resp::Reply;
 use crate::state::{Core, Record, Writer};
+use geohook_resp::Reply;
 
 /// Most objects one expiry pass removes, so that one pass holds the write
 /// lock for a bounded time.

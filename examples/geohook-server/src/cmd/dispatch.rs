@@ -14,8 +14,8 @@ use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Kind, Spec};
 use crate::cmd::{config, conn, fields, get, hooks, keys, repl, search, server, write};
 use crate::repl::status::gate;
-use crate::resp::Reply;
 use crate::state::Shared;
+use geohook_resp::Reply;
 
 /// Runs one command from a client and renders its reply.
 pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
@@ -187,8 +187,8 @@ mod tests {
 mod data_tests {
     use super::*;
     use crate::aof::Aof;
-    use crate::resp::Limits;
     use crate::state::{shared_on, Core};
+    use geohook_resp::Limits;
 
     fn args(line: &str) -> Vec<Vec<u8>> {
         line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
@@ -339,7 +339,7 @@ mod data_tests {
             loading: true,
         };
         let mut rest = &out[..];
-        while let Some((cmd, used)) = crate::resp::parse(rest, &Limits::default()).unwrap() {
+        while let Some((cmd, used)) = geohook_resp::parse(rest, &Limits::default()).unwrap() {
             crate::replay::apply(&mut copy, None, &cmd).unwrap();
             rest = &rest[used..];
         }

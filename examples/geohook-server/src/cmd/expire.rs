@@ -7,8 +7,8 @@
 use crate::cmd::args::{self, text};
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::spec::Cmd;
-use crate::resp::Reply;
 use crate::state::{Core, Record, Writer};
+use geohook_resp::Reply;
 
 /// `EXPIRE key id seconds` or `PEXPIREAT key id ms`.
 ///

@@ -9,8 +9,8 @@ use geohook_db::{Database, FieldValue};
 use crate::cmd::args::{self, lower, text};
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::spec::Cmd;
-use crate::resp::Reply;
 use crate::state::{Core, Record, Writer};
+use geohook_resp::Reply;
 
 /// `FSET key id [XX] name value …`.
 ///

@@ -9,7 +9,7 @@ use crate::cmd::render::{
     bounds_json, bounds_resp, fields_json_map, fields_resp, no_position, point_json, point_resp,
     precision, Output,
 };
-use crate::resp::Reply;
+use geohook_resp::Reply;
 
 /// A parsed GET.
 #[derive(Debug)]

@@ -19,8 +19,8 @@ use crate::cmd::args::{lower, text, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::spec::Cmd;
 use crate::hooks::engine::HookEngine;
-use crate::resp::{encode_command, Reply};
 use crate::state::{Core, Record, Writer};
+use geohook_resp::{encode_command, Reply};
 
 /// A parsed SETHOOK: the definition and its absolute deadline.
 #[derive(Debug)]

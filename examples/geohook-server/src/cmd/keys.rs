@@ -6,7 +6,7 @@ use geohook_db::{Bounds, Database, Point};
 use crate::cmd::args::text;
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::render::fnum;
-use crate::resp::Reply;
+use geohook_resp::Reply;
 
 /// `KEYS pattern`.
 ///

@@ -5,7 +5,7 @@ use geohook_db::{Bounds, Item, Point};
 
 use crate::cmd::args::text;
 use crate::cmd::ctx::{json_str, CmdError};
-use crate::resp::Reply;
+use geohook_resp::Reply;
 
 /// What a search or GET returns per item.
 #[derive(Debug, Clone, Copy, PartialEq)]

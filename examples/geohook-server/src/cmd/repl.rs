@@ -5,8 +5,8 @@ use std::sync::Arc;
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::repl::control::follow_command;
 use crate::repl::status::{healthz, server_fields};
-use crate::resp::Reply;
 use crate::state::Shared;
+use geohook_resp::Reply;
 
 /// `FOLLOW host port` or `FOLLOW no one`.
 ///

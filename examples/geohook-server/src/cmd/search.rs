@@ -15,7 +15,7 @@ use crate::cmd::render::{
     precision, Output,
 };
 use crate::cmd::spec::Cmd;
-use crate::resp::{self, Reply};
+use geohook_resp::{self as resp, Reply};
 
 /// Tile38's default LIMIT for searches.
 const DEFAULT_LIMIT: usize = 100;

@@ -8,9 +8,9 @@ use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::spec::Cmd;
 use crate::repl::status::server_fields;
-use crate::resp::Reply;
 use crate::settings::parse_yes_no;
 use crate::state::Shared;
+use geohook_resp::Reply;
 
 /// `GC`: asks jemalloc to return the unused dirty pages of every arena to
 /// the system now, instead of on its own decay schedule.

@@ -13,8 +13,8 @@ use crate::cmd::args::{self, lower, Args};
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::render::fnum;
 use crate::cmd::spec::Cmd;
-use crate::resp::{encode_command, Reply};
 use crate::state::{Core, Record, Writer};
+use geohook_resp::{encode_command, Reply};
 
 /// A parsed SET.
 #[derive(Debug)]

@@ -9,8 +9,8 @@ use crate::cmd::set::Set;
 use crate::cmd::spec::Cmd;
 use crate::cmd::{del, expire, fields, hooks};
 use crate::hooks::engine::HookEngine;
-use crate::resp::Reply;
 use crate::state::{Core, Writer};
+use geohook_resp::Reply;
 
 /// Applies the write `cmd` (a row of kind `Write`) and commits its logged
 /// form through `w`. Hook commands need `engine`.

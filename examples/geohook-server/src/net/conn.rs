@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use crate::cmd::ctx::Session;
 use crate::cmd::dispatch::execute;
 use crate::repl::leader::serve_psync;
-use crate::resp::{self, Reply};
 use crate::state::Shared;
+use geohook_resp::{self as resp, Reply};
 
 /// How many bytes a connection reads at a time. Reading in bounded chunks
 /// keeps the replies of one pipelined batch bounded too.

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::aof::{Fsync, AOF_NAME};
 use crate::repl::leader::fullsync_path;
 use crate::repl::state::SyncFile;
-use crate::resp::encode_command;
 use crate::state::{Core, Shared};
+use geohook_resp::encode_command;
 
 /// The server's database as the follower task's state machine.
 pub(crate) struct ServerReplica {
