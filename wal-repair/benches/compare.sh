@@ -11,8 +11,8 @@ set -euo pipefail
 SIZE_MIB=${1:-1024}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
-cargo build --release -q -p wal-repair --bin wal-repair
-BIN="$ROOT/target/release/wal-repair"
+cargo build --release -q -p wal-repair-cli --bin wal-repair
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/wal-repair"
 command -v redis-check-aof >/dev/null || { echo "redis-check-aof not found (apt-get install redis-tools)" >&2; exit 1; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wal-repair-compare.XXXXXX")

@@ -4,22 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{log, scratch, sidecars, Fmt};
-
-fn run(args: &[&str], file: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_wal-repair"))
-        .args(args)
-        .arg(file)
-        .output()
-        .expect("run wal-repair");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use common::{log, run, scratch, sidecars, Fmt};
 
 /// (name, file contents, arguments, exit code, file contents afterwards)
 type Case<'a> = (&'a str, &'a [u8], &'a [&'a str], i32, &'a [u8]);

@@ -2,9 +2,15 @@
 //!
 //! Exit codes: 0 clean (or repaired by `fix`); 1 torn or zero tail (repairable; `check` and
 //! `fix --dry-run` only); 2 corrupt (file untouched); 3 usage, I/O or lock error; 4 repair refused
-//! because it would discard more than `--max-discard` bytes.
+//! because it would discard more than `--max-discard` bytes. `check` of several files exits with the
+//! highest of their codes.
+//!
+//! Output goes through `out`, never `println!`: when the reader of stdout goes away (`wal-repair
+//! check … | head -1`), the write fails with `BrokenPipe` and the process ends quietly with exit code 0,
+//! as ripgrep does, instead of panicking with "failed printing to stdout".
 
-use std::io::{IsTerminal, Read};
+use std::fmt::Display;
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,10 +38,12 @@ const EXIT_CODES: &str =
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Classify the end of a log without modifying it.
+    /// Classify the end of each log without modifying it (one line, or one JSON object, per file).
     Check {
         #[command(flatten)]
         common: Common,
+        /// More logs to check after the first.
+        more: Vec<PathBuf>,
     },
     /// Truncate a torn or zero tail, keeping the cut bytes in a sidecar file; refuse corruption.
     Fix {
@@ -100,18 +108,28 @@ fn main() -> ExitCode {
     let json = cli.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // Whoever read our output has stopped reading: there is nobody left to tell anything.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_CLEAN),
         Err(e) => {
             if json {
-                println!(
-                    "{}",
-                    json!({ "status": "error", "error": format!("{e:#}") })
-                );
+                let _ = out(json!({ "status": "error", "error": format!("{e:#}") }));
             } else {
                 eprintln!("wal-repair: error: {e:#}");
             }
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Writes one line to stdout, returning the error instead of panicking as `println!` does.
+fn out(line: impl Display) -> io::Result<()> {
+    writeln!(io::stdout().lock(), "{line}")
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<io::Error>())
+        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
 fn pick_format(arg: FormatArg, path: &Path) -> anyhow::Result<&'static dyn RecordFormat> {
@@ -152,10 +170,15 @@ fn progress_bar(path: &Path) -> Option<indicatif::ProgressBar> {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let json = cli.json;
     match cli.command {
-        Command::Check { common } => {
-            let format = pick_format(common.format, &common.file)?;
-            let scan = scan_with_progress(&common.file, format, &common.scan_config()?)?;
-            Ok(report_scan(&common.file, format, &scan, json, false))
+        Command::Check { common, more } => {
+            let config = common.scan_config()?;
+            let mut worst = EXIT_CLEAN;
+            for file in std::iter::once(&common.file).chain(&more) {
+                let format = pick_format(common.format, file)?;
+                let scan = scan_with_progress(file, format, &config)?;
+                worst = worst.max(report_scan(file, format, &scan, json, false)?);
+            }
+            Ok(worst)
         }
         Command::Fix {
             common,
@@ -166,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let format = pick_format(common.format, &common.file)?;
             if dry_run {
                 let scan = scan_with_progress(&common.file, format, &common.scan_config()?)?;
-                return Ok(report_scan(&common.file, format, &scan, json, true));
+                return Ok(report_scan(&common.file, format, &scan, json, true)?);
             }
             let config = Config {
                 max_discard,
@@ -185,15 +208,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             match result {
                 Ok(Outcome::Clean(scan)) => {
-                    Ok(report_scan(&common.file, format, &scan, json, false))
+                    Ok(report_scan(&common.file, format, &scan, json, false)?)
                 }
                 Ok(Outcome::Repaired(report)) => {
                     if json {
                         let mut v = serde_json::to_value(&report)?;
                         v["status"] = json!("repaired");
-                        println!("{v}");
+                        out(v)?;
                     } else {
-                        println!(
+                        out(format_args!(
                             "{}: repaired: truncated {} bytes after offset {} ({} tail: {}); {} records kept; \
                              cut bytes saved in {}",
                             common.file.display(),
@@ -203,7 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                             report.reason,
                             report.records,
                             report.sidecar.display()
-                        );
+                        ))?;
                     }
                     Ok(EXIT_CLEAN)
                 }
@@ -213,24 +236,23 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     reason,
                 }) => {
                     if json {
-                        println!(
-                            "{}",
+                        out(
                             json!({"status": "corrupt", "path": path, "format": format.name(),
-                                   "offset": offset, "reason": reason, "modified": false})
-                        );
+                                   "offset": offset, "reason": reason, "modified": false}),
+                        )?;
                     } else {
-                        println!(
+                        out(format_args!(
                             "{}: corrupt at offset {offset}: {reason}; not repaired (file untouched)",
                             path.display()
-                        );
+                        ))?;
                     }
                     Ok(EXIT_CORRUPT)
                 }
                 Err(e @ Error::DiscardCapExceeded { .. }) => {
                     if json {
-                        println!("{}", json!({"status": "refused", "error": e.to_string()}));
+                        out(json!({"status": "refused", "error": e.to_string()}))?;
                     } else {
-                        println!("{}: refused: {e}", common.file.display());
+                        out(format_args!("{}: refused: {e}", common.file.display()))?;
                     }
                     Ok(EXIT_CAP)
                 }
@@ -276,7 +298,7 @@ fn report_scan(
     scan: &Scan,
     json: bool,
     dry_run: bool,
-) -> u8 {
+) -> io::Result<u8> {
     let (status, code) = match scan.tail {
         Tail::Clean => ("clean", EXIT_CLEAN),
         Tail::Zero => ("zero_tail", EXIT_TORN),
@@ -307,8 +329,8 @@ fn report_scan(
             }
             Tail::Clean | Tail::Zero => {}
         }
-        println!("{v}");
-        return code;
+        out(v)?;
+        return Ok(code);
     }
     let name = path.display();
     let verb = if dry_run {
@@ -317,24 +339,24 @@ fn report_scan(
         "`wal-repair fix` would"
     };
     match &scan.tail {
-        Tail::Clean => println!(
+        Tail::Clean => out(format_args!(
             "{name}: clean: {} records, {} bytes",
             scan.records, scan.file_len
-        ),
-        Tail::Zero => println!(
+        ))?,
+        Tail::Zero => out(format_args!(
             "{name}: zero tail: {} zero bytes after {} records; {verb} truncate to {}",
             scan.discarded(),
             scan.records,
             scan.valid_len
-        ),
-        Tail::Torn { reason } => println!(
+        ))?,
+        Tail::Torn { reason } => out(format_args!(
             "{name}: torn tail: {} bytes after offset {} are not a whole record ({reason}); {verb} \
              truncate to {} keeping {} records",
             scan.discarded(),
             scan.valid_len,
             scan.valid_len,
             scan.records
-        ),
+        ))?,
         Tail::Corrupt {
             offset,
             reason,
@@ -343,10 +365,10 @@ fn report_scan(
             let after = next_valid.map_or(String::new(), |o| {
                 format!("; a valid record follows at offset {o}")
             });
-            println!(
+            out(format_args!(
                 "{name}: corrupt at offset {offset}: {reason}{after}; not repairable automatically"
-            );
+            ))?;
         }
     }
-    code
+    Ok(code)
 }
