@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use wal_repair::dir::{Layout, Part};
 use wal_repair::{
     frames, resp, Config, Error, Outcome, RecordFormat, Scan, ScanConfig, StdFs, Tail,
 };
@@ -173,10 +174,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Check { common, more } => {
             let config = common.scan_config()?;
             let mut worst = EXIT_CLEAN;
-            for file in std::iter::once(&common.file).chain(&more) {
-                let format = pick_format(common.format, file)?;
-                let scan = scan_with_progress(file, format, &config)?;
-                worst = worst.max(report_scan(file, format, &scan, json, false)?);
+            for path in std::iter::once(&common.file).chain(&more) {
+                let code = match open_dir(path) {
+                    Ok(Some((layout, parts))) => {
+                        let format = dir_format(common.format, &layout, &parts)?;
+                        check_dir(path, &layout, &parts, format, &config, json, false)?
+                    }
+                    Ok(None) => {
+                        let format = pick_format(common.format, path)?;
+                        let scan = scan_with_progress(path, format, &config)?;
+                        report_scan(path, format, &scan, json, false)?
+                    }
+                    Err(Error::Corrupt {
+                        path,
+                        offset,
+                        reason,
+                    }) => report_corrupt(&path, "resp", offset, &reason, json, false)?,
+                    Err(e) => return Err(e.into()),
+                };
+                worst = worst.max(code);
             }
             Ok(worst)
         }
@@ -186,30 +202,45 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             max_discard,
             sidecar_dir,
         } => {
-            let format = pick_format(common.format, &common.file)?;
-            if dry_run {
-                let scan = scan_with_progress(&common.file, format, &common.scan_config()?)?;
-                return Ok(report_scan(&common.file, format, &scan, json, true)?);
-            }
             let config = Config {
                 max_discard,
                 sidecar_dir,
                 scan: common.scan_config()?,
                 ..Config::default()
             };
-            let bar = progress_bar(&common.file);
-            let result = wal_repair::repair_with(&common.file, format, &config, &StdFs, &mut |n| {
-                if let Some(bar) = &bar {
-                    bar.set_position(n);
+            let path = &common.file;
+            let (format, result) = match open_dir(path) {
+                Ok(Some((layout, parts))) => {
+                    let format = dir_format(common.format, &layout, &parts)?;
+                    if dry_run {
+                        return check_dir(path, &layout, &parts, format, &config.scan, json, true);
+                    }
+                    (
+                        format,
+                        wal_repair::dir::repair_parts(&parts, format, &config),
+                    )
                 }
-            });
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
+                Ok(None) => {
+                    let format = pick_format(common.format, path)?;
+                    if dry_run {
+                        let scan = scan_with_progress(path, format, &config.scan)?;
+                        return Ok(report_scan(path, format, &scan, json, true)?);
+                    }
+                    let bar = progress_bar(path);
+                    let result = wal_repair::repair_with(path, format, &config, &StdFs, &mut |n| {
+                        if let Some(bar) = &bar {
+                            bar.set_position(n);
+                        }
+                    });
+                    if let Some(bar) = bar {
+                        bar.finish_and_clear();
+                    }
+                    (format, result)
+                }
+                Err(e) => (&resp::Resp as &dyn RecordFormat, Err(e)),
+            };
             match result {
-                Ok(Outcome::Clean(scan)) => {
-                    Ok(report_scan(&common.file, format, &scan, json, false)?)
-                }
+                Ok(Outcome::Clean(scan)) => Ok(report_scan(path, format, &scan, json, false)?),
                 Ok(Outcome::Repaired(report)) => {
                     if json {
                         let mut v = serde_json::to_value(&report)?;
@@ -219,7 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         out(format_args!(
                             "{}: repaired: truncated {} bytes after offset {} ({} tail: {}); {} records kept; \
                              cut bytes saved in {}",
-                            common.file.display(),
+                            report.path.display(),
                             report.discarded,
                             report.valid_len,
                             report.kind,
@@ -234,25 +265,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     path,
                     offset,
                     reason,
-                }) => {
-                    if json {
-                        out(
-                            json!({"status": "corrupt", "path": path, "format": format.name(),
-                                   "offset": offset, "reason": reason, "modified": false}),
-                        )?;
-                    } else {
-                        out(format_args!(
-                            "{}: corrupt at offset {offset}: {reason}; not repaired (file untouched)",
-                            path.display()
-                        ))?;
-                    }
-                    Ok(EXIT_CORRUPT)
-                }
+                }) => Ok(report_corrupt(
+                    &path,
+                    format.name(),
+                    offset,
+                    &reason,
+                    json,
+                    true,
+                )?),
                 Err(e @ Error::DiscardCapExceeded { .. }) => {
                     if json {
                         out(json!({"status": "refused", "error": e.to_string()}))?;
                     } else {
-                        out(format_args!("{}: refused: {e}", common.file.display()))?;
+                        out(format_args!("{}: refused: {e}", path.display()))?;
                     }
                     Ok(EXIT_CAP)
                 }
@@ -260,6 +285,141 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
     }
+}
+
+/// The parts of a multi-file log if `path` is a directory or a Redis manifest; `None` for a plain file.
+fn open_dir(path: &Path) -> Result<Option<(Layout, Vec<Part>)>, Error> {
+    let manifest = path.extension().is_some_and(|e| e == "manifest");
+    if path.is_dir() || (manifest && path.is_file()) {
+        wal_repair::dir::dir_parts(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// A Redis multi-part AOF is RESP; a segment directory's format is picked from its first file.
+fn dir_format(
+    arg: FormatArg,
+    layout: &Layout,
+    parts: &[Part],
+) -> anyhow::Result<&'static dyn RecordFormat> {
+    match (layout, arg) {
+        (Layout::RedisMultiPart { .. }, FormatArg::Frames) => {
+            anyhow::bail!("a Redis multi-part AOF is in RESP, not in the frames format")
+        }
+        (Layout::RedisMultiPart { .. }, _) => Ok(&resp::Resp),
+        _ => match parts.first() {
+            Some(first) => pick_format(arg, &first.path),
+            None => Ok(&resp::Resp),
+        },
+    }
+}
+
+/// Reports every part of a multi-file log, then the log as a whole: corrupt if any part but the last
+/// does not end cleanly, otherwise what the last part's tail is.
+fn check_dir(
+    dir: &Path,
+    layout: &Layout,
+    parts: &[Part],
+    format: &dyn RecordFormat,
+    scan: &ScanConfig,
+    json: bool,
+    dry_run: bool,
+) -> anyhow::Result<u8> {
+    let config = Config {
+        scan: scan.clone(),
+        ..Config::default()
+    };
+    let scans = wal_repair::dir::check_parts(parts, format, &config)?;
+    let last = scans.len().saturating_sub(1);
+    let bad = scans.iter().take(last).position(|s| !s.is_clean());
+    let (status, code) = match (bad, scans.last().and_then(|s| s.scan.as_ref())) {
+        (Some(_), _) => ("corrupt", EXIT_CORRUPT),
+        (None, Some(scan)) => scan_status(scan),
+        (None, None) => ("clean", EXIT_CLEAN),
+    };
+    let layout_name = match layout {
+        Layout::RedisMultiPart { .. } => "redis-multi-part",
+        _ => "segments",
+    };
+    if json {
+        let files: Vec<_> = scans
+            .iter()
+            .map(|ps| {
+                let mut v = match &ps.scan {
+                    Some(scan) => scan_json(&ps.part.path, format, scan),
+                    None => json!({"status": "left_alone", "path": ps.part.path}),
+                };
+                v["role"] = json!(ps.part.role.name());
+                v
+            })
+            .collect();
+        let mut v = json!({
+            "status": status,
+            "path": dir,
+            "layout": layout_name,
+            "format": format.name(),
+            "files": files,
+            "modified": false,
+        });
+        if let Layout::RedisMultiPart { manifest } = layout {
+            v["manifest"] = json!(manifest);
+        }
+        if let Some(i) = bad {
+            v["corrupt_file"] = json!(scans[i].part.path);
+        }
+        out(v)?;
+        return Ok(code);
+    }
+    let verb = if dry_run {
+        "fix would"
+    } else {
+        "`wal-repair fix` would"
+    };
+    for (i, ps) in scans.iter().enumerate() {
+        let role = ps.part.role.name();
+        let name = ps.part.path.display();
+        match &ps.scan {
+            None => out(format_args!("{name} ({role}): RDB snapshot, left alone"))?,
+            Some(scan) if i < last && !ps.is_clean() => out(format_args!(
+                "{name} ({role}): does not end cleanly at offset {} and is not the last file: corrupt",
+                scan.valid_len
+            ))?,
+            Some(scan) => out(format_args!("{} ({role})", scan_text(&ps.part.path, scan, verb)))?,
+        }
+    }
+    out(format_args!(
+        "{}: {layout_name}, {} files: {status}",
+        dir.display(),
+        scans.len()
+    ))?;
+    Ok(code)
+}
+
+/// Reports damage that is never repaired automatically.
+fn report_corrupt(
+    path: &Path,
+    format: &str,
+    offset: u64,
+    reason: &str,
+    json: bool,
+    fix: bool,
+) -> io::Result<u8> {
+    if json {
+        out(json!({"status": "corrupt", "path": path, "format": format,
+                   "offset": offset, "reason": reason, "modified": false}))?;
+    } else if fix {
+        out(format_args!(
+            "{}: corrupt at offset {offset}: {reason}; not repaired (file untouched)",
+            path.display()
+        ))?;
+    } else {
+        out(format_args!(
+            "{}: corrupt at offset {offset}: {reason}; not repairable automatically",
+            path.display()
+        ))?;
+    }
+    Ok(EXIT_CORRUPT)
 }
 
 impl Common {
@@ -292,71 +452,63 @@ fn scan_with_progress(
     Ok(scan?)
 }
 
-fn report_scan(
-    path: &Path,
-    format: &dyn RecordFormat,
-    scan: &Scan,
-    json: bool,
-    dry_run: bool,
-) -> io::Result<u8> {
-    let (status, code) = match scan.tail {
+fn scan_status(scan: &Scan) -> (&'static str, u8) {
+    match scan.tail {
         Tail::Clean => ("clean", EXIT_CLEAN),
         Tail::Zero => ("zero_tail", EXIT_TORN),
         Tail::Torn { .. } => ("torn", EXIT_TORN),
         Tail::Corrupt { .. } => ("corrupt", EXIT_CORRUPT),
-    };
-    if json {
-        let mut v = json!({
-            "status": status,
-            "path": path,
-            "format": format.name(),
-            "file_len": scan.file_len,
-            "valid_len": scan.valid_len,
-            "records": scan.records,
-            "discarded": scan.discarded(),
-            "modified": false,
-        });
-        match &scan.tail {
-            Tail::Torn { reason } => v["reason"] = json!(reason),
-            Tail::Corrupt {
-                offset,
-                reason,
-                next_valid,
-            } => {
-                v["offset"] = json!(offset);
-                v["reason"] = json!(reason);
-                v["next_valid"] = json!(next_valid);
-            }
-            Tail::Clean | Tail::Zero => {}
-        }
-        out(v)?;
-        return Ok(code);
     }
-    let name = path.display();
-    let verb = if dry_run {
-        "fix would"
-    } else {
-        "`wal-repair fix` would"
-    };
+}
+
+fn scan_json(path: &Path, format: &dyn RecordFormat, scan: &Scan) -> serde_json::Value {
+    let mut v = json!({
+        "status": scan_status(scan).0,
+        "path": path,
+        "format": format.name(),
+        "file_len": scan.file_len,
+        "valid_len": scan.valid_len,
+        "records": scan.records,
+        "discarded": scan.discarded(),
+        "modified": false,
+    });
     match &scan.tail {
-        Tail::Clean => out(format_args!(
+        Tail::Torn { reason } => v["reason"] = json!(reason),
+        Tail::Corrupt {
+            offset,
+            reason,
+            next_valid,
+        } => {
+            v["offset"] = json!(offset);
+            v["reason"] = json!(reason);
+            v["next_valid"] = json!(next_valid);
+        }
+        Tail::Clean | Tail::Zero => {}
+    }
+    v
+}
+
+fn scan_text(path: &Path, scan: &Scan, verb: &str) -> String {
+    let name = path.display();
+    match &scan.tail {
+        Tail::Clean => format!(
             "{name}: clean: {} records, {} bytes",
             scan.records, scan.file_len
-        ))?,
-        Tail::Zero => out(format_args!(
+        ),
+        Tail::Zero => format!(
             "{name}: zero tail: {} zero bytes after {} records; {verb} truncate to {}",
             scan.discarded(),
             scan.records,
             scan.valid_len
-        ))?,
-        Tail::Torn { reason } => out(format_args!(
+        ),
+        Tail::Torn { reason } => format!(
             "{name}: torn tail: {} bytes after offset {} are not a whole record ({reason}); {verb} \
              truncate to {} keeping {} records",
             scan.discarded(),
             scan.valid_len,
             scan.valid_len,
             scan.records
-        ))?,
+        ),
         Tail::Corrupt {
             offset,
             reason,
@@ -365,10 +517,29 @@ fn report_scan(
             let after = next_valid.map_or(String::new(), |o| {
                 format!("; a valid record follows at offset {o}")
             });
-            out(format_args!(
+            format!(
                 "{name}: corrupt at offset {offset}: {reason}{after}; not repairable automatically"
-            ))?;
+            )
         }
     }
-    Ok(code)
+}
+
+fn report_scan(
+    path: &Path,
+    format: &dyn RecordFormat,
+    scan: &Scan,
+    json: bool,
+    dry_run: bool,
+) -> io::Result<u8> {
+    if json {
+        out(scan_json(path, format, scan))?;
+    } else {
+        let verb = if dry_run {
+            "fix would"
+        } else {
+            "`wal-repair fix` would"
+        };
+        out(scan_text(path, scan, verb))?;
+    }
+    Ok(scan_status(scan).1)
 }

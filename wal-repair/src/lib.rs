@@ -81,8 +81,11 @@
 //! and a second run on a repaired log is clean and writes nothing. An I/O error is always returned as
 //! [`Error::Io`] and never taken for a torn tail. Bytes before `B` are never modified.
 //!
-//! In a segmented log ([`repair_segments`]) only the last segment may be repaired; anything but a clean
-//! end in an earlier segment is corruption. [`read_with_repair`] is the start-up helper: read, repair a
+//! In a log kept as several files only the last file may be repaired; anything but a clean end in an
+//! earlier file is corruption. [`dir`] reads such a log from a directory: a Redis 7 multi-part AOF
+//! (the manifest gives the files; an RDB base is left alone; a damaged manifest is corruption) or a
+//! segment directory (files in name order), and [`dir::repair_parts`] applies the rule;
+//! [`repair_segments`] does the same for a list of paths. [`read_with_repair`] is the start-up helper: read, repair a
 //! torn tail once, read again, otherwise a typed error. After a repair, a writer must append at exactly
 //! `B`; [`frames::Writer::open`] refuses a log that does not end cleanly.
 //!
@@ -101,6 +104,7 @@
 //! is the separate `wal-repair-cli` package, so depending on this crate never compiles clap,
 //! indicatif or anyhow.
 
+pub mod dir;
 mod error;
 pub mod format;
 pub mod frames;

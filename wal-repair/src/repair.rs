@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::dir::{repair_parts, Part, Role};
 use crate::format::RecordFormat;
 use crate::scan::{scan_open_file, Scan, ScanConfig, Tail};
 use crate::Error;
@@ -553,27 +554,12 @@ pub fn repair_segments<F: RecordFormat + ?Sized>(
     format: &F,
     config: &Config,
 ) -> Result<Outcome, Error> {
-    config.validate()?;
-    let Some((last, earlier)) = segments.split_last() else {
-        return Ok(Outcome::Clean(Scan {
-            file_len: 0,
-            valid_len: 0,
-            records: 0,
-            tail: Tail::Clean,
-        }));
-    };
-    for seg in earlier {
-        let scan = crate::scan::scan_file(seg, format, &config.scan)?;
-        let reason = match scan.tail {
-            Tail::Clean => continue,
-            Tail::Corrupt { reason, .. } | Tail::Torn { reason } => reason,
-            Tail::Zero => Cow::Borrowed("zero bytes follow the last record"),
-        };
-        return Err(Error::Corrupt {
-            path: seg.clone(),
-            offset: scan.valid_len,
-            reason: Cow::Owned(format!("{reason} (in a segment that is not the last)")),
-        });
-    }
-    repair(last, format, config)
+    let parts: Vec<Part> = segments
+        .iter()
+        .map(|path| Part {
+            path: path.clone(),
+            role: Role::Segment,
+        })
+        .collect();
+    repair_parts(&parts, format, config)
 }
