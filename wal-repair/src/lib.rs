@@ -106,6 +106,12 @@
 
 pub mod dir;
 mod error;
+
+/// The README's code blocks, compiled and run as doc tests so that the snippet a user copies is one
+/// that builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub mod format;
 pub mod frames;
 mod repair;

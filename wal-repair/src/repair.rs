@@ -77,6 +77,7 @@ pub enum Outcome {
 
 /// The details of one repair, also written (as JSON) at the start of the sidecar file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RepairReport {
     /// The repaired log.
     pub path: PathBuf,
