@@ -55,6 +55,16 @@ pub enum Error {
         /// The configured cap.
         cap: u64,
     },
+    /// [`cut_at`](crate::cut_at) was asked to cut beyond the end of the log.
+    #[error("cannot cut {} at offset {offset}: the file is only {len} bytes long", path.display())]
+    OffsetPastEnd {
+        /// The file.
+        path: PathBuf,
+        /// The offset asked for.
+        offset: u64,
+        /// The file's length.
+        len: u64,
+    },
     /// Another process holds the lock on the log.
     #[error("{} is locked by another process", path.display())]
     Locked {

@@ -7,7 +7,8 @@
 //! then truncates and syncs the log under an exclusive lock. Corruption, meaning damage that valid data
 //! follows, is reported and never truncated. Formats are pluggable through [`RecordFormat`]; the crate
 //! ships RESP ([`resp`], the format of Redis and Tile38 AOFs) and its own length + CRC32C framing
-//! ([`frames`]), with a writer and a reader. The `wal-repair` binary wraps it for operators.
+//! ([`frames`]), with a writer and a reader. The `wal-repair` command (package `wal-repair-cli`) wraps
+//! it for operators.
 //!
 //! # Example
 //!
@@ -80,10 +81,17 @@
 //! and a second run on a repaired log is clean and writes nothing. An I/O error is always returned as
 //! [`Error::Io`] and never taken for a torn tail. Bytes before `B` are never modified.
 //!
-//! In a segmented log ([`repair_segments`]) only the last segment may be repaired; anything but a clean
-//! end in an earlier segment is corruption. [`read_with_repair`] is the start-up helper: read, repair a
+//! In a log kept as several files only the last file may be repaired; anything but a clean end in an
+//! earlier file is corruption. [`dir`] reads such a log from a directory: a Redis 7 multi-part AOF
+//! (the manifest gives the files; an RDB base is left alone; a damaged manifest is corruption) or a
+//! segment directory (files in name order), and [`dir::repair_parts`] applies the rule;
+//! [`repair_segments`] does the same for a list of paths. [`read_with_repair`] is the start-up helper: read, repair a
 //! torn tail once, read again, otherwise a typed error. After a repair, a writer must append at exactly
 //! `B`; [`frames::Writer::open`] refuses a log that does not end cleanly.
+//!
+//! [`cut_at`] is the operator's explicit "accept data loss" for a log refused as corrupt: under the same
+//! lock, it moves everything from a given offset to a `.lost` evidence file (synced with its directory)
+//! and only then truncates the log there.
 //!
 //! Scanning never allocates in proportion to a length field: the file is read in
 //! [`ScanConfig::read_chunk`] pieces and the buffer grows only to hold a record that is actually present
@@ -91,10 +99,19 @@
 //!
 //! # Crate features
 //!
-//! * `cli` (default): builds the `wal-repair` binary (clap, indicatif, anyhow). Libraries that only
-//!   need the repair logic can use `default-features = false`.
+//! None: the library has no optional parts, and its dependencies are only what the scan and the
+//! repair use (CRC32C, memchr, serde for the JSON report, thiserror, tracing). The command-line tool
+//! is the separate `wal-repair-cli` package, so depending on this crate never compiles clap,
+//! indicatif or anyhow.
 
+pub mod dir;
 mod error;
+
+/// The README's code blocks, compiled and run as doc tests so that the snippet a user copies is one
+/// that builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub mod format;
 pub mod frames;
 mod repair;
@@ -104,7 +121,7 @@ mod scan;
 pub use error::Error;
 pub use format::{Frame, RecordFormat};
 pub use repair::{
-    check, list_segments, read_with_repair, repair, repair_segments, repair_with, Config, Outcome,
-    Policy, Recovered, RepairFs, RepairReport, StdFs,
+    check, cut_at, list_segments, read_with_repair, repair, repair_segments, repair_with, Config,
+    CutReport, Outcome, Policy, Recovered, RepairFs, RepairReport, StdFs,
 };
 pub use scan::{scan_bytes, scan_file, scan_open_file, Scan, ScanConfig, Tail};

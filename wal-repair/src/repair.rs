@@ -5,8 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::dir::{repair_parts, Part, Role};
 use crate::format::RecordFormat;
 use crate::scan::{scan_open_file, Scan, ScanConfig, Tail};
 use crate::Error;
@@ -76,6 +77,7 @@ pub enum Outcome {
 
 /// The details of one repair, also written (as JSON) at the start of the sidecar file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RepairReport {
     /// The repaired log.
     pub path: PathBuf,
@@ -201,21 +203,7 @@ pub fn repair_with<F: RecordFormat + ?Sized>(
 ) -> Result<Outcome, Error> {
     config.validate()?;
     let strict = config.policy == Policy::Strict;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(!strict)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    // The lock keeps a second repairer (or a writer that locks) from racing between scan and truncate.
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(Error::Locked {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
-    }
+    let mut file = open_locked(path, !strict)?;
     let scan = scan_open_file(&mut file, path, format, &config.scan, progress)?;
     let (kind, reason) = match &scan.tail {
         Tail::Clean => return Ok(Outcome::Clean(scan)),
@@ -255,6 +243,7 @@ pub fn repair_with<F: RecordFormat + ?Sized>(
         .sidecar_dir
         .clone()
         .unwrap_or_else(|| parent_dir(path));
+    let now = since_epoch();
     let mut report = RepairReport {
         path: path.to_path_buf(),
         format: format.name(),
@@ -264,12 +253,30 @@ pub fn repair_with<F: RecordFormat + ?Sized>(
         records: scan.records,
         kind,
         reason: reason.into_owned(),
-        unix_time: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: now.as_secs(),
         sidecar: PathBuf::new(),
     };
-    write_evidence(&mut file, path, &dir, fs, &mut report)?;
+    // A zero tail is fully described by its length; copying gigabytes of preallocated zeros would
+    // only risk filling the disk.
+    let saved = if kind == "zero" { 0 } else { discarded };
+    report.sidecar = write_sidecar(
+        &file,
+        path,
+        &dir,
+        fs,
+        Sidecar {
+            ext: "torn",
+            now,
+            from: scan.valid_len,
+            len: saved,
+        },
+        &mut |sidecar| {
+            report.sidecar = sidecar.to_path_buf();
+            let mut line = serde_json::to_vec(&report).map_err(io::Error::from)?;
+            line.push(b'\n');
+            Ok(line)
+        },
+    )?;
     fs.truncate(&file, scan.valid_len)
         .map_err(|e| Error::io(path, e))?;
     tracing::warn!(
@@ -283,46 +290,76 @@ pub fn repair_with<F: RecordFormat + ?Sized>(
     Ok(Outcome::Repaired(report))
 }
 
-/// Writes the sidecar (report line, then the discarded bytes unless they are all zero) under a name no
-/// earlier repair used, then syncs the directory.
-fn write_evidence(
-    file: &mut File,
+/// Opens the log and takes the exclusive lock that repair and [`cut_at`] hold while they decide and cut.
+/// The lock keeps a second repairer (or a writer that locks) from racing between scan and truncate.
+fn open_locked(path: &Path, write: bool) -> Result<File, Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+    }
+}
+
+/// Time since the Unix epoch, zero if the clock is before it; names sidecars and dates reports.
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Which bytes of the log a sidecar keeps, and how it is named.
+struct Sidecar {
+    /// The name's extension: `torn` for a repair, `lost` for [`cut_at`].
+    ext: &'static str,
+    /// The time in the name.
+    now: Duration,
+    /// Log offset of the first byte saved.
+    from: u64,
+    /// Bytes saved.
+    len: u64,
+}
+
+/// Writes a sidecar (`header(its path)`, then `len` bytes of the log from `from`) in `dir` under a name
+/// no earlier sidecar used, `<log name>.<secs>.<nanos>-<pid>-<n>.<ext>`, created with `create_new` and
+/// synced, then syncs `dir`. Returns the sidecar's path.
+fn write_sidecar(
+    file: &File,
     path: &Path,
     dir: &Path,
     fs: &dyn RepairFs,
-    report: &mut RepairReport,
-) -> Result<(), Error> {
+    what: Sidecar,
+    header: &mut dyn FnMut(&Path) -> io::Result<Vec<u8>>,
+) -> Result<PathBuf, Error> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map_or_else(|| "log".into(), |n| n.to_string_lossy().into_owned());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
     for _ in 0..64 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let sidecar = dir.join(format!(
-            "{name}.{}.{:09}-{}-{n}.torn",
-            now.as_secs(),
-            now.subsec_nanos(),
-            std::process::id()
+            "{name}.{}.{:09}-{}-{n}.{}",
+            what.now.as_secs(),
+            what.now.subsec_nanos(),
+            std::process::id(),
+            what.ext
         ));
-        report.sidecar = sidecar.clone();
-        let mut line = serde_json::to_vec(&*report).map_err(|e| Error::io(&sidecar, e.into()))?;
-        line.push(b'\n');
-        file.seek(SeekFrom::Start(report.valid_len))
+        let head = header(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
+        let mut reader = file;
+        reader
+            .seek(SeekFrom::Start(what.from))
             .map_err(|e| Error::io(path, e))?;
-        // A zero tail is fully described by its length; copying gigabytes of preallocated zeros would
-        // only risk filling the disk.
-        let data_len = if report.kind == "zero" {
-            0
-        } else {
-            report.discarded
-        };
-        let mut data = (&*file).take(data_len);
-        match fs.write_sidecar(&sidecar, &line, &mut data) {
+        let mut data = reader.take(what.len);
+        match fs.write_sidecar(&sidecar, &head, &mut data) {
             Ok(()) => {
-                return fs.sync_dir(dir).map_err(|e| Error::io(dir, e));
+                fs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+                return Ok(sidecar);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => {
@@ -336,6 +373,94 @@ fn write_evidence(
         dir,
         io::Error::new(io::ErrorKind::AlreadyExists, "no unused sidecar name"),
     ))
+}
+
+/// What [`cut_at`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct CutReport {
+    /// The cut log.
+    pub path: PathBuf,
+    /// Log length before the cut.
+    pub original_len: u64,
+    /// Log length after the cut: the offset asked for.
+    pub offset: u64,
+    /// Bytes removed from the log (and saved in [`evidence`](Self::evidence)).
+    pub discarded: u64,
+    /// Seconds since the Unix epoch when the cut ran.
+    pub unix_time: u64,
+    /// The file holding exactly the removed bytes, `None` if `offset` was already the end of the log.
+    pub evidence: Option<PathBuf>,
+}
+
+/// Cuts the log at `path` at `offset`, keeping everything removed as evidence: the operator's "accept
+/// data loss" for a log that [`repair`] refused as corrupt.
+///
+/// Under the same exclusive lock as [`repair`]: writes the bytes `[offset, EOF)`, exactly and nothing
+/// else, to a new file `<name>.<secs>.<nanos>-<pid>-<n>.lost` (created with `create_new`, in
+/// [`Config::sidecar_dir`] or beside the log), fsyncs it and its directory, then truncates the log to
+/// `offset` and fsyncs it, and emits one `tracing` warning. Bytes before `offset` are never touched,
+/// and if anything fails before the truncate the log is untouched. Concatenating the log and the
+/// evidence file gives back the original log. An `offset` equal to the log's length cuts nothing and
+/// writes no file.
+///
+/// This is an explicit decision to drop data, so [`Config::policy`] and [`Config::max_discard`], which
+/// govern automatic repair, do not apply; the caller decides the offset (usually the `offset` of an
+/// [`Error::Corrupt`]).
+///
+/// # Errors
+///
+/// [`Error::OffsetPastEnd`] if `offset` is beyond the end of the log (nothing written);
+/// [`Error::Locked`]; [`Error::Io`] (if before the truncate, the log is untouched);
+/// [`Error::InvalidConfig`].
+pub fn cut_at(path: impl AsRef<Path>, offset: u64, config: &Config) -> Result<CutReport, Error> {
+    let path = path.as_ref();
+    config.validate()?;
+    let file = open_locked(path, true)?;
+    let original_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if offset > original_len {
+        return Err(Error::OffsetPastEnd {
+            path: path.to_path_buf(),
+            offset,
+            len: original_len,
+        });
+    }
+    let now = since_epoch();
+    let mut report = CutReport {
+        path: path.to_path_buf(),
+        original_len,
+        offset,
+        discarded: original_len - offset,
+        unix_time: now.as_secs(),
+        evidence: None,
+    };
+    if report.discarded == 0 {
+        return Ok(report);
+    }
+    let dir = config
+        .sidecar_dir
+        .clone()
+        .unwrap_or_else(|| parent_dir(path));
+    let what = Sidecar {
+        ext: "lost",
+        now,
+        from: offset,
+        len: report.discarded,
+    };
+    // No header: the evidence is the log's own bytes, so it can be read with the log's own tools.
+    let evidence = write_sidecar(&file, path, &dir, &StdFs, what, &mut |_| Ok(Vec::new()))?;
+    StdFs
+        .truncate(&file, offset)
+        .map_err(|e| Error::io(path, e))?;
+    tracing::warn!(
+        path = %path.display(),
+        offset,
+        discarded = report.discarded,
+        evidence = %evidence.display(),
+        "cut the log at the operator's request; the removed bytes are kept"
+    );
+    report.evidence = Some(evidence);
+    Ok(report)
 }
 
 /// The result of [`read_with_repair`].
@@ -430,27 +555,12 @@ pub fn repair_segments<F: RecordFormat + ?Sized>(
     format: &F,
     config: &Config,
 ) -> Result<Outcome, Error> {
-    config.validate()?;
-    let Some((last, earlier)) = segments.split_last() else {
-        return Ok(Outcome::Clean(Scan {
-            file_len: 0,
-            valid_len: 0,
-            records: 0,
-            tail: Tail::Clean,
-        }));
-    };
-    for seg in earlier {
-        let scan = crate::scan::scan_file(seg, format, &config.scan)?;
-        let reason = match scan.tail {
-            Tail::Clean => continue,
-            Tail::Corrupt { reason, .. } | Tail::Torn { reason } => reason,
-            Tail::Zero => Cow::Borrowed("zero bytes follow the last record"),
-        };
-        return Err(Error::Corrupt {
-            path: seg.clone(),
-            offset: scan.valid_len,
-            reason: Cow::Owned(format!("{reason} (in a segment that is not the last)")),
-        });
-    }
-    repair(last, format, config)
+    let parts: Vec<Part> = segments
+        .iter()
+        .map(|path| Part {
+            path: path.clone(),
+            role: Role::Segment,
+        })
+        .collect();
+    repair_parts(&parts, format, config)
 }

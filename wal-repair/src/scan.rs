@@ -82,6 +82,7 @@ pub enum Tail {
 
 /// The result of scanning a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Scan {
     /// File length when scanned.
     pub file_len: u64,

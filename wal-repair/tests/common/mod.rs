@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod redis;
+
 use wal_repair::{frames, resp, RecordFormat};
 
 /// Record payload sizes that make records straddle 512-byte sectors and 4 KiB pages.
