@@ -4,9 +4,9 @@
 //! bytes kept in a sidecar file and one warning logged by `wal-repair`.
 //! Damage before the end refuses to start with the file and offset, unless
 //! `--accept-data-loss` is given: then everything from the damaged offset on
-//! is moved to a `.lost` file beside the log and the log is cut there.
+//! is moved to a `.lost` file beside the log and the log is cut there
+//! (`wal_repair::cut_at`, under the same lock as the repair).
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -46,13 +46,16 @@ pub(crate) fn at_start(path: &Path, accept_loss: bool, metrics: &Metrics) -> any
                     p.display()
                 );
             }
-            let lost = cut_at(path, offset)?;
+            // wal-repair's cut takes the same lock as its repair and keeps
+            // every removed byte in a `.lost` file beside the log.
+            let cut = wal_repair::cut_at(path, offset, &config)
+                .with_context(|| format!("cutting {} at offset {offset}", path.display()))?;
             metrics.repairs.inc();
             tracing::warn!(
                 path = %path.display(),
                 offset,
                 %reason,
-                saved = %lost.display(),
+                saved = ?cut.evidence,
                 "--accept-data-loss: dropped everything from the damaged offset on"
             );
             // The cut file must now end cleanly; anything else is a bug worth stopping for.
@@ -66,33 +69,4 @@ pub(crate) fn at_start(path: &Path, accept_loss: bool, metrics: &Metrics) -> any
         }
         Err(e) => Err(e).with_context(|| format!("checking {}", path.display())),
     }
-}
-
-/// Copies `[offset, EOF)` to `<path>.<unix secs>.lost`, fsyncs it, then
-/// truncates the log to `offset` and fsyncs it. Returns the copy's path.
-fn cut_at(path: &Path, offset: u64) -> anyhow::Result<std::path::PathBuf> {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let lost = path.with_extension(format!("aof.{secs}.{}.lost", std::process::id()));
-    let mut src = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
-    src.seek(SeekFrom::Start(offset))?;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&lost)
-        .with_context(|| format!("create {}", lost.display()))?;
-    std::io::copy(&mut (&mut src).take(u64::MAX), &mut out)?;
-    out.flush()?;
-    out.sync_all()?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    src.set_len(offset)?;
-    src.sync_all()?;
-    Ok(lost)
 }
