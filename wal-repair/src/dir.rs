@@ -447,3 +447,50 @@ pub fn repair_parts<F: RecordFormat + ?Sized>(
     }
     repair(&last.path, format, config)
 }
+
+/// The files in `dir` whose names end with `suffix`, in name order (the order segments are written in,
+/// when names carry zero-padded sequence numbers). Sidecar files never match a suffix that does not
+/// end in `.torn`.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the directory cannot be listed.
+pub fn list_segments(dir: impl AsRef<Path>, suffix: &str) -> Result<Vec<PathBuf>, Error> {
+    let dir = dir.as_ref();
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let is_file = entry
+            .file_type()
+            .map_err(|e| Error::io(entry.path(), e))?
+            .is_file();
+        if is_file && entry.file_name().to_string_lossy().ends_with(suffix) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Repairs a segmented log given in write order: every segment but the last must be clean, and only the
+/// last may be repaired.
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] naming the first earlier segment that is not clean (a torn or zero tail there is
+/// corruption too: later segments were written after it); otherwise as [`repair`]. An empty list is
+/// [`Outcome::Clean`] of an empty scan.
+pub fn repair_segments<F: RecordFormat + ?Sized>(
+    segments: &[PathBuf],
+    format: &F,
+    config: &Config,
+) -> Result<Outcome, Error> {
+    let parts: Vec<Part> = segments
+        .iter()
+        .map(|path| Part {
+            path: path.clone(),
+            role: Role::Segment,
+        })
+        .collect();
+    repair_parts(&parts, format, config)
+}

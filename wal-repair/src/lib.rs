@@ -97,6 +97,13 @@
 //! [`ScanConfig::read_chunk`] pieces and the buffer grows only to hold a record that is actually present
 //! (`tests/scan_allocates_nothing.rs` feeds it length fields of 4 GiB and 10^18 under a counting allocator).
 //!
+//! # Stability
+//!
+//! Before 1.0 a minor version may break the API and a patch version never does. The on-disk formats
+//! (the frames format, the `.torn` sidecar: one JSON line then the cut bytes, the `.lost` file: exactly
+//! the cut bytes) are stable. Report, scan and directory types and [`Error`] are `#[non_exhaustive]`;
+//! [`Tail`] and [`Outcome`] are exhaustive on purpose, so a new classification is a breaking change.
+//!
 //! # Crate features
 //!
 //! None: the library has no optional parts, and its dependencies are only what the scan and the
@@ -118,10 +125,11 @@ mod repair;
 pub mod resp;
 mod scan;
 
+pub use dir::{list_segments, repair_segments};
 pub use error::Error;
 pub use format::{Frame, RecordFormat};
 pub use repair::{
-    check, cut_at, list_segments, read_with_repair, repair, repair_segments, repair_with, Config,
-    CutReport, Outcome, Policy, Recovered, RepairFs, RepairReport, StdFs,
+    check, cut_at, read_with_repair, repair, repair_with, Config, CutReport, Outcome, Policy,
+    Recovered, RepairFs, RepairReport, StdFs,
 };
 pub use scan::{scan_bytes, scan_file, scan_open_file, Scan, ScanConfig, Tail};
