@@ -1,4 +1,4 @@
-//! Cancel a [`CancellationToken`](tokio_util::sync::CancellationToken)
+//! Cancel a [`CancellationToken`]
 //! exactly once when the process's memory crosses a threshold, so that a
 //! server shuts down in order and exits with [`EXIT_CODE_MEMORY_PRESSURE`]
 //! instead of being SIGKILLed by the kernel's OOM killer with torn files and
@@ -11,8 +11,7 @@
 //! # Example
 //!
 //! ```
-//! use memwatch::{Config, Signal, Threshold, Watcher, EXIT_CODE_MEMORY_PRESSURE};
-//! use tokio_util::sync::CancellationToken;
+//! use memwatch::{CancellationToken, Config, Signal, Threshold, Watcher, EXIT_CODE_MEMORY_PRESSURE};
 //!
 //! # fn main() -> Result<(), memwatch::Error> {
 //! let token = CancellationToken::new();
@@ -123,6 +122,11 @@
 //!   `#[global_allocator]`. Without the feature, jemalloc signals fall back
 //!   to RSS as above.
 
+// The signals come from /proc and cgroup files and the spawned thread waits
+// on an eventfd and inotify: there is nothing to fall back to elsewhere.
+#[cfg(not(target_os = "linux"))]
+compile_error!("memwatch supports Linux only (it reads /proc and cgroup files)");
+
 mod cgroup;
 mod config;
 mod diagnostics;
@@ -140,6 +144,13 @@ pub use diagnostics::{DIAGNOSTICS_KEEP, MAX_ALLOCATOR_REPORT};
 pub use error::{Error, Result};
 #[cfg(feature = "jemalloc")]
 pub use source::jemalloc::JemallocReader;
+/// jemalloc as a Rust allocator, for the application's
+/// `#[global_allocator]` (feature `jemalloc`). memwatch never sets it.
+#[cfg(feature = "jemalloc")]
+pub use tikv_jemallocator::Jemalloc;
+/// The token the watcher cancels, re-exported so that callers need no
+/// direct `tokio-util` dependency (and cannot pick a mismatched version).
+pub use tokio_util::sync::CancellationToken;
 pub use source::{
     CgroupReader, JemallocStats, MemorySource, Readings, RssReader, Sample, SystemSource,
 };

@@ -68,7 +68,11 @@ pub enum Stopped {
 }
 
 /// What one [`Watcher::check`] saw and did.
+///
+/// Marked `#[non_exhaustive]`: later releases may add fields, so read the
+/// fields you need and do not build or destructure it exhaustively.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Check {
     /// The sample the decision was made on (after a purge, if one ran).
     pub sample: Sample,
@@ -88,7 +92,12 @@ pub struct Check {
 }
 
 /// A snapshot of the watcher's state for exporters.
+///
+/// Marked `#[non_exhaustive]`: later releases add fields as the watcher
+/// learns to measure more, so read the fields you export and do not build
+/// or destructure it exhaustively.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Metrics {
     /// The signal being watched (after any fallback).
     pub signal: Signal,
