@@ -165,44 +165,52 @@ fn main() {
         _ => {}
     }
     // `cargo bench` passes `--bench`; nothing else is expected.
-    let sampled = "prof:true,lg_prof_sample:19";
-    let mut off = Vec::new();
-    let mut on = Vec::new();
+    let load = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load_before = load();
+    let variants: [Option<&str>; 3] = [
+        None,
+        Some("prof:true,lg_prof_sample:19"),
+        Some("prof:true,lg_prof_sample:21"),
+    ];
+    let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     // One unmeasured run of each to warm the page cache and the binary.
-    child(None);
-    child(Some(sampled));
-    for _ in 0..ROUNDS {
-        off.push(child(None));
-        on.push(child(Some(sampled)));
+    for conf in variants {
+        child(conf);
     }
-    let (off_m, on_m) = (median(off.clone()), median(on.clone()));
-    let ratio = on_m.as_secs_f64() / off_m.as_secs_f64();
+    for _ in 0..ROUNDS {
+        for (conf, times) in variants.iter().zip(&mut runs) {
+            times.push(child(*conf));
+        }
+    }
+    let base = median(runs[0].clone());
     let ops = (THREADS as u64 * OPS) as f64;
     println!(
         "#### Sampling overhead ({THREADS} threads × {OPS} alloc/free, 8 B–4 KiB, median of {ROUNDS} interleaved rounds, one process per round)\n"
     );
     println!("| jemalloc options | median wall time | per alloc/free | ratio | rounds (ms) |");
     println!("|---|---|---|---|---|");
-    let rounds = |v: &[Duration]| {
-        v.iter()
+    for (conf, times) in variants.iter().zip(&runs) {
+        let m = median(times.clone());
+        let ratio = m.as_secs_f64() / base.as_secs_f64();
+        let rounds = times
+            .iter()
             .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
             .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "| none (profiling built, `prof:false`) | {:.1} ms | {:.1} ns | 1.000 | {} |",
-        off_m.as_secs_f64() * 1e3,
-        off_m.as_nanos() as f64 / ops,
-        rounds(&off)
-    );
-    println!(
-        "| `{sampled}` | {:.1} ms | {:.1} ns | {ratio:.3} ({:+.1} %) | {} |",
-        on_m.as_secs_f64() * 1e3,
-        on_m.as_nanos() as f64 / ops,
-        (ratio - 1.0) * 100.0,
-        rounds(&on)
-    );
+            .join(", ");
+        let name = match conf {
+            None => "none (profiling built, `prof:false`)".to_owned(),
+            Some(c) => format!("`{c}`"),
+        };
+        println!(
+            "| {name} | {:.1} ms | {:.1} ns | {ratio:.3} ({:+.1} %) | {rounds} |",
+            m.as_secs_f64() * 1e3,
+            m.as_nanos() as f64 / ops,
+            (ratio - 1.0) * 100.0,
+        );
+    }
+    println!("\nload average before: {}load average after: {}", load_before, load());
 
+    let sampled = "prof:true,lg_prof_sample:19";
     let out = Command::new(std::env::current_exe().unwrap())
         .env(ROLE, "dump")
         .env(MALLOC_CONF, sampled)
