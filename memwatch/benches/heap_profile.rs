@@ -109,7 +109,11 @@ impl MemorySource for Settable {
 fn dump_cost() -> (Duration, u64) {
     let held: Vec<Vec<Vec<u8>>> = (0..8)
         .map(|t| {
-            std::thread::spawn(move || (0..25_000).map(|i| vec![t as u8; 64 + (i % 16) * 64]).collect())
+            std::thread::spawn(move || {
+                (0..25_000)
+                    .map(|i| vec![t as u8; 64 + (i % 16) * 64])
+                    .collect()
+            })
         })
         .map(|h| h.join().unwrap())
         .collect();
@@ -208,7 +212,11 @@ fn main() {
             (ratio - 1.0) * 100.0,
         );
     }
-    println!("\nload average before: {}load average after: {}", load_before, load());
+    println!(
+        "\nload average before: {}load average after: {}",
+        load_before,
+        load()
+    );
 
     let sampled = "prof:true,lg_prof_sample:19";
     let out = Command::new(std::env::current_exe().unwrap())
@@ -221,7 +229,9 @@ fn main() {
     let mut f = text.split_whitespace();
     let nanos: u64 = f.next().unwrap().parse().unwrap();
     let size: u64 = f.next().unwrap().parse().unwrap();
-    println!("\n#### Writing one profile (`{sampled}`, 8 threads, 200 000 live objects, median of 5)\n");
+    println!(
+        "\n#### Writing one profile (`{sampled}`, 8 threads, 200 000 live objects, median of 5)\n"
+    );
     println!("| check that turns the level elevated and writes the profile | profile size |");
     println!("|---|---|");
     println!(
