@@ -277,6 +277,10 @@ pub struct Config {
     /// writes no profile and puts the reason in the bundle's
     /// `heap_profile.error`. It needs `diagnostics_dir`.
     ///
+    /// A profile is written by the check that saw the change, on the
+    /// spawned thread (or the task polling [`Watcher::run`](crate::Watcher::run)),
+    /// which waits for it: milliseconds per profile (see the README).
+    ///
     /// Default: `false`.
     pub heap_profile: bool,
     /// Opt-in deadline: if the process is still running this long after the

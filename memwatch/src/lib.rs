@@ -189,5 +189,6 @@ pub use tikv_jemallocator::Jemalloc;
 /// direct `tokio-util` dependency (and cannot pick a mismatched version).
 pub use tokio_util::sync::CancellationToken;
 pub use watcher::{
-    Check, Level, Metrics, Stopped, Watcher, WatcherHandle, EXIT_CODE_MEMORY_PRESSURE,
+    Check, Level, LevelReceiver, Metrics, Stopped, Watcher, WatcherHandle,
+    EXIT_CODE_MEMORY_PRESSURE,
 };

@@ -58,6 +58,11 @@ impl Level {
     }
 }
 
+/// What [`Watcher::subscribe`] returns: tokio's `watch` receiver of the
+/// level, named here so that a caller can store one without depending on
+/// tokio's `sync` feature itself.
+pub type LevelReceiver = watch::Receiver<Level>;
+
 /// Why a run of the watcher ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -831,8 +836,8 @@ impl Watcher {
         self.shared.level.load(Ordering::Relaxed) >= Level::Elevated as u8
     }
 
-    /// A receiver of level changes.
-    pub fn subscribe(&self) -> watch::Receiver<Level> {
+    /// A receiver of level changes (`changed().await`, `borrow()`).
+    pub fn subscribe(&self) -> LevelReceiver {
         self.shared.level_tx.subscribe()
     }
 
