@@ -172,6 +172,35 @@ mod tests {
         assert_eq!(left[0], "memwatch-0000000000001-1-fired.heap");
         assert_eq!(left[1], "memwatch-0000000000004-1.json");
         assert_eq!(left[9], "other.json");
+
+        // Heap profiles are pruned on their own, and bundles are left alone.
+        for t in 2..=10u64 {
+            fs::write(
+                dir.path().join(format!("memwatch-{t:013}-1-elevated.heap")),
+                "",
+            )
+            .unwrap();
+        }
+        prune(dir.path(), 8, ".heap").unwrap();
+        let heaps: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".heap"))
+            .collect();
+        assert_eq!(heaps.len(), 8, "{heaps:?}");
+        assert!(!heaps.iter().any(|n| n.contains("-0000000000001-")));
+        assert!(!heaps.iter().any(|n| n.contains("-0000000000002-")));
+        let bundles = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".json")
+            })
+            .count();
+        assert_eq!(bundles, 9);
     }
 
     #[test]
