@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use memwatch::{Config, Level, Threshold, Watcher, EXIT_CODE_MEMORY_PRESSURE};
-use tokio_util::sync::CancellationToken;
+// memwatch re-exports tokio-util's token; TaskTracker is the caller's own.
+use memwatch::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 // The application, not the library, chooses the allocator. With jemalloc as

@@ -261,6 +261,28 @@ pub struct Config {
     ///
     /// Default: `None` (no bundle).
     pub diagnostics_dir: Option<PathBuf>,
+    /// Also write a jemalloc heap profile (jemalloc's own `prof.dump`, read
+    /// by `jeprof` and pprof tools) into [`Config::diagnostics_dir`] when
+    /// the level turns [`Level::Elevated`](crate::Level) and when the
+    /// watchdog fires, named `memwatch-<unix ms>-<pid>-elevated.heap` and
+    /// `…-fired.heap`; the firing bundle names its profile. The directory
+    /// keeps the newest [`DIAGNOSTICS_KEEP`](crate::DIAGNOSTICS_KEEP)
+    /// profiles.
+    ///
+    /// This needs jemalloc built with profiling (the `heap-profile` crate
+    /// feature), jemalloc as the global allocator and `prof:true` in
+    /// jemalloc's start-up options (`_RJEM_MALLOC_CONF=prof:true` or a
+    /// `_rjem_malloc_conf` symbol in the binary). When any of these is
+    /// missing the watcher logs why at error level once when it is built,
+    /// writes no profile and puts the reason in the bundle's
+    /// `heap_profile.error`. It needs `diagnostics_dir`.
+    ///
+    /// A profile is written by the check that saw the change, on the
+    /// spawned thread (or the task polling [`Watcher::run`](crate::Watcher::run)),
+    /// which waits for it: milliseconds per profile (see the README).
+    ///
+    /// Default: `false`.
+    pub heap_profile: bool,
     /// Opt-in deadline: if the process is still running this long after the
     /// watchdog fired, a dedicated thread calls `std::process::exit` with
     /// [`EXIT_CODE_MEMORY_PRESSURE`](crate::EXIT_CODE_MEMORY_PRESSURE).
@@ -283,6 +305,7 @@ impl Default for Config {
             wake_files: None,
             shutdown_budget: None,
             diagnostics_dir: None,
+            heap_profile: false,
             exit_deadline: None,
         }
     }
@@ -317,6 +340,9 @@ pub mod env {
     pub const SHUTDOWN_BUDGET: &str = "MEMWATCH_SHUTDOWN_BUDGET";
     /// Directory for the diagnostics bundle written when firing. Unset: none.
     pub const DIAGNOSTICS_DIR: &str = "MEMWATCH_DIAGNOSTICS_DIR";
+    /// Write jemalloc heap profiles beside the diagnostics bundles (`true`);
+    /// see [`Config::heap_profile`](crate::Config::heap_profile).
+    pub const HEAP_PROFILE: &str = "MEMWATCH_HEAP_PROFILE";
     /// Exit deadline after firing, a duration (`30s`). Unset: no deadline.
     pub const EXIT_DEADLINE: &str = "MEMWATCH_EXIT_DEADLINE";
 }
@@ -388,6 +414,12 @@ impl Config {
             return Err(Error::InvalidConfig {
                 field: "shutdown_budget",
                 reason: "a zero budget projects nothing; leave it unset instead".into(),
+            });
+        }
+        if self.heap_profile && self.diagnostics_dir.is_none() {
+            return Err(Error::InvalidConfig {
+                field: "heap_profile",
+                reason: "heap profiles are written into diagnostics_dir, which is unset".into(),
             });
         }
         if self.exit_deadline.is_some_and(|d| d.is_zero()) {
@@ -493,6 +525,9 @@ impl Config {
         if let Some(v) = get(&lookup, env::DIAGNOSTICS_DIR) {
             cfg.diagnostics_dir = Some(PathBuf::from(v));
         }
+        if let Some(v) = get(&lookup, env::HEAP_PROFILE) {
+            cfg.heap_profile = boolean(env::HEAP_PROFILE, &v)?;
+        }
         if let Some(v) = get(&lookup, env::EXIT_DEADLINE) {
             let d = duration(env::EXIT_DEADLINE, &v)?;
             cfg.exit_deadline = (!d.is_zero()).then_some(d);
@@ -541,8 +576,11 @@ mod tests {
             ("MEMWATCH_DIAGNOSTICS_DIR", "/var/lib/app/memwatch"),
             ("MEMWATCH_SHUTDOWN_BUDGET", "5s"),
             ("MEMWATCH_CGROUP_EVENTS", "off"),
+            ("MEMWATCH_HEAP_PROFILE", "true"),
         ]))
         .unwrap();
+        assert!(cfg.heap_profile);
+        assert!(!Config::default().heap_profile);
         assert_eq!(cfg.threshold, Some(Threshold::Bytes(2 << 30)));
         assert_eq!(cfg.soft, Some(Threshold::Bytes(3 << 29)));
         assert_eq!(cfg.poll_interval, Duration::from_millis(500));
@@ -581,6 +619,7 @@ mod tests {
             ("MEMWATCH_MAX_STATS_AGE", "often"),
             ("MEMWATCH_SHUTDOWN_BUDGET", "soon"),
             ("MEMWATCH_CGROUP_EVENTS", "sometimes"),
+            ("MEMWATCH_HEAP_PROFILE", "perhaps"),
         ];
         for &(var, value) in cases {
             // The bad pair comes first so that it wins over the valid threshold.
@@ -589,6 +628,25 @@ mod tests {
                 other => panic!("{var}={value}: expected InvalidEnv, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn heap_profiles_need_a_diagnostics_dir() {
+        let err = Config::from_lookup(env_of(&[
+            ("MEMWATCH_THRESHOLD", "1GiB"),
+            ("MEMWATCH_HEAP_PROFILE", "on"),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    field: "heap_profile",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub(crate) struct Bundle<'a> {
     pub purges: u64,
     pub history: &'a History,
     pub allocator: Option<String>,
+    /// The heap profile written for this firing, or why none was; `None`
+    /// when heap profiles were not requested.
+    pub heap_profile: Option<Result<PathBuf, String>>,
 }
 
 impl Bundle<'_> {
@@ -77,6 +80,10 @@ impl Bundle<'_> {
             "estimates": self.estimates,
             "purges": self.purges,
             "history": self.history.iter().map(|p| [p.unix_ms, p.used]).collect::<Vec<_>>(),
+            "heap_profile": self.heap_profile.as_ref().map(|r| match r {
+                Ok(path) => serde_json::json!({ "path": path.display().to_string(), "error": null }),
+                Err(reason) => serde_json::json!({ "path": null, "error": reason }),
+            }),
         });
         let mut text = doc.to_string();
         // The allocator's report is JSON already; it goes in as it is rather
@@ -119,19 +126,20 @@ impl Bundle<'_> {
         }
         fs::rename(&tmp, &path)?;
         File::open(dir)?.sync_all()?;
-        prune(dir, DIAGNOSTICS_KEEP)?;
+        prune(dir, DIAGNOSTICS_KEEP, ".json")?;
         Ok(path)
     }
 }
 
-/// Removes all but the newest `keep` bundles from `dir`.
-fn prune(dir: &Path, keep: usize) -> std::io::Result<()> {
+/// Removes all but the newest `keep` files of `dir` named
+/// `memwatch-*<suffix>` (bundles, or heap profiles).
+pub(crate) fn prune(dir: &Path, keep: usize, suffix: &str) -> std::io::Result<()> {
     let mut bundles: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("memwatch-") && n.ends_with(".json"))
+                .is_some_and(|n| n.starts_with("memwatch-") && n.ends_with(suffix))
         })
         .collect();
     bundles.sort();
@@ -153,15 +161,46 @@ mod tests {
             fs::write(dir.path().join(format!("memwatch-{t:013}-1.json")), "{}").unwrap();
         }
         fs::write(dir.path().join("other.json"), "{}").unwrap();
-        prune(dir.path(), 8).unwrap();
+        fs::write(dir.path().join("memwatch-0000000000001-1-fired.heap"), "").unwrap();
+        prune(dir.path(), 8, ".json").unwrap();
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(left.len(), 9, "{left:?}");
-        assert_eq!(left[0], "memwatch-0000000000004-1.json");
-        assert_eq!(left[8], "other.json");
+        assert_eq!(left.len(), 10, "{left:?}");
+        assert_eq!(left[0], "memwatch-0000000000001-1-fired.heap");
+        assert_eq!(left[1], "memwatch-0000000000004-1.json");
+        assert_eq!(left[9], "other.json");
+
+        // Heap profiles are pruned on their own, and bundles are left alone.
+        for t in 2..=10u64 {
+            fs::write(
+                dir.path().join(format!("memwatch-{t:013}-1-elevated.heap")),
+                "",
+            )
+            .unwrap();
+        }
+        prune(dir.path(), 8, ".heap").unwrap();
+        let heaps: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".heap"))
+            .collect();
+        assert_eq!(heaps.len(), 8, "{heaps:?}");
+        assert!(!heaps.iter().any(|n| n.contains("-0000000000001-")));
+        assert!(!heaps.iter().any(|n| n.contains("-0000000000002-")));
+        let bundles = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".json")
+            })
+            .count();
+        assert_eq!(bundles, 9);
     }
 
     #[test]
@@ -183,6 +222,7 @@ mod tests {
             purges: 0,
             history: &history,
             allocator: Some(format!("[{}1]", "1,".repeat(MAX_ALLOCATOR_REPORT))),
+            heap_profile: None,
         };
         let v: serde_json::Value = serde_json::from_str(&b.to_json(5)).unwrap();
         assert!(v["allocator"].is_null());
@@ -191,5 +231,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&b.to_json(5)).unwrap();
         assert_eq!(v["allocator"]["a"], 1);
         assert_eq!(v["time_unix_ms"], 5);
+        assert!(v["heap_profile"].is_null());
+        b.heap_profile = Some(Err("off".into()));
+        let v: serde_json::Value = serde_json::from_str(&b.to_json(5)).unwrap();
+        assert_eq!(v["heap_profile"]["error"], "off");
+        assert!(v["heap_profile"]["path"].is_null());
+        b.heap_profile = Some(Ok(PathBuf::from("/d/memwatch-1-2-fired.heap")));
+        let v: serde_json::Value = serde_json::from_str(&b.to_json(5)).unwrap();
+        assert_eq!(v["heap_profile"]["path"], "/d/memwatch-1-2-fired.heap");
     }
 }

@@ -1,4 +1,4 @@
-//! Cancel a [`CancellationToken`](tokio_util::sync::CancellationToken)
+//! Cancel a [`CancellationToken`]
 //! exactly once when the process's memory crosses a threshold, so that a
 //! server shuts down in order and exits with [`EXIT_CODE_MEMORY_PRESSURE`]
 //! instead of being SIGKILLed by the kernel's OOM killer with torn files and
@@ -11,8 +11,7 @@
 //! # Example
 //!
 //! ```
-//! use memwatch::{Config, Signal, Threshold, Watcher, EXIT_CODE_MEMORY_PRESSURE};
-//! use tokio_util::sync::CancellationToken;
+//! use memwatch::{CancellationToken, Config, Signal, Threshold, Watcher, EXIT_CODE_MEMORY_PRESSURE};
 //!
 //! # fn main() -> Result<(), memwatch::Error> {
 //! let token = CancellationToken::new();
@@ -99,6 +98,12 @@
 //!   `malloc_stats_print` report is written and fsynced; the directory keeps
 //!   the newest [`DIAGNOSTICS_KEEP`]. A failure to write it is logged and
 //!   does not delay the shutdown further.
+//! - **Heap profiles** (opt-in, [`Config::heap_profile`], feature
+//!   `heap-profile`): jemalloc's own `prof.dump` into the diagnostics
+//!   directory when the level turns [`Level::Elevated`] and when the
+//!   watchdog fires (before the token is cancelled); the bundle names the
+//!   firing's profile, or says why none could be written (profiling not
+//!   built, `prof:true` not set at start, jemalloc not the global allocator).
 //! - **Cancellation**: cancelling the token from outside ends every run
 //!   without firing.
 //! - **Disabled**: no threshold or a zero one makes [`Watcher::new`] return
@@ -118,19 +123,52 @@
 //! # Crate features
 //!
 //! - `jemalloc` (default): jemalloc signals and the purge step, through
-//!   `tikv-jemalloc-ctl` and `tikv-jemalloc-sys` with statistics enabled.
-//!   The application must still set `tikv_jemallocator::Jemalloc` as its
-//!   `#[global_allocator]`. Without the feature, jemalloc signals fall back
-//!   to RSS as above.
+//!   `tikv-jemalloc-ctl` and `tikv-jemalloc-sys` with statistics enabled,
+//!   and `Jemalloc` re-exported for the application's
+//!   `#[global_allocator]` (which memwatch never sets). Without the
+//!   feature, jemalloc signals fall back to RSS as above.
+//! - `heap-profile`: `jemalloc`, with jemalloc built with profiling so that
+//!   [`Config::heap_profile`] can write heap profiles. jemalloc samples
+//!   nothing unless the process starts with `prof:true` in its options;
+//!   with it, sampling slows allocation (measured in the README).
+//!
+//! tokio is used with its `macros`, `sync` and `time` features only, and
+//! tokio-util with none; [`CancellationToken`] is re-exported.
+//!
+//! # Stability
+//!
+//! Before 1.0, a minor release (0.x → 0.x+1) may break the API; a patch
+//! release does not. [`Metrics`], [`Check`], [`Signal`] and [`Error`] are
+//! `#[non_exhaustive]` and may gain fields or variants in any release: read
+//! their fields and match them with a wildcard arm. [`Config`] gains fields
+//! in minor releases only; build it with `..Default::default()` and such a
+//! release does not break you. [`Sample`], [`Readings`],
+//! [`JemallocStats`] and [`Limits`] stay exhaustive so that a custom
+//! [`MemorySource`] can build them; they change only in a minor release.
+//! The environment variables, the bundle's existing keys, the exit code 2
+//! and the file names are kept across patch releases.
+
+// The signals come from /proc and cgroup files and the spawned thread waits
+// on an eventfd and inotify: there is nothing to fall back to elsewhere.
+#[cfg(not(target_os = "linux"))]
+compile_error!("memwatch supports Linux only (it reads /proc and cgroup files)");
 
 mod cgroup;
 mod config;
 mod diagnostics;
 mod error;
 mod growth;
+mod profile;
 mod source;
 mod wake;
 mod watcher;
+
+// The README's code is compiled as doc tests, so the snippet a user copies
+// is one that builds. It sets jemalloc as the global allocator, hence the
+// feature.
+#[cfg(all(doctest, feature = "jemalloc"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use cgroup::{physical_memory, Cgroup, CgroupRoots, CgroupVersion, Limits};
 pub use config::{
@@ -143,6 +181,14 @@ pub use source::jemalloc::JemallocReader;
 pub use source::{
     CgroupReader, JemallocStats, MemorySource, Readings, RssReader, Sample, SystemSource,
 };
+/// jemalloc as a Rust allocator, for the application's
+/// `#[global_allocator]` (feature `jemalloc`). memwatch never sets it.
+#[cfg(feature = "jemalloc")]
+pub use tikv_jemallocator::Jemalloc;
+/// The token the watcher cancels, re-exported so that callers need no
+/// direct `tokio-util` dependency (and cannot pick a mismatched version).
+pub use tokio_util::sync::CancellationToken;
 pub use watcher::{
-    Check, Level, Metrics, Stopped, Watcher, WatcherHandle, EXIT_CODE_MEMORY_PRESSURE,
+    Check, Level, LevelReceiver, Metrics, Stopped, Watcher, WatcherHandle,
+    EXIT_CODE_MEMORY_PRESSURE,
 };

@@ -18,6 +18,7 @@ use crate::config::{Config, Signal};
 use crate::diagnostics::Bundle;
 use crate::error::{Error, Result};
 use crate::growth::{History, MIN_WINDOW};
+use crate::profile::HeapProfiler;
 use crate::source::{MemorySource, Readings, Sample, SystemSource};
 use crate::wake::{Waiter, Woken};
 
@@ -57,6 +58,11 @@ impl Level {
     }
 }
 
+/// What [`Watcher::subscribe`] returns: tokio's `watch` receiver of the
+/// level, named here so that a caller can store one without depending on
+/// tokio's `sync` feature itself.
+pub type LevelReceiver = watch::Receiver<Level>;
+
 /// Why a run of the watcher ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -68,7 +74,11 @@ pub enum Stopped {
 }
 
 /// What one [`Watcher::check`] saw and did.
+///
+/// Marked `#[non_exhaustive]`: later releases may add fields, so read the
+/// fields you need and do not build or destructure it exhaustively.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct Check {
     /// The sample the decision was made on (after a purge, if one ran).
     pub sample: Sample,
@@ -88,7 +98,12 @@ pub struct Check {
 }
 
 /// A snapshot of the watcher's state for exporters.
+///
+/// Marked `#[non_exhaustive]`: later releases add fields as the watcher
+/// learns to measure more, so read the fields you export and do not build
+/// or destructure it exhaustively.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Metrics {
     /// The signal being watched (after any fallback).
     pub signal: Signal,
@@ -123,6 +138,8 @@ pub struct Metrics {
     pub sample_errors: u64,
     /// Purges issued.
     pub purges: u64,
+    /// Heap profiles written (see [`Config::heap_profile`]).
+    pub heap_profiles: u64,
     /// Whether the watchdog has fired.
     pub fired: bool,
 }
@@ -157,6 +174,8 @@ struct Shared {
     /// The last growth rate as `f64` bits; `u64::MAX` for none.
     growth: AtomicU64,
     diagnostics_dir: Option<PathBuf>,
+    heap_profiler: Option<HeapProfiler>,
+    heap_profiles: AtomicU64,
     history: Mutex<History>,
     exit_deadline: Option<Duration>,
     level: AtomicU8,
@@ -298,6 +317,11 @@ impl Watcher {
         let signal = source.signal();
         let degraded = source.degraded().map(str::to_owned);
         let (level_tx, _) = watch::channel(Level::Normal);
+        let heap_profiler = config
+            .diagnostics_dir
+            .clone()
+            .filter(|_| config.heap_profile)
+            .map(HeapProfiler::new);
         Ok(Some(Watcher {
             shared: Arc::new(Shared {
                 token,
@@ -320,6 +344,8 @@ impl Watcher {
                 growth_window: (interval * 8).max(MIN_WINDOW),
                 growth: AtomicU64::new(u64::MAX),
                 diagnostics_dir: config.diagnostics_dir,
+                heap_profiler,
+                heap_profiles: AtomicU64::new(0),
                 history: Mutex::new(History::default()),
                 exit_deadline: config.exit_deadline,
                 level: AtomicU8::new(Level::Normal as u8),
@@ -564,8 +590,14 @@ impl Watcher {
         } else {
             // Published under the source lock so that concurrent checks
             // publish in the order they sampled.
-            self.publish(level);
+            let old = self.publish(level);
             drop(source);
+            // Only the check that made the change sees it, so one turn to
+            // elevated writes one profile. Written outside the lock: a dump
+            // takes milliseconds and other checks need not wait for it.
+            if old == Level::Normal && level == Level::Elevated {
+                self.heap_profile("elevated");
+            }
         }
         Ok(Check {
             sample,
@@ -665,7 +697,27 @@ impl Watcher {
         }
     }
 
-    fn publish(&self, level: Level) {
+    /// Writes a heap profile when they were requested: the path, or why
+    /// none was written (both logged); `None` when not requested.
+    fn heap_profile(&self, event: &'static str) -> Option<Result<PathBuf, String>> {
+        let s = &self.shared;
+        let written = s.heap_profiler.as_ref()?.write(event);
+        match &written {
+            Ok(path) => {
+                s.heap_profiles.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(event, path = %path.display(), "memwatch: heap profile written");
+            }
+            Err(reason) => tracing::warn!(
+                event,
+                reason = reason.as_str(),
+                "memwatch: no heap profile written"
+            ),
+        }
+        Some(written)
+    }
+
+    /// Publishes `level` and returns the level it replaced.
+    fn publish(&self, level: Level) -> Level {
         let old = Level::from_u8(self.shared.level.swap(level as u8, Ordering::AcqRel));
         if old != level {
             self.shared.level_tx.send_replace(level);
@@ -677,6 +729,7 @@ impl Watcher {
                 );
             }
         }
+        old
     }
 
     fn fire(
@@ -711,6 +764,9 @@ impl Watcher {
             exit_code = EXIT_CODE_MEMORY_PRESSURE,
             "memwatch: memory pressure shutdown"
         );
+        // Before the cancel too: the heap as it is when firing, before the
+        // shutdown starts to free it.
+        let heap_profile = self.heap_profile("fired");
         if let Some(dir) = &s.diagnostics_dir {
             // Written before the cancel, so that a process that exits as
             // soon as its shutdown is done still leaves the whole bundle.
@@ -730,6 +786,7 @@ impl Watcher {
                 purges: s.purges.load(Ordering::Relaxed),
                 history: &s.history.lock(),
                 allocator,
+                heap_profile,
             };
             match bundle.write(dir) {
                 Ok(path) => tracing::info!(path = %path.display(), "memwatch: diagnostics written"),
@@ -779,8 +836,8 @@ impl Watcher {
         self.shared.level.load(Ordering::Relaxed) >= Level::Elevated as u8
     }
 
-    /// A receiver of level changes.
-    pub fn subscribe(&self) -> watch::Receiver<Level> {
+    /// A receiver of level changes (`changed().await`, `borrow()`).
+    pub fn subscribe(&self) -> LevelReceiver {
         self.shared.level_tx.subscribe()
     }
 
@@ -832,6 +889,7 @@ impl Watcher {
             event_checks: s.event_checks.load(Ordering::Relaxed),
             sample_errors: s.sample_errors.load(Ordering::Relaxed),
             purges: s.purges.load(Ordering::Relaxed),
+            heap_profiles: s.heap_profiles.load(Ordering::Relaxed),
             fired: self.fired(),
         }
     }

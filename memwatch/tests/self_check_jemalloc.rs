@@ -1,6 +1,8 @@
 //! With jemalloc as the global allocator, the self-check passes and the
 //! jemalloc signals follow real allocations.
 
+mod common;
+
 use memwatch::{Config, MemorySource, Signal, SystemSource, Threshold, Watcher};
 use tokio_util::sync::CancellationToken;
 
@@ -150,4 +152,30 @@ fn rss_signal_is_available_too() {
     assert!(w.check().unwrap().sample.used > 0);
     let all = SystemSource::new(Signal::Rss, None).unwrap().read_all();
     assert!(all.rss.is_some());
+}
+
+/// jemalloc is the global allocator but profiling is not on (compiled out,
+/// or compiled in without `prof:true` at start): no profile, and the bundle
+/// says which of the two.
+#[cfg(feature = "jemalloc")]
+#[test]
+fn heap_profiles_need_profiling_on() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (w, used) = common::settable_watcher(Config {
+        threshold: Some(Threshold::Bytes(1000)),
+        diagnostics_dir: Some(dir.path().to_path_buf()),
+        heap_profile: true,
+        ..Default::default()
+    });
+    used.set(2000);
+    assert!(w.check().unwrap().fired_now);
+    assert!(common::files_ending(dir.path(), ".heap").is_empty());
+    let bundle = common::only_bundle(dir.path());
+    let reason = bundle["heap_profile"]["error"].as_str().unwrap();
+    #[cfg(feature = "heap-profile")]
+    assert!(reason.contains("profiling is off"), "{reason}");
+    #[cfg(not(feature = "heap-profile"))]
+    assert!(reason.contains("built without profiling"), "{reason}");
+    assert_eq!(w.metrics().heap_profiles, 0);
 }
