@@ -47,10 +47,21 @@ fn digits(mut n: usize) -> usize {
     d
 }
 
-/// A reply in RESP terms.
+/// The protocol a connection speaks: RESP2 (the default) or RESP3, chosen by
+/// the client with `HELLO 3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Proto {
+    /// RESP2: maps are flat arrays of pairs, null is `$-1`.
+    #[default]
+    Resp2,
+    /// RESP3: maps are `%`, null is `_`.
+    Resp3,
+}
+
+/// A reply in RESP terms, encoded for either protocol.
 ///
-/// The enum is `#[non_exhaustive]`: RESP3 types (maps, sets, doubles, pushes)
-/// are expected to join it.
+/// The enum is `#[non_exhaustive]`: more RESP3 types (sets, doubles, pushes)
+/// may join it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Reply {
@@ -66,6 +77,8 @@ pub enum Reply {
     Null,
     /// `*n` followed by the items.
     Array(Vec<Reply>),
+    /// Field/value pairs: `%n` in RESP3, a flat array of `2n` items in RESP2.
+    Map(Vec<(Reply, Reply)>),
     /// A reply already in RESP form, written as is: a search writes its hits
     /// straight into one buffer instead of building a tree of replies.
     Encoded(Vec<u8>),
@@ -82,8 +95,13 @@ impl Reply {
         Reply::Simple("OK".into())
     }
 
-    /// Appends the RESP encoding of this reply to `out`.
+    /// Appends the RESP2 encoding of this reply to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_as(Proto::Resp2, out);
+    }
+
+    /// Appends the encoding of this reply in `proto` to `out`.
+    pub fn encode_as(&self, proto: Proto, out: &mut Vec<u8>) {
         match self {
             Reply::Simple(s) => {
                 out.push(b'+');
@@ -108,12 +126,23 @@ impl Reply {
                 out.extend_from_slice(b"\r\n");
             }
             Reply::Bulk(b) => encode_bulk(b, out),
+            Reply::Null if proto == Proto::Resp3 => out.extend_from_slice(b"_\r\n"),
             Reply::Null => out.extend_from_slice(b"$-1\r\n"),
             Reply::Encoded(b) => out.extend_from_slice(b),
             Reply::Array(items) => {
                 encode_array_header(items.len(), out);
                 for i in items {
-                    i.encode(out);
+                    i.encode_as(proto, out);
+                }
+            }
+            Reply::Map(pairs) => {
+                match proto {
+                    Proto::Resp3 => push_header(out, b'%', pairs.len()),
+                    Proto::Resp2 => encode_array_header(2 * pairs.len(), out),
+                }
+                for (k, v) in pairs {
+                    k.encode_as(proto, out);
+                    v.encode_as(proto, out);
                 }
             }
         }
@@ -143,6 +172,19 @@ pub fn starts_with_code(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_and_nulls_take_each_protocol_s_form() {
+        let reply = Reply::Array(vec![
+            Reply::Map(vec![(Reply::bulk("proto"), Reply::Int(3))]),
+            Reply::Null,
+        ]);
+        let (mut two, mut three) = (Vec::new(), Vec::new());
+        reply.encode_as(Proto::Resp2, &mut two);
+        reply.encode_as(Proto::Resp3, &mut three);
+        assert_eq!(two, b"*2\r\n*2\r\n$5\r\nproto\r\n:3\r\n$-1\r\n");
+        assert_eq!(three, b"*2\r\n%1\r\n$5\r\nproto\r\n:3\r\n_\r\n");
+    }
 
     #[test]
     fn errors_get_an_err_prefix_unless_coded() {

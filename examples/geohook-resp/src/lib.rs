@@ -54,6 +54,10 @@
 //!   without a sign or a leading zero, no empty command, so that accepted
 //!   bytes are exactly what [`encode_command`] writes, and a [`Malformed`]
 //!   names the first bad byte.
+//! - **Both protocols.** A [`Reply`] encodes as RESP2 ([`Reply::encode`]) or
+//!   as RESP3 ([`Reply::encode_as`] with [`Proto::Resp3`]): a [`Reply::Map`]
+//!   is a `%` map in RESP3 and a flat array of pairs in RESP2, a null is `_`
+//!   in RESP3 and `$-1` in RESP2; everything else is written the same.
 //! - **Errors as Redis writes them.** [`Reply::Error`] prefixes `ERR ` unless
 //!   the text starts with an upper-case code ([`starts_with_code`]) and
 //!   replaces line breaks with spaces.
@@ -68,7 +72,7 @@ mod request;
 mod stream;
 
 pub use encode::{
-    encode_array_header, encode_bulk, encode_command, encoded_len, starts_with_code, Reply,
+    encode_array_header, encode_bulk, encode_command, encoded_len, starts_with_code, Proto, Reply,
 };
 pub use request::{parse, parse_into, ArgBufs, Limits, Parsed, ProtoError};
 pub use stream::{parse_command, parse_frame, scan_command, Frame, FrameLimits, Malformed};

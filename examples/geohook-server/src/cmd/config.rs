@@ -72,10 +72,10 @@ fn get(shared: &Shared, ctx: &Ctx, pattern: &str) -> Result<Reply, CmdError> {
             serde_json::Value::Object(map)
         )));
     }
-    Ok(Reply::Array(
+    Ok(Reply::Map(
         props
             .into_iter()
-            .flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)])
+            .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
             .collect(),
     ))
 }

@@ -1,8 +1,10 @@
 //! Commands about the connection: `PING [msg]`, `ECHO msg`, `QUIT`, `OUTPUT
-//! [json|resp]`, `AUTH [user] password`, and `COMMAND` (an empty list, which
-//! is what redis-cli needs when it starts).
+//! [json|resp]`, `AUTH [user] password`, `HELLO` (RESP3), `CLIENT`, and
+//! `COMMAND` (an empty list, which is what redis-cli needs when it starts).
 
-use crate::cmd::args::lower;
+use geohook_resp::Proto;
+
+use crate::cmd::args::{lower, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx, Session};
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -98,4 +100,134 @@ pub(crate) fn auth(
     }
     session.authed = true;
     Ok(ctx.ok())
+}
+
+/// `HELLO [2|3 [AUTH user password] [SETNAME name]]`: picks the protocol for
+/// the rest of the connection (RESP2 stays the default), authenticates and
+/// names it in one step, and answers with the server's description, encoded
+/// in the protocol just chosen.
+///
+/// # Errors
+///
+/// An unsupported version (`NOPROTO`), a wrong password, a bad name, or an
+/// unauthenticated connection without AUTH.
+pub(crate) fn hello(
+    shared: &Shared,
+    session: &mut Session,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let mut a = Args::new(args, 1, "hello");
+    let mut proto = session.proto;
+    if !a.done() {
+        proto = match a.next()? {
+            b"2" => Proto::Resp2,
+            b"3" => Proto::Resp3,
+            _ => return Err(CmdError::Msg("NOPROTO unsupported protocol version".into())),
+        };
+    }
+    let (mut authed, mut name) = (session.authed, None);
+    while !a.done() {
+        let word = a.next()?;
+        match lower(word).as_str() {
+            "auth" => {
+                let _user = a.next()?;
+                let pass = a.next()?;
+                let want = shared.settings.read().requirepass.clone();
+                // Without a password every client is in, as Redis's default
+                // user with `nopass` lets any password through.
+                if !want.is_empty() && pass != want.as_bytes() {
+                    return Err(CmdError::WrongPass);
+                }
+                authed = true;
+            }
+            "setname" => name = Some(client_name(a.next()?)?),
+            _ => return Err(CmdError::invalid(word)),
+        }
+    }
+    if !authed {
+        return Err(CmdError::Msg(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             select the RESP protocol version at the same time"
+                .into(),
+        ));
+    }
+    session.authed = true;
+    session.proto = proto;
+    if name.is_some() {
+        session.name = name;
+    }
+    let role = if shared.is_leader() {
+        "master"
+    } else {
+        "replica"
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let proto_n = if proto == Proto::Resp3 { 3 } else { 2 };
+    if ctx.json {
+        return Ok(ctx.ok_json(&format!(
+            ",\"server\":\"geohook-server\",\"version\":{},\"proto\":{proto_n},\"id\":{},\
+             \"mode\":\"standalone\",\"role\":\"{role}\"",
+            json_str(version),
+            session.id
+        )));
+    }
+    Ok(Reply::Map(vec![
+        (Reply::bulk("server"), Reply::bulk("geohook-server")),
+        (Reply::bulk("version"), Reply::bulk(version)),
+        (Reply::bulk("proto"), Reply::Int(proto_n)),
+        (Reply::bulk("id"), Reply::Int(session.id as i64)),
+        (Reply::bulk("mode"), Reply::bulk("standalone")),
+        (Reply::bulk("role"), Reply::bulk(role)),
+        (Reply::bulk("modules"), Reply::Array(Vec::new())),
+    ]))
+}
+
+/// A connection name as Redis allows them: printable, without spaces.
+fn client_name(a: &[u8]) -> Result<String, CmdError> {
+    if a.iter().all(|b| b.is_ascii_graphic()) {
+        Ok(lossy(a))
+    } else {
+        Err(CmdError::Msg(
+            "Client names cannot contain spaces, newlines or special characters.".into(),
+        ))
+    }
+}
+
+/// `CLIENT ID | GETNAME | SETNAME name | SETINFO attr value` (what client
+/// libraries send when they connect).
+///
+/// # Errors
+///
+/// Arity, a bad name, or another sub-command.
+pub(crate) fn client(
+    session: &mut Session,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    match (lower(&args[1]).as_str(), args.len()) {
+        ("id", 2) => Ok(if ctx.json {
+            ctx.ok_json(&format!(",\"id\":{}", session.id))
+        } else {
+            Reply::Int(session.id as i64)
+        }),
+        ("getname", 2) => Ok(match (&session.name, ctx.json) {
+            (Some(n), true) => ctx.ok_json(&format!(",\"name\":{}", json_str(n))),
+            (None, true) => ctx.ok_json(",\"name\":\"\""),
+            (Some(n), false) => Reply::bulk(n.clone()),
+            (None, false) => Reply::Null,
+        }),
+        ("setname", 3) => {
+            let name = client_name(&args[2])?;
+            session.name = (!name.is_empty()).then_some(name);
+            Ok(ctx.ok())
+        }
+        // Libraries report their name and version; nothing here reads them.
+        ("setinfo", 4) => Ok(ctx.ok()),
+        ("id" | "getname" | "setname" | "setinfo", _) => Err(CmdError::Arity("client")),
+        (sub, _) => Err(CmdError::Msg(format!(
+            "unknown subcommand '{sub}'. Try CLIENT HELP."
+        ))),
+    }
 }

@@ -2,15 +2,23 @@
 //! command's [`Ctx`] (output mode, start time, clock), and the typed
 //! [`CmdError`], rendered once for RESP and once for JSON.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+use geohook_resp::{Proto, Reply};
 
 use crate::aof::AofError;
 use crate::settings::SetError;
-use geohook_resp::Reply;
 
 /// Per-connection state.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// The connection's id (CLIENT ID, HELLO), unique in the process.
+    pub(crate) id: u64,
+    /// The name set by CLIENT SETNAME or HELLO … SETNAME.
+    pub(crate) name: Option<String>,
+    /// RESP2 unless the client asked for RESP3 with HELLO.
+    pub(crate) proto: Proto,
     /// Replies in Tile38's JSON shape (`OUTPUT json`).
     pub(crate) json: bool,
     /// AUTH succeeded, or no password was required when it connected.
@@ -25,7 +33,11 @@ pub(crate) struct Session {
 impl Session {
     /// A fresh session in RESP mode; `authed` when no password is set.
     pub(crate) fn new(authed: bool) -> Session {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Session {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            proto: Proto::Resp2,
             json: false,
             authed,
             quit: false,

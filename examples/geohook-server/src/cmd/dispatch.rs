@@ -118,6 +118,8 @@ fn admin(
         Cmd::Quit => Ok(conn::quit(session, ctx)),
         Cmd::Output => conn::output(session, ctx, args),
         Cmd::Auth => conn::auth(shared, session, ctx, args),
+        Cmd::Hello => conn::hello(shared, session, ctx, args),
+        Cmd::Client => conn::client(session, ctx, args),
         Cmd::Command => Ok(Reply::Array(Vec::new())),
         Cmd::Server | Cmd::Info => server::server_info(shared, ctx, cmd, args),
         Cmd::Gc => Ok(server::gc(ctx)),

@@ -34,15 +34,20 @@ pub(crate) fn stats(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply,
     for k in &args[1..] {
         match db.stats(text(k)?, ctx.now()) {
             Some(st) => {
-                resp.push(Reply::Array(vec![
-                    Reply::bulk("in_memory_size"),
-                    Reply::Int(st.in_memory_size as i64),
-                    Reply::bulk("num_objects"),
-                    Reply::Int(st.num_objects as i64),
-                    Reply::bulk("num_points"),
-                    Reply::Int(st.num_points as i64),
-                    Reply::bulk("num_strings"),
-                    Reply::Int(st.num_strings as i64),
+                resp.push(Reply::Map(vec![
+                    (
+                        Reply::bulk("in_memory_size"),
+                        Reply::Int(st.in_memory_size as i64),
+                    ),
+                    (
+                        Reply::bulk("num_objects"),
+                        Reply::Int(st.num_objects as i64),
+                    ),
+                    (Reply::bulk("num_points"), Reply::Int(st.num_points as i64)),
+                    (
+                        Reply::bulk("num_strings"),
+                        Reply::Int(st.num_strings as i64),
+                    ),
                 ]));
                 json.push(format!(
                     "{{\"in_memory_size\":{},\"num_objects\":{},\"num_points\":{},\"num_strings\":{}}}",

@@ -176,10 +176,10 @@ pub(crate) fn server_info(
                 .collect();
             return Ok(ctx.ok_json(&format!(",\"stats\":{{{}}}", body.join(","))));
         }
-        return Ok(Reply::Array(
+        return Ok(Reply::Map(
             stats
                 .into_iter()
-                .flat_map(|(k, v)| [Reply::bulk(k), Reply::bulk(v)])
+                .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
                 .collect(),
         ));
     }

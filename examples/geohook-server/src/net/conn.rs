@@ -52,7 +52,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                         return Ok(());
                     }
                     let reply = execute(shared, &mut session, args);
-                    reply.encode(&mut out);
+                    reply.encode_as(session.proto, &mut out);
                     if session.quit {
                         close = true;
                         break;
