@@ -42,7 +42,7 @@
 //!         let mut rewrite = Rewrite::begin(&path)?;
 //!         rewrite.write_all(b"set a 3\n")?;
 //!         let committed = rewrite.commit()?; // with the appender blocked
-//!         Ok::<_, aof_compactor::BoxError>(CompactionOutcome { new_size: committed.len })
+//!         Ok::<_, aof_compactor::BoxError>(CompactionOutcome::new(committed.len))
 //!     }
 //! })?;
 //! let shutdown = CancellationToken::new();
@@ -102,8 +102,21 @@
 //!
 //! # Crate features
 //!
-//! None. The crate needs tokio (time, sync), tokio-util's
-//! `CancellationToken`, and Unix (`statvfs`, directory fsync).
+//! None. The crate asks tokio for `sync`, `time`, `macros` and `rt` (the last
+//! for [`Rewrite::commit_async`]), tokio-util for its always-on
+//! `CancellationToken`, and needs Unix (`statvfs`, directory fsync); it is
+//! built and tested on Linux only.
+//!
+//! # Stability
+//!
+//! The crate is 0.x: a minor release may break the API, a patch release does
+//! not. The result and status types ([`CompactionOutcome`],
+//! [`CompactionContext`], [`RunReport`], [`Status`], [`Committed`],
+//! [`Error`], [`RunFailure`], [`Trigger`], [`InFlight`]) are
+//! `#[non_exhaustive]` so that they can grow in a patch release; build a
+//! [`CompactionOutcome`] with [`CompactionOutcome::new`]. [`Config`] keeps
+//! public fields for `Config { .., ..Default::default() }`: always write the
+//! `..Default::default()`. The trigger rule above is part of the API.
 
 mod compactor;
 mod config;
@@ -121,3 +134,9 @@ pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::rewrite::{clean_leftovers, Committed, Rewrite, DEFAULT_SYNC_EVERY};
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
+
+/// The README's code blocks, compiled and run as doc tests so that the
+/// snippet a user copies is one that builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -79,6 +79,7 @@ const RATE_CHECK_BYTES: u64 = 256 * 1024;
 
 /// The result of a [`Rewrite::commit`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Committed {
     /// The new live file, opened for appending. Give it to the appender
     /// before releasing it; writes to the old handle after the commit are lost.
