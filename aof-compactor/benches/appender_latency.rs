@@ -9,10 +9,16 @@
 //! commit and swap the file under the lock. Sorted samples give the
 //! percentiles.
 //!
+//! The rewrite uses the crate's default settings unless the environment says
+//! otherwise, so that the figure is what a user who sets nothing gets.
+//!
 //! Run: `cargo bench -p aof-compactor --bench appender_latency`
 //! (optional environment: `SECONDS` per side, default 3; `ROUNDS`, default 3;
-//! `STATE_MB`, default 32; `SYNC_EVERY_KB`, default 4096; `MAX_RATE_MB`, the
-//! rewrite's [`Rewrite::max_rate`] in MB/s, default 0 = no cap).
+//! `STATE_MB`, default 32; `SYNC_EVERY_KB`, the rewrite's
+//! [`Rewrite::sync_every`], default the crate's; `PACING=off` for
+//! [`Pacing::off`], the behaviour before pacing; `IN_FLIGHT` and `MIN_STEP_KB`, the
+//! adaptive pacing's [`Pacing::in_flight`] and [`Pacing::min_step`]; `MAX_RATE_MB`, the rewrite's
+//! [`Rewrite::max_rate`] in MB/s, default 0 = no cap).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -21,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aof_compactor::Rewrite;
+use aof_compactor::{Pacing, PacingStats, Rewrite, DEFAULT_SYNC_EVERY};
 use parking_lot::Mutex;
 
 const RECORD: &[u8] = b"*6\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$9\r\ntruck1234\r\n$5\r\nPOINT\r\n$9\r\n33.512345\r\n$10\r\n-112.26789\r\n";
@@ -31,6 +37,83 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The rewrite's settings, each `None` to keep the crate's default.
+#[derive(Clone)]
+struct Settings {
+    sync_every: Option<u64>,
+    pacing: Option<Pacing>,
+    max_rate: u64,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let mut pacing = match std::env::var("PACING").as_deref() {
+            Ok("off") => Some(Pacing::off()),
+            Ok("adaptive") => Some(Pacing::adaptive()),
+            Ok(other) => panic!("PACING must be off or adaptive, not {other}"),
+            Err(_) => None,
+        };
+        if let Ok(n) = std::env::var("IN_FLIGHT") {
+            let p = pacing.unwrap_or_default();
+            pacing = Some(p.in_flight(n.parse().expect("IN_FLIGHT is a number")));
+        }
+        if let Ok(kb) = std::env::var("MIN_STEP_KB") {
+            let p = pacing.unwrap_or_default();
+            pacing = Some(p.min_step(kb.parse::<u64>().expect("MIN_STEP_KB is a number") * 1024));
+        }
+        Settings {
+            sync_every: std::env::var("SYNC_EVERY_KB")
+                .ok()
+                .map(|v| v.parse::<u64>().expect("SYNC_EVERY_KB is a number") * 1024),
+            pacing,
+            max_rate: env_u64("MAX_RATE_MB", 0) * 1_000_000,
+        }
+    }
+
+    fn begin(&self, live: &Path) -> Rewrite {
+        let mut rw = Rewrite::begin(live).unwrap();
+        if let Some(bytes) = self.sync_every {
+            rw = rw.sync_every(bytes);
+        }
+        if let Some(p) = &self.pacing {
+            rw = rw.pacing(p.clone());
+        }
+        if self.max_rate > 0 {
+            rw = rw.max_rate(self.max_rate);
+        }
+        rw
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "write-back every {} KiB, pacing {}, rate cap {}",
+            self.sync_every.unwrap_or(DEFAULT_SYNC_EVERY) / 1024,
+            match &self.pacing {
+                None => "default (adaptive)".to_owned(),
+                Some(p) if p.is_adaptive() => format!("{p:?}"),
+                Some(_) => "off".to_owned(),
+            },
+            if self.max_rate == 0 {
+                "none".to_owned()
+            } else {
+                format!("{} MB/s", self.max_rate / 1_000_000)
+            }
+        )
+    }
+}
+
+/// What the rewriter thread saw: how long it held the appender's lock per
+/// rewrite, and the pacer's totals.
+#[derive(Default)]
+struct RewriterLog {
+    held: Vec<u64>,
+    steps: u64,
+    yields: u64,
+    shortest_step: u64,
+    bytes: u64,
+    busy: Duration,
 }
 
 /// Appends for `duration` and returns each append's latency in nanoseconds.
@@ -58,32 +141,40 @@ fn rewrite_loop(
     live: &Path,
     file: &Mutex<File>,
     state_mb: u64,
-    sync_every: u64,
-    max_rate: u64,
+    settings: &Settings,
     stop: &AtomicBool,
-    held: &Mutex<Vec<u64>>,
+    log: &Mutex<RewriterLog>,
 ) {
     let records = state_mb * 1024 * 1024 / RECORD.len() as u64;
     while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
         let (mut rw, begin_held) = {
             let _held = file.lock();
             let t = Instant::now();
-            let rw = Rewrite::begin(live)
-                .unwrap()
-                .sync_every(sync_every)
-                .max_rate(max_rate);
+            let rw = settings.begin(live);
             (rw, t.elapsed())
         };
         for _ in 0..records {
             rw.write_all(RECORD).unwrap();
         }
         rw.catch_up().unwrap();
+        let stats: PacingStats = rw.pacing_stats();
         let mut f = file.lock();
         let t = Instant::now();
-        let old = std::mem::replace(&mut *f, rw.commit().unwrap().file);
+        let committed = rw.commit().unwrap();
+        let old = std::mem::replace(&mut *f, committed.file);
         drop(f);
-        held.lock()
-            .push((begin_held + t.elapsed()).as_nanos() as u64);
+        {
+            let mut log = log.lock();
+            log.held.push((begin_held + t.elapsed()).as_nanos() as u64);
+            log.steps += stats.steps;
+            log.yields += stats.yields;
+            if log.shortest_step == 0 || stats.shortest_step < log.shortest_step {
+                log.shortest_step = stats.shortest_step;
+            }
+            log.bytes += committed.len;
+            log.busy += started.elapsed();
+        }
         // Closing the last handle of the replaced file frees its blocks, which
         // for a large file takes a while; it happens after the lock is released.
         drop(old);
@@ -94,8 +185,7 @@ fn main() {
     let seconds = env_u64("SECONDS", 3);
     let state_mb = env_u64("STATE_MB", 32);
     let rounds = env_u64("ROUNDS", 3);
-    let sync_every = env_u64("SYNC_EVERY_KB", 4096) * 1024;
-    let max_rate = env_u64("MAX_RATE_MB", 0) * 1_000_000;
+    let settings = Settings::from_env();
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("appendonly.aof");
     let file = Arc::new(Mutex::new(
@@ -110,15 +200,19 @@ fn main() {
     // falls on both sides alike.
     let phase = Duration::from_secs(seconds).div_f64(rounds as f64);
     let (mut alone, mut during) = (Vec::new(), Vec::new());
-    let held = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(RewriterLog::default()));
     for _ in 0..rounds {
         alone.extend(append_for(&file, phase));
         let stop = Arc::new(AtomicBool::new(false));
         let rewriter = {
-            let (live, file, stop, held) = (live.clone(), file.clone(), stop.clone(), held.clone());
-            std::thread::spawn(move || {
-                rewrite_loop(&live, &file, state_mb, sync_every, max_rate, &stop, &held)
-            })
+            let (live, file, stop, log, settings) = (
+                live.clone(),
+                file.clone(),
+                stop.clone(),
+                log.clone(),
+                settings.clone(),
+            );
+            std::thread::spawn(move || rewrite_loop(&live, &file, state_mb, &settings, &stop, &log))
         };
         during.extend(append_for(&file, phase));
         stop.store(true, Ordering::Relaxed);
@@ -128,9 +222,8 @@ fn main() {
     during.sort_unstable();
 
     println!(
-        "appender latency, {seconds} s per side in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state, write-back every {} KiB, rate cap {}",
-        sync_every / 1024,
-        if max_rate == 0 { "none".to_owned() } else { format!("{} MB/s", max_rate / 1_000_000) }
+        "appender latency, {seconds} s per side in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state, {}",
+        settings.describe()
     );
     println!(
         "{:<28} {:>9} {:>10} {:>10} {:>10} {:>10}",
@@ -147,13 +240,21 @@ fn main() {
             pct(s, 1.0)
         );
     }
-    let mut held = held.lock().clone();
+    let log = log.lock();
+    let mut held = log.held.clone();
     held.sort_unstable();
     println!(
         "rewrites completed: {}; appender lock held per rewrite (begin + commit): p50 {:.1} µs, max {:.1} µs",
         held.len(),
         pct(&held, 0.5),
         pct(&held, 1.0)
+    );
+    println!(
+        "rewriter: {:.0} MB/s while running; pacer: {} steps, {} yielded to the appender, shortest {} KiB",
+        log.bytes as f64 / log.busy.as_secs_f64().max(1e-9) / 1e6,
+        log.steps,
+        log.yields,
+        log.shortest_step / 1024
     );
     println!(
         "p99 ratio (during / alone): {:.2}",

@@ -121,6 +121,7 @@
 mod compactor;
 mod config;
 mod error;
+mod pacing;
 mod rewrite;
 mod source;
 
@@ -132,6 +133,7 @@ pub use crate::compactor::{
 };
 pub use crate::config::Config;
 pub use crate::error::Error;
+pub use crate::pacing::{Pacing, PacingStats, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
 pub use crate::rewrite::{clean_leftovers, Committed, Rewrite, DEFAULT_SYNC_EVERY};
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
 
