@@ -1,9 +1,10 @@
 //! Latency of a concurrent appender while rewrites run, against the same
-//! appender alone, in the same run.
+//! appender alone, in the same run; and the same with the settings from
+//! before pacing existed (`Pacing::off`, 4 MiB steps) as a third phase.
 //!
 //! The appender writes an 83-byte record and `fdatasync`s it under its lock
 //! (Redis's `appendfsync always`), timing each append from taking the lock to
-//! releasing it. In the second phase a rewriter thread loops over full
+//! releasing it. In the second and third phases a rewriter thread loops over full
 //! rewrites of a state of `STATE_MB` megabytes with the [`Rewrite`] protocol:
 //! begin under the lock, write the state outside it, catch up outside it, then
 //! commit and swap the file under the lock. Sorted samples give the
@@ -13,7 +14,7 @@
 //! otherwise, so that the figure is what a user who sets nothing gets.
 //!
 //! Run: `cargo bench -p aof-compactor --bench appender_latency`
-//! (optional environment: `SECONDS` per side, default 3; `ROUNDS`, default 3;
+//! (optional environment: `SECONDS` per phase, default 3; `ROUNDS`, default 3;
 //! `STATE_MB`, default 32; `SYNC_EVERY_KB`, the rewrite's
 //! [`Rewrite::sync_every`], default the crate's; `PACING=off` for
 //! [`Pacing::off`], the behaviour before pacing; `IN_FLIGHT` and `MIN_STEP_KB`, the
@@ -181,11 +182,74 @@ fn rewrite_loop(
     }
 }
 
+/// Appends for `phase` while a rewriter thread loops over rewrites with
+/// `settings`, and returns the append latencies.
+fn during(
+    live: &Path,
+    file: &Arc<Mutex<File>>,
+    state_mb: u64,
+    settings: &Settings,
+    phase: Duration,
+    log: &Arc<Mutex<RewriterLog>>,
+) -> Vec<u64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rewriter = {
+        let (live, file, stop, log, settings) = (
+            live.to_owned(),
+            file.clone(),
+            stop.clone(),
+            log.clone(),
+            settings.clone(),
+        );
+        std::thread::spawn(move || rewrite_loop(&live, &file, state_mb, &settings, &stop, &log))
+    };
+    let samples = append_for(file, phase);
+    stop.store(true, Ordering::Relaxed);
+    rewriter.join().unwrap();
+    samples
+}
+
+fn report(name: &str, samples: &[u64], log: Option<&RewriterLog>, alone: &[u64]) {
+    print!(
+        "{:<30} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+        name,
+        samples.len(),
+        pct(samples, 0.5),
+        pct(samples, 0.99),
+        pct(samples, 0.999),
+        pct(samples, 1.0)
+    );
+    match log {
+        None => println!(),
+        Some(log) => {
+            let mut held = log.held.clone();
+            held.sort_unstable();
+            println!(
+                " {:>6.2} {:>6} {:>7.0} {:>8.1} {:>6}/{:<6} {:>5}",
+                pct(samples, 0.99) / pct(alone, 0.99),
+                held.len(),
+                log.bytes as f64 / log.busy.as_secs_f64().max(1e-9) / 1e6,
+                pct(&held, 0.5) / 1000.0,
+                log.yields,
+                log.steps,
+                log.shortest_step / 1024
+            );
+        }
+    }
+}
+
 fn main() {
     let seconds = env_u64("SECONDS", 3);
     let state_mb = env_u64("STATE_MB", 32);
     let rounds = env_u64("ROUNDS", 3);
     let settings = Settings::from_env();
+    // The peer: the settings before pacing existed (no pacing, 4 MiB
+    // write-back steps), measured in the same run.
+    let before = Settings {
+        sync_every: Some(4 * 1024 * 1024),
+        pacing: Some(Pacing::off()),
+        max_rate: 0,
+    };
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("appendonly.aof");
     let file = Arc::new(Mutex::new(
@@ -197,67 +261,61 @@ fn main() {
     ));
 
     // The phases alternate so that noise from other processes on the machine
-    // falls on both sides alike.
+    // falls on every side alike.
     let phase = Duration::from_secs(seconds).div_f64(rounds as f64);
-    let (mut alone, mut during) = (Vec::new(), Vec::new());
-    let log = Arc::new(Mutex::new(RewriterLog::default()));
+    let (mut alone, mut with_settings, mut with_before) = (Vec::new(), Vec::new(), Vec::new());
+    let (log, log_before) = (
+        Arc::new(Mutex::new(RewriterLog::default())),
+        Arc::new(Mutex::new(RewriterLog::default())),
+    );
     for _ in 0..rounds {
         alone.extend(append_for(&file, phase));
-        let stop = Arc::new(AtomicBool::new(false));
-        let rewriter = {
-            let (live, file, stop, log, settings) = (
-                live.clone(),
-                file.clone(),
-                stop.clone(),
-                log.clone(),
-                settings.clone(),
-            );
-            std::thread::spawn(move || rewrite_loop(&live, &file, state_mb, &settings, &stop, &log))
-        };
-        during.extend(append_for(&file, phase));
-        stop.store(true, Ordering::Relaxed);
-        rewriter.join().unwrap();
+        with_settings.extend(during(&live, &file, state_mb, &settings, phase, &log));
+        with_before.extend(during(&live, &file, state_mb, &before, phase, &log_before));
     }
     alone.sort_unstable();
-    during.sort_unstable();
+    with_settings.sort_unstable();
+    with_before.sort_unstable();
 
     println!(
-        "appender latency, {seconds} s per side in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state, {}",
-        settings.describe()
+        "appender latency, {seconds} s per phase in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state"
+    );
+    println!("rewrite settings: {}", settings.describe());
+    println!("before pacing:    {}", before.describe());
+    println!(
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>8} {:>13} {:>5}",
+        "phase",
+        "appends",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "ratio",
+        "rwrts",
+        "MB/s",
+        "lock ms",
+        "yields/steps",
+        "min KiB"
+    );
+    report("alone", &alone, None, &alone);
+    report(
+        "during rewrites (settings)",
+        &with_settings,
+        Some(&log.lock()),
+        &alone,
+    );
+    report(
+        "during rewrites (before)",
+        &with_before,
+        Some(&log_before.lock()),
+        &alone,
     );
     println!(
-        "{:<28} {:>9} {:>10} {:>10} {:>10} {:>10}",
-        "phase", "appends", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
-    );
-    for (name, s) in [("alone", &alone), ("during rewrites", &during)] {
-        println!(
-            "{:<28} {:>9} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-            name,
-            s.len(),
-            pct(s, 0.5),
-            pct(s, 0.99),
-            pct(s, 0.999),
-            pct(s, 1.0)
-        );
-    }
-    let log = log.lock();
-    let mut held = log.held.clone();
-    held.sort_unstable();
-    println!(
-        "rewrites completed: {}; appender lock held per rewrite (begin + commit): p50 {:.1} µs, max {:.1} µs",
-        held.len(),
-        pct(&held, 0.5),
-        pct(&held, 1.0)
+        "p99 ratio (during / alone): settings {:.2}, before pacing {:.2}",
+        pct(&with_settings, 0.99) / pct(&alone, 0.99),
+        pct(&with_before, 0.99) / pct(&alone, 0.99)
     );
     println!(
-        "rewriter: {:.0} MB/s while running; pacer: {} steps, {} yielded to the appender, shortest {} KiB",
-        log.bytes as f64 / log.busy.as_secs_f64().max(1e-9) / 1e6,
-        log.steps,
-        log.yields,
-        log.shortest_step / 1024
-    );
-    println!(
-        "p99 ratio (during / alone): {:.2}",
-        pct(&during, 0.99) / pct(&alone, 0.99)
+        "columns: ratio = p99 / alone p99; rwrts = rewrites completed; MB/s = rewriter throughput while running; lock ms = p50 appender lock held per rewrite (begin + commit); yields/steps = paced steps after which the live file had grown / all paced steps; min KiB = shortest step"
     );
 }

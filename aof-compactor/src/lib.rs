@@ -100,6 +100,16 @@
 //! the new file is complete and fsynced before one `rename(2)` replaces the
 //! old one, then the directory is fsynced. A crash leaves either file whole.
 //!
+//! **Pacing.** By default ([`Pacing::adaptive`]) the compacted state is
+//! written back in steps of at most [`Rewrite::sync_every`] bytes (1 MiB),
+//! with at most [`Pacing::in_flight`] steps (2) under write-back: the writer
+//! waits for the oldest before starting another. After each step the live
+//! file's length is read; if it grew, the next step is half as long (never
+//! below [`Pacing::min_step`], 64 KiB) and every earlier step is awaited
+//! first; if it did not, the next step is `min_step` longer (never above
+//! `sync_every`). [`Pacing::off`] starts write-back and never waits.
+//! [`Rewrite::max_rate`] is a fixed cap on top of either.
+//!
 //! # Crate features
 //!
 //! None. The crate asks tokio for `sync`, `time`, `macros` and `rt` (the last

@@ -31,9 +31,12 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    The snapshot must describe exactly the records in that prefix. Release
 ///    the appender.
 /// 2. Write the compacted state through the [`Write`] impl. It goes to a
-///    temporary file beside the live one; every [`Rewrite::sync_every`] bytes
-///    write-back of the new pages is started so that no fsync has a mountain
-///    of dirty pages to wait for.
+///    temporary file beside the live one, and is written back in steps as it
+///    goes so that no fsync, the appender's or the commit's, has a mountain
+///    of dirty pages to wait for. By default the steps are paced
+///    ([`Pacing::adaptive`]): at most two under write-back at once, and
+///    shorter (down to 64 KiB, one at a time) while the live file grows, so
+///    that an appender's sync finds little of the rewrite in front of it.
 /// 3. Call [`Rewrite::catch_up`] (appender still running): it copies what was
 ///    appended meanwhile and fsyncs, so that step 4, which blocks the
 ///    appender, only copies and fsyncs the last few records. Optional but
