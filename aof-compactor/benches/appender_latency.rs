@@ -8,7 +8,8 @@
 //! rewrites of a state of `STATE_MB` megabytes with the [`Rewrite`] protocol:
 //! begin under the lock, write the state outside it, catch up outside it, then
 //! commit and swap the file under the lock. Sorted samples give the
-//! percentiles.
+//! percentiles. Before each phase the file system is synced and left alone
+//! for 250 ms, so that one phase's write-back does not land on the next.
 //!
 //! The rewrite uses the crate's default settings unless the environment says
 //! otherwise, so that the figure is what a user who sets nothing gets.
@@ -182,6 +183,18 @@ fn rewrite_loop(
     }
 }
 
+/// Lets the disk finish what the previous phase left (write-back of the last
+/// rewrite, the freeing of the replaced file) so that it is not counted
+/// against the next phase: `syncfs` of the file system holding `dir`, then a
+/// quarter of a second.
+fn settle(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir).unwrap();
+    // SAFETY: the descriptor is open for the duration of the call.
+    unsafe { libc::syncfs(d.as_raw_fd()) };
+    std::thread::sleep(Duration::from_millis(250));
+}
+
 /// Appends for `phase` while a rewriter thread loops over rewrites with
 /// `settings`, and returns the append latencies.
 fn during(
@@ -268,10 +281,19 @@ fn main() {
         Arc::new(Mutex::new(RewriterLog::default())),
         Arc::new(Mutex::new(RewriterLog::default())),
     );
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        settle(dir.path());
         alone.extend(append_for(&file, phase));
-        with_settings.extend(during(&live, &file, state_mb, &settings, phase, &log));
-        with_before.extend(during(&live, &file, state_mb, &before, phase, &log_before));
+        // Which rewrite phase goes first alternates, so that whatever one
+        // leaves behind falls on the other as often as the other way round.
+        for first in [round % 2 == 0, round % 2 == 1] {
+            settle(dir.path());
+            if first {
+                with_settings.extend(during(&live, &file, state_mb, &settings, phase, &log));
+            } else {
+                with_before.extend(during(&live, &file, state_mb, &before, phase, &log_before));
+            }
+        }
     }
     alone.sort_unstable();
     with_settings.sort_unstable();
