@@ -13,7 +13,8 @@
 //! Run: `cargo bench -p aof-compactor --bench throughput_ratio`
 //! (optional environment: `ROUNDS`, default 15; `SIZE_MB`, default 64;
 //! `APPENDS`, 1 KiB appends to the live file spread over each rewrite,
-//! default 64, 0 for "nobody appends"; `PACING=off`; `SYNC_EVERY_KB`).
+//! default 64, 0 for "nobody appends"; `PACING=off`; `SYNC_EVERY_KB`;
+//! `IN_FLIGHT`, the adaptive pacing's [`Pacing::in_flight`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -45,12 +46,16 @@ fn plain(path: &Path, records: usize) -> Duration {
 
 /// The rewrite's settings from the environment; `None` keeps the default.
 fn settings() -> (Option<Pacing>, Option<u64>) {
-    let pacing = match std::env::var("PACING").as_deref() {
+    let mut pacing = match std::env::var("PACING").as_deref() {
         Ok("off") => Some(Pacing::off()),
         Ok("adaptive") => Some(Pacing::adaptive()),
         Ok(other) => panic!("PACING must be off or adaptive, not {other}"),
         Err(_) => None,
     };
+    if let Ok(n) = std::env::var("IN_FLIGHT") {
+        let p = pacing.unwrap_or_default();
+        pacing = Some(p.in_flight(n.parse().expect("IN_FLIGHT is a number")));
+    }
     let sync_every = std::env::var("SYNC_EVERY_KB")
         .ok()
         .map(|v| v.parse::<u64>().expect("SYNC_EVERY_KB is a number") * 1024);
@@ -114,9 +119,9 @@ fn main() {
     println!(
         "{rounds} interleaved rounds of {size_mb} MB ({records} records, {appends} appends of 1 KiB during each rewrite); rewrite pacing {}, write-back step {}",
         match pacing {
-            None => "default (adaptive)",
-            Some(p) if p.is_adaptive() => "adaptive",
-            Some(_) => "off",
+            None => "default (adaptive)".to_owned(),
+            Some(p) if p.is_adaptive() => format!("{p:?}"),
+            Some(_) => "off".to_owned(),
         },
         sync_every.map_or("default".to_owned(), |b| format!("{} KiB", b / 1024))
     );
