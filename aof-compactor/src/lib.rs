@@ -104,10 +104,11 @@
 //! written back in steps of at most [`Rewrite::sync_every`] bytes (1 MiB),
 //! with at most [`Pacing::in_flight`] steps (2) under write-back: the writer
 //! waits for the oldest before starting another. After each step the live
-//! file's length is read; if it grew, the next step is half as long (never
-//! below [`Pacing::min_step`], 64 KiB) and every earlier step is awaited
-//! first; if it did not, the next step is `min_step` longer (never above
-//! `sync_every`). [`Pacing::off`] starts write-back and never waits.
+//! file's length is read; if it grew, the next step is [`Pacing::min_step`]
+//! (64 KiB) and only one step is under write-back
+//! at a time, which holds until the file has not grown for [`Pacing::hold`]
+//! (1 s); after that each step is `min_step` longer than the last (never
+//! above `sync_every`). [`Pacing::off`] starts write-back and never waits.
 //! [`Rewrite::max_rate`] is a fixed cap on top of either.
 //!
 //! # Crate features
@@ -143,7 +144,7 @@ pub use crate::compactor::{
 };
 pub use crate::config::Config;
 pub use crate::error::Error;
-pub use crate::pacing::{Pacing, PacingStats, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
+pub use crate::pacing::{Pacing, PacingStats, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
 pub use crate::rewrite::{clean_leftovers, Committed, Rewrite, DEFAULT_SYNC_EVERY};
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
 

@@ -11,21 +11,29 @@
 //!   steps are under write-back at once: the writer waits for the oldest
 //!   before starting another;
 //! * after each step the live file's length is read (one `fstat`). If it grew,
-//!   an appender is writing, and the next step is half as long, down to
-//!   [`Pacing::min_step`]; if it did not, the next step is one `min_step`
-//!   longer, up to [`Rewrite::sync_every`] (additive increase, multiplicative
-//!   decrease). When nobody appends the rewrite runs at full speed in full
-//!   steps; while somebody does, each of their syncs waits behind at most
-//!   `in_flight × min_step` bytes of the rewrite.
+//!   an appender is writing: the next step drops to [`Pacing::min_step`],
+//!   and only one step is under write-back at a time.
+//!   The rewrite stays that way until the live file has not grown for
+//!   [`Pacing::hold`]; then each step is one `min_step` longer than the last,
+//!   up to [`Rewrite::sync_every`], with `in_flight` steps again (additive
+//!   increase, multiplicative decrease). When nobody appends the rewrite runs
+//!   at full speed in full steps; while somebody does, even once a second,
+//!   each of their syncs finds at most one short step of the rewrite under
+//!   write-back.
 //!
 //! The first design measured each step's own write-back time and backed off
 //! when it rose above the fastest seen. On the virtio disk the figures were
 //! measured on, 1 MiB steps of a rewrite with no appender at all took
 //! anywhere from 0.6 to 9 ms, so that signal backed off to its floor with
 //! nobody appending (0.02 of the plain write's throughput). The live file's
-//! growth is the signal that does not depend on the disk's mood.
+//! growth is the signal that does not depend on the disk's mood. The hold
+//! is there because an appender slower than the rewrite's steps (an append
+//! every few milliseconds) leaves most steps without growth, and steps that
+//! grew back between its appends would be in front of its next sync.
 //!
 //! [`Rewrite::sync_every`]: crate::Rewrite::sync_every
+
+use std::time::{Duration, Instant};
 
 /// How a [`Rewrite`](crate::Rewrite) paces the write-back of the compacted
 /// state. Build it with [`Pacing::adaptive`] (the default) or
@@ -39,6 +47,7 @@ pub struct Pacing {
     pub(crate) adaptive: bool,
     pub(crate) in_flight: u32,
     pub(crate) min_step: u64,
+    pub(crate) hold: Duration,
 }
 
 /// Default for [`Pacing::in_flight`].
@@ -46,6 +55,9 @@ pub const DEFAULT_IN_FLIGHT: u32 = 2;
 
 /// Default for [`Pacing::min_step`]: 64 KiB.
 pub const DEFAULT_MIN_STEP: u64 = 64 * 1024;
+
+/// Default for [`Pacing::hold`]: one second.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
 
 impl Default for Pacing {
     fn default() -> Self {
@@ -56,12 +68,14 @@ impl Default for Pacing {
 impl Pacing {
     /// Bounded write-back that yields to an appender, with the defaults:
     /// [`DEFAULT_IN_FLIGHT`] steps in flight, steps between
-    /// [`DEFAULT_MIN_STEP`] and [`Rewrite::sync_every`](crate::Rewrite::sync_every).
+    /// [`DEFAULT_MIN_STEP`] and [`Rewrite::sync_every`](crate::Rewrite::sync_every),
+    /// short steps held for [`DEFAULT_HOLD`] after the live file last grew.
     pub fn adaptive() -> Self {
         Pacing {
             adaptive: true,
             in_flight: DEFAULT_IN_FLIGHT,
             min_step: DEFAULT_MIN_STEP,
+            hold: DEFAULT_HOLD,
         }
     }
 
@@ -100,6 +114,16 @@ impl Pacing {
         self.min_step = bytes.max(4096);
         self
     }
+
+    /// How long after the live file last grew the steps stay short (one
+    /// step in flight, no growth). Longer protects an appender that writes
+    /// rarely; shorter gives the rewrite its speed back sooner.
+    ///
+    /// Default: [`DEFAULT_HOLD`] (1 s).
+    pub fn hold(mut self, hold: Duration) -> Self {
+        self.hold = hold;
+        self
+    }
 }
 
 /// What the pacer did during one rewrite, from
@@ -109,20 +133,28 @@ impl Pacing {
 pub struct PacingStats {
     /// Write-back steps taken.
     pub steps: u64,
-    /// Steps after which the live file had grown, each halving the next step.
+    /// Steps after which the live file had grown, each dropping the next
+    /// step to the minimum.
     pub yields: u64,
     /// The shortest step taken, in bytes (0 before the first).
     pub shortest_step: u64,
 }
 
-/// The pacer's decisions, without any I/O of its own: the rewrite tells it
-/// after each step whether the live file grew, and takes the next step's
-/// length from it, so that the rule is tested with made-up sequences.
+/// The pacer's decisions, without any I/O or clock of its own: the rewrite
+/// tells it after each step whether the live file grew and when, and takes
+/// the next step's length and the number of steps allowed in flight from it,
+/// so that the rule is tested with made-up sequences and instants.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     min_step: u64,
     max_step: u64,
+    in_flight: usize,
+    hold: Duration,
     step: u64,
+    /// When the live file was last seen to have grown.
+    grew_at: Option<Instant>,
+    /// Whether the last step fell within the hold.
+    holding: bool,
     stats: PacingStats,
 }
 
@@ -134,7 +166,11 @@ impl Pacer {
         Pacer {
             min_step,
             max_step: max_step.max(min_step),
+            in_flight: pacing.in_flight.max(1) as usize,
+            hold: pacing.hold,
             step: max_step.max(min_step),
+            grew_at: None,
+            holding: false,
             stats: PacingStats::default(),
         }
     }
@@ -144,19 +180,37 @@ impl Pacer {
         self.step
     }
 
-    /// Takes one finished step of `len` bytes, after which the live file had
-    /// or had not `grown`, and returns the length of the next step.
-    pub(crate) fn step_done(&mut self, len: u64, grown: bool) -> u64 {
+    /// How many steps may be under write-back once the one just finished
+    /// is started: one while holding, `in_flight` otherwise.
+    pub(crate) fn in_flight(&self) -> usize {
+        if self.holding {
+            1
+        } else {
+            self.in_flight
+        }
+    }
+
+    /// Takes one finished step of `len` bytes, after which, at `now`, the
+    /// live file had or had not `grown`, and returns the length of the next
+    /// step.
+    pub(crate) fn step_done(&mut self, len: u64, grown: bool, now: Instant) -> u64 {
         self.stats.steps += 1;
         if self.stats.shortest_step == 0 || len < self.stats.shortest_step {
             self.stats.shortest_step = len;
         }
-        self.step = if grown {
+        if grown {
             self.stats.yields += 1;
-            (self.step / 2).max(self.min_step)
-        } else {
-            (self.step + self.min_step).min(self.max_step)
-        };
+            self.grew_at = Some(now);
+            self.holding = true;
+            self.step = self.min_step;
+            return self.step;
+        }
+        self.holding = self
+            .grew_at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.hold);
+        if !self.holding {
+            self.step = (self.step + self.min_step).min(self.max_step);
+        }
         self.step
     }
 
@@ -170,63 +224,117 @@ mod tests {
     use super::*;
 
     const KIB: u64 = 1024;
+    const MS: Duration = Duration::from_millis(1);
 
-    /// Feeds a sequence of "grown" flags, each for a step of the length the
-    /// pacer asked for, and returns the lengths it asked for next.
-    fn run(pacer: &mut Pacer, grown: &[bool]) -> Vec<u64> {
-        grown
+    /// Feeds steps of the length the pacer asks for, each `(ms after the
+    /// start, grown)`, and returns `(next step in KiB, steps in flight)`.
+    fn run(pacer: &mut Pacer, start: Instant, steps: &[(u64, bool)]) -> Vec<(u64, usize)> {
+        steps
             .iter()
-            .map(|&g| pacer.step_done(pacer.step_len(), g) / KIB)
+            .map(|&(at, grown)| {
+                let next = pacer.step_done(pacer.step_len(), grown, start + MS * at as u32);
+                (next / KIB, pacer.in_flight())
+            })
             .collect()
+    }
+
+    /// `n` steps without growth, 1 ms apart from `from` ms.
+    fn quiet(from: u64, n: u64) -> Vec<(u64, bool)> {
+        (from..from + n).map(|t| (t, false)).collect()
     }
 
     #[test]
     fn without_appends_every_step_is_full_length() {
+        let t0 = Instant::now();
         let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
         assert_eq!(p.step_len(), 1024 * KIB);
-        assert_eq!(run(&mut p, &[false; 20]), [1024; 20]);
+        assert_eq!(run(&mut p, t0, &quiet(0, 20)), [(1024, 2); 20]);
         assert_eq!(p.stats().yields, 0);
         assert_eq!(p.stats().steps, 20);
         assert_eq!(p.stats().shortest_step, 1024 * KIB);
     }
 
     #[test]
-    fn appends_halve_the_step_down_to_the_minimum() {
+    fn an_append_drops_the_step_to_the_minimum_one_at_a_time() {
+        let t0 = Instant::now();
         let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
-        assert_eq!(run(&mut p, &[true; 7]), [512, 256, 128, 64, 64, 64, 64]);
-        assert_eq!(p.stats().yields, 7);
+        let grown: Vec<_> = (0..4).map(|t| (t, true)).collect();
+        assert_eq!(run(&mut p, t0, &grown), [(64, 1); 4]);
+        assert_eq!(p.stats().yields, 4);
         assert_eq!(p.stats().shortest_step, 64 * KIB);
     }
 
     #[test]
-    fn quiet_steps_grow_it_back_by_the_minimum_each() {
+    fn short_steps_are_held_for_the_hold_after_the_last_growth() {
+        let t0 = Instant::now();
         let mut p = Pacer::new(&Pacing::adaptive(), 512 * KIB);
-        run(&mut p, &[true; 4]);
+        run(&mut p, t0, &[(0, true), (1, true), (2, true)]);
         assert_eq!(p.step_len(), 64 * KIB);
+        // Quiet steps within a second of the last growth change nothing.
         assert_eq!(
-            run(&mut p, &[false; 9]),
-            [128, 192, 256, 320, 384, 448, 512, 512, 512]
+            run(&mut p, t0, &[(10, false), (500, false), (1001, false)]),
+            [(64, 1), (64, 1), (64, 1)]
+        );
+        // From one second on, each quiet step adds 64 KiB, with two in flight.
+        assert_eq!(
+            run(&mut p, t0, &quiet(1002, 8)),
+            [
+                (128, 2),
+                (192, 2),
+                (256, 2),
+                (320, 2),
+                (384, 2),
+                (448, 2),
+                (512, 2),
+                (512, 2)
+            ]
         );
     }
 
     #[test]
-    fn an_occasional_append_costs_one_halving() {
-        let mut p = Pacer::new(&Pacing::adaptive().min_step(128 * KIB), 1024 * KIB);
-        let grown = [false, false, true, false, false, false, false, true, false];
-        assert_eq!(
-            run(&mut p, &grown),
-            [1024, 1024, 512, 640, 768, 896, 1024, 512, 640]
+    fn a_rare_appender_keeps_the_steps_short() {
+        // One append every 200 ms, far slower than the steps: the steps
+        // never grow back.
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        let steps: Vec<_> = (0..3000).map(|t| (t, t % 200 == 0)).collect();
+        let out = run(&mut p, t0, &steps);
+        assert!(out.iter().all(|&s| s == (64, 1)), "{:?}", &out[..10]);
+        assert_eq!(p.stats().yields, 15);
+    }
+
+    #[test]
+    fn a_shorter_hold_gives_the_speed_back_sooner() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(
+            &Pacing::adaptive()
+                .hold(Duration::from_millis(10))
+                .min_step(256 * KIB),
+            1024 * KIB,
         );
-        assert_eq!(p.stats().yields, 2);
+        assert_eq!(
+            run(
+                &mut p,
+                t0,
+                &[(0, true), (5, false), (10, false), (11, false), (12, false)]
+            ),
+            [(256, 1), (256, 1), (512, 2), (768, 2), (1024, 2)]
+        );
     }
 
     #[test]
     fn the_bounds_are_sane_whatever_is_asked() {
+        let t0 = Instant::now();
         // A minimum above the maximum is lowered to it: every step is full.
         let mut p = Pacer::new(&Pacing::adaptive().min_step(8192 * KIB), 1024 * KIB);
-        assert_eq!(run(&mut p, &[true, false, true]), [1024, 1024, 1024]);
+        assert_eq!(
+            run(&mut p, t0, &[(0, true), (1, false)]),
+            [(1024, 1), (1024, 1)]
+        );
         assert_eq!(Pacing::adaptive().min_step(1).min_step, 4096);
         assert_eq!(Pacing::adaptive().in_flight(0).in_flight, 1);
+        let p = Pacer::new(&Pacing::adaptive().in_flight(3), 1024 * KIB);
+        assert_eq!(p.in_flight(), 3);
         assert!(!Pacing::off().is_adaptive());
         assert_eq!(Pacing::default(), Pacing::adaptive());
     }

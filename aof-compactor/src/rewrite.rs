@@ -35,8 +35,9 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    goes so that no fsync, the appender's or the commit's, has a mountain
 ///    of dirty pages to wait for. By default the steps are paced
 ///    ([`Pacing::adaptive`]): at most two under write-back at once, and
-///    shorter (down to 64 KiB, one at a time) while the live file grows, so
-///    that an appender's sync finds little of the rewrite in front of it.
+///    shorter (down to 64 KiB, one at a time) while the live file grows and
+///    for a second after, so that an appender's sync finds little of the
+///    rewrite in front of it.
 /// 3. Call [`Rewrite::catch_up`] (appender still running): it copies what was
 ///    appended meanwhile and fsyncs, so that step 4, which blocks the
 ///    appender, only copies and fsyncs the last few records. Optional but
@@ -211,9 +212,9 @@ impl Rewrite {
     ///
     /// Default: [`Pacing::adaptive`]: at most two steps under write-back at
     /// once, each step [`Rewrite::sync_every`] bytes while the live file does
-    /// not grow, halved down to 64 KiB (with the steps before it awaited)
-    /// while it does. [`Pacing::off`] writes as fast as the page cache takes
-    /// it.
+    /// not grow; while it does, and for a second after, steps of 64 KiB,
+    /// one at a time. [`Pacing::off`] writes as fast as the page
+    /// cache takes it.
     pub fn pacing(mut self, pacing: Pacing) -> Self {
         self.pace = Box::new(Pace::new(pacing, self.sync_every, self.start_len));
         self
@@ -231,10 +232,10 @@ impl Rewrite {
     /// thread blocks for a few milliseconds at a time); [`Rewrite::catch_up`]
     /// and [`Rewrite::commit`] are never slowed.
     ///
-    /// The adaptive [`Pacing`] (on by default) already keeps the device
-    /// queue short and backs off when the disk is shared; the cap is a fixed
-    /// ceiling on top of it, for a known budget (RocksDB's `rate_limiter` is
-    /// the same idea for compactions).
+    /// The adaptive [`Pacing`] (on by default) already keeps the write-back
+    /// queue short and yields while an appender writes; the cap is a fixed
+    /// ceiling on top of it, for a known I/O budget (RocksDB's
+    /// `rate_limiter` is the same idea for compactions).
     ///
     /// Default: 0 (no cap).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
@@ -462,8 +463,8 @@ impl Rewrite {
     /// Ends a write-back step: the bytes written since the last one go to
     /// the disk. With adaptive pacing the pacer learns whether the live file
     /// grew, which sets the next step's length, and older steps are awaited
-    /// so that at most `in_flight` are under write-back, or none but this one
-    /// while an appender writes.
+    /// so that at most `in_flight` are under write-back with this one, or
+    /// only this one while the pacer holds the steps short.
     fn end_step(&mut self) -> io::Result<()> {
         self.temp.flush()?;
         let offset = self.written - self.unsynced;
@@ -478,13 +479,8 @@ impl Rewrite {
         let live_len = self.source.metadata()?.len();
         let grown = live_len > pace.live_len;
         pace.live_len = live_len;
-        pace.pacer.step_done(len, grown);
-        let limit = if grown {
-            1
-        } else {
-            pace.pacing.in_flight as usize
-        };
-        while pace.pending.len() >= limit {
+        pace.pacer.step_done(len, grown, Instant::now());
+        while pace.pending.len() >= pace.pacer.in_flight() {
             let Some(step) = pace.pending.pop_front() else {
                 break;
             };

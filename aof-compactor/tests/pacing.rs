@@ -1,10 +1,11 @@
 //! The adaptive pacing on real files: full write-back steps while nobody
-//! appends, steps halved down to the minimum while the live file grows, and
+//! appends, minimum steps while the live file grows, and
 //! the same bytes in the end whatever the pacing did.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use aof_compactor::{Pacing, PacingStats, Rewrite, DEFAULT_MIN_STEP};
 
@@ -59,26 +60,29 @@ fn without_appends_every_step_is_full_length() {
 }
 
 #[test]
-fn appends_shrink_the_steps_to_the_minimum() {
+fn appends_drop_the_steps_to_the_minimum() {
     // An append before every 64 KiB chunk: every step sees the file grow,
-    // so the steps go 1 MiB, 512, 256, 128, then 64 KiB for the rest.
+    // so the first step is the full 1 MiB and the other 48 are 64 KiB.
     let stats = check(Pacing::adaptive(), 64, |_| true);
     assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
     assert_eq!(stats.yields, stats.steps);
-    let full_then_halving = (1024 + 512 + 256 + 128) / 64;
-    assert_eq!(stats.steps, 4 + (64 - full_then_halving) as u64);
+    assert_eq!(stats.steps, 1 + (64 - 1024 / 64));
 }
 
 #[test]
-fn steps_grow_back_once_appends_stop() {
-    // Appends during the first 2 MiB only. The first step (1 MiB) and the
-    // halved ones after it yield while appends go on; after that the steps
-    // grow by 64 KiB each, so there are fewer steps than at the minimum.
-    let stats = check(Pacing::adaptive(), 256, |i| i < 32);
-    assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
-    assert!(stats.yields >= 3, "{stats:?}");
-    assert!(stats.yields < stats.steps, "{stats:?}");
-    assert!(stats.steps < 256, "{stats:?}");
+fn steps_stay_short_for_the_hold_and_grow_back_after_it() {
+    // Appends during the first 2 MiB only. With an hour's hold the rest of
+    // the rewrite stays at 64 KiB steps; with no hold the steps grow back by
+    // 64 KiB each right after the appends stop. (The default hold is a
+    // second; an hour keeps the test free of timing.)
+    let hour = Duration::from_secs(3600);
+    let held = check(Pacing::adaptive().hold(hour), 256, |i| i < 32);
+    assert_eq!(held.shortest_step, DEFAULT_MIN_STEP);
+    assert_eq!(held.steps, 1 + (256 - 16));
+    let released = check(Pacing::adaptive().hold(Duration::ZERO), 256, |i| i < 32);
+    assert_eq!(released.shortest_step, DEFAULT_MIN_STEP);
+    assert!(released.yields < released.steps, "{released:?}");
+    assert!(released.steps < held.steps / 2, "{released:?} vs {held:?}");
 }
 
 #[test]
