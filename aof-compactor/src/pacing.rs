@@ -16,20 +16,19 @@
 //!   The rewrite stays that way until the live file has not grown for
 //!   [`Pacing::hold`]; then each step is one `min_step` longer than the last,
 //!   up to [`Rewrite::sync_every`], with `in_flight` steps again (additive
-//!   increase, multiplicative decrease). When nobody appends the rewrite runs
+//!   increase, and a drop to the floor at the first sign of an appender).
+//!   When nobody appends the rewrite runs
 //!   at full speed in full steps; while somebody does, even once a second,
 //!   each of their syncs finds at most one short step of the rewrite under
 //!   write-back.
 //!
-//! The first design measured each step's own write-back time and backed off
-//! when it rose above the fastest seen. On the virtio disk the figures were
-//! measured on, 1 MiB steps of a rewrite with no appender at all took
-//! anywhere from 0.6 to 9 ms, so that signal backed off to its floor with
-//! nobody appending (0.02 of the plain write's throughput). The live file's
-//! growth is the signal that does not depend on the disk's mood. The hold
-//! is there because an appender slower than the rewrite's steps (an append
-//! every few milliseconds) leaves most steps without growth, and steps that
-//! grew back between its appends would be in front of its next sync.
+//! A step's own write-back time is not the signal: on a disk shared with
+//! other work it rises for reasons that have nothing to do with the appender,
+//! and a pacer that backs off on it slows down with nobody appending. The
+//! live file's growth is the appender itself. The hold is there because an
+//! appender slower than the rewrite's steps (an append every few
+//! milliseconds) leaves most steps without growth, and steps that grew back
+//! between its appends would be in front of its next sync.
 //!
 //! [`Rewrite::sync_every`]: crate::Rewrite::sync_every
 
