@@ -82,7 +82,7 @@ async fn compact(tx: mpsc::Sender<Msg>) -> Result<CompactionOutcome, BoxError> {
     let (reply, rx) = oneshot::channel();
     tx.send(Msg::Commit(rw, reply)).await?;
     let new_size = rx.await??;
-    Ok(CompactionOutcome { new_size })
+    Ok(CompactionOutcome::new(new_size))
 }
 
 #[tokio::main]

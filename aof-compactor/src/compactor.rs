@@ -22,6 +22,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Trigger {
     /// The size check decided.
     Auto,
@@ -45,12 +46,21 @@ pub struct CompactionContext {
     pub base_size: u64,
 }
 
-/// What a successful compaction reports.
+/// What a successful compaction reports. Build it with
+/// [`CompactionOutcome::new`]; fields may be added in a minor release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CompactionOutcome {
     /// The size of the log right after the compaction, including any bytes
     /// appended while it ran. It becomes the new base size for the growth rule.
     pub new_size: u64,
+}
+
+impl CompactionOutcome {
+    /// The outcome of a compaction that left the log `new_size` bytes long.
+    pub fn new(new_size: u64) -> Self {
+        CompactionOutcome { new_size }
+    }
 }
 
 /// Why a run did not succeed.
@@ -99,6 +109,7 @@ impl RunFailure {
 
 /// The record of one finished run.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Runs are numbered from 1 in the order they started.
     pub id: u64,
@@ -154,6 +165,7 @@ pub struct Status {
 
 /// What happens to a run in flight when the shutdown token fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum InFlight {
     /// Let it finish, then return. The default: a finished rewrite is never
     /// thrown away.

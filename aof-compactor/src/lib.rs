@@ -42,7 +42,7 @@
 //!         let mut rewrite = Rewrite::begin(&path)?;
 //!         rewrite.write_all(b"set a 3\n")?;
 //!         let committed = rewrite.commit()?; // with the appender blocked
-//!         Ok::<_, aof_compactor::BoxError>(CompactionOutcome { new_size: committed.len })
+//!         Ok::<_, aof_compactor::BoxError>(CompactionOutcome::new(committed.len))
 //!     }
 //! })?;
 //! let shutdown = CancellationToken::new();
@@ -100,14 +100,39 @@
 //! the new file is complete and fsynced before one `rename(2)` replaces the
 //! old one, then the directory is fsynced. A crash leaves either file whole.
 //!
+//! **Pacing.** By default ([`Pacing::adaptive`]) the compacted state is
+//! written back in steps of at most [`Rewrite::sync_every`] bytes (1 MiB),
+//! with at most [`Pacing::in_flight`] steps (2) under write-back: the writer
+//! waits for the oldest before starting another. After each step the live
+//! file's length is read; if it grew, the next step is [`Pacing::min_step`]
+//! (64 KiB) and only one step is under write-back
+//! at a time, which holds until the file has not grown for [`Pacing::hold`]
+//! (1 s); after that each step is `min_step` longer than the last (never
+//! above `sync_every`). [`Pacing::off`] starts write-back and never waits.
+//! [`Rewrite::max_rate`] is a fixed cap on top of either.
+//!
 //! # Crate features
 //!
-//! None. The crate needs tokio (time, sync), tokio-util's
-//! `CancellationToken`, and Unix (`statvfs`, directory fsync).
+//! None. The crate asks tokio for `sync`, `time`, `macros` and `rt` (the last
+//! for [`Rewrite::commit_async`]), tokio-util for its always-on
+//! `CancellationToken`, and needs Unix (`statvfs`, directory fsync); it is
+//! built and tested on Linux only.
+//!
+//! # Stability
+//!
+//! The crate is 0.x: a minor release may break the API, a patch release does
+//! not. The result and status types ([`CompactionOutcome`],
+//! [`CompactionContext`], [`RunReport`], [`Status`], [`Committed`],
+//! [`Error`], [`RunFailure`], [`Trigger`], [`InFlight`]) are
+//! `#[non_exhaustive]` so that they can grow in a patch release; build a
+//! [`CompactionOutcome`] with [`CompactionOutcome::new`]. [`Config`] keeps
+//! public fields for `Config { .., ..Default::default() }`: always write the
+//! `..Default::default()`. The trigger rule above is part of the API.
 
 mod compactor;
 mod config;
 mod error;
+mod pacing;
 mod rewrite;
 mod source;
 
@@ -119,5 +144,12 @@ pub use crate::compactor::{
 };
 pub use crate::config::Config;
 pub use crate::error::Error;
+pub use crate::pacing::{Pacing, PacingStats, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
 pub use crate::rewrite::{clean_leftovers, Committed, Rewrite, DEFAULT_SYNC_EVERY};
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
+
+/// The README's code blocks, compiled and run as doc tests so that the
+/// snippet a user copies is one that builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

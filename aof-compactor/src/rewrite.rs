@@ -1,5 +1,6 @@
 //! The crash-safe rewrite of an append-only file.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -7,10 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::pacing::{Pacer, Pacing, PacingStats};
 use crate::Error;
 
-/// Default for [`Rewrite::sync_every`]: Redis's `REDIS_AUTOSYNC_BYTES`.
-pub const DEFAULT_SYNC_EVERY: u64 = 4 * 1024 * 1024;
+/// Default for [`Rewrite::sync_every`]: 1 MiB, a quarter of Redis's
+/// `REDIS_AUTOSYNC_BYTES`, so that with [`Pacing`]'s two steps in flight at
+/// most 2 MiB of the rewrite is under write-back even when nobody appends.
+pub const DEFAULT_SYNC_EVERY: u64 = 1024 * 1024;
 
 const TEMP_MARK: &str = ".compact-";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -27,9 +31,13 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    The snapshot must describe exactly the records in that prefix. Release
 ///    the appender.
 /// 2. Write the compacted state through the [`Write`] impl. It goes to a
-///    temporary file beside the live one; every [`Rewrite::sync_every`] bytes
-///    write-back of the new pages is started so that no fsync has a mountain
-///    of dirty pages to wait for.
+///    temporary file beside the live one, and is written back in steps as it
+///    goes so that no fsync, the appender's or the commit's, has a mountain
+///    of dirty pages to wait for. By default the steps are paced
+///    ([`Pacing::adaptive`]): at most two under write-back at once, and
+///    shorter (down to 64 KiB, one at a time) while the live file grows and
+///    for a second after, so that an appender's sync finds little of the
+///    rewrite in front of it.
 /// 3. Call [`Rewrite::catch_up`] (appender still running): it copies what was
 ///    appended meanwhile and fsyncs, so that step 4, which blocks the
 ///    appender, only copies and fsyncs the last few records. Optional but
@@ -70,7 +78,39 @@ pub struct Rewrite {
     rate_start: Option<Instant>,
     /// `written` at the last rate check, so the clock is read once per chunk.
     rate_checked: u64,
+    /// Boxed so that a `Rewrite` stays small enough to move around in
+    /// messages.
+    pace: Box<Pace>,
     done: bool,
+}
+
+/// The pacing state of one rewrite.
+#[derive(Debug)]
+struct Pace {
+    pacing: Pacing,
+    pacer: Pacer,
+    /// Steps under write-back, oldest first (adaptive pacing only).
+    pending: VecDeque<Step>,
+    /// The live file's length after the last step.
+    live_len: u64,
+}
+
+impl Pace {
+    fn new(pacing: Pacing, sync_every: u64, live_len: u64) -> Self {
+        Pace {
+            pacer: Pacer::new(&pacing, sync_every),
+            pacing,
+            pending: VecDeque::new(),
+            live_len,
+        }
+    }
+}
+
+/// A range of the temporary file whose write-back has been started.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    offset: u64,
+    len: u64,
 }
 
 /// Bytes written between two checks of the rate cap: small enough that a pause is a few
@@ -79,6 +119,7 @@ const RATE_CHECK_BYTES: u64 = 256 * 1024;
 
 /// The result of a [`Rewrite::commit`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Committed {
     /// The new live file, opened for appending. Give it to the appender
     /// before releasing it; writes to the old handle after the commit are lost.
@@ -146,19 +187,43 @@ impl Rewrite {
             max_rate: 0,
             rate_start: None,
             rate_checked: 0,
+            pace: Box::new(Pace::new(Pacing::default(), DEFAULT_SYNC_EVERY, len)),
             done: false,
         })
     }
 
-    /// Sets how many bytes may be written to the temporary file before
-    /// write-back is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on
-    /// Linux, which does not wait; `fdatasync` elsewhere); 0 turns it off.
+    /// Sets the write-back step: how many bytes may be written to the
+    /// temporary file before its write-back is started
+    /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; `fdatasync`
+    /// elsewhere). With adaptive [`Pacing`] it is the longest step, taken
+    /// while nobody appends. 0 turns write-back steps, and with them pacing,
+    /// off: everything is left to the final fsync. Call it before writing.
     ///
-    /// Default: [`DEFAULT_SYNC_EVERY`] (4 MiB). Spreading the write-back keeps
+    /// Default: [`DEFAULT_SYNC_EVERY`] (1 MiB). Spreading the write-back keeps
     /// the final fsync short (redis #700, #1019).
     pub fn sync_every(mut self, bytes: u64) -> Self {
         self.sync_every = bytes;
+        self.pace = Box::new(Pace::new(self.pace.pacing.clone(), bytes, self.start_len));
         self
+    }
+
+    /// Sets how the compacted state's write-back is paced; see [`Pacing`].
+    /// Call it before writing.
+    ///
+    /// Default: [`Pacing::adaptive`]: at most two steps under write-back at
+    /// once, each step [`Rewrite::sync_every`] bytes while the live file does
+    /// not grow; while it does, and for a second after, steps of 64 KiB,
+    /// one at a time. [`Pacing::off`] writes as fast as the page
+    /// cache takes it.
+    pub fn pacing(mut self, pacing: Pacing) -> Self {
+        self.pace = Box::new(Pace::new(pacing, self.sync_every, self.start_len));
+        self
+    }
+
+    /// What the pacer did so far: steps, steps that yielded to an appender,
+    /// the shortest step.
+    pub fn pacing_stats(&self) -> PacingStats {
+        self.pace.pacer.stats()
     }
 
     /// Caps the rate at which the compacted state is written, in bytes per
@@ -167,14 +232,12 @@ impl Rewrite {
     /// thread blocks for a few milliseconds at a time); [`Rewrite::catch_up`]
     /// and [`Rewrite::commit`] are never slowed.
     ///
-    /// A rewrite that writes as fast as the disk takes it fills the device
-    /// queue, and every `fdatasync` of the appender waits behind that stream.
-    /// A cap well below the disk's bandwidth keeps the appender's sync latency
-    /// close to what it is without a rewrite, at the price of a longer
-    /// rewrite (Redis has no such knob; RocksDB's `rate_limiter` is the same
-    /// idea for compactions).
+    /// The adaptive [`Pacing`] (on by default) already keeps the write-back
+    /// queue short and yields while an appender writes; the cap is a fixed
+    /// ceiling on top of it, for a known I/O budget (RocksDB's
+    /// `rate_limiter` is the same idea for compactions).
     ///
-    /// Default: 0 (no cap), so a rewrite runs at full speed.
+    /// Default: 0 (no cap).
     pub fn max_rate(mut self, bytes_per_sec: u64) -> Self {
         self.max_rate = bytes_per_sec;
         self
@@ -230,6 +293,7 @@ impl Rewrite {
             .get_ref()
             .sync_data()
             .map_err(|e| Error::io("fsync", &self.temp_path, e))?;
+        self.pace.pending.clear();
         self.unsynced = 0;
         self.durable = Some(self.written);
         Ok(want)
@@ -379,14 +443,13 @@ impl Write for Rewrite {
         if self.max_rate > 0 {
             self.throttle();
         }
-        if self.sync_every > 0 && self.unsynced >= self.sync_every {
-            self.temp.flush()?;
-            start_writeback(
-                self.temp.get_ref(),
-                self.written - self.unsynced,
-                self.unsynced,
-            )?;
-            self.unsynced = 0;
+        let step = if self.pace.pacing.adaptive {
+            self.pace.pacer.step_len()
+        } else {
+            self.sync_every
+        };
+        if self.sync_every > 0 && self.unsynced >= step {
+            self.end_step()?;
         }
         Ok(n)
     }
@@ -397,6 +460,37 @@ impl Write for Rewrite {
 }
 
 impl Rewrite {
+    /// Ends a write-back step: the bytes written since the last one go to
+    /// the disk. With adaptive pacing the pacer learns whether the live file
+    /// grew, which sets the next step's length, and older steps are awaited
+    /// so that at most `in_flight` are under write-back with this one, or
+    /// only this one while the pacer holds the steps short.
+    fn end_step(&mut self) -> io::Result<()> {
+        self.temp.flush()?;
+        let offset = self.written - self.unsynced;
+        let len = self.unsynced;
+        self.unsynced = 0;
+        let file = self.temp.get_ref();
+        let pace = &mut *self.pace;
+        if !pace.pacing.adaptive {
+            return start_writeback(file, offset, len);
+        }
+        // One fstat: whether an appender wrote during this step.
+        let live_len = self.source.metadata()?.len();
+        let grown = live_len > pace.live_len;
+        pace.live_len = live_len;
+        pace.pacer.step_done(len, grown, Instant::now());
+        while pace.pending.len() >= pace.pacer.in_flight() {
+            let Some(step) = pace.pending.pop_front() else {
+                break;
+            };
+            wait_writeback(file, step.offset, step.len)?;
+        }
+        start_writeback(file, offset, len)?;
+        pace.pending.push_back(Step { offset, len });
+        Ok(())
+    }
+
     /// Sleeps until the bytes written so far are within the rate cap.
     fn throttle(&mut self) {
         let start = *self.rate_start.get_or_insert_with(Instant::now);
@@ -446,6 +540,32 @@ fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     file.sync_data()
+}
+
+/// Waits until `len` bytes at `offset` are written back, starting the
+/// write-back of any page in the range that is still dirty.
+#[cfg(target_os = "linux")]
+fn wait_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return file.sync_data();
+    };
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: as in start_writeback.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere `start_writeback` already waited.
+#[cfg(not(target_os = "linux"))]
+fn wait_writeback(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Ok(())
 }
 
 /// Opens the live file for reading and returns it with its current length.

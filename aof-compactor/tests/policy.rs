@@ -90,11 +90,11 @@ impl Harness {
                         Behavior::Shrink { new_size, delay } => {
                             sleep(delay).await;
                             size.store(new_size, Ordering::SeqCst);
-                            Ok(CompactionOutcome { new_size })
+                            Ok(CompactionOutcome::new(new_size))
                         }
                         Behavior::Slow { delay } => {
                             tokio::select! {
-                                () = sleep(delay) => Ok(CompactionOutcome { new_size: size.load(Ordering::SeqCst) }),
+                                () = sleep(delay) => Ok(CompactionOutcome::new(size.load(Ordering::SeqCst))),
                                 () = ctx.cancel.cancelled() => Err("cancelled".to_owned()),
                             }
                         }
@@ -518,7 +518,7 @@ async fn a_panic_while_polling_is_caught_too() {
             if true {
                 panic!("late boom");
             }
-            Ok::<_, Error>(CompactionOutcome { new_size: 0 })
+            Ok::<_, Error>(CompactionOutcome::new(0))
         })
         .unwrap();
     let shutdown = CancellationToken::new();
@@ -556,7 +556,7 @@ async fn free_space_check_needs_a_probe() {
     let (_compactor, handle) = Compactor::new(
         Config::default(),
         SizeSource::from_fn(|| Ok(0)),
-        |_ctx| async { Ok::<_, Error>(CompactionOutcome { new_size: 0 }) },
+        |_ctx| async { Ok::<_, Error>(CompactionOutcome::new(0)) },
     )
     .unwrap();
     let err = handle

@@ -5,7 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aof_compactor::{clean_leftovers, Error, Rewrite};
+use aof_compactor::{clean_leftovers, Error, Pacing, Rewrite};
 
 fn append(path: &Path, bytes: &[u8]) {
     OpenOptions::new()
@@ -37,8 +37,29 @@ fn live_file(name: &str, contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
 /// Runs one rewrite of a live file holding `before`, writing `compacted`,
 /// appending `during_write` while the state is written, `before_catch_up`
 /// and `before_commit` at the later phases, and checks the live file ends up
-/// as `compacted` followed by every appended byte in order.
+/// as `compacted` followed by every appended byte in order; once with the
+/// default (adaptive) pacing and once with pacing off.
 fn check(
+    before: &[u8],
+    compacted: &[u8],
+    during_write: &[u8],
+    before_catch_up: &[u8],
+    before_commit: &[u8],
+) {
+    for pacing in [Pacing::adaptive(), Pacing::off()] {
+        check_with(
+            pacing,
+            before,
+            compacted,
+            during_write,
+            before_catch_up,
+            before_commit,
+        );
+    }
+}
+
+fn check_with(
+    pacing: Pacing,
     before: &[u8],
     compacted: &[u8],
     during_write: &[u8],
@@ -47,7 +68,7 @@ fn check(
 ) {
     let (dir, live) = live_file("app.aof", before);
 
-    let mut rw = Rewrite::begin(&live).unwrap().sync_every(3);
+    let mut rw = Rewrite::begin(&live).unwrap().sync_every(3).pacing(pacing);
     assert_eq!(rw.start_len(), before.len() as u64);
     let half = compacted.len() / 2;
     rw.write_all(&compacted[..half]).unwrap();

@@ -1,0 +1,340 @@
+//! How fast a rewrite sends the compacted state to the disk.
+//!
+//! A rewrite that writes as fast as the page cache takes it leaves the kernel
+//! a mountain of dirty pages, and the appender's next `fdatasync` (a journal
+//! commit that must first write the data of blocks allocated in it, then a
+//! device cache flush) waits behind their write-back. The adaptive pacer
+//! keeps what the appender can find in front of it small, and smaller still
+//! while the appender is writing:
+//!
+//! * the state is written back in steps, and at most [`Pacing::in_flight`]
+//!   steps are under write-back at once: the writer waits for the oldest
+//!   before starting another;
+//! * after each step the live file's length is read (one `fstat`). If it grew,
+//!   an appender is writing: the next step drops to [`Pacing::min_step`],
+//!   and only one step is under write-back at a time.
+//!   The rewrite stays that way until the live file has not grown for
+//!   [`Pacing::hold`]; then each step is one `min_step` longer than the last,
+//!   up to [`Rewrite::sync_every`], with `in_flight` steps again (additive
+//!   increase, and a drop to the floor at the first sign of an appender).
+//!   When nobody appends the rewrite runs
+//!   at full speed in full steps; while somebody does, even once a second,
+//!   each of their syncs finds at most one short step of the rewrite under
+//!   write-back.
+//!
+//! A step's own write-back time is not the signal: on a disk shared with
+//! other work it rises for reasons that have nothing to do with the appender,
+//! and a pacer that backs off on it slows down with nobody appending. The
+//! live file's growth is the appender itself. The hold is there because an
+//! appender slower than the rewrite's steps (an append every few
+//! milliseconds) leaves most steps without growth, and steps that grew back
+//! between its appends would be in front of its next sync.
+//!
+//! [`Rewrite::sync_every`]: crate::Rewrite::sync_every
+
+use std::time::{Duration, Instant};
+
+/// How a [`Rewrite`](crate::Rewrite) paces the write-back of the compacted
+/// state. Build it with [`Pacing::adaptive`] (the default) or
+/// [`Pacing::off`], then adjust with the setters.
+///
+/// [`Rewrite::max_rate`](crate::Rewrite::max_rate) is a separate, fixed cap
+/// that applies on top of either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pacing {
+    pub(crate) adaptive: bool,
+    pub(crate) in_flight: u32,
+    pub(crate) min_step: u64,
+    pub(crate) hold: Duration,
+}
+
+/// Default for [`Pacing::in_flight`].
+pub const DEFAULT_IN_FLIGHT: u32 = 2;
+
+/// Default for [`Pacing::min_step`]: 64 KiB.
+pub const DEFAULT_MIN_STEP: u64 = 64 * 1024;
+
+/// Default for [`Pacing::hold`]: one second.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing::adaptive()
+    }
+}
+
+impl Pacing {
+    /// Bounded write-back that yields to an appender, with the defaults:
+    /// [`DEFAULT_IN_FLIGHT`] steps in flight, steps between
+    /// [`DEFAULT_MIN_STEP`] and [`Rewrite::sync_every`](crate::Rewrite::sync_every),
+    /// short steps held for [`DEFAULT_HOLD`] after the live file last grew.
+    pub fn adaptive() -> Self {
+        Pacing {
+            adaptive: true,
+            in_flight: DEFAULT_IN_FLIGHT,
+            min_step: DEFAULT_MIN_STEP,
+            hold: DEFAULT_HOLD,
+        }
+    }
+
+    /// No pacing: write-back of each [`Rewrite::sync_every`](crate::Rewrite::sync_every)
+    /// bytes is started and never waited for, so the rewrite runs as fast as
+    /// the page cache takes it (the behaviour before pacing existed).
+    pub fn off() -> Self {
+        Pacing {
+            adaptive: false,
+            ..Pacing::adaptive()
+        }
+    }
+
+    /// Whether this is adaptive pacing (as opposed to [`Pacing::off`]).
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive
+    }
+
+    /// How many steps may be under write-back at once; at least 1. More
+    /// keeps the disk busier while the writer fills the next step; fewer
+    /// shortens what an appender's sync can find in front of it.
+    ///
+    /// Default: [`DEFAULT_IN_FLIGHT`] (2).
+    pub fn in_flight(mut self, steps: u32) -> Self {
+        self.in_flight = steps.max(1);
+        self
+    }
+
+    /// The shortest step, in bytes, that the pacer shrinks to while an
+    /// appender writes, and the amount a step grows by after each step
+    /// without appends; at least 4 KiB. A step is never longer than
+    /// [`Rewrite::sync_every`](crate::Rewrite::sync_every).
+    ///
+    /// Default: [`DEFAULT_MIN_STEP`] (64 KiB).
+    pub fn min_step(mut self, bytes: u64) -> Self {
+        self.min_step = bytes.max(4096);
+        self
+    }
+
+    /// How long after the live file last grew the steps stay short (one
+    /// step in flight, no growth). Longer protects an appender that writes
+    /// rarely; shorter gives the rewrite its speed back sooner.
+    ///
+    /// Default: [`DEFAULT_HOLD`] (1 s).
+    pub fn hold(mut self, hold: Duration) -> Self {
+        self.hold = hold;
+        self
+    }
+}
+
+/// What the pacer did during one rewrite, from
+/// [`Rewrite::pacing_stats`](crate::Rewrite::pacing_stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PacingStats {
+    /// Write-back steps taken.
+    pub steps: u64,
+    /// Steps after which the live file had grown, each dropping the next
+    /// step to the minimum.
+    pub yields: u64,
+    /// The shortest step taken, in bytes (0 before the first).
+    pub shortest_step: u64,
+}
+
+/// The pacer's decisions, without any I/O or clock of its own: the rewrite
+/// tells it after each step whether the live file grew and when, and takes
+/// the next step's length and the number of steps allowed in flight from it,
+/// so that the rule is tested with made-up sequences and instants.
+#[derive(Debug, Clone)]
+pub(crate) struct Pacer {
+    min_step: u64,
+    max_step: u64,
+    in_flight: usize,
+    hold: Duration,
+    step: u64,
+    /// When the live file was last seen to have grown.
+    grew_at: Option<Instant>,
+    /// Whether the last step fell within the hold.
+    holding: bool,
+    stats: PacingStats,
+}
+
+impl Pacer {
+    /// A pacer whose steps range from `pacing.min_step` to `max_step`
+    /// (`Rewrite::sync_every`), starting at `max_step`.
+    pub(crate) fn new(pacing: &Pacing, max_step: u64) -> Self {
+        let min_step = pacing.min_step.min(max_step).max(1);
+        Pacer {
+            min_step,
+            max_step: max_step.max(min_step),
+            in_flight: pacing.in_flight.max(1) as usize,
+            hold: pacing.hold,
+            step: max_step.max(min_step),
+            grew_at: None,
+            holding: false,
+            stats: PacingStats::default(),
+        }
+    }
+
+    /// The length of the step being written.
+    pub(crate) fn step_len(&self) -> u64 {
+        self.step
+    }
+
+    /// How many steps may be under write-back once the one just finished
+    /// is started: one while holding, `in_flight` otherwise.
+    pub(crate) fn in_flight(&self) -> usize {
+        if self.holding {
+            1
+        } else {
+            self.in_flight
+        }
+    }
+
+    /// Takes one finished step of `len` bytes, after which, at `now`, the
+    /// live file had or had not `grown`, and returns the length of the next
+    /// step.
+    pub(crate) fn step_done(&mut self, len: u64, grown: bool, now: Instant) -> u64 {
+        self.stats.steps += 1;
+        if self.stats.shortest_step == 0 || len < self.stats.shortest_step {
+            self.stats.shortest_step = len;
+        }
+        if grown {
+            self.stats.yields += 1;
+            self.grew_at = Some(now);
+            self.holding = true;
+            self.step = self.min_step;
+            return self.step;
+        }
+        self.holding = self
+            .grew_at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.hold);
+        if !self.holding {
+            self.step = (self.step + self.min_step).min(self.max_step);
+        }
+        self.step
+    }
+
+    pub(crate) fn stats(&self) -> PacingStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Feeds steps of the length the pacer asks for, each `(ms after the
+    /// start, grown)`, and returns `(next step in KiB, steps in flight)`.
+    fn run(pacer: &mut Pacer, start: Instant, steps: &[(u64, bool)]) -> Vec<(u64, usize)> {
+        steps
+            .iter()
+            .map(|&(at, grown)| {
+                let next = pacer.step_done(pacer.step_len(), grown, start + MS * at as u32);
+                (next / KIB, pacer.in_flight())
+            })
+            .collect()
+    }
+
+    /// `n` steps without growth, 1 ms apart from `from` ms.
+    fn quiet(from: u64, n: u64) -> Vec<(u64, bool)> {
+        (from..from + n).map(|t| (t, false)).collect()
+    }
+
+    #[test]
+    fn without_appends_every_step_is_full_length() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        assert_eq!(p.step_len(), 1024 * KIB);
+        assert_eq!(run(&mut p, t0, &quiet(0, 20)), [(1024, 2); 20]);
+        assert_eq!(p.stats().yields, 0);
+        assert_eq!(p.stats().steps, 20);
+        assert_eq!(p.stats().shortest_step, 1024 * KIB);
+    }
+
+    #[test]
+    fn an_append_drops_the_step_to_the_minimum_one_at_a_time() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        let grown: Vec<_> = (0..4).map(|t| (t, true)).collect();
+        assert_eq!(run(&mut p, t0, &grown), [(64, 1); 4]);
+        assert_eq!(p.stats().yields, 4);
+        assert_eq!(p.stats().shortest_step, 64 * KIB);
+    }
+
+    #[test]
+    fn short_steps_are_held_for_the_hold_after_the_last_growth() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&Pacing::adaptive(), 512 * KIB);
+        run(&mut p, t0, &[(0, true), (1, true), (2, true)]);
+        assert_eq!(p.step_len(), 64 * KIB);
+        // Quiet steps within a second of the last growth change nothing.
+        assert_eq!(
+            run(&mut p, t0, &[(10, false), (500, false), (1001, false)]),
+            [(64, 1), (64, 1), (64, 1)]
+        );
+        // From one second on, each quiet step adds 64 KiB, with two in flight.
+        assert_eq!(
+            run(&mut p, t0, &quiet(1002, 8)),
+            [
+                (128, 2),
+                (192, 2),
+                (256, 2),
+                (320, 2),
+                (384, 2),
+                (448, 2),
+                (512, 2),
+                (512, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rare_appender_keeps_the_steps_short() {
+        // One append every 200 ms, far slower than the steps: the steps
+        // never grow back.
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        let steps: Vec<_> = (0..3000).map(|t| (t, t % 200 == 0)).collect();
+        let out = run(&mut p, t0, &steps);
+        assert!(out.iter().all(|&s| s == (64, 1)), "{:?}", &out[..10]);
+        assert_eq!(p.stats().yields, 15);
+    }
+
+    #[test]
+    fn a_shorter_hold_gives_the_speed_back_sooner() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(
+            &Pacing::adaptive()
+                .hold(Duration::from_millis(10))
+                .min_step(256 * KIB),
+            1024 * KIB,
+        );
+        assert_eq!(
+            run(
+                &mut p,
+                t0,
+                &[(0, true), (5, false), (10, false), (11, false), (12, false)]
+            ),
+            [(256, 1), (256, 1), (512, 2), (768, 2), (1024, 2)]
+        );
+    }
+
+    #[test]
+    fn the_bounds_are_sane_whatever_is_asked() {
+        let t0 = Instant::now();
+        // A minimum above the maximum is lowered to it: every step is full.
+        let mut p = Pacer::new(&Pacing::adaptive().min_step(8192 * KIB), 1024 * KIB);
+        assert_eq!(
+            run(&mut p, t0, &[(0, true), (1, false)]),
+            [(1024, 1), (1024, 1)]
+        );
+        assert_eq!(Pacing::adaptive().min_step(1).min_step, 4096);
+        assert_eq!(Pacing::adaptive().in_flight(0).in_flight, 1);
+        let p = Pacer::new(&Pacing::adaptive().in_flight(3), 1024 * KIB);
+        assert_eq!(p.in_flight(), 3);
+        assert!(!Pacing::off().is_adaptive());
+        assert_eq!(Pacing::default(), Pacing::adaptive());
+    }
+}

@@ -1,0 +1,117 @@
+//! The adaptive pacing on real files: full write-back steps while nobody
+//! appends, minimum steps while the live file grows, and
+//! the same bytes in the end whatever the pacing did.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aof_compactor::{Pacing, PacingStats, Rewrite, DEFAULT_MIN_STEP};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+
+fn live_file(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("app.aof");
+    fs::write(&live, contents).unwrap();
+    (dir, live)
+}
+
+/// Rewrites a live file holding one record with `chunks` chunks of 64 KiB of
+/// state, appending a record to the live file before the chunks whose index
+/// `append_before` accepts, and checks the result holds the state and then
+/// every appended record. Returns the pacer's statistics.
+fn check(pacing: Pacing, chunks: usize, append_before: impl Fn(usize) -> bool) -> PacingStats {
+    let (_dir, live) = live_file(b"old\n");
+    let mut appender = OpenOptions::new().append(true).open(&live).unwrap();
+    let mut rw = Rewrite::begin(&live)
+        .unwrap()
+        .sync_every(MIB as u64)
+        .pacing(pacing);
+    let chunk = vec![b's'; 64 * KIB];
+    let mut appended = Vec::new();
+    for i in 0..chunks {
+        if append_before(i) {
+            let record = format!("set k {i}\n");
+            appender.write_all(record.as_bytes()).unwrap();
+            appended.extend_from_slice(record.as_bytes());
+        }
+        rw.write_all(&chunk).unwrap();
+    }
+    rw.catch_up().unwrap();
+    let stats = rw.pacing_stats();
+    let committed = rw.commit().unwrap();
+    let mut expected = vec![b's'; chunks * 64 * KIB];
+    expected.extend_from_slice(&appended);
+    assert_eq!(fs::read(&live).unwrap(), expected);
+    assert_eq!(committed.tail_len, appended.len() as u64);
+    stats
+}
+
+#[test]
+fn without_appends_every_step_is_full_length() {
+    // 8 MiB in 1 MiB steps.
+    let stats = check(Pacing::adaptive(), 128, |_| false);
+    assert_eq!(stats.steps, 8);
+    assert_eq!(stats.yields, 0);
+    assert_eq!(stats.shortest_step, MIB as u64);
+}
+
+#[test]
+fn appends_drop_the_steps_to_the_minimum() {
+    // An append before every 64 KiB chunk: every step sees the file grow,
+    // so the first step is the full 1 MiB and the other 48 are 64 KiB.
+    let stats = check(Pacing::adaptive(), 64, |_| true);
+    assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
+    assert_eq!(stats.yields, stats.steps);
+    assert_eq!(stats.steps, 1 + (64 - 1024 / 64));
+}
+
+#[test]
+fn steps_stay_short_for_the_hold_and_grow_back_after_it() {
+    // Appends during the first 2 MiB only. With an hour's hold the rest of
+    // the rewrite stays at 64 KiB steps; with no hold the steps grow back by
+    // 64 KiB each right after the appends stop. (The default hold is a
+    // second; an hour keeps the test free of timing.)
+    let hour = Duration::from_secs(3600);
+    let held = check(Pacing::adaptive().hold(hour), 256, |i| i < 32);
+    assert_eq!(held.shortest_step, DEFAULT_MIN_STEP);
+    assert_eq!(held.steps, 1 + (256 - 16));
+    let released = check(Pacing::adaptive().hold(Duration::ZERO), 256, |i| i < 32);
+    assert_eq!(released.shortest_step, DEFAULT_MIN_STEP);
+    assert!(released.yields < released.steps, "{released:?}");
+    assert!(released.steps < held.steps / 2, "{released:?} vs {held:?}");
+}
+
+#[test]
+fn a_larger_minimum_step_is_kept() {
+    let stats = check(Pacing::adaptive().min_step(256 * KIB as u64), 64, |_| true);
+    assert_eq!(stats.shortest_step, 256 * KIB as u64);
+}
+
+#[test]
+fn pacing_off_takes_no_paced_steps() {
+    let stats = check(Pacing::off(), 64, |_| true);
+    assert_eq!(stats, PacingStats::default());
+}
+
+#[test]
+fn the_pacing_is_the_one_set_whatever_the_order_of_the_settings() {
+    let (_dir, live) = live_file(b"old\n");
+    let rw = Rewrite::begin(&live)
+        .unwrap()
+        .pacing(Pacing::off())
+        .sync_every(64 * KIB as u64);
+    let stats = write_and_stats(rw, &live);
+    assert_eq!(stats.steps, 0);
+}
+
+fn write_and_stats(mut rw: Rewrite, live: &Path) -> PacingStats {
+    rw.write_all(&vec![b's'; MIB]).unwrap();
+    let stats = rw.pacing_stats();
+    rw.commit().unwrap();
+    assert_eq!(fs::read(live).unwrap().len(), MIB);
+    stats
+}
