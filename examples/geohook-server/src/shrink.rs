@@ -236,7 +236,7 @@ pub(crate) fn start(
                 .await
                 .map_err(|e| format!("shrink task: {e}"))?
                 .map_err(|e| e.to_string())?;
-            Ok::<_, String>(CompactionOutcome { new_size: r.after })
+            Ok::<_, String>(CompactionOutcome::new(r.after))
         }
     })?;
     let _ = shared.compactor.set(handle);
