@@ -1,12 +1,12 @@
 //! Geofence hooks: `SETHOOK name endpoint[,endpoint…] [META k v …] [EX
-//! seconds] NEARBY|WITHIN|INTERSECTS key FENCE [DETECT …] [COMMANDS …]
-//! <area>`, `DELHOOK name`, `PDELHOOK pattern` and `HOOKS pattern`, and the
-//! form every hook takes in a snapshot.
+//! seconds] NEARBY|WITHIN|INTERSECTS key FENCE [DETECT …] [COMMANDS …] AREA`,
+//! `DELHOOK name`, `PDELHOOK pattern` and `HOOKS pattern`, and the form every
+//! hook takes in a snapshot.
 //!
-//! SETHOOK is logged as `sethook name endpoints [meta k v …] [pxat ms]
-//! <search args…>`: a hook's `EX` becomes an absolute deadline, as `SET …
-//! EX` does, and its expiry is logged as `delhook name` (see `tasks.rs`),
-//! so a restart neither extends nor resurrects it.
+//! SETHOOK is logged as `sethook name endpoints [meta k v …] [pxat ms] SEARCH`
+//! (the search arguments as sent): a hook's `EX` becomes an absolute
+//! deadline, as `SET … EX` does, and its expiry is logged as `delhook name`
+//! (see `tasks.rs`), so a restart neither extends nor resurrects it.
 
 use std::fmt::Write as _;
 use std::time::SystemTime;

@@ -1,5 +1,5 @@
-//! The searches: `SCAN key [options] [output]` and `NEARBY | WITHIN |
-//! INTERSECTS key [options] [output] <area>`. Options come first (CURSOR,
+//! The searches: `SCAN key [options] [output]` and
+//! `NEARBY|WITHIN|INTERSECTS key [options] [output] AREA`. Options come first (CURSOR,
 //! LIMIT, MATCH, WHERE, ASC/DESC, NOFIELDS, DISTANCE for NEARBY), then the
 //! output (COUNT, IDS, OBJECTS, POINTS, BOUNDS, HASHES precision), then the
 //! area; SCAN ends after the output.

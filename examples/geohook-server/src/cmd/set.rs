@@ -3,9 +3,9 @@
 //! value)`, and the form every object takes in a snapshot (a shrink's or a
 //! full sync's): the SET that recreates it.
 //!
-//! Logged as `set key id [field name value …] [pxat ms] [nx|xx] <object as
-//! sent>`: a relative `EX` becomes the absolute `PXAT`, so that a restart
-//! never gives an object its full TTL again.
+//! Logged as `set key id [field name value …] [pxat ms] [nx|xx] OBJECT`,
+//! with the object's words as sent: a relative `EX` becomes the absolute
+//! `PXAT`, so that a restart never gives an object its full TTL again.
 
 use geohook_db::{Database, FieldValue, Object, Point, SetCondition};
 
