@@ -50,7 +50,7 @@
 //!
 //! A file imports only from layers below it (ARCHITECTURE.md draws them):
 //!
-//! 1. `clock`, `fsio`, `glob`, `resp`, `settings`, `cmd/spec` (the command
+//! 1. `backoff`, `clock`, `fsio`, `glob`, `output`, `resp`, `settings`, `cmd/spec` (the command
 //!    table), `metrics`, `aof`, `cli`, `change`;
 //! 2. `hooks/` (the engine the write path feeds), `repl/state`; then `state`
 //!    (the shared state and the one write path);
@@ -63,6 +63,7 @@
 
 mod aof;
 pub mod app;
+mod backoff;
 mod change;
 pub mod cli;
 mod clock;
@@ -72,6 +73,7 @@ mod glob;
 mod hooks;
 mod metrics;
 mod net;
+mod output;
 mod repair;
 mod repl;
 mod replay;

@@ -79,14 +79,22 @@ fn refused_by_protected_mode(
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker) {
     let local = listener.local_addr().ok();
     let counts = Arc::new(AddrCounts::default());
+    let mut backoff = crate::backoff::Backoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(s) => s,
+                Ok(s) => { backoff.succeeded(); s }
                 Err(e) => {
-                    // Running out of descriptors is transient; keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    // Running out of descriptors is transient; keep serving,
+                    // waiting longer after each failure in a row.
+                    let wait = backoff.failed();
+                    if backoff.should_log() {
+                        tracing::warn!(error = %e, retry_in = ?wait, "accept failed");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shared.shutdown.cancelled() => break,
+                    }
                     continue;
                 }
             },
