@@ -92,7 +92,8 @@ fn a_client_that_never_reads_its_replies_is_closed_and_counted() {
     let closed = r#"geohook_clients_closed_total{reason="output_stall"}"#;
     assert!(
         wait_until(Duration::from_secs(30), || {
-            metric_value(&server.metrics_page(), closed).unwrap_or(0.0) >= 1.0
+            server.metrics_addr().is_some()
+                && metric_value(&server.metrics_page(), closed).unwrap_or(0.0) >= 1.0
         }),
         "{}",
         server.metrics_page()
@@ -210,6 +211,9 @@ fn a_request_dripped_byte_by_byte_is_cut_off_at_the_request_timeout() {
         "{:?}",
         String::from_utf8_lossy(&reply)
     );
+    assert!(wait_until(Duration::from_secs(30), || server
+        .metrics_addr()
+        .is_some()));
     let page = server.metrics_page();
     assert_eq!(
         metric_value(
