@@ -20,10 +20,20 @@ enum Atom {
     /// Any one character.
     Any,
     /// One character in (or, when negated, not in) the ranges.
-    Class {
-        negate: bool,
-        ranges: Vec<(char, char)>,
-    },
+    Class(Class),
+}
+
+/// A character class: inclusive ranges, possibly negated.
+#[derive(Debug, Clone)]
+struct Class {
+    negate: bool,
+    ranges: Vec<(char, char)>,
+}
+
+impl Class {
+    fn matches(&self, c: char) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != self.negate
+    }
 }
 
 /// A compiled glob pattern.
@@ -45,7 +55,7 @@ pub struct Glob {
     /// Bits of each literal character's atoms.
     lits: HashMap<char, Vec<u64>>,
     /// The class atoms, by position, tested per character.
-    classes: Vec<(usize, bool, Vec<(char, char)>)>,
+    classes: Vec<(usize, Class)>,
 }
 
 impl Glob {
@@ -78,8 +88,8 @@ impl Glob {
                     atoms.push(Atom::Lit(p[i]));
                 }
                 '[' => match class(&p, i) {
-                    Some((negate, ranges, next)) => {
-                        atoms.push(Atom::Class { negate, ranges });
+                    Some((class, next)) => {
+                        atoms.push(Atom::Class(class));
                         i = next;
                         continue;
                     }
@@ -110,7 +120,7 @@ impl Glob {
                 Atom::Star => set(&mut g.stars, j),
                 Atom::Any => set(&mut g.any, j),
                 Atom::Lit(c) => set(g.lits.entry(c).or_insert_with(|| vec![0; words]), j),
-                Atom::Class { negate, ranges } => g.classes.push((j, negate, ranges)),
+                Atom::Class(class) => g.classes.push((j, class)),
             }
         }
         g
@@ -132,19 +142,20 @@ impl Glob {
                     *s |= b;
                 }
             }
-            for (j, negate, ranges) in &self.classes {
-                if ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negate {
+            for (j, class) in &self.classes {
+                if class.matches(c) {
                     set(&mut step, *j);
                 }
             }
             // next = ((state & step) << 1) | (state & stars)
             let mut carry = 0u64;
             let mut alive = 0u64;
-            for i in 0..w {
-                let moved = state[i] & step[i];
-                next[i] = (moved << 1) | carry | (state[i] & self.stars[i]);
+            let words = next.iter_mut().zip(&state).zip(&step).zip(&self.stars);
+            for (((n, &st), &sp), &stars) in words {
+                let moved = st & sp;
+                *n = (moved << 1) | carry | (st & stars);
                 carry = moved >> 63;
-                alive |= next[i];
+                alive |= *n;
             }
             if alive == 0 {
                 return false;
@@ -159,9 +170,9 @@ impl Glob {
     /// One step suffices because no two stars are adjacent.
     fn close(&self, s: &mut [u64]) {
         let mut carry = 0u64;
-        for i in 0..s.len() {
-            let skip = s[i] & self.stars[i];
-            s[i] |= (skip << 1) | carry;
+        for (word, stars) in s.iter_mut().zip(&self.stars) {
+            let skip = *word & stars;
+            *word |= (skip << 1) | carry;
             carry = skip >> 63;
         }
     }
@@ -171,10 +182,10 @@ fn set(bits: &mut [u64], j: usize) {
     bits[j / 64] |= 1 << (j % 64);
 }
 
-/// Reads the class that starts at `p[start] == '['`: whether it is negated,
-/// its ranges, and the index after its `]`; `None` if it is unterminated.
+/// Reads the class that starts at `p[start] == '['`, and the index after
+/// its `]`; `None` if it is unterminated.
 /// A `]` right after the opening (or the negation) is a member.
-fn class(p: &[char], start: usize) -> Option<(bool, Vec<(char, char)>, usize)> {
+fn class(p: &[char], start: usize) -> Option<(Class, usize)> {
     let mut i = start + 1;
     let negate = i < p.len() && (p[i] == '^' || p[i] == '!');
     if negate {
@@ -201,7 +212,7 @@ fn class(p: &[char], start: usize) -> Option<(bool, Vec<(char, char)>, usize)> {
     if i >= p.len() {
         return None;
     }
-    Some((negate, ranges, i + 1))
+    Some((Class { negate, ranges }, i + 1))
 }
 
 #[cfg(test)]
