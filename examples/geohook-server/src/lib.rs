@@ -40,7 +40,10 @@
 //!   size (`geohook_resp::Limits`); malformed framing gets an error and a close.
 //!   Without a password, clients from other hosts are refused when the
 //!   server listens on a non-loopback address (protected mode); connections
-//!   per client address are capped.
+//!   per client address are capped. The replies a connection holds are
+//!   bounded by its output budget (`--client-output-soft`, back-pressure,
+//!   then a close after `--client-output-timeout-ms`); a begun request must
+//!   complete within `--request-timeout-ms`.
 //!
 //! # Crate features
 //!

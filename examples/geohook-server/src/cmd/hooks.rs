@@ -3,9 +3,9 @@
 //! <area>`, `DELHOOK name`, `PDELHOOK pattern` and `HOOKS pattern`, and the
 //! form every hook takes in a snapshot.
 //!
-//! SETHOOK is logged as `sethook name endpoints [meta k v …] [pxat ms]
-//! <search args…>`: a hook's `EX` becomes an absolute deadline, as `SET …
-//! EX` does, and its expiry is logged as `delhook name` (see `tasks.rs`),
+//! SETHOOK is logged as
+//! `sethook name endpoints [meta k v …] [pxat ms] <search args…>`: a hook's
+//! `EX` becomes an absolute deadline, as `SET … EX` does, and its expiry is logged as `delhook name` (see `tasks.rs`),
 //! so a restart neither extends nor resurrects it.
 
 use std::fmt::Write as _;
