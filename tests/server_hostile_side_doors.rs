@@ -106,3 +106,31 @@ fn follow_to_its_own_address_is_refused_and_not_kept() {
     let mut c = server.client();
     assert_eq!(run(&mut c, "SET fleet a POINT 1 1"), "OK", "still a leader");
 }
+
+#[test]
+fn idle_clients_are_closed_at_the_idle_timeout_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &["--idle-timeout-ms", "300", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .unwrap();
+    let mut idle = server.raw();
+    // It is served, then left idle.
+    let (pong, _) = e2e::exchange(&mut idle, b"PING\r\n", 7);
+    assert_eq!(pong, b"+PONG\r\n");
+    assert!(wait_until(Duration::from_secs(30), || closed_by_peer(
+        &mut idle
+    )));
+    assert!(wait_until(Duration::from_secs(30), || server
+        .metrics_addr()
+        .is_some()));
+    let page = server.metrics_page();
+    assert_eq!(
+        metric_value(&page, r#"geohook_clients_closed_total{reason="idle"}"#),
+        Some(1.0),
+        "{page}"
+    );
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "PING"), "PONG");
+}

@@ -100,6 +100,10 @@ pub struct Args {
     /// Milliseconds a client may take to complete a request it has begun.
     #[arg(long, default_value_t = 30_000)]
     pub(crate) request_timeout_ms: u64,
+    /// Milliseconds a client may stay idle between requests before it is
+    /// closed; 0 keeps idle clients open.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) idle_timeout_ms: u64,
     /// Most connections open at once on the metrics endpoint.
     #[arg(long, default_value_t = 16)]
     pub(crate) metrics_max_conns: usize,
@@ -120,6 +124,7 @@ impl Args {
             max_reply: usize::try_from(self.max_reply).unwrap_or(usize::MAX),
             stall: Duration::from_millis(self.client_output_timeout_ms),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
+            idle: (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms)),
         };
         limits.validate().map_err(anyhow::Error::msg)?;
         Ok(limits)

@@ -9,7 +9,8 @@
 //! [`OutputLimits::max_reply`] for searches and by the request caps for
 //! stored objects), and is closed after [`OutputLimits::stall`] (Redis's
 //! `client-output-buffer-limit`, by time rather than by bytes, since the
-//! bytes are already bounded).
+//! bytes are already bounded). An idle timeout, when set, closes
+//! connections that send nothing between requests.
 
 use std::time::Duration;
 
@@ -39,6 +40,11 @@ pub(crate) struct OutputLimits {
     ///
     /// Default: 30 s.
     pub(crate) request_timeout: Duration,
+    /// How long a connection may stay idle between requests before it is
+    /// closed; `None` keeps idle connections open (Redis's `timeout 0`).
+    ///
+    /// Default: `None`.
+    pub(crate) idle: Option<Duration>,
 }
 
 impl Default for OutputLimits {
@@ -48,6 +54,7 @@ impl Default for OutputLimits {
             max_reply: 64 << 20,
             stall: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
+            idle: None,
         }
     }
 }
@@ -65,7 +72,10 @@ impl OutputLimits {
         if self.max_reply == 0 {
             return Err("the largest reply must be above 0".into());
         }
-        if self.stall.is_zero() || self.request_timeout.is_zero() {
+        if self.stall.is_zero()
+            || self.request_timeout.is_zero()
+            || self.idle.is_some_and(|d| d.is_zero())
+        {
             return Err("output and request timeouts must be above 0".into());
         }
         Ok(())

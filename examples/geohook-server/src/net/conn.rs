@@ -119,7 +119,14 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         // Spare capacity bounds one read; the parser bounds what stays
         // buffered (one incomplete request of at most `max_request`).
         buf.reserve(READ_CHUNK);
-        let n = match read_more(shared, &mut stream, &mut buf, deadline).await? {
+        let wait = match deadline {
+            Some(at) => Wait::Request(at),
+            None => match budget.idle {
+                Some(idle) => Wait::Idle(tokio::time::Instant::now() + idle),
+                None => Wait::Forever,
+            },
+        };
+        let n = match read_more(shared, &mut stream, &mut buf, wait).await? {
             Some(n) => n,
             None => return Ok(()),
         };
@@ -129,31 +136,47 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
     }
 }
 
+/// How long [`read_more`] may wait for the peer.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// A request is begun and must be complete by then.
+    Request(tokio::time::Instant),
+    /// Idle between requests, with an idle timeout ending then.
+    Idle(tokio::time::Instant),
+    /// Idle, with no idle timeout.
+    Forever,
+}
+
 /// Reads more bytes into `buf`. A request already begun (bytes left over
-/// from the last parse) must be complete by its `deadline`, however slowly
-/// its bytes drip in; an idle connection may wait as long as it likes.
-/// `None` when the connection should close (shutdown, or the deadline
+/// from the last parse) must be complete by its deadline, however slowly
+/// its bytes drip in; an idle connection waits until its idle timeout, if
+/// any. `None` when the connection should close (shutdown, or a deadline
 /// passed).
 async fn read_more(
     shared: &Shared,
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    deadline: Option<tokio::time::Instant>,
+    wait: Wait,
 ) -> std::io::Result<Option<usize>> {
     let timeout = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending::<()>().await,
+        match wait {
+            Wait::Request(at) | Wait::Idle(at) => tokio::time::sleep_until(at).await,
+            Wait::Forever => std::future::pending::<()>().await,
         }
     };
     tokio::select! {
         r = stream.read_buf(buf) => r.map(Some),
         () = shared.shutdown.cancelled() => Ok(None),
         () = timeout => {
-            shared.metrics.client_closed("request_timeout");
-            let mut out = Vec::new();
-            Reply::Error("Protocol error: request not completed in time".into()).encode(&mut out);
-            let _ = stream.write_all(&out).await;
+            if let Wait::Request(_) = wait {
+                shared.metrics.client_closed("request_timeout");
+                let mut out = Vec::new();
+                Reply::Error("Protocol error: request not completed in time".into()).encode(&mut out);
+                let _ = stream.write_all(&out).await;
+            } else {
+                // As Redis does with `timeout`: closed without a word.
+                shared.metrics.client_closed("idle");
+            }
             Ok(None)
         }
     }
