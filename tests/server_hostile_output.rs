@@ -61,6 +61,40 @@ fn pipelined_large_replies_never_read_stay_within_the_output_budget() {
 }
 
 #[test]
+fn pipelined_large_scans_never_read_stay_within_the_output_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("SET")
+            .arg("fleet")
+            .arg(format!("truck{i:06}"))
+            .arg("POINT")
+            .arg(33)
+            .arg(-115)
+            .ignore();
+    }
+    let () = pipe.query(&mut c).unwrap();
+    let before = rss(server.pid());
+    // 300 pipelined full scans (about 1.2 MB of reply each, 360 MB in all),
+    // never read.
+    let mut attack = server.raw();
+    let scan = resp(&[b"SCAN", b"fleet", b"LIMIT", b"1000000"]);
+    attack.write_all(&scan.repeat(300)).unwrap();
+    let bound = before + 64 * MIB;
+    let grew = wait_until(Duration::from_secs(5), || rss(server.pid()) > bound);
+    assert!(
+        !grew,
+        "RSS grew from {} MiB past {} MiB",
+        before / MIB,
+        rss(server.pid()) / MIB
+    );
+    let mut other = server.client();
+    assert_eq!(run(&mut other, "PING"), "PONG");
+}
+
+#[test]
 fn a_client_that_never_reads_its_replies_is_closed_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
@@ -183,7 +217,14 @@ fn a_request_dripped_byte_by_byte_is_cut_off_at_the_request_timeout() {
     // Keep dripping: each byte arrives well inside the timeout, but the
     // request as a whole does not.
     let mut reply = Vec::new();
+    let mut other = server.client();
+    let mut pinged = false;
     let closed = wait_until(Duration::from_secs(30), || {
+        // Another client is served while the drip goes on.
+        if !pinged {
+            assert_eq!(run(&mut other, "PING"), "PONG");
+            pinged = true;
+        }
         if s.write_all(b"x").is_err() {
             return true;
         }
