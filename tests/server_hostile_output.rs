@@ -268,3 +268,36 @@ fn a_request_dripped_byte_by_byte_is_cut_off_at_the_request_timeout() {
     let mut c = server.client();
     assert_eq!(run(&mut c, "PING"), "PONG");
 }
+
+#[test]
+fn idle_connections_do_not_keep_their_largest_request_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--metrics-addr", "127.0.0.1:0"]).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || server
+        .metrics_addr()
+        .is_some()));
+    let allocated =
+        || metric_value(&server.metrics_page(), "geohook_jemalloc_allocated_bytes").unwrap() as u64;
+    let before = allocated();
+    // 20 connections each send one 4 MiB request, take the reply, and stay
+    // open, idle.
+    let payload = vec![b'z'; 4 << 20];
+    let mut conns = Vec::new();
+    for _ in 0..20 {
+        let mut s = server.raw();
+        s.write_all(&resp(&[b"ECHO", &payload])).unwrap();
+        let mut reply = vec![0u8; payload.len() + 11];
+        s.read_exact(&mut reply).unwrap();
+        assert!(reply.starts_with(b"$4194304\r\nzzz"));
+        conns.push(s);
+    }
+    // Every reply was read, so each connection is idle: what it holds is
+    // its small buffers, not 4 MiB each (80 MiB in all).
+    let small = wait_until(Duration::from_secs(10), || {
+        allocated().saturating_sub(before) < 16 * MIB
+    });
+    let held = allocated().saturating_sub(before);
+    assert!(small, "idle connections hold {} MiB", held / MIB);
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "PING"), "PONG");
+}
