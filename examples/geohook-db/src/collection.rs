@@ -4,9 +4,9 @@ use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap, BTreeSet, BinaryHeap, HashSet};
 use std::sync::Arc;
 
+use crate::glob::Glob;
 use rstar::{Envelope as _, RTree, RTreeNode, RTreeObject, AABB};
 use smol_str::SmolStr;
-use wildmatch::WildMatch;
 
 use crate::field::FieldValue;
 use crate::geom::{Bounds, LowerBound, Point};
@@ -602,10 +602,10 @@ impl Collection {
 
     /// Live items whose id matches the glob `pattern`, in id order.
     pub(crate) fn matching_ids(&self, pattern: &str, now_ms: i64) -> Vec<SmolStr> {
-        let m = WildMatch::new(pattern);
+        let m = Glob::new(pattern);
         self.by_id
             .iter()
-            .filter(|(k, &i)| self.slot(i).item.is_live(now_ms) && m.matches(k))
+            .filter(|(k, &i)| self.slot(i).item.is_live(now_ms) && m.is_match(k))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -687,14 +687,14 @@ fn collect<'a>(
     if opts.limit == Some(0) {
         return Page::default();
     }
-    let patterns: Vec<WildMatch> = opts.matches.iter().map(|p| WildMatch::new(p)).collect();
+    let patterns: Vec<Glob> = opts.matches.iter().map(|p| Glob::new(p)).collect();
     // A small LIMIT is filled without regrowing; a large one grows as hits come.
     let mut hits = Vec::with_capacity(opts.limit.unwrap_or(0).min(64));
     for (pos, (id, item, distance)) in (0u64..).zip(walk) {
         if pos < opts.cursor || !item.is_live(now_ms) {
             continue;
         }
-        if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(id)) {
+        if !patterns.is_empty() && !patterns.iter().any(|p| p.is_match(id)) {
             continue;
         }
         if !opts.wheres.iter().all(|w| w.accepts(&item.fields)) {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use wildmatch::WildMatch;
+use crate::glob::Glob;
 
 use crate::collection::{Collection, CollectionStats, Item, Page, SearchOpts};
 use crate::error::{Error, Result};
@@ -209,10 +209,10 @@ impl Database {
     /// KEYS: the keys matching the glob `pattern` that hold at least one live
     /// item, sorted.
     pub fn keys(&self, pattern: &str, now_ms: i64) -> Vec<&str> {
-        let m = WildMatch::new(pattern);
+        let m = Glob::new(pattern);
         self.cols
             .iter()
-            .filter(|(k, c)| m.matches(k) && !c.is_empty(now_ms))
+            .filter(|(k, c)| m.is_match(k) && !c.is_empty(now_ms))
             .map(|(k, _)| &**k)
             .collect()
     }

@@ -470,7 +470,11 @@ impl<R: Replica + ?Sized> Follower<R> {
                 self.status.send_modify(|s| {
                     s.offset = offset;
                     s.leader_offset = leader_offset.max(offset);
-                    let caught = self.position.is_some() && offset >= leader_offset;
+                    // Never caught up on a chunk that ended in a decode or
+                    // apply error: the leader's stream is not what it
+                    // announced, whatever the offsets say.
+                    let caught =
+                        outcome.is_ok() && self.position.is_some() && offset >= leader_offset;
                     if caught {
                         s.caught_up = true;
                         s.caught_up_once = true;

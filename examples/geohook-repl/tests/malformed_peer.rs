@@ -170,6 +170,34 @@ async fn malformed_leader_bytes_are_errors() {
     }
 }
 
+#[tokio::test]
+async fn a_follower_is_never_caught_up_on_a_chunk_that_ends_in_an_error() {
+    // A valid command (28 bytes from offset 100), the leader's offset
+    // announced as exactly where that leaves the follower, then bytes that
+    // cannot be decoded, all in one write.
+    let id = ReplId::parse(&[b'a'; 40]).unwrap();
+    let reply = [
+        format!("+CONTINUE {}\r\n", "a".repeat(40)).as_bytes(),
+        b"*3\r\n$3\r\nSET\r\n$2\r\nok\r\n$1\r\n1\r\n",
+        b"+OFFSET 128\r\nhello world\r\n",
+    ]
+    .concat();
+    let (port, server) = fake_leader(reply).await;
+    let kv = Arc::new(Kv::default());
+    let follower =
+        geohook_repl::Follower::new(follower_config(port), kv.clone(), Some((id, 100))).unwrap();
+    let mut status = follower.status();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(follower.run(cancel.clone()));
+    let s = wait_status(&mut status, "decode error", |s| s.last_error.is_some()).await;
+    assert!(s.last_error.unwrap().contains("expected"));
+    // `caught_up_once` is sticky: it shows whether the follower ever said so.
+    assert!(!s.caught_up_once && !s.caught_up);
+    cancel.cancel();
+    tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+    server.abort();
+}
+
 /// Drives [`Leader::handle_connection`] with `input` from a fake follower and
 /// returns the leader's verdict and what it wrote back.
 async fn leader_sees(config: LeaderConfig, input: &[u8]) -> (Result<(), Error>, Vec<u8>) {

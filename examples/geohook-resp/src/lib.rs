@@ -74,5 +74,5 @@ mod stream;
 pub use encode::{
     encode_array_header, encode_bulk, encode_command, encoded_len, starts_with_code, Proto, Reply,
 };
-pub use request::{parse, parse_into, ArgBufs, Limits, Parsed, ProtoError};
+pub use request::{parse, parse_into, parse_resume, ArgBufs, Limits, Parsed, ProtoError};
 pub use stream::{parse_command, parse_frame, scan_command, Frame, FrameLimits, Malformed};

@@ -212,7 +212,43 @@ pub(crate) struct Grammar {
 pub(crate) fn read_array(
     buf: &[u8],
     g: &Grammar,
+    arg: impl FnMut(usize, &[u8]),
+) -> Result<Option<(usize, usize)>, Fault> {
+    read_array_from(buf, g, &mut Progress::default(), arg)
+}
+
+/// Where an incomplete array's reading stopped: its count, how many
+/// arguments were complete and where the next one starts. Handing it back
+/// with the same bytes, extended, resumes there, so that a request that
+/// arrives a few bytes at a time is read once, not once per arrival.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress {
+    count: Option<usize>,
+    pub(crate) done: usize,
+    pos: usize,
+}
+
+/// [`read_array`] resumed from `at`, which it updates: on `Ok(None)` it holds
+/// the arguments already handed to `arg` (they are not handed again); on any
+/// other outcome it is reset.
+pub(crate) fn read_array_from(
+    buf: &[u8],
+    g: &Grammar,
+    at: &mut Progress,
     mut arg: impl FnMut(usize, &[u8]),
+) -> Result<Option<(usize, usize)>, Fault> {
+    let r = read_array_steps(buf, g, at, &mut arg);
+    if !matches!(r, Ok(None)) {
+        *at = Progress::default();
+    }
+    r
+}
+
+fn read_array_steps(
+    buf: &[u8],
+    g: &Grammar,
+    at: &mut Progress,
+    arg: &mut impl FnMut(usize, &[u8]),
 ) -> Result<Option<(usize, usize)>, Fault> {
     let incomplete = || {
         if buf.len() > g.max_bytes {
@@ -221,16 +257,29 @@ pub(crate) fn read_array(
             Ok(None)
         }
     };
-    let (count, mut pos) = match read_len(buf, 1, g.max_args, g.syntax) {
-        Ok(Some(found)) => found,
-        Ok(None) => return Ok(None),
-        Err((at, why)) => return Err(Fault::Count { at, why }),
+    let n = match at.count {
+        Some(n) => n,
+        None => {
+            let (count, pos) = match read_len(buf, 1, g.max_args, g.syntax) {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(None),
+                Err((at, why)) => return Err(Fault::Count { at, why }),
+            };
+            match count {
+                Len::Negative | Len::Value(0) => return Ok(Some((0, pos))),
+                Len::Value(n) => {
+                    *at = Progress {
+                        count: Some(n),
+                        done: 0,
+                        pos,
+                    };
+                    n
+                }
+            }
+        }
     };
-    let n = match count {
-        Len::Negative | Len::Value(0) => return Ok(Some((0, pos))),
-        Len::Value(n) => n,
-    };
-    for i in 0..n {
+    let mut pos = at.pos;
+    for i in at.done..n {
         let Some(&b) = buf.get(pos) else {
             return incomplete();
         };
@@ -269,6 +318,8 @@ pub(crate) fn read_array(
         }
         arg(i, &buf[start..end]);
         pos = end + 2;
+        at.done = i + 1;
+        at.pos = pos;
     }
     Ok(Some((n, pos)))
 }

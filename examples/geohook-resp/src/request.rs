@@ -100,6 +100,11 @@ pub type Parsed = (Vec<Vec<u8>>, usize);
 pub struct ArgBufs {
     bufs: Vec<Vec<u8>>,
     len: usize,
+    /// Where [`parse_resume`] stopped in an incomplete multibulk request.
+    progress: read::Progress,
+    /// How far [`parse_resume`] has looked for the end of an incomplete
+    /// inline request.
+    scanned: usize,
 }
 
 impl ArgBufs {
@@ -114,8 +119,12 @@ impl ArgBufs {
         &self.bufs[..self.len]
     }
 
-    /// Frees the buffers that a large command left behind.
+    /// Frees the buffers that a large command left behind. The arguments
+    /// of a request that [`parse_resume`] has begun are kept.
     pub fn shrink(&mut self) {
+        if self.progress.done > 0 {
+            return;
+        }
         self.bufs.truncate(Self::KEEP_COUNT);
         for b in &mut self.bufs {
             if b.capacity() > Self::KEEP_BYTES {
@@ -165,11 +174,45 @@ pub fn parse_into(
     limits: &Limits,
     out: &mut ArgBufs,
 ) -> Result<Option<usize>, ProtoError> {
+    out.progress = read::Progress::default();
+    out.scanned = 0;
+    parse_resume(buf, limits, out)
+}
+
+/// [`parse_into`] that resumes where the last call stopped: when a request is
+/// incomplete (`Ok(None)`), its complete arguments stay in `out` and are
+/// neither parsed nor copied again, and an inline line is not searched again
+/// for its end. Each byte of a request is therefore read once, however
+/// slowly it arrives.
+///
+/// The next call must pass the same bytes (the incomplete request still at
+/// the front of `buf`), possibly extended; a caller that drops them must call
+/// [`parse_into`] instead, which starts afresh.
+///
+/// # Errors
+///
+/// As [`parse`].
+pub fn parse_resume(
+    buf: &[u8],
+    limits: &Limits,
+    out: &mut ArgBufs,
+) -> Result<Option<usize>, ProtoError> {
     out.len = 0;
     if buf.is_empty() {
         return Ok(None);
     }
     if buf[0] != b'*' {
+        // Look for the line's end only in the bytes not searched yet.
+        let from = out.scanned.min(buf.len());
+        if !buf[from..].contains(&b'\n') {
+            if buf.len() > limits.max_request {
+                out.scanned = 0;
+                return Err(ProtoError::TooBig);
+            }
+            out.scanned = buf.len();
+            return Ok(None);
+        }
+        out.scanned = 0;
         // Inline commands are rare (a human at a terminal); they are parsed
         // on their own and copied in.
         return Ok(parse_inline(buf, limits)?.map(|(args, used)| {
@@ -186,7 +229,10 @@ pub fn parse_into(
         max_bulk: limits.max_bulk,
         max_bytes: limits.max_request,
     };
-    let Some((n, used)) = read::read_array(buf, &grammar, |i, arg| out.set(i, arg))? else {
+    let mut progress = out.progress;
+    let read = read::read_array_from(buf, &grammar, &mut progress, |i, arg| out.set(i, arg));
+    out.progress = progress;
+    let Some((n, used)) = read? else {
         return Ok(None);
     };
     out.len = n;
@@ -317,6 +363,48 @@ mod tests {
             .bufs
             .iter()
             .all(|b| b.capacity() <= ArgBufs::KEEP_BYTES));
+    }
+
+    #[test]
+    fn a_dripped_request_is_read_once_and_matches_the_whole() {
+        let big = Limits {
+            max_args: 8,
+            max_bulk: 1 << 16,
+            max_request: 1 << 17,
+        };
+        let mut req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000\r\n".to_vec();
+        let header = req.len();
+        req.extend(std::iter::repeat_n(b'v', 5000));
+        req.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+        let whole = parse(&req, &big).unwrap().unwrap();
+        let mut bufs = ArgBufs::default();
+        let mut got = None;
+        for cut in 1..=req.len() {
+            match parse_resume(&req[..cut], &big, &mut bufs).unwrap() {
+                None => {
+                    // Once the third argument's header is in, the first two
+                    // are held and not read again.
+                    if cut >= header {
+                        assert_eq!(bufs.progress.done, 2, "cut at {cut}");
+                    }
+                    bufs.shrink();
+                }
+                Some(used) => {
+                    got = Some((bufs.args().to_vec(), used));
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, Some(whole));
+        // An inline line dripped in is searched once for its end.
+        let mut bufs = ArgBufs::default();
+        let line = b"PING hello\r\n";
+        for cut in 1..line.len() {
+            assert_eq!(parse_resume(&line[..cut], &big, &mut bufs), Ok(None));
+            assert_eq!(bufs.scanned, cut);
+        }
+        assert_eq!(parse_resume(line, &big, &mut bufs), Ok(Some(line.len())));
+        assert_eq!(bufs.args(), [b"PING".to_vec(), b"hello".to_vec()]);
     }
 
     #[test]

@@ -149,6 +149,15 @@ impl Aof {
     /// the write of a full pending buffer failed.
     pub(crate) fn append_deferred<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<u64, AofError> {
         self.check()?;
+        // The logical offset is the replication offset, which a leader may
+        // have announced anywhere below 2^64: it must never wrap.
+        let len = u64::try_from(geohook_resp::encoded_len(args)).unwrap_or(u64::MAX);
+        if self.offset.checked_add(len).is_none() {
+            return Err(AofError(format!(
+                "write refused: the replication offset {} cannot grow by {len} bytes",
+                self.offset
+            )));
+        }
         let before = self.pending.len();
         encode_command(&mut self.pending, args);
         let n = (self.pending.len() - before) as u64;
@@ -273,6 +282,22 @@ impl Aof {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_near_the_top_refuses_the_write_instead_of_wrapping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AOF_NAME);
+        let mut aof = Aof::open(&path).unwrap();
+        aof.set_offset(u64::MAX - 20);
+        let cmd = [b"set".to_vec(), b"k".to_vec()];
+        // 20 bytes fit exactly (`*2 $3 set $1 k` is 20 bytes); one more
+        // does not.
+        assert_eq!(aof.append(&cmd).unwrap(), u64::MAX);
+        let err = aof.append(&cmd).unwrap_err();
+        assert!(err.to_string().contains("cannot grow"), "{err}");
+        assert_eq!(aof.offset(), u64::MAX);
+        assert_eq!(std::fs::read(&path).unwrap().len(), 20);
+    }
 
     #[test]
     fn appends_are_in_the_file_at_once_and_offset_is_monotonic() {

@@ -72,6 +72,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         max_conns_per_addr: args.max_conns_per_addr,
         max_clients: args.max_clients,
         listen: local.to_string(),
+        output: args.output_limits()?,
     };
     let mut shared = Shared::new(opts, core, settings, metrics.clone());
     shared.changes = Some(hooks.clone());
@@ -110,11 +111,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         let refresh: Arc<dyn Fn() + Send + Sync> = Arc::new(move || tasks::refresh_gauges(&s));
         let m = metrics.clone();
         let cancel = shared.shutdown.clone();
+        let endpoint = args.metrics_limits();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind metrics {addr}"))?;
         tracker.spawn(async move {
-            if let Err(e) = metrics::serve(listener, m, refresh, cancel).await {
+            if let Err(e) = metrics::serve(listener, m, refresh, cancel, endpoint).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });

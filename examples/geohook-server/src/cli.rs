@@ -9,6 +9,8 @@ use clap::Parser;
 use geohook_hooks::{DeliveryConfig, QueueConfig};
 
 use crate::aof::Fsync;
+use crate::metrics::EndpointLimits;
+use crate::output::OutputLimits;
 use crate::settings;
 
 /// Command-line flags.
@@ -83,6 +85,59 @@ pub struct Args {
     /// Hook delivery settings.
     #[command(flatten)]
     pub(crate) hooks: HookArgs,
+    /// Reply bytes one connection builds before it writes them out and waits
+    /// for the client to read (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "1mb", value_parser = parse_size)]
+    pub(crate) client_output_soft: u64,
+    /// Largest reply one search may build; a larger page gets an error
+    /// (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "64mb", value_parser = parse_size)]
+    pub(crate) max_reply: u64,
+    /// Milliseconds a client may leave written replies unread before it is
+    /// closed.
+    #[arg(long, default_value_t = 60_000)]
+    pub(crate) client_output_timeout_ms: u64,
+    /// Milliseconds a client may take to complete a request it has begun.
+    #[arg(long, default_value_t = 30_000)]
+    pub(crate) request_timeout_ms: u64,
+    /// Milliseconds a client may stay idle between requests before it is
+    /// closed; 0 keeps idle clients open.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) idle_timeout_ms: u64,
+    /// Most connections open at once on the metrics endpoint.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) metrics_max_conns: usize,
+    /// Milliseconds a metrics connection may stay open.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) metrics_timeout_ms: u64,
+}
+
+impl Args {
+    /// The output budget these flags describe.
+    ///
+    /// # Errors
+    ///
+    /// A bound that is zero.
+    pub(crate) fn output_limits(&self) -> anyhow::Result<OutputLimits> {
+        let limits = OutputLimits {
+            soft: usize::try_from(self.client_output_soft).unwrap_or(usize::MAX),
+            max_reply: usize::try_from(self.max_reply).unwrap_or(usize::MAX),
+            stall: Duration::from_millis(self.client_output_timeout_ms),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            idle: (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms)),
+        };
+        limits.validate().map_err(anyhow::Error::msg)?;
+        Ok(limits)
+    }
+
+    /// The metrics endpoint's bounds these flags describe (a zero count or
+    /// time is taken as one connection, one millisecond).
+    pub(crate) fn metrics_limits(&self) -> EndpointLimits {
+        EndpointLimits {
+            max_conns: self.metrics_max_conns.max(1),
+            timeout: Duration::from_millis(self.metrics_timeout_ms.max(1)),
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

@@ -40,7 +40,10 @@
 //!   size (`geohook_resp::Limits`); malformed framing gets an error and a close.
 //!   Without a password, clients from other hosts are refused when the
 //!   server listens on a non-loopback address (protected mode); connections
-//!   per client address are capped.
+//!   per client address are capped. The replies a connection holds are
+//!   bounded by its output budget (`--client-output-soft`, back-pressure,
+//!   then a close after `--client-output-timeout-ms`); a begun request must
+//!   complete within `--request-timeout-ms`.
 //!
 //! # Crate features
 //!
@@ -50,7 +53,7 @@
 //!
 //! A file imports only from layers below it (ARCHITECTURE.md draws them):
 //!
-//! 1. `clock`, `fsio`, `glob`, `resp`, `settings`, `cmd/spec` (the command
+//! 1. `backoff`, `clock`, `fsio`, `glob`, `output`, `resp`, `settings`, `cmd/spec` (the command
 //!    table), `metrics`, `aof`, `cli`, `change`;
 //! 2. `hooks/` (the engine the write path feeds), `repl/state`; then `state`
 //!    (the shared state and the one write path);
@@ -63,6 +66,7 @@
 
 mod aof;
 pub mod app;
+mod backoff;
 mod change;
 pub mod cli;
 mod clock;
@@ -72,6 +76,7 @@ mod glob;
 mod hooks;
 mod metrics;
 mod net;
+mod output;
 mod repair;
 mod repl;
 mod replay;

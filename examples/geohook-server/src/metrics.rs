@@ -31,6 +31,13 @@ struct CmdLabel {
     cmd: &'static str,
 }
 
+/// The label set of `geohook_clients_closed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    /// Why the client was closed (a fixed word, never the peer's text).
+    reason: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -65,6 +72,8 @@ pub(crate) struct Metrics {
     pub(crate) connections_rejected: Counter,
     /// Commands run, by name.
     commands: Family<CmdLabel, Counter>,
+    /// Clients the server closed for exceeding a bound, by reason.
+    clients_closed: Family<ReasonLabel, Counter>,
     /// Command latency in seconds, by name.
     command_seconds: Family<CmdLabel, Histogram>,
     /// Objects removed by the background expiry task.
@@ -139,6 +148,7 @@ impl Metrics {
             connections_received: Counter::default(),
             connections_rejected: Counter::default(),
             commands,
+            clients_closed: Family::default(),
             command_seconds,
             expired: Counter::default(),
             objects: Gauge::default(),
@@ -222,6 +232,11 @@ impl Metrics {
         );
         r.register("geohook_commands", "Commands run", m.commands.clone());
         r.register(
+            "geohook_clients_closed",
+            "Clients closed for exceeding a bound (output_stall, request_timeout, idle)",
+            m.clients_closed.clone(),
+        );
+        r.register(
             "geohook_cmd_duration_seconds",
             "Command latency",
             m.command_seconds.clone(),
@@ -243,6 +258,13 @@ impl Metrics {
     /// ignored.
     pub(crate) fn add_collector(&self, c: Box<dyn Collector>) {
         let _ = self.late.set(c);
+    }
+
+    /// Counts one client closed for exceeding a bound, by `reason`.
+    pub(crate) fn client_closed(&self, reason: &'static str) {
+        self.clients_closed
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Records one command run: its row of the command table, or `None`
@@ -350,8 +372,33 @@ pub(crate) fn set_gauge(g: &Gauge<i64, AtomicI64>, v: u64) {
     g.set(i64::try_from(v).unwrap_or(i64::MAX));
 }
 
+/// Bounds on the metrics endpoint's connections, so that idle or slow
+/// scrapers cannot hold the process's file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EndpointLimits {
+    /// Most connections open at once; more are closed as they arrive.
+    ///
+    /// Default: 16.
+    pub(crate) max_conns: usize,
+    /// How long one connection may stay open, whatever it does.
+    ///
+    /// Default: 10 s.
+    pub(crate) timeout: std::time::Duration,
+}
+
+impl Default for EndpointLimits {
+    fn default() -> Self {
+        EndpointLimits {
+            max_conns: 16,
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// Serves `/metrics` (and `/` as a pointer to it) until `cancel` fires.
-/// `refresh` runs before each scrape to update the state gauges.
+/// `refresh` runs before each scrape to update the state gauges. At most
+/// `limits.max_conns` connections are open at once, each for at most
+/// `limits.timeout`; accept errors are retried with exponential back-off.
 ///
 /// # Errors
 ///
@@ -361,22 +408,40 @@ pub(crate) async fn serve(
     metrics: Arc<Metrics>,
     refresh: Arc<dyn Fn() + Send + Sync>,
     cancel: CancellationToken,
+    limits: EndpointLimits,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics endpoint up");
     }
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_conns));
+    let mut backoff = crate::backoff::Backoff::default();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => { tracing::warn!(error = %e, "metrics accept failed"); continue; }
+                Ok(s) => { backoff.succeeded(); s }
+                Err(e) => {
+                    let wait = backoff.failed();
+                    if backoff.should_log() {
+                        tracing::warn!(error = %e, retry_in = ?wait, "metrics accept failed");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = cancel.cancelled() => return Ok(()),
+                    }
+                    continue;
+                }
             },
             () = cancel.cancelled() => return Ok(()),
+        };
+        // Over the cap, the connection is closed at once (dropped).
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
         };
         let metrics = metrics.clone();
         let refresh = refresh.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
                 let refresh = refresh.clone();
@@ -405,6 +470,7 @@ pub(crate) async fn serve(
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
             tokio::select! {
                 r = conn => if let Err(e) = r { tracing::debug!(error = %e, "metrics connection ended"); },
+                () = tokio::time::sleep(limits.timeout) => {}
                 () = cancel.cancelled() => {}
             }
         });

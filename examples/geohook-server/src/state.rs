@@ -34,6 +34,8 @@ pub(crate) struct Options {
     pub(crate) max_clients: usize,
     /// The address the server listens on, for SERVER and INFO.
     pub(crate) listen: String,
+    /// The per-connection output budget and slow-peer timeouts.
+    pub(crate) output: crate::output::OutputLimits,
 }
 
 /// The data and its log, guarded together so that the log order is the
@@ -287,6 +289,7 @@ pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
         max_conns_per_addr: 1,
         max_clients: 1,
         listen: String::new(),
+        output: crate::output::OutputLimits::default(),
     };
     let core = Core {
         db: geohook_db::Database::new(),

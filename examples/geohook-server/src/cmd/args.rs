@@ -22,6 +22,25 @@ pub(crate) fn lower(a: &[u8]) -> SmolStr {
     String::from_utf8_lossy(a).to_ascii_lowercase_smolstr()
 }
 
+/// The longest glob pattern (MATCH, KEYS, PDEL), in bytes. Matching costs
+/// the id's length times a machine word per 64 pattern characters, so the
+/// cap bounds what one pattern can cost per id.
+pub(crate) const MAX_PATTERN: usize = 1024;
+
+/// A glob pattern of at most [`MAX_PATTERN`] bytes.
+///
+/// # Errors
+///
+/// `invalid argument` when it is not UTF-8; `pattern too long` past the cap.
+pub(crate) fn pattern(a: &[u8]) -> Result<&str, CmdError> {
+    if a.len() > MAX_PATTERN {
+        return Err(CmdError::Msg(format!(
+            "pattern too long (over {MAX_PATTERN} bytes)"
+        )));
+    }
+    text(a)
+}
+
 /// A finite number.
 ///
 /// # Errors

@@ -76,8 +76,10 @@ pub(crate) fn output(
 ///
 /// # Errors
 ///
-/// No password configured, a wrong password (which also logs the session
-/// out), or too many arguments.
+/// No password configured, a wrong password, or too many arguments. A
+/// wrong password leaves the session as it was (as in Redis 6 and later): a
+/// connection that already authenticated stays authenticated, so a client
+/// retrying with a stale password cannot lose a working session.
 pub(crate) fn auth(
     shared: &Shared,
     session: &mut Session,
@@ -95,7 +97,6 @@ pub(crate) fn auth(
         ));
     }
     if pass.as_slice() != want.as_bytes() {
-        session.authed = false;
         return Err(CmdError::WrongPass);
     }
     session.authed = true;

@@ -7,10 +7,11 @@
 
 use geohook_db::Object;
 
+use crate::aof::Fsync;
 use crate::cmd::args::{lower, text};
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::spec::Cmd;
-use crate::state::{Core, Record, Writer};
+use crate::state::{Core, Record, When, Writer};
 use geohook_resp::Reply;
 
 /// Most objects one expiry pass removes, so that one pass holds the write
@@ -74,7 +75,7 @@ pub(crate) fn pdel(
     ctx: &Ctx,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
-    let (key, pattern) = (text(&args[1])?, text(&args[2])?);
+    let (key, pattern) = (text(&args[1])?, crate::cmd::args::pattern(&args[2])?);
     let removed = core.db.pdel(key, pattern, ctx.now());
     if !removed.is_empty() {
         let before: Vec<(&str, &Object)> =
@@ -124,17 +125,85 @@ pub(crate) fn flushdb(core: &mut Core, w: &Writer<'_>, ctx: &Ctx) -> Result<Repl
 
 /// Removes up to [`EXPIRE_BATCH`] objects whose deadline passed at `now`
 /// and logs a `del` for each; returns how many were removed.
+///
+/// The batch is logged as one: every `del` is appended to the log's pending
+/// buffer, then one `write(2)` (and, when `w` writes at once under
+/// `always`, one fsync) ends the batch, so that thousands of objects
+/// expiring together cost one fsync under the write lock, not one each.
 pub(crate) fn expire_due(core: &mut Core, w: &Writer<'_>, now: i64) -> u64 {
     if core.writable().is_err() {
         return 0;
     }
     let expired = core.db.expire_due(now, EXPIRE_BATCH);
     let n = expired.len() as u64;
+    let deferred = Writer {
+        when: When::Deferred,
+        sink: w.sink,
+    };
     for (key, id, item) in expired {
-        if let Err(e) = commit_del(core, w, &key, &id, item.object()) {
+        if let Err(e) = commit_del(core, &deferred, &key, &id, item.object()) {
             tracing::error!(error = %e, "could not log an expiry");
             break;
         }
     }
+    let ended = match w.when {
+        When::Now(Fsync::Always) => core.aof.sync(),
+        When::Now(_) => core.aof.flush(),
+        // The caller flushes, as a client's connection does.
+        When::Deferred => Ok(()),
+    };
+    if let Err(e) = ended {
+        tracing::error!(error = %e, "could not write a batch of expiries");
+    }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geohook_db::{Point, SetCondition};
+
+    /// Write system calls made by this thread so far (Linux's per-thread
+    /// I/O accounting), so that other tests running meanwhile do not count.
+    fn writes_by_this_thread() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("syscw: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_of_expiries_is_logged_with_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appendonly.aof");
+        let shared = crate::state::shared_on(&path);
+        let mut core = shared.core.write();
+        let none: &[(&str, f64)] = &[];
+        for i in 0..1000 {
+            let p = Object::Point(Point::new(1.0, 2.0).unwrap());
+            core.db
+                .set(
+                    "fleet",
+                    &format!("t{i}"),
+                    p,
+                    none,
+                    Some(10),
+                    SetCondition::Always,
+                    0,
+                )
+                .unwrap();
+        }
+        let before = writes_by_this_thread();
+        // Under `always`: the expiry task's writer writes and fsyncs at once.
+        assert_eq!(expire_due(&mut core, &shared.task_writer(), 10), 1000);
+        let writes = writes_by_this_thread() - before;
+        assert_eq!(writes, 1, "one write(2) for the whole batch");
+        drop(core);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("$3\r\ndel\r\n").count(), 1000);
+        assert!(text.contains("$4\r\nt999\r\n"));
+    }
 }

@@ -98,9 +98,14 @@ fn read(
         Cmd::Keys => keys::keys(db, ctx, args),
         Cmd::Stats => keys::stats(db, ctx, args),
         Cmd::Bounds => keys::bounds(db, ctx, args),
-        Cmd::Scan | Cmd::Nearby | Cmd::Within | Cmd::Intersects => {
-            search::search(db, ctx, spec.cmd, spec.name, args)
-        }
+        Cmd::Scan | Cmd::Nearby | Cmd::Within | Cmd::Intersects => search::search(
+            db,
+            ctx,
+            spec.cmd,
+            spec.name,
+            args,
+            shared.opts.output.max_reply,
+        ),
         other => Err(CmdError::Msg(format!("no handler for {other:?} as a read"))),
     }
 }

@@ -86,6 +86,8 @@ impl SetHook {
             }
             a.next()?;
         }
+        let area_at = a.pos();
+        let by_reference = a.peek_lower().as_deref() == Some("get");
         let area = a.area(db, now, true)?;
         a.finish()?;
         if !fence {
@@ -96,6 +98,7 @@ impl SetHook {
             e => CmdError::Msg(e.to_string()),
         };
         let filter = Filter::parse(detect.as_deref(), commands.as_deref()).map_err(hook_err)?;
+        let args = logged_search_args(all, search_start, area_at, by_reference, &area);
         let def = HookDef {
             name,
             endpoints,
@@ -105,10 +108,7 @@ impl SetHook {
             key,
             filter,
             area,
-            args: all[search_start..]
-                .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect(),
+            args,
         };
         def.validate().map_err(hook_err)?;
         Ok(SetHook { def, pxat })
@@ -148,6 +148,29 @@ impl SetHook {
     }
 }
 
+/// The search arguments a hook is logged (and listed) with. An area given
+/// as `GET key id` is stored resolved, as `OBJECT <geojson>` of the object
+/// it named then: the hook's fence is that shape from then on, and the
+/// logged form must not depend on an object that may expire or be deleted
+/// before the file is replayed.
+fn logged_search_args(
+    all: &[Vec<u8>],
+    start: usize,
+    area_at: usize,
+    by_reference: bool,
+    area: &geohook_db::Area,
+) -> Vec<String> {
+    let lossy = |a: &Vec<u8>| String::from_utf8_lossy(a).into_owned();
+    match area {
+        geohook_db::Area::Object(obj) if by_reference => all[start..area_at]
+            .iter()
+            .map(lossy)
+            .chain(["OBJECT".to_owned(), obj.to_json()])
+            .collect(),
+        _ => all[start..].iter().map(lossy).collect(),
+    }
+}
+
 /// `sethook name endpoints [meta k v …] [pxat ms] <search args…>`.
 fn logged_sethook(def: &HookDef, pxat: Option<i64>) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = vec![
@@ -175,7 +198,11 @@ fn logged_sethook(def: &HookDef, pxat: Option<i64>) -> Vec<Vec<u8>> {
 pub(crate) fn snapshot(engine: &HookEngine, out: &mut Vec<u8>) {
     let now = SystemTime::now();
     for info in engine.hooks.list("*", now) {
-        let pxat = info.ttl.map(|t| unix_ms(now) + (t * 1000.0) as i64);
+        // Saturating: a huge EX is "never", and must stay so, not wrap
+        // into the past (or panic) when the snapshot is written.
+        let pxat = info
+            .ttl
+            .map(|t| unix_ms(now).saturating_add((t * 1000.0) as i64));
         encode_command(out, &logged_sethook(&info.def, pxat));
     }
 }

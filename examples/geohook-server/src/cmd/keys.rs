@@ -14,7 +14,7 @@ use geohook_resp::Reply;
 ///
 /// A bad argument.
 pub(crate) fn keys(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
-    let keys = db.keys(text(&args[1])?, ctx.now());
+    let keys = db.keys(crate::cmd::args::pattern(&args[1])?, ctx.now());
     if ctx.json {
         let list: Vec<String> = keys.iter().map(|k| json_str(k)).collect();
         Ok(ctx.ok_json(&format!(",\"keys\":[{}]", list.join(","))))

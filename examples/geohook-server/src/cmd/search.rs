@@ -72,7 +72,7 @@ impl<'a> Search<'a> {
                 }
                 "match" => {
                     a.next()?;
-                    opts.matches.push(a.text()?.to_string());
+                    opts.matches.push(args::pattern(a.next()?)?.to_string());
                 }
                 "where" => {
                     a.next()?;
@@ -154,17 +154,21 @@ impl<'a> Search<'a> {
     }
 }
 
-/// Runs SCAN, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`).
+/// Runs SCAN, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`); its reply
+/// may hold at most `max_reply` bytes of items.
 ///
 /// # Errors
 ///
-/// A bad argument or area, or an output the objects cannot give.
+/// A bad argument or area, an output the objects cannot give, or a page
+/// whose reply would exceed `max_reply` (refused whole rather than cut, so
+/// that no client mistakes a short page for the end of the walk).
 pub(crate) fn search(
     db: &Database,
     ctx: &Ctx,
     cmd: Cmd,
     name: &'static str,
     args: &[Vec<u8>],
+    max_reply: usize,
 ) -> Result<Reply, CmdError> {
     let s = Search::parse(cmd, name, args, db, ctx.now())?;
     let now = ctx.now();
@@ -174,7 +178,14 @@ pub(crate) fn search(
         Scope::Within(area) => db.within(s.key, area, &s.opts, now),
         Scope::Intersects(area) => db.intersects(s.key, area, &s.opts, now),
     };
-    render(ctx, &page, s.out, s.nofields, s.distance)
+    render(ctx, &page, s.out, s.nofields, s.distance, max_reply)
+}
+
+/// The error for a page whose reply would exceed `max_reply` bytes.
+fn too_large(max_reply: usize) -> CmdError {
+    CmdError::Msg(format!(
+        "reply too large (over {max_reply} bytes): lower LIMIT and page with CURSOR"
+    ))
 }
 
 fn render(
@@ -183,6 +194,7 @@ fn render(
     out: Output,
     nofields: bool,
     distance: bool,
+    max_reply: usize,
 ) -> Result<Reply, CmdError> {
     let count = page.hits.len();
     if out == Output::Count {
@@ -207,9 +219,15 @@ fn render(
                 }
             }
         }
-        let mut items = Vec::with_capacity(count);
+        let mut items = Vec::with_capacity(count.min(1024));
+        let mut bytes = 0usize;
         for h in &page.hits {
-            items.push(json_item(h, out, &names, distance)?);
+            let item = json_item(h, out, &names, distance)?;
+            bytes += item.len() + 1;
+            if bytes > max_reply {
+                return Err(too_large(max_reply));
+            }
+            items.push(item);
         }
         let list_name = match out {
             Output::Ids => "ids",
@@ -234,12 +252,15 @@ fn render(
     // `[cursor, [item, …]]`, written straight into one buffer: a search
     // reply is the hot path, and a tree of replies costs an allocation per
     // hit.
-    let mut buf = Vec::with_capacity(24 + count * 24);
+    let mut buf = Vec::with_capacity((24 + count * 24).min(max_reply).min(1 << 20));
     resp::encode_array_header(2, &mut buf);
     Reply::Int(page.cursor as i64).encode(&mut buf);
     resp::encode_array_header(count, &mut buf);
     for h in &page.hits {
         let obj = h.item.object();
+        if buf.len() > max_reply {
+            return Err(too_large(max_reply));
+        }
         if out == Output::Ids && !distance {
             resp::encode_bulk(h.id.as_bytes(), &mut buf);
             continue;
@@ -273,6 +294,9 @@ fn render(
             }
         };
         item.encode(&mut buf);
+    }
+    if buf.len() > max_reply {
+        return Err(too_large(max_reply));
     }
     Ok(Reply::Encoded(buf))
 }

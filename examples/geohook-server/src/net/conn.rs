@@ -1,6 +1,12 @@
 //! One client connection: read, parse a pipelined batch, execute each
 //! command, flush the log once for the batch, and only then send the
 //! replies.
+//!
+//! The replies a connection builds are bounded by its output budget
+//! ([`crate::output::OutputLimits`]): once they reach the soft cap, the batch stops, they are
+//! written out (waiting for the peer), and the rest of the batch runs after.
+//! A peer that takes nothing for the stall time, or leaves a request
+//! incomplete for the request timeout, is closed.
 
 use std::sync::Arc;
 
@@ -9,6 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::cmd::ctx::Session;
 use crate::cmd::dispatch::execute;
+use crate::output::{write_replies, Sent};
 use crate::repl::leader::serve_psync;
 use crate::state::Shared;
 use geohook_resp::{self as resp, Reply};
@@ -26,12 +33,17 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut session = Session::new(shared.settings.read().requirepass.is_empty());
     let limits = shared.opts.limits;
+    let budget = shared.opts.output;
     let mut parsed = resp::ArgBufs::default();
+    // When the request now buffered (incomplete) must be complete by.
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let mut start = 0;
         let mut close = false;
+        // True when the batch stopped at the soft cap with commands left.
+        let mut more = false;
         loop {
-            match resp::parse_into(&buf[start..], &limits, &mut parsed) {
+            match resp::parse_resume(&buf[start..], &limits, &mut parsed) {
                 Ok(Some(used)) => {
                     start += used;
                     let args = parsed.args();
@@ -57,6 +69,10 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                         close = true;
                         break;
                     }
+                    if out.len() >= budget.soft {
+                        more = true;
+                        break;
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -68,13 +84,22 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         }
         buf.drain(..start);
         parsed.shrink();
+        if buf.is_empty() {
+            deadline = None;
+        } else if start > 0 || deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + budget.request_timeout);
+        }
         if !flush_before_replies(shared, &mut session, &mut out) {
             close = true;
         }
         if !out.is_empty() {
-            stream.write_all(&out).await?;
+            if let Sent::Stalled = write_replies(&mut stream, &out, &budget).await? {
+                shared.metrics.client_closed("output_stall");
+                tracing::debug!("closing a client that takes no replies");
+                return Ok(());
+            }
             out.clear();
-            if out.capacity() > 1 << 20 {
+            if out.capacity() > budget.soft.max(64 * 1024) * 2 {
                 out = Vec::with_capacity(16 * 1024);
             }
         }
@@ -82,15 +107,77 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
             let _ = stream.shutdown().await;
             return Ok(());
         }
+        if more {
+            // The rest of the batch is already buffered.
+            continue;
+        }
+        if buf.is_empty() && buf.capacity() > 2 * READ_CHUNK {
+            // An idle connection does not keep the buffer of its largest
+            // request.
+            buf = Vec::with_capacity(16 * 1024);
+        }
         // Spare capacity bounds one read; the parser bounds what stays
         // buffered (one incomplete request of at most `max_request`).
         buf.reserve(READ_CHUNK);
-        let n = tokio::select! {
-            r = stream.read_buf(&mut buf) => r?,
-            () = shared.shutdown.cancelled() => return Ok(()),
+        let wait = match deadline {
+            Some(at) => Wait::Request(at),
+            None => match budget.idle {
+                Some(idle) => Wait::Idle(tokio::time::Instant::now() + idle),
+                None => Wait::Forever,
+            },
+        };
+        let n = match read_more(shared, &mut stream, &mut buf, wait).await? {
+            Some(n) => n,
+            None => return Ok(()),
         };
         if n == 0 {
             return Ok(());
+        }
+    }
+}
+
+/// How long [`read_more`] may wait for the peer.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// A request is begun and must be complete by then.
+    Request(tokio::time::Instant),
+    /// Idle between requests, with an idle timeout ending then.
+    Idle(tokio::time::Instant),
+    /// Idle, with no idle timeout.
+    Forever,
+}
+
+/// Reads more bytes into `buf`. A request already begun (bytes left over
+/// from the last parse) must be complete by its deadline, however slowly
+/// its bytes drip in; an idle connection waits until its idle timeout, if
+/// any. `None` when the connection should close (shutdown, or a deadline
+/// passed).
+async fn read_more(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    wait: Wait,
+) -> std::io::Result<Option<usize>> {
+    let timeout = async {
+        match wait {
+            Wait::Request(at) | Wait::Idle(at) => tokio::time::sleep_until(at).await,
+            Wait::Forever => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        r = stream.read_buf(buf) => r.map(Some),
+        () = shared.shutdown.cancelled() => Ok(None),
+        () = timeout => {
+            if let Wait::Request(_) = wait {
+                shared.metrics.client_closed("request_timeout");
+                let mut out = Vec::new();
+                Reply::Error("Protocol error: request not completed in time".into()).encode(&mut out);
+                let _ = stream.write_all(&out).await;
+            } else {
+                // As Redis does with `timeout`: closed without a word.
+                shared.metrics.client_closed("idle");
+            }
+            Ok(None)
         }
     }
 }

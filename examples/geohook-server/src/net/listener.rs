@@ -74,19 +74,76 @@ fn refused_by_protected_mode(
         && !local.is_some_and(|l| l.ip().is_loopback())
 }
 
+/// Descriptors kept for everything but clients: the log, its shrink, the
+/// config file, replication links, hook endpoints, the metrics endpoint.
+const RESERVED_FDS: u64 = 128;
+
+/// The client cap the process can honour: `max_clients`, lowered so that
+/// clients and the reserved descriptors fit under the descriptor limit
+/// `nofile` (never below 1). Without this, clients past the limit would
+/// make every `accept` fail instead of being refused one by one.
+fn clients_within_fd_limit(max_clients: usize, nofile: u64) -> usize {
+    let room = nofile.saturating_sub(RESERVED_FDS).max(1);
+    max_clients.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// Raises the soft descriptor limit towards the hard one as far as
+/// `max_clients` needs, and returns the client cap that then fits (see
+/// [`clients_within_fd_limit`]), warning when it is lower than asked.
+fn fit_max_clients(max_clients: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return max_clients;
+    }
+    let want = (max_clients as u64).saturating_add(RESERVED_FDS);
+    if lim.rlim_cur < want && lim.rlim_max > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    let fit = clients_within_fd_limit(max_clients, lim.rlim_cur);
+    if fit < max_clients {
+        tracing::warn!(
+            max_clients,
+            nofile = lim.rlim_cur,
+            serving = fit,
+            "--max-clients does not fit the descriptor limit; capping clients"
+        );
+    }
+    fit
+}
+
 /// Accepts clients until the shutdown token fires; every connection task is
 /// tracked by `tracker` so that shutdown can wait for in-flight commands.
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker) {
     let local = listener.local_addr().ok();
     let counts = Arc::new(AddrCounts::default());
+    let max_clients = fit_max_clients(shared.opts.max_clients);
+    let mut backoff = crate::backoff::Backoff::default();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(s) => s,
+                Ok(s) => { backoff.succeeded(); s }
                 Err(e) => {
-                    // Running out of descriptors is transient; keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    // Running out of descriptors is transient; keep serving,
+                    // waiting longer after each failure in a row.
+                    let wait = backoff.failed();
+                    if backoff.should_log() {
+                        tracing::warn!(error = %e, retry_in = ?wait, "accept failed");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shared.shutdown.cancelled() => break,
+                    }
                     continue;
                 }
             },
@@ -106,7 +163,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, trac
             ));
             continue;
         }
-        if shared.metrics.connected_clients.get() >= shared.opts.max_clients as i64 {
+        if shared.metrics.connected_clients.get() >= max_clients as i64 {
             shared.metrics.connections_rejected.inc();
             tracker.spawn(refuse(stream, "ERR max number of clients reached"));
             continue;
@@ -142,6 +199,15 @@ async fn refuse(mut stream: TcpStream, msg: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_cap_fits_the_descriptor_limit() {
+        assert_eq!(clients_within_fd_limit(10_000, 1_048_576), 10_000);
+        assert_eq!(clients_within_fd_limit(10_000, 1024), 896);
+        assert_eq!(clients_within_fd_limit(10_000, 10_128), 10_000);
+        assert_eq!(clients_within_fd_limit(10_000, 10_127), 9_999);
+        assert_eq!(clients_within_fd_limit(10, 64), 1);
+    }
 
     #[test]
     fn protected_mode_refuses_only_remote_clients_without_a_password() {

@@ -168,13 +168,34 @@ fn promote(shared: &Arc<Shared>, repl: &Arc<Repl>) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// True when `host:port` names this server's own listener (`listen`): the
+/// same port on a loopback address, `localhost`, or the listener's own
+/// address (any local address when it listens on all of them). Host names
+/// other than `localhost` are not resolved here (a command must not wait on
+/// DNS).
+fn is_self(listen: &str, host: &str, port: u16) -> bool {
+    let Ok(listen) = listen.parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    if listen.port() != port {
+        return false;
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == listen.ip() || listen.ip().is_unspecified(),
+        Err(_) => false,
+    }
+}
+
 /// `FOLLOW host port` or `FOLLOW no one`: follows a leader (from this
 /// node's position) or stops following and leads; the setting is kept for
 /// CONFIG REWRITE.
 ///
 /// # Errors
 ///
-/// A bad port, or replication not started.
+/// A bad port, this server's own address, or replication not started.
 pub(crate) fn follow_command(shared: &Arc<Shared>, args: &[Vec<u8>]) -> Result<(), CmdError> {
     let host = String::from_utf8_lossy(&args[1]).into_owned();
     let port_s = String::from_utf8_lossy(&args[2]).into_owned();
@@ -194,6 +215,9 @@ pub(crate) fn follow_command(shared: &Arc<Shared>, args: &[Vec<u8>]) -> Result<(
         Ok(p) if p != 0 => p,
         _ => return Err(CmdError::invalid(&args[2])),
     };
+    if is_self(&shared.opts.listen, &host, port) {
+        return Err(CmdError::Msg("cannot follow self".into()));
+    }
     // Stop the old link first: its task checks the token under the core
     // lock before applying, so no command lands after the position is read.
     if let Some(old) = repl.following.lock().take() {
@@ -209,4 +233,28 @@ pub(crate) fn follow_command(shared: &Arc<Shared>, args: &[Vec<u8>]) -> Result<(
     s.follow_host = host;
     s.follow_port = port;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_self;
+
+    #[test]
+    fn own_address_is_recognised() {
+        for (listen, host, port, want) in [
+            ("127.0.0.1:9851", "127.0.0.1", 9851, true),
+            ("127.0.0.1:9851", "localhost", 9851, true),
+            ("127.0.0.1:9851", "LOCALHOST", 9851, true),
+            ("127.0.0.1:9851", "127.0.0.2", 9851, true),
+            ("127.0.0.1:9851", "::1", 9851, true),
+            ("0.0.0.0:9851", "10.1.2.3", 9851, true),
+            ("10.1.2.3:9851", "10.1.2.3", 9851, true),
+            ("10.1.2.3:9851", "10.1.2.4", 9851, false),
+            ("127.0.0.1:9851", "127.0.0.1", 9852, false),
+            ("127.0.0.1:9851", "leader.example", 9851, false),
+            ("", "127.0.0.1", 9851, false),
+        ] {
+            assert_eq!(is_self(listen, host, port), want, "{listen} {host}:{port}");
+        }
+    }
 }

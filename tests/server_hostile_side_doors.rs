@@ -1,0 +1,136 @@
+//! Issue 15, side doors: the metrics endpoint caps its connections and
+//! closes idle ones, so that idle scrapers cannot take the descriptors the
+//! RESP port needs; and a wrong AUTH does not log out a connection that
+//! already authenticated.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use e2e::{metric_value, run, start, wait_until};
+
+/// True once the peer has closed `s` (end of stream or reset).
+fn closed_by_peer(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut b = [0u8; 64];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn idle_metrics_connections_are_capped_and_timed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--metrics-max-conns",
+            "4",
+            "--metrics-timeout-ms",
+            "1000",
+        ],
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(30), || server
+        .metrics_addr()
+        .is_some()));
+    let addr = server.metrics_addr().unwrap();
+    let mut idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    // Every connection past the cap is closed as it arrives.
+    let mut extra: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            extra.retain_mut(|s| !closed_by_peer(s));
+            extra.is_empty()
+        }),
+        "{} connections past the cap still open",
+        extra.len()
+    );
+    // The RESP port is served meanwhile.
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "PING"), "PONG");
+    // The idle ones are closed at the timeout, and scrapes work again.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            idle.retain_mut(|s| !closed_by_peer(s));
+            idle.is_empty()
+        }),
+        "{} idle connections still open",
+        idle.len()
+    );
+    let page = server.metrics_page();
+    assert!(
+        metric_value(&page, "tile38_connected_clients").is_some(),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_wrong_auth_does_not_log_out_an_authenticated_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--requirepass", "s3cret"]).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "AUTH s3cret"), "OK");
+    assert_eq!(run(&mut c, "SET fleet a POINT 1 1"), "OK");
+    assert_eq!(run(&mut c, "AUTH wrong"), "ERR:WRONGPASS invalid password");
+    assert_eq!(run(&mut c, "GET fleet a POINT"), "[1 1]");
+    // A connection that never authenticated stays locked out.
+    let mut d = server.client();
+    assert_eq!(run(&mut d, "AUTH wrong"), "ERR:WRONGPASS invalid password");
+    assert_eq!(
+        run(&mut d, "GET fleet a POINT"),
+        "ERR:NOAUTH Authentication required."
+    );
+}
+
+#[test]
+fn follow_to_its_own_address_is_refused_and_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    let port = server.port.to_string();
+    for host in ["127.0.0.1", "localhost"] {
+        assert_eq!(
+            run(&mut c, &format!("FOLLOW {host} {port}")),
+            "ERR:cannot follow self"
+        );
+    }
+    assert_eq!(run(&mut c, "CONFIG REWRITE"), "OK");
+    let server = server.restart().unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "SET fleet a POINT 1 1"), "OK", "still a leader");
+}
+
+#[test]
+fn idle_clients_are_closed_at_the_idle_timeout_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &["--idle-timeout-ms", "300", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .unwrap();
+    let mut idle = server.raw();
+    // It is served, then left idle.
+    let (pong, _) = e2e::exchange(&mut idle, b"PING\r\n", 7);
+    assert_eq!(pong, b"+PONG\r\n");
+    assert!(wait_until(Duration::from_secs(30), || closed_by_peer(
+        &mut idle
+    )));
+    assert!(wait_until(Duration::from_secs(30), || server
+        .metrics_addr()
+        .is_some()));
+    let page = server.metrics_page();
+    assert_eq!(
+        metric_value(&page, r#"geohook_clients_closed_total{reason="idle"}"#),
+        Some(1.0),
+        "{page}"
+    );
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "PING"), "PONG");
+}
