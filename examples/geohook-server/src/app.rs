@@ -98,6 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         tracker.spawn(tasks::fsync_loop(shared.clone()));
     }
     tracker.spawn(tasks::expiry_loop(shared.clone()));
+    tracker.spawn(crate::watchdog::memory_loop(shared.clone()));
     tasks::start_hooks(&shared, &tracker);
     crate::shrink::start(
         &shared,

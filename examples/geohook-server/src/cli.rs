@@ -70,9 +70,16 @@ pub struct Args {
     /// Quiet time after a shrink before the next automatic one, in milliseconds.
     #[arg(long, default_value_t = 60_000)]
     pub(crate) aofshrink_cooldown_ms: u64,
-    /// memwatch threshold, e.g. 2GiB or 80% (overrides MEMWATCH_THRESHOLD).
+    /// memwatch threshold, e.g. 2GiB or 90% (overrides MEMWATCH_THRESHOLD).
+    /// Unset: 90% of the limit when the process has a memory limit, else
+    /// off. Empty or 0: off.
     #[arg(long)]
     pub(crate) memwatch_threshold: Option<String>,
+    /// memwatch soft level, same syntax (overrides MEMWATCH_SOFT_THRESHOLD):
+    /// at or above it commands that add data get the OOM error. Unset: 80%
+    /// of the limit when that is below the threshold. Empty or 0: off.
+    #[arg(long)]
+    pub(crate) memwatch_soft_threshold: Option<String>,
     /// memwatch poll interval, e.g. 500ms (overrides MEMWATCH_POLL_INTERVAL).
     #[arg(long)]
     pub(crate) memwatch_interval: Option<String>,

@@ -51,7 +51,8 @@
 //! A file imports only from layers below it (ARCHITECTURE.md draws them):
 //!
 //! 1. `clock`, `fsio`, `glob`, `resp`, `settings`, `cmd/spec` (the command
-//!    table), `metrics`, `aof`, `cli`, `change`;
+//!    table), `admission` (memory admission over the table), `metrics`,
+//!    `aof`, `cli`, `change`;
 //! 2. `hooks/` (the engine the write path feeds), `repl/state`; then `state`
 //!    (the shared state and the one write path);
 //! 3. `cmd/` (context, arguments, one file per command family, the write
@@ -61,6 +62,7 @@
 //! 5. `net/` (listener, connection), `tasks`, `watchdog`, `repair`; then
 //!    `app`, and `main.rs` on top.
 
+mod admission;
 mod aof;
 pub mod app;
 mod change;

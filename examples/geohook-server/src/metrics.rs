@@ -31,6 +31,15 @@ struct CmdLabel {
     cmd: &'static str,
 }
 
+/// The label set of refused commands.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    /// Why: `memwatch_soft` or `maxmemory`.
+    reason: &'static str,
+    /// The command's name in the command table.
+    cmd: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -63,6 +72,10 @@ pub(crate) struct Metrics {
     pub(crate) connections_received: Counter,
     /// Connections refused (protected mode or per-address cap).
     pub(crate) connections_rejected: Counter,
+    /// Commands refused by admission, by reason and name.
+    refusals: Family<RefusalLabel, Counter>,
+    /// jemalloc purges asked for by memory pressure (not by GC).
+    pub(crate) pressure_purges: Counter,
     /// Commands run, by name.
     commands: Family<CmdLabel, Counter>,
     /// Command latency in seconds, by name.
@@ -138,6 +151,8 @@ impl Metrics {
             connected_clients: Gauge::default(),
             connections_received: Counter::default(),
             connections_rejected: Counter::default(),
+            refusals: Family::default(),
+            pressure_purges: Counter::default(),
             commands,
             command_seconds,
             expired: Counter::default(),
@@ -222,6 +237,16 @@ impl Metrics {
         );
         r.register("geohook_commands", "Commands run", m.commands.clone());
         r.register(
+            "geohook_refused_commands",
+            "Commands refused by admission, by reason and command",
+            m.refusals.clone(),
+        );
+        r.register(
+            "geohook_pressure_purges",
+            "jemalloc purges of dirty pages asked for by memory pressure",
+            m.pressure_purges.clone(),
+        );
+        r.register(
             "geohook_cmd_duration_seconds",
             "Command latency",
             m.command_seconds.clone(),
@@ -254,6 +279,16 @@ impl Metrics {
         };
         count.inc();
         latency.observe(seconds);
+    }
+
+    /// Counts one command refused by admission.
+    pub(crate) fn refused(&self, reason: crate::admission::Pressure, spec: &Spec) {
+        self.refusals
+            .get_or_create(&RefusalLabel {
+                reason: reason.as_str(),
+                cmd: spec.name,
+            })
+            .inc();
     }
 
     /// Encodes the registry in the OpenMetrics text format.

@@ -10,9 +10,10 @@ use geohook_db::{Database, Object};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{self, MaxMemory, Pressure};
 use crate::aof::{Aof, AofError, Fsync};
 use crate::change::{Change, ChangeSink};
-use crate::cmd::spec::Cmd;
+use crate::cmd::spec::{Cmd, Spec};
 use crate::hooks::engine::HookEngine;
 use crate::metrics::Metrics;
 use crate::repl::state::Repl;
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) last_shrink: parking_lot::Mutex<Option<(u64, u64)>>,
     /// The memory watchdog, when configured.
     pub(crate) memwatch: OnceLock<memwatch::Watcher>,
+    /// The `maxmemory` state the memory task keeps.
+    pub(crate) maxmemory: MaxMemory,
     /// Geofence hooks (SETHOOK and friends), set once at start.
     pub(crate) hooks: OnceLock<Arc<HookEngine>>,
     /// False while this node follows a leader (`FOLLOW host port`); the
@@ -108,6 +111,7 @@ impl Shared {
             changes: None,
             compactor: OnceLock::new(),
             memwatch: OnceLock::new(),
+            maxmemory: MaxMemory::default(),
             hooks: OnceLock::new(),
             last_shrink: parking_lot::Mutex::new(None),
             leader: AtomicBool::new(true),
@@ -120,6 +124,26 @@ impl Shared {
     /// from its leader's stream.
     pub(crate) fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
+    }
+
+    /// Refuses a command that adds data while memory is under pressure:
+    /// memwatch's level is elevated (or it fired), or the allocated bytes
+    /// are over `maxmemory`. Two atomic loads; counted by reason and
+    /// command.
+    ///
+    /// # Errors
+    ///
+    /// The pressure that refused it.
+    pub(crate) fn admit(&self, spec: &Spec) -> Result<(), Pressure> {
+        let soft = self
+            .memwatch
+            .get()
+            .is_some_and(memwatch::Watcher::is_under_pressure);
+        let r = admission::admit(spec, soft, self.maxmemory.is_over());
+        if let Err(p) = r {
+            self.metrics.refused(p, spec);
+        }
+        r
     }
 
     /// True when writes are refused by READONLY.

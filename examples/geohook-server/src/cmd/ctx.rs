@@ -70,6 +70,10 @@ pub(crate) enum CmdError {
     /// CONFIG SET refused a value.
     #[error(transparent)]
     Config(#[from] SetError),
+    /// A command that adds data, refused under memory pressure (memwatch's
+    /// soft level or `maxmemory`), in Tile38's (and Redis's) words.
+    #[error("OOM command not allowed when used memory > 'maxmemory'")]
+    Oom,
     /// Any other refusal, in words.
     #[error("{0}")]
     Msg(String),

@@ -2,7 +2,8 @@
 //!
 //! In order: look the name up in the command table; refuse it before AUTH
 //! unless the table allows it; apply the follower's gate; check the table's
-//! arity; refuse writes under READONLY; run it (a write under the write
+//! arity; refuse writes under READONLY; refuse commands that add data
+//! under memory pressure (`Shared::admit`); run it (a write under the write
 //! lock, through the same path replay takes; a read under the read lock);
 //! count it under its table name; render an error in the session's mode.
 
@@ -58,6 +59,9 @@ fn run(
         Kind::Write => {
             if shared.is_readonly() {
                 return Err(CmdError::ReadOnly);
+            }
+            if shared.admit(spec).is_err() {
+                return Err(CmdError::Oom);
             }
             let mut core = shared.core.write();
             core.writable()?;
@@ -238,6 +242,35 @@ mod data_tests {
         assert_eq!(n, 1, "only the write whose append failed reached memory");
         // Reads still work.
         assert_eq!(exec(&shared, "EXISTS fleet b"), Reply::Int(0));
+    }
+
+    #[test]
+    fn over_maxmemory_only_commands_that_add_data_get_the_oom_error() {
+        let (_dir, shared) = seeded(&["SET fleet a POINT 1 1", "SET fleet b POINT 2 2"]);
+        shared.settings.write().maxmemory = 1000;
+        assert!(shared.maxmemory.observe(2000, 1000));
+        let oom = Reply::Error("OOM command not allowed when used memory > 'maxmemory'".into());
+        for line in [
+            "SET fleet c POINT 1 1",
+            "FSET fleet a speed 5",
+            "SETHOOK h http://127.0.0.1:1/ NEARBY fleet FENCE POINT 1 1 10",
+        ] {
+            assert_eq!(exec(&shared, line), oom, "{line}");
+        }
+        assert_eq!(exec(&shared, "PING"), Reply::Simple("PONG".into()));
+        assert_eq!(exec(&shared, "EXISTS fleet a"), Reply::Int(1));
+        assert_eq!(exec(&shared, "DEL fleet a"), Reply::Int(1));
+        assert_eq!(exec(&shared, "CONFIG SET maxmemory 0"), Reply::ok());
+        assert_eq!(exec(&shared, "DROP fleet"), Reply::Int(1));
+        assert_eq!(exec(&shared, "FLUSHDB"), Reply::ok());
+        // The memory task's next reading clears the state.
+        assert!(!shared.maxmemory.observe(2000, 0));
+        assert_eq!(exec(&shared, "SET fleet c POINT 1 1"), Reply::ok());
+        let page = shared.metrics.encode();
+        assert!(
+            page.contains("geohook_refused_commands_total{reason=\"maxmemory\",cmd=\"set\"} 1"),
+            "{page}"
+        );
     }
 
     #[test]

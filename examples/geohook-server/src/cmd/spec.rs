@@ -84,6 +84,12 @@ pub(crate) struct Spec {
     pub(crate) arity: i8,
     /// Runs before AUTH.
     pub(crate) before_auth: bool,
+    /// Makes the data bigger (a new or larger object, a new hook): refused
+    /// with the OOM error while memory is under pressure (the soft level of
+    /// memwatch, or `maxmemory`), as Tile38 and Redis refuse them. Writes
+    /// that only remove or shorten (DEL, DROP, FLUSHDB, EXPIRE, ...) are
+    /// not, because they are how an operator gets out of the pressure.
+    pub(crate) adds_data: bool,
 }
 
 impl Spec {
@@ -105,6 +111,15 @@ const fn spec(name: &'static str, cmd: Cmd, kind: Kind, arity: i8) -> Spec {
         kind,
         arity,
         before_auth: false,
+        adds_data: false,
+    }
+}
+
+/// A write that adds data (see [`Spec::adds_data`]).
+const fn adds(name: &'static str, cmd: Cmd, arity: i8) -> Spec {
+    Spec {
+        adds_data: true,
+        ..spec(name, cmd, Kind::Write, arity)
     }
 }
 
@@ -134,7 +149,7 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("fget", Cmd::Fget, Read, 4),
     spec("flushdb", Cmd::Flushdb, Write, 1),
     spec("follow", Cmd::Follow, Admin, 3),
-    spec("fset", Cmd::Fset, Write, -5),
+    adds("fset", Cmd::Fset, -5),
     spec("gc", Cmd::Gc, Admin, 1),
     spec("get", Cmd::Get, Read, -3),
     open("healthz", Cmd::Healthz, 1),
@@ -157,8 +172,8 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("role", Cmd::Role, Admin, 1),
     spec("scan", Cmd::Scan, Read, -2),
     spec("server", Cmd::Server, Admin, -1),
-    spec("set", Cmd::Set, Write, -4),
-    spec("sethook", Cmd::Sethook, Write, -6),
+    adds("set", Cmd::Set, -4),
+    adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
     spec("ttl", Cmd::Ttl, Read, 3),
     spec("within", Cmd::Within, Read, -2),
@@ -195,5 +210,19 @@ mod tests {
         assert!(!set.arity_ok(3) && set.arity_ok(4) && set.arity_ok(9));
         let ttl = lookup("ttl").unwrap();
         assert!(!ttl.arity_ok(2) && ttl.arity_ok(3) && !ttl.arity_ok(4));
+    }
+
+    #[test]
+    fn only_writes_that_grow_the_data_are_marked_as_adding_data() {
+        let adding: Vec<&str> = TABLE
+            .iter()
+            .filter(|s| s.adds_data)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(adding, ["fset", "set", "sethook"]);
+        assert!(TABLE
+            .iter()
+            .filter(|s| s.adds_data)
+            .all(|s| s.kind == Kind::Write));
     }
 }
