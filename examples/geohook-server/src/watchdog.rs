@@ -262,7 +262,14 @@ mod tests {
     fn defaults_apply_with_a_limit_and_are_off_without() {
         let gib = Some(1u64 << 30);
         // (threshold, soft, limited) -> (threshold, soft)
-        let cases: &[(Option<&str>, Option<&str>, bool, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            bool,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: &[Case<'_>] = &[
             (None, None, true, Some("90%"), Some("80%")),
             (None, None, false, None, None),
             (None, Some(""), true, Some("90%"), None),
