@@ -79,6 +79,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let shared = Arc::new(shared);
     let tracker = TaskTracker::new();
 
+    match crate::watchdog::allocator_options() {
+        Some((background_thread, dirty_decay_ms, muzzy_decay_ms)) => tracing::info!(
+            background_thread,
+            dirty_decay_ms,
+            muzzy_decay_ms,
+            "allocator: jemalloc"
+        ),
+        None => tracing::warn!("allocator: jemalloc options cannot be read"),
+    }
     // memwatch: a token it cancels once when the heap crosses the threshold.
     let (mem_fired, mem_thread) = crate::watchdog::start(&args, &shared)?;
 

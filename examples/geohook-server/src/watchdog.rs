@@ -192,6 +192,22 @@ pub(crate) fn start(
     Ok((token, Some(handle)))
 }
 
+/// jemalloc's options in force, as jemalloc reports them: whether
+/// background purging threads run, and the dirty and muzzy decay times in
+/// milliseconds (-1 = never). `None` when jemalloc cannot be asked.
+pub(crate) fn allocator_options() -> Option<(bool, isize, isize)> {
+    use tikv_jemalloc_ctl::raw::read;
+    // SAFETY: each name is a NUL-terminated jemalloc option whose type is
+    // the one read (bool, ssize_t, ssize_t), as jemalloc's manual lists.
+    unsafe {
+        Some((
+            read::<bool>(b"background_thread\0").ok()?,
+            read::<isize>(b"opt.dirty_decay_ms\0").ok()?,
+            read::<isize>(b"opt.muzzy_decay_ms\0").ok()?,
+        ))
+    }
+}
+
 /// The memory task: every [`MEMORY_TICK`] it compares jemalloc's allocated
 /// bytes with `maxmemory` (when set), and while either memwatch's level is
 /// elevated or `maxmemory` is exceeded it asks jemalloc to return its dirty
