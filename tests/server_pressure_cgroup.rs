@@ -17,7 +17,7 @@
 //! The flood lasts `PRESSURE_FLOOD_SECS` seconds (default 20; the issue's
 //! figure is 40).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -148,7 +148,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(cg: &Cgroup, dir: &Path, envs: &[(&str, &str)]) -> Proc {
+    fn start(cg: &Cgroup, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
@@ -156,7 +156,8 @@ impl Proc {
             .arg(server_bin())
             .arg("--dir")
             .arg(dir)
-            .args(["--port", "0", "--memwatch-interval", "50ms"]);
+            .args(["--port", "0", "--memwatch-interval", "50ms"])
+            .args(args);
         for v in VARS {
             cmd.env_remove(v);
         }
@@ -210,6 +211,24 @@ impl Proc {
 
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The metrics page, from the address the server logged.
+    fn metrics(&self) -> String {
+        let log = self.log();
+        let addr = log
+            .lines()
+            .filter(|l| l.contains("metrics endpoint up"))
+            .find_map(|l| l.split("addr=").nth(1)?.split_whitespace().next())
+            .expect("metrics endpoint logged")
+            .to_owned();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        page
     }
 
     fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -291,7 +310,7 @@ fn with_the_defaults_writes_are_refused_and_the_server_stays_alive() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Proc::start(&cg, dir.path(), &[]);
+    let mut p = Proc::start(&cg, dir.path(), &["--metrics-addr", "127.0.0.1:0"], &[]);
     assert!(p.log().contains("memwatch on"), "{}", p.log());
     let mut probe = p.client();
     assert_eq!(run(&mut probe, "SET probe p POINT 33 -115"), "OK");
@@ -302,7 +321,8 @@ fn with_the_defaults_writes_are_refused_and_the_server_stays_alive() {
     let writers = flood(&p, &stop, &tally);
     // PING and GET on their own connection for the whole flood: every one
     // must be answered with its normal reply.
-    let end = Instant::now() + Duration::from_secs(flood_secs());
+    let started = Instant::now();
+    let end = started + Duration::from_secs(flood_secs());
     let mut probes = 0;
     while Instant::now() < end {
         assert_eq!(run(&mut probe, "PING"), "PONG", "{}", p.log());
@@ -333,6 +353,21 @@ fn with_the_defaults_writes_are_refused_and_the_server_stays_alive() {
     );
     assert!(oom > 0, "no write was refused ({ok} accepted)\n{}", p.log());
     assert!(ok > 0);
+    // The refusals are counted by reason and command, and the pressure
+    // asked jemalloc for purges, at most one a second.
+    let page = p.metrics();
+    let counter = |name: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+    };
+    let refused = counter("geohook_refused_commands_total{reason=\"memwatch_soft\",cmd=\"set\"}");
+    assert_eq!(refused, oom as f64);
+    let purges = counter("geohook_pressure_purges_total");
+    assert!(
+        purges >= 1.0 && purges <= started.elapsed().as_secs_f64() + 1.0,
+        "{purges} purges"
+    );
 
     // After DROP the memory comes back and writes are accepted again
     // within 5 s.
@@ -387,7 +422,7 @@ fn with_the_soft_level_off_it_exits_2_with_a_clean_file() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut p = Proc::start(&cg, dir.path(), &[("MEMWATCH_SOFT_THRESHOLD", "")]);
+    let mut p = Proc::start(&cg, dir.path(), &[], &[("MEMWATCH_SOFT_THRESHOLD", "")]);
     let (status, acked) = flood_until_exit(&mut p);
     assert_eq!(status.code(), Some(2), "{status:?}\n{}", p.log());
     assert!(p.log().contains("memwatch fired"), "{}", p.log());
@@ -418,6 +453,7 @@ fn with_both_off_the_kernel_kills_it() {
     let mut p = Proc::start(
         &cg,
         dir.path(),
+        &[],
         &[("MEMWATCH_THRESHOLD", ""), ("MEMWATCH_SOFT_THRESHOLD", "")],
     );
     assert!(p.log().contains("memwatch off"), "{}", p.log());
