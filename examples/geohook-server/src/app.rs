@@ -72,11 +72,18 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         max_conns_per_addr: args.max_conns_per_addr,
         max_clients: args.max_clients,
         listen: local.to_string(),
+        heavy_pool: args
+            .heavy_pool_size
+            .unwrap_or_else(crate::admission::HeavyPool::default_size),
     };
     let mut shared = Shared::new(opts, core, settings, metrics.clone());
     shared.changes = Some(hooks.clone());
     let _ = shared.hooks.set(hooks);
     let shared = Arc::new(shared);
+    match shared.heavy.size() {
+        0 => tracing::info!("heavy command pool off"),
+        n => tracing::info!(size = n, "heavy command pool"),
+    }
     let tracker = TaskTracker::new();
 
     match crate::watchdog::allocator_options() {

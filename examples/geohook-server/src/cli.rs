@@ -83,6 +83,12 @@ pub struct Args {
     /// memwatch poll interval, e.g. 500ms (overrides MEMWATCH_POLL_INTERVAL).
     #[arg(long)]
     pub(crate) memwatch_interval: Option<String>,
+    /// Most heavy commands (searches of large collections that count,
+    /// filter or ask for more than 100 results) running at once; one more
+    /// gets `-BUSY` at once. Default: twice the cores. 0 = no pool (heavy
+    /// commands run like any other, never refused).
+    #[arg(long)]
+    pub(crate) heavy_pool_size: Option<usize>,
     /// Replication backlog: the stream bytes a leader keeps so that a
     /// follower that reconnects within them resumes without a full sync.
     #[arg(long, default_value = "16mb", value_parser = parse_size)]

@@ -74,6 +74,10 @@ pub(crate) struct Metrics {
     pub(crate) connections_rejected: Counter,
     /// Commands refused by admission, by reason and name.
     refusals: Family<RefusalLabel, Counter>,
+    /// Heavy commands running now.
+    pub(crate) heavy_in_use: Gauge,
+    /// Heavy commands refused with BUSY, by name.
+    heavy_rejected: Family<CmdLabel, Counter>,
     /// jemalloc purges asked for by memory pressure (not by GC).
     pub(crate) pressure_purges: Counter,
     /// Commands run, by name.
@@ -153,6 +157,8 @@ impl Metrics {
             connections_rejected: Counter::default(),
             refusals: Family::default(),
             pressure_purges: Counter::default(),
+            heavy_in_use: Gauge::default(),
+            heavy_rejected: Family::default(),
             commands,
             command_seconds,
             expired: Counter::default(),
@@ -242,6 +248,16 @@ impl Metrics {
             m.refusals.clone(),
         );
         r.register(
+            "geohook_heavy_in_use",
+            "Heavy commands running in the bounded pool",
+            m.heavy_in_use.clone(),
+        );
+        r.register(
+            "geohook_heavy_rejected",
+            "Heavy commands refused with BUSY because the pool was full",
+            m.heavy_rejected.clone(),
+        );
+        r.register(
             "geohook_pressure_purges",
             "jemalloc purges of dirty pages asked for by memory pressure",
             m.pressure_purges.clone(),
@@ -288,6 +304,13 @@ impl Metrics {
                 reason: reason.as_str(),
                 cmd: spec.name,
             })
+            .inc();
+    }
+
+    /// Counts one heavy command refused with BUSY.
+    pub(crate) fn heavy_rejected(&self, spec: &Spec) {
+        self.heavy_rejected
+            .get_or_create(&CmdLabel { cmd: spec.name })
             .inc();
     }
 

@@ -10,7 +10,7 @@ use geohook_db::{Database, Object};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, MaxMemory, Pressure};
+use crate::admission::{self, HeavyPool, MaxMemory, Pressure};
 use crate::aof::{Aof, AofError, Fsync};
 use crate::change::{Change, ChangeSink};
 use crate::cmd::spec::{Cmd, Spec};
@@ -35,6 +35,8 @@ pub(crate) struct Options {
     pub(crate) max_clients: usize,
     /// The address the server listens on, for SERVER and INFO.
     pub(crate) listen: String,
+    /// Most heavy commands running at once (0 = no pool).
+    pub(crate) heavy_pool: usize,
 }
 
 /// The data and its log, guarded together so that the log order is the
@@ -81,6 +83,8 @@ pub(crate) struct Shared {
     pub(crate) memwatch: OnceLock<memwatch::Watcher>,
     /// The `maxmemory` state the memory task keeps.
     pub(crate) maxmemory: MaxMemory,
+    /// The bounded pool heavy commands run through.
+    pub(crate) heavy: HeavyPool,
     /// Geofence hooks (SETHOOK and friends), set once at start.
     pub(crate) hooks: OnceLock<Arc<HookEngine>>,
     /// False while this node follows a leader (`FOLLOW host port`); the
@@ -99,6 +103,7 @@ impl Shared {
         metrics: Arc<Metrics>,
     ) -> Shared {
         Shared {
+            heavy: HeavyPool::new(opts.heavy_pool),
             opts,
             core: RwLock::new(core),
             settings: RwLock::new(settings),
@@ -311,6 +316,7 @@ pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
         max_conns_per_addr: 1,
         max_clients: 1,
         listen: String::new(),
+        heavy_pool: 2,
     };
     let core = Core {
         db: geohook_db::Database::new(),

@@ -74,6 +74,10 @@ pub(crate) enum CmdError {
     /// soft level or `maxmemory`), in Tile38's (and Redis's) words.
     #[error("OOM command not allowed when used memory > 'maxmemory'")]
     Oom,
+    /// A heavy command refused because the pool of heavy commands is full;
+    /// the text carries the retry hint.
+    #[error("BUSY {0}")]
+    Busy(String),
     /// Any other refusal, in words.
     #[error("{0}")]
     Msg(String),

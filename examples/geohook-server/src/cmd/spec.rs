@@ -71,6 +71,18 @@ pub(crate) enum Kind {
     Admin,
 }
 
+/// What a command can cost, which decides whether it may run through the
+/// bounded pool of heavy commands (`admission::HeavyPool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// Bounded work whatever the data: never queued, never refused as busy.
+    Cheap,
+    /// A search (SCAN, NEARBY, WITHIN, INTERSECTS), whose cost can grow with
+    /// the collection: heavy when its collection is large and its page is
+    /// not small (`admission::is_heavy` reads its arguments).
+    Search,
+}
+
 /// One row of the table.
 #[derive(Debug)]
 pub(crate) struct Spec {
@@ -90,6 +102,8 @@ pub(crate) struct Spec {
     /// that only remove or shorten (DEL, DROP, FLUSHDB, EXPIRE, ...) are
     /// not, because they are how an operator gets out of the pressure.
     pub(crate) adds_data: bool,
+    /// What the command can cost.
+    pub(crate) cost: Cost,
 }
 
 impl Spec {
@@ -112,6 +126,15 @@ const fn spec(name: &'static str, cmd: Cmd, kind: Kind, arity: i8) -> Spec {
         arity,
         before_auth: false,
         adds_data: false,
+        cost: Cost::Cheap,
+    }
+}
+
+/// A search: a read whose cost can grow with the collection.
+const fn search(name: &'static str, cmd: Cmd, arity: i8) -> Spec {
+    Spec {
+        cost: Cost::Search,
+        ..spec(name, cmd, Kind::Read, arity)
     }
 }
 
@@ -155,9 +178,9 @@ pub(crate) static TABLE: &[Spec] = &[
     open("healthz", Cmd::Healthz, 1),
     spec("hooks", Cmd::Hooks, Read, 2),
     spec("info", Cmd::Info, Admin, -1),
-    spec("intersects", Cmd::Intersects, Read, -2),
+    search("intersects", Cmd::Intersects, -2),
     spec("keys", Cmd::Keys, Read, 2),
-    spec("nearby", Cmd::Nearby, Read, -2),
+    search("nearby", Cmd::Nearby, -2),
     open("output", Cmd::Output, -1),
     spec("pdel", Cmd::Pdel, Write, 3),
     spec("pdelhook", Cmd::Pdelhook, Write, 2),
@@ -170,13 +193,13 @@ pub(crate) static TABLE: &[Spec] = &[
     open("quit", Cmd::Quit, -1),
     spec("readonly", Cmd::Readonly, Admin, 2),
     spec("role", Cmd::Role, Admin, 1),
-    spec("scan", Cmd::Scan, Read, -2),
+    search("scan", Cmd::Scan, -2),
     spec("server", Cmd::Server, Admin, -1),
     adds("set", Cmd::Set, -4),
     adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
     spec("ttl", Cmd::Ttl, Read, 3),
-    spec("within", Cmd::Within, Read, -2),
+    search("within", Cmd::Within, -2),
 ];
 
 /// The row of a lower-case command name.
