@@ -121,6 +121,36 @@ impl Cgroup {
     }
 }
 
+impl Cgroup {
+    /// The most memory the cgroup was charged (v1 `memory.max_usage_in_bytes`,
+    /// v2 `memory.peak`), for the figures the tests print.
+    fn peak(&self) -> Option<u64> {
+        ["memory.max_usage_in_bytes", "memory.peak"]
+            .iter()
+            .find_map(|f| {
+                std::fs::read_to_string(self.dir.join(f))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+    }
+}
+
+/// A process's VmRSS in bytes.
+fn vm_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         self.remove();
@@ -356,6 +386,22 @@ fn with_the_defaults_writes_are_refused_and_the_server_stays_alive() {
     // The refusals are counted by reason and command, and the pressure
     // asked jemalloc for purges, at most one a second.
     let page = p.metrics();
+    let gauge = |name: &str| {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .map_or(-1.0, |b| b / 1048576.0)
+    };
+    // Figures, not checks: where the defaults hold the process under the
+    // 300 MiB limit.
+    eprintln!(
+        "at the end of the flood: jemalloc resident {:.0} MiB, allocated {:.0} MiB, VmRSS {:.0} MiB, \
+         cgroup peak {:.0} MiB of {} MiB",
+        gauge("geohook_jemalloc_resident_bytes"),
+        gauge("geohook_jemalloc_allocated_bytes"),
+        vm_rss(p.child.id()).unwrap_or(0) as f64 / 1048576.0,
+        cg.peak().unwrap_or(0) as f64 / 1048576.0,
+        LIMIT >> 20
+    );
     let counter = |name: &str| -> f64 {
         page.lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
@@ -424,6 +470,11 @@ fn with_the_soft_level_off_it_exits_2_with_a_clean_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = Proc::start(&cg, dir.path(), &[], &[("MEMWATCH_SOFT_THRESHOLD", "")]);
     let (status, acked) = flood_until_exit(&mut p);
+    eprintln!(
+        "exit {status:?} after {acked} writes; cgroup peak {:.0} MiB of {} MiB",
+        cg.peak().unwrap_or(0) as f64 / 1048576.0,
+        LIMIT >> 20
+    );
     assert_eq!(status.code(), Some(2), "{status:?}\n{}", p.log());
     assert!(p.log().contains("memwatch fired"), "{}", p.log());
     drop(p);
