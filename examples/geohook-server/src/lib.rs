@@ -36,6 +36,12 @@
 //! - **Stop.** SIGTERM/SIGINT (exit 0) and a memwatch firing (exit 2) both
 //!   stop accepting, let connections finish the batch they read, then fsync
 //!   the file.
+//! - **Memory.** With a memory limit and no configuration, memwatch drains
+//!   and exits 2 at 90 % of it, and from 80 % (its soft level) the commands
+//!   the table marks as adding data get Tile38's OOM error, as they do over
+//!   the `maxmemory` property; everything else keeps working. Heavy searches
+//!   run through a bounded pool that answers BUSY when full (`admission`,
+//!   `watchdog`).
 //! - **Peers.** Requests are capped in argument count, bulk size and total
 //!   size (`geohook_resp::Limits`); malformed framing gets an error and a close.
 //!   Without a password, clients from other hosts are refused when the
