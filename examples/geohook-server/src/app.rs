@@ -73,13 +73,29 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         max_clients: args.max_clients,
         listen: local.to_string(),
         output: args.output_limits()?,
+        heavy_pool: args
+            .heavy_pool_size
+            .unwrap_or_else(crate::admission::HeavyPool::default_size),
     };
     let mut shared = Shared::new(opts, core, settings, metrics.clone());
     shared.changes = Some(hooks.clone());
     let _ = shared.hooks.set(hooks);
     let shared = Arc::new(shared);
+    match shared.heavy.size() {
+        0 => tracing::info!("heavy command pool off"),
+        n => tracing::info!(size = n, "heavy command pool"),
+    }
     let tracker = TaskTracker::new();
 
+    match crate::watchdog::allocator_options() {
+        Some((background_thread, dirty_decay_ms, muzzy_decay_ms)) => tracing::info!(
+            background_thread,
+            dirty_decay_ms,
+            muzzy_decay_ms,
+            "allocator: jemalloc"
+        ),
+        None => tracing::warn!("allocator: jemalloc options cannot be read"),
+    }
     // memwatch: a token it cancels once when the heap crosses the threshold.
     let (mem_fired, mem_thread) = crate::watchdog::start(&args, &shared)?;
 
@@ -99,6 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         tracker.spawn(tasks::fsync_loop(shared.clone()));
     }
     tracker.spawn(tasks::expiry_loop(shared.clone()));
+    tracker.spawn(crate::watchdog::memory_loop(shared.clone()));
     tasks::start_hooks(&shared, &tracker);
     crate::shrink::start(
         &shared,

@@ -72,12 +72,25 @@ pub struct Args {
     /// Quiet time after a shrink before the next automatic one, in milliseconds.
     #[arg(long, default_value_t = 60_000)]
     pub(crate) aofshrink_cooldown_ms: u64,
-    /// memwatch threshold, e.g. 2GiB or 80% (overrides MEMWATCH_THRESHOLD).
+    /// memwatch threshold, e.g. 2GiB or 90% (overrides MEMWATCH_THRESHOLD).
+    /// Unset: 90% of the limit when the process has a memory limit, else
+    /// off. Empty or 0: off.
     #[arg(long)]
     pub(crate) memwatch_threshold: Option<String>,
+    /// memwatch soft level, same syntax (overrides MEMWATCH_SOFT_THRESHOLD):
+    /// at or above it commands that add data get the OOM error. Unset: 80%
+    /// of the limit when that is below the threshold. Empty or 0: off.
+    #[arg(long)]
+    pub(crate) memwatch_soft_threshold: Option<String>,
     /// memwatch poll interval, e.g. 500ms (overrides MEMWATCH_POLL_INTERVAL).
     #[arg(long)]
     pub(crate) memwatch_interval: Option<String>,
+    /// Most heavy commands (searches of large collections that count,
+    /// filter or ask for more than 100 results) running at once; one more
+    /// gets `-BUSY` at once. Default: twice the cores. 0 = no pool (heavy
+    /// commands run like any other, never refused).
+    #[arg(long)]
+    pub(crate) heavy_pool_size: Option<usize>,
     /// Replication backlog: the stream bytes a leader keeps so that a
     /// follower that reconnects within them resumes without a full sync.
     #[arg(long, default_value = "16mb", value_parser = parse_size)]

@@ -36,6 +36,12 @@
 //! - **Stop.** SIGTERM/SIGINT (exit 0) and a memwatch firing (exit 2) both
 //!   stop accepting, let connections finish the batch they read, then fsync
 //!   the file.
+//! - **Memory.** With a memory limit and no configuration, memwatch drains
+//!   and exits 2 at 90 % of it, and from 80 % (its soft level) the commands
+//!   the table marks as adding data get Tile38's OOM error, as they do over
+//!   the `maxmemory` property; everything else keeps working. Heavy searches
+//!   run through a bounded pool that answers BUSY when full (`admission`,
+//!   `watchdog`).
 //! - **Peers.** Requests are capped in argument count, bulk size and total
 //!   size (`geohook_resp::Limits`); malformed framing gets an error and a close.
 //!   Without a password, clients from other hosts are refused when the
@@ -53,7 +59,8 @@
 //!
 //! A file imports only from layers below it (ARCHITECTURE.md draws them):
 //!
-//! 1. `backoff`, `clock`, `fsio`, `glob`, `output`, `resp`, `settings`, `cmd/spec` (the command
+//! 1. `backoff`, `clock`, `fsio`, `glob`, `output`, `resp`, `settings`,
+//!    `cmd/spec` (the command table), `admission` (memory admission over the
 //!    table), `metrics`, `aof`, `cli`, `change`;
 //! 2. `hooks/` (the engine the write path feeds), `repl/state`; then `state`
 //!    (the shared state and the one write path);
@@ -64,6 +71,7 @@
 //! 5. `net/` (listener, connection), `tasks`, `watchdog`, `repair`; then
 //!    `app`, and `main.rs` on top.
 
+mod admission;
 mod aof;
 pub mod app;
 mod backoff;

@@ -38,6 +38,15 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// The label set of refused commands.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabel {
+    /// Why: `memwatch_soft` or `maxmemory`.
+    reason: &'static str,
+    /// The command's name in the command table.
+    cmd: &'static str,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -70,6 +79,14 @@ pub(crate) struct Metrics {
     pub(crate) connections_received: Counter,
     /// Connections refused (protected mode or per-address cap).
     pub(crate) connections_rejected: Counter,
+    /// Commands refused by admission, by reason and name.
+    refusals: Family<RefusalLabel, Counter>,
+    /// Heavy commands running now.
+    pub(crate) heavy_in_use: Gauge,
+    /// Heavy commands refused with BUSY, by name.
+    heavy_rejected: Family<CmdLabel, Counter>,
+    /// jemalloc purges asked for by memory pressure (not by GC).
+    pub(crate) pressure_purges: Counter,
     /// Commands run, by name.
     commands: Family<CmdLabel, Counter>,
     /// Clients the server closed for exceeding a bound, by reason.
@@ -147,6 +164,10 @@ impl Metrics {
             connected_clients: Gauge::default(),
             connections_received: Counter::default(),
             connections_rejected: Counter::default(),
+            refusals: Family::default(),
+            pressure_purges: Counter::default(),
+            heavy_in_use: Gauge::default(),
+            heavy_rejected: Family::default(),
             commands,
             clients_closed: Family::default(),
             command_seconds,
@@ -237,6 +258,26 @@ impl Metrics {
             m.clients_closed.clone(),
         );
         r.register(
+            "geohook_refused_commands",
+            "Commands refused by admission, by reason and command",
+            m.refusals.clone(),
+        );
+        r.register(
+            "geohook_heavy_in_use",
+            "Heavy commands running in the bounded pool",
+            m.heavy_in_use.clone(),
+        );
+        r.register(
+            "geohook_heavy_rejected",
+            "Heavy commands refused with BUSY because the pool was full",
+            m.heavy_rejected.clone(),
+        );
+        r.register(
+            "geohook_pressure_purges",
+            "jemalloc purges of dirty pages asked for by memory pressure",
+            m.pressure_purges.clone(),
+        );
+        r.register(
             "geohook_cmd_duration_seconds",
             "Command latency",
             m.command_seconds.clone(),
@@ -276,6 +317,23 @@ impl Metrics {
         };
         count.inc();
         latency.observe(seconds);
+    }
+
+    /// Counts one command refused by admission.
+    pub(crate) fn refused(&self, reason: crate::admission::Pressure, spec: &Spec) {
+        self.refusals
+            .get_or_create(&RefusalLabel {
+                reason: reason.as_str(),
+                cmd: spec.name,
+            })
+            .inc();
+    }
+
+    /// Counts one heavy command refused with BUSY.
+    pub(crate) fn heavy_rejected(&self, spec: &Spec) {
+        self.heavy_rejected
+            .get_or_create(&CmdLabel { cmd: spec.name })
+            .inc();
     }
 
     /// Encodes the registry in the OpenMetrics text format.

@@ -44,6 +44,12 @@ pub(crate) struct Settings {
     /// Default: 0.
     #[serde(rename = "aofshrink-max-rate")]
     pub(crate) aofshrink_max_rate: u64,
+    /// Tile38's `maxmemory`: while jemalloc's allocated bytes are above it,
+    /// commands that add data are refused with the OOM error (the same path
+    /// as memwatch's soft level); 0 turns it off.
+    ///
+    /// Default: 0.
+    pub(crate) maxmemory: u64,
     /// The leader this node follows (`FOLLOW host port`); empty for a leader.
     ///
     /// Default: empty.
@@ -69,6 +75,7 @@ impl Default for Settings {
             aofshrink_min_size: 0,
             aofshrink_percentage: 0,
             aofshrink_max_rate: 0,
+            maxmemory: 0,
             follow_host: String::new(),
             follow_port: 0,
             leaderauth: String::new(),
@@ -134,6 +141,7 @@ pub(crate) const PROPERTIES: &[&str] = &[
     "aofshrink-min-size",
     "aofshrink-percentage",
     "leaderauth",
+    "maxmemory",
     "protected-mode",
     "requirepass",
 ];
@@ -184,6 +192,7 @@ impl Settings {
             "aofshrink-percentage" => self.aofshrink_percentage.to_string(),
             "aofshrink-max-rate" => self.aofshrink_max_rate.to_string(),
             "leaderauth" => self.leaderauth.clone(),
+            "maxmemory" => self.maxmemory.to_string(),
             _ => return None,
         })
     }
@@ -212,6 +221,7 @@ impl Settings {
                 self.aofshrink_max_rate = parse_size(value).ok_or_else(invalid)?
             }
             "leaderauth" => self.leaderauth = value.to_string(),
+            "maxmemory" => self.maxmemory = parse_size(value).ok_or_else(invalid)?,
             _ => return Err(SetError::Unsupported(name.to_owned())),
         }
         Ok(())
@@ -232,6 +242,10 @@ mod tests {
         s.set("aofshrink-max-rate", "64mb").unwrap();
         assert_eq!(s.get("aofshrink-max-rate").as_deref(), Some("67108864"));
         assert!(s.set("aofshrink-max-rate", "fast").is_err());
+        s.set("maxmemory", "512mb").unwrap();
+        assert_eq!(s.maxmemory, 512 << 20);
+        assert_eq!(s.get("maxmemory").as_deref(), Some("536870912"));
+        assert!(s.set("maxmemory", "lots").is_err());
         assert_eq!(parse_size("12345"), Some(12345));
         assert_eq!(parse_size("mb"), None);
         assert_eq!(parse_size("-1"), None);

@@ -10,9 +10,10 @@ use geohook_db::{Database, Object};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{self, HeavyPool, MaxMemory, Pressure};
 use crate::aof::{Aof, AofError, Fsync};
 use crate::change::{Change, ChangeSink};
-use crate::cmd::spec::Cmd;
+use crate::cmd::spec::{Cmd, Spec};
 use crate::hooks::engine::HookEngine;
 use crate::metrics::Metrics;
 use crate::repl::state::Repl;
@@ -36,6 +37,8 @@ pub(crate) struct Options {
     pub(crate) listen: String,
     /// The per-connection output budget and slow-peer timeouts.
     pub(crate) output: crate::output::OutputLimits,
+    /// Most heavy commands running at once (0 = no pool).
+    pub(crate) heavy_pool: usize,
 }
 
 /// The data and its log, guarded together so that the log order is the
@@ -80,6 +83,10 @@ pub(crate) struct Shared {
     pub(crate) last_shrink: parking_lot::Mutex<Option<(u64, u64)>>,
     /// The memory watchdog, when configured.
     pub(crate) memwatch: OnceLock<memwatch::Watcher>,
+    /// The `maxmemory` state the memory task keeps.
+    pub(crate) maxmemory: MaxMemory,
+    /// The bounded pool heavy commands run through.
+    pub(crate) heavy: HeavyPool,
     /// Geofence hooks (SETHOOK and friends), set once at start.
     pub(crate) hooks: OnceLock<Arc<HookEngine>>,
     /// False while this node follows a leader (`FOLLOW host port`); the
@@ -98,6 +105,7 @@ impl Shared {
         metrics: Arc<Metrics>,
     ) -> Shared {
         Shared {
+            heavy: HeavyPool::new(opts.heavy_pool),
             opts,
             core: RwLock::new(core),
             settings: RwLock::new(settings),
@@ -110,6 +118,7 @@ impl Shared {
             changes: None,
             compactor: OnceLock::new(),
             memwatch: OnceLock::new(),
+            maxmemory: MaxMemory::default(),
             hooks: OnceLock::new(),
             last_shrink: parking_lot::Mutex::new(None),
             leader: AtomicBool::new(true),
@@ -122,6 +131,26 @@ impl Shared {
     /// from its leader's stream.
     pub(crate) fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
+    }
+
+    /// Refuses a command that adds data while memory is under pressure:
+    /// memwatch's level is elevated (or it fired), or the allocated bytes
+    /// are over `maxmemory`. Two atomic loads; counted by reason and
+    /// command.
+    ///
+    /// # Errors
+    ///
+    /// The pressure that refused it.
+    pub(crate) fn admit(&self, spec: &Spec) -> Result<(), Pressure> {
+        let soft = self
+            .memwatch
+            .get()
+            .is_some_and(memwatch::Watcher::is_under_pressure);
+        let r = admission::admit(spec, soft, self.maxmemory.is_over());
+        if let Err(p) = r {
+            self.metrics.refused(p, spec);
+        }
+        r
     }
 
     /// True when writes are refused by READONLY.
@@ -290,6 +319,7 @@ pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
         max_clients: 1,
         listen: String::new(),
         output: crate::output::OutputLimits::default(),
+        heavy_pool: 2,
     };
     let core = Core {
         db: geohook_db::Database::new(),

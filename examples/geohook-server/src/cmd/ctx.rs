@@ -82,6 +82,14 @@ pub(crate) enum CmdError {
     /// CONFIG SET refused a value.
     #[error(transparent)]
     Config(#[from] SetError),
+    /// A command that adds data, refused under memory pressure (memwatch's
+    /// soft level or `maxmemory`), in Tile38's (and Redis's) words.
+    #[error("OOM command not allowed when used memory > 'maxmemory'")]
+    Oom,
+    /// A heavy command refused because the pool of heavy commands is full;
+    /// the text carries the retry hint.
+    #[error("BUSY {0}")]
+    Busy(String),
     /// Any other refusal, in words.
     #[error("{0}")]
     Msg(String),

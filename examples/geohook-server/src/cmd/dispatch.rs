@@ -2,16 +2,19 @@
 //!
 //! In order: look the name up in the command table; refuse it before AUTH
 //! unless the table allows it; apply the follower's gate; check the table's
-//! arity; refuse writes under READONLY; run it (a write under the write
+//! arity; refuse writes under READONLY; refuse commands that add data
+//! under memory pressure (`Shared::admit`); send a heavy run through the
+//! bounded pool (BUSY when full) on a thread of its own; run it (a write under the write
 //! lock, through the same path replay takes; a read under the read lock);
 //! count it under its table name; render an error in the session's mode.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::admission::{is_heavy, HeavyPermit};
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
-use crate::cmd::spec::{self, Cmd, Kind, Spec};
+use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
 use crate::cmd::{config, conn, fields, get, hooks, keys, repl, search, server, write};
 use crate::repl::status::gate;
 use crate::state::Shared;
@@ -54,10 +57,74 @@ fn run(
     if !spec.arity_ok(args.len()) {
         return Err(CmdError::Arity(spec.name));
     }
+    let heavy = spec.cost != Cost::Cheap
+        && is_heavy(spec, args, |key| {
+            shared
+                .core
+                .read()
+                .db
+                .collection(key)
+                .map_or(0, |c| c.len(ctx.now()))
+        });
+    if heavy {
+        let permit = shared.heavy.try_acquire().map_err(|busy| {
+            shared.metrics.heavy_rejected(spec);
+            CmdError::Busy(busy.to_string())
+        })?;
+        let _in_use = permit.map(|p| InUse::new(&shared.metrics, p));
+        return offload(|| dispatch(shared, session, ctx, spec, args));
+    }
+    dispatch(shared, session, ctx, spec, args)
+}
+
+/// A place in the heavy pool, shown in the in-use gauge while held.
+struct InUse<'a> {
+    metrics: &'a crate::metrics::Metrics,
+    _permit: HeavyPermit<'a>,
+}
+
+impl<'a> InUse<'a> {
+    fn new(metrics: &'a crate::metrics::Metrics, permit: HeavyPermit<'a>) -> InUse<'a> {
+        metrics.heavy_in_use.inc();
+        InUse {
+            metrics,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.metrics.heavy_in_use.dec();
+    }
+}
+
+/// Runs a heavy command so that the connections sharing its runtime worker
+/// are not held up: on a multi-threaded runtime the worker's other tasks
+/// move to another thread for the duration (`block_in_place`). Anywhere
+/// else (the unit tests) it simply runs.
+fn offload<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Runs a command that passed the gates, by kind.
+fn dispatch(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &Ctx,
+    spec: &'static Spec,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
     match spec.kind {
         Kind::Write => {
             if shared.is_readonly() {
                 return Err(CmdError::ReadOnly);
+            }
+            if shared.admit(spec).is_err() {
+                return Err(CmdError::Oom);
             }
             let mut core = shared.core.write();
             core.writable()?;
@@ -245,6 +312,35 @@ mod data_tests {
         assert_eq!(n, 1, "only the write whose append failed reached memory");
         // Reads still work.
         assert_eq!(exec(&shared, "EXISTS fleet b"), Reply::Int(0));
+    }
+
+    #[test]
+    fn over_maxmemory_only_commands_that_add_data_get_the_oom_error() {
+        let (_dir, shared) = seeded(&["SET fleet a POINT 1 1", "SET fleet b POINT 2 2"]);
+        shared.settings.write().maxmemory = 1000;
+        assert!(shared.maxmemory.observe(2000, 1000));
+        let oom = Reply::Error("OOM command not allowed when used memory > 'maxmemory'".into());
+        for line in [
+            "SET fleet c POINT 1 1",
+            "FSET fleet a speed 5",
+            "SETHOOK h http://127.0.0.1:1/ NEARBY fleet FENCE POINT 1 1 10",
+        ] {
+            assert_eq!(exec(&shared, line), oom, "{line}");
+        }
+        assert_eq!(exec(&shared, "PING"), Reply::Simple("PONG".into()));
+        assert_eq!(exec(&shared, "EXISTS fleet a"), Reply::Int(1));
+        assert_eq!(exec(&shared, "DEL fleet a"), Reply::Int(1));
+        assert_eq!(exec(&shared, "CONFIG SET maxmemory 0"), Reply::ok());
+        assert_eq!(exec(&shared, "DROP fleet"), Reply::Int(1));
+        assert_eq!(exec(&shared, "FLUSHDB"), Reply::ok());
+        // The memory task's next reading clears the state.
+        assert!(!shared.maxmemory.observe(2000, 0));
+        assert_eq!(exec(&shared, "SET fleet c POINT 1 1"), Reply::ok());
+        let page = shared.metrics.encode();
+        assert!(
+            page.contains("geohook_refused_commands_total{reason=\"maxmemory\",cmd=\"set\"} 1"),
+            "{page}"
+        );
     }
 
     #[test]

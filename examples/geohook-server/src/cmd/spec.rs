@@ -73,6 +73,18 @@ pub(crate) enum Kind {
     Admin,
 }
 
+/// What a command can cost, which decides whether it may run through the
+/// bounded pool of heavy commands (`admission::HeavyPool`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// Bounded work whatever the data: never queued, never refused as busy.
+    Cheap,
+    /// A search (SCAN, NEARBY, WITHIN, INTERSECTS), whose cost can grow with
+    /// the collection: heavy when its collection is large and its page is
+    /// not small (`admission::is_heavy` reads its arguments).
+    Search,
+}
+
 /// One row of the table.
 #[derive(Debug)]
 pub(crate) struct Spec {
@@ -86,6 +98,14 @@ pub(crate) struct Spec {
     pub(crate) arity: i8,
     /// Runs before AUTH.
     pub(crate) before_auth: bool,
+    /// Makes the data bigger (a new or larger object, a new hook): refused
+    /// with the OOM error while memory is under pressure (the soft level of
+    /// memwatch, or `maxmemory`), as Tile38 and Redis refuse them. Writes
+    /// that only remove or shorten (DEL, DROP, FLUSHDB, EXPIRE, ...) are
+    /// not, because they are how an operator gets out of the pressure.
+    pub(crate) adds_data: bool,
+    /// What the command can cost.
+    pub(crate) cost: Cost,
 }
 
 impl Spec {
@@ -107,6 +127,24 @@ const fn spec(name: &'static str, cmd: Cmd, kind: Kind, arity: i8) -> Spec {
         kind,
         arity,
         before_auth: false,
+        adds_data: false,
+        cost: Cost::Cheap,
+    }
+}
+
+/// A search: a read whose cost can grow with the collection.
+const fn search(name: &'static str, cmd: Cmd, arity: i8) -> Spec {
+    Spec {
+        cost: Cost::Search,
+        ..spec(name, cmd, Kind::Read, arity)
+    }
+}
+
+/// A write that adds data (see [`Spec::adds_data`]).
+const fn adds(name: &'static str, cmd: Cmd, arity: i8) -> Spec {
+    Spec {
+        adds_data: true,
+        ..spec(name, cmd, Kind::Write, arity)
     }
 }
 
@@ -137,7 +175,7 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("fget", Cmd::Fget, Read, 4),
     spec("flushdb", Cmd::Flushdb, Write, 1),
     spec("follow", Cmd::Follow, Admin, 3),
-    spec("fset", Cmd::Fset, Write, -5),
+    adds("fset", Cmd::Fset, -5),
     spec("gc", Cmd::Gc, Admin, 1),
     spec("get", Cmd::Get, Read, -3),
     open("healthz", Cmd::Healthz, 1),
@@ -145,9 +183,9 @@ pub(crate) static TABLE: &[Spec] = &[
     open("hello", Cmd::Hello, -1),
     spec("hooks", Cmd::Hooks, Read, 2),
     spec("info", Cmd::Info, Admin, -1),
-    spec("intersects", Cmd::Intersects, Read, -2),
+    search("intersects", Cmd::Intersects, -2),
     spec("keys", Cmd::Keys, Read, 2),
-    spec("nearby", Cmd::Nearby, Read, -2),
+    search("nearby", Cmd::Nearby, -2),
     open("output", Cmd::Output, -1),
     spec("pdel", Cmd::Pdel, Write, 3),
     spec("pdelhook", Cmd::Pdelhook, Write, 2),
@@ -160,13 +198,13 @@ pub(crate) static TABLE: &[Spec] = &[
     open("quit", Cmd::Quit, -1),
     spec("readonly", Cmd::Readonly, Admin, 2),
     spec("role", Cmd::Role, Admin, 1),
-    spec("scan", Cmd::Scan, Read, -2),
+    search("scan", Cmd::Scan, -2),
     spec("server", Cmd::Server, Admin, -1),
-    spec("set", Cmd::Set, Write, -4),
-    spec("sethook", Cmd::Sethook, Write, -6),
+    adds("set", Cmd::Set, -4),
+    adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
     spec("ttl", Cmd::Ttl, Read, 3),
-    spec("within", Cmd::Within, Read, -2),
+    search("within", Cmd::Within, -2),
 ];
 
 /// The row of a lower-case command name.
@@ -200,5 +238,19 @@ mod tests {
         assert!(!set.arity_ok(3) && set.arity_ok(4) && set.arity_ok(9));
         let ttl = lookup("ttl").unwrap();
         assert!(!ttl.arity_ok(2) && ttl.arity_ok(3) && !ttl.arity_ok(4));
+    }
+
+    #[test]
+    fn only_writes_that_grow_the_data_are_marked_as_adding_data() {
+        let adding: Vec<&str> = TABLE
+            .iter()
+            .filter(|s| s.adds_data)
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(adding, ["fset", "set", "sethook"]);
+        assert!(TABLE
+            .iter()
+            .filter(|s| s.adds_data)
+            .all(|s| s.kind == Kind::Write));
     }
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Cheap-command latency under a flood of heavy searches, with and without
+# the bounded pool of heavy commands, against the same server idle, all in
+# the same run:
+#
+#   idle        no flood
+#   pool        64 clients flooding heavy searches, default pool (2 x cores)
+#   pool 1      the same flood with --heavy-pool-size 1
+#   no pool     the same flood with --heavy-pool-size 0
+#
+# The heavy search is a WITHIN ... COUNT over every point of a collection of
+# POINTS points (above the 10 000-object line, and COUNT visits every
+# match). The flood is 64 connections from flood.py-style threads below, each
+# sending one search at a time and, on a BUSY reply, waiting the 50 ms the
+# reply asks for before the next (redis-benchmark cannot flood here: it stops
+# a client at its first error reply). Cheap commands are PING and GET of one object, measured by
+# redis-benchmark (4 clients) while the flood runs; the columns are its p50
+# and p99 in milliseconds, the p99 as a ratio to the idle server's, and the
+# heavy searches refused with BUSY during the run (from the metrics).
+#
+# Usage: examples/geohook-server/benches/heavy-isolation.sh [points] [requests]
+set -euo pipefail
+POINTS=${1:-50000}
+REQUESTS=${2:-2000}
+FLOOD_CLIENTS=64
+
+source "$(dirname "$0")/common.sh"
+
+python3 - "$POINTS" "$WORK" <<'PY'
+import random, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+r = random.Random(38)
+def resp(*args):
+    out = [f"*{len(args)}\r\n"]
+    for a in args:
+        a = str(a)
+        out.append(f"${len(a.encode())}\r\n{a}\r\n")
+    return "".join(out)
+with open(f"{work}/geo.load", "w") as g:
+    for i in range(n):
+        g.write(resp("SET", "fleet", f"p{i}", "POINT", f"{32 + r.random() * 2:.6f}", f"{-116 + r.random() * 2:.6f}"))
+PY
+
+# p50 and p99 (ms) of one command from redis-benchmark's CSV line.
+latency() { # port, then the command
+    local port=$1
+    shift
+    redis-benchmark -p "$port" -c 4 -n "$REQUESTS" --csv "$@" 2>/dev/null |
+        tail -1 | tr -d '"' | awk -F, '{print $5, $7}'
+}
+
+run_mode() { # label, flood (yes/no), then server flags
+    local label=$1 flood=$2 port mport pid fpid=""
+    shift 2
+    port=$(free_port); mport=$(free_port)
+    mkdir -p "$WORK/s$port"
+    RUST_LOG=warn "$BIN" --dir "$WORK/s$port" --port "$port" --metrics-addr "127.0.0.1:$mport" "$@" \
+        2>"$WORK/s$port.log" &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port"
+    redis-cli -p "$port" --pipe <"$WORK/geo.load" >/dev/null
+    if [ "$flood" = yes ]; then
+        python3 - "$port" "$FLOOD_CLIENTS" >"$WORK/flood$port.txt" 2>&1 <<'PY' &
+import socket, sys, threading, time
+port, clients = int(sys.argv[1]), int(sys.argv[2])
+req = b"*7\r\n$6\r\nWITHIN\r\n$5\r\nfleet\r\n$5\r\nCOUNT\r\n$6\r\nBOUNDS\r\n$2\r\n31\r\n$4\r\n-117\r\n$2\r\n35\r\n"
+req = req.replace(b"*7", b"*8") + b"$4\r\n-113\r\n"
+def reply(f):
+    line = f.readline()
+    if line[:1] == b"*":
+        for _ in range(int(line[1:])):
+            reply(f)
+    elif line[:1] == b"$" and int(line[1:]) >= 0:
+        f.read(int(line[1:]) + 2)
+    return line
+def flood():
+    s = socket.create_connection(("127.0.0.1", port))
+    f = s.makefile("rb")
+    while True:
+        s.sendall(req)
+        if reply(f).startswith(b"-BUSY"):
+            time.sleep(0.05)
+for _ in range(clients):
+    threading.Thread(target=flood, daemon=True).start()
+time.sleep(3600)
+PY
+        fpid=$!
+        PIDS+=("$fpid")
+        sleep 2
+    fi
+    read -r ping50 ping99 <<<"$(latency "$port" PING)"
+    read -r get50 get99 <<<"$(latency "$port" GET fleet p7)"
+    local busy
+    busy=$(curl -s "127.0.0.1:$mport/metrics" |
+        awk '/^geohook_heavy_rejected_total/ {s += $2} END {print s + 0}')
+    [ -n "$fpid" ] && kill "$fpid" 2>/dev/null || true
+    kill "$pid"
+    # Each row as soon as it is measured; the ratios are to the idle row.
+    if [ "$label" = idle ]; then
+        IDLE_PING99=$ping99
+        IDLE_GET99=$get99
+    fi
+    printf '%-10s %10s %10s %9s %10s %10s %9s %12s\n' "$label" "$ping50" "$ping99" \
+        "$(echo "scale=2; $ping99 / $IDLE_PING99" | bc)" "$get50" "$get99" \
+        "$(echo "scale=2; $get99 / $IDLE_GET99" | bc)" "$busy"
+}
+printf '%-10s %10s %10s %9s %10s %10s %9s %12s\n' mode PING_p50 PING_p99 p99/idle GET_p50 GET_p99 p99/idle heavy_busy
+run_mode idle no
+run_mode pool yes
+run_mode "pool 1" yes --heavy-pool-size 1
+run_mode "no pool" yes --heavy-pool-size 0

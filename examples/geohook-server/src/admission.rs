@@ -1,0 +1,343 @@
+//! Admission: whether a command may run now.
+//!
+//! - **Memory.** The command table says which commands add data
+//!   ([`Spec::adds_data`]); this file decides whether memory allows them,
+//!   from memwatch's soft level and Tile38's `maxmemory` property, and keeps
+//!   the `maxmemory` state with its hysteresis. Reads, deletes, DROP,
+//!   FLUSHDB, administration and replication are never refused here: they
+//!   are how memory comes back.
+//! - **Heavy commands.** The table says which commands can be heavy
+//!   ([`Spec::cost`]); [`is_heavy`] decides for one run from its arguments
+//!   and its collection's size, and [`HeavyPool`] bounds how many run at
+//!   once, answering BUSY at once when full.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::cmd::spec::{Cost, Spec};
+
+/// How far below `maxmemory` the allocated bytes must fall, as a fraction
+/// of it, before writes that add data are accepted again. The same 5 % as
+/// memwatch's default hysteresis, so that the two paths behave alike.
+pub(crate) const MAXMEMORY_HYSTERESIS: f64 = 0.05;
+
+/// Why a command that adds data was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Pressure {
+    /// memwatch's level is elevated (at or above its soft level) or it
+    /// fired.
+    Soft,
+    /// jemalloc's allocated bytes are above `maxmemory`.
+    MaxMemory,
+}
+
+impl Pressure {
+    /// The metrics label.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Pressure::Soft => "memwatch_soft",
+            Pressure::MaxMemory => "maxmemory",
+        }
+    }
+}
+
+/// The `maxmemory` state, set by the memory task from jemalloc's
+/// allocated bytes and read by every command that adds data (one atomic
+/// load).
+#[derive(Debug, Default)]
+pub(crate) struct MaxMemory {
+    over: AtomicBool,
+}
+
+impl MaxMemory {
+    /// True while writes that add data are refused for `maxmemory`.
+    pub(crate) fn is_over(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+
+    /// Takes one reading of the allocated bytes against `maxmemory` (0 =
+    /// off) and returns the new state: over once `allocated > maxmemory`,
+    /// and over until it is at or below `maxmemory` less the hysteresis.
+    pub(crate) fn observe(&self, allocated: u64, maxmemory: u64) -> bool {
+        let over = if maxmemory == 0 {
+            false
+        } else if self.is_over() {
+            let resume = maxmemory - (maxmemory as f64 * MAXMEMORY_HYSTERESIS) as u64;
+            allocated > resume
+        } else {
+            allocated > maxmemory
+        };
+        self.over.store(over, Ordering::Relaxed);
+        over
+    }
+}
+
+/// The admission decision for one command: a command that adds data is
+/// refused while either kind of pressure holds; every other command runs.
+///
+/// # Errors
+///
+/// The pressure that refused it (the soft level first).
+pub(crate) fn admit(spec: &Spec, soft_level: bool, over_maxmemory: bool) -> Result<(), Pressure> {
+    if !spec.adds_data {
+        return Ok(());
+    }
+    if soft_level {
+        return Err(Pressure::Soft);
+    }
+    if over_maxmemory {
+        return Err(Pressure::MaxMemory);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::spec::{lookup, TABLE};
+
+    #[test]
+    fn only_commands_that_add_data_are_refused() {
+        for s in TABLE {
+            for (soft, over) in [(true, false), (false, true), (true, true)] {
+                let r = admit(s, soft, over);
+                assert_eq!(r.is_err(), s.adds_data, "{} {soft} {over}", s.name);
+            }
+            assert_eq!(admit(s, false, false), Ok(()), "{}", s.name);
+        }
+        let set = lookup("set").unwrap();
+        assert_eq!(admit(set, true, true), Err(Pressure::Soft));
+        assert_eq!(admit(set, false, true), Err(Pressure::MaxMemory));
+    }
+
+    #[test]
+    fn maxmemory_holds_until_the_hysteresis_is_cleared() {
+        let m = MaxMemory::default();
+        let max = 1000;
+        // (allocated, expected state) in order.
+        let steps = [
+            (900, false),
+            (1000, false),
+            (1001, true),
+            (990, true),
+            (951, true),
+            (950, false),
+            (999, false),
+            (1200, true),
+        ];
+        for (allocated, want) in steps {
+            assert_eq!(m.observe(allocated, max), want, "at {allocated}");
+            assert_eq!(m.is_over(), want);
+        }
+        // 0 turns it off at once.
+        assert!(!m.observe(u64::MAX, 0));
+    }
+}
+
+/// A search over a collection with more live objects than this is heavy
+/// unless its page is small.
+pub(crate) const HEAVY_OBJECTS: usize = 10_000;
+/// A page of at most this many results is small: Tile38's default LIMIT.
+pub(crate) const SMALL_LIMIT: u64 = 100;
+/// The retry hint in a BUSY reply, in milliseconds.
+pub(crate) const BUSY_RETRY_MS: u64 = 50;
+
+/// What a search's leading options say about its cost: the LIMIT given,
+/// whether it only counts (which visits every match), and whether a MATCH
+/// or WHERE filter may make a small page visit many objects.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Shape {
+    limit: Option<u64>,
+    count: bool,
+    filtered: bool,
+}
+
+/// Reads the options that come before a search's output and area (the
+/// order `cmd/search.rs` parses them in); stops at the first other word.
+fn shape(args: &[Vec<u8>]) -> Shape {
+    let mut s = Shape::default();
+    let mut i = 2;
+    while let Some(word) = args.get(i) {
+        let word = String::from_utf8_lossy(word).to_ascii_lowercase();
+        let takes = match word.as_str() {
+            "limit" => {
+                s.limit = args
+                    .get(i + 1)
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+                1
+            }
+            "cursor" => 1,
+            "hashes" => 1,
+            "match" => {
+                s.filtered = true;
+                1
+            }
+            "where" => {
+                s.filtered = true;
+                3
+            }
+            "count" => {
+                s.count = true;
+                0
+            }
+            "asc" | "desc" | "nofields" | "distance" | "ids" | "objects" | "points" => 0,
+            _ => break,
+        };
+        i += 1 + takes;
+    }
+    s
+}
+
+/// Whether this run of a command is heavy, from its row's [`Cost`] and,
+/// for a search, its arguments and the live size of its collection
+/// (`collection_len` is asked only for a search): a search is heavy when
+/// the collection holds more than [`HEAVY_OBJECTS`] objects and the search
+/// counts, filters, or asks for a page above [`SMALL_LIMIT`].
+pub(crate) fn is_heavy(
+    spec: &Spec,
+    args: &[Vec<u8>],
+    collection_len: impl FnOnce(&str) -> usize,
+) -> bool {
+    match spec.cost {
+        Cost::Cheap => false,
+        Cost::Search => {
+            let Some(key) = args.get(1) else {
+                return false;
+            };
+            if collection_len(&String::from_utf8_lossy(key)) <= HEAVY_OBJECTS {
+                return false;
+            }
+            let s = shape(args);
+            s.count || s.filtered || s.limit.unwrap_or(SMALL_LIMIT) > SMALL_LIMIT
+        }
+    }
+}
+
+/// The bounded pool of heavy commands: at most `size` run at once; one more
+/// is refused at once with BUSY rather than queued, so that neither it nor
+/// any cheap command waits. Size 0 turns the pool off (heavy commands run
+/// like any other, never refused).
+#[derive(Debug)]
+pub(crate) struct HeavyPool {
+    size: usize,
+    in_use: AtomicUsize,
+}
+
+/// A place in the pool, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct HeavyPermit<'a>(&'a HeavyPool);
+
+impl Drop for HeavyPermit<'_> {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The pool was full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("heavy command pool full ({size} running), retry in {BUSY_RETRY_MS} ms")]
+pub(crate) struct Busy {
+    size: usize,
+}
+
+impl HeavyPool {
+    /// A pool of `size` places (0 = off).
+    pub(crate) fn new(size: usize) -> HeavyPool {
+        HeavyPool {
+            size,
+            in_use: AtomicUsize::new(0),
+        }
+    }
+
+    /// The default size: twice the cores this process may use.
+    pub(crate) fn default_size() -> usize {
+        2 * std::thread::available_parallelism().map_or(1, usize::from)
+    }
+
+    /// The configured size (0 = off).
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Heavy commands running now.
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Acquire)
+    }
+
+    /// Takes a place, never waiting: `Ok(None)` when the pool is off.
+    ///
+    /// # Errors
+    ///
+    /// [`Busy`] when every place is taken.
+    pub(crate) fn try_acquire(&self) -> Result<Option<HeavyPermit<'_>>, Busy> {
+        if self.size == 0 {
+            return Ok(None);
+        }
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.size).then_some(n + 1)
+            })
+            .map(|_| Some(HeavyPermit(self)))
+            .map_err(|_| Busy { size: self.size })
+    }
+}
+
+#[cfg(test)]
+mod heavy_tests {
+    use super::*;
+    use crate::cmd::spec::lookup;
+
+    fn args(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn searches_of_large_collections_without_a_small_page_are_heavy() {
+        let big = HEAVY_OBJECTS + 1;
+        // (command, collection size, heavy)
+        let cases = [
+            ("SCAN k", big, false),
+            ("SCAN k", HEAVY_OBJECTS, false),
+            ("SCAN k COUNT", big, true),
+            ("SCAN k COUNT", 10, false),
+            ("SCAN k LIMIT 100 IDS", big, false),
+            ("SCAN k LIMIT 101 IDS", big, true),
+            ("SCAN k CURSOR 5 LIMIT 100000", big, true),
+            ("SCAN k MATCH a* LIMIT 10", big, true),
+            ("WITHIN k WHERE speed 0 10 IDS BOUNDS 0 0 1 1", big, true),
+            ("NEARBY k POINT 33 -115", big, false),
+            ("NEARBY k LIMIT 5000 DISTANCE POINT 33 -115", big, true),
+            ("INTERSECTS k LIMIT 1000000 BOUNDS 0 0 1 1", big, true),
+            // LIMIT as an area's word is not an option.
+            ("WITHIN k BOUNDS 0 0 1 1", big, false),
+            ("GET k id", big, false),
+            ("PING", big, false),
+        ];
+        for (line, len, want) in cases {
+            let a = args(line);
+            let spec = lookup(&line.split(' ').next().unwrap().to_ascii_lowercase()).unwrap();
+            assert_eq!(is_heavy(spec, &a, |_| len), want, "{line} over {len}");
+        }
+    }
+
+    #[test]
+    fn the_pool_refuses_at_once_when_full_and_gives_places_back() {
+        let pool = HeavyPool::new(2);
+        let a = pool.try_acquire().unwrap().unwrap();
+        let b = pool.try_acquire().unwrap().unwrap();
+        assert_eq!(pool.in_use(), 2);
+        let busy = pool.try_acquire().unwrap_err();
+        assert_eq!(
+            busy.to_string(),
+            format!("heavy command pool full (2 running), retry in {BUSY_RETRY_MS} ms")
+        );
+        drop(a);
+        let c = pool.try_acquire().unwrap().unwrap();
+        drop((b, c));
+        assert_eq!(pool.in_use(), 0);
+        let off = HeavyPool::new(0);
+        for _ in 0..10 {
+            assert!(off.try_acquire().unwrap().is_none());
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Heavy commands run through a bounded pool: with the pool full, one more
+//! heavy search gets `-BUSY … retry in … ms` at once, while PING, GET and a
+//! small search of the same large collection keep their normal replies.
+//! With the pool off (`--heavy-pool-size 0`) the same flood is never
+//! refused.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::{metric_value, render, run, start, Server};
+
+/// Objects in the searched collection: above the heavy line (10 000).
+const OBJECTS: usize = 20_000;
+/// Connections flooding heavy searches.
+const FLOODERS: usize = 8;
+
+fn load(server: &Server) {
+    let mut c = server.client();
+    let mut pipe = redis::pipe();
+    for i in 0..OBJECTS {
+        let lat = 33.0 + (i % 1000) as f64 * 0.001;
+        let lon = -115.0 + (i / 1000) as f64 * 0.001;
+        pipe.cmd("SET")
+            .arg("fleet")
+            .arg(format!("p{i}"))
+            .arg("POINT")
+            .arg(lat)
+            .arg(lon)
+            .ignore();
+    }
+    pipe.query::<()>(&mut c).unwrap();
+}
+
+#[derive(Default)]
+struct Seen {
+    ok: AtomicU64,
+    busy: AtomicU64,
+    other: Mutex<Vec<String>>,
+}
+
+/// Floods `SCAN fleet COUNT` (heavy: it visits every object) from
+/// [`FLOODERS`] connections until `stop`, or `max_each` searches each.
+fn flood(
+    server: &Server,
+    stop: &Arc<AtomicBool>,
+    max_each: u64,
+) -> (Arc<Seen>, Vec<std::thread::JoinHandle<()>>) {
+    let seen = Arc::new(Seen::default());
+    let threads = (0..FLOODERS)
+        .map(|_| {
+            let mut c = server.client();
+            let (stop, seen) = (stop.clone(), seen.clone());
+            std::thread::spawn(move || {
+                for _ in 0..max_each {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let r = render(redis::cmd("SCAN").arg("fleet").arg("COUNT").query(&mut c));
+                    if r == OBJECTS.to_string() {
+                        seen.ok.fetch_add(1, Ordering::Relaxed);
+                    } else if r
+                        .starts_with("ERR:BUSY heavy command pool full (1 running), retry in ")
+                    {
+                        seen.busy.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        seen.other.lock().unwrap().push(r);
+                    }
+                }
+            })
+        })
+        .collect();
+    (seen, threads)
+}
+
+#[test]
+fn a_full_pool_answers_busy_and_cheap_commands_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        &["--heavy-pool-size", "1", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .unwrap();
+    load(&server);
+    let mut probe = server.client();
+    let get = run(&mut probe, "GET fleet p7 POINT");
+    assert!(get.contains("33.007"), "{get}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, threads) = flood(&server, &stop, u64::MAX);
+    // Cheap commands, including a small search of the same collection, are
+    // answered normally during the flood: 100 rounds and until the flood
+    // has been refused at least once (at most 60 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut probes = 0;
+    while (seen.busy.load(Ordering::Relaxed) == 0 || probes < 100) && Instant::now() < deadline {
+        assert_eq!(run(&mut probe, "PING"), "PONG");
+        assert_eq!(run(&mut probe, "GET fleet p7 POINT"), get);
+        let small = run(&mut probe, "SCAN fleet LIMIT 10 IDS");
+        assert!(small.contains("p1"), "{small}");
+        probes += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (ok, busy) = (
+        seen.ok.load(Ordering::Relaxed),
+        seen.busy.load(Ordering::Relaxed),
+    );
+    eprintln!("{ok} heavy searches ran, {busy} got BUSY, {probes} probes answered");
+    assert!(busy > 0, "no heavy search was refused ({ok} ran)");
+    assert!(ok > 0);
+    assert!(
+        seen.other.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.other.lock().unwrap()
+    );
+    let page = server.metrics_page();
+    assert_eq!(
+        metric_value(&page, "geohook_heavy_rejected_total{cmd=\"scan\"}"),
+        Some(busy as f64),
+        "{page}"
+    );
+    assert_eq!(metric_value(&page, "geohook_heavy_in_use"), Some(0.0));
+}
+
+#[test]
+fn with_the_pool_off_heavy_commands_are_never_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--heavy-pool-size", "0"]).unwrap();
+    assert!(
+        server.log().contains("heavy command pool off"),
+        "{}",
+        server.log()
+    );
+    load(&server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, threads) = flood(&server, &stop, 20);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(seen.ok.load(Ordering::Relaxed), 20 * FLOODERS as u64);
+    assert_eq!(seen.busy.load(Ordering::Relaxed), 0);
+}
