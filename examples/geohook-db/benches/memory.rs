@@ -64,8 +64,17 @@ fn main() {
     let sizes: &[usize] = if quick {
         &[10_000]
     } else {
-        &[100_000, 1_000_000]
+        &[100_000, 500_000, 1_000_000]
     };
+    // The public per-item types, so that the layout written in the README can
+    // be checked against the compiler's.
+    println!(
+        "size_of: Item {} Object {} Point {} Fields {}",
+        std::mem::size_of::<geohook_db::Item>(),
+        std::mem::size_of::<Object>(),
+        std::mem::size_of::<Point>(),
+        std::mem::size_of::<geohook_db::Fields>()
+    );
     println!(
         "{:>10} {:>14} {:>12} {:>14}",
         "points", "allocated", "bytes/point", "resident/point"

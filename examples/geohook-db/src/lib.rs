@@ -67,7 +67,9 @@ mod db;
 mod error;
 mod field;
 mod geom;
+mod id;
 mod object;
+mod points;
 
 pub use collection::{Collection, CollectionStats, Fields, Hit, Item, Page, SearchOpts, Where};
 pub use db::{Database, DbStats, Expired, SetCondition};
