@@ -76,32 +76,77 @@ fn main() {
         std::mem::size_of::<geohook_db::Fields>()
     );
     println!(
-        "{:>10} {:>14} {:>12} {:>14}",
-        "points", "allocated", "bytes/point", "resident/point"
+        "{:>10} {:>6} {:>14} {:>12} {:>14}",
+        "points", "load", "allocated", "bytes/point", "resident/point"
     );
     for &n in sizes {
-        let (a0, r0) = read();
-        let mut db = Database::new();
-        for (i, (lat, lon)) in positions(n).enumerate() {
-            let p = Object::Point(Point::new(lat, lon).expect("in range"));
-            db.set(
-                "fleet",
-                &format!("truck{i}"),
-                p,
-                &[] as &[(&str, f64)],
-                None,
-                SetCondition::Always,
-                0,
-            )
-            .expect("set");
+        for bulk in [false, true] {
+            let (a0, r0) = read();
+            let db = load(n, bulk);
+            let (a1, r1) = read();
+            let used = a1.saturating_sub(a0);
+            println!(
+                "{n:>10} {:>6} {used:>14} {:>12.1} {:>14.1}",
+                if bulk { "bulk" } else { "set" },
+                used as f64 / n as f64,
+                r1.saturating_sub(r0) as f64 / n as f64
+            );
+            drop(db);
         }
-        let (a1, r1) = read();
-        let used = a1.saturating_sub(a0);
-        println!(
-            "{n:>10} {used:>14} {:>12.1} {:>14.1}",
-            used as f64 / n as f64,
-            r1.saturating_sub(r0) as f64 / n as f64
-        );
-        drop(db);
     }
+    // The id map alone: a `BTreeMap` with keys of the id type's size (16
+    // bytes inline; 24 for `SmolStr`, which ids were before) and the slot
+    // index, filled with the same ids in the same order, so that its share
+    // of the total can be told apart from the slots' and the R-tree's.
+    println!(
+        "{:>10} {:>16} {:>16}",
+        "points", "idmap16 B/point", "idmap24 B/point"
+    );
+    for &n in sizes {
+        println!(
+            "{n:>10} {:>16.1} {:>16.1}",
+            id_map::<16>(n) as f64 / n as f64,
+            id_map::<24>(n) as f64 / n as f64
+        );
+    }
+}
+
+/// Bytes allocated by a `BTreeMap<[u8; K], u32>` of the ids `truck0..n`,
+/// zero-padded (which keeps their order).
+fn id_map<const K: usize>(n: usize) -> usize {
+    let (a0, _) = read();
+    let mut m = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let mut k = [0u8; K];
+        let id = format!("truck{i}");
+        k[..id.len()].copy_from_slice(id.as_bytes());
+        m.insert(k, i as u32);
+    }
+    let (a1, _) = read();
+    drop(m);
+    a1.saturating_sub(a0)
+}
+
+/// `n` points in one key through `Database::set`, or with the point index
+/// built at the end (`bulk`, the replay path).
+fn load(n: usize, bulk: bool) -> Database {
+    let mut db = Database::new();
+    if bulk {
+        db.defer_point_index();
+    }
+    for (i, (lat, lon)) in positions(n).enumerate() {
+        let p = Object::Point(Point::new(lat, lon).expect("in range"));
+        db.set(
+            "fleet",
+            &format!("truck{i}"),
+            p,
+            &[] as &[(&str, f64)],
+            None,
+            SetCondition::Always,
+            0,
+        )
+        .expect("set");
+    }
+    db.build_point_index();
+    db
 }

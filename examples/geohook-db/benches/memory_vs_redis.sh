@@ -12,10 +12,10 @@ N=${1:-1000000}
 cd "$(dirname "$0")/../../.."
 
 cargo bench -q -p geohook-db --bench memory --no-run 2>/dev/null
-ours=$(cargo bench -q -p geohook-db --bench memory 2>/dev/null | awk -v n="$N" '$1 == n { print $3 }')
+ours=$(cargo bench -q -p geohook-db --bench memory 2>/dev/null | awk -v n="$N" '$1 == n && $2 == "set" { print $4 }')
 if [ -z "$ours" ]; then
-    # The bench prints 10^5 and 10^6; other sizes fall back to 10^6.
-    ours=$(cargo bench -q -p geohook-db --bench memory 2>/dev/null | awk '$1 == 1000000 { print $3 }')
+    # The bench prints 10^5, 5·10^5 and 10^6; other sizes fall back to 10^6.
+    ours=$(cargo bench -q -p geohook-db --bench memory 2>/dev/null | awk '$1 == 1000000 && $2 == "set" { print $4 }')
 fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
