@@ -94,10 +94,11 @@ fn main() {
             drop(db);
         }
     }
-    // The id map alone: a `BTreeMap` with keys of the id type's size (16
-    // bytes inline; 24 for `SmolStr`, which ids were before) and the slot
-    // index, filled with the same ids in the same order, so that its share
-    // of the total can be told apart from the slots' and the R-tree's.
+    // What an id map as a `BTreeMap` from ids to slots costs: keys of 16
+    // bytes (an inline id) or 24 (`SmolStr`, the id map before the id order
+    // replaced it), filled with the same ids in the same order, so that the
+    // map's share of the total before can be told apart from the slots' and
+    // the R-tree's.
     println!(
         "{:>10} {:>16} {:>16}",
         "points", "idmap16 B/point", "idmap24 B/point"

@@ -1,7 +1,7 @@
 //! One key's items: the id-ordered map, the R-tree, the expiry index, and searches.
 
 use std::cmp::Ordering;
-use std::collections::{btree_map, BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use rstar::{RTree, RTreeNode, RTreeObject, AABB};
@@ -9,7 +9,7 @@ use wildmatch::WildMatch;
 
 use crate::field::FieldValue;
 use crate::geom::{Bounds, LowerBound, Point};
-use crate::id::Id;
+use crate::id::{Id, IdOrder};
 use crate::object::{Area, Object};
 use crate::points::{self, PointEntry, PointTree, Rect};
 
@@ -353,7 +353,7 @@ impl Place {
 pub struct Collection {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_id: BTreeMap<Id, u32>,
+    by_id: IdOrder,
     points: PointTree,
     tree: RTree<Entry, TreeParams>,
     expiries: BTreeSet<(i64, u32)>,
@@ -366,7 +366,21 @@ pub struct Collection {
     mem: usize,
 }
 
+/// The id in slot `s`, for the searches of [`IdOrder`].
+fn slot_id(slots: &[Option<Slot>], s: u32) -> &str {
+    slots[s as usize]
+        .as_ref()
+        .expect("the id order only holds occupied slots")
+        .id
+        .as_str()
+}
+
 impl Collection {
+    /// The slot under `id`.
+    fn find(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id, |s| slot_id(&self.slots, s))
+    }
+
     fn slot(&self, idx: u32) -> &Slot {
         self.slots[idx as usize]
             .as_ref()
@@ -381,7 +395,7 @@ impl Collection {
 
     /// The live item under `id`.
     pub fn get(&self, id: &str, now_ms: i64) -> Option<&Item> {
-        let idx = *self.by_id.get(id)?;
+        let idx = self.find(id)?;
         Some(&self.slot(idx).item).filter(|i| i.is_live(now_ms))
     }
 
@@ -411,8 +425,8 @@ impl Collection {
     /// Live items in id order.
     pub fn iter(&self, now_ms: i64) -> impl DoubleEndedIterator<Item = (&str, &Item)> + '_ {
         self.by_id
-            .values()
-            .map(|&i| self.slot(i))
+            .iter()
+            .map(|i| self.slot(i))
             .filter(move |s| s.item.is_live(now_ms))
             .map(|s| (s.id.as_str(), &s.item))
     }
@@ -422,14 +436,16 @@ impl Collection {
         after: Option<&'a str>,
         now_ms: i64,
     ) -> impl Iterator<Item = (&'a str, &'a Item)> + 'a {
-        use std::ops::Bound;
-        let lower = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
+        let from = match after {
+            Some(a) => match self.by_id.search(a, |s| slot_id(&self.slots, s)) {
+                Ok((b, i)) => (b, i + 1),
+                Err(pos) => pos,
+            },
+            None => (0, 0),
         };
         self.by_id
-            .range::<str, _>((lower, Bound::Unbounded))
-            .map(|(_, &i)| self.slot(i))
+            .iter_from(from)
+            .map(|i| self.slot(i))
             .filter(move |s| s.item.is_live(now_ms))
             .map(|s| (s.id.as_str(), &s.item))
     }
@@ -469,8 +485,8 @@ impl Collection {
     fn footprint(id: &Id, item: &Item) -> usize {
         // Slot, id-map entry, index entry, and what they point to.
         let base = std::mem::size_of::<Option<Slot>>()
-            + std::mem::size_of::<(Id, u32)>()
-            + 2 * id.heap_bytes()
+            + std::mem::size_of::<u32>()
+            + id.heap_bytes()
             + item.extra_bytes();
         let obj = match &item.object {
             Object::Point(_) => std::mem::size_of::<PointEntry>(),
@@ -517,8 +533,7 @@ impl Collection {
         self.deferred = true;
     }
 
-    /// Builds the point index at once from the stored points, and packs the
-    /// id map, if the index was deferred.
+    /// Builds the point index at once from the stored points, if it was deferred.
     pub(crate) fn build_points(&mut self) {
         if !std::mem::take(&mut self.deferred) {
             return;
@@ -533,10 +548,6 @@ impl Collection {
             })
             .collect();
         self.points = PointTree::bulk_load(entries);
-        // Rebuilt from its sorted entries, the id map has full nodes: about
-        // half the bytes per id of a map grown by inserts in the order a log
-        // writes them.
-        self.by_id = std::mem::take(&mut self.by_id).into_iter().collect();
     }
 
     fn unindex(&mut self, place: Place, slot: u32) {
@@ -565,9 +576,9 @@ impl Collection {
         let new_place = Place::of(&object);
         // One search of the id map for a new id as for an existing one: the
         // vacant entry takes the new slot's index directly.
-        let idx = match self.by_id.entry(Id::new(id)) {
-            btree_map::Entry::Occupied(e) => *e.get(),
-            btree_map::Entry::Vacant(v) => {
+        let idx = match self.by_id.search(id, |s| slot_id(&self.slots, s)) {
+            Ok((b, i)) => self.by_id.slot_at((b, i)),
+            Err(pos) => {
                 let idx = match self.free.pop() {
                     Some(i) => i,
                     None => {
@@ -577,9 +588,8 @@ impl Collection {
                         i
                     }
                 };
-                let id = v.key().clone();
-                v.insert(idx);
-                self.put_new(idx, id, object, updates, expires_at, new_place);
+                self.put_new(idx, Id::new(id), object, updates, expires_at, new_place);
+                self.by_id.insert(pos, idx, |s| slot_id(&self.slots, s));
                 return None;
             }
         };
@@ -613,8 +623,8 @@ impl Collection {
         Some(old)
     }
 
-    /// The rest of [`Collection::put`] for a new id, whose index `by_id`
-    /// already holds and whose slot is free.
+    /// The rest of [`Collection::put`] for a new id, whose slot is free; the
+    /// caller then puts the slot in `by_id`.
     fn put_new(
         &mut self,
         idx: u32,
@@ -636,7 +646,8 @@ impl Collection {
 
     /// Removes and returns the item under `id`, live or not.
     pub(crate) fn remove(&mut self, id: &str) -> Option<(Id, Item)> {
-        let idx = self.by_id.remove(id)?;
+        let pos = self.by_id.search(id, |s| slot_id(&self.slots, s)).ok()?;
+        let idx = self.by_id.remove(pos, |s| slot_id(&self.slots, s));
         let Slot { id, item } = self.slots[idx as usize]
             .take()
             .expect("indexes only refer to occupied slots");
@@ -652,7 +663,7 @@ impl Collection {
     /// Changes the expiry of a stored item.
     pub(crate) fn set_expiry(&mut self, id: &str, expires_at: Option<i64>) {
         let new = expires_at.unwrap_or(NEVER);
-        let Some(&idx) = self.by_id.get(id) else {
+        let Some(idx) = self.find(id) else {
             return;
         };
         let old = self.slot(idx).item.deadline();
@@ -667,7 +678,7 @@ impl Collection {
 
     /// Replaces the fields of a stored item.
     pub(crate) fn set_fields(&mut self, id: &str, fields: Fields) {
-        let Some(&idx) = self.by_id.get(id) else {
+        let Some(idx) = self.find(id) else {
             return;
         };
         self.update(idx, |item| item.set_fields(fields));
@@ -705,19 +716,20 @@ impl Collection {
         let m = WildMatch::new(pattern);
         self.by_id
             .iter()
-            .filter(|(k, &i)| self.slot(i).item.is_live(now_ms) && m.matches(k))
+            .map(|i| (&self.slot(i).id, i))
+            .filter(|&(k, i)| self.slot(i).item.is_live(now_ms) && m.matches(k))
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// SCAN: live items in id order (or reverse with `desc`).
     pub fn scan(&self, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
-        let walk: Box<dyn Iterator<Item = &u32>> = if opts.desc {
-            Box::new(self.by_id.values().rev())
+        let walk: Box<dyn Iterator<Item = u32>> = if opts.desc {
+            Box::new(self.by_id.iter().rev())
         } else {
-            Box::new(self.by_id.values())
+            Box::new(self.by_id.iter())
         };
-        let walk = walk.map(|&i| {
+        let walk = walk.map(|i| {
             let s = self.slot(i);
             (s.id.as_str(), &s.item, None)
         });
