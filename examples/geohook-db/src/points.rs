@@ -11,17 +11,17 @@
 //! the item decide.
 
 /// Most points in a leaf; a leaf that would hold one more is split in two.
-const LEAF_MAX: usize = 32;
+const LEAF_MAX: usize = 16;
 /// A leaf with fewer points after a removal is dissolved and its points
 /// inserted again, so that a moving fleet does not leave sparse leaves behind.
-const LEAF_MIN: usize = 8;
+const LEAF_MIN: usize = 4;
 /// Most children of an inner node.
 const INNER_MAX: usize = 16;
 /// Fewest children of an inner node before it is dissolved.
 const INNER_MIN: usize = 4;
 /// Points per leaf when the tree is built at once ([`PointTree::bulk_load`]):
 /// room for a few inserts before the first split.
-const BULK_LEAF: usize = 28;
+const BULK_LEAF: usize = 14;
 /// Children per inner node when the tree is built at once.
 const BULK_INNER: usize = 14;
 
@@ -65,6 +65,17 @@ impl Rect {
 
     fn contains(&self, xy: [f32; 2]) -> bool {
         (0..2).all(|a| self.lo[a] <= xy[a] && xy[a] <= self.hi[a])
+    }
+
+    /// The area shared with `o`, 0 when they do not meet.
+    fn overlap(&self, o: &Rect) -> f64 {
+        let w = f64::from(self.hi[0].min(o.hi[0])) - f64::from(self.lo[0].max(o.lo[0]));
+        let h = f64::from(self.hi[1].min(o.hi[1])) - f64::from(self.lo[1].max(o.lo[1]));
+        if w > 0.0 && h > 0.0 {
+            w * h
+        } else {
+            0.0
+        }
     }
 
     fn area(&self) -> f64 {
@@ -135,15 +146,15 @@ impl Node {
     fn insert(&mut self, e: PointEntry) -> Option<Child> {
         match self {
             Node::Leaf(v) => {
-                // Grow a leaf eight entries at a time rather than doubling it:
+                // Grow a leaf four entries at a time rather than doubling it:
                 // leaves are many and small, and doubling leaves a quarter of
                 // them empty on average.
                 if v.len() == v.capacity() {
-                    v.reserve_exact(8);
+                    v.reserve_exact(4);
                 }
                 v.push(e);
                 (v.len() > LEAF_MAX).then(|| {
-                    let right = split(v, |e| e.xy);
+                    let right = split(v, |e| Rect::of(e.xy));
                     let node = Node::Leaf(right);
                     Child {
                         rect: node.rect(),
@@ -167,12 +178,7 @@ impl Node {
                 c.rect = c.node.rect();
                 children.push(sibling);
                 (children.len() > INNER_MAX).then(|| {
-                    let right = split(children, |c| {
-                        [
-                            (c.rect.lo[0] + c.rect.hi[0]) / 2.0,
-                            (c.rect.lo[1] + c.rect.hi[1]) / 2.0,
-                        ]
-                    });
+                    let right = split(children, |c| c.rect);
                     let node = Node::Inner(right);
                     Child {
                         rect: node.rect(),
@@ -217,21 +223,53 @@ impl Node {
     }
 }
 
-/// Splits `v` in two halves along the axis on which `key` spreads most, keeps
-/// the lower half in `v` and returns the upper one; both get capacity for a
-/// few more entries.
-fn split<T>(v: &mut Vec<T>, key: impl Fn(&T) -> [f32; 2]) -> Vec<T> {
+/// Splits `v` in two along the axis on which `key` spreads most, at the
+/// position (leaving at least a quarter on each side) whose two rectangles
+/// overlap least, then have the least area: nodes that overlap less are
+/// opened less often by a search. Keeps the lower part in `v` and returns the
+/// upper one; both get capacity for a few more entries.
+fn split<T>(v: &mut Vec<T>, rect: impl Fn(&T) -> Rect) -> Vec<T> {
+    let centre = |t: &T, a: usize| {
+        let r = rect(t);
+        r.lo[a] + r.hi[a]
+    };
     let spread = |a: usize| {
         let (lo, hi) = v
             .iter()
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), t| {
-                (lo.min(key(t)[a]), hi.max(key(t)[a]))
+                (lo.min(centre(t, a)), hi.max(centre(t, a)))
             });
         hi - lo
     };
     let axis = usize::from(spread(1) > spread(0));
-    v.sort_by(|a, b| key(a)[axis].total_cmp(&key(b)[axis]));
-    let mut right = v.split_off(v.len() / 2);
+    v.sort_by(|a, b| centre(a, axis).total_cmp(&centre(b, axis)));
+    // Rectangles of every prefix and every suffix, then the best cut.
+    let n = v.len();
+    let mut pre = Vec::with_capacity(n);
+    let mut r = Rect::empty();
+    for t in v.iter() {
+        r.merge(&rect(t));
+        pre.push(r);
+    }
+    let mut suf = vec![Rect::empty(); n + 1];
+    for i in (0..n).rev() {
+        suf[i] = suf[i + 1];
+        suf[i].merge(&rect(&v[i]));
+    }
+    let min = (n / 4).max(1);
+    let cut = (min..=n - min)
+        .min_by(|&a, &b| {
+            let cost = |k: usize| {
+                (
+                    pre[k - 1].overlap(&suf[k]),
+                    pre[k - 1].area() + suf[k].area(),
+                )
+            };
+            let (ca, cb) = (cost(a), cost(b));
+            ca.0.total_cmp(&cb.0).then(ca.1.total_cmp(&cb.1))
+        })
+        .unwrap_or(n / 2);
+    let mut right = v.split_off(cut);
     right.reserve_exact(4);
     v.shrink_to(v.len() + 4);
     right
