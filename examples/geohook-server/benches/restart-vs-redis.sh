@@ -9,7 +9,7 @@
 # has the RDB preamble and automatic rewrites off, so that its file is the
 # GEOADD commands as written, like geohook's. Both are then stopped with
 # SIGTERM and started again, and the time from the process start to
-# `SCAN fleet COUNT` (geohook) or `ZCARD fleet` (redis) answering the full
+# `SCAN fleet LIMIT <points+1> COUNT` (geohook) or `ZCARD fleet` (redis) answering the full
 # count is measured, polling every 10 ms.
 #
 # Usage: examples/geohook-server/benches/restart-vs-redis.sh [points]
@@ -66,7 +66,7 @@ PY
 redis-cli -p "$GEO_PORT" --pipe <"$WORK/geo.cmds" >/dev/null
 redis-cli -p "$REDIS_PORT" --pipe <"$WORK/redis.cmds" >/dev/null
 rm -f "$WORK/geo.cmds" "$WORK/redis.cmds"
-until_answers "$POINTS" "$GEO_PORT" SCAN fleet COUNT
+until_answers "$POINTS" "$GEO_PORT" SCAN fleet LIMIT "$((POINTS + 1))" COUNT
 until_answers "$POINTS" "$REDIS_PORT" ZCARD fleet
 stop "$GEO_PID"
 stop "$REDIS_PID"
@@ -74,7 +74,7 @@ stop "$REDIS_PID"
 GEO_BYTES=$(du -cb "$WORK/geo"/*.aof | tail -1 | cut -f1)
 REDIS_BYTES=$(du -cb "$WORK/redis/appendonlydir"/*.aof | tail -1 | cut -f1)
 
-t0=$(now); start_geo; until_answers "$POINTS" "$GEO_PORT" SCAN fleet COUNT; t1=$(now)
+t0=$(now); start_geo; until_answers "$POINTS" "$GEO_PORT" SCAN fleet LIMIT "$((POINTS + 1))" COUNT; t1=$(now)
 GEO_S=$(echo "$t1 - $t0" | bc)
 t0=$(now); start_redis; until_answers "$POINTS" "$REDIS_PORT" ZCARD fleet; t1=$(now)
 REDIS_S=$(echo "$t1 - $t0" | bc)
