@@ -15,10 +15,12 @@
 # Usage: examples/geohook-server/benches/restart-vs-redis.sh [points]
 set -euo pipefail
 POINTS=${1:-1000000}
-GEO_PORT=${GEO_PORT:-29861}
-REDIS_PORT=${REDIS_PORT:-29862}
 
 source "$(dirname "$0")/common.sh"
+# Free ports unless given, so that a port held by another process is never
+# mistaken for a started server.
+GEO_PORT=${GEO_PORT:-$(free_port)}
+REDIS_PORT=${REDIS_PORT:-$(free_port)}
 
 mkdir -p "$WORK/geo" "$WORK/redis"
 start_geo() {
