@@ -574,8 +574,8 @@ impl Collection {
     ) -> Option<Item> {
         let expires_at = expires_at.unwrap_or(NEVER);
         let new_place = Place::of(&object);
-        // One search of the id map for a new id as for an existing one: the
-        // vacant entry takes the new slot's index directly.
+        // One search of the id order for a new id as for an existing one: a
+        // miss gives the position where the new slot goes.
         let idx = match self.by_id.search(id, |s| slot_id(&self.slots, s)) {
             Ok((b, i)) => self.by_id.slot_at((b, i)),
             Err(pos) => {

@@ -178,8 +178,8 @@ impl Database {
     }
 
     /// Ends a bulk load started by [`Database::defer_point_index`]: builds the
-    /// point index of every collection from the points it holds, and rebuilds
-    /// its id map with full nodes. Does nothing when no load is under way.
+    /// point index of every collection from the points it holds. Does nothing
+    /// when no load is under way.
     pub fn build_point_index(&mut self) {
         self.deferred = false;
         self.cols.values_mut().for_each(Collection::build_points);
