@@ -132,3 +132,26 @@ fn within_small_bounds(bencher: Bencher<'_, '_>, n: usize) {
         db.within("fleet", &area, &opts, NOW).hits.len()
     });
 }
+
+/// Stores `n` new points through `Database::set`, one insert into the point
+/// index each: the data-model side of a replay at start, as it is today.
+#[divan::bench(args = SIZES, sample_count = 3, sample_size = 1)]
+fn load_points_one_by_one(bencher: Bencher<'_, '_>, n: usize) {
+    bencher.bench_local(|| filled(n));
+}
+
+/// The same load with the point index built once at the end
+/// (`Database::defer_point_index`, then `build_point_index`).
+#[divan::bench(args = SIZES, sample_count = 3, sample_size = 1)]
+fn load_points_bulk(bencher: Bencher<'_, '_>, n: usize) {
+    bencher.bench_local(|| {
+        let mut rng = SmallRng::seed_from_u64(n as u64);
+        let mut db = Database::new();
+        db.defer_point_index();
+        for i in 0..n {
+            put(&mut db, &format!("truck{i}"), random_point(&mut rng));
+        }
+        db.build_point_index();
+        db
+    });
+}

@@ -64,35 +64,90 @@ fn main() {
     let sizes: &[usize] = if quick {
         &[10_000]
     } else {
-        &[100_000, 1_000_000]
+        &[100_000, 500_000, 1_000_000]
     };
+    // The public per-item types, so that the layout written in the README can
+    // be checked against the compiler's.
     println!(
-        "{:>10} {:>14} {:>12} {:>14}",
-        "points", "allocated", "bytes/point", "resident/point"
+        "size_of: Item {} Object {} Point {} Fields {}",
+        std::mem::size_of::<geohook_db::Item>(),
+        std::mem::size_of::<Object>(),
+        std::mem::size_of::<Point>(),
+        std::mem::size_of::<geohook_db::Fields>()
+    );
+    println!(
+        "{:>10} {:>6} {:>14} {:>12} {:>14}",
+        "points", "load", "allocated", "bytes/point", "resident/point"
     );
     for &n in sizes {
-        let (a0, r0) = read();
-        let mut db = Database::new();
-        for (i, (lat, lon)) in positions(n).enumerate() {
-            let p = Object::Point(Point::new(lat, lon).expect("in range"));
-            db.set(
-                "fleet",
-                &format!("truck{i}"),
-                p,
-                &[] as &[(&str, f64)],
-                None,
-                SetCondition::Always,
-                0,
-            )
-            .expect("set");
+        for bulk in [false, true] {
+            let (a0, r0) = read();
+            let db = load(n, bulk);
+            let (a1, r1) = read();
+            let used = a1.saturating_sub(a0);
+            println!(
+                "{n:>10} {:>6} {used:>14} {:>12.1} {:>14.1}",
+                if bulk { "bulk" } else { "set" },
+                used as f64 / n as f64,
+                r1.saturating_sub(r0) as f64 / n as f64
+            );
+            drop(db);
         }
-        let (a1, r1) = read();
-        let used = a1.saturating_sub(a0);
-        println!(
-            "{n:>10} {used:>14} {:>12.1} {:>14.1}",
-            used as f64 / n as f64,
-            r1.saturating_sub(r0) as f64 / n as f64
-        );
-        drop(db);
     }
+    // What an id map as a `BTreeMap` from ids to slots costs: keys of 16
+    // bytes (an inline id) or 24 (`SmolStr`, the id map before the id order
+    // replaced it), filled with the same ids in the same order, so that the
+    // map's share of the total before can be told apart from the slots' and
+    // the R-tree's.
+    println!(
+        "{:>10} {:>16} {:>16}",
+        "points", "idmap16 B/point", "idmap24 B/point"
+    );
+    for &n in sizes {
+        println!(
+            "{n:>10} {:>16.1} {:>16.1}",
+            id_map::<16>(n) as f64 / n as f64,
+            id_map::<24>(n) as f64 / n as f64
+        );
+    }
+}
+
+/// Bytes allocated by a `BTreeMap<[u8; K], u32>` of the ids `truck0..n`,
+/// zero-padded (which keeps their order).
+fn id_map<const K: usize>(n: usize) -> usize {
+    let (a0, _) = read();
+    let mut m = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let mut k = [0u8; K];
+        let id = format!("truck{i}");
+        k[..id.len()].copy_from_slice(id.as_bytes());
+        m.insert(k, i as u32);
+    }
+    let (a1, _) = read();
+    drop(m);
+    a1.saturating_sub(a0)
+}
+
+/// `n` points in one key through `Database::set`, or with the point index
+/// built at the end (`bulk`, the replay path).
+fn load(n: usize, bulk: bool) -> Database {
+    let mut db = Database::new();
+    if bulk {
+        db.defer_point_index();
+    }
+    for (i, (lat, lon)) in positions(n).enumerate() {
+        let p = Object::Point(Point::new(lat, lon).expect("in range"));
+        db.set(
+            "fleet",
+            &format!("truck{i}"),
+            p,
+            &[] as &[(&str, f64)],
+            None,
+            SetCondition::Always,
+            0,
+        )
+        .expect("set");
+    }
+    db.build_point_index();
+    db
 }

@@ -1,29 +1,53 @@
 //! One key's items: the id-ordered map, the R-tree, the expiry index, and searches.
 
 use std::cmp::Ordering;
-use std::collections::{btree_map, BTreeMap, BTreeSet, BinaryHeap, HashSet};
+use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use crate::glob::Glob;
-use rstar::{Envelope as _, RTree, RTreeNode, RTreeObject, AABB};
-use smol_str::SmolStr;
+use rstar::{RTree, RTreeNode, RTreeObject, AABB};
 
 use crate::field::FieldValue;
 use crate::geom::{Bounds, LowerBound, Point};
+use crate::id::{Id, IdOrder};
 use crate::object::{Area, Object};
+use crate::points::{self, PointEntry, PointTree, Rect};
 
 /// Sentinel for "no expiry", so that an item needs no `Option` tag for it.
 const NEVER: i64 = i64::MAX;
 
 /// An object with its fields and expiry, as stored under an id.
+///
+/// 40 bytes: the object (32) and one pointer to the fields and expiry, which
+/// is null for the common item that has neither, so that a plain point costs
+/// no allocation of its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     object: Object,
+    extra: Option<Box<Extra>>,
+}
+
+/// The parts of an item that most items do not have.
+#[derive(Debug, Clone, PartialEq)]
+struct Extra {
     fields: Fields,
     expires_at: i64,
 }
 
+static NO_FIELDS: Fields = Fields(None);
+
 impl Item {
+    fn new(object: Object, fields: Fields, expires_at: i64) -> Item {
+        Item {
+            object,
+            extra: Item::extra(fields, expires_at),
+        }
+    }
+
+    fn extra(fields: Fields, expires_at: i64) -> Option<Box<Extra>> {
+        (!fields.is_empty() || expires_at != NEVER).then(|| Box::new(Extra { fields, expires_at }))
+    }
+
     /// The stored object.
     pub fn object(&self) -> &Object {
         &self.object
@@ -31,18 +55,41 @@ impl Item {
 
     /// The item's fields (Tile38 FIELD), sorted by name.
     pub fn fields(&self) -> &Fields {
-        &self.fields
+        self.extra.as_ref().map_or(&NO_FIELDS, |e| &e.fields)
+    }
+
+    /// The deadline, [`NEVER`] without one.
+    fn deadline(&self) -> i64 {
+        self.extra.as_ref().map_or(NEVER, |e| e.expires_at)
+    }
+
+    fn set_deadline(&mut self, expires_at: i64) {
+        let fields = self.extra.take().map(|e| e.fields).unwrap_or_default();
+        self.extra = Item::extra(fields, expires_at);
+    }
+
+    fn set_fields(&mut self, fields: Fields) {
+        let expires_at = self.deadline();
+        self.extra = Item::extra(fields, expires_at);
+    }
+
+    /// Bytes the item holds on the heap outside its object.
+    fn extra_bytes(&self) -> usize {
+        self.extra
+            .as_ref()
+            .map_or(0, |e| std::mem::size_of::<Extra>() + e.fields.heap_bytes())
     }
 
     /// Absolute expiry in unix milliseconds, if the item has a TTL.
     pub fn expires_at(&self) -> Option<i64> {
-        (self.expires_at != NEVER).then_some(self.expires_at)
+        let t = self.deadline();
+        (t != NEVER).then_some(t)
     }
 
     /// True while the item has not expired at `now_ms`. An item is expired from
     /// the millisecond its deadline is reached (`expires_at <= now`).
     pub fn is_live(&self, now_ms: i64) -> bool {
-        self.expires_at > now_ms
+        self.deadline() > now_ms
     }
 }
 
@@ -263,37 +310,77 @@ fn envelope(b: &Bounds) -> AABB<[f32; 2]> {
 }
 
 /// An id and its item, at a fixed index that the R-tree and the expiry index
-/// refer to.
+/// refer to: 56 bytes (id 16, item 40), with no allocation of its own for an
+/// id of up to 14 bytes and an item without fields or TTL.
 #[derive(Debug)]
 struct Slot {
-    id: SmolStr,
+    id: Id,
     item: Item,
+}
+
+/// Where an object is indexed: plain points in the compact point tree, other
+/// spatial objects in the R-tree under their rounded-out box, strings nowhere.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Place {
+    Nowhere,
+    Point([f32; 2]),
+    Box(AABB<[f32; 2]>),
+}
+
+impl Place {
+    fn of(o: &Object) -> Place {
+        match o {
+            Object::Point(p) => Place::Point([p.lon as f32, p.lat as f32]),
+            other => other
+                .bounds()
+                .map_or(Place::Nowhere, |b| Place::Box(envelope(&b))),
+        }
+    }
 }
 
 /// All items of one key.
 ///
 /// Items live in `slots` at stable indices (freed indices are reused). `by_id`
 /// maps ids to indices in id order, for lookups, SCAN and cursors; ids of up to
-/// 23 bytes are stored inline, so that a lookup compares bytes in the tree's own
+/// 14 bytes are stored inline, so that a lookup compares bytes in the tree's own
 /// nodes instead of chasing a pointer per comparison. Invariants: `by_id` and the
-/// occupied slots are in one-to-one correspondence; a slot is in `tree` exactly
-/// when its object is spatial, under its rounded-out bounding box; it is in
-/// `expiries` exactly when it has a TTL, under `(expires_at, index)`; the
-/// counters equal the sums over the occupied slots.
+/// occupied slots are in one-to-one correspondence; a slot whose object is a
+/// point is in `points` under its position rounded to `f32`, and a slot whose
+/// object is another spatial kind is in `tree` under its rounded-out bounding
+/// box; it is in `expiries` exactly when it has a TTL, under
+/// `(expires_at, index)`; the counters equal the sums over the occupied slots.
 #[derive(Debug, Default)]
 pub struct Collection {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_id: BTreeMap<SmolStr, u32>,
+    by_id: IdOrder,
+    points: PointTree,
     tree: RTree<Entry, TreeParams>,
     expiries: BTreeSet<(i64, u32)>,
     names: HashSet<Arc<str>>,
+    /// While true, points are left out of `points` (see
+    /// [`crate::Database::defer_point_index`]).
+    deferred: bool,
     num_points: usize,
     num_strings: usize,
     mem: usize,
 }
 
+/// The id in slot `s`, for the searches of [`IdOrder`].
+fn slot_id(slots: &[Option<Slot>], s: u32) -> &str {
+    slots[s as usize]
+        .as_ref()
+        .expect("the id order only holds occupied slots")
+        .id
+        .as_str()
+}
+
 impl Collection {
+    /// The slot under `id`.
+    fn find(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id, |s| slot_id(&self.slots, s))
+    }
+
     fn slot(&self, idx: u32) -> &Slot {
         self.slots[idx as usize]
             .as_ref()
@@ -308,7 +395,7 @@ impl Collection {
 
     /// The live item under `id`.
     pub fn get(&self, id: &str, now_ms: i64) -> Option<&Item> {
-        let idx = *self.by_id.get(id)?;
+        let idx = self.find(id)?;
         Some(&self.slot(idx).item).filter(|i| i.is_live(now_ms))
     }
 
@@ -338,8 +425,8 @@ impl Collection {
     /// Live items in id order.
     pub fn iter(&self, now_ms: i64) -> impl DoubleEndedIterator<Item = (&str, &Item)> + '_ {
         self.by_id
-            .values()
-            .map(|&i| self.slot(i))
+            .iter()
+            .map(|i| self.slot(i))
             .filter(move |s| s.item.is_live(now_ms))
             .map(|s| (s.id.as_str(), &s.item))
     }
@@ -349,14 +436,16 @@ impl Collection {
         after: Option<&'a str>,
         now_ms: i64,
     ) -> impl Iterator<Item = (&'a str, &'a Item)> + 'a {
-        use std::ops::Bound;
-        let lower = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
+        let from = match after {
+            Some(a) => match self.by_id.search(a, |s| slot_id(&self.slots, s)) {
+                Ok((b, i)) => (b, i + 1),
+                Err(pos) => pos,
+            },
+            None => (0, 0),
         };
         self.by_id
-            .range::<str, _>((lower, Bound::Unbounded))
-            .map(|(_, &i)| self.slot(i))
+            .iter_from(from)
+            .map(|i| self.slot(i))
             .filter(move |s| s.item.is_live(now_ms))
             .map(|s| (s.id.as_str(), &s.item))
     }
@@ -393,15 +482,14 @@ impl Collection {
         n
     }
 
-    fn footprint(id: &str, item: &Item) -> usize {
-        // Slot, id-map entry, R-tree entry, and what they point to.
-        let heap_id = if id.len() > 23 { id.len() + 16 } else { 0 };
+    fn footprint(id: &Id, item: &Item) -> usize {
+        // Slot, id-map entry, index entry, and what they point to.
         let base = std::mem::size_of::<Option<Slot>>()
-            + std::mem::size_of::<(SmolStr, u32)>()
-            + heap_id
-            + item.fields.heap_bytes();
+            + std::mem::size_of::<u32>()
+            + id.heap_bytes()
+            + item.extra_bytes();
         let obj = match &item.object {
-            Object::Point(_) => std::mem::size_of::<Entry>(),
+            Object::Point(_) => std::mem::size_of::<PointEntry>(),
             Object::Bounds(_) => std::mem::size_of::<Bounds>() + std::mem::size_of::<Entry>(),
             Object::Geometry(g) => {
                 g.as_str().len()
@@ -414,7 +502,7 @@ impl Collection {
         base + obj
     }
 
-    fn account(&mut self, id: &str, item: &Item, add: bool) {
+    fn account(&mut self, id: &Id, item: &Item, add: bool) {
         let (p, s, m) = (
             item.object.num_points(),
             usize::from(!item.object.is_spatial()),
@@ -431,10 +519,51 @@ impl Collection {
         }
     }
 
+    fn index(&mut self, place: Place, slot: u32) {
+        match place {
+            Place::Nowhere => {}
+            Place::Point(_) if self.deferred => {}
+            Place::Point(xy) => self.points.insert(PointEntry { xy, slot }),
+            Place::Box(env) => self.tree.insert(Entry { env, slot }),
+        }
+    }
+
+    /// Leaves points out of the point index until [`Collection::build_points`].
+    pub(crate) fn defer_points(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Builds the point index at once from the stored points, if it was deferred.
+    pub(crate) fn build_points(&mut self) {
+        if !std::mem::take(&mut self.deferred) {
+            return;
+        }
+        let entries = self
+            .slots
+            .iter()
+            .zip(0u32..)
+            .filter_map(|(s, slot)| match Place::of(&s.as_ref()?.item.object) {
+                Place::Point(xy) => Some(PointEntry { xy, slot }),
+                _ => None,
+            })
+            .collect();
+        self.points = PointTree::bulk_load(entries);
+    }
+
+    fn unindex(&mut self, place: Place, slot: u32) {
+        let removed = match place {
+            Place::Nowhere => true,
+            Place::Point(_) if self.deferred => true,
+            Place::Point(xy) => self.points.remove(xy, slot),
+            Place::Box(env) => self.tree.remove(&Entry { env, slot }).is_some(),
+        };
+        debug_assert!(removed, "index entry missing for slot {slot}");
+    }
+
     /// Stores `object` under `id` with `updates` merged into the fields of the
     /// item it replaces when that item is live, and returns the replaced item
-    /// (live or not). One id lookup; the R-tree is touched only when the bounding
-    /// box changes.
+    /// (live or not). One id lookup; the spatial index is touched only when the
+    /// object's place in it changes.
     pub(crate) fn put(
         &mut self,
         id: &str,
@@ -444,12 +573,12 @@ impl Collection {
         now_ms: i64,
     ) -> Option<Item> {
         let expires_at = expires_at.unwrap_or(NEVER);
-        let new_box = object.bounds().map(|b| envelope(&b));
-        // One search of the id map for a new id as for an existing one: the
-        // vacant entry takes the new slot's index directly.
-        let idx = match self.by_id.entry(SmolStr::new(id)) {
-            btree_map::Entry::Occupied(e) => *e.get(),
-            btree_map::Entry::Vacant(v) => {
+        let new_place = Place::of(&object);
+        // One search of the id order for a new id as for an existing one: a
+        // miss gives the position where the new slot goes.
+        let idx = match self.by_id.search(id, |s| slot_id(&self.slots, s)) {
+            Ok((b, i)) => self.by_id.slot_at((b, i)),
+            Err(pos) => {
                 let idx = match self.free.pop() {
                     Some(i) => i,
                     None => {
@@ -459,38 +588,25 @@ impl Collection {
                         i
                     }
                 };
-                v.insert(idx);
-                self.put_new(idx, id, object, updates, expires_at, new_box);
+                self.put_new(idx, Id::new(id), object, updates, expires_at, new_place);
+                self.by_id.insert(pos, idx, |s| slot_id(&self.slots, s));
                 return None;
             }
         };
-        let (old_box, old_exp, base) = {
+        let (old_place, old_exp, base) = {
             let old = &self.slot(idx).item;
             let base = if old.is_live(now_ms) {
-                old.fields.clone()
+                old.fields().clone()
             } else {
                 Fields::default()
             };
-            (
-                old.object.bounds().map(|b| envelope(&b)),
-                old.expires_at,
-                base,
-            )
+            (Place::of(&old.object), old.deadline(), base)
         };
         let (fields, _) = base.merged(updates);
-        let item = Item {
-            object,
-            fields,
-            expires_at,
-        };
-        if old_box != new_box {
-            if let Some(env) = old_box {
-                let removed = self.tree.remove(&Entry { env, slot: idx });
-                debug_assert!(removed.is_some(), "R-tree entry missing for slot {idx}");
-            }
-            if let Some(env) = new_box {
-                self.tree.insert(Entry { env, slot: idx });
-            }
+        let item = Item::new(object, fields, expires_at);
+        if old_place != new_place {
+            self.unindex(old_place, idx);
+            self.index(new_place, idx);
         }
         if old_exp != expires_at {
             if old_exp != NEVER {
@@ -500,59 +616,46 @@ impl Collection {
                 self.expiries.insert((expires_at, idx));
             }
         }
-        self.account(id, &item, true);
+        let id = self.slot(idx).id.clone();
+        self.account(&id, &item, true);
         let old = std::mem::replace(&mut self.slot_mut(idx).item, item);
-        self.account(id, &old, false);
+        self.account(&id, &old, false);
         Some(old)
     }
 
-    /// The rest of [`Collection::put`] for a new id, whose index `by_id`
-    /// already holds and whose slot is free.
+    /// The rest of [`Collection::put`] for a new id, whose slot is free; the
+    /// caller then puts the slot in `by_id`.
     fn put_new(
         &mut self,
         idx: u32,
-        id: &str,
+        id: Id,
         object: Object,
         updates: &[(Arc<str>, FieldValue)],
         expires_at: i64,
-        new_box: Option<AABB<[f32; 2]>>,
+        place: Place,
     ) {
         let (fields, _) = Fields::default().merged(updates);
-        let item = Item {
-            object,
-            fields,
-            expires_at,
-        };
-        self.account(id, &item, true);
-        self.slots[idx as usize] = Some(Slot {
-            id: SmolStr::new(id),
-            item,
-        });
-        if let Some(env) = new_box {
-            self.tree.insert(Entry { env, slot: idx });
-        }
+        let item = Item::new(object, fields, expires_at);
+        self.account(&id, &item, true);
+        self.slots[idx as usize] = Some(Slot { id, item });
+        self.index(place, idx);
         if expires_at != NEVER {
             self.expiries.insert((expires_at, idx));
         }
     }
 
     /// Removes and returns the item under `id`, live or not.
-    pub(crate) fn remove(&mut self, id: &str) -> Option<(SmolStr, Item)> {
-        let idx = self.by_id.remove(id)?;
+    pub(crate) fn remove(&mut self, id: &str) -> Option<(Id, Item)> {
+        let pos = self.by_id.search(id, |s| slot_id(&self.slots, s)).ok()?;
+        let idx = self.by_id.remove(pos, |s| slot_id(&self.slots, s));
         let Slot { id, item } = self.slots[idx as usize]
             .take()
             .expect("indexes only refer to occupied slots");
         self.free.push(idx);
         self.account(&id, &item, false);
-        if let Some(b) = item.object.bounds() {
-            let removed = self.tree.remove(&Entry {
-                env: envelope(&b),
-                slot: idx,
-            });
-            debug_assert!(removed.is_some(), "R-tree entry missing for {id}");
-        }
-        if item.expires_at != NEVER {
-            self.expiries.remove(&(item.expires_at, idx));
+        self.unindex(Place::of(&item.object), idx);
+        if item.deadline() != NEVER {
+            self.expiries.remove(&(item.deadline(), idx));
         }
         Some((id, item))
     }
@@ -560,27 +663,35 @@ impl Collection {
     /// Changes the expiry of a stored item.
     pub(crate) fn set_expiry(&mut self, id: &str, expires_at: Option<i64>) {
         let new = expires_at.unwrap_or(NEVER);
-        let Some(&idx) = self.by_id.get(id) else {
+        let Some(idx) = self.find(id) else {
             return;
         };
-        let old = self.slot(idx).item.expires_at;
+        let old = self.slot(idx).item.deadline();
         if old != NEVER {
             self.expiries.remove(&(old, idx));
         }
         if new != NEVER {
             self.expiries.insert((new, idx));
         }
-        self.slot_mut(idx).item.expires_at = new;
+        self.update(idx, |item| item.set_deadline(new));
     }
 
     /// Replaces the fields of a stored item.
     pub(crate) fn set_fields(&mut self, id: &str, fields: Fields) {
-        let Some(&idx) = self.by_id.get(id) else {
+        let Some(idx) = self.find(id) else {
             return;
         };
-        let before = Self::footprint(id, &self.slot(idx).item);
-        self.slot_mut(idx).item.fields = fields;
-        let after = Self::footprint(id, &self.slot(idx).item);
+        self.update(idx, |item| item.set_fields(fields));
+    }
+
+    /// Changes the item in slot `idx` in place, keeping the memory estimate.
+    fn update(&mut self, idx: u32, f: impl FnOnce(&mut Item)) {
+        let slot = self.slots[idx as usize]
+            .as_mut()
+            .expect("indexes only refer to occupied slots");
+        let before = Self::footprint(&slot.id, &slot.item);
+        f(&mut slot.item);
+        let after = Self::footprint(&slot.id, &slot.item);
         self.mem = self.mem - before + after;
     }
 
@@ -601,23 +712,24 @@ impl Collection {
     }
 
     /// Live items whose id matches the glob `pattern`, in id order.
-    pub(crate) fn matching_ids(&self, pattern: &str, now_ms: i64) -> Vec<SmolStr> {
+    pub(crate) fn matching_ids(&self, pattern: &str, now_ms: i64) -> Vec<Id> {
         let m = Glob::new(pattern);
         self.by_id
             .iter()
-            .filter(|(k, &i)| self.slot(i).item.is_live(now_ms) && m.is_match(k))
+            .map(|i| (&self.slot(i).id, i))
+            .filter(|&(k, i)| self.slot(i).item.is_live(now_ms) && m.is_match(k))
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// SCAN: live items in id order (or reverse with `desc`).
     pub fn scan(&self, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
-        let walk: Box<dyn Iterator<Item = &u32>> = if opts.desc {
-            Box::new(self.by_id.values().rev())
+        let walk: Box<dyn Iterator<Item = u32>> = if opts.desc {
+            Box::new(self.by_id.iter().rev())
         } else {
-            Box::new(self.by_id.values())
+            Box::new(self.by_id.iter())
         };
-        let walk = walk.map(|&i| {
+        let walk = walk.map(|i| {
             let s = self.slot(i);
             (s.id.as_str(), &s.item, None)
         });
@@ -644,11 +756,24 @@ impl Collection {
         let Some(b) = area.bounds() else {
             return Page::default();
         };
+        let env = envelope(&b);
+        // Points first, then the other spatial objects: a fixed order for
+        // cursors while the collection does not change.
+        let q = Rect {
+            lo: env.lower(),
+            hi: env.upper(),
+        };
         let walk = self
-            .tree
-            .locate_in_envelope_intersecting(&envelope(&b))
-            .map(|e| {
-                let s = self.slot(e.slot);
+            .points
+            .locate(q)
+            .map(|e| e.slot)
+            .chain(
+                self.tree
+                    .locate_in_envelope_intersecting(&env)
+                    .map(|e| e.slot),
+            )
+            .map(|i| {
+                let s = self.slot(i);
                 (s.id.as_str(), &s.item, None)
             });
         collect(walk, opts, now_ms, |i| test(&i.object))
@@ -697,7 +822,7 @@ fn collect<'a>(
         if !patterns.is_empty() && !patterns.iter().any(|p| p.is_match(id)) {
             continue;
         }
-        if !opts.wheres.iter().all(|w| w.accepts(&item.fields)) {
+        if !opts.wheres.iter().all(|w| w.accepts(item.fields())) {
             continue;
         }
         if !test(item) {
@@ -717,8 +842,10 @@ fn collect<'a>(
 /// A candidate of the best-first walk.
 enum Cand<'a> {
     Node(&'a rstar::ParentNode<Entry>),
-    /// A leaf keyed by a lower bound of its distance.
-    Leaf(&'a Entry),
+    /// A node of the point tree.
+    Points(&'a points::Node),
+    /// A leaf (by its slot) keyed by a lower bound of its distance.
+    Leaf(u32),
     /// A leaf keyed by its exact distance.
     Exact(&'a Slot),
 }
@@ -734,7 +861,7 @@ impl Queued<'_> {
     /// items then come out in id order.
     fn rank(&self) -> u8 {
         match self.cand {
-            Cand::Node(_) => 0,
+            Cand::Node(_) | Cand::Points(_) => 0,
             Cand::Leaf(_) => 1,
             Cand::Exact(..) => 2,
         }
@@ -782,7 +909,7 @@ struct Nearest<'a> {
     max: f64,
     /// With a radius, the latitude/longitude box around the circle: a child
     /// whose box misses it is skipped by four comparisons, before its bound.
-    window: Option<AABB<[f32; 2]>>,
+    window: Option<Rect>,
     heap: BinaryHeap<Queued<'a>>,
 }
 
@@ -797,15 +924,21 @@ impl<'a> Nearest<'a> {
                 cand: Cand::Node(col.tree.root()),
             });
         }
+        if col.points.len() > 0 {
+            heap.push(Queued {
+                dist: 0.0,
+                cand: Cand::Points(col.points.root()),
+            });
+        }
         // Widened by a hair beyond the rounding of its trigonometry; a
         // superset only costs a bound computation.
         let window = max.is_finite().then(|| {
             let b = crate::geom::circle_bounds(&center, max);
             let pad = 1e-7;
-            AABB::from_corners(
-                [down(b.sw.lon - pad), down(b.sw.lat - pad)],
-                [up(b.ne.lon + pad), up(b.ne.lat + pad)],
-            )
+            Rect {
+                lo: [down(b.sw.lon - pad), down(b.sw.lat - pad)],
+                hi: [up(b.ne.lon + pad), up(b.ne.lat + pad)],
+            }
         });
         Nearest {
             col,
@@ -817,13 +950,24 @@ impl<'a> Nearest<'a> {
         }
     }
 
-    /// False when `env` lies wholly outside the radius's window.
-    fn in_window(&self, env: &AABB<[f32; 2]>) -> bool {
-        self.window.as_ref().is_none_or(|w| w.intersects(env))
+    /// False when `r` lies wholly outside the radius's window.
+    fn in_window(&self, r: &Rect) -> bool {
+        self.window.as_ref().is_none_or(|w| w.intersects(r))
     }
 
-    fn bound(&self, env: &AABB<[f32; 2]>) -> f64 {
-        let (lo, hi) = (env.lower(), env.upper());
+    /// Queues `cand`, whose box is `r`, unless it is outside the radius.
+    fn offer(&mut self, r: &Rect, cand: Cand<'a>) {
+        if !self.in_window(r) {
+            return;
+        }
+        let dist = self.bound(r);
+        if dist <= self.max {
+            self.heap.push(Queued { dist, cand });
+        }
+    }
+
+    fn bound(&self, r: &Rect) -> f64 {
+        let (lo, hi) = (r.lo, r.hi);
         self.bound.rect(
             f64::from(lo[0]),
             f64::from(lo[1]),
@@ -841,20 +985,30 @@ impl<'a> Iterator for Nearest<'a> {
             match q.cand {
                 Cand::Node(node) => {
                     for child in node.children() {
-                        if !self.in_window(&child.envelope()) {
-                            continue;
-                        }
-                        let (dist, cand) = match child {
-                            RTreeNode::Parent(p) => (self.bound(&p.envelope()), Cand::Node(p)),
-                            RTreeNode::Leaf(e) => (self.bound(&e.env), Cand::Leaf(e)),
+                        let env = child.envelope();
+                        let r = Rect {
+                            lo: env.lower(),
+                            hi: env.upper(),
                         };
-                        if dist <= self.max {
-                            self.heap.push(Queued { dist, cand });
-                        }
+                        let cand = match child {
+                            RTreeNode::Parent(p) => Cand::Node(p),
+                            RTreeNode::Leaf(e) => Cand::Leaf(e.slot),
+                        };
+                        self.offer(&r, cand);
                     }
                 }
-                Cand::Leaf(e) => {
-                    let slot = self.col.slot(e.slot);
+                Cand::Points(points::Node::Inner(children)) => {
+                    for c in children {
+                        self.offer(&c.rect, Cand::Points(&c.node));
+                    }
+                }
+                Cand::Points(points::Node::Leaf(entries)) => {
+                    for e in entries {
+                        self.offer(&Rect::of(e.xy), Cand::Leaf(e.slot));
+                    }
+                }
+                Cand::Leaf(idx) => {
+                    let slot = self.col.slot(idx);
                     let dist = match &slot.item.object {
                         // The same value as `Object::distance_to`, with the
                         // centre's cosine computed once per walk.

@@ -46,6 +46,8 @@ pub type Expired = (Arc<str>, Arc<str>, Item);
 #[derive(Debug, Default)]
 pub struct Database {
     cols: BTreeMap<Arc<str>, Collection>,
+    /// Set by [`Database::defer_point_index`], for collections made meanwhile.
+    deferred: bool,
 }
 
 fn reserved(name: &str) -> bool {
@@ -145,7 +147,13 @@ impl Database {
         }
         let col = match self.cols.get_mut(key) {
             Some(c) => c,
-            None => self.cols.entry(Arc::from(key)).or_default(),
+            None => {
+                let c = self.cols.entry(Arc::from(key)).or_default();
+                if self.deferred {
+                    c.defer_points();
+                }
+                c
+            }
         };
         let updates: Vec<(Arc<str>, FieldValue)> = fields
             .into_iter()
@@ -153,6 +161,28 @@ impl Database {
             .collect();
         let old = col.put(id, object, &updates, expires_at, now_ms);
         Ok(old.filter(|i| i.is_live(now_ms)))
+    }
+
+    /// Starts a bulk load, for replaying a log at start: from now on, points
+    /// that are written are stored but not put in their collection's spatial
+    /// index, which [`Database::build_point_index`] then builds at once, packed
+    /// full, in a fraction of the time that one insert per point takes.
+    ///
+    /// Until then NEARBY, WITHIN and INTERSECTS do not see points (every other
+    /// read and write does, and objects of the other kinds are indexed as
+    /// usual), so call this only while nothing is served, and always follow it
+    /// with [`Database::build_point_index`].
+    pub fn defer_point_index(&mut self) {
+        self.deferred = true;
+        self.cols.values_mut().for_each(Collection::defer_points);
+    }
+
+    /// Ends a bulk load started by [`Database::defer_point_index`]: builds the
+    /// point index of every collection from the points it holds. Does nothing
+    /// when no load is under way.
+    pub fn build_point_index(&mut self) {
+        self.deferred = false;
+        self.cols.values_mut().for_each(Collection::build_points);
     }
 
     /// GET: the live item under `key`/`id`.

@@ -68,7 +68,9 @@ mod error;
 mod field;
 mod geom;
 mod glob;
+mod id;
 mod object;
+mod points;
 
 pub use collection::{Collection, CollectionStats, Fields, Hit, Item, Page, SearchOpts, Where};
 pub use db::{Database, DbStats, Expired, SetCondition};

@@ -220,13 +220,20 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..120),
         q in (coord(), coord(), 0..8u8, 0..8u8, 1..40u32, 1..9usize, 0..100u8),
         desc in any::<bool>(),
+        bulk_from in proptest::option::of(0..120usize),
     ) {
         let mut db = Database::new();
         let mut model = Model::new();
         let mut now = NOW;
-        for op in &ops {
+        // With `bulk_from`, the writes from that one on are a bulk load (as a
+        // replay at start does): the point index is built once they are done.
+        for (i, op) in ops.iter().enumerate() {
+            if bulk_from == Some(i) {
+                db.defer_point_index();
+            }
             apply(&mut db, &mut model, &mut now, op);
         }
+        db.build_point_index();
         let (lat, lon, h, w, radius_steps, limit, min_speed) = q;
         let live: Vec<(&String, &ModelItem)> =
             model.iter().filter(|(_, m)| m.expires.is_none_or(|t| t > now)).collect();

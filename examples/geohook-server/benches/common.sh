@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 cd "$ROOT"
 if [ -z "${BIN:-}" ]; then
   cargo build -q --release -p geohook-server --bin geohook-server
-  BIN="$ROOT/target/release/geohook-server"
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/geohook-server"
 fi
 WORK="$(mktemp -d)"
 PIDS=()

@@ -107,6 +107,9 @@ pub(crate) fn load(
     let mut count = 0u64;
     let started = Instant::now();
     core.loading = true;
+    // Points are indexed once, in bulk, after the whole file is read: the
+    // replay itself runs no spatial search.
+    core.db.defer_point_index();
     loop {
         // Zero runs left by a crash on some file systems are skipped, as
         // Tile38 does.
@@ -135,6 +138,7 @@ pub(crate) fn load(
             Err(e) => anyhow::bail!("{}: damaged record at offset {start}: {e}", path.display()),
         }
     }
+    core.db.build_point_index();
     core.loading = false;
     if start < bytes.len() {
         // wal-repair runs first and cuts a torn tail, so leftovers here mean
