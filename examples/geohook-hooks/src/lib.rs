@@ -87,6 +87,7 @@ mod endpoint;
 mod error;
 mod fence;
 mod hooks;
+mod journal;
 mod metrics;
 mod queue;
 
@@ -95,5 +96,6 @@ pub use endpoint::{Endpoint, Scheme, Target};
 pub use error::{Error, Result};
 pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
 pub use hooks::{Change, HookInfo, Hooks, SetOutcome};
+pub use journal::{Journal, Opened, Replayed};
 pub use metrics::{Metrics, SchemeMetrics};
 pub use queue::{Outbox, Pushed, QueueConfig};

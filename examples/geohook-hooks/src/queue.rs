@@ -5,8 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use parking_lot::{Mutex, RwLock};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::deliver::{Deliverer, DeliveryConfig, Payload};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, Replayed};
 use crate::metrics::{Counters, Metrics};
 
 /// Queueing and retry settings.
@@ -157,7 +158,10 @@ pub struct Outbox {
     ready_tx: mpsc::UnboundedSender<Arc<HookQueue>>,
     ready_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<HookQueue>>>,
     leader: AtomicBool,
-    seq: AtomicU64,
+    /// The next event id; see [`Outbox::next_id`].
+    next_id: AtomicU64,
+    /// The durable journal, once attached; without it queues live in memory only.
+    journal: OnceLock<Journal>,
 }
 
 impl Outbox {
@@ -181,8 +185,79 @@ impl Outbox {
             ready_tx,
             ready_rx: tokio::sync::Mutex::new(ready_rx),
             leader: AtomicBool::new(true),
-            seq: AtomicU64::new(0),
+            next_id: AtomicU64::new(unix_micros()),
+            journal: OnceLock::new(),
         })
+    }
+
+    /// Takes the next event id. Ids start at the Unix time in microseconds and never go below one
+    /// above the highest id in the journal, so they stay unique across restarts, with or without a
+    /// journal, as long as the clock does not run backwards; a receiver can drop duplicates by id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
+    }
+
+    /// Makes the queues durable: from now on every queued message is recorded in `journal` before
+    /// [`Outbox::push_event`] returns (buffered; the caller flushes it with [`Outbox::flush_journal`]
+    /// before acknowledging the write that caused it), and every message that leaves its queue is
+    /// recorded as done. The `pending` events read back at open are queued again in id order; those
+    /// whose hook no longer exists are recorded as done and counted as removed, those past their
+    /// time-to-live as expired. Call it once, after the hooks are loaded and before any event is
+    /// pushed. Returns how many events were queued again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if a journal is already attached.
+    pub fn attach_journal(
+        &self,
+        journal: Journal,
+        pending: Vec<Replayed>,
+        next_id: u64,
+    ) -> Result<usize> {
+        if self.journal.set(journal).is_err() {
+            return Err(Error::InvalidConfig {
+                field: "journal",
+                reason: "already attached".into(),
+            });
+        }
+        self.next_id.fetch_max(next_id, Relaxed);
+        let journal = self.journal.get().expect("just set");
+        let now_ms = unix_micros() / 1000;
+        let mut requeued = 0;
+        for r in pending {
+            let age = Duration::from_millis(now_ms.saturating_sub(r.queued_ms));
+            match self.enqueue(
+                &r.hook,
+                r.id,
+                r.payload,
+                self.config.message_ttl.saturating_sub(age),
+                false,
+            ) {
+                Pushed::Queued => requeued += 1,
+                Pushed::UnknownHook | Pushed::NotLeader => {
+                    self.counters.dropped_removed.fetch_add(1, Relaxed);
+                    journal.done(r.id);
+                }
+                Pushed::Overflow => journal.done(r.id),
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// The journal, when attached.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.get()
+    }
+
+    /// Writes the journal's buffered records, and fsyncs them when `sync` is true; nothing without a
+    /// journal.
+    ///
+    /// # Errors
+    /// As [`Journal::flush`].
+    pub fn flush_journal(&self, sync: bool) -> Result<()> {
+        match self.journal.get() {
+            Some(j) => j.flush(sync),
+            None => Ok(()),
+        }
     }
 
     /// The settings in force.
@@ -251,19 +326,37 @@ impl Outbox {
         self.leader.load(Relaxed)
     }
 
-    /// Queues one message for a hook.
+    /// Queues one message for a hook under a new id.
     pub fn push(&self, hook: &str, payload: Payload) -> Pushed {
+        let id = self.next_id();
+        self.push_event(hook, id, payload)
+    }
+
+    /// Queues one message for a hook under the id taken with [`Outbox::next_id`] (and written into
+    /// its body), recording it in the journal when one is attached.
+    pub fn push_event(&self, hook: &str, id: u64, payload: Payload) -> Pushed {
+        self.enqueue(hook, id, payload, self.config.message_ttl, true)
+    }
+
+    fn enqueue(
+        &self,
+        hook: &str,
+        id: u64,
+        payload: Payload,
+        ttl: Duration,
+        record: bool,
+    ) -> Pushed {
         if !self.is_leader() {
             return Pushed::NotLeader;
         }
         let queues = self.queues.read();
-        let Some(q) = queues.get(hook) else {
+        let Some((name, q)) = queues.get_key_value(hook) else {
             return Pushed::UnknownHook;
         };
         let queued = Queued {
-            seq: self.seq.fetch_add(1, Relaxed),
+            seq: id,
             payload,
-            expires: Instant::now() + self.config.message_ttl,
+            expires: Instant::now() + ttl,
         };
         let size = queued.size();
         let mut state = q.state.lock();
@@ -273,6 +366,12 @@ impl Outbox {
         {
             self.counters.dropped_overflow.fetch_add(1, Relaxed);
             return Pushed::Overflow;
+        }
+        if record {
+            if let Some(j) = self.journal.get() {
+                // Under the queue's lock, so the journal's order of a hook's events is its queue order.
+                j.enqueue(id, name, unix_micros() / 1000, &queued.payload);
+            }
         }
         state.bytes += size;
         state.messages.push_back(queued);
@@ -297,6 +396,11 @@ impl Outbox {
 
     fn discard(&self, state: &mut QueueState) {
         let n = state.messages.len() as u64;
+        if let Some(j) = self.journal.get() {
+            for m in &state.messages {
+                j.done(m.seq);
+            }
+        }
         self.counters.dropped_removed.fetch_add(n, Relaxed);
         self.counters.queued_messages.fetch_sub(n, Relaxed);
         self.counters.queued_bytes.fetch_sub(state.bytes, Relaxed);
@@ -364,7 +468,7 @@ impl Outbox {
                 // Messages are queued in time order, so the expired ones are always a prefix.
                 while state.messages.front().is_some_and(|m| m.expires <= now) {
                     let m = state.messages.pop_front().expect("front exists");
-                    self.account_removal(&mut state, m.size());
+                    self.account_removal(&mut state, &m);
                     self.counters.dropped_expired.fetch_add(1, Relaxed);
                     state.attempts = 0;
                 }
@@ -396,7 +500,7 @@ impl Outbox {
                 // The queue may have been cleared during the send (role change); pop only our message.
                 if state.messages.front().is_some_and(|m| m.seq == seq) {
                     let m = state.messages.pop_front().expect("front exists");
-                    self.account_removal(&mut state, m.size());
+                    self.account_removal(&mut state, &m);
                 }
                 state.attempts = 0;
                 sent += 1;
@@ -421,11 +525,21 @@ impl Outbox {
         }
     }
 
-    fn account_removal(&self, state: &mut QueueState, size: u64) {
+    fn account_removal(&self, state: &mut QueueState, m: &Queued) {
+        if let Some(j) = self.journal.get() {
+            j.done(m.seq);
+        }
+        let size = m.size();
         state.bytes -= size;
         self.counters.queued_bytes.fetch_sub(size, Relaxed);
         self.counters.queued_messages.fetch_sub(1, Relaxed);
     }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Exponential back-off with jitter: `initial * 2^(attempt-1)`, capped at `max`, then a random
@@ -499,5 +613,55 @@ mod tests {
             (m.queued_messages, m.queued_bytes, m.dropped_removed),
             (0, 0, 3)
         );
+    }
+
+    #[tokio::test]
+    async fn a_journal_requeues_what_was_pending_and_records_every_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.journal");
+        let ep = Endpoint::parse_list("http://127.0.0.1:9/x").unwrap();
+        let outbox = Outbox::new(QueueConfig::default()).unwrap();
+        outbox.set_hook("a", ep.clone());
+        outbox.set_hook("b", ep.clone());
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(
+            outbox
+                .attach_journal(opened.journal, opened.pending, opened.next_id)
+                .unwrap(),
+            0
+        );
+        let mut ids = Vec::new();
+        for hook in ["a", "b", "a", "a"] {
+            let id = outbox.next_id();
+            ids.push(id);
+            assert_eq!(outbox.push_event(hook, id, payload(3)), Pushed::Queued);
+        }
+        assert_eq!(outbox.journal().unwrap().pending(), 4);
+        outbox.flush_journal(true).unwrap();
+        drop(outbox);
+
+        // After a crash the hooks come back from the log, except "b", which was deleted.
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(opened.pending.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        let outbox = Outbox::new(QueueConfig::default()).unwrap();
+        outbox.set_hook("a", ep);
+        let next = opened.next_id;
+        assert_eq!(
+            outbox
+                .attach_journal(opened.journal, opened.pending, opened.next_id)
+                .unwrap(),
+            3
+        );
+        assert_eq!(outbox.queued("a"), Some(3));
+        assert!(outbox.next_id() >= next, "ids are not reused");
+        let m = outbox.metrics();
+        assert_eq!((m.queued_messages, m.dropped_removed), (3, 1));
+        let journal = outbox.journal().unwrap();
+        assert_eq!(journal.pending(), 3, "b's event is recorded as done");
+        assert!(outbox.remove_hook("a"));
+        assert_eq!(outbox.journal().unwrap().pending(), 0);
+        outbox.flush_journal(true).unwrap();
+        drop(outbox);
+        assert!(Journal::open(&path).unwrap().pending.is_empty());
     }
 }

@@ -83,6 +83,14 @@ pub struct Args {
     /// Hook delivery settings.
     #[command(flatten)]
     pub(crate) hooks: HookArgs,
+    /// Keep queued hook events in `hooks.journal` in the data directory, so
+    /// that they survive a crash, yes or no. With no, queues live in memory.
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    pub(crate) hook_journal: bool,
+    /// Size above which the hook journal is rewritten as its pending events
+    /// (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "16mb", value_parser = parse_size)]
+    pub(crate) hook_journal_compact_size: u64,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
