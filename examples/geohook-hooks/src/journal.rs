@@ -8,6 +8,9 @@
 //!   restart does not extend its time-to-live);
 //! - `D` id: the event left its queue (delivered, expired, its hook was deleted, or the node stopped
 //!   leading);
+//! - `L` id reason ms: the event became a dead letter at `ms` (reason 1: its time-to-live passed,
+//!   2: it used up its attempts); it stays in the journal until it is redelivered and delivered;
+//! - `R` id ms: a dead letter was queued again (REDELIVER) at `ms`, which restarts its time-to-live;
 //! - `N` id: every event id below `id` is taken (written first by a compaction, so ids stay unique after
 //!   the records that held them are gone).
 //!
@@ -34,6 +37,43 @@ use wal_repair::frames::{self, Frames};
 use crate::deliver::Payload;
 use crate::error::{Error, Result};
 
+/// Why an event became a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DeadReason {
+    /// Its time-to-live passed before an endpoint accepted it.
+    Expired,
+    /// It failed on every endpoint as many times as the hook allows.
+    Retries,
+}
+
+impl DeadReason {
+    /// Every reason, in a fixed order (for metrics).
+    pub const ALL: [DeadReason; 2] = [DeadReason::Expired, DeadReason::Retries];
+
+    /// The name used in replies and metric labels: `expired` or `retries`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Expired => "expired",
+            DeadReason::Retries => "retries",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            DeadReason::Expired => 1,
+            DeadReason::Retries => 2,
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(DeadReason::Expired),
+            2 => Some(DeadReason::Retries),
+            _ => None,
+        }
+    }
+}
+
 /// An event read back from the journal at open: queued and not finished before the process stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replayed {
@@ -45,6 +85,8 @@ pub struct Replayed {
     pub hook: Arc<str>,
     /// The message as it was queued.
     pub payload: Payload,
+    /// For a dead letter, why and when (Unix milliseconds) it became one.
+    pub dead: Option<(DeadReason, u64)>,
 }
 
 /// What [`Journal::open`] found.
@@ -65,6 +107,7 @@ struct Entry {
     queued_ms: u64,
     hook: Arc<str>,
     payload: Payload,
+    dead: Option<(DeadReason, u64)>,
 }
 
 #[derive(Debug)]
@@ -91,6 +134,8 @@ pub struct Journal {
 const ENQUEUE: u8 = b'E';
 const DONE: u8 = b'D';
 const NEXT: u8 = b'N';
+const DEAD: u8 = b'L';
+const REQUEUE: u8 = b'R';
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::JournalIo {
@@ -134,10 +179,29 @@ fn encode_id(tag: u8, id: u64, out: &mut Vec<u8>) {
     frames::encode(&payload, out);
 }
 
+fn encode_dead(id: u64, reason: DeadReason, ms: u64, out: &mut Vec<u8>) {
+    let mut payload = [0u8; 18];
+    payload[0] = DEAD;
+    payload[1..9].copy_from_slice(&id.to_le_bytes());
+    payload[9] = reason.code();
+    payload[10..].copy_from_slice(&ms.to_le_bytes());
+    frames::encode(&payload, out);
+}
+
+fn encode_requeue(id: u64, ms: u64, out: &mut Vec<u8>) {
+    let mut payload = [0u8; 17];
+    payload[0] = REQUEUE;
+    payload[1..9].copy_from_slice(&id.to_le_bytes());
+    payload[9..].copy_from_slice(&ms.to_le_bytes());
+    frames::encode(&payload, out);
+}
+
 enum Record {
     Enqueue(u64, Entry),
     Done(u64),
     Next(u64),
+    Dead(u64, DeadReason, u64),
+    Requeue(u64, u64),
 }
 
 fn decode(p: &[u8]) -> Option<Record> {
@@ -148,6 +212,12 @@ fn decode(p: &[u8]) -> Option<Record> {
     match tag {
         DONE if rest.len() == 8 => Some(Record::Done(u64_at(rest, 0)?)),
         NEXT if rest.len() == 8 => Some(Record::Next(u64_at(rest, 0)?)),
+        DEAD if rest.len() == 17 => Some(Record::Dead(
+            u64_at(rest, 0)?,
+            DeadReason::from_code(rest[8])?,
+            u64_at(rest, 9)?,
+        )),
+        REQUEUE if rest.len() == 16 => Some(Record::Requeue(u64_at(rest, 0)?, u64_at(rest, 8)?)),
         ENQUEUE => {
             let id = u64_at(rest, 0)?;
             let queued_ms = u64_at(rest, 8)?;
@@ -168,6 +238,7 @@ fn decode(p: &[u8]) -> Option<Record> {
                     queued_ms,
                     hook,
                     payload: Payload { key, body },
+                    dead: None,
                 },
             ))
         }
@@ -210,6 +281,17 @@ impl Journal {
                     pending.remove(&id);
                 }
                 Some(Record::Next(id)) => next_id = next_id.max(id),
+                Some(Record::Dead(id, reason, ms)) => {
+                    if let Some(e) = pending.get_mut(&id) {
+                        e.dead = Some((reason, ms));
+                    }
+                }
+                Some(Record::Requeue(id, ms)) => {
+                    if let Some(e) = pending.get_mut(&id) {
+                        e.dead = None;
+                        e.queued_ms = ms;
+                    }
+                }
                 None => {
                     return Err(Error::JournalCorrupt {
                         path,
@@ -230,6 +312,7 @@ impl Journal {
                 queued_ms: e.queued_ms,
                 hook: Arc::clone(&e.hook),
                 payload: e.payload.clone(),
+                dead: e.dead,
             })
             .collect();
         let journal = Journal {
@@ -278,6 +361,7 @@ impl Journal {
             queued_ms,
             hook: Arc::clone(hook),
             payload: payload.clone(),
+            dead: None,
         };
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
@@ -299,6 +383,36 @@ impl Journal {
         }
         let before = inner.buf.len();
         encode_id(DONE, id, &mut inner.buf);
+        self.len
+            .fetch_add((inner.buf.len() - before) as u64, Relaxed);
+    }
+
+    /// Records that event `id` became a dead letter at `ms`. It stays pending (and survives a restart
+    /// as a dead letter) until [`done`](Self::done).
+    pub fn dead(&self, id: u64, reason: DeadReason, ms: u64) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let Some(e) = inner.pending.get_mut(&id) else {
+            return;
+        };
+        e.dead = Some((reason, ms));
+        let before = inner.buf.len();
+        encode_dead(id, reason, ms, &mut inner.buf);
+        self.len
+            .fetch_add((inner.buf.len() - before) as u64, Relaxed);
+    }
+
+    /// Records that dead letter `id` was queued again at `ms`.
+    pub fn requeue(&self, id: u64, ms: u64) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let Some(e) = inner.pending.get_mut(&id) else {
+            return;
+        };
+        e.dead = None;
+        e.queued_ms = ms;
+        let before = inner.buf.len();
+        encode_requeue(id, ms, &mut inner.buf);
         self.len
             .fetch_add((inner.buf.len() - before) as u64, Relaxed);
     }
@@ -375,6 +489,9 @@ impl Journal {
         encode_id(NEXT, next_id, &mut out);
         for (id, e) in &snapshot {
             encode_enqueue(*id, e, &mut out, &mut scratch);
+            if let Some((reason, ms)) = e.dead {
+                encode_dead(*id, reason, ms, &mut out);
+            }
             if out.len() >= 64 * 1024 {
                 rewrite.write_all(&out).map_err(io_err(&self.path))?;
                 out.clear();
@@ -439,6 +556,42 @@ mod tests {
         assert_eq!((&*r.hook, r.queued_ms), ("b", 1013));
         assert_eq!(r.payload, payload(13));
         assert_eq!(opened.journal.pending(), 7);
+    }
+
+    #[test]
+    fn dead_letters_and_requeues_survive_reopen_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.journal");
+        let j = Journal::open(&path).unwrap().journal;
+        let hook: Arc<str> = Arc::from("h");
+        for i in 0..4 {
+            j.enqueue(i, &hook, 100, &payload(i));
+        }
+        j.dead(0, DeadReason::Expired, 200);
+        j.dead(1, DeadReason::Retries, 300);
+        j.dead(2, DeadReason::Expired, 400);
+        j.requeue(2, 500);
+        j.done(3);
+        j.flush(false).unwrap();
+        drop(j);
+        let state = |opened: &Opened| {
+            opened
+                .pending
+                .iter()
+                .map(|r| (r.id, r.queued_ms, r.dead))
+                .collect::<Vec<_>>()
+        };
+        let want = vec![
+            (0, 100, Some((DeadReason::Expired, 200))),
+            (1, 100, Some((DeadReason::Retries, 300))),
+            (2, 500, None),
+        ];
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(state(&opened), want);
+        opened.journal.compact().unwrap();
+        drop(opened);
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(state(&opened), want, "compaction keeps dead letters");
     }
 
     #[test]

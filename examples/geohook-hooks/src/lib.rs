@@ -96,6 +96,6 @@ pub use endpoint::{Endpoint, Scheme, Target};
 pub use error::{Error, Result};
 pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
 pub use hooks::{Change, HookInfo, Hooks, SetOutcome};
-pub use journal::{Journal, Opened, Replayed};
+pub use journal::{DeadReason, Journal, Opened, Replayed};
 pub use metrics::{Metrics, SchemeMetrics};
-pub use queue::{Outbox, Pushed, QueueConfig};
+pub use queue::{DeadLetter, Outbox, Pushed, QueueConfig, RetryPolicy};
