@@ -18,6 +18,7 @@ pub(crate) mod conn;
 pub(crate) mod ctx;
 pub(crate) mod del;
 pub(crate) mod dispatch;
+pub(crate) mod dlq;
 pub(crate) mod expire;
 pub(crate) mod fields;
 pub(crate) mod get;

@@ -57,6 +57,8 @@ pub(crate) enum Cmd {
     Delhook,
     Pdelhook,
     Hooks,
+    Hookdlq,
+    Redeliver,
 }
 
 /// What a command does to the data, which decides how it is gated.
@@ -143,6 +145,7 @@ pub(crate) static TABLE: &[Spec] = &[
     open("healthz", Cmd::Healthz, 1),
     // HELLO authenticates by itself (its AUTH option), so it runs before AUTH.
     open("hello", Cmd::Hello, -1),
+    spec("hookdlq", Cmd::Hookdlq, Admin, 2),
     spec("hooks", Cmd::Hooks, Read, 2),
     spec("info", Cmd::Info, Admin, -1),
     spec("intersects", Cmd::Intersects, Read, -2),
@@ -159,6 +162,7 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("psync", Cmd::Psync, Admin, -1),
     open("quit", Cmd::Quit, -1),
     spec("readonly", Cmd::Readonly, Admin, 2),
+    spec("redeliver", Cmd::Redeliver, Admin, 2),
     spec("role", Cmd::Role, Admin, 1),
     spec("scan", Cmd::Scan, Read, -2),
     spec("server", Cmd::Server, Admin, -1),
