@@ -700,6 +700,14 @@ impl Outbox {
         Ok(true)
     }
 
+    /// The hook's own retry policy, `None` when it follows the server-wide one or is unknown.
+    pub fn hook_override(&self, hook: &str) -> Option<RetryPolicy> {
+        let queues = self.queues.read();
+        let q = queues.get(hook)?;
+        let state = q.state.lock();
+        state.policy
+    }
+
     /// The retry policy in force for one hook, or `None` for an unknown hook.
     pub fn hook_policy(&self, hook: &str) -> Option<RetryPolicy> {
         let queues = self.queues.read();

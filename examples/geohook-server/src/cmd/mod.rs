@@ -22,6 +22,7 @@ pub(crate) mod dlq;
 pub(crate) mod expire;
 pub(crate) mod fields;
 pub(crate) mod get;
+pub(crate) mod hookconf;
 pub(crate) mod hooks;
 pub(crate) mod keys;
 pub(crate) mod render;
