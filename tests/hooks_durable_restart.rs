@@ -229,3 +229,15 @@ fn acknowledged_events_survive_a_sigkill_loop_with_http_going_down_and_kafka() {
     );
     drop(s);
 }
+
+#[test]
+fn without_the_journal_nothing_is_written_and_the_flag_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--hook-journal", "no"]).unwrap();
+    let mut c = server.client();
+    sethook(&mut c, "h", &format!("http://127.0.0.1:{}/e", free_port()));
+    assert_eq!(run(&mut c, "SET fleet a POINT 33.001 -112.001"), "OK");
+    server.kill9();
+    assert!(!dir.path().join("hooks.journal").exists());
+    assert!(e2e::start(dir.path(), &["--hook-journal", "maybe"]).is_err());
+}

@@ -85,7 +85,7 @@ pub struct Args {
     pub(crate) hooks: HookArgs,
     /// Keep queued hook events in `hooks.journal` in the data directory, so
     /// that they survive a crash, yes or no. With no, queues live in memory.
-    #[arg(long, default_value = "yes", value_parser = parse_yes_no)]
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub(crate) hook_journal: bool,
     /// Size above which the hook journal is rewritten as its pending events
     /// (bytes, or kb/mb/gb).

@@ -100,17 +100,18 @@ impl Collector for HookCollector {
             "Dead letters held (HOOKDLQ), across all hooks",
             outbox.dead_letter_count(),
         )?;
-        let mut made = e.encode_descriptor(
-            "geohook_hook_dead_letters",
-            "Events that became dead letters since start, by hook and reason",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (hook, reason, n) in outbox.dead_letter_counts() {
-            let labels = [("hook", &*hook), ("reason", reason.as_str())];
-            ConstCounter::new(n).encode(made.encode_family(&labels)?)?;
+        {
+            let mut made = e.encode_descriptor(
+                "geohook_hook_dead_letters",
+                "Events that became dead letters since start, by hook and reason",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (hook, reason, n) in outbox.dead_letter_counts() {
+                let labels = [("hook", &*hook), ("reason", reason.as_str())];
+                ConstCounter::new(n).encode(made.encode_family(&labels)?)?;
+            }
         }
-        drop(made);
         counter(
             e,
             "geohook_hook_redelivered",
