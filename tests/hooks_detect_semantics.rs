@@ -114,8 +114,8 @@ fn every_detect_kind_and_del_expiry_and_drop_events() {
             .cloned()
             .collect::<Vec<_>>()
             .len(),
-        5,
-        "del carries command, hook, key, id, time: {del}"
+        6,
+        "del carries command, hook, key, id, time, event_id: {del}"
     );
 
     assert_eq!(run(&mut c, "SET fleet c POINT 1 1"), "OK");

@@ -1,6 +1,6 @@
 //! An endpoint that is down, then comes back: events still within their
-//! time-to-live arrive, in order, once; older ones are dropped and counted in
-//! the metrics. And with a short maximum connection lifetime under constant
+//! time-to-live arrive, in order, once; older ones become dead letters,
+//! counted in the metrics (`hooks_durable_dead_letters.rs` redelivers them). And with a short maximum connection lifetime under constant
 //! load, connections are replaced without losing or repeating an event.
 
 #[path = "hooks_peers.rs"]
@@ -19,7 +19,7 @@ fn ids(events: &[serde_json::Value]) -> Vec<String> {
 }
 
 #[test]
-fn events_within_ttl_arrive_once_in_order_and_older_ones_are_dropped() {
+fn events_within_ttl_arrive_once_in_order_and_older_ones_become_dead_letters() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     // Longer than the 5 s retry ceiling, so a hook in back-off still gets
@@ -57,7 +57,7 @@ fn events_within_ttl_arrive_once_in_order_and_older_ones_are_dropped() {
         wait_until(Duration::from_secs(30), || {
             metric(
                 &scrape(&server),
-                "geohook_hook_dropped_total{reason=\"expired\"}",
+                "geohook_hook_dead_letters_total{hook=\"h\",reason=\"expired\"}",
             ) >= 5.0
         }),
         "{}",
@@ -95,7 +95,10 @@ fn events_within_ttl_arrive_once_in_order_and_older_ones_are_dropped() {
         10.0
     );
     assert_eq!(
-        metric(&page, "geohook_hook_dropped_total{reason=\"expired\"}"),
+        metric(
+            &page,
+            "geohook_hook_dead_letters_total{hook=\"h\",reason=\"expired\"}"
+        ),
         5.0
     );
 }

@@ -100,7 +100,10 @@ fn events_reach_http_redis_and_kafka_with_tile38_json() {
     );
     assert_eq!(
         member_order(&http.bodies()[0]),
-        ["command", "group", "detect", "hook", "meta", "key", "time", "id", "object", "fields"]
+        [
+            "command", "group", "detect", "hook", "meta", "key", "time", "id", "object", "fields",
+            "event_id"
+        ]
     );
 }
 

@@ -133,10 +133,26 @@ impl Deliverer {
     /// # Cancellation safety
     /// Cancelling may leave the message delivered or not; nothing else is affected.
     pub async fn send(&self, endpoint: &Endpoint, payload: &Payload) -> Result<()> {
-        let timeout = self.config.send_timeout;
+        self.send_within(endpoint, payload, self.config.send_timeout)
+            .await
+    }
+
+    /// [`Deliverer::send`] with its own timeout for this one attempt (a hook's retry policy).
+    ///
+    /// # Errors
+    /// As [`Deliverer::send`].
+    ///
+    /// # Cancellation safety
+    /// As [`Deliverer::send`].
+    pub async fn send_within(
+        &self,
+        endpoint: &Endpoint,
+        payload: &Payload,
+        timeout: Duration,
+    ) -> Result<()> {
         let attempt = async {
             match endpoint.target() {
-                Target::Http(url) => self.send_http(endpoint, url, payload).await,
+                Target::Http(url) => self.send_http(endpoint, url, payload, timeout).await,
                 Target::Redis {
                     host,
                     port,
@@ -204,6 +220,7 @@ impl Deliverer {
         endpoint: &Endpoint,
         url: &reqwest::Url,
         payload: &Payload,
+        timeout: Duration,
     ) -> Result<()> {
         let client = self.http_client()?;
         let err = |source| Error::Http {
@@ -213,6 +230,7 @@ impl Deliverer {
         let mut response = client
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(timeout)
             .body(payload.body.clone())
             .send()
             .await
@@ -261,7 +279,8 @@ impl Deliverer {
                     .map_err(err)?;
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(self.config.connect_timeout))
-                    .set_response_timeout(Some(self.config.send_timeout));
+                    // Each send has its own deadline (the hook's timeout), around the call.
+                    .set_response_timeout(None);
                 client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await

@@ -83,6 +83,23 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The hook journal could not be read, written, repaired or compacted (the file system failed).
+    #[error("hook journal {path}: {source}")]
+    JournalIo {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The hook journal holds a record with a valid checksum that does not decode, or damage that
+    /// repair refuses to cut (anything but a torn tail).
+    #[error("hook journal {path}: {reason}")]
+    JournalCorrupt {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// This crate's result type.

@@ -696,7 +696,7 @@ impl Hooks {
             }
             body.clear();
             self.write_set(&mut body, def, detect, group, change, &time);
-            self.push(def, &key, &body);
+            self.push(def, &key, &mut body);
         }
         for (slot, _) in plain {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
@@ -705,17 +705,23 @@ impl Hooks {
             }
             body.clear();
             write_plain(&mut body, def, change, &time);
-            self.push(def, &key, &body);
+            self.push(def, &key, &mut body);
         }
         produced
     }
 
-    fn push(&self, def: &HookDef, key: &bytes::Bytes, body: &str) {
-        self.outbox.push(
+    fn push(&self, def: &HookDef, key: &bytes::Bytes, body: &mut String) {
+        // The event id goes last, after Tile38's members; Tile38 clients ignore members they do not
+        // know, and a receiver drops duplicates (a redelivery after a crash) by it.
+        let id = self.outbox.next_id();
+        body.pop();
+        let _ = write!(body, ",\"event_id\":{id}}}");
+        self.outbox.push_event(
             &def.name,
+            id,
             Payload {
                 key: key.clone(),
-                body: body.to_owned().into(),
+                body: body.as_str().to_owned().into(),
             },
         );
     }

@@ -50,6 +50,13 @@
 //!   hook, meta, key, time, id, object, fields` (`meta` only when set, `fields` only non-zero ones);
 //!   `del` (also sent for expiries) `command, hook, meta, key, id, time`; `drop` the same without `id`.
 //!   `time` is RFC 3339 with nanoseconds in local time. Kafka records are keyed `<key>-<id>`.
+//!   Every event then ends with `event_id`, a number unique per server that rises in queue order
+//!   ([`Outbox::next_id`]), by which a receiver drops the duplicates that at-least-once delivery
+//!   allows after a crash.
+//! - **Durability** (opt-in, [`Outbox::attach_journal`]): queued events are recorded in a
+//!   [`Journal`] that the caller flushes before acknowledging the write that caused them, repaired
+//!   at open and compacted to what is pending; events past their time-to-live or attempts become
+//!   dead letters ([`Outbox::dead_letters`], [`Outbox::redeliver`]).
 //! - **Groups and fence state**: an object that enters a fence gets a 24-hex-digit group id that its
 //!   `inside` and `exit` events reuse. The state is removed on exit, on delete, on drop and when the hook
 //!   is deleted, so it holds only objects inside fences right now ([`Metrics::fence_groups`]).
@@ -87,6 +94,7 @@ mod endpoint;
 mod error;
 mod fence;
 mod hooks;
+mod journal;
 mod metrics;
 mod queue;
 
@@ -95,5 +103,6 @@ pub use endpoint::{Endpoint, Scheme, Target};
 pub use error::{Error, Result};
 pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
 pub use hooks::{Change, HookInfo, Hooks, SetOutcome};
+pub use journal::{DeadReason, Journal, Opened, Replayed};
 pub use metrics::{Metrics, SchemeMetrics};
-pub use queue::{Outbox, Pushed, QueueConfig};
+pub use queue::{DeadLetter, Outbox, Pushed, QueueConfig, RetryPolicy};

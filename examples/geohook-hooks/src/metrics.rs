@@ -22,6 +22,9 @@ pub(crate) struct Counters {
     pub(crate) dropped_expired: AtomicU64,
     pub(crate) dropped_overflow: AtomicU64,
     pub(crate) dropped_removed: AtomicU64,
+    pub(crate) dropped_retries: AtomicU64,
+    pub(crate) dead_letters_evicted: AtomicU64,
+    pub(crate) redelivered: AtomicU64,
     pub(crate) connections_opened: AtomicU64,
     pub(crate) connection_recycles: AtomicU64,
     pub(crate) idle_closes: AtomicU64,
@@ -55,6 +58,9 @@ impl Counters {
             dropped_expired: self.dropped_expired.load(Relaxed),
             dropped_overflow: self.dropped_overflow.load(Relaxed),
             dropped_removed: self.dropped_removed.load(Relaxed),
+            dropped_retries: self.dropped_retries.load(Relaxed),
+            dead_letters_evicted: self.dead_letters_evicted.load(Relaxed),
+            redelivered: self.redelivered.load(Relaxed),
             connections_opened: self.connections_opened.load(Relaxed),
             connection_recycles: self.connection_recycles.load(Relaxed),
             idle_closes: self.idle_closes.load(Relaxed),
@@ -92,12 +98,19 @@ pub struct Metrics {
     pub queued_bytes: u64,
     /// Messages accepted into a queue (counter).
     pub enqueued: u64,
-    /// Messages dropped because their time-to-live passed before delivery (counter).
+    /// Messages dropped because their time-to-live passed before delivery, with dead letters off
+    /// (counter).
     pub dropped_expired: u64,
     /// Messages refused because a queued-bytes bound was reached (counter).
     pub dropped_overflow: u64,
     /// Messages discarded because their hook was deleted or this node stopped being the leader (counter).
     pub dropped_removed: u64,
+    /// Messages dropped because they used up their attempts, with dead letters off (counter).
+    pub dropped_retries: u64,
+    /// Dead letters discarded because the dead-letter bound was reached (counter).
+    pub dead_letters_evicted: u64,
+    /// Dead letters queued again by REDELIVER (counter).
+    pub redelivered: u64,
     /// Redis and Kafka connections and HTTP clients opened (counter).
     pub connections_opened: u64,
     /// Connections and HTTP clients replaced because they reached their maximum lifetime (counter).
@@ -116,6 +129,10 @@ impl Metrics {
 
     /// Messages dropped for any reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_expired + self.dropped_overflow + self.dropped_removed
+        self.dropped_expired
+            + self.dropped_overflow
+            + self.dropped_removed
+            + self.dropped_retries
+            + self.dead_letters_evicted
     }
 }

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use parking_lot::{Mutex, RwLock};
@@ -18,12 +18,15 @@ use tokio_util::sync::CancellationToken;
 use crate::deliver::{Deliverer, DeliveryConfig, Payload};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::journal::{DeadReason, Journal, Replayed};
 use crate::metrics::{Counters, Metrics};
 
 /// Queueing and retry settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
-    /// How long a message may wait for delivery before it is dropped and counted. Default: 30 s (Tile38).
+    /// How long a message may wait for delivery before it becomes a dead letter (or, with
+    /// `max_dead_letters` 0, is dropped and counted); zero keeps it until it is delivered.
+    /// Default: 30 s (Tile38).
     pub message_ttl: Duration,
     /// Bound on the bytes queued across all hooks; a message that would pass it is refused and counted.
     /// Default: 256 MiB.
@@ -40,8 +43,67 @@ pub struct QueueConfig {
     /// Longest retry delay; delays double from `retry_initial` up to this, each with up to 50 % jitter
     /// taken off. Default: 5 s.
     pub retry_max: Duration,
+    /// Attempts after which a message that failed on every endpoint becomes a dead letter; 0 for no
+    /// limit (the time-to-live decides). Default: 0.
+    pub max_attempts: u32,
+    /// Bound on the dead letters held across all hooks; when a new one passes it, the oldest dead
+    /// letter of the same hook is discarded and counted. 0 turns dead letters off: a message past its
+    /// time-to-live or attempts is dropped and counted. Default: 10,000.
+    pub max_dead_letters: usize,
     /// Connection settings. Default: [`DeliveryConfig::default`].
     pub delivery: DeliveryConfig,
+}
+
+/// How one hook's messages are retried: the server-wide defaults come from [`QueueConfig`] (and
+/// can be changed with [`Outbox::set_default_policy`]); a hook may override them
+/// ([`Outbox::set_hook_policy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// As [`QueueConfig::message_ttl`]; zero keeps a message until it is delivered.
+    pub ttl: Duration,
+    /// As [`QueueConfig::retry_initial`].
+    pub retry_initial: Duration,
+    /// As [`QueueConfig::retry_max`].
+    pub retry_max: Duration,
+    /// As [`QueueConfig::max_attempts`]; 0 for no limit.
+    pub max_attempts: u32,
+    /// How long one attempt on one endpoint may take, as [`DeliveryConfig::send_timeout`].
+    pub timeout: Duration,
+}
+
+impl RetryPolicy {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        if self.retry_initial.is_zero() || self.retry_max < self.retry_initial {
+            return Err(Error::InvalidConfig {
+                field: "retry_initial",
+                reason: "must be positive and not above retry_max".into(),
+            });
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::InvalidConfig {
+                field: "timeout",
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One dead letter: an event that outlived its time-to-live or used up its attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The event id (its `event_id` member).
+    pub id: u64,
+    /// Why it is here.
+    pub reason: DeadReason,
+    /// When it became a dead letter, in Unix milliseconds.
+    pub at_ms: u64,
+    /// The message.
+    pub payload: Payload,
 }
 
 impl Default for QueueConfig {
@@ -54,6 +116,8 @@ impl Default for QueueConfig {
             batch: 64,
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            max_attempts: 0,
+            max_dead_letters: 10_000,
             delivery: DeliveryConfig::default(),
         }
     }
@@ -71,9 +135,6 @@ impl QueueConfig {
                 reason: reason.into(),
             })
         };
-        if self.message_ttl.is_zero() {
-            return bad("message_ttl", "must be positive");
-        }
         if self.max_queued_bytes == 0 || self.max_hook_queued_bytes == 0 {
             return bad("max_queued_bytes", "bounds must be positive");
         }
@@ -83,10 +144,19 @@ impl QueueConfig {
         if self.batch == 0 {
             return bad("batch", "must be at least 1");
         }
-        if self.retry_initial.is_zero() || self.retry_max < self.retry_initial {
-            return bad("retry_initial", "must be positive and not above retry_max");
+        self.delivery.validate()?;
+        self.policy().validate()
+    }
+
+    /// The retry policy these settings give every hook that does not set its own.
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            ttl: self.message_ttl,
+            retry_initial: self.retry_initial,
+            retry_max: self.retry_max,
+            max_attempts: self.max_attempts,
+            timeout: self.delivery.send_timeout,
         }
-        self.delivery.validate()
     }
 }
 
@@ -107,7 +177,8 @@ pub enum Pushed {
 struct Queued {
     seq: u64,
     payload: Payload,
-    expires: Instant,
+    /// `None`: kept until delivered.
+    expires: Option<Instant>,
 }
 
 impl Queued {
@@ -126,10 +197,15 @@ struct QueueState {
     scheduled: bool,
     attempts: u32,
     removed: bool,
+    /// The hook's own retry policy, overriding the server-wide one.
+    policy: Option<RetryPolicy>,
+    /// Dead letters, oldest first.
+    dead: VecDeque<DeadLetter>,
 }
 
 #[derive(Debug)]
 struct HookQueue {
+    name: Arc<str>,
     state: Mutex<QueueState>,
 }
 
@@ -157,7 +233,16 @@ pub struct Outbox {
     ready_tx: mpsc::UnboundedSender<Arc<HookQueue>>,
     ready_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Arc<HookQueue>>>,
     leader: AtomicBool,
-    seq: AtomicU64,
+    /// The next event id; see [`Outbox::next_id`].
+    next_id: AtomicU64,
+    /// The durable journal, once attached; without it queues live in memory only.
+    journal: OnceLock<Journal>,
+    /// The retry policy of hooks without their own.
+    defaults: RwLock<RetryPolicy>,
+    /// Dead letters held, across all hooks.
+    dead_total: AtomicU64,
+    /// Dead letters made since start, by hook and reason (hooks that never had one are absent).
+    dead_counts: Mutex<HashMap<(Arc<str>, DeadReason), u64>>,
 }
 
 impl Outbox {
@@ -174,15 +259,105 @@ impl Outbox {
         let deliverer = Deliverer::new(config.delivery.clone(), Arc::clone(&counters))?;
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         Ok(Self {
-            config,
             counters,
             deliverer,
             queues: RwLock::new(HashMap::new()),
             ready_tx,
             ready_rx: tokio::sync::Mutex::new(ready_rx),
             leader: AtomicBool::new(true),
-            seq: AtomicU64::new(0),
+            next_id: AtomicU64::new(unix_micros()),
+            journal: OnceLock::new(),
+            defaults: RwLock::new(config.policy()),
+            dead_total: AtomicU64::new(0),
+            dead_counts: Mutex::new(HashMap::new()),
+            config,
         })
+    }
+
+    /// Takes the next event id. Ids start at the Unix time in microseconds and never go below one
+    /// above the highest id in the journal, so they stay unique across restarts, with or without a
+    /// journal, as long as the clock does not run backwards; a receiver can drop duplicates by id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Relaxed)
+    }
+
+    /// Makes the queues durable: from now on every queued message is recorded in `journal` before
+    /// [`Outbox::push_event`] returns (buffered; the caller flushes it with [`Outbox::flush_journal`]
+    /// before acknowledging the write that caused it), and every message that leaves its queue is
+    /// recorded as done. The `pending` events read back at open are queued again in id order; those
+    /// whose hook no longer exists are recorded as done and counted as removed, those past their
+    /// time-to-live as expired. Call it once, after the hooks are loaded and before any event is
+    /// pushed. Returns how many events were queued again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if a journal is already attached.
+    pub fn attach_journal(
+        &self,
+        journal: Journal,
+        pending: Vec<Replayed>,
+        next_id: u64,
+    ) -> Result<usize> {
+        if self.journal.set(journal).is_err() {
+            return Err(Error::InvalidConfig {
+                field: "journal",
+                reason: "already attached".into(),
+            });
+        }
+        self.next_id.fetch_max(next_id, Relaxed);
+        let journal = self.journal.get().expect("just set");
+        let now_ms = unix_micros() / 1000;
+        let mut requeued = 0;
+        for r in pending {
+            if let Some((reason, at_ms)) = r.dead {
+                let queues = self.queues.read();
+                match queues.get(&r.hook) {
+                    Some(q) if self.is_leader() => {
+                        let mut state = q.state.lock();
+                        self.keep_dead(
+                            &mut state,
+                            DeadLetter {
+                                id: r.id,
+                                reason,
+                                at_ms,
+                                payload: r.payload,
+                            },
+                        );
+                    }
+                    _ => {
+                        self.counters.dropped_removed.fetch_add(1, Relaxed);
+                        journal.done(r.id);
+                    }
+                }
+                continue;
+            }
+            let age = Duration::from_millis(now_ms.saturating_sub(r.queued_ms));
+            match self.enqueue(&r.hook, r.id, r.payload, Some(age), false) {
+                Pushed::Queued => requeued += 1,
+                Pushed::UnknownHook | Pushed::NotLeader => {
+                    self.counters.dropped_removed.fetch_add(1, Relaxed);
+                    journal.done(r.id);
+                }
+                Pushed::Overflow => journal.done(r.id),
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// The journal, when attached.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.get()
+    }
+
+    /// Writes the journal's buffered records, and fsyncs them when `sync` is true; nothing without a
+    /// journal.
+    ///
+    /// # Errors
+    /// As [`Journal::flush`].
+    pub fn flush_journal(&self, sync: bool) -> Result<()> {
+        match self.journal.get() {
+            Some(j) => j.flush(sync),
+            None => Ok(()),
+        }
     }
 
     /// The settings in force.
@@ -215,10 +390,14 @@ impl Outbox {
             scheduled: false,
             attempts: 0,
             removed: false,
+            policy: None,
+            dead: VecDeque::new(),
         };
+        let name: Arc<str> = Arc::from(name);
         queues.insert(
-            Arc::from(name),
+            Arc::clone(&name),
             Arc::new(HookQueue {
+                name,
                 state: Mutex::new(state),
             }),
         );
@@ -251,28 +430,54 @@ impl Outbox {
         self.leader.load(Relaxed)
     }
 
-    /// Queues one message for a hook.
+    /// Queues one message for a hook under a new id.
     pub fn push(&self, hook: &str, payload: Payload) -> Pushed {
+        let id = self.next_id();
+        self.push_event(hook, id, payload)
+    }
+
+    /// Queues one message for a hook under the id taken with [`Outbox::next_id`] (and written into
+    /// its body), recording it in the journal when one is attached.
+    pub fn push_event(&self, hook: &str, id: u64, payload: Payload) -> Pushed {
+        self.enqueue(hook, id, payload, None, true)
+    }
+
+    /// Queues a message; `age` is how long ago it was first queued (when read back from the journal).
+    fn enqueue(
+        &self,
+        hook: &str,
+        id: u64,
+        payload: Payload,
+        age: Option<Duration>,
+        record: bool,
+    ) -> Pushed {
         if !self.is_leader() {
             return Pushed::NotLeader;
         }
         let queues = self.queues.read();
-        let Some(q) = queues.get(hook) else {
+        let Some((name, q)) = queues.get_key_value(hook) else {
             return Pushed::UnknownHook;
         };
+        let mut state = q.state.lock();
+        let ttl = self.policy_of(&state).ttl;
         let queued = Queued {
-            seq: self.seq.fetch_add(1, Relaxed),
+            seq: id,
             payload,
-            expires: Instant::now() + self.config.message_ttl,
+            expires: expiry(ttl, age.unwrap_or_default()),
         };
         let size = queued.size();
-        let mut state = q.state.lock();
         let global = self.counters.queued_bytes.load(Relaxed);
         if state.bytes + size > self.config.max_hook_queued_bytes
             || global + size > self.config.max_queued_bytes
         {
             self.counters.dropped_overflow.fetch_add(1, Relaxed);
             return Pushed::Overflow;
+        }
+        if record {
+            if let Some(j) = self.journal.get() {
+                // Under the queue's lock, so the journal's order of a hook's events is its queue order.
+                j.enqueue(id, name, unix_micros() / 1000, &queued.payload);
+            }
         }
         state.bytes += size;
         state.messages.push_back(queued);
@@ -296,10 +501,20 @@ impl Outbox {
     }
 
     fn discard(&self, state: &mut QueueState) {
-        let n = state.messages.len() as u64;
-        self.counters.dropped_removed.fetch_add(n, Relaxed);
-        self.counters.queued_messages.fetch_sub(n, Relaxed);
+        let (queued, dead) = (state.messages.len() as u64, state.dead.len() as u64);
+        if let Some(j) = self.journal.get() {
+            let ids = state.messages.iter().map(|m| m.seq);
+            for id in ids.chain(state.dead.iter().map(|d| d.id)) {
+                j.done(id);
+            }
+        }
+        self.dead_total.fetch_sub(dead, Relaxed);
+        self.counters
+            .dropped_removed
+            .fetch_add(queued + dead, Relaxed);
+        self.counters.queued_messages.fetch_sub(queued, Relaxed);
         self.counters.queued_bytes.fetch_sub(state.bytes, Relaxed);
+        state.dead = VecDeque::new();
         state.messages = VecDeque::new();
         state.bytes = 0;
         state.attempts = 0;
@@ -355,18 +570,19 @@ impl Outbox {
     async fn drain(&self, q: Arc<HookQueue>) -> Outcome {
         let mut sent = 0;
         loop {
-            let (seq, payload, endpoints) = {
+            let (seq, payload, endpoints, policy) = {
                 let mut state = q.state.lock();
                 if state.removed {
                     return Outcome::Gone;
                 }
                 let now = Instant::now();
-                // Messages are queued in time order, so the expired ones are always a prefix.
-                while state.messages.front().is_some_and(|m| m.expires <= now) {
-                    let m = state.messages.pop_front().expect("front exists");
-                    self.account_removal(&mut state, m.size());
-                    self.counters.dropped_expired.fetch_add(1, Relaxed);
-                    state.attempts = 0;
+                // Messages are queued in time order, so the expired ones are (nearly always) a prefix.
+                while state
+                    .messages
+                    .front()
+                    .is_some_and(|m| m.expires.is_some_and(|at| at <= now))
+                {
+                    self.retire_head(&q, &mut state, DeadReason::Expired);
                 }
                 let Some(head) = state.messages.front() else {
                     state.scheduled = false;
@@ -376,11 +592,21 @@ impl Outbox {
                     }
                     return Outcome::Empty;
                 };
-                (head.seq, head.payload.clone(), Arc::clone(&state.endpoints))
+                let policy = self.policy_of(&state);
+                (
+                    head.seq,
+                    head.payload.clone(),
+                    Arc::clone(&state.endpoints),
+                    policy,
+                )
             };
             let mut delivered = false;
             for endpoint in endpoints.iter() {
-                match self.deliverer.send(endpoint, &payload).await {
+                match self
+                    .deliverer
+                    .send_within(endpoint, &payload, policy.timeout)
+                    .await
+                {
                     Ok(()) => {
                         delivered = true;
                         break;
@@ -396,7 +622,10 @@ impl Outbox {
                 // The queue may have been cleared during the send (role change); pop only our message.
                 if state.messages.front().is_some_and(|m| m.seq == seq) {
                     let m = state.messages.pop_front().expect("front exists");
-                    self.account_removal(&mut state, m.size());
+                    self.account_removal(&mut state, &m);
+                    if let Some(j) = self.journal.get() {
+                        j.done(m.seq);
+                    }
                 }
                 state.attempts = 0;
                 sent += 1;
@@ -411,21 +640,218 @@ impl Outbox {
                         .retries
                         .fetch_add(1, Relaxed);
                 }
-                let delay = backoff(
-                    self.config.retry_initial,
-                    self.config.retry_max,
-                    state.attempts,
-                );
+                if policy.max_attempts > 0
+                    && state.attempts >= policy.max_attempts
+                    && state.messages.front().is_some_and(|m| m.seq == seq)
+                {
+                    // Used up its attempts: the next message gets its own, at once.
+                    self.retire_head(&q, &mut state, DeadReason::Retries);
+                    continue;
+                }
+                let delay = backoff(policy.retry_initial, policy.retry_max, state.attempts);
                 return Outcome::Retry(Arc::clone(&q), Instant::now() + delay);
             }
         }
     }
 
-    fn account_removal(&self, state: &mut QueueState, size: u64) {
+    fn account_removal(&self, state: &mut QueueState, m: &Queued) {
+        let size = m.size();
         state.bytes -= size;
         self.counters.queued_bytes.fetch_sub(size, Relaxed);
         self.counters.queued_messages.fetch_sub(1, Relaxed);
     }
+}
+
+impl Outbox {
+    fn policy_of(&self, state: &QueueState) -> RetryPolicy {
+        state.policy.unwrap_or_else(|| *self.defaults.read())
+    }
+
+    /// The retry policy of hooks without their own.
+    pub fn default_policy(&self) -> RetryPolicy {
+        *self.defaults.read()
+    }
+
+    /// Changes the retry policy of hooks without their own (`CONFIG SET`). Messages already queued
+    /// keep the deadline they were given.
+    ///
+    /// # Errors
+    /// As [`RetryPolicy::validate`].
+    pub fn set_default_policy(&self, policy: RetryPolicy) -> Result<()> {
+        policy.validate()?;
+        *self.defaults.write() = policy;
+        Ok(())
+    }
+
+    /// Gives one hook its own retry policy, or (with `None`) makes it follow the server-wide one.
+    /// Returns false for an unknown hook.
+    ///
+    /// # Errors
+    /// As [`RetryPolicy::validate`].
+    pub fn set_hook_policy(&self, hook: &str, policy: Option<RetryPolicy>) -> Result<bool> {
+        if let Some(p) = &policy {
+            p.validate()?;
+        }
+        let queues = self.queues.read();
+        let Some(q) = queues.get(hook) else {
+            return Ok(false);
+        };
+        q.state.lock().policy = policy;
+        Ok(true)
+    }
+
+    /// The hook's own retry policy, `None` when it follows the server-wide one or is unknown.
+    pub fn hook_override(&self, hook: &str) -> Option<RetryPolicy> {
+        let queues = self.queues.read();
+        let q = queues.get(hook)?;
+        let state = q.state.lock();
+        state.policy
+    }
+
+    /// The retry policy in force for one hook, or `None` for an unknown hook.
+    pub fn hook_policy(&self, hook: &str) -> Option<RetryPolicy> {
+        let queues = self.queues.read();
+        let q = queues.get(hook)?;
+        let state = q.state.lock();
+        Some(self.policy_of(&state))
+    }
+
+    /// Takes the head message out of its queue because of `reason`: into the dead letters, or, with
+    /// dead letters off, dropped and counted.
+    fn retire_head(&self, q: &HookQueue, state: &mut QueueState, reason: DeadReason) {
+        let m = state.messages.pop_front().expect("front exists");
+        self.account_removal(state, &m);
+        state.attempts = 0;
+        if self.config.max_dead_letters == 0 {
+            if let Some(j) = self.journal.get() {
+                j.done(m.seq);
+            }
+            match reason {
+                DeadReason::Expired => self.counters.dropped_expired.fetch_add(1, Relaxed),
+                DeadReason::Retries => self.counters.dropped_retries.fetch_add(1, Relaxed),
+            };
+            return;
+        }
+        let at_ms = unix_micros() / 1000;
+        if let Some(j) = self.journal.get() {
+            j.dead(m.seq, reason, at_ms);
+        }
+        *self
+            .dead_counts
+            .lock()
+            .entry((Arc::clone(&q.name), reason))
+            .or_default() += 1;
+        self.keep_dead(
+            state,
+            DeadLetter {
+                id: m.seq,
+                reason,
+                at_ms,
+                payload: m.payload,
+            },
+        );
+    }
+
+    /// Holds a dead letter, discarding (and counting) the hook's oldest one past the bound.
+    fn keep_dead(&self, state: &mut QueueState, dead: DeadLetter) {
+        state.dead.push_back(dead);
+        let total = self.dead_total.fetch_add(1, Relaxed) + 1;
+        if total > self.config.max_dead_letters as u64 {
+            let old = state.dead.pop_front().expect("just pushed");
+            self.dead_total.fetch_sub(1, Relaxed);
+            self.counters.dead_letters_evicted.fetch_add(1, Relaxed);
+            if let Some(j) = self.journal.get() {
+                j.done(old.id);
+            }
+        }
+    }
+
+    /// The dead letters of one hook, oldest first, or `None` for an unknown hook.
+    pub fn dead_letters(&self, hook: &str) -> Option<Vec<DeadLetter>> {
+        let queues = self.queues.read();
+        let q = queues.get(hook)?;
+        let state = q.state.lock();
+        Some(state.dead.iter().cloned().collect())
+    }
+
+    /// Dead letters held, across all hooks.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead_total.load(Relaxed)
+    }
+
+    /// Dead letters made since start, by hook and reason, sorted.
+    pub fn dead_letter_counts(&self) -> Vec<(Arc<str>, DeadReason, u64)> {
+        let mut v: Vec<_> = self
+            .dead_counts
+            .lock()
+            .iter()
+            .map(|((h, r), n)| (Arc::clone(h), *r, *n))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// REDELIVER: queues every dead letter of `hook` again, ahead of its queued messages and in id
+    /// order, each with a fresh time-to-live and attempt count. Returns how many, or `None` for an
+    /// unknown hook.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] on a follower, which neither queues nor delivers.
+    pub fn redeliver(&self, hook: &str) -> Result<Option<usize>> {
+        if !self.is_leader() {
+            return Err(Error::InvalidConfig {
+                field: "role",
+                reason: "only the leader delivers".into(),
+            });
+        }
+        let queues = self.queues.read();
+        let Some(q) = queues.get(hook) else {
+            return Ok(None);
+        };
+        let mut state = q.state.lock();
+        let mut dead: Vec<DeadLetter> = std::mem::take(&mut state.dead).into();
+        let n = dead.len();
+        if n == 0 {
+            return Ok(Some(0));
+        }
+        dead.sort_unstable_by_key(|d| d.id);
+        self.dead_total.fetch_sub(n as u64, Relaxed);
+        let ttl = self.policy_of(&state).ttl;
+        let now_ms = unix_micros() / 1000;
+        for d in dead.into_iter().rev() {
+            if let Some(j) = self.journal.get() {
+                j.requeue(d.id, now_ms);
+            }
+            let m = Queued {
+                seq: d.id,
+                payload: d.payload,
+                expires: expiry(ttl, Duration::ZERO),
+            };
+            let size = m.size();
+            state.bytes += size;
+            self.counters.queued_bytes.fetch_add(size, Relaxed);
+            self.counters.queued_messages.fetch_add(1, Relaxed);
+            state.messages.push_front(m);
+        }
+        state.attempts = 0;
+        self.counters.redelivered.fetch_add(n as u64, Relaxed);
+        if !state.scheduled {
+            state.scheduled = true;
+            let _ = self.ready_tx.send(Arc::clone(q));
+        }
+        Ok(Some(n))
+    }
+}
+
+/// The deadline of a message queued `age` ago under `ttl` (zero: none).
+fn expiry(ttl: Duration, age: Duration) -> Option<Instant> {
+    (!ttl.is_zero()).then(|| Instant::now() + ttl.saturating_sub(age))
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Exponential back-off with jitter: `initial * 2^(attempt-1)`, capped at `max`, then a random
@@ -499,5 +925,55 @@ mod tests {
             (m.queued_messages, m.queued_bytes, m.dropped_removed),
             (0, 0, 3)
         );
+    }
+
+    #[tokio::test]
+    async fn a_journal_requeues_what_was_pending_and_records_every_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.journal");
+        let ep = Endpoint::parse_list("http://127.0.0.1:9/x").unwrap();
+        let outbox = Outbox::new(QueueConfig::default()).unwrap();
+        outbox.set_hook("a", ep.clone());
+        outbox.set_hook("b", ep.clone());
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(
+            outbox
+                .attach_journal(opened.journal, opened.pending, opened.next_id)
+                .unwrap(),
+            0
+        );
+        let mut ids = Vec::new();
+        for hook in ["a", "b", "a", "a"] {
+            let id = outbox.next_id();
+            ids.push(id);
+            assert_eq!(outbox.push_event(hook, id, payload(3)), Pushed::Queued);
+        }
+        assert_eq!(outbox.journal().unwrap().pending(), 4);
+        outbox.flush_journal(true).unwrap();
+        drop(outbox);
+
+        // After a crash the hooks come back from the log, except "b", which was deleted.
+        let opened = Journal::open(&path).unwrap();
+        assert_eq!(opened.pending.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        let outbox = Outbox::new(QueueConfig::default()).unwrap();
+        outbox.set_hook("a", ep);
+        let next = opened.next_id;
+        assert_eq!(
+            outbox
+                .attach_journal(opened.journal, opened.pending, opened.next_id)
+                .unwrap(),
+            3
+        );
+        assert_eq!(outbox.queued("a"), Some(3));
+        assert!(outbox.next_id() >= next, "ids are not reused");
+        let m = outbox.metrics();
+        assert_eq!((m.queued_messages, m.dropped_removed), (3, 1));
+        let journal = outbox.journal().unwrap();
+        assert_eq!(journal.pending(), 3, "b's event is recorded as done");
+        assert!(outbox.remove_hook("a"));
+        assert_eq!(outbox.journal().unwrap().pending(), 0);
+        outbox.flush_journal(true).unwrap();
+        drop(outbox);
+        assert!(Journal::open(&path).unwrap().pending.is_empty());
     }
 }

@@ -98,7 +98,9 @@ async fn a_dead_first_endpoint_fails_over_to_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_drops_expired_messages_and_delivers_the_rest_once_in_order() {
     let port = common::free_port();
+    // With dead letters off, as Tile38 does (`tests/dead_letters.rs` covers them on).
     let config = QueueConfig {
+        max_dead_letters: 0,
         message_ttl: Duration::from_millis(1500),
         retry_initial: Duration::from_millis(20),
         retry_max: Duration::from_millis(100),

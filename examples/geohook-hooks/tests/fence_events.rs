@@ -183,7 +183,17 @@ async fn events_carry_tile38s_json_and_fence_state_empties() {
     );
     hooks.on_change(&Change::drop("fleet", now));
     wait_until("events", WAIT, || sink.count() == 5).await;
-    let b = sink.bodies();
+    // Each event ends with its id, after Tile38's members; ids rise in queue order.
+    let (b, ids): (Vec<String>, Vec<u64>) = sink
+        .bodies()
+        .iter()
+        .map(|body| {
+            let at = body.rfind(r#","event_id":"#).expect("event_id last");
+            let id: u64 = body[at + 12..body.len() - 1].parse().expect("numeric id");
+            (format!("{}}}", &body[..at]), id)
+        })
+        .unzip();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let time = chrono::DateTime::<chrono::Local>::from(now)
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
     let meta = r#""meta":{"owner":"ops \"east\"","a":"1"}"#;

@@ -4,7 +4,8 @@
 # objects, for DURATION seconds. Every SAMPLE seconds it records the
 # server's resident memory (VmRSS from /proc) and jemalloc's allocated and
 # resident bytes (from the metrics endpoint), plus queue figures, to a CSV,
-# then prints RSS and allocated growth after the warm-up.
+# then prints RSS and allocated growth after the warm-up, and the size of
+# the hook journal (hooks.journal) against the events queued.
 #
 # WARM=0 skips the warm-up pass (every hook then allocates its queue on its
 # first event, which shows as slow growth until all hooks have had one).
@@ -115,14 +116,14 @@ PY
 LOAD_PID=$!
 PIDS+=("$LOAD_PID")
 
-echo "t_s,sets,rss_bytes,jemalloc_allocated_bytes,jemalloc_resident_bytes,queued_messages,queued_bytes,events,deliveries_http,dropped_expired,dropped_overflow,fence_groups" >"$OUT"
+echo "t_s,sets,rss_bytes,jemalloc_allocated_bytes,jemalloc_resident_bytes,queued_messages,queued_bytes,events,deliveries_http,dropped_expired,dropped_overflow,fence_groups,journal_bytes,dead_letters_held,enqueued" >"$OUT"
 metric() { awk -v n="$1" '$1 == n {print $2}' "$WORK/m"; }
 T0=$(date +%s)
 while kill -0 "$LOAD_PID" 2>/dev/null; do
     NOW=$(( $(date +%s) - T0 ))
     curl -s "127.0.0.1:$MPORT/metrics" >"$WORK/m" || true
     RSS=$(( $(awk '/^VmRSS:/ {print $2}' "/proc/$SRV_PID/status") * 1024 ))
-    echo "$NOW,$(metric 'geohook_commands_total{cmd="set"}'),$RSS,$(metric geohook_jemalloc_allocated_bytes),$(metric geohook_jemalloc_resident_bytes),$(metric geohook_hook_queued_messages),$(metric geohook_hook_queued_bytes),$(metric geohook_hook_events_total),$(metric 'geohook_hook_deliveries_total{scheme="http"}'),$(metric 'geohook_hook_dropped_total{reason="expired"}'),$(metric 'geohook_hook_dropped_total{reason="overflow"}'),$(metric geohook_hook_fence_groups)" >>"$OUT"
+    echo "$NOW,$(metric 'geohook_commands_total{cmd="set"}'),$RSS,$(metric geohook_jemalloc_allocated_bytes),$(metric geohook_jemalloc_resident_bytes),$(metric geohook_hook_queued_messages),$(metric geohook_hook_queued_bytes),$(metric geohook_hook_events_total),$(metric 'geohook_hook_deliveries_total{scheme="http"}'),$(metric 'geohook_hook_dropped_total{reason="expired"}'),$(metric 'geohook_hook_dropped_total{reason="overflow"}'),$(metric geohook_hook_fence_groups),$(stat -c %s "$WORK/data/hooks.journal" 2>/dev/null || echo 0),$(metric geohook_hook_dead_letters_held),$(metric geohook_hook_enqueued_total)" >>"$OUT"
     sleep "$SAMPLE"
 done
 wait "$LOAD_PID" || { echo "load client failed" >&2; exit 1; }
@@ -141,4 +142,8 @@ for col in ("rss_bytes", "jemalloc_allocated_bytes"):
     print(f"{col}: at {after[0]['t_s']} s {f/2**20:.1f} MiB, at {after[-1]['t_s']} s {l/2**20:.1f} MiB, peak {p/2**20:.1f} MiB, growth {g:+.2f}%")
 last = rows[-1]
 print(f"events {last['events']}, http deliveries {last['deliveries_http']}, dropped (ttl) {last['dropped_expired']}, dropped (bound) {last['dropped_overflow']}, samples {len(rows)}")
+jb = [int(r["journal_bytes"] or 0) for r in rows]
+print(f"hooks.journal: at end {jb[-1]/2**20:.2f} MiB, peak {max(jb)/2**20:.2f} MiB; at end {last['queued_messages']} queued "
+      f"({int(last['queued_bytes'] or 0)/2**20:.2f} MiB of bodies) and {last['dead_letters_held']} dead letters held, "
+      f"{last['enqueued']} events queued in all")
 PY

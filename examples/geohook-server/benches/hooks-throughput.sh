@@ -6,7 +6,10 @@
 # N SETs of 10,000 objects driving around the box (each update moves one
 # object up to 0.001 degrees, about 100 m, in each direction), sent over
 # one pipelined connection with `redis-cli --pipe`; each configuration is
-# run RUNS times on a fresh server and the best run is kept.
+# run RUNS times on a fresh server and the best run is kept. With 70,000
+# hooks it runs twice: with the durable hook queue (the hook journal, the
+# default) and with today's in-memory queue (--hook-journal no), side by
+# side in each round, and prints their ratio.
 #
 # Usage: examples/geohook-server/benches/hooks-throughput.sh [sets] [runs]
 set -euo pipefail
@@ -55,11 +58,11 @@ sys.stdout.write(''.join('*13\r\n' + c for c in data[:$1]))"; }
 
 metric() { curl -s "127.0.0.1:$MPORT/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
 
-one_run() { # hooks
+one_run() { # hooks journal(yes|no)
     rm -rf "$WORK/data"
     mkdir -p "$WORK/data"
     "$BIN" --dir "$WORK/data" --port "$PORT" --metrics-addr "127.0.0.1:$MPORT" --appendfsync everysec \
-        2>"$WORK/server.log" &
+        --hook-journal "$2" 2>"$WORK/server.log" &
     SRV_PID=$!
     wait_port "$PORT"
     if [ "$1" -gt 0 ]; then head_hooks "$1" | redis-cli -p "$PORT" --pipe >/dev/null; fi
@@ -68,8 +71,10 @@ one_run() { # hooks
     t0=$(date +%s.%N)
     redis-cli -p "$PORT" --pipe <"$WORK/sets.cmds" >/dev/null
     t1=$(date +%s.%N)
-    local events
+    local events journal
     events=$(metric geohook_hook_events_total)
+    journal=$(stat -c %s "$WORK/data/hooks.journal" 2>/dev/null || echo 0)
+    echo "  hooks.journal: $journal bytes after the run" >&2
     kill "$SRV_PID"
     wait "$SRV_PID" 2>/dev/null || true
     SRV_PID=
@@ -78,13 +83,19 @@ one_run() { # hooks
 
 declare -A BEST EVENTS
 for run in $(seq "$RUNS"); do
-    for h in 0 1000 70000; do
-        read -r rate events < <(one_run "$h")
-        echo "run $run, $h hooks: $rate SET/s ($events events)" >&2
-        if [ -z "${BEST[$h]:-}" ] || [ "$rate" -gt "${BEST[$h]}" ]; then BEST[$h]=$rate; EVENTS[$h]=$events; fi
+    for c in 0:yes 1000:yes 70000:yes 70000:no; do
+        h=${c%:*}
+        j=${c#*:}
+        key=$h
+        if [ "$j" = no ]; then key=70000mem; fi
+        read -r rate events < <(one_run "$h" "$j")
+        echo "run $run, $h hooks, journal $j: $rate SET/s ($events events)" >&2
+        if [ -z "${BEST[$key]:-}" ] || [ "$rate" -gt "${BEST[$key]}" ]; then BEST[$key]=$rate; EVENTS[$key]=$events; fi
     done
 done
 echo "== SET throughput, best of $RUNS ($N SETs over one pipelined connection, 10,000 objects)"
 for h in 0 1000 70000; do
     python3 -c "print(f'{$h:>6} hooks: {${BEST[$h]}:>8} SET/s  ({${BEST[$h]} / ${BEST[0]}:.2f} of 0 hooks; ${EVENTS[$h]} events)')"
 done
+python3 -c "print(f' 70000 hooks, in-memory queue (--hook-journal no): {${BEST[70000mem]}:>8} SET/s (${EVENTS[70000mem]} events)')"
+python3 -c "print(f'durable / in-memory at 70,000 hooks: {${BEST[70000]} / ${BEST[70000mem]}:.2f}')"

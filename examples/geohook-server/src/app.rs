@@ -56,6 +56,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     // these bytes.
     let bytes = std::fs::read(&aof_path).with_context(|| format!("read {}", aof_path.display()))?;
     crate::replay::load(&aof_path, &bytes, &mut core, Some(&hooks))?;
+    if args.hook_journal {
+        hooks.open_journal(&args.dir, args.hook_journal_compact_size)?;
+    }
 
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))
         .await

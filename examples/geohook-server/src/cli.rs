@@ -123,6 +123,14 @@ pub struct Args {
     /// Milliseconds a metrics connection may stay open.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) metrics_timeout_ms: u64,
+    /// Keep queued hook events in `hooks.journal` in the data directory, so
+    /// that they survive a crash, yes or no. With no, queues live in memory.
+    #[arg(long, default_value = "yes", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub(crate) hook_journal: bool,
+    /// Size above which the hook journal is rewritten as its pending events
+    /// (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "16mb", value_parser = parse_size)]
+    pub(crate) hook_journal_compact_size: u64,
 }
 
 impl Args {
@@ -179,6 +187,11 @@ pub(crate) struct HookArgs {
     /// Bound on the event bytes queued for one hook (bytes, or kb/mb/gb).
     #[arg(long, default_value = "4mb", value_parser = parse_size)]
     pub(crate) hook_max_hook_queued_bytes: u64,
+    /// Bound on the dead letters held across all hooks (events past their
+    /// time-to-live or attempts, listed by HOOKDLQ, queued again by
+    /// REDELIVER); 0 drops such events, counted, as Tile38 does.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) hook_max_dead_letters: usize,
 }
 
 impl HookArgs {
@@ -188,6 +201,7 @@ impl HookArgs {
             message_ttl: Duration::from_millis(self.hook_message_ttl_ms),
             max_queued_bytes: self.hook_max_queued_bytes,
             max_hook_queued_bytes: self.hook_max_hook_queued_bytes,
+            max_dead_letters: self.hook_max_dead_letters,
             delivery: DeliveryConfig {
                 max_connection_lifetime: Duration::from_millis(
                     self.hook_max_connection_lifetime_ms,

@@ -172,6 +172,13 @@ impl Shared {
         if self.opts.fsync == Fsync::Always {
             core.aof.sync()?;
         }
+        // The hook events these writes queued are acknowledged with them:
+        // same moment, same fsync policy. A failure is latched like the
+        // log's own.
+        if let Some(Err(e)) = self.hooks.get().map(|h| h.flush_journal(self.opts.fsync)) {
+            core.aof.poison(e.to_string());
+            core.aof.check()?;
+        }
         Ok(())
     }
 

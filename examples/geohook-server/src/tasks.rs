@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aof_compactor::{bytesize::ByteSize, CompactionOutcome, Compactor, SizeSource};
 use tokio_util::task::TaskTracker;
 
 use crate::clock::now_ms;
@@ -38,6 +39,24 @@ pub(crate) async fn fsync_loop(shared: Arc<Shared>) {
             let mut core = shared.core.write();
             let path = core.aof.path().display().to_string();
             core.aof.poison(format!("fsync {path}: {e}"));
+        }
+        // The hook journal follows the same policy, also off the lock.
+        let Some(engine) = shared.hooks.get().cloned() else {
+            continue;
+        };
+        if engine.journal().is_none() {
+            continue;
+        }
+        let result =
+            tokio::task::spawn_blocking(move || engine.journal().map_or(Ok(()), |(j, _)| j.sync()))
+                .await;
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("hook journal fsync task: {e}")),
+        };
+        if let Some(e) = failed {
+            shared.core.write().aof.poison(e);
         }
     }
 }
@@ -105,7 +124,49 @@ pub(crate) fn start_hooks(shared: &Arc<Shared>, tracker: &TaskTracker) {
     let cancel = shared.shutdown.clone();
     let e = engine.clone();
     tracker.spawn(async move { e.hooks.run(cancel).await });
+    if let Some((_, size)) = engine.journal() {
+        if let Err(e) = start_journal_compactor(shared, &engine, tracker, size) {
+            tracing::error!(error = %e, "hook journal compaction is off");
+        }
+    }
     tracker.spawn(housekeeping(shared.clone(), engine));
+}
+
+/// Spawns the hook journal's compactor: once the journal passes `size`
+/// bytes (checked every second, at most one run every ten seconds) it is
+/// rewritten as its pending events, so it stays near the size of what is
+/// pending rather than of what was sent.
+fn start_journal_compactor(
+    shared: &Arc<Shared>,
+    engine: &Arc<HookEngine>,
+    tracker: &TaskTracker,
+    size: u64,
+) -> Result<(), aof_compactor::Error> {
+    let cfg = aof_compactor::Config {
+        min_size: ByteSize::b(size),
+        check_interval: Duration::from_secs(1),
+        cooldown: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let e = engine.clone();
+    let source = SizeSource::from_fn(move || Ok(e.journal().map_or(0, |(j, _)| j.len())));
+    let e = engine.clone();
+    let (compactor, _handle) = Compactor::new(cfg, source, move |_ctx| {
+        let e = e.clone();
+        async move {
+            let compacted = tokio::task::spawn_blocking(move || {
+                e.journal().map(|(j, _)| j.compact()).transpose()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let new_size = compacted.unwrap_or(0);
+            tracing::info!(new_size, "hook journal compacted");
+            Ok::<_, String>(CompactionOutcome::new(new_size))
+        }
+    })?;
+    tracker.spawn(compactor.run(shared.shutdown.clone()));
+    Ok(())
 }
 
 /// Every 100 ms: follows the node's role, and on the leader removes hooks
@@ -121,6 +182,11 @@ async fn housekeeping(shared: Arc<Shared>, engine: Arc<HookEngine>) {
         let leader = shared.is_leader();
         if engine.hooks.is_leader() != leader {
             engine.hooks.set_role(leader);
+        }
+        // Finished deliveries and expiries reach the file within 100 ms even
+        // when no client writes (a lost `done` only means a duplicate).
+        if let Err(e) = engine.hooks.outbox().flush_journal(false) {
+            shared.core.write().aof.poison(e.to_string());
         }
         if !leader {
             continue;

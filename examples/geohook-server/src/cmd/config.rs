@@ -5,6 +5,7 @@ use aof_compactor::bytesize::ByteSize;
 
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx};
+use crate::cmd::hookconf;
 use crate::settings::PROPERTIES;
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -32,6 +33,10 @@ pub(crate) fn config(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Rep
                 ),
                 _ => return Err(CmdError::Arity("config set")),
             };
+            if name.starts_with("hook-") {
+                hookconf::set(shared, &name, &value)?;
+                return Ok(ctx.ok());
+            }
             shared.settings.write().set(&name, &value)?;
             if name.starts_with("aofshrink") {
                 apply_shrink_settings(shared)?;
@@ -57,11 +62,17 @@ fn lower_string(a: &[u8]) -> String {
 
 fn get(shared: &Shared, ctx: &Ctx, pattern: &str) -> Result<Reply, CmdError> {
     let s = shared.settings.read();
-    let props: Vec<(&str, String)> = PROPERTIES
+    let mut props: Vec<(&str, String)> = PROPERTIES
         .iter()
         .filter(|p| crate::glob::matches(pattern, p))
         .filter_map(|p| s.get(p).map(|v| (*p, v)))
         .collect();
+    props.extend(
+        hookconf::PROPERTIES
+            .iter()
+            .filter(|p| crate::glob::matches(pattern, p))
+            .filter_map(|p| hookconf::get(shared, p).map(|v| (*p, v))),
+    );
     if ctx.json {
         let map: serde_json::Map<String, serde_json::Value> = props
             .into_iter()

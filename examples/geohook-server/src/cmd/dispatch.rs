@@ -15,7 +15,7 @@ use crate::admission::{is_heavy, HeavyPermit};
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
-use crate::cmd::{config, conn, fields, get, hooks, keys, repl, search, server, write};
+use crate::cmd::{config, conn, dlq, fields, get, hooks, keys, repl, search, server, write};
 use crate::repl::status::gate;
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -201,6 +201,16 @@ fn admin(
         Cmd::Healthz => repl::health(shared, ctx),
         Cmd::Follow => repl::follow(shared, ctx, args),
         Cmd::Role => Ok(repl::role(shared, ctx)),
+        Cmd::Hookdlq | Cmd::Redeliver => {
+            let Some(engine) = shared.hooks.get() else {
+                return Err(CmdError::Msg("hooks are not enabled".into()));
+            };
+            if cmd == Cmd::Hookdlq {
+                dlq::list(engine, ctx, args)
+            } else {
+                dlq::redeliver(engine, ctx, args)
+            }
+        }
         // The connection loop serves PSYNC itself once the client is
         // authenticated, so it only gets here before AUTH, which the check
         // above already refused.

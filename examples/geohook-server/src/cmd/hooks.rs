@@ -7,12 +7,20 @@
 //! (the search arguments as sent): a hook's `EX` becomes an absolute
 //! deadline, as `SET … EX` does, and its expiry is logged as `delhook name`
 //! (see `tasks.rs`), so a restart neither extends nor resurrects it.
+//!
+//! Retry options, before the search kind: `TTL seconds` (0 keeps events
+//! until delivered), `RETRIES n` (attempts before an event becomes a dead
+//! letter, 0 for no limit), `TIMEOUT seconds` (per attempt) and `BACKOFF
+//! min max` (seconds). A hook with any of them gets its own policy, the
+//! others taken from the server-wide one at SETHOOK time, and is logged with
+//! all five (`ttl t retries n timeout t backoff a b`) so a restart, a
+//! shrink and a follower get the same policy.
 
 use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use geohook_db::Database;
-use geohook_hooks::{Endpoint, FenceKind, Filter, HookDef, SetOutcome};
+use geohook_hooks::{Endpoint, FenceKind, Filter, HookDef, RetryPolicy, SetOutcome};
 
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::cmd::args::{lower, text, Args};
@@ -27,6 +35,50 @@ use geohook_resp::{encode_command, Reply};
 pub(crate) struct SetHook {
     def: HookDef,
     pxat: Option<i64>,
+    retry: RetryOpts,
+}
+
+/// The retry options SETHOOK was given.
+#[derive(Debug, Default, Clone, Copy)]
+struct RetryOpts {
+    ttl: Option<Duration>,
+    retries: Option<u32>,
+    timeout: Option<Duration>,
+    backoff: Option<(Duration, Duration)>,
+}
+
+impl RetryOpts {
+    fn any(&self) -> bool {
+        self.ttl.is_some()
+            || self.retries.is_some()
+            || self.timeout.is_some()
+            || self.backoff.is_some()
+    }
+
+    /// The hook's own policy over `base`, or `None` without options.
+    fn resolve(&self, base: RetryPolicy) -> Option<RetryPolicy> {
+        if !self.any() {
+            return None;
+        }
+        let (retry_initial, retry_max) =
+            self.backoff.unwrap_or((base.retry_initial, base.retry_max));
+        Some(RetryPolicy {
+            ttl: self.ttl.unwrap_or(base.ttl),
+            retry_initial,
+            retry_max,
+            max_attempts: self.retries.unwrap_or(base.max_attempts),
+            timeout: self.timeout.unwrap_or(base.timeout),
+        })
+    }
+}
+
+/// Seconds (fractions allowed, at least 0) as a duration.
+fn seconds(v: &[u8]) -> Result<Duration, CmdError> {
+    let s = crate::cmd::args::finite(v)?;
+    if s < 0.0 {
+        return Err(CmdError::invalid(v));
+    }
+    Duration::try_from_secs_f64(s).map_err(|_| CmdError::invalid(v))
 }
 
 impl SetHook {
@@ -43,6 +95,7 @@ impl SetHook {
         let endpoints = Endpoint::parse_list(text(eps)?).map_err(|_| CmdError::invalid(eps))?;
         let mut meta = Vec::new();
         let mut pxat: Option<i64> = None;
+        let mut retry = RetryOpts::default();
         let kind = loop {
             let word = a.next()?;
             match lower(word).as_str() {
@@ -59,6 +112,14 @@ impl SetHook {
                     pxat = Some(crate::cmd::args::ex_deadline(v, now)?);
                 }
                 "pxat" => pxat = Some(crate::cmd::args::int(a.next()?)?),
+                "ttl" => retry.ttl = Some(seconds(a.next()?)?),
+                "timeout" => retry.timeout = Some(seconds(a.next()?)?),
+                "backoff" => retry.backoff = Some((seconds(a.next()?)?, seconds(a.next()?)?)),
+                "retries" => {
+                    let v = a.next()?;
+                    retry.retries =
+                        Some(text(v)?.parse::<u32>().map_err(|_| CmdError::invalid(v))?);
+                }
                 w => {
                     break w
                         .parse::<FenceKind>()
@@ -111,7 +172,7 @@ impl SetHook {
             args,
         };
         def.validate().map_err(hook_err)?;
-        Ok(SetHook { def, pxat })
+        Ok(SetHook { def, pxat, retry })
     }
 
     /// True when the deadline has passed at `now`: replay does not recreate
@@ -137,14 +198,25 @@ impl SetHook {
         w: &Writer<'_>,
         ctx: &Ctx,
     ) -> Result<Reply, CmdError> {
-        let logged = logged_sethook(&self.def, self.pxat);
+        let outbox = engine.hooks.outbox();
+        let policy = self.retry.resolve(outbox.default_policy());
+        if let Some(p) = &policy {
+            p.validate().map_err(|e| CmdError::Msg(e.to_string()))?;
+        }
+        let logged = logged_sethook(&self.def, self.pxat, policy.as_ref());
+        let name = self.def.name.clone();
+        let before = outbox.hook_override(&name);
         let outcome = engine
             .hooks
             .set_hook(self.def, from_unix_ms(ctx.now()))
             .map_err(|e| CmdError::Msg(e.to_string()))?;
+        outbox
+            .set_hook_policy(&name, policy)
+            .map_err(|e| CmdError::Msg(e.to_string()))?;
         let refs: Vec<&[u8]> = logged.iter().map(Vec::as_slice).collect();
         core.commit(w, Record::new(Cmd::Sethook, &refs, "", None))?;
-        Ok(ctx.ok_or_int(i64::from(outcome != SetOutcome::Unchanged)))
+        let changed = outcome != SetOutcome::Unchanged || before != policy;
+        Ok(ctx.ok_or_int(i64::from(changed)))
     }
 }
 
@@ -171,8 +243,9 @@ fn logged_search_args(
     }
 }
 
-/// `sethook name endpoints [meta k v …] [pxat ms] <search args…>`.
-fn logged_sethook(def: &HookDef, pxat: Option<i64>) -> Vec<Vec<u8>> {
+/// `sethook name endpoints [meta k v …] [pxat ms] [ttl t retries n timeout t
+/// backoff a b]` followed by the search arguments.
+fn logged_sethook(def: &HookDef, pxat: Option<i64>, policy: Option<&RetryPolicy>) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = vec![
         b"sethook".to_vec(),
         def.name.as_bytes().to_vec(),
@@ -187,6 +260,20 @@ fn logged_sethook(def: &HookDef, pxat: Option<i64>) -> Vec<Vec<u8>> {
     }
     if let Some(at) = pxat {
         out.extend([b"pxat".to_vec(), at.to_string().into_bytes()]);
+    }
+    if let Some(p) = policy {
+        let secs = |d: Duration| d.as_secs_f64().to_string().into_bytes();
+        out.extend([
+            b"ttl".to_vec(),
+            secs(p.ttl),
+            b"retries".to_vec(),
+            p.max_attempts.to_string().into_bytes(),
+            b"timeout".to_vec(),
+            secs(p.timeout),
+            b"backoff".to_vec(),
+            secs(p.retry_initial),
+            secs(p.retry_max),
+        ]);
     }
     out.extend(def.args.iter().map(|a| a.as_bytes().to_vec()));
     out
@@ -203,7 +290,8 @@ pub(crate) fn snapshot(engine: &HookEngine, out: &mut Vec<u8>) {
         let pxat = info
             .ttl
             .map(|t| unix_ms(now).saturating_add((t * 1000.0) as i64));
-        encode_command(out, &logged_sethook(&info.def, pxat));
+        let policy = engine.hooks.outbox().hook_override(&info.def.name);
+        encode_command(out, &logged_sethook(&info.def, pxat, policy.as_ref()));
     }
 }
 

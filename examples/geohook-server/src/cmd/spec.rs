@@ -57,6 +57,8 @@ pub(crate) enum Cmd {
     Delhook,
     Pdelhook,
     Hooks,
+    Hookdlq,
+    Redeliver,
 }
 
 /// What a command does to the data, which decides how it is gated.
@@ -181,6 +183,7 @@ pub(crate) static TABLE: &[Spec] = &[
     open("healthz", Cmd::Healthz, 1),
     // HELLO authenticates by itself (its AUTH option), so it runs before AUTH.
     open("hello", Cmd::Hello, -1),
+    spec("hookdlq", Cmd::Hookdlq, Admin, 2),
     spec("hooks", Cmd::Hooks, Read, 2),
     spec("info", Cmd::Info, Admin, -1),
     search("intersects", Cmd::Intersects, -2),
@@ -197,6 +200,7 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("psync", Cmd::Psync, Admin, -1),
     open("quit", Cmd::Quit, -1),
     spec("readonly", Cmd::Readonly, Admin, 2),
+    spec("redeliver", Cmd::Redeliver, Admin, 2),
     spec("role", Cmd::Role, Admin, 1),
     search("scan", Cmd::Scan, -2),
     spec("server", Cmd::Server, Admin, -1),

@@ -4,10 +4,13 @@
 //! Only the leader queues and delivers events; fence state is kept on every
 //! node so that a promoted follower detects enter and exit correctly.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use geohook_hooks::{Change, Hooks};
+use geohook_hooks::{Change, Hooks, Journal};
 
+use crate::aof::Fsync;
 use crate::change::{self, ChangeSink};
 use crate::cli::HookArgs;
 use crate::clock::unix_ms;
@@ -18,7 +21,12 @@ use crate::cmd::spec::Cmd;
 pub(crate) struct HookEngine {
     /// The registry, its fence state and its delivery queues.
     pub(crate) hooks: Hooks,
+    /// The journal's compaction threshold in bytes, once a journal is open.
+    journal_compact_size: OnceLock<u64>,
 }
+
+/// The hook journal's file name inside the data directory.
+pub(crate) const JOURNAL_NAME: &str = "hooks.journal";
 
 impl HookEngine {
     /// Builds an empty engine (leader role).
@@ -29,7 +37,54 @@ impl HookEngine {
     pub(crate) fn new(args: &HookArgs) -> Result<HookEngine, geohook_hooks::Error> {
         Ok(HookEngine {
             hooks: Hooks::new(args.queue_config())?,
+            journal_compact_size: OnceLock::new(),
         })
+    }
+
+    /// Opens (repairing a torn tail) the hook journal in `dir` and queues
+    /// again the events it holds that were not delivered. Call after the log
+    /// is replayed, so that their hooks exist, and before any client writes.
+    ///
+    /// # Errors
+    ///
+    /// The journal cannot be read or is damaged before its tail.
+    pub(crate) fn open_journal(
+        &self,
+        dir: &Path,
+        compact_size: u64,
+    ) -> Result<(), geohook_hooks::Error> {
+        let opened = Journal::open(dir.join(JOURNAL_NAME))?;
+        if opened.repaired_bytes > 0 {
+            tracing::warn!(
+                bytes = opened.repaired_bytes,
+                "hook journal: cut a torn tail (kept in a sidecar file)"
+            );
+        }
+        let n =
+            self.hooks
+                .outbox()
+                .attach_journal(opened.journal, opened.pending, opened.next_id)?;
+        tracing::info!(events = n, "hook journal: events queued again");
+        let _ = self.journal_compact_size.set(compact_size);
+        Ok(())
+    }
+
+    /// The journal and its compaction threshold, when one is open.
+    pub(crate) fn journal(&self) -> Option<(&Journal, u64)> {
+        Some((
+            self.hooks.outbox().journal()?,
+            *self.journal_compact_size.get()?,
+        ))
+    }
+
+    /// Writes the journal's buffered records (the events a batch of writes
+    /// queued) and fsyncs them under `always`, like the log.
+    ///
+    /// # Errors
+    ///
+    /// The write or fsync failed.
+    pub(crate) fn flush_journal(&self, fsync: Fsync) -> Result<(), geohook_hooks::Error> {
+        self.hooks.outbox().flush_journal(fsync == Fsync::Always)
     }
 }
 

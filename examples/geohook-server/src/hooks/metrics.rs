@@ -89,8 +89,43 @@ impl Collector for HookCollector {
                 ("expired", m.dropped_expired),
                 ("overflow", m.dropped_overflow),
                 ("removed", m.dropped_removed),
+                ("retries", m.dropped_retries),
+                ("dead_letter_bound", m.dead_letters_evicted),
             ],
         )?;
+        let outbox = self.0.hooks.outbox();
+        gauge(
+            e,
+            "geohook_hook_dead_letters_held",
+            "Dead letters held (HOOKDLQ), across all hooks",
+            outbox.dead_letter_count(),
+        )?;
+        {
+            let mut made = e.encode_descriptor(
+                "geohook_hook_dead_letters",
+                "Events that became dead letters since start, by hook and reason",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (hook, reason, n) in outbox.dead_letter_counts() {
+                let labels = [("hook", &*hook), ("reason", reason.as_str())];
+                ConstCounter::new(n).encode(made.encode_family(&labels)?)?;
+            }
+        }
+        counter(
+            e,
+            "geohook_hook_redelivered",
+            "Dead letters queued again by REDELIVER",
+            m.redelivered,
+        )?;
+        if let Some((journal, _)) = self.0.journal() {
+            gauge(
+                e,
+                "geohook_hook_journal_bytes",
+                "Size of the hook journal, buffered records included",
+                journal.len(),
+            )?;
+        }
         counter(
             e,
             "geohook_hook_connections_opened",
