@@ -26,20 +26,7 @@ FLOOD_CLIENTS=64
 
 source "$(dirname "$0")/common.sh"
 
-python3 - "$POINTS" "$WORK" <<'PY'
-import random, sys
-n, work = int(sys.argv[1]), sys.argv[2]
-r = random.Random(38)
-def resp(*args):
-    out = [f"*{len(args)}\r\n"]
-    for a in args:
-        a = str(a)
-        out.append(f"${len(a.encode())}\r\n{a}\r\n")
-    return "".join(out)
-with open(f"{work}/geo.load", "w") as g:
-    for i in range(n):
-        g.write(resp("SET", "fleet", f"p{i}", "POINT", f"{32 + r.random() * 2:.6f}", f"{-116 + r.random() * 2:.6f}"))
-PY
+python3 "$ROOT/examples/geohook-server/benches/points.py" "$POINTS" "$WORK/geo.load"
 
 # p50 and p99 (ms) of one command from redis-benchmark's CSV line.
 latency() { # port, then the command

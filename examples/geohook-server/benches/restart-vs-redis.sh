@@ -48,23 +48,7 @@ start_geo
 start_redis
 wait_port "$GEO_PORT"; wait_port "$REDIS_PORT"
 
-python3 - "$POINTS" "$WORK" <<'PY'
-import random, sys
-n, work = int(sys.argv[1]), sys.argv[2]
-r = random.Random(38)
-def resp(*args):
-    out = [f"*{len(args)}\r\n"]
-    for a in args:
-        a = str(a)
-        out.append(f"${len(a.encode())}\r\n{a}\r\n")
-    return "".join(out)
-with open(f"{work}/geo.cmds", "w") as g, open(f"{work}/redis.cmds", "w") as rd:
-    for i in range(n):
-        lat = 32 + r.random() * 2
-        lon = -116 + r.random() * 2
-        g.write(resp("SET", "fleet", f"p{i}", "POINT", f"{lat:.6f}", f"{lon:.6f}"))
-        rd.write(resp("GEOADD", "fleet", f"{lon:.6f}", f"{lat:.6f}", f"p{i}"))
-PY
+python3 "$ROOT/examples/geohook-server/benches/points.py" "$POINTS" "$WORK/geo.cmds" "$WORK/redis.cmds"
 redis-cli -p "$GEO_PORT" --pipe <"$WORK/geo.cmds" >/dev/null
 redis-cli -p "$REDIS_PORT" --pipe <"$WORK/redis.cmds" >/dev/null
 rm -f "$WORK/geo.cmds" "$WORK/redis.cmds"
