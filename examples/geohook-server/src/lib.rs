@@ -59,7 +59,7 @@
 //!
 //! A file imports only from layers below it (ARCHITECTURE.md draws them):
 //!
-//! 1. `backoff`, `clock`, `fsio`, `glob`, `output`, `resp`, `settings`,
+//! 1. `backoff`, `clock`, `fsio`, `output`, `resp`, `settings`,
 //!    `cmd/spec` (the command table), `admission` (memory admission over the
 //!    table), `metrics`, `aof`, `cli`, `change`;
 //! 2. `hooks/` (the engine the write path feeds), `repl/state`; then `state`
@@ -80,7 +80,6 @@ pub mod cli;
 mod clock;
 mod cmd;
 mod fsio;
-mod glob;
 mod hooks;
 mod metrics;
 mod net;

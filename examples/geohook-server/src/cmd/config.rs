@@ -61,16 +61,18 @@ fn lower_string(a: &[u8]) -> String {
 }
 
 fn get(shared: &Shared, ctx: &Ctx, pattern: &str) -> Result<Reply, CmdError> {
+    // Redis's glob syntax, matched in time linear in the name.
+    let glob = geohook_db::Glob::with_classes(pattern);
     let s = shared.settings.read();
     let mut props: Vec<(&str, String)> = PROPERTIES
         .iter()
-        .filter(|p| crate::glob::matches(pattern, p))
+        .filter(|p| glob.is_match(p))
         .filter_map(|p| s.get(p).map(|v| (*p, v)))
         .collect();
     props.extend(
         hookconf::PROPERTIES
             .iter()
-            .filter(|p| crate::glob::matches(pattern, p))
+            .filter(|p| glob.is_match(p))
             .filter_map(|p| hookconf::get(shared, p).map(|v| (*p, v))),
     );
     if ctx.json {
