@@ -65,6 +65,40 @@ pub(crate) struct Settings {
     ///
     /// Default: empty.
     pub(crate) leaderauth: String,
+    /// Tile38's `keepalive`: the TCP keep-alive period for client
+    /// connections, in seconds. Stored, shown and persisted for Tile38's
+    /// tooling; the listener does not set it on sockets yet.
+    ///
+    /// Default: 300.
+    pub(crate) keepalive: u64,
+    /// Tile38's `autogc`: run a GC every this many seconds; 0 is off.
+    /// Stored, shown and persisted; jemalloc's own decay returns memory
+    /// meanwhile.
+    ///
+    /// Default: 0.
+    pub(crate) autogc: u64,
+    /// Tile38's `logconfig`: a JSON object for the logger, or empty.
+    /// Stored, shown and persisted; logging is set up from `RUST_LOG`.
+    ///
+    /// Default: empty.
+    pub(crate) logconfig: String,
+    /// Tile38's `replica-priority`, which a follower's INFO shows as
+    /// `slave_priority`; negative means unset (hidden, as in Tile38).
+    ///
+    /// Default: -1.
+    #[serde(rename = "replica-priority")]
+    pub(crate) replica_priority: i64,
+    /// Tile38's `replica_announce_ip`; stored, shown and persisted.
+    ///
+    /// Default: empty.
+    #[serde(rename = "replica_announce_ip")]
+    pub(crate) replica_announce_ip: String,
+    /// Tile38's `replica_announce_port`; stored, shown and persisted; 0 is
+    /// unset.
+    ///
+    /// Default: 0.
+    #[serde(rename = "replica_announce_port")]
+    pub(crate) replica_announce_port: u16,
 }
 
 impl Default for Settings {
@@ -79,6 +113,12 @@ impl Default for Settings {
             follow_host: String::new(),
             follow_port: 0,
             leaderauth: String::new(),
+            keepalive: 300,
+            autogc: 0,
+            logconfig: String::new(),
+            replica_priority: -1,
+            replica_announce_ip: String::new(),
+            replica_announce_port: 0,
         }
     }
 }
@@ -103,6 +143,9 @@ pub(crate) enum SetError {
     /// No such property.
     #[error("Unsupported CONFIG parameter: {0}")]
     Unsupported(String),
+    /// A property only FOLLOW changes.
+    #[error("CONFIG parameter '{0}' is read-only, use FOLLOW")]
+    ReadOnly(String),
     /// The value does not parse for the property.
     #[error("Invalid argument '{value}' for CONFIG SET '{name}'")]
     Invalid { name: String, value: String },
@@ -135,14 +178,23 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-/// The names `CONFIG GET` and `CONFIG SET` accept, sorted.
+/// The names `CONFIG GET` shows, sorted; `CONFIG SET` accepts all but
+/// `follow_host` and `follow_port`, which FOLLOW changes.
 pub(crate) const PROPERTIES: &[&str] = &[
     "aofshrink-max-rate",
     "aofshrink-min-size",
     "aofshrink-percentage",
+    "autogc",
+    "follow_host",
+    "follow_port",
+    "keepalive",
     "leaderauth",
+    "logconfig",
     "maxmemory",
     "protected-mode",
+    "replica-priority",
+    "replica_announce_ip",
+    "replica_announce_port",
     "requirepass",
 ];
 
@@ -193,6 +245,16 @@ impl Settings {
             "aofshrink-max-rate" => self.aofshrink_max_rate.to_string(),
             "leaderauth" => self.leaderauth.clone(),
             "maxmemory" => self.maxmemory.to_string(),
+            "keepalive" => self.keepalive.to_string(),
+            "autogc" => self.autogc.to_string(),
+            "logconfig" => self.logconfig.clone(),
+            // Tile38 shows an unset priority as empty.
+            "replica-priority" if self.replica_priority < 0 => String::new(),
+            "replica-priority" => self.replica_priority.to_string(),
+            "replica_announce_ip" => self.replica_announce_ip.clone(),
+            "replica_announce_port" => self.replica_announce_port.to_string(),
+            "follow_host" => self.follow_host.clone(),
+            "follow_port" => self.follow_port.to_string(),
             _ => return None,
         })
     }
@@ -222,6 +284,34 @@ impl Settings {
             }
             "leaderauth" => self.leaderauth = value.to_string(),
             "maxmemory" => self.maxmemory = parse_size(value).ok_or_else(invalid)?,
+            // Tile38 reads an empty value as the default for these.
+            "keepalive" if value.is_empty() => self.keepalive = 300,
+            "keepalive" => self.keepalive = value.parse().map_err(|_| invalid())?,
+            "autogc" if value.is_empty() => self.autogc = 0,
+            "autogc" => self.autogc = value.parse().map_err(|_| invalid())?,
+            "logconfig" => {
+                // An object, as Tile38's logger reads it, or empty.
+                let ok = value.is_empty()
+                    || serde_json::from_str::<serde_json::Value>(value)
+                        .is_ok_and(|v| v.is_object());
+                if !ok {
+                    return Err(invalid());
+                }
+                self.logconfig = value.to_string();
+            }
+            "replica-priority" => {
+                self.replica_priority = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|p| *p >= 0)
+                    .ok_or_else(invalid)?
+            }
+            "replica_announce_ip" => self.replica_announce_ip = value.to_string(),
+            "replica_announce_port" if value.is_empty() => self.replica_announce_port = 0,
+            "replica_announce_port" => {
+                self.replica_announce_port = value.parse().map_err(|_| invalid())?
+            }
+            "follow_host" | "follow_port" => return Err(SetError::ReadOnly(name.to_owned())),
             _ => return Err(SetError::Unsupported(name.to_owned())),
         }
         Ok(())
@@ -253,11 +343,42 @@ mod tests {
     }
 
     #[test]
+    fn tile38_properties_are_validated_as_tile38_does() {
+        let mut s = Settings::default();
+        assert_eq!(s.get("keepalive").as_deref(), Some("300"));
+        assert_eq!(s.get("replica-priority").as_deref(), Some(""));
+        s.set("keepalive", "60").unwrap();
+        assert_eq!(s.keepalive, 60);
+        s.set("keepalive", "").unwrap();
+        assert_eq!(s.keepalive, 300, "empty is the default");
+        assert!(s.set("keepalive", "-1").is_err());
+        s.set("autogc", "30").unwrap();
+        assert!(s.set("autogc", "soon").is_err());
+        s.set("replica-priority", "0").unwrap();
+        assert_eq!(s.get("replica-priority").as_deref(), Some("0"));
+        assert!(s.set("replica-priority", "-2").is_err());
+        s.set("logconfig", r#"{"level":"debug"}"#).unwrap();
+        assert!(s.set("logconfig", "[1]").is_err());
+        assert!(s.set("logconfig", "{").is_err());
+        s.set("replica_announce_port", "7000").unwrap();
+        assert!(s.set("replica_announce_port", "70000").is_err());
+        let err = s.set("follow_host", "10.0.0.1").unwrap_err().to_string();
+        assert!(err.contains("read-only"), "{err}");
+        for p in PROPERTIES {
+            assert!(s.get(p).is_some(), "{p} has a value");
+        }
+        assert!(PROPERTIES.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
     fn round_trips_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Settings::default();
         s.set("aofshrink-min-size", "1mb").unwrap();
         s.set("protected-mode", "no").unwrap();
+        s.set("keepalive", "42").unwrap();
+        s.set("replica-priority", "3").unwrap();
+        s.set("logconfig", r#"{"level":"info"}"#).unwrap();
         s.save(dir.path()).unwrap();
         assert_eq!(Settings::load(dir.path()).unwrap(), s);
         assert!(s

@@ -1,6 +1,9 @@
-//! Commands about the connection: `PING [msg]`, `ECHO msg`, `QUIT`, `OUTPUT
+//! Commands about the connection: `PING [msg]`, `ECHO [msg]`, `QUIT`,
+//! `TIMEOUT seconds cmd …` (its parse; the dispatcher runs it), `OUTPUT
 //! [json|resp]`, `AUTH [user] password`, `HELLO` (RESP3), `CLIENT`, and
 //! `COMMAND` (an empty list, which is what redis-cli needs when it starts).
+
+use std::time::Duration;
 
 use geohook_resp::Proto;
 
@@ -13,34 +16,51 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `PING [message]`.
+/// `PING [message]` and `ECHO [message]`, answered as Tile38 answers both:
+/// the message, or `PONG` without one, under the command's own name in
+/// JSON (`{"ok":true,"ping":"pong"}`, `{"ok":true,"echo":"hi"}`). Words
+/// after the message are ignored, as Tile38 ignores them.
+pub(crate) fn ping(ctx: &Ctx, name: &str, args: &[Vec<u8>]) -> Reply {
+    match (args.get(1), ctx.json) {
+        (None, true) => ctx.ok_json(&format!(",\"{name}\":\"pong\"")),
+        (None, false) => Reply::Simple("PONG".into()),
+        (Some(msg), true) => ctx.ok_json(&format!(",\"{name}\":{}", json_str(&lossy(msg)))),
+        (Some(msg), false) => Reply::Bulk(msg.clone()),
+    }
+}
+
+/// `QUIT`: the connection closes after this reply, which is `+OK` in RESP
+/// and nothing at all in JSON, as in Tile38. The empty encoded reply adds
+/// no bytes to the connection's output.
+pub(crate) fn quit(session: &mut Session, ctx: &Ctx) -> Reply {
+    session.quit = true;
+    if ctx.json {
+        Reply::Encoded(Vec::new())
+    } else {
+        Reply::ok()
+    }
+}
+
+/// Reads `TIMEOUT seconds command …`: the time limit and the wrapped
+/// command.
 ///
 /// # Errors
 ///
-/// More than one argument.
-pub(crate) fn ping(ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
-    match args {
-        [_] if ctx.json => Ok(ctx.ok_json(",\"ping\":\"pong\"")),
-        [_] => Ok(Reply::Simple("PONG".into())),
-        [_, msg] if ctx.json => Ok(ctx.ok_json(&format!(",\"ping\":{}", json_str(&lossy(msg))))),
-        [_, msg] => Ok(Reply::Bulk(msg.clone())),
-        _ => Err(CmdError::Arity("ping")),
+/// Tile38's: an argument count error when no command follows, `invalid
+/// argument` for a limit that is not a non-negative number.
+pub(crate) fn timeout(args: &[Vec<u8>]) -> Result<(Duration, &[Vec<u8>]), CmdError> {
+    let [_, secs, inner @ ..] = args else {
+        return Err(CmdError::Arity("timeout"));
+    };
+    if inner.is_empty() {
+        return Err(CmdError::Arity("timeout"));
     }
-}
-
-/// `ECHO message`.
-pub(crate) fn echo(ctx: &Ctx, args: &[Vec<u8>]) -> Reply {
-    if ctx.json {
-        ctx.ok_json(&format!(",\"message\":{}", json_str(&lossy(&args[1]))))
-    } else {
-        Reply::Bulk(args[1].clone())
-    }
-}
-
-/// `QUIT`: the connection closes after this reply.
-pub(crate) fn quit(session: &mut Session, ctx: &Ctx) -> Reply {
-    session.quit = true;
-    ctx.ok()
+    let limit = std::str::from_utf8(secs)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| CmdError::invalid(secs))?;
+    Ok((limit, inner))
 }
 
 /// `OUTPUT` (the current mode) or `OUTPUT json|resp`.

@@ -15,7 +15,7 @@ use crate::admission::{is_heavy, HeavyPermit};
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
-use crate::cmd::{config, conn, dlq, fields, get, hooks, keys, repl, search, server, write};
+use crate::cmd::{config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, write};
 use crate::repl::status::gate;
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -162,6 +162,8 @@ fn read(
         Cmd::Exists => get::exists(db, ctx, args),
         Cmd::Ttl => get::ttl(db, ctx, args),
         Cmd::Fget => fields::fget(db, ctx, args),
+        Cmd::Fexists => fields::fexists(db, ctx, args),
+        Cmd::Jget => json::jget(db, ctx, args),
         Cmd::Keys => keys::keys(db, ctx, args),
         Cmd::Stats => keys::stats(db, ctx, args),
         Cmd::Bounds => keys::bounds(db, ctx, args),
@@ -185,15 +187,17 @@ fn admin(
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
     match cmd {
-        Cmd::Ping => conn::ping(ctx, args),
-        Cmd::Echo => Ok(conn::echo(ctx, args)),
+        Cmd::Ping => Ok(conn::ping(ctx, "ping", args)),
+        Cmd::Echo => Ok(conn::ping(ctx, "echo", args)),
         Cmd::Quit => Ok(conn::quit(session, ctx)),
+        Cmd::Timeout => timeout(shared, session, ctx, args),
         Cmd::Output => conn::output(session, ctx, args),
         Cmd::Auth => conn::auth(shared, session, ctx, args),
         Cmd::Hello => conn::hello(shared, session, ctx, args),
         Cmd::Client => conn::client(session, ctx, args),
         Cmd::Command => Ok(Reply::Array(Vec::new())),
-        Cmd::Server | Cmd::Info => server::server_info(shared, ctx, cmd, args),
+        Cmd::Server => server::server(shared, ctx, args),
+        Cmd::Info => server::info(shared, ctx, args),
         Cmd::Gc => Ok(server::gc(ctx)),
         Cmd::Aofshrink => server::aofshrink(shared, ctx),
         Cmd::Readonly => server::readonly(shared, ctx, args),
@@ -219,6 +223,36 @@ fn admin(
             "no handler for {other:?} as an admin command"
         ))),
     }
+}
+
+/// `TIMEOUT seconds command …`, as Tile38 runs it: a write is refused
+/// (`timeout not supported for 'set'`), anything else runs through every
+/// gate as if sent alone, and a command that ends past the limit answers
+/// `timeout` instead of its reply. The command is not cut short while it
+/// runs: the deadline is read when it ends.
+fn timeout(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    let (limit, inner) = conn::timeout(args)?;
+    let spec = spec::lookup(&lower(&inner[0]));
+    match spec {
+        Some(s) if s.kind == Kind::Write => {
+            return Err(CmdError::Msg(format!(
+                "timeout not supported for '{}'",
+                s.name
+            )))
+        }
+        Some(s) if s.cmd == Cmd::Timeout => return Err(CmdError::invalid(&inner[0])),
+        _ => {}
+    }
+    let reply = run(shared, session, ctx, spec, inner)?;
+    if ctx.start.elapsed() > limit {
+        return Err(CmdError::Msg("timeout".into()));
+    }
+    Ok(reply)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Fields of one object: `FSET key id [XX] name value [name value …]` and
-//! `FGET key id name`.
+//! `FGET key id name`, and `FEXISTS key id name`.
 //!
 //! FSET is logged as `fset key id [xx] name value …`, with each value in its
 //! text form; only an FSET that changed a value is logged.
@@ -61,5 +61,22 @@ pub(crate) fn fget(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, 
         ctx.ok_json(&format!(",\"value\":{}", v.to_json()))
     } else {
         Reply::bulk(v.text().into_owned())
+    })
+}
+
+/// `FEXISTS key id name`: whether the object has the field (a field set to
+/// 0 or the empty string is not stored, so it does not exist). Tile38
+/// answers RESP with a boolean, which RESP2 carries as the integer 1 or 0.
+///
+/// # Errors
+///
+/// A bad argument, the missing key or id.
+pub(crate) fn fexists(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
+    let item = db.get(text(&args[1])?, text(&args[2])?, ctx.now())?;
+    let exists = item.fields().get(text(&args[3])?).is_some();
+    Ok(if ctx.json {
+        ctx.ok_json(&format!(",\"exists\":{exists}"))
+    } else {
+        Reply::Int(i64::from(exists))
     })
 }

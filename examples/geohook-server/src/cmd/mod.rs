@@ -6,6 +6,7 @@
 //! 2. [`ctx`] (session, context, typed errors), [`args`] (argument cursor,
 //!    value and area parsers), [`render`] (reply shapes);
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
+//!    [`json`] and [`rename`] (above [`set`], whose SET they run),
 //!    [`keys`], [`search`], [`hooks`], [`conn`], [`config`], [`server`];
 //! 4. [`write`]: applies any write, for clients and for replay alike;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
@@ -24,7 +25,9 @@ pub(crate) mod fields;
 pub(crate) mod get;
 pub(crate) mod hookconf;
 pub(crate) mod hooks;
+pub(crate) mod json;
 pub(crate) mod keys;
+pub(crate) mod rename;
 pub(crate) mod render;
 pub(crate) mod repl;
 pub(crate) mod search;

@@ -19,6 +19,7 @@ pub(crate) enum Cmd {
     Hello,
     Client,
     Command,
+    Timeout,
     // Server administration.
     Server,
     Info,
@@ -40,11 +41,17 @@ pub(crate) enum Cmd {
     Pexpireat,
     Persist,
     Fset,
+    Jset,
+    Jdel,
+    Rename,
+    Renamenx,
     // Data reads.
     Get,
     Exists,
     Ttl,
     Fget,
+    Fexists,
+    Jget,
     Keys,
     Stats,
     Bounds,
@@ -171,9 +178,10 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("del", Cmd::Del, Write, -3),
     spec("delhook", Cmd::Delhook, Write, 2),
     spec("drop", Cmd::Drop, Write, 2),
-    spec("echo", Cmd::Echo, Admin, 2),
+    spec("echo", Cmd::Echo, Admin, -1),
     spec("exists", Cmd::Exists, Read, 3),
     spec("expire", Cmd::Expire, Write, 4),
+    spec("fexists", Cmd::Fexists, Read, 4),
     spec("fget", Cmd::Fget, Read, 4),
     spec("flushdb", Cmd::Flushdb, Write, 1),
     spec("follow", Cmd::Follow, Admin, 3),
@@ -187,6 +195,9 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("hooks", Cmd::Hooks, Read, 2),
     spec("info", Cmd::Info, Admin, -1),
     search("intersects", Cmd::Intersects, -2),
+    spec("jdel", Cmd::Jdel, Write, 4),
+    spec("jget", Cmd::Jget, Read, -3),
+    adds("jset", Cmd::Jset, -5),
     spec("keys", Cmd::Keys, Read, 2),
     search("nearby", Cmd::Nearby, -2),
     open("output", Cmd::Output, -1),
@@ -201,12 +212,17 @@ pub(crate) static TABLE: &[Spec] = &[
     open("quit", Cmd::Quit, -1),
     spec("readonly", Cmd::Readonly, Admin, 2),
     spec("redeliver", Cmd::Redeliver, Admin, 2),
+    spec("rename", Cmd::Rename, Write, 3),
+    spec("renamenx", Cmd::Renamenx, Write, 3),
     spec("role", Cmd::Role, Admin, 1),
     search("scan", Cmd::Scan, -2),
     spec("server", Cmd::Server, Admin, -1),
     adds("set", Cmd::Set, -4),
     adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
+    // TIMEOUT runs the command it wraps under a deadline; the dispatcher
+    // unwraps it before the table is read again for that command.
+    spec("timeout", Cmd::Timeout, Admin, -3),
     spec("ttl", Cmd::Ttl, Read, 3),
     search("within", Cmd::Within, -2),
 ];
@@ -251,7 +267,7 @@ mod tests {
             .filter(|s| s.adds_data)
             .map(|s| s.name)
             .collect();
-        assert_eq!(adding, ["fset", "set", "sethook"]);
+        assert_eq!(adding, ["fset", "jset", "set", "sethook"]);
         assert!(TABLE
             .iter()
             .filter(|s| s.adds_data)

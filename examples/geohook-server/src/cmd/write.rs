@@ -7,7 +7,7 @@ use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::hooks::SetHook;
 use crate::cmd::set::Set;
 use crate::cmd::spec::Cmd;
-use crate::cmd::{del, expire, fields, hooks};
+use crate::cmd::{del, expire, fields, hooks, json, rename};
 use crate::hooks::engine::HookEngine;
 use crate::state::{Core, Writer};
 use geohook_resp::Reply;
@@ -27,6 +27,8 @@ pub(crate) fn apply(
     cmd: Cmd,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
+    // RENAME reads the hooks when there are any; the others need them.
+    let hooks_if_any = engine;
     let engine = || engine.ok_or_else(|| CmdError::Msg("hooks are not enabled".into()));
     match cmd {
         Cmd::Set => Set::parse(args, ctx.now())?.apply(core, w, ctx),
@@ -37,6 +39,9 @@ pub(crate) fn apply(
         Cmd::Expire | Cmd::Pexpireat => expire::expire(core, w, ctx, cmd, args),
         Cmd::Persist => expire::persist(core, w, ctx, args),
         Cmd::Fset => fields::fset(core, w, ctx, args),
+        Cmd::Jset => json::jset(core, w, ctx, args),
+        Cmd::Jdel => json::jdel(core, w, ctx, args),
+        Cmd::Rename | Cmd::Renamenx => rename::rename(core, hooks_if_any, w, ctx, cmd, args),
         Cmd::Sethook => {
             let engine = engine()?;
             SetHook::parse(&core.db, args, ctx.now())?.apply(core, engine, w, ctx)
