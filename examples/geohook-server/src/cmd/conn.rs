@@ -1,6 +1,6 @@
 //! Commands about the connection: `PING [msg]`, `ECHO [msg]`, `QUIT`,
 //! `TIMEOUT seconds cmd …` (its parse; the dispatcher runs it), `OUTPUT
-//! [json|resp]`, `AUTH [user] password`, `HELLO` (RESP3), `CLIENT`, and
+//! [json|resp]`, `AUTH [user] password`, `HELLO` (RESP3) and
 //! `COMMAND` (an empty list, which is what redis-cli needs when it starts).
 
 use std::time::Duration;
@@ -206,49 +206,16 @@ pub(crate) fn hello(
 }
 
 /// A connection name as Redis allows them: printable, without spaces.
-fn client_name(a: &[u8]) -> Result<String, CmdError> {
+///
+/// # Errors
+///
+/// Tile38's message for any other byte.
+pub(crate) fn client_name(a: &[u8]) -> Result<String, CmdError> {
     if a.iter().all(|b| b.is_ascii_graphic()) {
         Ok(lossy(a))
     } else {
         Err(CmdError::Msg(
             "Client names cannot contain spaces, newlines or special characters.".into(),
         ))
-    }
-}
-
-/// `CLIENT ID | GETNAME | SETNAME name | SETINFO attr value` (what client
-/// libraries send when they connect).
-///
-/// # Errors
-///
-/// Arity, a bad name, or another sub-command.
-pub(crate) fn client(
-    session: &mut Session,
-    ctx: &Ctx,
-    args: &[Vec<u8>],
-) -> Result<Reply, CmdError> {
-    match (lower(&args[1]).as_str(), args.len()) {
-        ("id", 2) => Ok(if ctx.json {
-            ctx.ok_json(&format!(",\"id\":{}", session.id))
-        } else {
-            Reply::Int(session.id as i64)
-        }),
-        ("getname", 2) => Ok(match (&session.name, ctx.json) {
-            (Some(n), true) => ctx.ok_json(&format!(",\"name\":{}", json_str(n))),
-            (None, true) => ctx.ok_json(",\"name\":\"\""),
-            (Some(n), false) => Reply::bulk(n.clone()),
-            (None, false) => Reply::Null,
-        }),
-        ("setname", 3) => {
-            let name = client_name(&args[2])?;
-            session.name = (!name.is_empty()).then_some(name);
-            Ok(ctx.ok())
-        }
-        // Libraries report their name and version; nothing here reads them.
-        ("setinfo", 4) => Ok(ctx.ok()),
-        ("id" | "getname" | "setname" | "setinfo", _) => Err(CmdError::Arity("client")),
-        (sub, _) => Err(CmdError::Msg(format!(
-            "unknown subcommand '{sub}'. Try CLIENT HELP."
-        ))),
     }
 }

@@ -15,7 +15,9 @@ use crate::admission::{is_heavy, HeavyPermit};
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
-use crate::cmd::{config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, write};
+use crate::cmd::{
+    client, config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, write,
+};
 use crate::repl::status::gate;
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -23,6 +25,7 @@ use geohook_resp::Reply;
 /// Runs one command from a client and renders its reply.
 pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
     let ctx = Ctx::new(session.json);
+    client::touch(session.id);
     let spec = spec::lookup(&lower(&args[0]));
     let reply = run(shared, session, &ctx, spec, args);
     if spec.is_some_and(|s| s.kind == Kind::Write) {
@@ -194,7 +197,7 @@ fn admin(
         Cmd::Output => conn::output(session, ctx, args),
         Cmd::Auth => conn::auth(shared, session, ctx, args),
         Cmd::Hello => conn::hello(shared, session, ctx, args),
-        Cmd::Client => conn::client(session, ctx, args),
+        Cmd::Client => client::client(session, ctx, args),
         Cmd::Command => Ok(Reply::Array(Vec::new())),
         Cmd::Server => server::server(shared, ctx, args),
         Cmd::Info => server::info(shared, ctx, args),

@@ -576,7 +576,7 @@ fn section(shared: &Shared, f: &Figures, name: &str) -> String {
 
 /// Go's `strconv` readings Tile38's INFO applies to each JSON value: an
 /// integer, else a float, else a boolean, else the text.
-fn typed(v: &str) -> serde_json::Value {
+pub(crate) fn typed(v: &str) -> serde_json::Value {
     if let Ok(i) = v.parse::<i64>() {
         return i.into();
     }

@@ -8,6 +8,7 @@
 //! A peer that takes nothing for the stall time, or leaves a request
 //! incomplete for the request timeout, is closed.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,6 +33,14 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut session = Session::new(shared.settings.read().requirepass.is_empty());
+    // CLIENT LIST shows the connection and CLIENT KILL may shut its socket
+    // down while it is registered; locals drop before the stream, and the
+    // PSYNC hand-off drops it first, so the socket is open all that time.
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let registered = crate::cmd::client::register(session.id, peer, stream.as_raw_fd());
     let limits = shared.opts.limits;
     let budget = shared.opts.output;
     let mut parsed = resp::ArgBufs::default();
@@ -60,6 +69,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                         stream.write_all(&out).await?;
                         let pending = buf[start..].to_vec();
                         let args = args.to_vec();
+                        drop(registered);
                         serve_psync(shared, stream, args, pending).await;
                         return Ok(());
                     }

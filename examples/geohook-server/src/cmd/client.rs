@@ -1,0 +1,269 @@
+//! `CLIENT ID | GETNAME | SETNAME name | SETINFO attr value | LIST | KILL
+//! (ID id | ADDR addr | addr)`, and the registry of live client connections
+//! that LIST shows and KILL closes.
+//!
+//! Each connection registers itself when it starts (its id, peer address
+//! and socket) and is removed when its [`Registered`] handle is dropped,
+//! which the connection does before its socket closes. KILL therefore only
+//! ever shuts down a socket that is still open and still that connection's:
+//! it calls `shutdown(2)`, the connection's next read sees the end of the
+//! stream, and its task ends as if the peer had closed, finishing nothing
+//! half-way.
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::cmd::args::lower;
+use crate::cmd::conn::client_name;
+use crate::cmd::ctx::{json_str, CmdError, Ctx, Session};
+use crate::cmd::server::typed;
+use geohook_resp::Reply;
+
+/// One live connection as LIST shows it.
+#[derive(Debug)]
+struct Entry {
+    addr: String,
+    fd: RawFd,
+    opened: Instant,
+    /// Milliseconds from [`EPOCH`] to the connection's last command; an
+    /// atomic, so that recording a command takes only the registry's read
+    /// lock.
+    last_ms: AtomicU64,
+    name: Mutex<String>,
+}
+
+/// The registry's clock origin.
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Every registered connection by id, in id order as LIST shows them.
+static CLIENTS: RwLock<BTreeMap<u64, Arc<Entry>>> = RwLock::new(BTreeMap::new());
+
+fn since_epoch_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A connection's place in the registry, removed when dropped. The
+/// connection must drop it before its socket closes.
+#[derive(Debug)]
+pub(crate) struct Registered(u64);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        CLIENTS.write().remove(&self.0);
+    }
+}
+
+/// Registers the connection `id` from `addr` on the socket `fd`.
+pub(crate) fn register(id: u64, addr: String, fd: RawFd) -> Registered {
+    let entry = Entry {
+        addr,
+        fd,
+        opened: Instant::now(),
+        last_ms: AtomicU64::new(since_epoch_ms()),
+        name: Mutex::new(String::new()),
+    };
+    CLIENTS.write().insert(id, Arc::new(entry));
+    Registered(id)
+}
+
+/// Records that the connection `id` ran a command now (LIST's `idle`).
+pub(crate) fn touch(id: u64) {
+    if let Some(e) = CLIENTS.read().get(&id) {
+        e.last_ms.store(since_epoch_ms(), Ordering::Relaxed);
+    }
+}
+
+/// LIST's text: `id=… addr=… name=… age=… idle=…` per connection, in id
+/// order, as Tile38 writes it.
+fn list_text() -> String {
+    let now = since_epoch_ms();
+    let mut out = String::new();
+    for (id, e) in CLIENTS.read().iter() {
+        let age = e.opened.elapsed().as_secs();
+        let idle = now.saturating_sub(e.last_ms.load(Ordering::Relaxed)) / 1000;
+        out.push_str(&format!(
+            "id={id} addr={} name={} age={age} idle={idle}\n",
+            e.addr,
+            e.name.lock()
+        ));
+    }
+    out
+}
+
+/// What KILL selects.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    Id(u64),
+    Addr(String),
+}
+
+/// Reads KILL's filter as Tile38 does: `ID id`, `ADDR addr`, or a bare
+/// address (anything with a colon).
+fn kill_target(args: &[Vec<u8>]) -> Result<Target, CmdError> {
+    let no_such = || CmdError::Msg("No such client".into());
+    let text = |a: &[u8]| String::from_utf8_lossy(a).into_owned();
+    match args {
+        [one] if one.contains(&b':') => Ok(Target::Addr(text(one))),
+        [word, value] => match lower(word).as_str() {
+            "addr" => Ok(Target::Addr(text(value))),
+            // An id that is not a number names no client.
+            "id" => text(value).parse().map(Target::Id).map_err(|_| no_such()),
+            _ => Err(no_such()),
+        },
+        [one] if matches!(lower(one).as_str(), "addr" | "id") => Err(CmdError::Arity("client")),
+        [_] => Err(no_such()),
+        _ => Err(CmdError::Arity("client")),
+    }
+}
+
+/// Shuts down the sockets of the connections `target` selects and says how
+/// many there were.
+fn kill(target: &Target) -> usize {
+    let clients = CLIENTS.read();
+    let mut n = 0;
+    for (id, e) in clients.iter() {
+        let hit = match target {
+            Target::Id(want) => id == want,
+            Target::Addr(want) => e.addr == *want,
+        };
+        if hit {
+            // SAFETY: the entry exists, so its connection has not dropped
+            // its registration, and it drops that before its socket: `fd`
+            // is still that connection's open socket. shutdown(2) only
+            // changes the socket's state; the connection still owns and
+            // closes it.
+            unsafe {
+                libc::shutdown(e.fd, libc::SHUT_RDWR);
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Runs a CLIENT sub-command.
+///
+/// # Errors
+///
+/// Arity, a bad name, no client for KILL, or another sub-command.
+pub(crate) fn client(
+    session: &mut Session,
+    ctx: &Ctx,
+    args: &[Vec<u8>],
+) -> Result<Reply, CmdError> {
+    match (lower(&args[1]).as_str(), args.len()) {
+        ("id", 2) => Ok(if ctx.json {
+            ctx.ok_json(&format!(",\"id\":{}", session.id))
+        } else {
+            Reply::Int(session.id as i64)
+        }),
+        ("getname", 2) => Ok(match (&session.name, ctx.json) {
+            (Some(n), true) => ctx.ok_json(&format!(",\"name\":{}", json_str(n))),
+            (None, true) => ctx.ok_json(",\"name\":\"\""),
+            (Some(n), false) => Reply::bulk(n.clone()),
+            (None, false) => Reply::Null,
+        }),
+        ("setname", 3) => {
+            let name = client_name(&args[2])?;
+            if let Some(e) = CLIENTS.read().get(&session.id) {
+                e.name.lock().clone_from(&name);
+            }
+            session.name = (!name.is_empty()).then_some(name);
+            Ok(ctx.ok())
+        }
+        // Libraries report their name and version; nothing here reads them.
+        ("setinfo", 4) => Ok(ctx.ok()),
+        ("list", 2) => {
+            let text = list_text();
+            if !ctx.json {
+                return Ok(Reply::bulk(text));
+            }
+            // Tile38 turns each `k=v` into a typed JSON member.
+            let list: Vec<serde_json::Value> = text
+                .lines()
+                .map(|line| {
+                    let m: serde_json::Map<String, serde_json::Value> = line
+                        .split(' ')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), typed(v)))
+                        .collect();
+                    serde_json::Value::Object(m)
+                })
+                .collect();
+            Ok(ctx.ok_json(&format!(",\"list\":{}", serde_json::Value::Array(list))))
+        }
+        ("kill", n) if n >= 3 => {
+            let target = kill_target(&args[2..])?;
+            if kill(&target) == 0 {
+                return Err(CmdError::Msg("No such client".into()));
+            }
+            Ok(ctx.ok())
+        }
+        ("id" | "getname" | "setname" | "setinfo" | "list" | "kill", _) => {
+            Err(CmdError::Arity("client"))
+        }
+        _ => Err(CmdError::Msg(
+            "Syntax error, try CLIENT (LIST | KILL | GETNAME | SETNAME | ID)".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn kill_filters_parse_as_tile38_reads_them() {
+        assert_eq!(kill_target(&args("ID 7")).unwrap(), Target::Id(7));
+        assert_eq!(
+            kill_target(&args("addr 127.0.0.1:5")).unwrap(),
+            Target::Addr("127.0.0.1:5".into())
+        );
+        assert_eq!(
+            kill_target(&args("127.0.0.1:5")).unwrap(),
+            Target::Addr("127.0.0.1:5".into())
+        );
+        for (line, err) in [
+            ("ID x", "No such client"),
+            ("nope", "No such client"),
+            ("TYPE normal", "No such client"),
+            ("ID", "wrong number of arguments for 'client' command"),
+            (
+                "ID 1 ADDR 1:2",
+                "wrong number of arguments for 'client' command",
+            ),
+        ] {
+            assert_eq!(
+                kill_target(&args(line)).unwrap_err().to_string(),
+                err,
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn registered_connections_are_listed_until_dropped() {
+        // Ids far from the sessions other tests create.
+        let a = register(u64::MAX - 1, "10.0.0.1:1".into(), -1);
+        let text = list_text();
+        assert!(
+            text.contains(&format!(
+                "id={} addr=10.0.0.1:1 name= age=0 idle=0\n",
+                u64::MAX - 1
+            )),
+            "{text}"
+        );
+        drop(a);
+        assert!(!list_text().contains("10.0.0.1:1"));
+        assert_eq!(kill(&Target::Addr("10.0.0.1:1".into())), 0);
+    }
+}
