@@ -1,5 +1,6 @@
 //! Tile38's command surface, part A: JSET/JGET/JDEL, RENAME/RENAMENX,
-//! FEXISTS, PING/ECHO, TIMEOUT, QUIT, READONLY, CLIENT, SERVER [EXT], INFO
+//! FEXISTS, PING/ECHO, TIMEOUT, QUIT, READONLY, CLIENT (LIST and KILL
+//! too), SERVER [EXT], INFO
 //! and CONFIG, checked against a leader with a follower through redis-rs in
 //! RESP2, RESP3 and Tile38's JSON output, with the reply shapes of Tile38's
 //! own tests (`tests/json_test.go`, `tests/timeout_test.go`, ...). Reads are
@@ -349,6 +350,80 @@ fn rename_fexists_and_the_connection_commands() {
     assert_eq!(run(&mut c, "CLIENT SETNAME worker"), "OK");
     assert_eq!(run(&mut c, "CLIENT GETNAME"), "worker");
     assert!(run(&mut c, "CLIENT ID").parse::<u64>().is_ok());
+
+    // CLIENT LIST shows every connection as Tile38 does; CLIENT KILL closes
+    // one by id, by `ADDR addr` or by a bare address.
+    let line_of = |c: &mut redis::Connection, id: &str| -> String {
+        run(c, "CLIENT LIST")
+            .lines()
+            .find(|l| l.starts_with(&format!("id={id} ")))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let addr_in = |line: &str| -> String {
+        line.split(' ')
+            .find_map(|kv| kv.strip_prefix("addr="))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let victims: Vec<(redis::Connection, String)> = (0..3)
+        .map(|i| {
+            let mut v = leader.client();
+            assert_eq!(run(&mut v, &format!("CLIENT SETNAME victim{i}")), "OK");
+            let id = run(&mut v, "CLIENT ID");
+            (v, id)
+        })
+        .collect();
+    let line = line_of(&mut c, &victims[0].1);
+    assert!(
+        line.contains(" name=victim0 age=") && line.contains(" idle="),
+        "{line}"
+    );
+    assert!(addr_in(&line).starts_with("127.0.0.1:"), "{line}");
+    let listed = run_json(&mut j, "CLIENT LIST");
+    let entry = listed["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == json!(victims[1].1.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("{listed}"))
+        .clone();
+    assert_eq!(entry["name"], json!("victim1"));
+    assert!(entry["age"].is_i64() && entry["idle"].is_i64(), "{entry}");
+    let addr1 = addr_in(&line_of(&mut c, &victims[1].1));
+    let addr2 = addr_in(&line_of(&mut c, &victims[2].1));
+    assert_eq!(entry["addr"], json!(addr1));
+    assert_eq!(
+        run(&mut c, &format!("CLIENT KILL ID {}", victims[0].1)),
+        "OK"
+    );
+    assert_eq!(run(&mut c, &format!("CLIENT KILL ADDR {addr1}")), "OK");
+    assert_eq!(
+        run_json(&mut j, &format!("CLIENT KILL {addr2}")),
+        json!({"ok":true})
+    );
+    for (mut v, id) in victims {
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                redis::cmd("PING").query::<String>(&mut v).is_err()
+            }),
+            "connection {id} was not closed"
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || line_of(&mut c, &id).is_empty()),
+            "connection {id} is still listed"
+        );
+    }
+    assert_eq!(
+        run(&mut c, "CLIENT KILL ID 999999999"),
+        "ERR:No such client"
+    );
+    assert_eq!(run(&mut c, "CLIENT KILL 10.9.9.9:1"), "ERR:No such client");
+    assert_eq!(
+        run(&mut c, "CLIENT NOPE"),
+        "ERR:Syntax error, try CLIENT (LIST | KILL | GETNAME | SETNAME | ID)"
+    );
+    assert_eq!(run(&mut c, "PING"), "PONG", "the killer is still connected");
 
     // QUIT: +OK in RESP; in JSON the connection closes without a reply.
     let mut raw = leader.raw();
