@@ -144,6 +144,17 @@ fn json_documents_follow_tile38s_tests_in_every_output_and_replicate() {
         "ERR:invalid argument 'BOTH'"
     );
     assert!(run(&mut c, "JSET flags id a.* 1").starts_with("ERR:"));
+    // A peer's path cannot make the server pad an array or nest a document
+    // without bound.
+    assert_eq!(
+        run(&mut c, "JSET flags id pad.100000000 1"),
+        "ERR:array index '100000000' is too far past the end"
+    );
+    let deep = vec!["k"; 129].join(".");
+    assert_eq!(
+        run(&mut c, &format!("JSET flags id {deep} 1")),
+        "ERR:path has more than 128 keys"
+    );
     assert_eq!(
         run(&mut c, "JGET flags id"),
         r#"{"a":"5","b":{"x":[1,2]}}"#,

@@ -370,6 +370,7 @@ mod data_tests {
         for line in [
             "SET fleet c POINT 1 1",
             "FSET fleet a speed 5",
+            "JSET fleet a speed 5",
             "SETHOOK h http://127.0.0.1:1/ NEARBY fleet FENCE POINT 1 1 10",
         ] {
             assert_eq!(exec(&shared, line), oom, "{line}");

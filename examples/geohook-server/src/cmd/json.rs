@@ -69,9 +69,19 @@ impl Path {
         if keys.iter().any(String::is_empty) {
             return Err(CmdError::Msg(format!("invalid path '{path}'")));
         }
+        if keys.len() > MAX_DEPTH {
+            return Err(CmdError::Msg(format!(
+                "path has more than {MAX_DEPTH} keys"
+            )));
+        }
         Ok(Path(keys))
     }
 }
+
+/// The most keys a path may have. A document nests at most 128 deep (the
+/// limit `serde_json` reads with), so no longer path could be used, and the
+/// cap keeps building a missing branch cheap.
+const MAX_DEPTH: usize = 128;
 
 /// An array index as sjson reads a key: digits only.
 fn index(key: &str) -> Option<usize> {
@@ -272,18 +282,39 @@ fn display(raw: &str) -> String {
 
 /// The JSON text of `keys` created from nothing around `value`: a number
 /// (or `-1`) makes an array, anything else an object.
-fn build(keys: &[String], value: &str) -> String {
-    let mut v = value.to_string();
-    for key in keys.iter().rev() {
-        v = if key == "-1" {
-            format!("[{v}]")
+///
+/// # Errors
+///
+/// An index that would pad an array past [`MAX_PAD`].
+fn build(keys: &[String], value: &str) -> Result<String, CmdError> {
+    // Openings in order, closings in reverse, joined once around the value.
+    let mut open = String::new();
+    let mut close = Vec::with_capacity(keys.len());
+    for key in keys {
+        if key == "-1" {
+            open.push('[');
+            close.push(']');
         } else if let Some(n) = index(key) {
-            format!("[{}{v}]", "null,".repeat(n))
+            if n > MAX_PAD {
+                return Err(too_far(key));
+            }
+            open.push('[');
+            open.push_str(&"null,".repeat(n));
+            close.push(']');
         } else {
-            format!("{{{}:{v}}}", json_str(key))
-        };
+            open.push('{');
+            open.push_str(&json_str(key));
+            open.push(':');
+            close.push('}');
+        }
     }
-    v
+    open.push_str(value);
+    open.extend(close.iter().rev());
+    Ok(open)
+}
+
+fn too_far(key: &str) -> CmdError {
+    CmdError::Msg(format!("array index '{key}' is too far past the end"))
 }
 
 /// sjson's `Set`/`SetRaw`: `doc` with the value at `path` set to the JSON
@@ -297,15 +328,15 @@ fn build(keys: &[String], value: &str) -> String {
 fn set(doc: &str, path: &Path, value: &str) -> Result<String, CmdError> {
     let trimmed = doc.trim_start();
     if !(valid(doc) && (trimmed.starts_with('{') || trimmed.starts_with('['))) {
-        return Ok(build(&path.0, value));
+        return build(&path.0, value);
     }
     let s = doc.as_bytes();
     Ok(match find(doc, path) {
         Found::Value(a, b) => splice(doc, a, b, value),
-        Found::Scalar { at, span } => splice(doc, span.0, span.1, &build(&path.0[at..], value)),
+        Found::Scalar { at, span } => splice(doc, span.0, span.1, &build(&path.0[at..], value)?),
         Found::Missing { at, open } => {
             let key = &path.0[at];
-            let inner = build(&path.0[at + 1..], value);
+            let inner = build(&path.0[at + 1..], value)?;
             let (items, close) = entries(s, open);
             let new = if s[open] == b'{' {
                 format!("{}:{inner}", json_str(key))
@@ -316,9 +347,7 @@ fn set(doc: &str, path: &Path, value: &str) -> Result<String, CmdError> {
                     _ => return Err(CmdError::Msg(format!("cannot set key '{key}' in an array"))),
                 };
                 if pad > MAX_PAD {
-                    return Err(CmdError::Msg(format!(
-                        "array index '{key}' is too far past the end"
-                    )));
+                    return Err(too_far(key));
                 }
                 format!("{}{inner}", "null,".repeat(pad))
             };
@@ -482,6 +511,11 @@ pub(crate) fn jset(
     };
     let (doc, spatial) = document(&core.db, key, id, ctx.now()).unwrap_or_default();
     let doc = set(&doc, &path, &value)?;
+    // A document past serde_json's nesting limit could not be read again
+    // (and a later JSET would start it afresh), so it is refused whole.
+    if !valid(&doc) {
+        return Err(CmdError::Msg("the document would nest too deeply".into()));
+    }
     store(core, w, ctx, key, id, doc, spatial)?;
     Ok(ctx.ok())
 }
@@ -612,6 +646,15 @@ mod tests {
         );
         assert!(set("[1]", &p("x"), "4").is_err());
         assert!(set("[]", &p("100000000"), "4").is_err(), "bounded padding");
+        assert!(
+            set("", &p("a.100000000"), "4").is_err(),
+            "bounded when built"
+        );
+        assert_eq!(
+            set(r#"{"a":{}}"#, &p("a.100000000"), "4").unwrap(),
+            r#"{"a":{"100000000":4}}"#,
+            "a number is a key in an object"
+        );
         assert_eq!(delete("[1,2,3]", &p("1")).as_deref(), Some("[1,3]"));
         assert_eq!(delete("[1,2,3]", &p("0")).as_deref(), Some("[2,3]"));
         assert_eq!(delete("[1]", &p("0")).as_deref(), Some("[]"));
@@ -653,6 +696,19 @@ mod tests {
         for v in ["0123", "", "-", "1.", ".5", "1e", "0x1", "1.0e10x"] {
             assert!(!is_json_number(v), "{v}");
         }
+    }
+
+    #[test]
+    fn long_paths_are_built_in_one_pass_and_capped() {
+        let keys: Vec<String> = (0..MAX_DEPTH).map(|_| "a".to_string()).collect();
+        let deep = keys.join(".");
+        let doc = set("", &p(&deep), "1").unwrap();
+        assert_eq!(doc.len(), MAX_DEPTH * 6 + 1);
+        let closing = "}".repeat(MAX_DEPTH);
+        assert!(doc.starts_with(r#"{"a":{"a":"#), "{doc}");
+        assert!(doc.ends_with(&format!(":1{closing}")), "{doc}");
+        assert!(valid(&doc), "still readable at the deepest path allowed");
+        assert!(Path::parse(&format!("{deep}.a")).is_err());
     }
 
     #[test]
