@@ -307,6 +307,45 @@ fn rename_fexists_and_the_connection_commands() {
     assert_eq!(run(&mut f, "FEXISTS vans a speed"), "1");
     assert_eq!(run(&mut f, "RENAME vans x"), "ERR:not the leader");
 
+    // The rest of the surface in RESP3: the same values, maps for
+    // field/value replies.
+    use redis::Value as V;
+    assert_eq!(q3(&mut c3, "PING"), V::SimpleString("PONG".into()));
+    assert_eq!(q3(&mut c3, "RENAME spare spare2"), V::Okay);
+    assert_eq!(q3(&mut c3, "RENAMENX spare2 spare"), V::Int(1));
+    assert_eq!(q3(&mut c3, "JSET docs d a 1"), V::Okay);
+    assert_eq!(q3(&mut c3, "JDEL docs d a"), V::Int(1));
+    assert_eq!(
+        e2e::render(e2e::cmd_of("TIMEOUT 0 SCAN vans IDS").query(&mut c3)),
+        "ERR:timeout"
+    );
+    assert_eq!(q3(&mut c3, "READONLY no"), V::Okay);
+    let V::Map(config) = q3(&mut c3, "CONFIG GET keepalive") else {
+        panic!("CONFIG GET is a map in RESP3")
+    };
+    assert_eq!(
+        config,
+        vec![(
+            V::BulkString(b"keepalive".to_vec()),
+            V::BulkString(b"300".to_vec())
+        )]
+    );
+    let V::Map(ext) = q3(&mut c3, "SERVER EXT") else {
+        panic!("SERVER EXT is a map in RESP3")
+    };
+    assert!(ext
+        .iter()
+        .any(|(k, v)| *k == V::BulkString(b"tile38_type".to_vec())
+            && *v == V::BulkString(b"leader".to_vec())));
+    let V::BulkString(list) = q3(&mut c3, "CLIENT LIST") else {
+        panic!("CLIENT LIST is text")
+    };
+    assert!(String::from_utf8(list).unwrap().contains("id="));
+    let V::BulkString(info) = q3(&mut c3, "INFO cluster") else {
+        panic!("INFO is text")
+    };
+    assert_eq!(info, b"# Cluster\r\ncluster_enabled:0\r\n");
+
     // PING and ECHO, as Tile38 answers them.
     assert_eq!(run(&mut c, "PING"), "PONG");
     assert_eq!(run(&mut c, "PING hi"), "hi");

@@ -219,3 +219,57 @@ pub(crate) fn client_name(a: &[u8]) -> Result<String, CmdError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn timeout_reads_a_limit_and_the_wrapped_command() {
+        let a = args("TIMEOUT 0.5 SCAN fleet");
+        let (limit, inner) = timeout(&a).unwrap();
+        assert_eq!(limit, Duration::from_millis(500));
+        assert_eq!(inner, &a[2..]);
+        assert_eq!(
+            timeout(&args("TIMEOUT 0 GET k id")).unwrap().0,
+            Duration::ZERO
+        );
+        for (line, err) in [
+            (
+                "TIMEOUT 1",
+                "wrong number of arguments for 'timeout' command",
+            ),
+            ("TIMEOUT x GET k id", "invalid argument 'x'"),
+            ("TIMEOUT -1 GET k id", "invalid argument '-1'"),
+            ("TIMEOUT NaN GET k id", "invalid argument 'NaN'"),
+            ("TIMEOUT inf GET k id", "invalid argument 'inf'"),
+        ] {
+            assert_eq!(timeout(&args(line)).unwrap_err().to_string(), err, "{line}");
+        }
+    }
+
+    #[test]
+    fn ping_and_echo_answer_as_tile38() {
+        let resp = Ctx::new(false);
+        assert_eq!(
+            ping(&resp, "ping", &args("PING")),
+            Reply::Simple("PONG".into())
+        );
+        assert_eq!(
+            ping(&resp, "echo", &args("ECHO hi there")),
+            Reply::bulk("hi")
+        );
+        let Reply::Bulk(json) = ping(&Ctx::new(true), "echo", &args("ECHO")) else {
+            panic!("JSON is a bulk reply")
+        };
+        let json = String::from_utf8(json).unwrap();
+        assert!(
+            json.starts_with(r#"{"ok":true,"echo":"pong","elapsed":"#),
+            "{json}"
+        );
+    }
+}
