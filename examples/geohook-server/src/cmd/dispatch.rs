@@ -15,7 +15,7 @@ use crate::admission::{is_heavy, HeavyPermit};
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
-use crate::cmd::{config, conn, dlq, fields, get, hooks, keys, repl, search, server, write};
+use crate::cmd::{config, conn, dlq, fields, get, hooks, keys, repl, search, server, test, write};
 use crate::repl::status::gate;
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -165,7 +165,8 @@ fn read(
         Cmd::Keys => keys::keys(db, ctx, args),
         Cmd::Stats => keys::stats(db, ctx, args),
         Cmd::Bounds => keys::bounds(db, ctx, args),
-        Cmd::Scan | Cmd::Nearby | Cmd::Within | Cmd::Intersects => search::search(
+        Cmd::Test => test::test(db, ctx, args),
+        Cmd::Scan | Cmd::Search | Cmd::Nearby | Cmd::Within | Cmd::Intersects => search::search(
             db,
             ctx,
             spec.cmd,

@@ -52,6 +52,8 @@ pub(crate) enum Cmd {
     Nearby,
     Within,
     Intersects,
+    Search,
+    Test,
     // Hooks.
     Sethook,
     Delhook,
@@ -203,10 +205,13 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("redeliver", Cmd::Redeliver, Admin, 2),
     spec("role", Cmd::Role, Admin, 1),
     search("scan", Cmd::Scan, -2),
+    search("search", Cmd::Search, -2),
     spec("server", Cmd::Server, Admin, -1),
     adds("set", Cmd::Set, -4),
     adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
+    // TEST reads the data only for a `GET key id` side.
+    spec("test", Cmd::Test, Read, -4),
     spec("ttl", Cmd::Ttl, Read, 3),
     search("within", Cmd::Within, -2),
 ];
