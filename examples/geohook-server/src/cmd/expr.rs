@@ -66,17 +66,36 @@ pub(crate) enum Filter {
     Expr(Expr),
 }
 
-/// True when the token after WHERE's first one shows that the first one is
-/// an expression rather than a field name: it is the last argument, or the
-/// next one starts with a letter (a keyword or area type) other than `inf`.
-/// This is Tile38's `detectExprToken`.
+/// True when WHERE's first argument is an expression rather than a field
+/// name. Tile38's `detectExprToken` says so when it is the last argument or
+/// the next one starts with a letter (other than `inf`). This server also
+/// reads `WHERE name a z` as a range of strings, so a bare name (letters,
+/// digits, `_`, `.`, `$`) is an expression only when a keyword follows it
+/// (`WHERE active IDS`); anything with an operator, a space or a quote in
+/// it is one wherever it stands.
 pub(crate) fn is_expression(rest: &[Vec<u8>]) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "buffer", "cursor", "limit", "match", "where", "wherein", "nofields", "distance", "asc",
+        "desc", "count", "ids", "objects", "points", "bounds", "hashes", "point", "circle",
+        "object", "hash", "get", "sector", "quadkey", "tile",
+    ];
+    let Some(first) = rest.first() else {
+        return false;
+    };
+    let bare = !first.is_empty()
+        && first
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'$'));
     match rest {
-        [] => false,
         [_] => true,
-        [_, next, ..] => {
+        [_, next, ..] if !bare => {
             next.is_empty() || (next[0].is_ascii_alphabetic() && !next.eq_ignore_ascii_case(b"inf"))
         }
+        [_, next, ..] => {
+            let next = String::from_utf8_lossy(next).to_ascii_lowercase();
+            KEYWORDS.contains(&next.as_str())
+        }
+        [] => false,
     }
 }
 
@@ -321,7 +340,14 @@ impl Expr {
 /// then `id`, `type`, a field, and otherwise 0 (Tile38's `objExpr`).
 fn root(name: &str, id: &str, item: &Item) -> Val {
     let obj = item.object();
-    if obj.is_spatial() {
+    // A point's or a rectangle's members are only `type` and
+    // `coordinates`, so only a GeoJSON object is worth parsing for others.
+    let members = match obj {
+        Object::Geometry(_) => true,
+        Object::Point(_) | Object::Bounds(_) => name == "type" || name == "coordinates",
+        Object::String(_) => false,
+    };
+    if members {
         if let Ok(Json::Object(m)) = serde_json::from_str::<Json>(&obj.to_json()) {
             if let Some(v) = m.get(name) {
                 return Val::of_json(v);
@@ -607,5 +633,8 @@ mod tests {
         assert!(!is_expression(&v(&["speed", "0", "10"])));
         assert!(!is_expression(&v(&["speed", "inf", "10"])));
         assert!(!is_expression(&v(&["speed", "==", "10"])));
+        assert!(is_expression(&v(&["active", "IDS"])));
+        assert!(!is_expression(&v(&["hello", "a", "z", "IDS"])));
+        assert!(is_expression(&v(&["!optionalId || x == 1", "count"])));
     }
 }

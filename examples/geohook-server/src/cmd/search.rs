@@ -85,74 +85,104 @@ impl<'a> Search<'a> {
         let mut distance = false;
         let mut buffer: Option<f64> = None;
         let mut order: Option<bool> = None;
-        // The options, in any order and number.
-        while let Some(word) = a.peek_lower() {
-            match word.as_str() {
-                "buffer" => {
-                    a.next()?;
-                    let arg = a.next()?;
-                    let m = args::finite(arg)?;
-                    if m < 0.0 {
-                        return Err(CmdError::invalid(arg));
+        // The options, in any order and number; then at most one output.
+        // Options after the output are accepted too (a superset of
+        // Tile38, which wants them before it): they are never ambiguous.
+        let mut out = Output::Objects;
+        for round in 0..2 {
+            while let Some(word) = a.peek_lower() {
+                match word.as_str() {
+                    "buffer" => {
+                        a.next()?;
+                        let arg = a.next()?;
+                        let m = args::finite(arg)?;
+                        if m < 0.0 {
+                            return Err(CmdError::invalid(arg));
+                        }
+                        buffer = Some(m);
                     }
-                    buffer = Some(m);
-                }
-                "cursor" => {
-                    a.next()?;
-                    opts.cursor = args::uint(a.next()?)?;
-                }
-                "limit" => {
-                    a.next()?;
-                    limit = Some(usize::try_from(args::uint(a.next()?)?).unwrap_or(usize::MAX));
-                }
-                "match" => {
-                    a.next()?;
-                    opts.matches.push(args::pattern(a.next()?)?.to_string());
-                }
-                "where" => {
-                    a.next()?;
-                    if expr::is_expression(&all[a.pos()..]) {
-                        filters.push(Filter::Expr(Expr::parse(a.text()?)?));
-                    } else {
-                        let field = a.text()?;
-                        let (lo, hi) = (a.text()?, a.text()?);
-                        filters.push(Filter::where_field(field, lo, hi));
+                    "cursor" => {
+                        a.next()?;
+                        opts.cursor = args::uint(a.next()?)?;
                     }
-                }
-                "wherein" => {
-                    a.next()?;
-                    let field = a.text()?.to_string();
-                    let count_arg = a.next()?;
-                    let count = args::uint(count_arg)?;
-                    // The count is checked against what is there before
-                    // anything is reserved for it.
-                    if count > a.left() as u64 {
-                        return Err(CmdError::Arity(name));
+                    "limit" => {
+                        a.next()?;
+                        limit = Some(usize::try_from(args::uint(a.next()?)?).unwrap_or(usize::MAX));
                     }
-                    let values = (0..count)
-                        .map(|_| args::field_value(a.next()?))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    filters.push(Filter::In { field, values });
-                }
-                "nofields" => {
-                    a.next()?;
-                    nofields = true;
-                }
-                "distance" => {
-                    a.next()?;
-                    distance = true;
-                }
-                "asc" | "desc" => {
-                    a.next()?;
-                    if order.is_some() {
-                        return Err(CmdError::Msg(format!(
-                            "duplicate argument '{}'",
-                            word.to_uppercase()
-                        )));
+                    "match" => {
+                        a.next()?;
+                        opts.matches.push(args::pattern(a.next()?)?.to_string());
                     }
-                    order = Some(word == "desc");
+                    "where" => {
+                        a.next()?;
+                        if expr::is_expression(&all[a.pos()..]) {
+                            filters.push(Filter::Expr(Expr::parse(a.text()?)?));
+                        } else {
+                            let field = a.text()?;
+                            let (lo, hi) = (a.text()?, a.text()?);
+                            filters.push(Filter::where_field(field, lo, hi));
+                        }
+                    }
+                    "wherein" => {
+                        a.next()?;
+                        let field = a.text()?.to_string();
+                        let count_arg = a.next()?;
+                        let count = args::uint(count_arg)?;
+                        // The count is checked against what is there before
+                        // anything is reserved for it.
+                        if count > a.left() as u64 {
+                            return Err(CmdError::Arity(name));
+                        }
+                        let values = (0..count)
+                            .map(|_| args::field_value(a.next()?))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        filters.push(Filter::In { field, values });
+                    }
+                    "nofields" => {
+                        a.next()?;
+                        nofields = true;
+                    }
+                    "distance" => {
+                        a.next()?;
+                        distance = true;
+                    }
+                    "asc" | "desc" => {
+                        a.next()?;
+                        if order.is_some() {
+                            return Err(CmdError::Msg(format!(
+                                "duplicate argument '{}'",
+                                word.to_uppercase()
+                            )));
+                        }
+                        order = Some(word == "desc");
+                    }
+                    _ => break,
                 }
-                _ => break,
+            }
+            if round == 1 {
+                break;
+            }
+            if let Some(word) = a.peek_lower() {
+                let mut taken = true;
+                match word.as_str() {
+                    "count" => out = Output::Count,
+                    "ids" => out = Output::Ids,
+                    "objects" => out = Output::Objects,
+                    "points" => out = Output::Points,
+                    "bounds" => out = Output::Bounds,
+                    "hashes" => {
+                        a.next()?;
+                        out = Output::Hashes(precision(a.next()?)?);
+                        taken = false;
+                    }
+                    _ if matches!(cmd, Cmd::Scan | Cmd::Search) => {
+                        return Err(CmdError::invalid(a.next()?))
+                    }
+                    _ => taken = false,
+                }
+                if taken {
+                    a.next()?;
+                }
             }
         }
         if let Some(desc) = order {
@@ -165,36 +195,13 @@ impl<'a> Search<'a> {
             }
             opts.desc = desc;
         }
-        // At most one output.
-        let mut out = Output::Objects;
-        if let Some(word) = a.peek_lower() {
-            let mut taken = true;
-            match word.as_str() {
-                "count" => out = Output::Count,
-                "ids" => out = Output::Ids,
-                "objects" => out = Output::Objects,
-                "points" => out = Output::Points,
-                "bounds" => out = Output::Bounds,
-                "hashes" => {
-                    a.next()?;
-                    out = Output::Hashes(precision(a.next()?)?);
-                    taken = false;
-                }
-                _ if matches!(cmd, Cmd::Scan | Cmd::Search) => {
-                    return Err(CmdError::invalid(a.next()?))
-                }
-                _ => taken = false,
-            }
-            if taken {
-                a.next()?;
-            }
-        }
         if cmd == Cmd::Search && !matches!(out, Output::Count | Output::Ids | Output::Objects) {
             return Err(CmdError::Msg(
                 "SEARCH returns string objects: use COUNT, IDS or OBJECTS".into(),
             ));
         }
-        // A server-side filter, an inclusive range the database checks.
+        // Inclusive ranges go to the database walk; the other filters stay
+        // here.
         let mut kept = Vec::new();
         for f in filters {
             match f.as_db_where() {
@@ -278,6 +285,10 @@ pub(crate) fn search(
 ) -> Result<Reply, CmdError> {
     let s = Search::parse(cmd, name, args, db, ctx.now())?;
     let now = ctx.now();
+    if let Some((scope, post)) = off_range(&s.scope) {
+        let page = filtered(db, &s, &scope, now, &post);
+        return render(ctx, &page, s.out, s.nofields, s.distance, max_reply);
+    }
     let page = match (&s.scope, s.filters.is_empty()) {
         (Scope::Values, _) => match db.collection(s.key) {
             Some(c) => walk_values(c, &s, now),
@@ -291,24 +302,103 @@ pub(crate) fn search(
         (Scope::Nearby(p, meters), true) => db.nearby(s.key, p, *meters, &s.opts, now),
         (Scope::Within(area), true) => db.within(s.key, area, &s.opts, now),
         (Scope::Intersects(area), true) => db.intersects(s.key, area, &s.opts, now),
-        (scope, false) => filtered(db, &s, scope, now),
+        (scope, false) => filtered(db, &s, scope, now, &|_| Step::Keep),
     };
     render(ctx, &page, s.out, s.nofields, s.distance, max_reply)
 }
 
+/// What a walk does with a candidate after the filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Keep,
+    Skip,
+    /// The walk is past everything that can match (NEARBY's radius).
+    Stop,
+}
+
+/// A test applied to each hit after the filters.
+type Post<'p> = dyn Fn(&Hit<'_>) -> Step + 'p;
+
+fn in_range(p: &Point) -> bool {
+    (-90.0..=90.0).contains(&p.lat) && (-180.0..=180.0).contains(&p.lon)
+}
+
+/// A circle around a centre outside the lat/lon range (accepted as in
+/// Tile38): geohook-db bounds a circle's candidates by a lat/lon window
+/// clamped to the range, which would miss objects stored out of range
+/// too. Such a search walks without the window instead and applies the
+/// exact test here: NEARBY without its radius, cut where the distance
+/// passes it (the walk is in distance order); WITHIN and INTERSECTS over
+/// every spatial object, tested against the circle.
+fn off_range(scope: &Scope) -> Option<(Scope, Box<Post<'_>>)> {
+    let everything = || {
+        Area::Bounds(geohook_db::Bounds {
+            sw: Point {
+                lat: f64::MIN,
+                lon: f64::MIN,
+                z: None,
+            },
+            ne: Point {
+                lat: f64::MAX,
+                lon: f64::MAX,
+                z: None,
+            },
+        })
+    };
+    match scope {
+        Scope::Nearby(p, Some(r)) if !in_range(p) => {
+            let r = *r;
+            Some((
+                Scope::Nearby(*p, None),
+                Box::new(move |h: &Hit<'_>| {
+                    if h.distance.is_some_and(|d| d > r) {
+                        Step::Stop
+                    } else {
+                        Step::Keep
+                    }
+                }),
+            ))
+        }
+        Scope::Within(area @ Area::Circle { center, .. }) if !in_range(center) => Some((
+            Scope::Within(everything()),
+            Box::new(move |h: &Hit<'_>| {
+                if h.item.object().within(area) {
+                    Step::Keep
+                } else {
+                    Step::Skip
+                }
+            }),
+        )),
+        Scope::Intersects(area @ Area::Circle { center, .. }) if !in_range(center) => Some((
+            Scope::Intersects(everything()),
+            Box::new(move |h: &Hit<'_>| {
+                if h.item.object().intersects(area) {
+                    Step::Keep
+                } else {
+                    Step::Skip
+                }
+            }),
+        )),
+        _ => None,
+    }
+}
+
 /// Applies the cursor, MATCH (on the id, or on the value for SEARCH), the
-/// WHERE ranges, the server-side filters and LIMIT to a walk whose
+/// WHERE ranges, the server-side filters, `post` and LIMIT to a walk whose
 /// candidates are numbered from 0, as geohook-db does: a full page's
-/// cursor is the position after its last hit, a short page's is 0.
+/// cursor is the position after its last hit, a short page's is 0. The
+/// flag is true when the walk ended before its candidates did (the page
+/// filled, or `post` stopped it).
 fn take<'a>(
     cands: impl Iterator<Item = Hit<'a>>,
     s: &Search<'_>,
     match_value: bool,
     db_applied: bool,
-) -> Page<'a> {
+    post: &Post<'_>,
+) -> (Page<'a>, bool) {
     let limit = s.opts.limit;
     if limit == Some(0) {
-        return Page::default();
+        return (Page::default(), true);
     }
     let globs: Vec<Glob> = if db_applied {
         Vec::new()
@@ -339,15 +429,21 @@ fn take<'a>(
         if !s.filters.iter().all(|f| f.accepts(h.id, h.item)) {
             continue;
         }
+        match post(&h) {
+            Step::Keep => {}
+            Step::Skip => continue,
+            Step::Stop => return (Page { hits, cursor: 0 }, true),
+        }
         hits.push(h);
         if limit == Some(hits.len()) {
-            return Page {
+            let page = Page {
                 hits,
                 cursor: pos + 1,
             };
+            return (page, true);
         }
     }
-    Page { hits, cursor: 0 }
+    (Page { hits, cursor: 0 }, false)
 }
 
 fn hit<'a>(id: &'a str, item: &'a Item) -> Hit<'a> {
@@ -362,9 +458,9 @@ fn hit<'a>(id: &'a str, item: &'a Item) -> Hit<'a> {
 fn walk_ids<'a>(c: &'a Collection, s: &Search<'_>, now: i64) -> Page<'a> {
     let it = c.iter(now).map(|(id, item)| hit(id, item));
     if s.opts.desc {
-        take(it.rev(), s, false, false)
+        take(it.rev(), s, false, false, &|_| Step::Keep).0
     } else {
-        take(it, s, false, false)
+        take(it, s, false, false, &|_| Step::Keep).0
     }
 }
 
@@ -387,7 +483,9 @@ fn walk_values<'a>(c: &'a Collection, s: &Search<'_>, now: i64) -> Page<'a> {
         s,
         true,
         false,
+        &|_| Step::Keep,
     )
+    .0
 }
 
 /// A NEARBY, WITHIN or INTERSECTS with filters geohook-db cannot apply.
@@ -395,7 +493,13 @@ fn walk_values<'a>(c: &'a Collection, s: &Search<'_>, now: i64) -> Page<'a> {
 /// cursor here counts the database's hits; the database is asked for a
 /// growing prefix until the page fills or the walk ends, so a small LIMIT
 /// stays cheap when the filters pass often.
-fn filtered<'a>(db: &'a Database, s: &Search<'_>, scope: &Scope, now: i64) -> Page<'a> {
+fn filtered<'a>(
+    db: &'a Database,
+    s: &Search<'_>,
+    scope: &Scope,
+    now: i64,
+    post: &Post<'_>,
+) -> Page<'a> {
     let want = s.opts.limit.map(|l| l as u64);
     let mut prefix = want.map(|l| s.opts.cursor.saturating_add(l.saturating_mul(2)).max(64));
     loop {
@@ -411,8 +515,8 @@ fn filtered<'a>(db: &'a Database, s: &Search<'_>, scope: &Scope, now: i64) -> Pa
             Scope::All | Scope::Values => db.scan(s.key, &opts, now),
         };
         let exhausted = page.cursor == 0;
-        let result = take(page.hits.into_iter(), s, false, true);
-        if result.cursor != 0 || exhausted {
+        let (result, done) = take(page.hits.into_iter(), s, false, true, post);
+        if done || exhausted {
             return result;
         }
         prefix = prefix.map(|p| p.saturating_mul(4));
