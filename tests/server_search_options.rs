@@ -119,6 +119,13 @@ const DATA: &[&[&str]] = &[
     &["SET", "mykey", "id9", "FIELD", "foo", "9", "STRING", "bar9"],
     // SEARCH looks at string objects only.
     &["SET", "mykey", "p1", "POINT", "1", "1"],
+    &[
+        "SET",
+        "zones",
+        "z1",
+        "OBJECT",
+        r#"{"type":"Feature","geometry":{"type":"Point","coordinates":[-112.2,33.5]},"properties":{"speed":50}}"#,
+    ],
 ];
 
 fn cases() -> Vec<(&'static [&'static str], Want)> {
@@ -195,6 +202,23 @@ fn cases() -> Vec<(&'static [&'static str], Want)> {
         (
             &["SCAN", "fleet", "WHERE", "maxSpeed ==", "IDS"],
             Err("invalid expression"),
+        ),
+        // A bare name before a keyword is an expression (truthy).
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed", "IDS"],
+            Ok(
+                "[0 [truck1 truck2 truck3]]",
+                ids(&["truck1", "truck2", "truck3"], 0),
+            ),
+        ),
+        // GeoJSON members, as Tile38's expressions read them.
+        (
+            &["SCAN", "zones", "WHERE", "properties.speed == 50", "IDS"],
+            Ok("[0 [z1]]", ids(&["z1"], 0)),
+        ),
+        (
+            &["SCAN", "zones", "WHERE", "properties.speed == 51", "IDS"],
+            Ok("[0 []]", ids(&[], 0)),
         ),
         // WHERE with an operator, and exclusive ranges.
         (
