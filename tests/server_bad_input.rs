@@ -74,6 +74,9 @@ fn malformed_requests_get_errors_and_others_are_served() {
             "512kb",
             "--max-args",
             "64",
+            // Out-of-range coordinates are accepted by default, as in
+            // Tile38; the rows below check the strict mode.
+            "--require-valid",
         ],
     )
     .unwrap();

@@ -171,10 +171,14 @@ fn shape(args: &[Vec<u8>]) -> Shape {
                 s.filtered = true;
                 1
             }
-            "where" => {
+            // A filtered search is heavy on a large collection whatever
+            // follows, so the scan can stop here (a WHERE expression takes
+            // one argument, a range three, WHEREIN a counted list).
+            "where" | "wherein" => {
                 s.filtered = true;
-                3
+                break;
             }
+            "buffer" => 1,
             "count" => {
                 s.count = true;
                 0

@@ -29,6 +29,13 @@ const EXIT_MEMWATCH: i32 = 2;
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("create data dir {}", args.dir.display()))?;
+    crate::cmd::args::set_require_valid(args.require_valid());
+    if let Some(src) = &args.import_tile38 {
+        // Before anything reads the data directory, which it fills.
+        let now = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
+        crate::import::import_tile38(src, &args.dir, args.accept_data_loss, &args.hooks, now)
+            .with_context(|| format!("import Tile38 data from {}", src.display()))?;
+    }
     let mut settings = Settings::load(&args.dir)?;
     if let Some(p) = &args.requirepass {
         settings.requirepass = p.clone();

@@ -44,6 +44,19 @@ pub struct Args {
     /// dropped bytes is kept next to the file).
     #[arg(long)]
     pub(crate) accept_data_loss: bool,
+    /// Refuse coordinates outside latitude [-90, 90] and longitude
+    /// [-180, 180] (points, bounds and areas). Also on when the environment
+    /// variable `REQUIREVALID` is set and not empty, as in Tile38. Default:
+    /// accepted, as Tile38 accepts them.
+    #[arg(long)]
+    pub(crate) require_valid: bool,
+    /// Import a Tile38 data directory (its `appendonly.aof` and `config`)
+    /// into the empty data directory, then start on the result; the Tile38
+    /// files are left untouched. Refused when the data directory already
+    /// holds data. Commands this server does not support are counted and
+    /// refused unless `--accept-data-loss` is given.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) import_tile38: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on this address.
     #[arg(long)]
     pub(crate) metrics_addr: Option<SocketAddr>,
@@ -134,6 +147,12 @@ pub struct Args {
 }
 
 impl Args {
+    /// Whether coordinates out of range are refused: the flag, or a
+    /// non-empty `REQUIREVALID` in the environment (Tile38's switch).
+    pub(crate) fn require_valid(&self) -> bool {
+        self.require_valid || std::env::var_os("REQUIREVALID").is_some_and(|v| !v.is_empty())
+    }
+
     /// The output budget these flags describe.
     ///
     /// # Errors

@@ -68,8 +68,9 @@
 //!    path for clients and replay alike), `repl/status`;
 //! 4. `replay`, `shrink`, `repl/` (leader, follower, control), then
 //!    `cmd/repl` and `cmd/dispatch`;
-//! 5. `net/` (listener, connection), `tasks`, `watchdog`, `repair`; then
-//!    `app`, and `main.rs` on top.
+//! 5. `net/` (listener, connection), `tasks`, `watchdog`, `repair`,
+//!    `import` (a Tile38 data directory, through the replay); then `app`,
+//!    and `main.rs` on top.
 
 mod admission;
 mod aof;
@@ -81,6 +82,7 @@ mod clock;
 mod cmd;
 mod fsio;
 mod hooks;
+mod import;
 mod metrics;
 mod net;
 mod output;

@@ -2,10 +2,47 @@
 //! command shares, and the one parser of search areas (NEARBY, WITHIN,
 //! INTERSECTS and SETHOOK's fence).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use geohook_db::{Area, Bounds, Database, FieldValue, Object, Point};
 use smol_str::{SmolStr, StrExt as _};
 
 use crate::cmd::ctx::CmdError;
+use crate::cmd::shapes;
+
+/// Whether coordinates outside latitude [-90, 90] and longitude [-180, 180]
+/// are refused. Tile38 accepts them unless its `REQUIREVALID` environment
+/// variable is set, and so do we unless `--require-valid` (or
+/// `REQUIREVALID`) is given; the index stores any finite position. It is
+/// process-wide because it is a start-up setting, read by every parse.
+static REQUIRE_VALID: AtomicBool = AtomicBool::new(false);
+
+/// Sets the coordinate rule for the whole process (at start-up).
+pub(crate) fn set_require_valid(on: bool) {
+    REQUIRE_VALID.store(on, Ordering::Relaxed);
+}
+
+/// A point from a client's numbers: finite always, and within the lat/lon
+/// range only under `--require-valid`.
+///
+/// # Errors
+///
+/// `invalid argument` for a non-finite number; the database's coordinate
+/// error for an out-of-range one under `--require-valid`.
+pub(crate) fn point_at(lat: f64, lon: f64, z: Option<f64>) -> Result<Point, CmdError> {
+    if REQUIRE_VALID.load(Ordering::Relaxed) {
+        return Ok(match z {
+            Some(z) => Point::with_z(lat, lon, z)?,
+            None => Point::new(lat, lon)?,
+        });
+    }
+    for v in [lat, lon].into_iter().chain(z) {
+        if !v.is_finite() {
+            return Err(CmdError::Invalid(v.to_string()));
+        }
+    }
+    Ok(Point { lat, lon, z })
+}
 
 /// The argument as UTF-8.
 ///
@@ -175,7 +212,7 @@ impl<'a> Args<'a> {
     pub(crate) fn point(&mut self) -> Result<Point, CmdError> {
         let lat = self.finite()?;
         let lon = self.finite()?;
-        Ok(Point::new(lat, lon)?)
+        point_at(lat, lon, None)
     }
 
     /// Four numbers: south-west lat lon, north-east lat lon.
@@ -188,7 +225,21 @@ impl<'a> Args<'a> {
         for x in &mut v {
             *x = self.finite()?;
         }
-        Ok(Bounds::new(v[0], v[1], v[2], v[3])?)
+        let b = Bounds {
+            sw: point_at(v[0], v[1], None)?,
+            ne: point_at(v[2], v[3], None)?,
+        };
+        // The corners must be in order whatever the coordinate rule.
+        if b.sw.lat > b.ne.lat || b.sw.lon > b.ne.lon {
+            return Err(geohook_db::Error::InvalidBounds {
+                sw_lat: v[0],
+                sw_lon: v[1],
+                ne_lat: v[2],
+                ne_lon: v[3],
+            }
+            .into());
+        }
+        Ok(b)
     }
 
     /// A GeoJSON document.
@@ -203,8 +254,9 @@ impl<'a> Args<'a> {
 
     /// A search area: `POINT lat lon [meters]` (the radius only where
     /// `point_radius`, and only as the last argument), `CIRCLE lat lon
-    /// meters`, `BOUNDS`, `OBJECT geojson`, `HASH geohash`, or `GET key id`
-    /// (the stored object's shape, read from `db`).
+    /// meters`, `BOUNDS`, `OBJECT geojson`, `HASH geohash`, `SECTOR lat lon
+    /// meters bearing1 bearing2`, `QUADKEY key`, `TILE x y z`, or `GET key
+    /// id` (the stored object's shape, read from `db`).
     ///
     /// # Errors
     ///
@@ -234,6 +286,19 @@ impl<'a> Args<'a> {
             "bounds" => Area::Bounds(self.bounds()?),
             "object" => Area::Object(self.geojson()?),
             "hash" => Area::hash(self.text()?)?,
+            "sector" => {
+                let p = self.point()?;
+                let (meters, b1, b2) = (self.finite()?, self.finite()?, self.finite()?);
+                shapes::sector(p, meters, b1, b2)?
+            }
+            "quadkey" => Area::Bounds(shapes::quadkey_bounds(self.text()?)?),
+            "tile" => {
+                let mut xyz = [0u64; 3];
+                for v in &mut xyz {
+                    *v = uint(self.next()?)?;
+                }
+                Area::Bounds(shapes::tile_bounds(xyz[0], xyz[1], xyz[2])?)
+            }
             "get" => {
                 let (k, i) = (self.text()?, self.text()?);
                 Area::Object(db.get(k, i, now)?.object().clone())

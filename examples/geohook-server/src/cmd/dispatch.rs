@@ -16,7 +16,7 @@ use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
 use crate::cmd::{
-    client, config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, write,
+    client, config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, test, write,
 };
 use crate::repl::status::gate;
 use crate::state::Shared;
@@ -170,7 +170,8 @@ fn read(
         Cmd::Keys => keys::keys(db, ctx, args),
         Cmd::Stats => keys::stats(db, ctx, args),
         Cmd::Bounds => keys::bounds(db, ctx, args),
-        Cmd::Scan | Cmd::Nearby | Cmd::Within | Cmd::Intersects => search::search(
+        Cmd::Test => test::test(db, ctx, args),
+        Cmd::Scan | Cmd::Search | Cmd::Nearby | Cmd::Within | Cmd::Intersects => search::search(
             db,
             ctx,
             spec.cmd,

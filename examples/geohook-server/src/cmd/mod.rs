@@ -3,12 +3,14 @@
 //!
 //! Layers, bottom up (a file imports only from layers below it):
 //! 1. [`spec`]: the command table;
-//! 2. [`ctx`] (session, context, typed errors), [`args`] (argument cursor,
-//!    value and area parsers), [`render`] (reply shapes);
+//! 2. [`ctx`] (session, context, typed errors), [`shapes`] (areas built
+//!    from numbers: sector, tile, quadkey, buffer), [`args`] (argument
+//!    cursor, value and area parsers), [`expr`] (search filters beyond
+//!    ranges), [`render`] (reply shapes);
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
 //!    [`json`] and [`rename`] (above [`set`], whose SET they run),
-//!    [`keys`], [`search`], [`hooks`], [`conn`], [`client`], [`config`],
-//!    [`server`];
+//!    [`keys`], [`search`], [`test`], [`hooks`], [`conn`], [`client`],
+//!    [`config`], [`server`];
 //! 4. [`write`]: applies any write, for clients and for replay alike;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
 //!    tasks it drives;
@@ -23,6 +25,7 @@ pub(crate) mod del;
 pub(crate) mod dispatch;
 pub(crate) mod dlq;
 pub(crate) mod expire;
+pub(crate) mod expr;
 pub(crate) mod fields;
 pub(crate) mod get;
 pub(crate) mod hookconf;
@@ -35,5 +38,7 @@ pub(crate) mod repl;
 pub(crate) mod search;
 pub(crate) mod server;
 pub(crate) mod set;
+pub(crate) mod shapes;
 pub(crate) mod spec;
+pub(crate) mod test;
 pub(crate) mod write;

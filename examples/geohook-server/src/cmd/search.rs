@@ -1,19 +1,25 @@
-//! The searches: `SCAN key [options] [output]` and
-//! `NEARBY|WITHIN|INTERSECTS key [options] [output] AREA`. Options come first (CURSOR,
-//! LIMIT, MATCH, WHERE, ASC/DESC, NOFIELDS, DISTANCE for NEARBY), then the
-//! output (COUNT, IDS, OBJECTS, POINTS, BOUNDS, HASHES precision), then the
-//! area; SCAN ends after the output.
+//! The searches: `SCAN key [options] [output]`, `SEARCH key [options]
+//! [output]` (string objects by value) and `NEARBY|WITHIN|INTERSECTS key
+//! [options] [output] AREA`, read in Tile38's order (token.go): first any
+//! number of options (BUFFER, CURSOR, LIMIT, MATCH, WHERE, WHEREIN,
+//! NOFIELDS, DISTANCE, ASC/DESC), then at most one output (COUNT, IDS,
+//! OBJECTS, POINTS, BOUNDS, HASHES precision), then the area. That order
+//! is what tells `BOUNDS` the output from `BOUNDS` the area: after the
+//! options the first BOUNDS is the output, unless (WITHIN and INTERSECTS
+//! only, as Tile38) a number follows it, in which case it was the area.
 
 use std::fmt::Write as _;
 
-use geohook_db::{Area, Database, Hit, Page, Point, SearchOpts, Where};
+use geohook_db::{Area, Collection, Database, Glob, Hit, Item, Page, Point, SearchOpts};
 
 use crate::cmd::args::{self, lower, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
+use crate::cmd::expr::{self, Expr, Filter};
 use crate::cmd::render::{
     bounds_json, bounds_resp, fields_resp, fnum, jnum, no_position, point_json, point_resp,
     precision, Output,
 };
+use crate::cmd::shapes;
 use crate::cmd::spec::Cmd;
 use geohook_resp::{self as resp, Reply};
 
@@ -25,6 +31,8 @@ const DEFAULT_LIMIT: usize = 100;
 enum Scope {
     /// The whole collection, in id order.
     All,
+    /// The collection's string objects, in value order (SEARCH).
+    Values,
     /// Nearest first from a point, optionally within a radius in meters.
     Nearby(Point, Option<f64>),
     /// Objects fully inside the area.
@@ -37,11 +45,26 @@ enum Scope {
 #[derive(Debug)]
 struct Search<'a> {
     key: &'a str,
+    /// What geohook-db applies during its walk: cursor, limit, MATCH,
+    /// inclusive WHERE ranges, order.
     opts: SearchOpts,
+    /// The filters geohook-db cannot apply (see `expr`), checked here.
+    filters: Vec<Filter>,
     out: Output,
     nofields: bool,
     distance: bool,
     scope: Scope,
+}
+
+/// The command's name in Tile38's "X is not allowed for CMD" errors.
+fn upper(cmd: Cmd) -> &'static str {
+    match cmd {
+        Cmd::Scan => "SCAN",
+        Cmd::Search => "SEARCH",
+        Cmd::Nearby => "NEARBY",
+        Cmd::Within => "WITHIN",
+        _ => "INTERSECTS",
+    }
 }
 
 impl<'a> Search<'a> {
@@ -56,74 +79,143 @@ impl<'a> Search<'a> {
         let mut a = Args::new(all, 1, name);
         let key = a.text()?;
         let mut opts = SearchOpts::default();
+        let mut filters = Vec::new();
         let mut limit: Option<usize> = None;
-        let mut out = Output::Objects;
         let mut nofields = false;
         let mut distance = false;
-        while let Some(word) = a.peek_lower() {
-            match word.as_str() {
-                "cursor" => {
-                    a.next()?;
-                    opts.cursor = args::uint(a.next()?)?;
+        let mut buffer: Option<f64> = None;
+        let mut order: Option<bool> = None;
+        // The options, in any order and number; then at most one output.
+        // Options after the output are accepted too (a superset of
+        // Tile38, which wants them before it): they are never ambiguous.
+        let mut out = Output::Objects;
+        for round in 0..2 {
+            while let Some(word) = a.peek_lower() {
+                match word.as_str() {
+                    "buffer" => {
+                        a.next()?;
+                        let arg = a.next()?;
+                        let m = args::finite(arg)?;
+                        if m < 0.0 {
+                            return Err(CmdError::invalid(arg));
+                        }
+                        buffer = Some(m);
+                    }
+                    "cursor" => {
+                        a.next()?;
+                        opts.cursor = args::uint(a.next()?)?;
+                    }
+                    "limit" => {
+                        a.next()?;
+                        limit = Some(usize::try_from(args::uint(a.next()?)?).unwrap_or(usize::MAX));
+                    }
+                    "match" => {
+                        a.next()?;
+                        opts.matches.push(args::pattern(a.next()?)?.to_string());
+                    }
+                    "where" => {
+                        a.next()?;
+                        if expr::is_expression(&all[a.pos()..]) {
+                            filters.push(Filter::Expr(Expr::parse(a.text()?)?));
+                        } else {
+                            let field = a.text()?;
+                            let (lo, hi) = (a.text()?, a.text()?);
+                            filters.push(Filter::where_field(field, lo, hi));
+                        }
+                    }
+                    "wherein" => {
+                        a.next()?;
+                        let field = a.text()?.to_string();
+                        let count_arg = a.next()?;
+                        let count = args::uint(count_arg)?;
+                        // The count is checked against what is there before
+                        // anything is reserved for it.
+                        if count > a.left() as u64 {
+                            return Err(CmdError::Arity(name));
+                        }
+                        let values = (0..count)
+                            .map(|_| args::field_value(a.next()?))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        filters.push(Filter::In { field, values });
+                    }
+                    "nofields" => {
+                        a.next()?;
+                        nofields = true;
+                    }
+                    "distance" => {
+                        a.next()?;
+                        distance = true;
+                    }
+                    "asc" | "desc" => {
+                        a.next()?;
+                        if order.is_some() {
+                            return Err(CmdError::Msg(format!(
+                                "duplicate argument '{}'",
+                                word.to_uppercase()
+                            )));
+                        }
+                        order = Some(word == "desc");
+                    }
+                    _ => break,
                 }
-                "limit" => {
-                    a.next()?;
-                    limit = Some(usize::try_from(args::uint(a.next()?)?).unwrap_or(usize::MAX));
+            }
+            if round == 1 {
+                break;
+            }
+            if let Some(word) = a.peek_lower() {
+                let mut taken = true;
+                match word.as_str() {
+                    "count" => out = Output::Count,
+                    "ids" => out = Output::Ids,
+                    "objects" => out = Output::Objects,
+                    "points" => out = Output::Points,
+                    "bounds" => out = Output::Bounds,
+                    "hashes" => {
+                        a.next()?;
+                        out = Output::Hashes(precision(a.next()?)?);
+                        taken = false;
+                    }
+                    _ if matches!(cmd, Cmd::Scan | Cmd::Search) => {
+                        return Err(CmdError::invalid(a.next()?))
+                    }
+                    _ => taken = false,
                 }
-                "match" => {
+                if taken {
                     a.next()?;
-                    opts.matches.push(args::pattern(a.next()?)?.to_string());
                 }
-                "where" => {
-                    a.next()?;
-                    let field = a.text()?.to_string();
-                    let min = args::field_value(a.next()?)?;
-                    let max = args::field_value(a.next()?)?;
-                    opts.wheres.push(Where { field, min, max });
-                }
-                "asc" | "desc" => {
-                    a.next()?;
-                    opts.desc = word == "desc";
-                }
-                "nofields" => {
-                    a.next()?;
-                    nofields = true;
-                }
-                "distance" if cmd == Cmd::Nearby => {
-                    a.next()?;
-                    distance = true;
-                }
-                "count" => {
-                    a.next()?;
-                    out = Output::Count;
-                }
-                "ids" => {
-                    a.next()?;
-                    out = Output::Ids;
-                }
-                "objects" => {
-                    a.next()?;
-                    out = Output::Objects;
-                }
-                "points" => {
-                    a.next()?;
-                    out = Output::Points;
-                }
-                // BOUNDS followed by exactly four numbers is the area.
-                "bounds" if cmd == Cmd::Scan || a.left() != 5 => {
-                    a.next()?;
-                    out = Output::Bounds;
-                }
-                "hashes" => {
-                    a.next()?;
-                    out = Output::Hashes(precision(a.next()?)?);
-                }
-                _ => break,
+            }
+        }
+        if let Some(desc) = order {
+            if !matches!(cmd, Cmd::Scan | Cmd::Search) {
+                let w = if desc { "DESC" } else { "ASC" };
+                return Err(CmdError::Msg(format!(
+                    "{w} is not allowed for {}",
+                    upper(cmd)
+                )));
+            }
+            opts.desc = desc;
+        }
+        if cmd == Cmd::Search && !matches!(out, Output::Count | Output::Ids | Output::Objects) {
+            return Err(CmdError::Msg(
+                "SEARCH returns string objects: use COUNT, IDS or OBJECTS".into(),
+            ));
+        }
+        // Inclusive ranges go to the database walk; the other filters stay
+        // here.
+        let mut kept = Vec::new();
+        for f in filters {
+            match f.as_db_where() {
+                Some(w) => opts.wheres.push(w),
+                None => kept.push(f),
             }
         }
         opts.limit = match out {
             Output::Count => limit,
             _ => Some(limit.unwrap_or(DEFAULT_LIMIT)),
+        };
+        let grow = |area: Area| match buffer {
+            Some(m) => shapes::buffer(area, m),
+            None => Ok(area),
         };
         let scope = match cmd {
             Cmd::Nearby => {
@@ -136,26 +228,47 @@ impl<'a> Search<'a> {
                 if meters.is_some_and(|m| m < 0.0) {
                     return Err(CmdError::invalid(&all[a.pos() - 1]));
                 }
-                Scope::Nearby(p, meters)
+                // A buffer widens the radius (Tile38 buffers the circle).
+                Scope::Nearby(p, meters.map(|m| m + buffer.unwrap_or(0.0)))
             }
-            Cmd::Within => Scope::Within(a.area(db, now, false)?),
-            Cmd::Intersects => Scope::Intersects(a.area(db, now, false)?),
+            Cmd::Within | Cmd::Intersects => {
+                // `BOUNDS` then a number: the output was not given, and
+                // BOUNDS is the area (Tile38's rule).
+                let area = if out == Output::Bounds
+                    && a.peek_lower()
+                        .is_some_and(|w| args::finite(w.as_bytes()).is_ok())
+                {
+                    out = Output::Objects;
+                    opts.limit = Some(limit.unwrap_or(DEFAULT_LIMIT));
+                    Area::Bounds(a.bounds()?)
+                } else {
+                    a.area(db, now, false)?
+                };
+                let area = grow(area)?;
+                if cmd == Cmd::Within {
+                    Scope::Within(area)
+                } else {
+                    Scope::Intersects(area)
+                }
+            }
+            Cmd::Search => Scope::Values,
             _ => Scope::All,
         };
         a.finish()?;
         Ok(Search {
             key,
             opts,
+            filters: kept,
             out,
             nofields,
-            distance,
+            distance: distance && cmd == Cmd::Nearby,
             scope,
         })
     }
 }
 
-/// Runs SCAN, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`); its reply
-/// may hold at most `max_reply` bytes of items.
+/// Runs SCAN, SEARCH, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`);
+/// its reply may hold at most `max_reply` bytes of items.
 ///
 /// # Errors
 ///
@@ -172,13 +285,242 @@ pub(crate) fn search(
 ) -> Result<Reply, CmdError> {
     let s = Search::parse(cmd, name, args, db, ctx.now())?;
     let now = ctx.now();
-    let page = match &s.scope {
-        Scope::All => db.scan(s.key, &s.opts, now),
-        Scope::Nearby(p, meters) => db.nearby(s.key, p, *meters, &s.opts, now),
-        Scope::Within(area) => db.within(s.key, area, &s.opts, now),
-        Scope::Intersects(area) => db.intersects(s.key, area, &s.opts, now),
+    if let Some((scope, post)) = off_range(&s.scope) {
+        let page = filtered(db, &s, &scope, now, &post);
+        return render(ctx, &page, s.out, s.nofields, s.distance, max_reply);
+    }
+    let page = match (&s.scope, s.filters.is_empty()) {
+        (Scope::Values, _) => match db.collection(s.key) {
+            Some(c) => walk_values(c, &s, now),
+            None => Page::default(),
+        },
+        (Scope::All, false) => match db.collection(s.key) {
+            Some(c) => walk_ids(c, &s, now),
+            None => Page::default(),
+        },
+        (Scope::All, true) => db.scan(s.key, &s.opts, now),
+        (Scope::Nearby(p, meters), true) => db.nearby(s.key, p, *meters, &s.opts, now),
+        (Scope::Within(area), true) => db.within(s.key, area, &s.opts, now),
+        (Scope::Intersects(area), true) => db.intersects(s.key, area, &s.opts, now),
+        (scope, false) => filtered(db, &s, scope, now, &|_| Step::Keep),
     };
     render(ctx, &page, s.out, s.nofields, s.distance, max_reply)
+}
+
+/// What a walk does with a candidate after the filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Keep,
+    Skip,
+    /// The walk is past everything that can match (NEARBY's radius).
+    Stop,
+}
+
+/// A test applied to each hit after the filters.
+type Post<'p> = dyn Fn(&Hit<'_>) -> Step + 'p;
+
+fn in_range(p: &Point) -> bool {
+    (-90.0..=90.0).contains(&p.lat) && (-180.0..=180.0).contains(&p.lon)
+}
+
+/// A circle around a centre outside the lat/lon range (accepted as in
+/// Tile38): geohook-db bounds a circle's candidates by a lat/lon window
+/// clamped to the range, which would miss objects stored out of range
+/// too. Such a search walks without the window instead and applies the
+/// exact test here: NEARBY without its radius, cut where the distance
+/// passes it (the walk is in distance order); WITHIN and INTERSECTS over
+/// every spatial object, tested against the circle.
+fn off_range(scope: &Scope) -> Option<(Scope, Box<Post<'_>>)> {
+    let everything = || {
+        Area::Bounds(geohook_db::Bounds {
+            sw: Point {
+                lat: f64::MIN,
+                lon: f64::MIN,
+                z: None,
+            },
+            ne: Point {
+                lat: f64::MAX,
+                lon: f64::MAX,
+                z: None,
+            },
+        })
+    };
+    match scope {
+        Scope::Nearby(p, Some(r)) if !in_range(p) => {
+            let r = *r;
+            Some((
+                Scope::Nearby(*p, None),
+                Box::new(move |h: &Hit<'_>| {
+                    if h.distance.is_some_and(|d| d > r) {
+                        Step::Stop
+                    } else {
+                        Step::Keep
+                    }
+                }),
+            ))
+        }
+        Scope::Within(area @ Area::Circle { center, .. }) if !in_range(center) => Some((
+            Scope::Within(everything()),
+            Box::new(move |h: &Hit<'_>| {
+                if h.item.object().within(area) {
+                    Step::Keep
+                } else {
+                    Step::Skip
+                }
+            }),
+        )),
+        Scope::Intersects(area @ Area::Circle { center, .. }) if !in_range(center) => Some((
+            Scope::Intersects(everything()),
+            Box::new(move |h: &Hit<'_>| {
+                if h.item.object().intersects(area) {
+                    Step::Keep
+                } else {
+                    Step::Skip
+                }
+            }),
+        )),
+        _ => None,
+    }
+}
+
+/// Applies the cursor, MATCH (on the id, or on the value for SEARCH), the
+/// WHERE ranges, the server-side filters, `post` and LIMIT to a walk whose
+/// candidates are numbered from 0, as geohook-db does: a full page's
+/// cursor is the position after its last hit, a short page's is 0. The
+/// flag is true when the walk ended before its candidates did (the page
+/// filled, or `post` stopped it).
+fn take<'a>(
+    cands: impl Iterator<Item = Hit<'a>>,
+    s: &Search<'_>,
+    match_value: bool,
+    db_applied: bool,
+    post: &Post<'_>,
+) -> (Page<'a>, bool) {
+    let limit = s.opts.limit;
+    if limit == Some(0) {
+        return (Page::default(), true);
+    }
+    let globs: Vec<Glob> = if db_applied {
+        Vec::new()
+    } else {
+        s.opts.matches.iter().map(|p| Glob::new(p)).collect()
+    };
+    let mut hits = Vec::new();
+    for (pos, h) in (0u64..).zip(cands) {
+        if pos < s.opts.cursor {
+            continue;
+        }
+        if !globs.is_empty() {
+            let subject: &str = if match_value {
+                match h.item.object() {
+                    geohook_db::Object::String(v) => v,
+                    _ => h.id,
+                }
+            } else {
+                h.id
+            };
+            if !globs.iter().any(|g| g.is_match(subject)) {
+                continue;
+            }
+        }
+        if !db_applied && !s.opts.wheres.iter().all(|w| w.accepts(h.item.fields())) {
+            continue;
+        }
+        if !s.filters.iter().all(|f| f.accepts(h.id, h.item)) {
+            continue;
+        }
+        match post(&h) {
+            Step::Keep => {}
+            Step::Skip => continue,
+            Step::Stop => return (Page { hits, cursor: 0 }, true),
+        }
+        hits.push(h);
+        if limit == Some(hits.len()) {
+            let page = Page {
+                hits,
+                cursor: pos + 1,
+            };
+            return (page, true);
+        }
+    }
+    (Page { hits, cursor: 0 }, false)
+}
+
+fn hit<'a>(id: &'a str, item: &'a Item) -> Hit<'a> {
+    Hit {
+        id,
+        item,
+        distance: None,
+    }
+}
+
+/// SCAN with filters geohook-db cannot apply: the live items in id order.
+fn walk_ids<'a>(c: &'a Collection, s: &Search<'_>, now: i64) -> Page<'a> {
+    let it = c.iter(now).map(|(id, item)| hit(id, item));
+    if s.opts.desc {
+        take(it.rev(), s, false, false, &|_| Step::Keep).0
+    } else {
+        take(it, s, false, false, &|_| Step::Keep).0
+    }
+}
+
+/// SEARCH: the live string objects in order of value, then id (Tile38's
+/// value index), MATCH applying to the value.
+fn walk_values<'a>(c: &'a Collection, s: &Search<'_>, now: i64) -> Page<'a> {
+    let mut strings: Vec<(&str, &str, &Item)> = c
+        .iter(now)
+        .filter_map(|(id, item)| match item.object() {
+            geohook_db::Object::String(v) => Some((&**v, id, item)),
+            _ => None,
+        })
+        .collect();
+    strings.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    if s.opts.desc {
+        strings.reverse();
+    }
+    take(
+        strings.into_iter().map(|(_, id, item)| hit(id, item)),
+        s,
+        true,
+        false,
+        &|_| Step::Keep,
+    )
+    .0
+}
+
+/// A NEARBY, WITHIN or INTERSECTS with filters geohook-db cannot apply.
+/// The database walks with its own filters from the start, and the
+/// cursor here counts the database's hits; the database is asked for a
+/// growing prefix until the page fills or the walk ends, so a small LIMIT
+/// stays cheap when the filters pass often.
+fn filtered<'a>(
+    db: &'a Database,
+    s: &Search<'_>,
+    scope: &Scope,
+    now: i64,
+    post: &Post<'_>,
+) -> Page<'a> {
+    let want = s.opts.limit.map(|l| l as u64);
+    let mut prefix = want.map(|l| s.opts.cursor.saturating_add(l.saturating_mul(2)).max(64));
+    loop {
+        let opts = SearchOpts {
+            cursor: 0,
+            limit: prefix.map(|p| usize::try_from(p).unwrap_or(usize::MAX)),
+            ..s.opts.clone()
+        };
+        let page = match scope {
+            Scope::Nearby(p, meters) => db.nearby(s.key, p, *meters, &opts, now),
+            Scope::Within(area) => db.within(s.key, area, &opts, now),
+            Scope::Intersects(area) => db.intersects(s.key, area, &opts, now),
+            Scope::All | Scope::Values => db.scan(s.key, &opts, now),
+        };
+        let exhausted = page.cursor == 0;
+        let (result, done) = take(page.hits.into_iter(), s, false, true, post);
+        if done || exhausted {
+            return result;
+        }
+        prefix = prefix.map(|p| p.saturating_mul(4));
+    }
 }
 
 /// The error for a page whose reply would exceed `max_reply` bytes.

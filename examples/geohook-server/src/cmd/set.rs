@@ -7,7 +7,7 @@
 //! with the object's words as sent: a relative `EX` becomes the absolute
 //! `PXAT`, so that a restart never gives an object its full TTL again.
 
-use geohook_db::{Database, FieldValue, Object, Point, SetCondition};
+use geohook_db::{Database, FieldValue, Object, SetCondition};
 
 use crate::cmd::args::{self, lower, Args};
 use crate::cmd::ctx::{CmdError, Ctx};
@@ -57,12 +57,12 @@ impl<'a> Set<'a> {
                 "xx" if cond != SetCondition::Nx => cond = SetCondition::Xx,
                 "point" => {
                     let (lat, lon) = (a.finite()?, a.finite()?);
-                    let p = if a.left() == 1 {
-                        Point::with_z(lat, lon, a.finite()?)
+                    let z = if a.left() == 1 {
+                        Some(a.finite()?)
                     } else {
-                        Point::new(lat, lon)
+                        None
                     };
-                    break (Object::Point(p?), at);
+                    break (Object::Point(args::point_at(lat, lon, z)?), at);
                 }
                 "bounds" => break (Object::Bounds(Box::new(a.bounds()?)), at),
                 "object" => break (a.geojson()?, at),

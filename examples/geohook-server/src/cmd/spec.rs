@@ -59,6 +59,8 @@ pub(crate) enum Cmd {
     Nearby,
     Within,
     Intersects,
+    Search,
+    Test,
     // Hooks.
     Sethook,
     Delhook,
@@ -216,10 +218,13 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("renamenx", Cmd::Renamenx, Write, 3),
     spec("role", Cmd::Role, Admin, 1),
     search("scan", Cmd::Scan, -2),
+    search("search", Cmd::Search, -2),
     spec("server", Cmd::Server, Admin, -1),
     adds("set", Cmd::Set, -4),
     adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
+    // TEST reads the data only for a `GET key id` side.
+    spec("test", Cmd::Test, Read, -4),
     // TIMEOUT runs the command it wraps under a deadline; the dispatcher
     // unwraps it before the table is read again for that command.
     spec("timeout", Cmd::Timeout, Admin, -3),

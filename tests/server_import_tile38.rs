@@ -1,0 +1,219 @@
+//! `--import-tile38 DIR`: a Tile38 data directory, written here in Tile38's
+//! documented AOF format (RESP commands as clients sent them, relative
+//! `EX` seconds, an inline command, the lowercase `del` / `delhook` that
+//! Tile38's expiry logs, a torn last record) and its JSON `config`, is
+//! imported once into an empty data directory; SCAN, GET, FGET, HOOKS and
+//! TTL then answer as Tile38 would after loading it, the Tile38 files are
+//! untouched, a restart does not extend the TTLs, a second import is
+//! refused, and commands this server lacks are refused unless
+//! `--accept-data-loss`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::{render, resp, run, run_json, start, try_start, Started};
+
+/// Writes a Tile38 data directory: `appendonly.aof` from `records` and a
+/// `config` file.
+fn tile38_dir(dir: &Path, records: &[&[&str]], tail: &[u8]) {
+    let mut aof = Vec::new();
+    for r in records {
+        if r.len() == 1 {
+            // An inline (telnet) command, which Tile38's loader accepts.
+            aof.extend_from_slice(r[0].as_bytes());
+            aof.extend_from_slice(b"\r\n");
+        } else {
+            let args: Vec<&[u8]> = r.iter().map(|a| a.as_bytes()).collect();
+            aof.extend(resp(&args));
+        }
+    }
+    aof.extend_from_slice(tail);
+    std::fs::write(dir.join("appendonly.aof"), aof).unwrap();
+    std::fs::write(
+        dir.join("config"),
+        r#"{
+	"protected-mode": "no",
+	"server_id": "9a4c6e1b2f3d4e5f",
+	"keepalive": "300"
+}"#,
+    )
+    .unwrap();
+}
+
+const RECORDS: &[&[&str]] = &[
+    &[
+        "SET", "fleet", "truck1", "FIELD", "speed", "10", "POINT", "33.5", "-112.2",
+    ],
+    &[
+        "SET", "fleet", "truck2", "EX", "3600", "POINT", "33.6", "-112.3",
+    ],
+    &["SET", "fleet", "gone", "EX", "1", "POINT", "1", "1"],
+    &["SET", "fleet", "truck3", "POINT", "33.7", "-112.4"],
+    &["EXPIRE", "fleet", "truck3", "7200"],
+    &["FSET", "fleet", "truck1", "speed", "20"],
+    &["SET inline-key inline POINT 3 3"],
+    &["SET", "strs", "s1", "STRING", "hello"],
+    &[
+        "SETHOOK",
+        "warehouse",
+        "http://127.0.0.1:9/x",
+        "NEARBY",
+        "fleet",
+        "FENCE",
+        "POINT",
+        "33.5",
+        "-112.2",
+        "500",
+    ],
+    &[
+        "SETHOOK",
+        "tmp",
+        "http://127.0.0.1:9/y",
+        "EX",
+        "1",
+        "NEARBY",
+        "fleet",
+        "FENCE",
+        "POINT",
+        "1",
+        "1",
+        "10",
+    ],
+    // What Tile38's expiry wrote when `gone` and `tmp` expired.
+    &["del", "fleet", "gone"],
+    &["delhook", "tmp"],
+];
+
+/// An incomplete last record, as a crash leaves it; Tile38 drops it.
+const TORN: &[u8] = b"*5\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$2\r\nzz";
+
+fn ttl(c: &mut redis::Connection, id: &str) -> i64 {
+    redis::cmd("TTL").arg("fleet").arg(id).query(c).unwrap()
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_tile38_directory_imports_once_and_answers_as_tile38() {
+    let t38 = tempfile::tempdir().unwrap();
+    tile38_dir(t38.path(), RECORDS, TORN);
+    let before = snapshot(t38.path());
+    let ours = tempfile::tempdir().unwrap();
+    let src = t38.path().to_str().unwrap();
+
+    let mut server = start(ours.path(), &["--import-tile38", src]).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "SCAN fleet IDS"), "[0 [truck1 truck2 truck3]]");
+    assert_eq!(run(&mut c, "SCAN inline-key IDS"), "[0 [inline]]");
+    assert_eq!(run(&mut c, "GET fleet truck1 POINT"), "[33.5 -112.2]");
+    assert_eq!(run(&mut c, "FGET fleet truck1 speed"), "20");
+    assert_eq!(run(&mut c, "GET strs s1"), "hello");
+    assert_eq!(run(&mut c, "GET fleet gone"), "nil");
+    // Relative TTLs count from the import, as Tile38 counts them from its
+    // load; objects without one have none, expired ones are gone.
+    let t2 = ttl(&mut c, "truck2");
+    assert!((3590..=3600).contains(&t2), "{t2}");
+    let t3 = ttl(&mut c, "truck3");
+    assert!((7190..=7200).contains(&t3), "{t3}");
+    assert_eq!(ttl(&mut c, "truck1"), -1);
+    assert_eq!(ttl(&mut c, "gone"), -2);
+    // The hook that expired under Tile38 stays deleted.
+    let mut j = server.json_client();
+    let hooks = run_json(&mut j, "HOOKS *");
+    let names: Vec<&str> = hooks["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["warehouse"], "{hooks}");
+    // The config property this server has came over.
+    assert_eq!(
+        render(
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("protected-mode")
+                .query(&mut c)
+        ),
+        "[protected-mode no]"
+    );
+    // The Tile38 files are untouched.
+    assert_eq!(snapshot(t38.path()), before);
+
+    // A restart without the flag reads our own file: the deadlines are
+    // absolute now, so the TTLs keep counting down instead of starting
+    // over as they would in Tile38.
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(20)).is_some());
+    let server = start(ours.path(), &[]).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "SCAN fleet IDS"), "[0 [truck1 truck2 truck3]]");
+    let again = ttl(&mut c, "truck2");
+    assert!(again <= t2 && again >= 3580, "{again} after {t2}");
+    drop(c);
+    server.signal(libc::SIGTERM);
+
+    // A second import over the data is refused, and changes nothing.
+    let ours_before = {
+        let mut s = server;
+        assert!(s.wait_exit(Duration::from_secs(20)).is_some());
+        std::fs::read(ours.path().join("appendonly.aof")).unwrap()
+    };
+    match try_start(ours.path(), &["--import-tile38", src], &[]).unwrap() {
+        Started::Exited(st, log) => {
+            assert!(!st.success());
+            assert!(log.contains("already holds data"), "{log}");
+        }
+        Started::Up(_) => panic!("a second import started"),
+    }
+    assert_eq!(
+        std::fs::read(ours.path().join("appendonly.aof")).unwrap(),
+        ours_before
+    );
+}
+
+#[test]
+fn unsupported_commands_are_counted_and_refused_unless_data_loss_is_accepted() {
+    let t38 = tempfile::tempdir().unwrap();
+    let mut records: Vec<&[&str]> = RECORDS.to_vec();
+    records.push(&["JSET", "user", "901", "name", "Tom"]);
+    records.push(&["JSET", "user", "902", "name", "Ann"]);
+    records.push(&[
+        "SETCHAN", "ch", "NEARBY", "fleet", "FENCE", "POINT", "33", "-112", "100",
+    ]);
+    tile38_dir(t38.path(), &records, b"");
+    let src = t38.path().to_str().unwrap();
+    let ours = tempfile::tempdir().unwrap();
+
+    match try_start(ours.path(), &["--import-tile38", src], &[]).unwrap() {
+        Started::Exited(st, log) => {
+            assert!(!st.success());
+            assert!(log.contains("jset x2"), "{log}");
+            assert!(log.contains("setchan x1"), "{log}");
+            assert!(log.contains("--accept-data-loss"), "{log}");
+        }
+        Started::Up(_) => panic!("an import with unsupported commands started"),
+    }
+    // Nothing was written: the directory is still empty of data.
+    let aof = ours.path().join("appendonly.aof");
+    assert!(!aof.exists() || std::fs::metadata(&aof).unwrap().len() == 0);
+
+    let server = start(ours.path(), &["--import-tile38", src, "--accept-data-loss"]).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "SCAN fleet IDS"), "[0 [truck1 truck2 truck3]]");
+    assert_eq!(run(&mut c, "KEYS *"), "[fleet inline-key strs]");
+    assert!(server.log().contains("jset x2"), "{}", server.log());
+}

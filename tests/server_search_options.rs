@@ -1,0 +1,772 @@
+//! Tile38's search options, SEARCH and TEST, on a leader and on its
+//! follower, each in RESP2, RESP3 (HELLO 3) and JSON output, with the reply
+//! shapes of Tile38's own tests (`tests/keys_test.go`,
+//! `keys_search_test.go`, `testcmd_test.go`): WHEREIN, WHERE expressions
+//! and operators, SECTOR, TILE, QUADKEY, BUFFER, the BOUNDS-as-output
+//! token order, coordinates outside the lat/lon range (accepted as Tile38
+//! does, refused under `--require-valid` / `REQUIREVALID`), SEARCH over
+//! string values and TEST between two areas.
+
+#[path = "replication_common.rs"]
+mod replication_common;
+
+use std::time::Duration;
+
+use e2e::{render, start, start_env, Server};
+use replication_common::{caught_up, free_port};
+use serde_json::{json, Value};
+
+/// What a command must answer.
+enum Want {
+    /// The RESP reply rendered as Tile38's tests print it, and the JSON
+    /// reply without `elapsed`.
+    Ok(&'static str, Value),
+    /// An error whose text contains this, in every output.
+    Err(&'static str),
+}
+
+fn cmd(args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c
+}
+
+fn resp3(server: &Server) -> redis::Connection {
+    let c =
+        redis::Client::open(format!("redis://127.0.0.1:{}/?protocol=resp3", server.port)).unwrap();
+    c.get_connection_with_timeout(Duration::from_secs(10))
+        .unwrap()
+}
+
+/// Runs every case on `server` over RESP2, RESP3 and JSON; fails with
+/// every mismatch listed.
+fn check_all(server: &Server, cases: &[(&[&str], Want)]) {
+    let mut r2 = server.client();
+    let mut r3 = resp3(server);
+    let mut js = server.json_client();
+    let mut bad = Vec::new();
+    for (args, want) in cases {
+        let line = args.join(" ");
+        for (proto, conn) in [("RESP2", &mut r2), ("RESP3", &mut r3)] {
+            let got = render(cmd(args).query::<redis::Value>(conn));
+            let ok = match want {
+                Want::Ok(resp, _) => &got == resp,
+                Want::Err(text) => got.starts_with("ERR") && got.contains(text),
+            };
+            if !ok {
+                bad.push(format!("{proto}: {line}: got {got}"));
+            }
+        }
+        let text: String = cmd(args).query(&mut js).unwrap();
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            v.as_object_mut().unwrap().remove("elapsed").is_some(),
+            "{line}: {text}"
+        );
+        let ok = match want {
+            Want::Ok(_, j) => &v == j,
+            Want::Err(t) => {
+                v["ok"] == json!(false) && v["err"].as_str().is_some_and(|e| e.contains(t))
+            }
+        };
+        if !ok {
+            bad.push(format!("JSON: {line}: got {v}"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatches:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+fn ids(ids: &[&str], cursor: u64) -> Value {
+    json!({"ok": true, "ids": ids, "count": ids.len(), "cursor": cursor})
+}
+
+fn count(n: u64) -> Value {
+    json!({"ok": true, "count": n, "cursor": 0})
+}
+
+const DATA: &[&[&str]] = &[
+    &[
+        "SET", "fleet", "truck1", "FIELD", "maxSpeed", "120", "FIELD", "teamId", "1", "POINT",
+        "33.5", "-112.2",
+    ],
+    &[
+        "SET", "fleet", "truck2", "FIELD", "maxSpeed", "90", "FIELD", "teamId", "2", "POINT",
+        "33.51", "-112.21",
+    ],
+    &[
+        "SET", "fleet", "truck3", "FIELD", "maxSpeed", "100", "FIELD", "teamId", "1", "POINT",
+        "33.52", "-112.22",
+    ],
+    // Outside the lat/lon range: Tile38 accepts it without REQUIREVALID.
+    &[
+        "SET", "fleet", "far", "FIELD", "teamId", "3", "POINT", "95", "200",
+    ],
+    &["SET", "mykey", "id1", "FIELD", "foo", "1", "STRING", "bar1"],
+    &["SET", "mykey", "id2", "FIELD", "foo", "2", "STRING", "bar2"],
+    &["SET", "mykey", "id3", "FIELD", "foo", "3", "STRING", "bar3"],
+    &["SET", "mykey", "id4", "FIELD", "foo", "4", "STRING", "bar4"],
+    &["SET", "mykey", "id5", "FIELD", "foo", "5", "STRING", "bar5"],
+    &["SET", "mykey", "id6", "FIELD", "foo", "6", "STRING", "bar6"],
+    &["SET", "mykey", "id7", "FIELD", "foo", "7", "STRING", "bar7"],
+    &["SET", "mykey", "id8", "FIELD", "foo", "8", "STRING", "bar8"],
+    &["SET", "mykey", "id9", "FIELD", "foo", "9", "STRING", "bar9"],
+    // SEARCH looks at string objects only.
+    &["SET", "mykey", "p1", "POINT", "1", "1"],
+    &[
+        "SET",
+        "zones",
+        "z1",
+        "OBJECT",
+        r#"{"type":"Feature","geometry":{"type":"Point","coordinates":[-112.2,33.5]},"properties":{"speed":50}}"#,
+    ],
+];
+
+fn cases() -> Vec<(&'static [&'static str], Want)> {
+    use Want::{Err, Ok};
+    vec![
+        // WHEREIN (keys_test.go's WHEREIN cases).
+        (
+            &["SCAN", "fleet", "WHEREIN", "teamId", "1", "1", "IDS"],
+            Ok("[0 [truck1 truck3]]", ids(&["truck1", "truck3"], 0)),
+        ),
+        (
+            &["SCAN", "fleet", "WHEREIN", "teamId", "2", "2", "3", "IDS"],
+            Ok("[0 [far truck2]]", ids(&["far", "truck2"], 0)),
+        ),
+        (
+            &["SCAN", "fleet", "WHEREIN", "teamId", "5", "1"],
+            Err("wrong number of arguments"),
+        ),
+        // Paging under a filter: the cursor counts the walk, as Tile38's.
+        (
+            &[
+                "SCAN", "fleet", "LIMIT", "1", "WHEREIN", "teamId", "1", "1", "IDS",
+            ],
+            Ok("[2 [truck1]]", ids(&["truck1"], 2)),
+        ),
+        (
+            &[
+                "SCAN", "fleet", "CURSOR", "2", "LIMIT", "1", "WHEREIN", "teamId", "1", "1", "IDS",
+            ],
+            Ok("[4 [truck3]]", ids(&["truck3"], 4)),
+        ),
+        // WHERE expressions.
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed == 120", "IDS"],
+            Ok("[0 [truck1]]", ids(&["truck1"], 0)),
+        ),
+        (
+            &[
+                "SCAN",
+                "fleet",
+                "WHERE",
+                "maxSpeed > 95 && teamId == 1",
+                "COUNT",
+            ],
+            Ok("2", count(2)),
+        ),
+        (
+            &[
+                "SCAN",
+                "fleet",
+                "WHERE",
+                "!(teamId == 1) || id == 'truck1'",
+                "IDS",
+            ],
+            Ok(
+                "[0 [far truck1 truck2]]",
+                ids(&["far", "truck1", "truck2"], 0),
+            ),
+        ),
+        (
+            &[
+                "SCAN",
+                "fleet",
+                "WHEREIN",
+                "teamId",
+                "1",
+                "1",
+                "WHERE",
+                "!optionalId || optionalId == 999",
+                "COUNT",
+            ],
+            Ok("2", count(2)),
+        ),
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed ==", "IDS"],
+            Err("invalid expression"),
+        ),
+        // A bare name before a keyword is an expression (truthy).
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed", "IDS"],
+            Ok(
+                "[0 [truck1 truck2 truck3]]",
+                ids(&["truck1", "truck2", "truck3"], 0),
+            ),
+        ),
+        // GeoJSON members, as Tile38's expressions read them.
+        (
+            &["SCAN", "zones", "WHERE", "properties.speed == 50", "IDS"],
+            Ok("[0 [z1]]", ids(&["z1"], 0)),
+        ),
+        (
+            &["SCAN", "zones", "WHERE", "properties.speed == 51", "IDS"],
+            Ok("[0 []]", ids(&[], 0)),
+        ),
+        // WHERE with an operator, and exclusive ranges.
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed", ">", "95", "IDS"],
+            Ok("[0 [truck1 truck3]]", ids(&["truck1", "truck3"], 0)),
+        ),
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed", "(90", "120", "IDS"],
+            Ok("[0 [truck1 truck3]]", ids(&["truck1", "truck3"], 0)),
+        ),
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed", "(90", "(120", "IDS"],
+            Ok("[0 [truck3]]", ids(&["truck3"], 0)),
+        ),
+        (
+            &["SCAN", "fleet", "WHERE", "maxSpeed", "90", "100", "IDS"],
+            Ok("[0 [truck2 truck3]]", ids(&["truck2", "truck3"], 0)),
+        ),
+        // Filters on spatial searches.
+        (
+            &[
+                "NEARBY", "fleet", "WHEREIN", "teamId", "1", "1", "IDS", "POINT", "33.5", "-112.2",
+                "10000",
+            ],
+            Ok("[0 [truck1 truck3]]", ids(&["truck1", "truck3"], 0)),
+        ),
+        (
+            &[
+                "NEARBY",
+                "fleet",
+                "LIMIT",
+                "1",
+                "WHERE",
+                "teamId == 1",
+                "IDS",
+                "POINT",
+                "33.52",
+                "-112.22",
+            ],
+            Ok("[1 [truck3]]", ids(&["truck3"], 1)),
+        ),
+        (
+            &[
+                "WITHIN",
+                "fleet",
+                "WHERE",
+                "maxSpeed < 100",
+                "IDS",
+                "BOUNDS",
+                "33",
+                "-113",
+                "34",
+                "-112",
+            ],
+            Ok("[0 [truck2]]", ids(&["truck2"], 0)),
+        ),
+        // BOUNDS is the output after the options; a number after it makes
+        // it the area (WITHIN and INTERSECTS), Tile38's rule.
+        (
+            &[
+                "INTERSECTS",
+                "fleet",
+                "BOUNDS",
+                "CIRCLE",
+                "33.5",
+                "-112.2",
+                "100",
+            ],
+            Ok(
+                "[0 [[truck1 [[33.5 -112.2] [33.5 -112.2]] [maxSpeed 120 teamId 1]]]]",
+                json!({"ok": true, "fields": ["maxSpeed", "teamId"], "bounds": [{"id": "truck1", "bounds": {"sw": {"lat": 33.5, "lon": -112.2}, "ne": {"lat": 33.5, "lon": -112.2}}, "fields": [120, 1]}], "count": 1, "cursor": 0}),
+            ),
+        ),
+        (
+            &[
+                "NEARBY", "fleet", "BOUNDS", "POINT", "33.5", "-112.2", "100",
+            ],
+            Ok(
+                "[0 [[truck1 [[33.5 -112.2] [33.5 -112.2]] [maxSpeed 120 teamId 1]]]]",
+                json!({"ok": true, "fields": ["maxSpeed", "teamId"], "bounds": [{"id": "truck1", "bounds": {"sw": {"lat": 33.5, "lon": -112.2}, "ne": {"lat": 33.5, "lon": -112.2}}, "fields": [120, 1]}], "count": 1, "cursor": 0}),
+            ),
+        ),
+        (
+            &[
+                "WITHIN", "fleet", "NOFIELDS", "BOUNDS", "33.49", "-112.205", "33.505", "-112.19",
+            ],
+            Ok(
+                r#"[0 [[truck1 {"type":"Point","coordinates":[-112.2,33.5]}]]]"#,
+                json!({"ok": true, "objects": [{"id": "truck1", "object": {"type": "Point", "coordinates": [-112.2, 33.5]}}], "count": 1, "cursor": 0}),
+            ),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "fleet",
+                "IDS",
+                "BOUNDS",
+                "33.49",
+                "-112.205",
+                "33.505",
+                "-112.19",
+            ],
+            Ok("[0 [truck1]]", ids(&["truck1"], 0)),
+        ),
+        // SECTOR: the north-west slice from between the trucks holds
+        // truck3, the north-east one truck2.
+        (
+            &[
+                "WITHIN", "fleet", "IDS", "SECTOR", "33.505", "-112.215", "3000", "270", "360",
+            ],
+            Ok("[0 [truck3]]", ids(&["truck3"], 0)),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "fleet",
+                "IDS",
+                "SECTOR",
+                "33.505",
+                "-112.215",
+                "3000",
+                "0",
+                "90",
+            ],
+            Ok("[0 [truck2]]", ids(&["truck2"], 0)),
+        ),
+        (
+            &[
+                "WITHIN", "fleet", "IDS", "SECTOR", "33.505", "-112.215", "3000", "90", "90",
+            ],
+            Err("equal bearings"),
+        ),
+        // TILE and QUADKEY (Bing's tile system): zoom 10 holds the three
+        // trucks, zoom 14 truck1 alone.
+        (
+            &["WITHIN", "fleet", "COUNT", "TILE", "192", "410", "10"],
+            Ok("3", count(3)),
+        ),
+        (
+            &["INTERSECTS", "fleet", "IDS", "TILE", "3085", "6572", "14"],
+            Ok("[0 [truck1]]", ids(&["truck1"], 0)),
+        ),
+        (
+            &["WITHIN", "fleet", "COUNT", "QUADKEY", "0231022020"],
+            Ok("3", count(3)),
+        ),
+        (
+            &["INTERSECTS", "fleet", "IDS", "QUADKEY", "02310220203301"],
+            Ok("[0 [truck1]]", ids(&["truck1"], 0)),
+        ),
+        (
+            &["WITHIN", "fleet", "COUNT", "QUADKEY", "0239"],
+            Err("invalid argument"),
+        ),
+        (
+            &["WITHIN", "fleet", "COUNT", "TILE", "1024", "410", "10"],
+            Err("invalid argument"),
+        ),
+        // HASH areas.
+        (
+            &["WITHIN", "fleet", "COUNT", "HASH", "9tbn"],
+            Ok("3", count(3)),
+        ),
+        // BUFFER grows the area by meters.
+        (
+            &[
+                "WITHIN", "fleet", "BUFFER", "1000", "IDS", "POINT", "33.51", "-112.21",
+            ],
+            Ok("[0 [truck2]]", ids(&["truck2"], 0)),
+        ),
+        (
+            &[
+                "WITHIN", "fleet", "BUFFER", "2000", "COUNT", "POINT", "33.51", "-112.21",
+            ],
+            Ok("3", count(3)),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "fleet",
+                "COUNT",
+                "BOUNDS",
+                "33.515",
+                "-112.225",
+                "33.53",
+                "-112.215",
+            ],
+            Ok("1", count(1)),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "fleet",
+                "BUFFER",
+                "1000",
+                "COUNT",
+                "BOUNDS",
+                "33.515",
+                "-112.225",
+                "33.53",
+                "-112.215",
+            ],
+            Ok("2", count(2)),
+        ),
+        (
+            &[
+                "WITHIN", "fleet", "BUFFER", "500", "COUNT", "CIRCLE", "33.51", "-112.21", "1000",
+            ],
+            Ok("3", count(3)),
+        ),
+        (
+            &[
+                "NEARBY", "fleet", "BUFFER", "500", "COUNT", "POINT", "33.51", "-112.21", "500",
+            ],
+            Ok("1", count(1)),
+        ),
+        (
+            &[
+                "NEARBY", "fleet", "BUFFER", "1000", "COUNT", "POINT", "33.51", "-112.21", "500",
+            ],
+            Ok("3", count(3)),
+        ),
+        (
+            &[
+                "WITHIN",
+                "fleet",
+                "BUFFER",
+                "10",
+                "COUNT",
+                "OBJECT",
+                r#"{"type":"Point","coordinates":[-112.2,33.5]}"#,
+            ],
+            Err("BUFFER is supported for"),
+        ),
+        (
+            &[
+                "WITHIN", "fleet", "BUFFER", "-1", "COUNT", "POINT", "33.51", "-112.21",
+            ],
+            Err("invalid argument"),
+        ),
+        (
+            &[
+                "NEARBY", "fleet", "DESC", "IDS", "POINT", "33.51", "-112.21",
+            ],
+            Err("DESC is not allowed for NEARBY"),
+        ),
+        // Out of the lat/lon range: stored, indexed and found.
+        (
+            &["NEARBY", "fleet", "IDS", "POINT", "95", "200", "1"],
+            Ok("[0 [far]]", ids(&["far"], 0)),
+        ),
+        (
+            &["NEARBY", "fleet", "IDS", "POINT", "33.5", "-112.2"],
+            Ok(
+                "[0 [truck1 truck2 truck3 far]]",
+                ids(&["truck1", "truck2", "truck3", "far"], 0),
+            ),
+        ),
+        (
+            &[
+                "WITHIN", "fleet", "IDS", "BOUNDS", "90", "180", "100", "210",
+            ],
+            Ok("[0 [far]]", ids(&["far"], 0)),
+        ),
+        (
+            &["INTERSECTS", "fleet", "IDS", "CIRCLE", "95", "200", "10"],
+            Ok("[0 [far]]", ids(&["far"], 0)),
+        ),
+        (
+            &["WITHIN", "fleet", "IDS", "CIRCLE", "95", "200", "10"],
+            Ok("[0 [far]]", ids(&["far"], 0)),
+        ),
+        (
+            &[
+                "NEARBY",
+                "fleet",
+                "WHERE",
+                "teamId == 3",
+                "IDS",
+                "POINT",
+                "95",
+                "200",
+                "10",
+            ],
+            Ok("[0 [far]]", ids(&["far"], 0)),
+        ),
+        (
+            &["GET", "fleet", "far", "POINT"],
+            Ok(
+                "[95 200]",
+                json!({"ok": true, "point": {"lat": 95, "lon": 200}}),
+            ),
+        ),
+        // SEARCH over string values (keys_search_test.go).
+        (
+            &["SEARCH", "mykey", "LIMIT", "3", "IDS"],
+            Ok("[3 [id1 id2 id3]]", ids(&["id1", "id2", "id3"], 3)),
+        ),
+        (
+            &["SEARCH", "mykey", "CURSOR", "3", "LIMIT", "3", "IDS"],
+            Ok("[6 [id4 id5 id6]]", ids(&["id4", "id5", "id6"], 6)),
+        ),
+        (
+            &["SEARCH", "mykey", "WHERE", "foo", "3", "5", "IDS"],
+            Ok("[0 [id3 id4 id5]]", ids(&["id3", "id4", "id5"], 0)),
+        ),
+        (
+            &[
+                "SEARCH", "mykey", "LIMIT", "1", "WHERE", "foo", "3", "5", "IDS",
+            ],
+            Ok("[3 [id3]]", ids(&["id3"], 3)),
+        ),
+        (
+            &[
+                "SEARCH", "mykey", "CURSOR", "3", "LIMIT", "1", "WHERE", "foo", "8", "9", "IDS",
+            ],
+            Ok("[8 [id8]]", ids(&["id8"], 8)),
+        ),
+        (
+            &[
+                "SEARCH", "mykey", "CURSOR", "6", "LIMIT", "1", "WHERE", "foo", "8", "9", "IDS",
+            ],
+            Ok("[8 [id8]]", ids(&["id8"], 8)),
+        ),
+        (
+            &["SEARCH", "mykey", "LIMIT", "3", "DESC", "IDS"],
+            Ok("[3 [id9 id8 id7]]", ids(&["id9", "id8", "id7"], 3)),
+        ),
+        (
+            &["SEARCH", "mykey", "MATCH", "bar5*", "IDS"],
+            Ok("[0 [id5]]", ids(&["id5"], 0)),
+        ),
+        (
+            &["SEARCH", "mykey", "MATCH", "bar*", "COUNT"],
+            Ok("9", count(9)),
+        ),
+        (
+            &["SEARCH", "mykey", "WHEREIN", "foo", "2", "2", "7", "IDS"],
+            Ok("[0 [id2 id7]]", ids(&["id2", "id7"], 0)),
+        ),
+        (
+            &["SEARCH", "mykey", "WHERE", "foo > 7", "IDS"],
+            Ok("[0 [id8 id9]]", ids(&["id8", "id9"], 0)),
+        ),
+        (
+            &["SEARCH", "mykey", "LIMIT", "1", "NOFIELDS"],
+            Ok(
+                "[1 [[id1 bar1]]]",
+                json!({"ok": true, "objects": [{"id": "id1", "object": "bar1"}], "count": 1, "cursor": 1}),
+            ),
+        ),
+        (
+            &["SEARCH", "mykey", "POINTS"],
+            Err("SEARCH returns string objects"),
+        ),
+        (
+            &["SEARCH", "mykey", "IDS", "POINT", "1", "1"],
+            Err("invalid argument"),
+        ),
+        // TEST (testcmd_test.go).
+        (
+            &[
+                "TEST", "POINT", "33.5", "-112.2", "WITHIN", "BOUNDS", "33", "-113", "34", "-112",
+            ],
+            Ok("1", json!({"ok": true, "result": true})),
+        ),
+        (
+            &[
+                "TEST",
+                "POINT",
+                "33.5",
+                "-112.2",
+                "INTERSECTS",
+                "CIRCLE",
+                "33.5",
+                "-112.21",
+                "500",
+            ],
+            Ok("0", json!({"ok": true, "result": false})),
+        ),
+        (
+            &[
+                "TEST",
+                "POINT",
+                "33.5",
+                "-112.2",
+                "INTERSECTS",
+                "CIRCLE",
+                "33.5",
+                "-112.21",
+                "1000",
+            ],
+            Ok("1", json!({"ok": true, "result": true})),
+        ),
+        (
+            &[
+                "TEST", "GET", "fleet", "truck1", "WITHIN", "TILE", "3085", "6572", "14",
+            ],
+            Ok("1", json!({"ok": true, "result": true})),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "fleet",
+                "truck2",
+                "WITHIN",
+                "QUADKEY",
+                "02310220203301",
+            ],
+            Ok("0", json!({"ok": true, "result": false})),
+        ),
+        (
+            &[
+                "TEST", "CIRCLE", "33.5", "-112.2", "100", "WITHIN", "BOUNDS", "33", "-113", "34",
+                "-112",
+            ],
+            Ok("1", json!({"ok": true, "result": true})),
+        ),
+        (
+            &[
+                "TEST",
+                "BOUNDS",
+                "33",
+                "-113",
+                "34",
+                "-112",
+                "INTERSECTS",
+                "SECTOR",
+                "33.505",
+                "-112.215",
+                "3000",
+                "0",
+                "90",
+            ],
+            Ok("1", json!({"ok": true, "result": true})),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                r#"{"type":"Point","coordinates":[-112.2,33.5]}"#,
+                "WITHIN",
+                "HASH",
+                "9tbn",
+            ],
+            Ok("1", json!({"ok": true, "result": true})),
+        ),
+        (
+            &[
+                "TEST",
+                "POINT",
+                "33.5",
+                "-112.2",
+                "INTERSECTS",
+                "CLIP",
+                "BOUNDS",
+                "33",
+                "-113",
+                "34",
+                "-112",
+            ],
+            Err("CLIP is not supported"),
+        ),
+        (
+            &[
+                "TEST", "POINT", "33.5", "-112.2", "WITHIN", "CLIP", "BOUNDS", "33", "-113", "34",
+                "-112",
+            ],
+            Err("invalid argument 'CLIP'"),
+        ),
+        (
+            &[
+                "TEST", "POINT", "33.5", "-112.2", "NEAR", "BOUNDS", "33", "-113", "34", "-112",
+            ],
+            Err("invalid argument 'NEAR'"),
+        ),
+        (
+            &[
+                "TEST", "GET", "fleet", "nobody", "WITHIN", "BOUNDS", "33", "-113", "34", "-112",
+            ],
+            Err("not found"),
+        ),
+    ]
+}
+
+#[test]
+fn search_options_search_and_test_answer_as_tile38_on_leader_and_follower() {
+    let ldir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let port_s = port.to_string();
+    let leader = start(ldir.path(), &["--port", &port_s]).unwrap();
+    let mut lc = leader.client();
+    for args in DATA {
+        assert_eq!(render(cmd(args).query(&mut lc)), "OK", "{args:?}");
+    }
+    let fdir = tempfile::tempdir().unwrap();
+    let follower = start(fdir.path(), &[]).unwrap();
+    let mut fc = follower.client();
+    assert_eq!(
+        render(cmd(&["FOLLOW", "127.0.0.1", &port_s]).query(&mut fc)),
+        "OK"
+    );
+    assert!(
+        caught_up(&leader, &follower, Duration::from_secs(30)),
+        "{}",
+        follower.log()
+    );
+    let cases = cases();
+    check_all(&leader, &cases);
+    check_all(&follower, &cases);
+
+    // The out-of-range point survives a restart (the file replays under
+    // the same rule) and is still indexed.
+    let leader = leader.restart().unwrap();
+    let mut lc = leader.client();
+    assert_eq!(
+        render(cmd(&["NEARBY", "fleet", "IDS", "POINT", "95", "200", "1"]).query(&mut lc)),
+        "[0 [far]]"
+    );
+}
+
+#[test]
+fn require_valid_refuses_coordinates_out_of_range() {
+    for (flags, envs) in [
+        (&["--require-valid"][..], &[][..]),
+        (&[][..], &[("REQUIREVALID", "1")][..]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_env(dir.path(), flags, envs).unwrap();
+        let mut c = server.client();
+        let run = |c: &mut redis::Connection, args: &[&str]| render(cmd(args).query(c));
+        assert!(run(&mut c, &["SET", "fleet", "far", "POINT", "95", "200"]).starts_with("ERR"));
+        assert!(run(
+            &mut c,
+            &["WITHIN", "fleet", "IDS", "BOUNDS", "90", "180", "100", "210"]
+        )
+        .starts_with("ERR"));
+        assert_eq!(
+            run(&mut c, &["SET", "fleet", "ok", "POINT", "33", "-112"]),
+            "OK"
+        );
+        assert_eq!(
+            run(
+                &mut c,
+                &["NEARBY", "fleet", "IDS", "POINT", "33", "-112", "1"]
+            ),
+            "[0 [ok]]"
+        );
+    }
+}
