@@ -18,8 +18,8 @@
 //! again. Objects that already expired under Tile38 have a logged `del`
 //! and stay deleted.
 //!
-//! Commands this server does not support (JSET, SETCHAN, RENAME, …) are
-//! counted by name; the import refuses with that count unless
+//! Commands this server does not know (a newer Tile38's) are counted by
+//! name; the import refuses with that count unless
 //! `--accept-data-loss` says to skip them. The same holds for commands it
 //! supports but that fail when applied. A torn last record is dropped, as
 //! Tile38 drops it when it loads the file. Tile38's `config` file is
