@@ -21,6 +21,8 @@ pub(crate) mod dispatch;
 pub(crate) mod dlq;
 pub(crate) mod expire;
 pub(crate) mod fields;
+#[cfg(test)]
+mod fuzz_tests;
 pub(crate) mod get;
 pub(crate) mod hookconf;
 pub(crate) mod hooks;
