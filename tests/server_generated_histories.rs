@@ -552,3 +552,96 @@ fn generated_histories_read_back_what_they_wrote() {
     }
     println!("ran {histories} histories, {total_steps} steps, {checks} state checks (seed {seed})");
 }
+
+/// A full sync taken in batches while a writer changes objects on both sides
+/// of the batch cursor: once the writer stops and the follower is caught up,
+/// its state equals the leader's (the writes between batches arrive through
+/// the stream after the snapshot's offset and converge over the snapshot).
+#[test]
+fn a_full_sync_during_writes_ends_identical() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let port_s = port.to_string();
+    let leader = start(dir.path(), &["--port", &port_s, "--appendfsync", "always"]).unwrap();
+    let mut lc = leader.client();
+    // Several batches of 1,000 objects, one of them with continuation records.
+    let mut pipe = redis::pipe();
+    for i in 0..6000 {
+        pipe.cmd("SET")
+            .arg("fleet")
+            .arg(format!("o{i:05}"))
+            .arg("FIELD")
+            .arg("speed")
+            .arg(i + 1)
+            .arg("POINT")
+            .arg(f64::from(i % 80))
+            .arg(f64::from(i % 170))
+            .ignore();
+    }
+    pipe.query::<()>(&mut lc).unwrap();
+    let mut fset = redis::cmd("FSET");
+    fset.arg("fleet").arg("o03000");
+    for i in 0..1500 {
+        fset.arg(format!("g{i:04}")).arg(i + 1);
+    }
+    let _: i64 = fset.query(&mut lc).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, writes) = (stop.clone(), writes.clone());
+        let mut c = leader.client();
+        std::thread::spawn(move || {
+            let mut rng = StdRng::seed_from_u64(7);
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("o{:05}", rng.random_range(0..7000));
+                let line = match rng.random_range(0..4) {
+                    0 => format!("DEL fleet {id}"),
+                    1 => format!("SET fleet {id} POINT 1 2"),
+                    2 => format!("FSET fleet {id} speed {}", rng.random_range(1..100)),
+                    _ => format!("SET other {id} STRING x"),
+                };
+                run(&mut c, &line);
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let fdir = tempfile::tempdir().unwrap();
+    let follower = start(fdir.path(), &["--appendfsync", "always"]).unwrap();
+    let mut fc = follower.client();
+    assert_eq!(run(&mut fc, &format!("FOLLOW 127.0.0.1 {port}")), "OK");
+    // Keep writing until the follower's full sync has finished, so that
+    // writes land while its batches are taken.
+    assert!(
+        wait_until(Duration::from_secs(60), || follower
+            .log()
+            .contains("full sync finished")),
+        "{}",
+        follower.log()
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(writes.load(Ordering::Relaxed) > 0);
+    assert!(
+        caught_up(&leader, &follower, Duration::from_secs(30)),
+        "{}",
+        follower.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || redis::cmd("KEYS")
+            .arg("*")
+            .query::<Vec<String>>(&mut fc)
+            .is_ok()),
+        "{}",
+        follower.log()
+    );
+    let (fd, ld) = (e2e::dump(&mut fc), e2e::dump(&mut lc));
+    replication_common::assert_same_state(&fd, &ld);
+    println!(
+        "{} writes during the full sync",
+        writes.load(Ordering::Relaxed)
+    );
+}
