@@ -263,7 +263,7 @@ pub fn scan_file<F: RecordFormat + ?Sized>(
 
 /// Scans an open log from its start, calling `progress` with the bytes scanned so far after each read.
 ///
-/// Memory use is one read chunk, or one record if a record is larger, plus at most
+/// Memory use is one read chunk, or up to twice one record if a record is larger, plus at most
 /// [`ScanConfig::resync_window`] for the bytes after a bad frame; never more than the bytes present.
 ///
 /// # Errors
@@ -512,7 +512,13 @@ impl Walker<'_> {
                 ),
                 Frame::Incomplete { needed } if !self.at_eof() => {
                     let left = usize::try_from(self.file_len - self.offset()).unwrap_or(usize::MAX);
-                    self.fill(needed.min(left))?;
+                    // A format may ask for only the next few bytes of a long
+                    // record, and each retry decodes the record from its
+                    // start: asking for at least twice what is buffered makes
+                    // the retries' total cost linear in the record's length
+                    // rather than quadratic.
+                    let have = self.end - self.start;
+                    self.fill(needed.max(have.saturating_mul(2)).min(left))?;
                     progress(self.read_to);
                     continue;
                 }

@@ -70,6 +70,13 @@ pub enum Error {
         /// The oldest offset the backlog still holds.
         backlog_start: u64,
     },
+    /// A follower asked for a full sync while the leader's bound on
+    /// concurrent full syncs was reached; it was told `-BUSY` and must retry.
+    #[error("full sync for {peer} refused: too many in progress")]
+    Busy {
+        /// The follower's address.
+        peer: String,
+    },
     /// The leader's replication id was reset while a follower was attached.
     #[error("the replication id changed while streaming")]
     ReplIdChanged,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use geohook_resp::FrameLimits;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Backlog, Error, ReplId, SnapshotSource};
@@ -45,6 +45,15 @@ pub struct LeaderConfig {
     ///
     /// Default: none.
     pub password: Option<String>,
+    /// Most full syncs whose snapshot is being sent at once. A `PSYNC` that
+    /// needs a full sync while this many are in progress is answered
+    /// `-BUSY` and closed; the follower retries after its back-off. Each
+    /// sync holds one batch of its source's snapshot and up to
+    /// [`LeaderConfig::max_batch`] (plus one command) of encoded bytes, so
+    /// this bounds the memory full syncs take together.
+    ///
+    /// Default: 2.
+    pub max_full_syncs: usize,
 }
 
 impl Default for LeaderConfig {
@@ -56,6 +65,7 @@ impl Default for LeaderConfig {
             write_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             password: None,
+            max_full_syncs: 2,
         }
     }
 }
@@ -78,6 +88,9 @@ impl LeaderConfig {
         }
         if self.max_batch == 0 {
             return bad("max_batch", "must be at least 1 byte");
+        }
+        if self.max_full_syncs == 0 {
+            return bad("max_full_syncs", "must be at least 1");
         }
         for (field, d) in [
             ("heartbeat_interval", self.heartbeat_interval),
@@ -126,6 +139,9 @@ pub struct LeaderStats {
     pub partial_syncs: u64,
     /// Followers disconnected because they fell behind the backlog.
     pub backlog_overruns: u64,
+    /// Full syncs refused because [`LeaderConfig::max_full_syncs`] were in
+    /// progress.
+    pub busy_refusals: u64,
     /// The followers attached right now, in connection order.
     pub followers: Vec<FollowerLink>,
 }
@@ -158,6 +174,9 @@ pub struct Leader {
     overruns: AtomicU64,
     links: Mutex<BTreeMap<u64, LinkState>>,
     next_link: AtomicU64,
+    /// One permit per full sync allowed to send its snapshot now.
+    full_sync_slots: Semaphore,
+    busy_refusals: AtomicU64,
 }
 
 impl std::fmt::Debug for Leader {
@@ -228,7 +247,6 @@ impl Leader {
         }
         let (tx, _) = watch::channel(backlog.end());
         Ok(Leader {
-            config,
             inner: Mutex::new(Inner {
                 replid,
                 replid2: None,
@@ -241,6 +259,9 @@ impl Leader {
             overruns: AtomicU64::new(0),
             links: Mutex::new(BTreeMap::new()),
             next_link: AtomicU64::new(0),
+            full_sync_slots: Semaphore::new(config.max_full_syncs),
+            busy_refusals: AtomicU64::new(0),
+            config,
         })
     }
 
@@ -343,6 +364,7 @@ impl Leader {
             full_syncs: self.full_syncs.load(Ordering::Relaxed),
             partial_syncs: self.partial_syncs.load(Ordering::Relaxed),
             backlog_overruns: self.overruns.load(Ordering::Relaxed),
+            busy_refusals: self.busy_refusals.load(Ordering::Relaxed),
             followers,
         }
     }
@@ -522,6 +544,23 @@ impl Leader {
                 offset
             }
             None => {
+                // Over the bound the follower is refused rather than queued:
+                // a waiting PSYNC would still hold a connection and a task
+                // per 12-byte request, which is the thing being bounded, and
+                // a follower already retries with back-off after an error
+                // reply, as a Redis replica does after `-LOADING`.
+                let Ok(_permit) = self.full_sync_slots.try_acquire() else {
+                    self.busy_refusals.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, "full sync refused: too many in progress");
+                    let line = format!(
+                        "-BUSY {} full syncs in progress; retry later\r\n",
+                        self.config.max_full_syncs
+                    );
+                    let _ = self.send(&mut writer, line.as_bytes(), peer, cancel).await;
+                    return Err(Error::Busy {
+                        peer: peer.to_owned(),
+                    });
+                };
                 self.full_syncs.fetch_add(1, Ordering::Relaxed);
                 let snapshot = source.snapshot();
                 tracing::info!(%peer, offset = snapshot.offset, "follower needs a full sync");

@@ -56,7 +56,10 @@
 //!   anything else (`PSYNC ? -1` included) gets `+FULLRESYNC <replid> <offset>`,
 //!   the snapshot as commands, `+SNAPSHOTEND`, then the stream from that
 //!   offset. A follower that falls behind the backlog start is sent an error
-//!   line and disconnected, and must full-sync.
+//!   line and disconnected, and must full-sync. At most
+//!   [`LeaderConfig::max_full_syncs`] snapshots are sent at once; a `PSYNC`
+//!   that needs one beyond that gets `-BUSY …` and is closed, and the
+//!   follower retries after its back-off.
 //! - **Progress.** After each chunk the leader sends `+OFFSET <its offset>`,
 //!   and repeats it on an idle stream every heartbeat. The follower is caught
 //!   up when its offset reaches the last announced one, and sends
@@ -181,8 +184,12 @@ impl std::fmt::Debug for Snapshot {
 pub trait SnapshotSource: Send + Sync {
     /// The current state and the offset it corresponds to. Called on the
     /// runtime's thread when a follower needs a full sync; the iterator is
-    /// drained while the snapshot is written to the socket, so it should own
-    /// its data (a copy taken under the state's lock) rather than hold a lock.
+    /// drained while the snapshot is written to the socket, so it must not
+    /// hold a lock between items. It may own a copy taken under the state's
+    /// lock, or build the commands in batches, each under a short lock, if
+    /// the offset is read before the first batch and replaying the stream
+    /// after it over a state that already shows some of its writes converges
+    /// (the server's database does it that way).
     fn snapshot(&self) -> Snapshot;
 }
 

@@ -28,7 +28,7 @@ use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::spec::Cmd;
 use crate::hooks::engine::HookEngine;
 use crate::state::{Core, Record, Writer};
-use geohook_resp::{encode_command, Reply};
+use geohook_resp::Reply;
 
 /// A parsed SETHOOK: the definition and its absolute deadline.
 #[derive(Debug)]
@@ -282,7 +282,10 @@ fn logged_sethook(def: &HookDef, pxat: Option<i64>, policy: Option<&RetryPolicy>
 /// Appends a SETHOOK for every live hook to `out`, with what remains of its
 /// EX as an absolute deadline, for a snapshot (after the objects, so that a
 /// GET area resolves when it is replayed).
-pub(crate) fn snapshot(engine: &HookEngine, out: &mut Vec<u8>) {
+pub(crate) fn snapshot<S: crate::cmd::set::SnapshotSink + ?Sized>(
+    engine: &HookEngine,
+    out: &mut S,
+) {
     let now = SystemTime::now();
     for info in engine.hooks.list("*", now) {
         // Saturating: a huge EX is "never", and must stay so, not wrap
@@ -291,7 +294,7 @@ pub(crate) fn snapshot(engine: &HookEngine, out: &mut Vec<u8>) {
             .ttl
             .map(|t| unix_ms(now).saturating_add((t * 1000.0) as i64));
         let policy = engine.hooks.outbox().hook_override(&info.def.name);
-        encode_command(out, &logged_sethook(&info.def, pxat, policy.as_ref()));
+        out.command(&logged_sethook(&info.def, pxat, policy.as_ref()));
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) mod dlq;
 pub(crate) mod expire;
 pub(crate) mod expr;
 pub(crate) mod fields;
+#[cfg(test)]
+mod fuzz_tests;
 pub(crate) mod get;
 pub(crate) mod hookconf;
 pub(crate) mod hooks;

@@ -148,55 +148,126 @@ impl<'a> Set<'a> {
     }
 }
 
-/// Appends the SETs that recreate up to `max` live items after `after` (in
-/// key, id order) to `out`; returns the last (key, id) written, or `None`
-/// when the walk is finished.
-pub(crate) fn snapshot_batch(
+/// Most fields one snapshot record carries: an object with more is written
+/// as its SET followed by FSET continuation records, so that no record a
+/// shrink or a full sync writes comes near a reader's argument cap, and no
+/// reader holds one huge argument vector.
+pub(crate) const RECORD_FIELDS: usize = 1000;
+
+/// Bytes of field names and values after which a record is closed and the
+/// next fields go into an FSET continuation, whatever their count.
+pub(crate) const RECORD_BYTES: usize = 1 << 20;
+
+/// Bytes after which a batch ends early (after the item that crossed it),
+/// so that a batch of large objects holds the read lock and the caller's
+/// buffer for a bounded time and size.
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
+
+/// Where [`snapshot_batch`] puts its commands: encoded bytes (a shrink's
+/// file buffer) or argument vectors (a full sync's queue).
+pub(crate) trait SnapshotSink {
+    /// Takes one command.
+    fn command(&mut self, args: &[Vec<u8>]);
+    /// Bytes taken so far, to end a batch at [`BATCH_BYTES`].
+    fn bytes(&self) -> usize;
+}
+
+impl SnapshotSink for Vec<u8> {
+    fn command(&mut self, args: &[Vec<u8>]) {
+        encode_command(self, args);
+    }
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Appends the records that recreate up to `max` live items after `after`
+/// (in key, id order) to `out`: per item one SET, then FSET continuations
+/// when its fields exceed [`RECORD_FIELDS`] or [`RECORD_BYTES`]. Every
+/// record of an item is written in the same call, so an item is never split
+/// across two lock holds. The batch also ends once `out` has taken
+/// [`BATCH_BYTES`]. Returns the last (key, id) written, or `None` when the
+/// walk is finished.
+pub(crate) fn snapshot_batch<S: SnapshotSink + ?Sized>(
     db: &Database,
     after: Option<(&str, &str)>,
     now_ms: i64,
     max: usize,
-    out: &mut Vec<u8>,
+    out: &mut S,
 ) -> Option<(String, String)> {
     let mut last = None;
     let mut cmd: Vec<Vec<u8>> = Vec::with_capacity(16);
+    let start_bytes = out.bytes();
     for (n, (key, id, item)) in db.iter_after(after, now_ms).enumerate() {
-        if n >= max {
+        if n >= max || out.bytes() - start_bytes >= BATCH_BYTES {
             return last;
         }
-        cmd.clear();
-        cmd.extend([
-            b"set".to_vec(),
-            key.as_bytes().to_vec(),
-            id.as_bytes().to_vec(),
-        ]);
-        for (f, v) in item.fields().iter() {
-            // The text reads back to the same value (see `FieldValue::text`).
-            cmd.extend([
-                b"field".to_vec(),
-                f.as_bytes().to_vec(),
-                v.text().as_bytes().to_vec(),
-            ]);
-        }
+        // The object's words go into the SET; they are built first so the
+        // fields can be cut into records around them.
+        let mut object: Vec<Vec<u8>> = Vec::with_capacity(6);
         if let Some(at) = item.expires_at() {
-            cmd.extend([b"pxat".to_vec(), at.to_string().into_bytes()]);
+            object.extend([b"pxat".to_vec(), at.to_string().into_bytes()]);
         }
         match item.object() {
             Object::Point(p) => {
-                cmd.push(b"point".to_vec());
-                cmd.extend([p.lat, p.lon].map(|v| fnum(v).into_bytes()));
+                object.push(b"point".to_vec());
+                object.extend([p.lat, p.lon].map(|v| fnum(v).into_bytes()));
                 if let Some(z) = p.z {
-                    cmd.push(fnum(z).into_bytes());
+                    object.push(fnum(z).into_bytes());
                 }
             }
             Object::Bounds(b) => {
-                cmd.push(b"bounds".to_vec());
-                cmd.extend([b.sw.lat, b.sw.lon, b.ne.lat, b.ne.lon].map(|v| fnum(v).into_bytes()));
+                object.push(b"bounds".to_vec());
+                object
+                    .extend([b.sw.lat, b.sw.lon, b.ne.lat, b.ne.lon].map(|v| fnum(v).into_bytes()));
             }
-            Object::String(v) => cmd.extend([b"string".to_vec(), v.as_bytes().to_vec()]),
-            other => cmd.extend([b"object".to_vec(), other.to_json().into_bytes()]),
+            Object::String(v) => object.extend([b"string".to_vec(), v.as_bytes().to_vec()]),
+            other => object.extend([b"object".to_vec(), other.to_json().into_bytes()]),
         }
-        encode_command(out, &cmd);
+        let head = |verb: &[u8]| {
+            vec![
+                verb.to_vec(),
+                key.as_bytes().to_vec(),
+                id.as_bytes().to_vec(),
+            ]
+        };
+        cmd.clear();
+        cmd.extend(head(b"set"));
+        let mut in_record = 0usize;
+        let mut record_bytes = 0usize;
+        let mut first = true;
+        for (f, v) in item.fields().iter() {
+            if in_record == RECORD_FIELDS || record_bytes >= RECORD_BYTES {
+                // Close the current record: the SET gets its object words,
+                // an FSET is complete as it is.
+                if first {
+                    cmd.append(&mut object);
+                    first = false;
+                }
+                out.command(&cmd);
+                cmd.clear();
+                cmd.extend(head(b"fset"));
+                in_record = 0;
+                record_bytes = 0;
+            }
+            // The text reads back to the same value (see `FieldValue::text`).
+            let text = v.text();
+            record_bytes += f.len() + text.len();
+            in_record += 1;
+            if first {
+                cmd.extend([
+                    b"field".to_vec(),
+                    f.as_bytes().to_vec(),
+                    text.as_bytes().to_vec(),
+                ]);
+            } else {
+                cmd.extend([f.as_bytes().to_vec(), text.as_bytes().to_vec()]);
+            }
+        }
+        if first {
+            cmd.append(&mut object);
+        }
+        out.command(&cmd);
         last = Some((key.to_string(), id.to_string()));
     }
     None

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::aof::{Fsync, AOF_NAME};
+use crate::cmd::ctx::CmdError;
 use crate::repl::leader::fullsync_path;
 use crate::repl::state::SyncFile;
 use crate::state::{Core, Shared};
@@ -35,18 +36,20 @@ impl ServerReplica {
 }
 
 /// Applies one command from the leader to memory (data and hooks) without
-/// logging it; the caller writes the leader's bytes to the file.
-fn replay(shared: &Shared, core: &mut Core, args: &[Vec<u8>]) {
+/// logging it; the caller writes the leader's bytes to the file. A failure
+/// other than those a replay expects is logged and returned.
+fn replay(shared: &Shared, core: &mut Core, args: &[Vec<u8>]) -> Result<(), CmdError> {
     core.loading = true;
     let r = crate::replay::apply(core, shared.hooks.get().map(|h| &**h), args);
     core.loading = false;
-    if let Err(e) = r {
+    if let Err(e) = &r {
         tracing::warn!(
             cmd = %String::from_utf8_lossy(&args[0]),
             error = %e,
             "replicated command not applied"
         );
     }
+    r
 }
 
 impl Replica for ServerReplica {
@@ -56,7 +59,11 @@ impl Replica for ServerReplica {
         // after a promotion.
         self.live()?;
         core.writable()?;
-        replay(&self.shared, &mut core, &args);
+        // A stream command that fails is kept in the file all the same (the
+        // file's stream bytes must equal the leader's), and the session goes
+        // on: the leader applied it, so a failure here is a command the
+        // leader's own replay would also skip.
+        let _ = replay(&self.shared, &mut core, &args);
         core.aof.append(&args)?;
         if self.shared.opts.fsync == Fsync::Always {
             core.aof.sync()?;
@@ -117,7 +124,7 @@ impl Replica for ServerReplica {
             &self.shared,
             &mut core,
             &[b"pdelhook".to_vec(), b"*".to_vec()],
-        );
+        )?;
         tracing::info!(replid = %replid.as_str(), offset, "full sync started");
         Ok(())
     }
@@ -134,8 +141,16 @@ impl Replica for ServerReplica {
             s.file.write_all(&buf)?;
             s.base_len += buf.len() as u64;
         }
+        // A snapshot command that cannot be applied means the copy would
+        // differ from the leader's state: the session fails, the follower is
+        // never reported caught up on it, and it retries with a full sync.
         let mut core = self.shared.core.write();
-        replay(&self.shared, &mut core, &args);
+        replay(&self.shared, &mut core, &args).map_err(|e| {
+            format!(
+                "snapshot command {:?}: {e}",
+                String::from_utf8_lossy(&args[0])
+            )
+        })?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The leader side: the file's header at creation, a follower's PSYNC, and
 //! the full-sync snapshot taken from the database.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,8 +11,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
-use crate::cmd::set::snapshot_batch;
-use crate::repl::state::file_limits;
+use crate::cmd::set::{snapshot_batch, SnapshotSink};
 use crate::state::Shared;
 
 /// Suffix of the file a full sync builds before it replaces the live one.
@@ -80,40 +80,124 @@ pub(crate) async fn serve_psync(
     }
 }
 
-/// Full-sync snapshots from the database.
+/// Full-sync snapshots from the database, built in batches.
+///
+/// The invariant that makes a batched snapshot exact: the snapshot's offset
+/// is read once, under the read lock, before the first batch. Every write
+/// is applied to memory and appended to the stream under the write lock, so
+/// a write at or before that offset is in memory when the first batch is
+/// taken (and so in whichever batch covers its key), and every write after it
+/// is in the stream the follower applies after `+SNAPSHOTEND`. A write made
+/// between two batches may also show in a later batch; the follower then
+/// applies it twice (in the snapshot, then again from the stream, with the
+/// writes before it), which converges for the reason a shrink's carried-over
+/// tail does (see `crate::shrink`): every logged command sets a final value,
+/// and a missing key or id or a blocked NX/XX is ignored on replay. The
+/// leader keeps the stream from that offset in its backlog; a sync so slow
+/// that the backlog moves past it ends with a backlog overrun and the
+/// follower starts over, as a Redis replica does.
 struct DbSnapshot {
     shared: Arc<Shared>,
 }
 
+/// Items per read-lock hold, as in a shrink.
+const BATCH: usize = 1000;
+
+/// Commands of one batch, as [`snapshot_batch`] hands them over.
+#[derive(Default)]
+struct Queue {
+    cmds: VecDeque<Vec<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl SnapshotSink for Queue {
+    fn command(&mut self, args: &[Vec<u8>]) {
+        self.bytes += geohook_repl::encoded_len(args);
+        self.cmds.push_back(args.to_vec());
+    }
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Where a batched snapshot is in its walk.
+enum Phase {
+    /// Objects after this (key, id); `None` before the first.
+    Objects(Option<(String, String)>),
+    Hooks,
+    Done,
+}
+
+/// The snapshot's commands, one batch at a time: at most one batch (at most
+/// [`BATCH`] items or about `BATCH_BYTES` of commands) is held per sync, and
+/// the read lock only while a batch is taken.
+struct Batches {
+    shared: Arc<Shared>,
+    phase: Phase,
+    queue: Queue,
+}
+
+impl Batches {
+    fn refill(&mut self) {
+        self.queue.bytes = 0;
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Objects(after) => {
+                let core = self.shared.core.read();
+                let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+                let next = snapshot_batch(
+                    &core.db,
+                    after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())),
+                    now,
+                    BATCH,
+                    &mut self.queue,
+                );
+                self.phase = match next {
+                    Some(last) => Phase::Objects(Some(last)),
+                    None => Phase::Hooks,
+                };
+            }
+            Phase::Hooks => {
+                // Hooks follow the objects, as in a shrink, so that a hook's
+                // GET area resolves when the follower applies it. The hook
+                // list is small next to the data and is taken whole.
+                let _core = self.shared.core.read();
+                if let Some(h) = self.shared.hooks.get() {
+                    crate::cmd::hooks::snapshot(h, &mut self.queue);
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Vec<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(cmd) = self.queue.cmds.pop_front() {
+                return Some(cmd);
+            }
+            if matches!(self.phase, Phase::Done) {
+                return None;
+            }
+            self.refill();
+        }
+    }
+}
+
 impl SnapshotSource for DbSnapshot {
     fn snapshot(&self) -> Snapshot {
-        let mut buf = Vec::new();
-        let offset = {
-            let core = self.shared.core.read();
-            let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
-            snapshot_batch(&core.db, None, now, usize::MAX, &mut buf);
-            // Hooks follow the objects, as in a shrink, so that a hook's
-            // GET area resolves when the follower applies it.
-            if let Some(h) = self.shared.hooks.get() {
-                crate::cmd::hooks::snapshot(h, &mut buf);
-            }
-            core.aof.offset()
-        };
-        let mut at = 0usize;
-        let limits = file_limits();
-        let commands =
-            std::iter::from_fn(
-                move || match geohook_repl::decode_command(&buf[at..], &limits) {
-                    Ok(Some((cmd, used))) => {
-                        at += used;
-                        Some(cmd)
-                    }
-                    _ => None,
-                },
-            );
+        // See the invariant on `DbSnapshot`: the offset is taken before the
+        // first batch, under the same lock that orders writes.
+        let offset = self.shared.core.read().aof.offset();
         Snapshot {
             offset,
-            commands: Box::new(commands),
+            commands: Box::new(Batches {
+                shared: self.shared.clone(),
+                phase: Phase::Objects(None),
+                queue: Queue::default(),
+            }),
         }
     }
 }
