@@ -115,11 +115,19 @@ fn shrinks_under_load_keep_followers_attached() {
         );
         // The follower compacted its own file, which still names the offset.
         assert!(stat_u64(f, "aof_rewrites") >= 1, "{}", f.log());
-        let (fo, fstream) = file_stream(&d.path().join("appendonly.aof"));
-        assert_eq!(
-            fo + fstream.len() as u64,
-            stat_u64(&leader, "repl_offset"),
-            "the follower's file does not recover the leader's offset"
+        // The follower's file is written behind its applied offset (the
+        // log is flushed on its own schedule, as on the leader), so wait
+        // for the bytes to reach it rather than read it once.
+        let want = stat_u64(&leader, "repl_offset");
+        let mut got = 0;
+        let recovered = wait_until(Duration::from_secs(10), || {
+            let (fo, fstream) = file_stream(&d.path().join("appendonly.aof"));
+            got = fo + fstream.len() as u64;
+            got == want
+        });
+        assert!(
+            recovered,
+            "the follower's file recovers offset {got}, the leader is at {want}"
         );
         assert_eq!(
             stat_u64(f, "expired_keys"),
