@@ -113,6 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         &shared,
         &tracker,
         usize::try_from(args.repl_backlog_size.max(1)).unwrap_or(usize::MAX),
+        usize::try_from(args.max_full_syncs).unwrap_or(usize::MAX),
         &bytes,
     )?;
     drop(bytes);

@@ -108,6 +108,10 @@ pub struct Args {
     /// follower that reconnects within them resumes without a full sync.
     #[arg(long, default_value = "16mb", value_parser = parse_size)]
     pub(crate) repl_backlog_size: u64,
+    /// Full syncs a leader serves at once; one more PSYNC that needs a
+    /// snapshot gets `-BUSY` and the follower retries with back-off.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) max_full_syncs: u64,
     /// Hook delivery settings.
     #[command(flatten)]
     pub(crate) hooks: HookArgs,

@@ -364,6 +364,8 @@ pub(crate) struct ReplGauges {
     pub(crate) full_syncs: prometheus_client::metrics::gauge::Gauge,
     /// Partial resyncs served (leader) or received (follower).
     pub(crate) partial_syncs: prometheus_client::metrics::gauge::Gauge,
+    /// PSYNCs refused with `-BUSY` at the full-sync bound (leader).
+    pub(crate) full_sync_busy: prometheus_client::metrics::gauge::Gauge,
     /// Followers streaming from this leader.
     pub(crate) connected_followers: prometheus_client::metrics::gauge::Gauge,
 }
@@ -400,6 +402,11 @@ impl ReplGauges {
             "geohook_repl_partial_resyncs",
             "Partial resyncs served (leader) or received (follower) since start",
             self.partial_syncs.clone(),
+        );
+        r.register(
+            "geohook_repl_full_sync_busy",
+            "PSYNCs refused with -BUSY because --max-full-syncs snapshots were being sent, since start",
+            self.full_sync_busy.clone(),
         );
         r.register(
             "geohook_repl_connected_followers",

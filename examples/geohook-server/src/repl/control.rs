@@ -29,6 +29,7 @@ pub(crate) fn start(
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
     backlog: usize,
+    max_full_syncs: usize,
     bytes: &[u8],
 ) -> anyhow::Result<()> {
     let live = shared.opts.dir.join(AOF_NAME);
@@ -39,6 +40,7 @@ pub(crate) fn start(
     let replid = found.replid().unwrap_or_else(ReplId::random);
     let leader_config = LeaderConfig {
         backlog_capacity: backlog,
+        max_full_syncs,
         ..LeaderConfig::default()
     };
     let backlog = Backlog::load(

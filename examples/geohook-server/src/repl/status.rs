@@ -34,6 +34,9 @@ pub(crate) struct Status {
     pub(crate) full_syncs: u64,
     /// Partial resyncs (served on a leader, received on a follower).
     pub(crate) partial_syncs: u64,
+    /// On a leader: PSYNCs refused with `-BUSY` because `--max-full-syncs`
+    /// snapshots were being sent.
+    pub(crate) full_sync_busy: u64,
     /// On a leader: attached followers.
     pub(crate) connected_followers: u64,
 }
@@ -112,6 +115,7 @@ pub(crate) fn status(shared: &Shared) -> Status {
             lag_ms: s.lag().as_millis() as u64,
             full_syncs: s.full_syncs,
             partial_syncs: s.partial_syncs,
+            full_sync_busy: 0,
             connected_followers: 0,
         };
     }
@@ -128,6 +132,7 @@ pub(crate) fn status(shared: &Shared) -> Status {
             .unwrap_or(0),
         full_syncs: stats.as_ref().map_or(0, |s| s.full_syncs),
         partial_syncs: stats.as_ref().map_or(0, |s| s.partial_syncs),
+        full_sync_busy: stats.as_ref().map_or(0, |s| s.busy_refusals),
         connected_followers: stats.as_ref().map_or(0, |s| {
             s.followers.iter().filter(|f| f.streaming).count() as u64
         }),
@@ -150,6 +155,7 @@ pub(crate) fn server_fields(shared: &Shared) -> Vec<(&'static str, String)> {
         ("repl_lag_ms", s.lag_ms.to_string()),
         ("repl_full_syncs", s.full_syncs.to_string()),
         ("repl_partial_syncs", s.partial_syncs.to_string()),
+        ("repl_full_sync_busy", s.full_sync_busy.to_string()),
         ("connected_followers", s.connected_followers.to_string()),
     ]
 }
@@ -173,5 +179,6 @@ pub(crate) fn refresh_gauges(shared: &Shared) {
     g.lag_seconds.set(s.lag_ms as f64 / 1000.0);
     set_gauge(&g.full_syncs, s.full_syncs);
     set_gauge(&g.partial_syncs, s.partial_syncs);
+    set_gauge(&g.full_sync_busy, s.full_sync_busy);
     set_gauge(&g.connected_followers, s.connected_followers);
 }
