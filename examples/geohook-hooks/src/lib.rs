@@ -11,7 +11,7 @@
 //! ```
 //! use std::time::SystemTime;
 //! use geohook_db::{Area, Bounds, Object, Point};
-//! use geohook_hooks::{Change, Endpoint, FenceKind, Filter, HookDef, Hooks, QueueConfig};
+//! use geohook_hooks::{Change, Delivery, Endpoint, FenceKind, Filter, HookDef, Hooks, QueueConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let hooks = Hooks::new(QueueConfig::default())?;
@@ -19,6 +19,7 @@
 //!     HookDef {
 //!         name: "warehouse".into(),
 //!         endpoints: Endpoint::parse_list("http://127.0.0.1:9999/events,kafka://127.0.0.1:9092/geo")?,
+//!         delivery: Delivery::Endpoints,
 //!         meta: vec![("site".into(), "north".into())],
 //!         ex: None,
 //!         kind: FenceKind::Within,
@@ -96,13 +97,15 @@ mod fence;
 mod hooks;
 mod journal;
 mod metrics;
+mod pubsub;
 mod queue;
 
 pub use deliver::{Deliverer, DeliveryConfig, Payload};
 pub use endpoint::{Endpoint, Scheme, Target};
 pub use error::{Error, Result};
-pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
-pub use hooks::{Change, HookInfo, Hooks, SetOutcome};
+pub use fence::{CommandKind, Delivery, Detect, FenceKind, Filter, HookDef};
+pub use hooks::{Change, Expired, HookInfo, Hooks, SetOutcome};
 pub use journal::{DeadReason, Journal, Opened, Replayed};
 pub use metrics::{Metrics, SchemeMetrics};
+pub use pubsub::{Inbox, Message, Overflowed, PubSub};
 pub use queue::{DeadLetter, Outbox, Pushed, QueueConfig, RetryPolicy};

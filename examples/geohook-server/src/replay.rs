@@ -44,11 +44,16 @@ pub(crate) fn apply(
     let ctx = Ctx::new(false);
     let w = Writer::replay();
     match spec.cmd {
-        Cmd::Sethook | Cmd::Delhook | Cmd::Pdelhook => {
+        Cmd::Sethook
+        | Cmd::Delhook
+        | Cmd::Pdelhook
+        | Cmd::Setchan
+        | Cmd::Delchan
+        | Cmd::Pdelchan => {
             let Some(engine) = hooks else {
                 return Ok(());
             };
-            if spec.cmd == Cmd::Sethook {
+            if matches!(spec.cmd, Cmd::Sethook | Cmd::Setchan) {
                 let hook = match SetHook::parse(&core.db, args, ctx.now()) {
                     Ok(hook) => hook,
                     // A file written before hooks stored their `GET key id`
@@ -61,13 +66,18 @@ pub(crate) fn apply(
                             error = %e,
                             "dropping a hook whose GET area no longer exists"
                         );
-                        engine.hooks.del_hook(&String::from_utf8_lossy(&args[1]));
+                        let name = String::from_utf8_lossy(&args[1]);
+                        if spec.cmd == Cmd::Setchan {
+                            engine.hooks.del_chan(&name);
+                        } else {
+                            engine.hooks.del_hook(&name);
+                        }
                         return Ok(());
                     }
                     Err(e) => return Err(e),
                 };
                 if hook.expired(ctx.now()) {
-                    engine.hooks.del_hook(hook.name());
+                    hook.forget(engine);
                     return Ok(());
                 }
                 return hook.apply(core, engine, &w, &ctx).map(drop);

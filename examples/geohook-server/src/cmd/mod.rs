@@ -6,13 +6,15 @@
 //! 2. [`ctx`] (session, context, typed errors), [`args`] (argument cursor,
 //!    value and area parsers), [`render`] (reply shapes);
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
-//!    [`keys`], [`search`], [`hooks`], [`conn`], [`config`], [`server`];
+//!    [`keys`], [`search`], [`hooks`], [`chan`], [`conn`], [`config`],
+//!    [`server`];
 //! 4. [`write`]: applies any write, for clients and for replay alike;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
 //!    tasks it drives;
 //! 6. [`dispatch`]: from a client's arguments to the reply.
 
 pub(crate) mod args;
+pub(crate) mod chan;
 pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod ctx;

@@ -37,11 +37,13 @@ pub(crate) fn apply(
         Cmd::Expire | Cmd::Pexpireat => expire::expire(core, w, ctx, cmd, args),
         Cmd::Persist => expire::persist(core, w, ctx, args),
         Cmd::Fset => fields::fset(core, w, ctx, args),
-        Cmd::Sethook => {
+        Cmd::Sethook | Cmd::Setchan => {
             let engine = engine()?;
             SetHook::parse(&core.db, args, ctx.now())?.apply(core, engine, w, ctx)
         }
-        Cmd::Delhook | Cmd::Pdelhook => hooks::del(core, engine()?, w, ctx, cmd, args),
+        Cmd::Delhook | Cmd::Pdelhook | Cmd::Delchan | Cmd::Pdelchan => {
+            hooks::del(core, engine()?, w, ctx, cmd, args)
+        }
         _ => Err(CmdError::Msg(format!("no handler for {cmd:?} as a write"))),
     }
 }
