@@ -131,6 +131,23 @@ impl Inbox {
         self.ready.notified().await;
     }
 
+    /// Whether a message was refused; the connection must then close.
+    pub fn overflowed(&self) -> bool {
+        self.state.lock().overflowed
+    }
+
+    /// Waits until the inbox overflows: a connection blocked writing to a
+    /// peer that does not read races its write with this, so that it closes
+    /// at the cap rather than after the stall timeout.
+    ///
+    /// # Cancellation safety
+    /// Safe.
+    pub async fn overflow(&self) {
+        while !self.overflowed() {
+            self.ready().await;
+        }
+    }
+
     /// Bytes waiting.
     pub fn queued_bytes(&self) -> usize {
         self.state.lock().bytes
@@ -324,6 +341,7 @@ mod tests {
             "the overflowed inbox let its messages go"
         );
         assert_eq!(ps.publish("c", &body), 1);
+        assert!(slow.overflowed() && !fast.overflowed());
         assert_eq!(slow.drain(&mut Vec::new()), Err(Overflowed));
         assert_eq!(bodies(&fast).len(), 3, "the other subscriber is unaffected");
     }

@@ -295,6 +295,38 @@ mod tests {
     }
 
     #[test]
+    fn live_fences_parse_like_hooks_and_refuse_options_they_do_not_have() {
+        let db = geohook_db::Database::new();
+        let args = |line: &str| -> Vec<Vec<u8>> {
+            line.split(' ').map(|w| w.as_bytes().to_vec()).collect()
+        };
+        let def = live_fence(
+            &db,
+            &args("nearby fleet FENCE DETECT enter,exit POINT 33 -112 500"),
+            0,
+            9,
+        )
+        .unwrap();
+        assert_eq!(def.delivery, geohook_hooks::Delivery::Live(9));
+        assert!(def.name.is_empty() && def.key == "fleet");
+        assert!(crate::cmd::hooks::is_live_fence(&args(
+            "WITHIN k fence BOUNDS 1 2 3 4"
+        )));
+        assert!(!crate::cmd::hooks::is_live_fence(&args(
+            "WITHIN k BOUNDS 1 2 3 4"
+        )));
+        for line in [
+            "NEARBY fleet FENCE NODWELL POINT 33 -112 500",
+            "NEARBY fleet FENCE DISTANCE POINT 33 -112 500",
+            "NEARBY fleet FENCE WHERE speed 0 10 POINT 33 -112 500",
+            "NEARBY fleet FENCE ROAM fleet * 100",
+            "NEARBY fleet POINT 33 -112 500",
+        ] {
+            assert!(live_fence(&db, &args(line), 0, 9).is_err(), "{line}");
+        }
+    }
+
+    #[test]
     fn subscription_commands_are_recognised_in_any_case() {
         let args = |w: &str| vec![w.as_bytes().to_vec(), b"x".to_vec()];
         assert_eq!(SubCmd::of(&args("PSUBSCRIBE")), Some(SubCmd::Psubscribe));

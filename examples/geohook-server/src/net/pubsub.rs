@@ -29,7 +29,7 @@ use crate::cmd::chan::{self, SubCmd, ONLY_PUBSUB};
 use crate::cmd::ctx::{CmdError, Session};
 use crate::cmd::dispatch::execute;
 use crate::hooks::engine::HookEngine;
-use crate::output::{write_replies, Sent};
+use crate::output::{write_replies, OutputLimits, Sent};
 use crate::state::Shared;
 use geohook_resp::{self as resp, Proto, Reply};
 
@@ -201,11 +201,10 @@ pub(crate) async fn serve_subscriber(
             chan::message(session, &m, &mut out);
         }
         if !out.is_empty() {
-            if let Sent::Stalled = write_replies(stream, &out, &budget).await? {
-                shared.metrics.client_closed("output_stall");
-                return Ok(Next::Close);
+            match write_or_overflow(shared, stream, &out, &budget, &subs.inbox).await? {
+                Sent::All => out.clear(),
+                Sent::Stalled => return Ok(Next::Close),
             }
-            out.clear();
         }
         if close || session.quit {
             let _ = stream.shutdown().await;
@@ -223,6 +222,33 @@ pub(crate) async fn serve_subscriber(
             }
             () = subs.inbox.ready() => {}
             () = shared.shutdown.cancelled() => return Ok(Next::Close),
+        }
+    }
+}
+
+/// Writes `out` to a listening connection, giving up (`Stalled`, counted)
+/// when the peer takes nothing for the stall time or when its inbox
+/// overflows meanwhile: a peer that does not read is closed as soon as it
+/// is a cap behind, not a timeout later.
+async fn write_or_overflow(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    out: &[u8],
+    budget: &OutputLimits,
+    inbox: &Inbox,
+) -> std::io::Result<Sent> {
+    tokio::select! {
+        r = write_replies(stream, out, budget) => {
+            if let Sent::Stalled = r? {
+                shared.metrics.client_closed("output_stall");
+                return Ok(Sent::Stalled);
+            }
+            Ok(Sent::All)
+        }
+        () = inbox.overflow() => {
+            shared.metrics.client_closed("pubsub_overflow");
+            tracing::debug!("closing a listener that fell past its output cap");
+            Ok(Sent::Stalled)
         }
     }
 }
@@ -315,11 +341,10 @@ pub(crate) async fn serve_live(
     let mut scratch = [0u8; 512];
     loop {
         if !out.is_empty() {
-            if let Sent::Stalled = write_replies(&mut stream, &out, &budget).await? {
-                shared.metrics.client_closed("output_stall");
-                return Ok(());
+            match write_or_overflow(shared, &mut stream, &out, &budget, &inbox).await? {
+                Sent::All => out.clear(),
+                Sent::Stalled => return Ok(()),
             }
-            out.clear();
         }
         tokio::select! {
             // Tile38 ends a live fence on QUIT and on any other command; a
