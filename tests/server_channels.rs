@@ -557,3 +557,48 @@ fn a_subscriber_that_does_not_read_is_cut_off_at_its_cap() {
     assert_eq!(reader.join().unwrap(), 2 * sent);
     assert_eq!(run(&mut c, "PING"), "PONG");
 }
+
+#[test]
+fn a_followers_subscribers_and_live_fences_hear_its_own_matching() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start(ldir.path(), &[]).unwrap();
+    let follower = start(fdir.path(), &[]).unwrap();
+    let mut l = leader.client();
+    let mut a = vec!["SETCHAN", "c"];
+    a.extend(FENCE);
+    assert_eq!(cmd(&mut l, &a), "1");
+    let mut f = follower.client();
+    assert_eq!(
+        run(&mut f, &format!("FOLLOW 127.0.0.1 {}", leader.port)),
+        "OK"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || run(&mut f, "CHANS *")
+            .contains("local://c")),
+        "the channel reaches the follower"
+    );
+    assert!(cmd(&mut f, &a).contains("not the leader"));
+    let mut sub_conn = follower.client();
+    let mut sub = sub_conn.as_pubsub();
+    sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sub.subscribe("c").unwrap();
+    let mut live_f = live(&follower, "resp2");
+    set(&mut l, "t", 32.0, -112.5);
+    set(&mut l, "t", 33.05, -111.95);
+    let want = ["outside", "enter", "inside"];
+    let heard: Vec<String> = (0..3)
+        .map(|_| {
+            let m = sub.get_message().unwrap();
+            json(&m.get_payload::<String>().unwrap())["detect"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(heard, want);
+    let live: Vec<String> = live_events(&mut live_f, 3)
+        .iter()
+        .map(|e| e["detect"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(live, want);
+}

@@ -33,6 +33,21 @@ pub(crate) fn apply(
     hooks: Option<&HookEngine>,
     args: &[Vec<u8>],
 ) -> Result<(), CmdError> {
+    apply_with(core, hooks, args, &Writer::replay())
+}
+
+/// [`apply`] through `w`: a follower passes [`Writer::replicated`] so that
+/// its change sink hears its leader's writes.
+///
+/// # Errors
+///
+/// As [`apply`].
+pub(crate) fn apply_with(
+    core: &mut Core,
+    hooks: Option<&HookEngine>,
+    args: &[Vec<u8>],
+    w: &Writer<'_>,
+) -> Result<(), CmdError> {
     let Some(spec) = spec::lookup(&lower(&args[0])).filter(|s| s.kind == Kind::Write) else {
         return Err(CmdError::Unknown(
             String::from_utf8_lossy(&args[0]).into_owned(),
@@ -42,7 +57,7 @@ pub(crate) fn apply(
         return Err(CmdError::Arity(spec.name));
     }
     let ctx = Ctx::new(false);
-    let w = Writer::replay();
+    let w = *w;
     match spec.cmd {
         Cmd::Sethook
         | Cmd::Delhook

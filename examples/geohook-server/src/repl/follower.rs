@@ -38,7 +38,8 @@ impl ServerReplica {
 /// logging it; the caller writes the leader's bytes to the file.
 fn replay(shared: &Shared, core: &mut Core, args: &[Vec<u8>]) {
     core.loading = true;
-    let r = crate::replay::apply(core, shared.hooks.get().map(|h| &**h), args);
+    let w = crate::state::Writer::replicated(shared.changes.as_ref());
+    let r = crate::replay::apply_with(core, shared.hooks.get().map(|h| &**h), args, &w);
     core.loading = false;
     if let Err(e) = r {
         tracing::warn!(
