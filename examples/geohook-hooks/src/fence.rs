@@ -108,6 +108,7 @@ impl Detect {
 pub struct Filter {
     detect: u8,
     commands: u8,
+    distance: bool,
 }
 
 /// A command an event can carry.
@@ -145,6 +146,7 @@ impl Default for Filter {
         Self {
             detect: 0x1f,
             commands: 0x0f,
+            distance: false,
         }
     }
 }
@@ -191,6 +193,18 @@ impl Filter {
     /// Whether `detect` is delivered.
     pub fn detects(&self, detect: Detect) -> bool {
         self.detect & detect.bit() != 0
+    }
+
+    /// The same filter, with `DISTANCE` (a NEARBY fence's `set` and `fset` events then carry
+    /// `"distance"`, the object's distance in meters from the fence's centre, as in Tile38) on or off.
+    pub fn with_distance(mut self, on: bool) -> Self {
+        self.distance = on;
+        self
+    }
+
+    /// Whether events carry `"distance"`.
+    pub fn distance(&self) -> bool {
+        self.distance
     }
 
     /// Whether events of `command` are delivered.

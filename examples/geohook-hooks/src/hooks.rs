@@ -1100,6 +1100,17 @@ impl Hooks {
                 out.push('}');
             }
         }
+        if def.filter.distance() {
+            // Tile38 writes the distance after the fields, from the object to the fence's centre.
+            let centre = match &def.area {
+                Area::Circle { center, .. } => Some(*center),
+                Area::Point(p) => Some(*p),
+                _ => None,
+            };
+            if let Some(d) = centre.and_then(|c| change.new?.distance_to(&c)) {
+                let _ = write!(out, ",\"distance\":{d}");
+            }
+        }
         out.push('}');
     }
 }
@@ -1305,6 +1316,40 @@ mod tests {
         assert_eq!(hooks.pdel_chans("*"), ["c"]);
         assert!(hooks.is_empty());
         assert_eq!(hooks.metrics().fence_groups, 0);
+    }
+
+    #[test]
+    fn a_nearby_fence_with_distance_reports_it() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        let centre = geohook_db::Point::new(33.0, -112.0).unwrap();
+        for (conn, distance) in [(1, true), (2, false)] {
+            let mut d = def("", Delivery::Live(conn));
+            d.kind = FenceKind::Nearby;
+            d.area = Area::circle(centre, 1000.0).unwrap();
+            d.filter = Filter::default().with_distance(distance);
+            hooks.set_live(d, now).unwrap();
+        }
+        let (with, without) = (Inbox::new(1 << 20), Inbox::new(1 << 20));
+        hooks.pubsub().attach_live(1, &with);
+        hooks.pubsub().attach_live(2, &without);
+        let p = point(33.001, -112.0);
+        hooks.on_change(&Change::set("fleet", "t", None, &p, None, now));
+        let body = |inbox: &Inbox| {
+            let mut out = Vec::new();
+            inbox.drain(&mut out).unwrap();
+            let Message::Live { body } = &out[0] else {
+                panic!("{out:?}")
+            };
+            serde_json::from_str::<serde_json::Value>(body).unwrap()
+        };
+        let d = body(&with)["distance"].as_f64().expect("distance");
+        let want = p.distance_to(&centre).unwrap();
+        assert!(
+            (d - want).abs() < 1e-6 && (100.0..120.0).contains(&d),
+            "{d}"
+        );
+        assert!(body(&without).get("distance").is_none());
     }
 
     #[test]

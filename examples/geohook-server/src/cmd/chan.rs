@@ -308,6 +308,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(def.delivery, geohook_hooks::Delivery::Live(9));
+        assert!(!def.filter.distance());
+        let near = "NEARBY fleet FENCE DISTANCE DETECT enter POINT 33 -112 500";
+        assert!(live_fence(&db, &args(near), 0, 9)
+            .unwrap()
+            .filter
+            .distance());
         assert!(def.name.is_empty() && def.key == "fleet");
         assert!(crate::cmd::hooks::is_live_fence(&args(
             "WITHIN k fence BOUNDS 1 2 3 4"
@@ -317,7 +323,7 @@ mod tests {
         )));
         for line in [
             "NEARBY fleet FENCE NODWELL POINT 33 -112 500",
-            "NEARBY fleet FENCE DISTANCE POINT 33 -112 500",
+            "WITHIN fleet FENCE DISTANCE BOUNDS 33 -112 34 -111",
             "NEARBY fleet FENCE WHERE speed 0 10 POINT 33 -112 500",
             "NEARBY fleet FENCE ROAM fleet * 100",
             "NEARBY fleet POINT 33 -112 500",

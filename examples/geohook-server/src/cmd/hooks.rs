@@ -190,9 +190,13 @@ fn parse_fence(
     let search_start = a.pos() - 1;
     let key = a.text()?.to_owned();
     let (mut fence, mut detect, mut commands) = (false, None, None);
+    let mut distance = false;
     while let Some(word) = a.peek_lower() {
         match word.as_str() {
             "fence" => fence = true,
+            // Tile38's DISTANCE, for a NEARBY fence only: the events carry
+            // the object's distance from the centre.
+            "distance" if lower(&all[search_start]) == "nearby" => distance = true,
             "detect" => {
                 a.next()?;
                 detect = Some(a.text()?.to_owned());
@@ -214,7 +218,9 @@ fn parse_fence(
     if !fence {
         return Err(CmdError::Msg("missing FENCE argument".into()));
     }
-    let filter = Filter::parse(detect.as_deref(), commands.as_deref()).map_err(hook_err)?;
+    let filter = Filter::parse(detect.as_deref(), commands.as_deref())
+        .map_err(hook_err)?
+        .with_distance(distance);
     let args = logged_search_args(all, search_start, area_at, by_reference, &area);
     Ok(Fence {
         key,
