@@ -1,5 +1,5 @@
 //! Helpers shared by the replication tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -43,6 +43,7 @@ fn hooks_with(n: usize, endpoint: &str, config: QueueConfig) -> Hooks {
         let def = HookDef {
             name: format!("fence:{i}"),
             endpoints: endpoints.clone(),
+            delivery: geohook_hooks::Delivery::Endpoints,
             meta: vec![],
             ex: None,
             kind: FenceKind::Nearby,

@@ -108,6 +108,7 @@ impl Detect {
 pub struct Filter {
     detect: u8,
     commands: u8,
+    distance: bool,
 }
 
 /// A command an event can carry.
@@ -145,6 +146,7 @@ impl Default for Filter {
         Self {
             detect: 0x1f,
             commands: 0x0f,
+            distance: false,
         }
     }
 }
@@ -193,10 +195,37 @@ impl Filter {
         self.detect & detect.bit() != 0
     }
 
+    /// The same filter, with `DISTANCE` (a NEARBY fence's `set` and `fset` events then carry
+    /// `"distance"`, the object's distance in meters from the fence's centre, as in Tile38) on or off.
+    pub fn with_distance(mut self, on: bool) -> Self {
+        self.distance = on;
+        self
+    }
+
+    /// Whether events carry `"distance"`.
+    pub fn distance(&self) -> bool {
+        self.distance
+    }
+
     /// Whether events of `command` are delivered.
     pub fn allows(&self, command: CommandKind) -> bool {
         self.commands & command.bit() != 0
     }
+}
+
+/// Where a fence's events go. Hooks, channels and live fences are one kind of thing with three
+/// destinations, so that all three share one matcher, one fence index and one event format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Delivery {
+    /// SETHOOK: queued and sent to the hook's endpoints.
+    #[default]
+    Endpoints,
+    /// SETCHAN: published on the server's own pub/sub, on the channel named after the hook, to
+    /// the connections subscribed to it ([`crate::PubSub`]).
+    Channel,
+    /// A live fence (`NEARBY … FENCE` sent on a plain connection): sent to that one connection,
+    /// known by this id, for as long as it stays open. Live fences are nameless and never listed.
+    Live(u64),
 }
 
 /// A hook as SETHOOK defines it.
@@ -204,8 +233,10 @@ impl Filter {
 pub struct HookDef {
     /// The hook's name, unique among hooks.
     pub name: String,
-    /// Endpoints tried in order for each message (failover).
+    /// Endpoints tried in order for each message (failover); empty for a channel or a live fence.
     pub endpoints: Vec<Endpoint>,
+    /// Where the events go: the endpoints, a channel, or a live connection.
+    pub delivery: Delivery,
     /// `META name value` pairs, in the order given; copied into every event.
     pub meta: Vec<(String, String)>,
     /// `EX seconds`: the hook deletes itself this long after it is set.
@@ -228,8 +259,9 @@ impl HookDef {
     /// Checks the definition.
     ///
     /// # Errors
-    /// [`Error::InvalidHook`] for an empty name or key, no endpoint, a bad EX, or an area with no
-    /// position (a string object).
+    /// [`Error::InvalidHook`] for an empty name (a hook or channel) or key, no endpoint (a hook),
+    /// endpoints on a channel or live fence, a bad EX, or an area with no position (a string
+    /// object).
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: &str| {
             Err(Error::InvalidHook {
@@ -237,14 +269,18 @@ impl HookDef {
                 reason: reason.into(),
             })
         };
-        if self.name.is_empty() {
+        if self.name.is_empty() && !matches!(self.delivery, Delivery::Live(_)) {
             return bad("empty name");
         }
         if self.key.is_empty() {
             return bad("empty key");
         }
-        if self.endpoints.is_empty() {
-            return bad("no endpoint");
+        match self.delivery {
+            Delivery::Endpoints if self.endpoints.is_empty() => return bad("no endpoint"),
+            Delivery::Channel | Delivery::Live(_) if !self.endpoints.is_empty() => {
+                return bad("a channel or live fence has no endpoints")
+            }
+            _ => {}
         }
         if self.ex.is_some_and(|ex| !ex.is_finite() || ex <= 0.0) {
             return bad("EX must be a positive number of seconds");
@@ -269,15 +305,25 @@ impl HookDef {
             .join(",")
     }
 
+    /// Whether this is a channel (SETCHAN).
+    pub fn is_channel(&self) -> bool {
+        self.delivery == Delivery::Channel
+    }
+
     /// The full command that recreates this hook, for the append-only file: `SETHOOK name endpoints
-    /// [META k v …] [EX remaining] args…`. `remaining_ex` is the time left for a hook with EX (an
-    /// AOF rewrite writes what remains, as Tile38's AOFSHRINK does).
+    /// [META k v …] [EX remaining] args…` (`SETCHAN name …` for a channel). `remaining_ex` is the
+    /// time left for a hook with EX (an AOF rewrite writes what remains, as Tile38's AOFSHRINK
+    /// does).
     pub fn to_command(&self, remaining_ex: Option<f64>) -> Vec<String> {
-        let mut out = vec![
-            "SETHOOK".to_owned(),
-            self.name.clone(),
-            self.endpoint_list(),
-        ];
+        let mut out = if self.is_channel() {
+            vec!["SETCHAN".to_owned(), self.name.clone()]
+        } else {
+            vec![
+                "SETHOOK".to_owned(),
+                self.name.clone(),
+                self.endpoint_list(),
+            ]
+        };
         for (k, v) in &self.meta {
             out.extend(["META".to_owned(), k.clone(), v.clone()]);
         }

@@ -14,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 use wildmatch::WildMatch;
 
 use crate::deliver::Payload;
+use crate::error::Error;
 use crate::error::Result;
-use crate::fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
+use crate::fence::{CommandKind, Delivery, Detect, FenceKind, Filter, HookDef};
 use crate::metrics::{Counters, Metrics};
+use crate::pubsub::PubSub;
 use crate::queue::{Outbox, QueueConfig};
 
 /// A write the server reports to [`Hooks::on_change`].
@@ -115,6 +117,15 @@ pub enum SetOutcome {
     Changed,
     /// An identical hook already existed; nothing changed.
     Unchanged,
+}
+
+/// A hook or channel whose EX passed, as [`Hooks::expire_due`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// Its name.
+    pub name: String,
+    /// Whether it was a channel (logged as DELCHAN rather than DELHOOK).
+    pub channel: bool,
 }
 
 /// A hook as HOOKS lists it.
@@ -344,6 +355,9 @@ struct Registry {
     by_name: BTreeMap<Arc<str>, u32>,
     fences: HashMap<Arc<str>, KeyFences>,
     expiries: BTreeSet<(i64, Arc<str>)>,
+    /// The slot of each connection's live fence, by connection id. Live fences have no name, so
+    /// they are not in `by_name` and cannot clash with a hook or channel.
+    live: HashMap<u64, u32>,
     /// Fence state: for each object inside at least one fence, the hooks it is inside and the group
     /// id of that stay. An entry goes when the object leaves, is deleted or the hook goes, so this
     /// holds only current insides and cannot grow for ever (Tile38 keeps groups until a delete).
@@ -358,6 +372,7 @@ struct Registry {
 pub struct Hooks {
     registry: Mutex<Registry>,
     outbox: Outbox,
+    pubsub: Arc<PubSub>,
     counters: Arc<Counters>,
     group_seq: AtomicU64,
     group_prefix: u32,
@@ -381,6 +396,7 @@ impl Hooks {
         Ok(Self {
             registry: Mutex::default(),
             outbox,
+            pubsub: Arc::new(PubSub::new()),
             counters,
             group_seq: AtomicU64::new(1),
             group_prefix,
@@ -390,6 +406,12 @@ impl Hooks {
     /// The outbox (queues and delivery).
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// The server's own pub/sub, where channel and live-fence events are published (on every
+    /// node: a follower's subscribers hear its own matching, as in Tile38).
+    pub fn pubsub(&self) -> &Arc<PubSub> {
+        &self.pubsub
     }
 
     /// A snapshot of every counter and gauge.
@@ -418,16 +440,33 @@ impl Hooks {
 
     /// SETHOOK: creates or replaces a hook. `now` starts the EX clock.
     ///
+    /// SETCHAN is the same call with [`Delivery::Channel`]; hooks and channels share one name
+    /// space, as in Tile38.
+    ///
     /// # Errors
-    /// [`crate::Error::InvalidHook`] from [`HookDef::validate`].
+    /// [`crate::Error::InvalidHook`] from [`HookDef::validate`], for a live fence (see
+    /// [`Hooks::set_live`]), or for a name that a channel uses when setting a hook (and the
+    /// reverse).
     pub fn set_hook(&self, def: HookDef, now: SystemTime) -> Result<SetOutcome> {
         def.validate()?;
+        if matches!(def.delivery, Delivery::Live(_)) {
+            return Err(Error::InvalidHook {
+                name: def.name,
+                reason: "a live fence is set with set_live".into(),
+            });
+        }
         let mut reg = self.registry.lock();
         let outcome = match reg.by_name.get(def.name.as_str()).copied() {
             Some(slot) => {
                 let existing = reg.slots[slot as usize]
                     .as_ref()
                     .expect("named slot is live");
+                if existing.def.is_channel() != def.is_channel() {
+                    return Err(Error::InvalidHook {
+                        name: def.name,
+                        reason: "hooks and channels cannot share the same name".into(),
+                    });
+                }
                 if *existing.def == def {
                     return Ok(SetOutcome::Unchanged);
                 }
@@ -436,6 +475,43 @@ impl Hooks {
             }
             None => SetOutcome::Created,
         };
+        self.insert_slot(&mut reg, def, now);
+        Ok(outcome)
+    }
+
+    /// Starts (or replaces) the live fence of the connection named in `def.delivery`: its events
+    /// go to that connection's inbox in [`Hooks::pubsub`] until [`Hooks::del_live`].
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidHook`] from [`HookDef::validate`], or a definition whose delivery is
+    /// not [`Delivery::Live`].
+    pub fn set_live(&self, def: HookDef, now: SystemTime) -> Result<()> {
+        def.validate()?;
+        let Delivery::Live(conn) = def.delivery else {
+            return Err(Error::InvalidHook {
+                name: def.name,
+                reason: "not a live fence".into(),
+            });
+        };
+        let mut reg = self.registry.lock();
+        if let Some(slot) = reg.live.get(&conn).copied() {
+            self.remove_slot(&mut reg, slot);
+        }
+        self.insert_slot(&mut reg, def, now);
+        Ok(())
+    }
+
+    /// Ends connection `conn`'s live fence and drops its fence state. Returns whether it had one.
+    pub fn del_live(&self, conn: u64) -> bool {
+        let mut reg = self.registry.lock();
+        let Some(slot) = reg.live.get(&conn).copied() else {
+            return false;
+        };
+        self.remove_slot(&mut reg, slot);
+        true
+    }
+
+    fn insert_slot(&self, reg: &mut Registry, def: HookDef, now: SystemTime) {
         let bounds = def.area.bounds().expect("validated: area has bounds");
         let env = aabb(&bounds);
         let expires_at_ms = def
@@ -444,7 +520,10 @@ impl Hooks {
         let name: Arc<str> = Arc::from(def.name.as_str());
         let key: Arc<str> = Arc::from(def.key.as_str());
         let wants_outside = def.filter.detects(Detect::Outside);
-        self.outbox.set_hook(&def.name, def.endpoints.clone());
+        let delivery = def.delivery;
+        if delivery == Delivery::Endpoints {
+            self.outbox.set_hook(&def.name, def.endpoints.clone());
+        }
         let slot = match reg.free.pop() {
             Some(s) => s,
             None => {
@@ -465,9 +544,13 @@ impl Hooks {
             expires_at_ms,
             members: BTreeSet::new(),
         });
-        reg.by_name.insert(Arc::clone(&name), slot);
-        if let Some(at) = expires_at_ms {
-            reg.expiries.insert((at, name));
+        if let Delivery::Live(conn) = delivery {
+            reg.live.insert(conn, slot);
+        } else {
+            reg.by_name.insert(Arc::clone(&name), slot);
+            if let Some(at) = expires_at_ms {
+                reg.expiries.insert((at, name));
+            }
         }
         let fences = reg.fences.entry(key).or_default();
         fences.insert(entry);
@@ -476,15 +559,30 @@ impl Hooks {
             fences.outside.insert(slot);
         }
         self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
-        Ok(outcome)
     }
 
-    /// DELHOOK: removes a hook, its queue and its fence state. Returns whether it existed.
+    /// DELHOOK: removes a hook, its queue and its fence state. Returns whether it existed (a
+    /// channel of that name is left alone, as in Tile38).
     pub fn del_hook(&self, name: &str) -> bool {
+        self.del_named(name, false)
+    }
+
+    /// DELCHAN: removes a channel and its fence state. Returns whether it existed.
+    pub fn del_chan(&self, name: &str) -> bool {
+        self.del_named(name, true)
+    }
+
+    fn del_named(&self, name: &str, channel: bool) -> bool {
         let mut reg = self.registry.lock();
         let Some(slot) = reg.by_name.get(name).copied() else {
             return false;
         };
+        if reg.slots[slot as usize]
+            .as_ref()
+            .is_none_or(|s| s.def.is_channel() != channel)
+        {
+            return false;
+        }
         self.remove_slot(&mut reg, slot);
         self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
         true
@@ -492,6 +590,15 @@ impl Hooks {
 
     /// PDELHOOK: removes every hook whose name matches the glob; returns their names.
     pub fn pdel_hooks(&self, pattern: &str) -> Vec<String> {
+        self.pdel(pattern, false)
+    }
+
+    /// PDELCHAN: removes every channel whose name matches the glob; returns their names.
+    pub fn pdel_chans(&self, pattern: &str) -> Vec<String> {
+        self.pdel(pattern, true)
+    }
+
+    fn pdel(&self, pattern: &str, channel: bool) -> Vec<String> {
         let mut reg = self.registry.lock();
         let glob = WildMatch::new(pattern);
         let doomed: Vec<u32> = reg
@@ -499,6 +606,11 @@ impl Hooks {
             .iter()
             .filter(|(n, _)| glob.matches(n))
             .map(|(_, s)| *s)
+            .filter(|s| {
+                reg.slots[*s as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.def.is_channel() == channel)
+            })
             .collect();
         let mut names = Vec::with_capacity(doomed.len());
         for slot in doomed {
@@ -518,14 +630,24 @@ impl Hooks {
 
     /// HOOKS: the hooks whose name matches the glob, sorted by name.
     pub fn list(&self, pattern: &str, now: SystemTime) -> Vec<HookInfo> {
+        self.list_of(pattern, now, false)
+    }
+
+    /// CHANS: the channels whose name matches the glob, sorted by name.
+    pub fn list_chans(&self, pattern: &str, now: SystemTime) -> Vec<HookInfo> {
+        self.list_of(pattern, now, true)
+    }
+
+    fn list_of(&self, pattern: &str, now: SystemTime, channel: bool) -> Vec<HookInfo> {
         let reg = self.registry.lock();
         let glob = WildMatch::new(pattern);
         let now_ms = unix_ms(now);
         reg.by_name
             .iter()
             .filter(|(n, _)| glob.matches(n))
-            .map(|(_, s)| {
-                let slot = reg.slots[*s as usize].as_ref().expect("live");
+            .map(|(_, s)| reg.slots[*s as usize].as_ref().expect("live"))
+            .filter(|slot| slot.def.is_channel() == channel)
+            .map(|slot| {
                 let ttl = slot
                     .expires_at_ms
                     .map(|at| (at - now_ms).max(0) as f64 / 1000.0);
@@ -537,7 +659,7 @@ impl Hooks {
             .collect()
     }
 
-    /// One hook by name.
+    /// One hook or channel by name.
     pub fn get(&self, name: &str, now: SystemTime) -> Option<HookInfo> {
         self.list_exact(name, now)
     }
@@ -554,7 +676,7 @@ impl Hooks {
         })
     }
 
-    /// Number of hooks.
+    /// Number of hooks and channels (live fences are not counted).
     pub fn len(&self) -> usize {
         self.registry.lock().by_name.len()
     }
@@ -564,9 +686,9 @@ impl Hooks {
         self.len() == 0
     }
 
-    /// Removes hooks whose EX has passed and returns their names, so that the server can log a
-    /// DELHOOK for each (Tile38 writes `delhook name` to the AOF on expiry).
-    pub fn expire_due(&self, now: SystemTime) -> Vec<String> {
+    /// Removes hooks and channels whose EX has passed and returns them, so that the server can
+    /// log a DELHOOK or DELCHAN for each (Tile38 writes `delhook name` to the AOF on expiry).
+    pub fn expire_due(&self, now: SystemTime) -> Vec<Expired> {
         let now_ms = unix_ms(now);
         let mut reg = self.registry.lock();
         let mut names = Vec::new();
@@ -574,11 +696,18 @@ impl Hooks {
             if at > now_ms {
                 break;
             }
+            let mut channel = false;
             if let Some(slot) = reg.by_name.get(&name).copied() {
+                channel = reg.slots[slot as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.def.is_channel());
                 self.remove_slot(&mut reg, slot);
             }
             reg.expiries.remove(&(at, Arc::clone(&name)));
-            names.push(name.to_string());
+            names.push(Expired {
+                name: name.to_string(),
+                channel,
+            });
         }
         self.counters.hooks.store(reg.by_name.len() as u64, Relaxed);
         names
@@ -589,7 +718,11 @@ impl Hooks {
             return;
         };
         reg.free.push(slot);
-        reg.by_name.remove(s.def.name.as_str());
+        if let Delivery::Live(conn) = s.def.delivery {
+            reg.live.remove(&conn);
+        } else {
+            reg.by_name.remove(s.def.name.as_str());
+        }
         if let Some(at) = s.expires_at_ms {
             reg.expiries.remove(&(at, Arc::from(s.def.name.as_str())));
         }
@@ -605,11 +738,14 @@ impl Hooks {
             remove_group(reg, key, id, slot);
         }
         self.counters.fence_groups.store(reg.group_count, Relaxed);
-        self.outbox.remove_hook(&s.def.name);
+        if s.def.delivery == Delivery::Endpoints {
+            self.outbox.remove_hook(&s.def.name);
+        }
     }
 
     /// Reports one write. Matches it against the fences on its key, updates fence state, and queues
-    /// the resulting events (on the leader). Returns the number of events produced.
+    /// the resulting events of hooks (on the leader), publishes those of channels and sends those of
+    /// live fences (on every node). Returns the number of events produced.
     ///
     /// Cost: index searches over the fences of `change.key` at the new and the old position (about
     /// log(hooks) each), plus, for a move, a search of the path's spanning box among the fences that
@@ -670,7 +806,21 @@ impl Hooks {
         self.counters.fence_groups.store(reg.group_count, Relaxed);
         let produced = events.len() + plain.len();
         self.counters.events.fetch_add(produced as u64, Relaxed);
-        if produced == 0 || !self.outbox.is_leader() {
+        if produced == 0 {
+            return produced;
+        }
+        // A follower's hooks stay quiet (the leader delivers them), but its channels and live fences
+        // speak to its own subscribers.
+        let leader = self.outbox.is_leader();
+        let speaks = |slot: u32| {
+            reg.slots[slot as usize].as_ref().is_some_and(|s| {
+                s.def.filter.allows(change.command)
+                    && (leader || s.def.delivery != Delivery::Endpoints)
+            })
+        };
+        events.retain(|e| speaks(e.1));
+        plain.retain(|p| speaks(p.0));
+        if events.is_empty() && plain.is_empty() {
             return produced;
         }
         let time = chrono::DateTime::<chrono::Local>::from(change.time)
@@ -691,23 +841,31 @@ impl Hooks {
         let mut body = String::new();
         for (detect, slot, group) in events {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
-            if !def.filter.allows(change.command) {
-                continue;
-            }
             body.clear();
             self.write_set(&mut body, def, detect, group, change, &time);
-            self.push(def, &key, &mut body);
+            self.send(def, &key, &mut body);
         }
         for (slot, _) in plain {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
-            if !def.filter.allows(change.command) {
-                continue;
-            }
             body.clear();
             write_plain(&mut body, def, change, &time);
-            self.push(def, &key, &mut body);
+            self.send(def, &key, &mut body);
         }
         produced
+    }
+
+    /// Sends one event where its fence's delivery says. Channel and live messages carry Tile38's
+    /// members only: they are not journaled, so an event id would identify nothing.
+    fn send(&self, def: &HookDef, key: &bytes::Bytes, body: &mut String) {
+        match def.delivery {
+            Delivery::Endpoints => self.push(def, key, body),
+            Delivery::Channel => {
+                self.pubsub.publish(&def.name, body);
+            }
+            Delivery::Live(conn) => {
+                self.pubsub.send_live(conn, body);
+            }
+        }
     }
 
     fn push(&self, def: &HookDef, key: &bytes::Bytes, body: &mut String) {
@@ -914,14 +1072,13 @@ impl Hooks {
         let group = group.unwrap_or_else(|| self.next_group());
         let _ = write!(
             out,
-            "{{\"command\":\"{}\",\"group\":\"{:08x}{:016x}\",\"detect\":\"{}\",\"hook\":",
+            "{{\"command\":\"{}\",\"group\":\"{:08x}{:016x}\",\"detect\":\"{}\"",
             change.command.as_str(),
             self.group_prefix,
             group,
             detect.as_str()
         );
-        write_str(out, &def.name);
-        write_meta(out, def);
+        write_hook(out, def);
         out.push_str(",\"key\":");
         write_str(out, change.key);
         let _ = write!(out, ",\"time\":\"{time}\",\"id\":");
@@ -941,6 +1098,17 @@ impl Hooks {
             }
             if !first {
                 out.push('}');
+            }
+        }
+        if def.filter.distance() {
+            // Tile38 writes the distance after the fields, from the object to the fence's centre.
+            let centre = match &def.area {
+                Area::Circle { center, .. } => Some(*center),
+                Area::Point(p) => Some(*p),
+                _ => None,
+            };
+            if let Some(d) = centre.and_then(|c| change.new?.distance_to(&c)) {
+                let _ = write!(out, ",\"distance\":{d}");
             }
         }
         out.push('}');
@@ -1000,13 +1168,8 @@ fn segment(old: &Object, new: &Object) -> Option<Object> {
 }
 
 fn write_plain(out: &mut String, def: &HookDef, change: &Change<'_>, time: &str) {
-    let _ = write!(
-        out,
-        "{{\"command\":\"{}\",\"hook\":",
-        change.command.as_str()
-    );
-    write_str(out, &def.name);
-    write_meta(out, def);
+    let _ = write!(out, "{{\"command\":\"{}\"", change.command.as_str());
+    write_hook(out, def);
     out.push_str(",\"key\":");
     write_str(out, change.key);
     if change.command != CommandKind::Drop {
@@ -1014,6 +1177,16 @@ fn write_plain(out: &mut String, def: &HookDef, change: &Change<'_>, time: &str)
         write_str(out, change.id);
     }
     let _ = write!(out, ",\"time\":\"{time}\"}}");
+}
+
+/// The `hook` and `meta` members; a live fence has neither (Tile38 leaves them out when the name
+/// is empty).
+fn write_hook(out: &mut String, def: &HookDef) {
+    if !def.name.is_empty() {
+        out.push_str(",\"hook\":");
+        write_str(out, &def.name);
+    }
+    write_meta(out, def);
 }
 
 fn write_meta(out: &mut String, def: &HookDef) {
@@ -1045,5 +1218,151 @@ impl std::io::Write for StringWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use crate::pubsub::{Inbox, Message};
+
+    fn def(name: &str, delivery: Delivery) -> HookDef {
+        HookDef {
+            name: name.into(),
+            endpoints: if delivery == Delivery::Endpoints {
+                Endpoint::parse_list("http://127.0.0.1:1/").unwrap()
+            } else {
+                Vec::new()
+            },
+            delivery,
+            meta: vec![],
+            ex: None,
+            kind: FenceKind::Within,
+            key: "fleet".into(),
+            filter: Filter::default(),
+            area: Area::Bounds(Bounds::new(33.0, -112.0, 33.1, -111.9).unwrap()),
+            args: vec!["WITHIN".into(), "fleet".into(), "FENCE".into()],
+        }
+    }
+
+    fn point(lat: f64, lon: f64) -> Object {
+        Object::Point(geohook_db::Point::new(lat, lon).unwrap())
+    }
+
+    /// (detect or command, has a hook member) of every message in an inbox.
+    fn seen(inbox: &Inbox) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        inbox.drain(&mut out).unwrap();
+        out.into_iter()
+            .map(|m| {
+                let body = match m {
+                    Message::Channel { body, .. }
+                    | Message::Pattern { body, .. }
+                    | Message::Live { body } => body,
+                };
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert!(v.get("event_id").is_none(), "{body}");
+                let what = v
+                    .get("detect")
+                    .unwrap_or(&v["command"])
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                (what, v.get("hook").is_some())
+            })
+            .collect()
+    }
+
+    fn moves(hooks: &Hooks) {
+        let (out, inn) = (point(32.0, -112.5), point(33.05, -111.95));
+        let now = SystemTime::now();
+        hooks.on_change(&Change::set("fleet", "t", None, &out, None, now));
+        hooks.on_change(&Change::set("fleet", "t", Some(&out), &inn, None, now));
+        hooks.on_change(&Change::set("fleet", "t", Some(&inn), &out, None, now));
+        hooks.on_change(&Change::del("fleet", "t", &out, now));
+    }
+
+    #[test]
+    fn hooks_channels_and_live_fences_hear_the_same_events() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        hooks.set_hook(def("h", Delivery::Endpoints), now).unwrap();
+        hooks.set_hook(def("c", Delivery::Channel), now).unwrap();
+        hooks.set_live(def("", Delivery::Live(7)), now).unwrap();
+        let (sub, live) = (Inbox::new(1 << 20), Inbox::new(1 << 20));
+        hooks.pubsub().subscribe("c", 1, &sub);
+        hooks.pubsub().attach_live(7, &live);
+        moves(&hooks);
+        let want: Vec<String> = ["outside", "enter", "inside", "exit", "outside", "del"]
+            .map(String::from)
+            .into();
+        let chan = seen(&sub);
+        assert_eq!(chan.iter().map(|c| c.0.clone()).collect::<Vec<_>>(), want);
+        assert!(
+            chan.iter().all(|c| c.1),
+            "channel events name their channel"
+        );
+        let live = seen(&live);
+        assert_eq!(live.iter().map(|c| c.0.clone()).collect::<Vec<_>>(), want);
+        assert!(live.iter().all(|c| !c.1), "live events have no hook member");
+        assert_eq!(hooks.outbox().queued("h"), Some(want.len()));
+        // Live fences and channels are not hooks, and a channel's name is taken.
+        assert_eq!(hooks.list("*", now).len(), 1);
+        assert_eq!(hooks.list_chans("*", now).len(), 1);
+        assert!(hooks.set_hook(def("c", Delivery::Endpoints), now).is_err());
+        assert!(!hooks.del_hook("c") && hooks.pdel_hooks("*") == ["h"]);
+        assert!(hooks.del_live(7) && !hooks.del_live(7));
+        assert_eq!(hooks.pdel_chans("*"), ["c"]);
+        assert!(hooks.is_empty());
+        assert_eq!(hooks.metrics().fence_groups, 0);
+    }
+
+    #[test]
+    fn a_nearby_fence_with_distance_reports_it() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        let centre = geohook_db::Point::new(33.0, -112.0).unwrap();
+        for (conn, distance) in [(1, true), (2, false)] {
+            let mut d = def("", Delivery::Live(conn));
+            d.kind = FenceKind::Nearby;
+            d.area = Area::circle(centre, 1000.0).unwrap();
+            d.filter = Filter::default().with_distance(distance);
+            hooks.set_live(d, now).unwrap();
+        }
+        let (with, without) = (Inbox::new(1 << 20), Inbox::new(1 << 20));
+        hooks.pubsub().attach_live(1, &with);
+        hooks.pubsub().attach_live(2, &without);
+        let p = point(33.001, -112.0);
+        hooks.on_change(&Change::set("fleet", "t", None, &p, None, now));
+        let body = |inbox: &Inbox| {
+            let mut out = Vec::new();
+            inbox.drain(&mut out).unwrap();
+            let Message::Live { body } = &out[0] else {
+                panic!("{out:?}")
+            };
+            serde_json::from_str::<serde_json::Value>(body).unwrap()
+        };
+        let d = body(&with)["distance"].as_f64().expect("distance");
+        let want = p.distance_to(&centre).unwrap();
+        assert!(
+            (d - want).abs() < 1e-6 && (100.0..120.0).contains(&d),
+            "{d}"
+        );
+        assert!(body(&without).get("distance").is_none());
+    }
+
+    #[test]
+    fn a_follower_publishes_channels_but_queues_no_hook_events() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        hooks.set_hook(def("h", Delivery::Endpoints), now).unwrap();
+        hooks.set_hook(def("c", Delivery::Channel), now).unwrap();
+        hooks.set_role(false);
+        let sub = Inbox::new(1 << 20);
+        hooks.pubsub().psubscribe("*", 1, &sub);
+        moves(&hooks);
+        assert_eq!(seen(&sub).len(), 6);
+        assert_eq!(hooks.outbox().queued("h"), Some(0));
     }
 }

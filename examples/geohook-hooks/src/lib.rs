@@ -11,7 +11,7 @@
 //! ```
 //! use std::time::SystemTime;
 //! use geohook_db::{Area, Bounds, Object, Point};
-//! use geohook_hooks::{Change, Endpoint, FenceKind, Filter, HookDef, Hooks, QueueConfig};
+//! use geohook_hooks::{Change, Delivery, Endpoint, FenceKind, Filter, HookDef, Hooks, QueueConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let hooks = Hooks::new(QueueConfig::default())?;
@@ -19,6 +19,7 @@
 //!     HookDef {
 //!         name: "warehouse".into(),
 //!         endpoints: Endpoint::parse_list("http://127.0.0.1:9999/events,kafka://127.0.0.1:9092/geo")?,
+//!         delivery: Delivery::Endpoints,
 //!         meta: vec![("site".into(), "north".into())],
 //!         ex: None,
 //!         kind: FenceKind::Within,
@@ -80,6 +81,15 @@
 //!   becomes a follower drops its queues. Delivery is at least once within a process (a peer that
 //!   took a message but failed to answer gets it again) and at most once across a crash (queues
 //!   live in memory, as in Tile38 apart from its 30 s queue file).
+//! - **Channels and live fences** ([`Delivery`]): a SETCHAN channel is a hook whose events are
+//!   published on the channel named after it through [`Hooks::pubsub`], and a live fence
+//!   ([`Hooks::set_live`]) one whose events go to one connection's [`Inbox`]. They share the
+//!   registry, the fence index, fence state and the event builder with hooks, so all three send the
+//!   same events in the same order; their events have no `event_id` (nothing is journaled) and a
+//!   live fence's have no `hook` member (Tile38's shape). They are published on every node, a
+//!   follower included. Each inbox is bounded in bytes: one that would pass its cap is emptied and
+//!   marked overflowed, and its connection closes, so a slow subscriber never holds more than its
+//!   cap nor slows the writer.
 //! - **Connections** are pooled per server (HTTP per host inside one client, Redis per host and port,
 //!   Kafka per host, port and topic) and replaced once older than
 //!   [`DeliveryConfig::max_connection_lifetime`] (30 minutes), however busy; sends in flight finish on
@@ -96,13 +106,15 @@ mod fence;
 mod hooks;
 mod journal;
 mod metrics;
+mod pubsub;
 mod queue;
 
 pub use deliver::{Deliverer, DeliveryConfig, Payload};
 pub use endpoint::{Endpoint, Scheme, Target};
 pub use error::{Error, Result};
-pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
-pub use hooks::{Change, HookInfo, Hooks, SetOutcome};
+pub use fence::{CommandKind, Delivery, Detect, FenceKind, Filter, HookDef};
+pub use hooks::{Change, Expired, HookInfo, Hooks, SetOutcome};
 pub use journal::{DeadReason, Journal, Opened, Replayed};
 pub use metrics::{Metrics, SchemeMetrics};
+pub use pubsub::{Inbox, Message, Overflowed, PubSub};
 pub use queue::{DeadLetter, Outbox, Pushed, QueueConfig, RetryPolicy};

@@ -358,7 +358,13 @@ async fn hooks_expire_list_and_delete_by_pattern() {
         ]
     );
     assert!(hooks.expire_due(t0 + Duration::from_secs(2)).is_empty());
-    assert_eq!(hooks.expire_due(t0 + Duration::from_secs(3)), ["temp"]);
+    assert_eq!(
+        hooks.expire_due(t0 + Duration::from_secs(3)),
+        [geohook_hooks::Expired {
+            name: "temp".into(),
+            channel: false
+        }]
+    );
     assert!(hooks.get("temp", t0).is_none());
     // An expired hook hears nothing more.
     assert_eq!(

@@ -60,7 +60,7 @@ pub enum Proto {
 
 /// A reply in RESP terms, encoded for either protocol.
 ///
-/// The enum is `#[non_exhaustive]`: more RESP3 types (sets, doubles, pushes)
+/// The enum is `#[non_exhaustive]`: more RESP3 types (sets, doubles)
 /// may join it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -82,6 +82,10 @@ pub enum Reply {
     /// A reply already in RESP form, written as is: a search writes its hits
     /// straight into one buffer instead of building a tree of replies.
     Encoded(Vec<u8>),
+    /// Out-of-band data (pub/sub messages and confirmations): `>n` in RESP3,
+    /// so that a client tells it from the reply to a request, and a plain
+    /// `*n` array in RESP2, where pub/sub connections read nothing else.
+    Push(Vec<Reply>),
 }
 
 impl Reply {
@@ -129,7 +133,13 @@ impl Reply {
             Reply::Null if proto == Proto::Resp3 => out.extend_from_slice(b"_\r\n"),
             Reply::Null => out.extend_from_slice(b"$-1\r\n"),
             Reply::Encoded(b) => out.extend_from_slice(b),
-            Reply::Array(items) => {
+            Reply::Push(items) if proto == Proto::Resp3 => {
+                push_header(out, b'>', items.len());
+                for i in items {
+                    i.encode_as(proto, out);
+                }
+            }
+            Reply::Array(items) | Reply::Push(items) => {
                 encode_array_header(items.len(), out);
                 for i in items {
                     i.encode_as(proto, out);
@@ -184,6 +194,16 @@ mod tests {
         reply.encode_as(Proto::Resp3, &mut three);
         assert_eq!(two, b"*2\r\n*2\r\n$5\r\nproto\r\n:3\r\n$-1\r\n");
         assert_eq!(three, b"*2\r\n%1\r\n$5\r\nproto\r\n:3\r\n_\r\n");
+    }
+
+    #[test]
+    fn pushes_are_push_frames_in_resp3_and_arrays_in_resp2() {
+        let reply = Reply::Push(vec![Reply::bulk("message"), Reply::bulk("ch"), Reply::Null]);
+        let (mut two, mut three) = (Vec::new(), Vec::new());
+        reply.encode_as(Proto::Resp2, &mut two);
+        reply.encode_as(Proto::Resp3, &mut three);
+        assert_eq!(two, b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$-1\r\n");
+        assert_eq!(three, b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n_\r\n");
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl Metrics {
         r.register("geohook_commands", "Commands run", m.commands.clone());
         r.register(
             "geohook_clients_closed",
-            "Clients closed for exceeding a bound (output_stall, request_timeout, idle)",
+            "Clients closed for exceeding a bound (output_stall, request_timeout, idle, pubsub_overflow)",
             m.clients_closed.clone(),
         );
         r.register(

@@ -33,6 +33,21 @@ pub(crate) fn apply(
     hooks: Option<&HookEngine>,
     args: &[Vec<u8>],
 ) -> Result<(), CmdError> {
+    apply_with(core, hooks, args, &Writer::replay())
+}
+
+/// [`apply`] through `w`: a follower passes [`Writer::replicated`] so that
+/// its change sink hears its leader's writes.
+///
+/// # Errors
+///
+/// As [`apply`].
+pub(crate) fn apply_with(
+    core: &mut Core,
+    hooks: Option<&HookEngine>,
+    args: &[Vec<u8>],
+    w: &Writer<'_>,
+) -> Result<(), CmdError> {
     let Some(spec) = spec::lookup(&lower(&args[0])).filter(|s| s.kind == Kind::Write) else {
         return Err(CmdError::Unknown(
             String::from_utf8_lossy(&args[0]).into_owned(),
@@ -42,13 +57,18 @@ pub(crate) fn apply(
         return Err(CmdError::Arity(spec.name));
     }
     let ctx = Ctx::new(false);
-    let w = Writer::replay();
+    let w = *w;
     match spec.cmd {
-        Cmd::Sethook | Cmd::Delhook | Cmd::Pdelhook => {
+        Cmd::Sethook
+        | Cmd::Delhook
+        | Cmd::Pdelhook
+        | Cmd::Setchan
+        | Cmd::Delchan
+        | Cmd::Pdelchan => {
             let Some(engine) = hooks else {
                 return Ok(());
             };
-            if spec.cmd == Cmd::Sethook {
+            if matches!(spec.cmd, Cmd::Sethook | Cmd::Setchan) {
                 let hook = match SetHook::parse(&core.db, args, ctx.now()) {
                     Ok(hook) => hook,
                     // A file written before hooks stored their `GET key id`
@@ -61,13 +81,18 @@ pub(crate) fn apply(
                             error = %e,
                             "dropping a hook whose GET area no longer exists"
                         );
-                        engine.hooks.del_hook(&String::from_utf8_lossy(&args[1]));
+                        let name = String::from_utf8_lossy(&args[1]);
+                        if spec.cmd == Cmd::Setchan {
+                            engine.hooks.del_chan(&name);
+                        } else {
+                            engine.hooks.del_hook(&name);
+                        }
                         return Ok(());
                     }
                     Err(e) => return Err(e),
                 };
                 if hook.expired(ctx.now()) {
-                    engine.hooks.del_hook(hook.name());
+                    hook.forget(engine);
                     return Ok(());
                 }
                 return hook.apply(core, engine, &w, &ctx).map(drop);

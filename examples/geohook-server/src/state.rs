@@ -230,6 +230,17 @@ impl Writer<'_> {
             sink: None,
         }
     }
+
+    /// A follower applying its leader's command: nothing is written (the
+    /// follower writes the leader's bytes itself), but `sink` is told, so
+    /// that the follower keeps fence state and its channel subscribers and
+    /// live fences hear its own matching, as in Tile38.
+    pub(crate) fn replicated(sink: Option<&Arc<dyn ChangeSink>>) -> Writer<'_> {
+        Writer {
+            when: When::Now(Fsync::No),
+            sink,
+        }
+    }
 }
 
 /// One change as it is logged: the command, its exact logged form, and what
@@ -263,6 +274,17 @@ impl<'a> Record<'a> {
             before: &[],
         }
     }
+
+    /// What the change sink hears of this record.
+    fn change<'b>(&'b self, db: &'b geohook_db::Database) -> Change<'b> {
+        Change {
+            cmd: self.cmd,
+            key: self.key,
+            id: self.id,
+            db,
+            before: self.before,
+        }
+    }
 }
 
 impl Core {
@@ -281,13 +303,17 @@ impl Core {
 
     /// The one write path: appends the applied command's logged form to the
     /// log (at the moment `w.when` says) and tells the change sink. While
-    /// loading nothing is logged.
+    /// loading nothing is logged, and only a [`Writer::replicated`] sink is
+    /// told.
     ///
     /// # Errors
     ///
     /// The write or fsync failed, now or earlier (latched).
     pub(crate) fn commit(&mut self, w: &Writer<'_>, rec: Record<'_>) -> Result<(), AofError> {
         if self.loading {
+            if let Some(sink) = w.sink {
+                sink.on_change(&rec.change(&self.db));
+            }
             return Ok(());
         }
         match w.when {
@@ -302,13 +328,7 @@ impl Core {
             }
         }
         if let Some(sink) = w.sink {
-            sink.on_change(&Change {
-                cmd: rec.cmd,
-                key: rec.key,
-                id: rec.id,
-                db: &self.db,
-                before: rec.before,
-            });
+            sink.on_change(&rec.change(&self.db));
         }
         Ok(())
     }

@@ -196,9 +196,14 @@ async fn housekeeping(shared: Arc<Shared>, engine: Arc<HookEngine>) {
             continue;
         }
         let w = shared.task_writer();
-        for name in engine.hooks.expire_due(SystemTime::now()) {
-            let logged = [b"delhook".as_slice(), name.as_bytes()];
-            if let Err(e) = core.commit(&w, Record::new(Cmd::Delhook, &logged, "", None)) {
+        for gone in engine.hooks.expire_due(SystemTime::now()) {
+            let (cmd, verb) = if gone.channel {
+                (Cmd::Delchan, b"delchan".as_slice())
+            } else {
+                (Cmd::Delhook, b"delhook".as_slice())
+            };
+            let logged = [verb, gone.name.as_bytes()];
+            if let Err(e) = core.commit(&w, Record::new(cmd, &logged, "", None)) {
                 tracing::error!(error = %e, "could not log a hook expiry");
                 break;
             }

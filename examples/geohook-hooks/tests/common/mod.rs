@@ -27,6 +27,7 @@ pub fn bounds_hook(
     geohook_hooks::HookDef {
         name: name.into(),
         endpoints: geohook_hooks::Endpoint::parse_list(endpoints).unwrap(),
+        delivery: geohook_hooks::Delivery::Endpoints,
         meta: vec![],
         ex: None,
         kind: geohook_hooks::FenceKind::Within,

@@ -195,7 +195,7 @@ pub(crate) fn json_str(v: &str) -> String {
 }
 
 /// Go's duration formatting, as Tile38 prints `elapsed`.
-fn elapsed(start: Instant) -> String {
+pub(crate) fn elapsed(start: Instant) -> String {
     let ns = start.elapsed().as_nanos() as f64;
     if ns < 1_000.0 {
         format!("{ns}ns")

@@ -16,7 +16,8 @@ use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
 use crate::cmd::{
-    client, config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, test, write,
+    chan, client, config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, test,
+    write,
 };
 use crate::repl::status::gate;
 use crate::state::Shared;
@@ -152,7 +153,7 @@ fn read(
     spec: &'static Spec,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
-    if spec.cmd == Cmd::Hooks {
+    if matches!(spec.cmd, Cmd::Hooks | Cmd::Chans) {
         let Some(engine) = shared.hooks.get() else {
             return Err(CmdError::Msg("hooks are not enabled".into()));
         };
@@ -223,6 +224,10 @@ fn admin(
         // authenticated, so it only gets here before AUTH, which the check
         // above already refused.
         Cmd::Psync => Err(CmdError::NoAuth),
+        Cmd::Publish => chan::publish(shared, ctx, args),
+        Cmd::Subscribe | Cmd::Psubscribe | Cmd::Unsubscribe | Cmd::Punsubscribe => {
+            Err(chan::not_on_this_path(cmd))
+        }
         other => Err(CmdError::Msg(format!(
             "no handler for {other:?} as an admin command"
         ))),

@@ -1,7 +1,12 @@
 //! Geofence hooks: `SETHOOK name endpoint[,endpoint…] [META k v …] [EX
 //! seconds] NEARBY|WITHIN|INTERSECTS key FENCE [DETECT …] [COMMANDS …] AREA`,
 //! `DELHOOK name`, `PDELHOOK pattern` and `HOOKS pattern`, and the form every
-//! hook takes in a snapshot.
+//! hook takes in a snapshot. Channels are hooks whose endpoint is the
+//! server's own pub/sub: `SETCHAN name [META k v …] [EX seconds] SEARCH`,
+//! `DELCHAN`, `PDELCHAN` and `CHANS` take the same paths, logged as
+//! `setchan name [meta k v …] [pxat ms] SEARCH`; hooks and channels share
+//! one name space, as in Tile38. A live fence's search part is parsed here
+//! too ([`live_fence`]), so that all three read a fence the same way.
 //!
 //! SETHOOK is logged as `sethook name endpoints [meta k v …] [pxat ms] SEARCH`
 //! (the search arguments as sent): a hook's `EX` becomes an absolute
@@ -20,7 +25,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use geohook_db::Database;
-use geohook_hooks::{Endpoint, FenceKind, Filter, HookDef, RetryPolicy, SetOutcome};
+use geohook_hooks::{Delivery, Endpoint, FenceKind, Filter, HookDef, RetryPolicy, SetOutcome};
 
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::cmd::args::{lower, text, Args};
@@ -89,10 +94,15 @@ impl SetHook {
     ///
     /// Arity, a bad argument, a bad area or filter, a missing FENCE.
     pub(crate) fn parse(db: &Database, all: &[Vec<u8>], now: i64) -> Result<SetHook, CmdError> {
-        let mut a = Args::new(all, 1, "sethook");
+        let channel = lower(&all[0]) == "setchan";
+        let mut a = Args::new(all, 1, if channel { "setchan" } else { "sethook" });
         let name = a.text()?.to_owned();
-        let eps = a.next()?;
-        let endpoints = Endpoint::parse_list(text(eps)?).map_err(|_| CmdError::invalid(eps))?;
+        let endpoints = if channel {
+            Vec::new()
+        } else {
+            let eps = a.next()?;
+            Endpoint::parse_list(text(eps)?).map_err(|_| CmdError::invalid(eps))?
+        };
         let mut meta = Vec::new();
         let mut pxat: Option<i64> = None;
         let mut retry = RetryOpts::default();
@@ -112,6 +122,10 @@ impl SetHook {
                     pxat = Some(crate::cmd::args::ex_deadline(v, now)?);
                 }
                 "pxat" => pxat = Some(crate::cmd::args::int(a.next()?)?),
+                // A channel has no queue, so the retry options are not its words.
+                "ttl" | "timeout" | "backoff" | "retries" if channel => {
+                    return Err(CmdError::invalid(word))
+                }
                 "ttl" => retry.ttl = Some(seconds(a.next()?)?),
                 "timeout" => retry.timeout = Some(seconds(a.next()?)?),
                 "backoff" => retry.backoff = Some((seconds(a.next()?)?, seconds(a.next()?)?)),
@@ -127,63 +141,155 @@ impl SetHook {
                 }
             }
         };
-        let search_start = a.pos() - 1;
-        let key = a.text()?.to_owned();
-        let (mut fence, mut detect, mut commands) = (false, None, None);
-        while let Some(word) = a.peek_lower() {
-            match word.as_str() {
-                "fence" => fence = true,
-                "detect" => {
-                    a.next()?;
-                    detect = Some(a.text()?.to_owned());
-                    continue;
-                }
-                "commands" => {
-                    a.next()?;
-                    commands = Some(a.text()?.to_owned());
-                    continue;
-                }
-                _ => break,
-            }
-            a.next()?;
-        }
-        let area_at = a.pos();
-        let by_reference = a.peek_lower().as_deref() == Some("get");
-        let area = a.area(db, now, true)?;
-        a.finish()?;
-        if !fence {
-            return Err(CmdError::Msg("missing FENCE argument".into()));
-        }
-        let hook_err = |e: geohook_hooks::Error| match e {
-            geohook_hooks::Error::InvalidHook { reason, .. } => CmdError::Msg(reason),
-            e => CmdError::Msg(e.to_string()),
-        };
-        let filter = Filter::parse(detect.as_deref(), commands.as_deref()).map_err(hook_err)?;
-        let args = logged_search_args(all, search_start, area_at, by_reference, &area);
+        let fence = parse_fence(&mut a, db, all, now)?;
         let def = HookDef {
             name,
             endpoints,
+            delivery: if channel {
+                Delivery::Channel
+            } else {
+                Delivery::Endpoints
+            },
             meta,
             ex: pxat.map(|at| at.saturating_sub(now).max(1) as f64 / 1000.0),
             kind,
-            key,
-            filter,
-            area,
-            args,
+            key: fence.key,
+            filter: fence.filter,
+            area: fence.area,
+            args: fence.args,
         };
         def.validate().map_err(hook_err)?;
         Ok(SetHook { def, pxat, retry })
     }
+}
 
+/// The part of a fence from its key on, as SETHOOK, SETCHAN and a live fence
+/// all write it.
+struct Fence {
+    key: String,
+    filter: Filter,
+    area: geohook_db::Area,
+    args: Vec<String>,
+}
+
+fn hook_err(e: geohook_hooks::Error) -> CmdError {
+    match e {
+        geohook_hooks::Error::InvalidHook { reason, .. } => CmdError::Msg(reason),
+        e => CmdError::Msg(e.to_string()),
+    }
+}
+
+/// Parses `key FENCE [DETECT …] [COMMANDS …] AREA`; `a` has just read the
+/// NEARBY, WITHIN or INTERSECTS word.
+fn parse_fence(
+    a: &mut Args<'_>,
+    db: &Database,
+    all: &[Vec<u8>],
+    now: i64,
+) -> Result<Fence, CmdError> {
+    let search_start = a.pos() - 1;
+    let key = a.text()?.to_owned();
+    let (mut fence, mut detect, mut commands) = (false, None, None);
+    let mut distance = false;
+    while let Some(word) = a.peek_lower() {
+        match word.as_str() {
+            "fence" => fence = true,
+            // Tile38's DISTANCE, for a NEARBY fence only: the events carry
+            // the object's distance from the centre.
+            "distance" if lower(&all[search_start]) == "nearby" => distance = true,
+            "detect" => {
+                a.next()?;
+                detect = Some(a.text()?.to_owned());
+                continue;
+            }
+            "commands" => {
+                a.next()?;
+                commands = Some(a.text()?.to_owned());
+                continue;
+            }
+            _ => break,
+        }
+        a.next()?;
+    }
+    let area_at = a.pos();
+    let by_reference = a.peek_lower().as_deref() == Some("get");
+    let area = a.area(db, now, true)?;
+    a.finish()?;
+    if !fence {
+        return Err(CmdError::Msg("missing FENCE argument".into()));
+    }
+    let filter = Filter::parse(detect.as_deref(), commands.as_deref())
+        .map_err(hook_err)?
+        .with_distance(distance);
+    let args = logged_search_args(all, search_start, area_at, by_reference, &area);
+    Ok(Fence {
+        key,
+        filter,
+        area,
+        args,
+    })
+}
+
+/// Parses a live fence, `NEARBY|WITHIN|INTERSECTS key FENCE [DETECT …]
+/// [COMMANDS …] AREA`, for connection `conn`.
+///
+/// # Errors
+///
+/// As SETHOOK's search part: a bad argument, area or filter, no FENCE.
+pub(crate) fn live_fence(
+    db: &Database,
+    all: &[Vec<u8>],
+    now: i64,
+    conn: u64,
+) -> Result<HookDef, CmdError> {
+    let mut a = Args::new(all, 0, "fence");
+    let word = a.next()?;
+    let kind = text(word)?
+        .parse::<FenceKind>()
+        .map_err(|()| CmdError::invalid(word))?;
+    let fence = parse_fence(&mut a, db, all, now)?;
+    let def = HookDef {
+        name: String::new(),
+        endpoints: Vec::new(),
+        delivery: Delivery::Live(conn),
+        meta: Vec::new(),
+        ex: None,
+        kind,
+        key: fence.key,
+        filter: fence.filter,
+        area: fence.area,
+        args: fence.args,
+    };
+    def.validate().map_err(hook_err)?;
+    Ok(def)
+}
+
+/// Whether a search command asks for a live fence (a FENCE word among its
+/// arguments), which turns its connection into an event stream.
+pub(crate) fn is_live_fence(args: &[Vec<u8>]) -> bool {
+    let search = args.first().is_some_and(|w| {
+        [b"nearby".as_slice(), b"within", b"intersects"]
+            .iter()
+            .any(|s| w.eq_ignore_ascii_case(s))
+    });
+    search && args[1..].iter().any(|a| a.eq_ignore_ascii_case(b"fence"))
+}
+
+impl SetHook {
     /// True when the deadline has passed at `now`: replay does not recreate
     /// such a hook (its DELHOOK may not have been logged before a crash).
     pub(crate) fn expired(&self, now: i64) -> bool {
         self.pxat.is_some_and(|at| at <= now)
     }
 
-    /// The hook's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.def.name
+    /// Removes the hook or channel of this name, if any: replay does so for
+    /// one whose deadline passed while the server was down.
+    pub(crate) fn forget(&self, engine: &HookEngine) {
+        if self.def.is_channel() {
+            engine.hooks.del_chan(&self.def.name);
+        } else {
+            engine.hooks.del_hook(&self.def.name);
+        }
     }
 
     /// Sets the hook and commits its logged form.
@@ -199,7 +305,12 @@ impl SetHook {
         ctx: &Ctx,
     ) -> Result<Reply, CmdError> {
         let outbox = engine.hooks.outbox();
-        let policy = self.retry.resolve(outbox.default_policy());
+        let channel = self.def.is_channel();
+        let policy = if channel {
+            None
+        } else {
+            self.retry.resolve(outbox.default_policy())
+        };
         if let Some(p) = &policy {
             p.validate().map_err(|e| CmdError::Msg(e.to_string()))?;
         }
@@ -210,11 +321,14 @@ impl SetHook {
             .hooks
             .set_hook(self.def, from_unix_ms(ctx.now()))
             .map_err(|e| CmdError::Msg(e.to_string()))?;
-        outbox
-            .set_hook_policy(&name, policy)
-            .map_err(|e| CmdError::Msg(e.to_string()))?;
+        if !channel {
+            outbox
+                .set_hook_policy(&name, policy)
+                .map_err(|e| CmdError::Msg(e.to_string()))?;
+        }
         let refs: Vec<&[u8]> = logged.iter().map(Vec::as_slice).collect();
-        core.commit(w, Record::new(Cmd::Sethook, &refs, "", None))?;
+        let cmd = if channel { Cmd::Setchan } else { Cmd::Sethook };
+        core.commit(w, Record::new(cmd, &refs, "", None))?;
         let changed = outcome != SetOutcome::Unchanged || before != policy;
         Ok(ctx.ok_or_int(i64::from(changed)))
     }
@@ -244,13 +358,18 @@ fn logged_search_args(
 }
 
 /// `sethook name endpoints [meta k v …] [pxat ms] [ttl t retries n timeout t
-/// backoff a b]` followed by the search arguments.
+/// backoff a b]` followed by the search arguments; `setchan name [meta k v
+/// …] [pxat ms]` and the search arguments for a channel.
 fn logged_sethook(def: &HookDef, pxat: Option<i64>, policy: Option<&RetryPolicy>) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = vec![
-        b"sethook".to_vec(),
-        def.name.as_bytes().to_vec(),
-        def.endpoint_list().into_bytes(),
-    ];
+    let mut out: Vec<Vec<u8>> = if def.is_channel() {
+        vec![b"setchan".to_vec(), def.name.as_bytes().to_vec()]
+    } else {
+        vec![
+            b"sethook".to_vec(),
+            def.name.as_bytes().to_vec(),
+            def.endpoint_list().into_bytes(),
+        ]
+    };
     for (k, v) in &def.meta {
         out.extend([
             b"meta".to_vec(),
@@ -279,15 +398,17 @@ fn logged_sethook(def: &HookDef, pxat: Option<i64>, policy: Option<&RetryPolicy>
     out
 }
 
-/// Appends a SETHOOK for every live hook to `out`, with what remains of its
-/// EX as an absolute deadline, for a snapshot (after the objects, so that a
-/// GET area resolves when it is replayed).
+/// Appends a SETHOOK for every live hook (and a SETCHAN for every channel)
+/// to `out`, with what remains of its EX as an absolute deadline, for a
+/// snapshot (after the objects, so that a GET area resolves when it is
+/// replayed).
 pub(crate) fn snapshot<S: crate::cmd::set::SnapshotSink + ?Sized>(
     engine: &HookEngine,
     out: &mut S,
 ) {
     let now = SystemTime::now();
-    for info in engine.hooks.list("*", now) {
+    let hooks = engine.hooks.list("*", now);
+    for info in hooks.into_iter().chain(engine.hooks.list_chans("*", now)) {
         // Saturating: a huge EX is "never", and must stay so, not wrap
         // into the past (or panic) when the snapshot is written.
         let pxat = info
@@ -298,8 +419,9 @@ pub(crate) fn snapshot<S: crate::cmd::set::SnapshotSink + ?Sized>(
     }
 }
 
-/// `DELHOOK name` or `PDELHOOK pattern`: removes hooks and commits the
-/// command when any was removed.
+/// `DELHOOK name`, `PDELHOOK pattern`, `DELCHAN name` or `PDELCHAN
+/// pattern`: removes hooks (or channels) and commits the command when any
+/// was removed.
 ///
 /// # Errors
 ///
@@ -313,16 +435,12 @@ pub(crate) fn del(
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
     let pattern = text(&args[1])?;
-    let (n, logged) = if cmd == Cmd::Pdelhook {
-        (
-            engine.hooks.pdel_hooks(pattern).len(),
-            b"pdelhook".as_slice(),
-        )
-    } else {
-        (
-            usize::from(engine.hooks.del_hook(pattern)),
-            b"delhook".as_slice(),
-        )
+    let h = &engine.hooks;
+    let (n, logged) = match cmd {
+        Cmd::Pdelhook => (h.pdel_hooks(pattern).len(), b"pdelhook".as_slice()),
+        Cmd::Pdelchan => (h.pdel_chans(pattern).len(), b"pdelchan".as_slice()),
+        Cmd::Delchan => (usize::from(h.del_chan(pattern)), b"delchan".as_slice()),
+        _ => (usize::from(h.del_hook(pattern)), b"delhook".as_slice()),
     };
     if n > 0 {
         core.commit(w, Record::new(cmd, &[logged, pattern.as_bytes()], "", None))?;
@@ -330,15 +448,32 @@ pub(crate) fn del(
     Ok(ctx.ok_or_int(n as i64))
 }
 
-/// `HOOKS pattern`, in Tile38's shapes.
+/// `HOOKS pattern` or `CHANS pattern`, in Tile38's shapes: a channel's JSON
+/// has no endpoints, and its RESP form shows `local://name`.
 ///
 /// # Errors
 ///
 /// A bad argument.
 pub(crate) fn list(engine: &HookEngine, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
-    let hooks = engine.hooks.list(text(&args[1])?, SystemTime::now());
+    let chans = lower(&args[0]) == "chans";
+    let hooks = if chans {
+        engine.hooks.list_chans(text(&args[1])?, SystemTime::now())
+    } else {
+        engine.hooks.list(text(&args[1])?, SystemTime::now())
+    };
+    let endpoints = |d: &HookDef| -> Vec<String> {
+        if chans {
+            vec![format!("local://{}", d.name)]
+        } else {
+            d.endpoints.iter().map(|e| e.url().to_owned()).collect()
+        }
+    };
     Ok(if ctx.json {
-        let mut body = String::from(",\"hooks\":[");
+        let mut body = String::from(if chans {
+            ",\"chans\":["
+        } else {
+            ",\"hooks\":["
+        });
         for (n, h) in hooks.iter().enumerate() {
             if n > 0 {
                 body.push(',');
@@ -347,13 +482,15 @@ pub(crate) fn list(engine: &HookEngine, ctx: &Ctx, args: &[Vec<u8>]) -> Result<R
             let ttl = h.ttl.map_or(-1, |t| t.ceil() as i64);
             let _ = write!(
                 body,
-                "{{\"name\":{},\"key\":{},\"ttl\":{ttl},\"endpoints\":[",
+                "{{\"name\":{},\"key\":{},\"ttl\":{ttl}",
                 json_str(&d.name),
                 json_str(&d.key)
             );
-            let eps: Vec<String> = d.endpoints.iter().map(|e| json_str(e.url())).collect();
-            body.push_str(&eps.join(","));
-            body.push_str("],\"command\":[");
+            if !chans {
+                let eps: Vec<String> = d.endpoints.iter().map(|e| json_str(e.url())).collect();
+                let _ = write!(body, ",\"endpoints\":[{}]", eps.join(","));
+            }
+            body.push_str(",\"command\":[");
             let cmd: Vec<String> = d.args.iter().map(|a| json_str(a)).collect();
             body.push_str(&cmd.join(","));
             body.push_str("],\"meta\":{");
@@ -376,7 +513,7 @@ pub(crate) fn list(engine: &HookEngine, ctx: &Ctx, args: &[Vec<u8>]) -> Result<R
                     Reply::Array(vec![
                         Reply::bulk(d.name.clone()),
                         Reply::bulk(d.key.clone()),
-                        Reply::Array(d.endpoints.iter().map(|e| Reply::bulk(e.url())).collect()),
+                        Reply::Array(endpoints(d).into_iter().map(Reply::bulk).collect()),
                         Reply::Array(d.args.iter().map(|a| Reply::bulk(a.clone())).collect()),
                         Reply::Array(
                             d.meta

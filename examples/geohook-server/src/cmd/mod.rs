@@ -9,14 +9,15 @@
 //!    ranges), [`render`] (reply shapes);
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
 //!    [`json`] and [`rename`] (above [`set`], whose SET they run),
-//!    [`keys`], [`search`], [`test`], [`hooks`], [`conn`], [`client`],
-//!    [`config`], [`server`];
+//!    [`keys`], [`search`], [`test`], [`hooks`], [`chan`], [`conn`],
+//!    [`client`], [`config`], [`server`];
 //! 4. [`write`]: applies any write, for clients and for replay alike;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
 //!    tasks it drives;
 //! 6. [`dispatch`]: from a client's arguments to the reply.
 
 pub(crate) mod args;
+pub(crate) mod chan;
 pub(crate) mod client;
 pub(crate) mod config;
 pub(crate) mod conn;

@@ -68,6 +68,16 @@ pub(crate) enum Cmd {
     Hooks,
     Hookdlq,
     Redeliver,
+    // Channels and pub/sub.
+    Setchan,
+    Delchan,
+    Pdelchan,
+    Chans,
+    Subscribe,
+    Psubscribe,
+    Unsubscribe,
+    Punsubscribe,
+    Publish,
 }
 
 /// What a command does to the data, which decides how it is gated.
@@ -173,11 +183,13 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("aofshrink", Cmd::Aofshrink, Admin, 1),
     open("auth", Cmd::Auth, -2),
     spec("bounds", Cmd::Bounds, Read, 2),
+    spec("chans", Cmd::Chans, Read, 2),
     spec("client", Cmd::Client, Admin, -2),
     // redis-cli asks for command docs when it starts.
     spec("command", Cmd::Command, Admin, -1),
     spec("config", Cmd::Config, Admin, -2),
     spec("del", Cmd::Del, Write, -3),
+    spec("delchan", Cmd::Delchan, Write, 2),
     spec("delhook", Cmd::Delhook, Write, 2),
     spec("drop", Cmd::Drop, Write, 2),
     spec("echo", Cmd::Echo, Admin, -1),
@@ -204,13 +216,19 @@ pub(crate) static TABLE: &[Spec] = &[
     search("nearby", Cmd::Nearby, -2),
     open("output", Cmd::Output, -1),
     spec("pdel", Cmd::Pdel, Write, 3),
+    spec("pdelchan", Cmd::Pdelchan, Write, 2),
     spec("pdelhook", Cmd::Pdelhook, Write, 2),
     spec("persist", Cmd::Persist, Write, 3),
     spec("pexpireat", Cmd::Pexpireat, Write, 4),
     open("ping", Cmd::Ping, -1),
+    // The four (un)subscribe commands turn the connection into a subscriber;
+    // the connection loop serves them (after AUTH), as it serves PSYNC.
+    spec("psubscribe", Cmd::Psubscribe, Admin, -2),
     // A follower's PSYNC turns the connection into a replication link; the
     // connection loop serves it (after AUTH) instead of the dispatcher.
     spec("psync", Cmd::Psync, Admin, -1),
+    spec("publish", Cmd::Publish, Admin, 3),
+    spec("punsubscribe", Cmd::Punsubscribe, Admin, -1),
     open("quit", Cmd::Quit, -1),
     spec("readonly", Cmd::Readonly, Admin, 2),
     spec("redeliver", Cmd::Redeliver, Admin, 2),
@@ -221,14 +239,17 @@ pub(crate) static TABLE: &[Spec] = &[
     search("search", Cmd::Search, -2),
     spec("server", Cmd::Server, Admin, -1),
     adds("set", Cmd::Set, -4),
+    adds("setchan", Cmd::Setchan, -5),
     adds("sethook", Cmd::Sethook, -6),
     spec("stats", Cmd::Stats, Read, -2),
+    spec("subscribe", Cmd::Subscribe, Admin, -2),
     // TEST reads the data only for a `GET key id` side.
     spec("test", Cmd::Test, Read, -4),
     // TIMEOUT runs the command it wraps under a deadline; the dispatcher
     // unwraps it before the table is read again for that command.
     spec("timeout", Cmd::Timeout, Admin, -3),
     spec("ttl", Cmd::Ttl, Read, 3),
+    spec("unsubscribe", Cmd::Unsubscribe, Admin, -1),
     search("within", Cmd::Within, -2),
 ];
 
@@ -254,7 +275,7 @@ mod tests {
         let mut cmds: Vec<Cmd> = TABLE.iter().map(|s| s.cmd).collect();
         cmds.dedup();
         assert_eq!(cmds.len(), TABLE.len());
-        assert!(lookup("setchan").is_none());
+        assert!(lookup("setchan").is_some() && lookup("jset").is_none());
     }
 
     #[test]
@@ -272,7 +293,7 @@ mod tests {
             .filter(|s| s.adds_data)
             .map(|s| s.name)
             .collect();
-        assert_eq!(adding, ["fset", "jset", "set", "sethook"]);
+        assert_eq!(adding, ["fset", "jset", "set", "setchan", "sethook"]);
         assert!(TABLE
             .iter()
             .filter(|s| s.adds_data)

@@ -42,11 +42,13 @@ pub(crate) fn apply(
         Cmd::Jset => json::jset(core, w, ctx, args),
         Cmd::Jdel => json::jdel(core, w, ctx, args),
         Cmd::Rename | Cmd::Renamenx => rename::rename(core, hooks_if_any, w, ctx, cmd, args),
-        Cmd::Sethook => {
+        Cmd::Sethook | Cmd::Setchan => {
             let engine = engine()?;
             SetHook::parse(&core.db, args, ctx.now())?.apply(core, engine, w, ctx)
         }
-        Cmd::Delhook | Cmd::Pdelhook => hooks::del(core, engine()?, w, ctx, cmd, args),
+        Cmd::Delhook | Cmd::Pdelhook | Cmd::Delchan | Cmd::Pdelchan => {
+            hooks::del(core, engine()?, w, ctx, cmd, args)
+        }
         _ => Err(CmdError::Msg(format!("no handler for {cmd:?} as a write"))),
     }
 }

@@ -7,6 +7,11 @@
 //! written out (waiting for the peer), and the rest of the batch runs after.
 //! A peer that takes nothing for the stall time, or leaves a request
 //! incomplete for the request timeout, is closed.
+//!
+//! An authenticated (P)(UN)SUBSCRIBE turns the connection into a subscriber
+//! and a `NEARBY|WITHIN|INTERSECTS … FENCE` request into a live fence; both
+//! are served by `net/pubsub.rs`, a subscriber coming back here once it has
+//! no subscription left.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -14,8 +19,11 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cmd::chan::{self, SubCmd};
 use crate::cmd::ctx::Session;
 use crate::cmd::dispatch::execute;
+use crate::cmd::hooks::is_live_fence;
+use crate::net::pubsub::{serve_live, serve_subscriber, Next};
 use crate::output::{write_replies, Sent};
 use crate::repl::leader::serve_psync;
 use crate::state::Shared;
@@ -72,6 +80,42 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                         drop(registered);
                         serve_psync(shared, stream, args, pending).await;
                         return Ok(());
+                    }
+                    let listens = session.authed && SubCmd::of(args).is_some();
+                    let live = session.authed && !listens && is_live_fence(args);
+                    if listens || live {
+                        let args = args.to_vec();
+                        let fence = if live {
+                            match chan::start_live(shared, &session, &args) {
+                                Ok(def) => Some(def),
+                                Err(e) => {
+                                    chan::error(&session, &e, &mut out);
+                                    continue;
+                                }
+                            }
+                        } else {
+                            None
+                        };
+                        // The replies before it go out first, after the log
+                        // has what they acknowledge.
+                        buf.drain(..start);
+                        start = 0;
+                        let flushed = flush_before_replies(shared, &mut session, &mut out);
+                        stream.write_all(&out).await?;
+                        out.clear();
+                        if !flushed {
+                            return Ok(());
+                        }
+                        if let Some(def) = fence {
+                            return serve_live(shared, stream, !buf.is_empty(), &session, def)
+                                .await;
+                        }
+                        match serve_subscriber(shared, &mut stream, &mut buf, &mut session, args)
+                            .await?
+                        {
+                            Next::Commands => continue,
+                            Next::Close => return Ok(()),
+                        }
                     }
                     let reply = execute(shared, &mut session, args);
                     reply.encode_as(session.proto, &mut out);

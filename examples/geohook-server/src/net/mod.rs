@@ -4,3 +4,4 @@
 
 pub(crate) mod conn;
 pub(crate) mod listener;
+pub(crate) mod pubsub;

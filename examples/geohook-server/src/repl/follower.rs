@@ -40,7 +40,8 @@ impl ServerReplica {
 /// other than those a replay expects is logged and returned.
 fn replay(shared: &Shared, core: &mut Core, args: &[Vec<u8>]) -> Result<(), CmdError> {
     core.loading = true;
-    let r = crate::replay::apply(core, shared.hooks.get().map(|h| &**h), args);
+    let w = crate::state::Writer::replicated(shared.changes.as_ref());
+    let r = crate::replay::apply_with(core, shared.hooks.get().map(|h| &**h), args, &w);
     core.loading = false;
     if let Err(e) = &r {
         tracing::warn!(
