@@ -275,7 +275,8 @@ mod tests {
         let mut cmds: Vec<Cmd> = TABLE.iter().map(|s| s.cmd).collect();
         cmds.dedup();
         assert_eq!(cmds.len(), TABLE.len());
-        assert!(lookup("setchan").is_some() && lookup("jset").is_none());
+        assert!(lookup("setchan").is_some() && lookup("jset").is_some());
+        assert!(lookup("eval").is_none());
     }
 
     #[test]
