@@ -802,6 +802,22 @@ impl Collection {
     }
 }
 
+/// Asks the processor to bring the memory at `t` into the cache without
+/// waiting for it.
+#[inline(always)]
+fn prefetch<T>(t: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, reads nothing into
+    // the program and writes nothing, whatever the address, and SSE is part
+    // of every x86-64 processor.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(t.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = t;
+}
+
 /// Applies cursor, liveness, MATCH, WHERE, the caller's test and LIMIT to a walk.
 fn collect<'a>(
     walk: impl Iterator<Item = (&'a str, &'a Item, Option<f64>)>,
@@ -955,15 +971,18 @@ impl<'a> Nearest<'a> {
         self.window.as_ref().is_none_or(|w| w.intersects(r))
     }
 
-    /// Queues `cand`, whose box is `r`, unless it is outside the radius.
-    fn offer(&mut self, r: &Rect, cand: Cand<'a>) {
+    /// Queues `cand`, whose box is `r`, unless it is outside the radius;
+    /// true when it was queued.
+    fn offer(&mut self, r: &Rect, cand: Cand<'a>) -> bool {
         if !self.in_window(r) {
-            return;
+            return false;
         }
         let dist = self.bound(r);
         if dist <= self.max {
             self.heap.push(Queued { dist, cand });
+            return true;
         }
+        false
     }
 
     fn bound(&self, r: &Rect) -> f64 {
@@ -999,12 +1018,27 @@ impl<'a> Iterator for Nearest<'a> {
                 }
                 Cand::Points(points::Node::Inner(children)) => {
                     for c in children {
-                        self.offer(&c.rect, Cand::Points(&c.node));
+                        if self.offer(&c.rect, Cand::Points(&c.node)) {
+                            // A node's entries are behind a pointer of their
+                            // own: ask for them early.
+                            match &c.node {
+                                points::Node::Leaf(v) => prefetch(v.as_ptr()),
+                                points::Node::Inner(v) => prefetch(v.as_ptr()),
+                            }
+                        }
                     }
                 }
                 Cand::Points(points::Node::Leaf(entries)) => {
                     for e in entries {
-                        self.offer(&Rect::of(e.xy), Cand::Leaf(e.slot));
+                        if self.offer(&Rect::of(e.xy), Cand::Leaf(e.slot)) {
+                            // Slots lie in insertion order, not in space, so
+                            // reading one is a cache miss, and these misses
+                            // taken one at a time were most of a walk's time.
+                            // Asking for every queued one now lets them
+                            // overlap, and the slot is usually at hand when
+                            // it is popped.
+                            prefetch(&raw const self.col.slots[e.slot as usize]);
+                        }
                     }
                 }
                 Cand::Leaf(idx) => {

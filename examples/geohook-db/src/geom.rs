@@ -319,6 +319,9 @@ pub struct GeoJson {
     geometry: geo::Geometry<f64>,
     bounds: Bounds,
     num_points: usize,
+    /// The segment index of a large geometry, built the first time a
+    /// predicate against another large geometry needs it.
+    segments: std::sync::OnceLock<crate::segments::Segments>,
 }
 
 impl PartialEq for GeoJson {
@@ -356,6 +359,7 @@ impl GeoJson {
             geometry,
             bounds: Bounds::from_rect(rect),
             num_points,
+            segments: std::sync::OnceLock::new(),
         })
     }
 
@@ -382,6 +386,12 @@ impl GeoJson {
     /// The number of positions in the document (Tile38's `num_points`).
     pub fn num_points(&self) -> usize {
         self.num_points
+    }
+
+    /// The geometry's segments in an R-tree, built on first use and kept.
+    pub(crate) fn segments(&self) -> &crate::segments::Segments {
+        self.segments
+            .get_or_init(|| crate::segments::Segments::new(&self.geometry))
     }
 
     /// The position of a `Point` document (or of a Feature whose geometry is one).

@@ -36,9 +36,13 @@ impl Id {
 
     pub(crate) fn as_str(&self) -> &str {
         match self {
-            Id::Inline { len, buf } => {
-                std::str::from_utf8(&buf[..usize::from(*len)]).expect("built from a str")
-            }
+            // SAFETY: `Id::new` is the only place that builds an inline id,
+            // and it copies `len` bytes of a `str` into `buf`, whole; the
+            // bytes are never changed after. Checking them again on every
+            // read was a measurable part of each id lookup and NEARBY hit.
+            Id::Inline { len, buf } => unsafe {
+                std::str::from_utf8_unchecked(&buf[..usize::from(*len)])
+            },
             Id::Heap(s) => s,
         }
     }

@@ -71,6 +71,7 @@ mod glob;
 mod id;
 mod object;
 mod points;
+mod segments;
 
 pub use collection::{Collection, CollectionStats, Fields, Hit, Item, Page, SearchOpts, Where};
 pub use db::{Database, DbStats, Expired, SetCondition};

@@ -1,0 +1,119 @@
+//! Issue 15, polygon against polygon: INTERSECTS between a stored polygon
+//! and a query polygon of 10,000 vertices each, shaped so that `geo`'s test
+//! of every pair of segments cannot stop early (two combs whose teeth
+//! interleave without touching), used to hold the read lock for seconds, so
+//! every write, and every read queued behind it, waited. With the segment
+//! index each such search is short, and a second client is served while two
+//! others pipeline them.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use e2e::{resp, run, start};
+
+/// Sends `bytes` and reads until the reply ends in `want`, for at most
+/// `within`; what arrived by then otherwise. The deadline only fails a
+/// stalled server: without the index the write below waited over a minute
+/// (debug build), with it about a second on the loaded 2-core machine.
+fn reply_within(s: &mut TcpStream, bytes: &[u8], want: &[u8], within: Duration) -> Vec<u8> {
+    s.write_all(bytes).unwrap();
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// A GeoJSON polygon of about `4 t` vertices: a comb with `t` teeth, up
+/// from a base at the bottom or down from a base at the top, offset by half
+/// a tooth so that the two interleave, and moved right by `dx` teeth.
+fn comb(t: usize, up: bool, dx: f64) -> String {
+    let w = 0.25 / t as f64;
+    let mut ring: Vec<(f64, f64)> = Vec::new();
+    if up {
+        ring.extend([(0.0, 0.0), (1.0, 0.0), (1.0, 0.1)]);
+        for i in (0..t).rev() {
+            let x = (i as f64 + 0.1) / t as f64;
+            ring.extend([(x + w, 0.1), (x + w, 1.0), (x, 1.0), (x, 0.1)]);
+        }
+        ring.extend([(0.0, 0.1), (0.0, 0.0)]);
+    } else {
+        ring.extend([(0.0, 1.2), (0.0, 1.1)]);
+        for i in 0..t {
+            let x = (i as f64 + 0.6) / t as f64;
+            ring.extend([(x, 1.1), (x, 0.2), (x + w, 0.2), (x + w, 1.1)]);
+        }
+        ring.extend([(1.0, 1.1), (1.0, 1.2), (0.0, 1.2)]);
+    }
+    let coords: Vec<String> = ring
+        .iter()
+        .map(|(x, y)| {
+            let x = x + dx / t as f64;
+            format!("[{},{}]", -112.0 + x * 0.1, 33.0 + y * 0.1)
+        })
+        .collect();
+    format!(
+        r#"{{"type":"Polygon","coordinates":[[{}]]}}"#,
+        coords.join(",")
+    )
+}
+
+#[test]
+fn polygon_searches_are_indexed_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    let r: String = redis::cmd("SET")
+        .arg("zones")
+        .arg("comb")
+        .arg("OBJECT")
+        .arg(comb(2_500, true, 0.0))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(r, "OK");
+    assert_eq!(run(&mut c, "SET fleet t1 POINT 33 -112"), "OK");
+
+    // Two clients each pipeline three searches with the interleaved comb:
+    // every one answers with no hit, as the combs never touch.
+    let query = comb(2_500, false, 0.0);
+    let search = resp(&[b"INTERSECTS", b"zones", b"IDS", b"OBJECT", query.as_bytes()]);
+    let mut attackers: Vec<_> = (0..2).map(|_| server.raw()).collect();
+    for a in &mut attackers {
+        a.write_all(&search.repeat(3)).unwrap();
+    }
+    // A third client is served meanwhile: a read, and a write, which needs
+    // the lock the searches hold.
+    let mut other = server.raw();
+    let within = Duration::from_secs(5);
+    let got = reply_within(&mut other, &resp(&[b"PING"]), b"+PONG\r\n", within);
+    assert_eq!(got, b"+PONG\r\n");
+    let set = resp(&[b"SET", b"fleet", b"t2", b"POINT", b"33.1", b"-112.1"]);
+    let got = reply_within(&mut other, &set, b"+OK\r\n", within);
+    assert_eq!(got, b"+OK\r\n");
+
+    // Every search answers with no hit, as the combs never touch (the
+    // deadline is generous: it only turns a hang into a failure).
+    let none = b"*2\r\n:0\r\n*0\r\n";
+    for a in &mut attackers {
+        let got = reply_within(a, b"", &none.repeat(3), Duration::from_secs(60));
+        assert_eq!(got, none.repeat(3));
+    }
+
+    // Moved by half a tooth, the teeth overlap, and the search finds it.
+    let crossing = comb(2_500, false, 0.5);
+    assert_eq!(
+        run(&mut c, &format!("INTERSECTS zones IDS OBJECT {crossing}")),
+        "[0 [comb]]"
+    );
+}
