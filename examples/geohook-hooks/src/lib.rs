@@ -99,7 +99,10 @@ mod metrics;
 mod queue;
 
 pub use deliver::{Deliverer, DeliveryConfig, Payload};
-pub use endpoint::{Endpoint, Scheme, Target};
+pub use endpoint::{
+    AmqpTarget, Endpoint, KafkaAuth, KafkaSecurity, MqttTarget, NatsTarget, Scheme, Target,
+    TlsFiles,
+};
 pub use error::{Error, Result};
 pub use fence::{CommandKind, Detect, FenceKind, Filter, HookDef};
 pub use hooks::{Change, HookInfo, Hooks, SetOutcome};
