@@ -329,3 +329,175 @@ fn kafka_records_go_to_the_partition_of_their_key() {
         );
     }
 }
+
+/// `acked` appears in `order` as a subsequence: every acknowledged SET's
+/// event arrived, in the order the SETs were acknowledged. Events of SETs cut
+/// off by a kill before their reply may appear too.
+fn assert_in_order(what: &str, order: &[String], acked: &[String]) {
+    let mut it = order.iter();
+    for (n, id) in acked.iter().enumerate() {
+        assert!(
+            it.any(|o| o == id),
+            "{what}: acknowledged event {n} ({id}) missing or out of order"
+        );
+    }
+}
+
+/// Waits until every acknowledged id is among the first-seen ids of
+/// `events()`, then checks the order and returns the duplicate count.
+fn all_delivered(
+    what: &str,
+    acked: &[String],
+    events: impl Fn() -> Vec<serde_json::Value>,
+) -> usize {
+    let complete = |evs: &[serde_json::Value]| {
+        let (order, _) = first_seen(evs);
+        let got: HashSet<&String> = order.iter().collect();
+        acked.iter().all(|id| got.contains(id))
+    };
+    let ok = wait_until(Duration::from_secs(180), || complete(&events()));
+    let (order, dups) = first_seen(&events());
+    let got: HashSet<&String> = order.iter().collect();
+    let missing: Vec<&String> = acked.iter().filter(|id| !got.contains(id)).collect();
+    assert!(
+        ok,
+        "{what}: missing {} of {} acknowledged events: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    assert_in_order(what, &order, acked);
+    dups
+}
+
+#[test]
+fn acknowledged_events_survive_a_sigkill_loop_with_http_and_mqtt_going_down_and_kafka() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use peers::{free_port, parse_all, HttpSink, KafkaPeer};
+    use rand::Rng;
+
+    let cycles = 20;
+    let port = free_port();
+    let http_url = format!("http://127.0.0.1:{port}/events");
+    let kafka = KafkaPeer::start("geo").unwrap();
+    let mut mqtt = MqttPeer::start("geo/loop").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Stopped sinks are kept: a request that reached one before it stopped
+    // was answered 200 and counts as delivered.
+    let mut stopped: Vec<HttpSink> = Vec::new();
+    let mut http: Option<HttpSink> = None;
+    let sink_on = |port| {
+        let mut sink = None;
+        assert!(wait_until(Duration::from_secs(10), || {
+            sink = HttpSink::start_on(port).ok();
+            sink.is_some()
+        }));
+        sink.unwrap()
+    };
+    let mut mqtt_up = true;
+    let mut rng = rand::rng();
+    for cycle in 0..cycles {
+        let s = start(dir.path(), &FLAGS).unwrap();
+        if cycle == 0 {
+            let mut c = s.client();
+            for (name, url) in [
+                ("h", http_url.clone()),
+                ("k", kafka.url("geo")),
+                ("m", mqtt.url("?qos=1")),
+            ] {
+                assert_eq!(
+                    cmd(
+                        &mut c,
+                        &[
+                            "SETHOOK", name, &url, "NEARBY", "fleet", "FENCE", "DETECT", "enter",
+                            "POINT", "33", "-112", "1000"
+                        ]
+                    ),
+                    "1"
+                );
+            }
+        }
+        // HTTP goes down and comes back every few cycles; the MQTT broker
+        // does the same out of phase with it; Kafka (tansu keeps its log in
+        // memory) stays up.
+        match (cycle % 4 < 2, http.is_some()) {
+            (true, false) => http = Some(sink_on(port)),
+            (false, true) => {
+                let sink = http.take().unwrap();
+                sink.stop();
+                stopped.push(sink);
+            }
+            _ => {}
+        }
+        match ((cycle + 1) % 4 < 2, mqtt_up) {
+            (true, false) => {
+                mqtt.restart_broker().unwrap();
+                mqtt_up = true;
+            }
+            (false, true) => {
+                mqtt.stop_broker();
+                mqtt_up = false;
+            }
+            _ => {}
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (port, stop, acked) = (s.port, stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+                    return;
+                };
+                let Ok(mut c) = client.get_connection() else {
+                    return;
+                };
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("c{cycle}n{n}");
+                    let r: redis::RedisResult<String> = redis::cmd("SET")
+                        .arg(&["fleet", &id, "POINT", "33.001", "-112.001"])
+                        .query(&mut c);
+                    match r {
+                        Ok(ok) if ok == "OK" => acked.lock().push(id),
+                        _ => return,
+                    }
+                    n += 1;
+                    // Paced so that deliveries keep up over the whole loop.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        // A random kill point: the SIGKILL lands wherever the writer, the
+        // deliveries and the journal happen to be.
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..600)));
+        s.kill9();
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+    }
+    // Everything back up.
+    let s = start(dir.path(), &FLAGS).unwrap();
+    let http = http.unwrap_or_else(|| sink_on(port));
+    if !mqtt_up {
+        mqtt.restart_broker().unwrap();
+    }
+    let acked = acked.lock().clone();
+    assert!(acked.len() > cycles, "the writer wrote in most cycles");
+    let http_dups = all_delivered("http", &acked, || {
+        let mut all: Vec<String> = stopped.iter().flat_map(HttpSink::bodies).collect();
+        all.extend(http.bodies());
+        parse_all(&all)
+    });
+    let kafka_dups = all_delivered("kafka", &acked, || {
+        let records = kafka.records("geo").unwrap_or_default();
+        parse_all(&records.into_iter().map(|(_, v)| v).collect::<Vec<_>>())
+    });
+    let mqtt_dups = all_delivered("mqtt", &acked, || mqtt.received.events());
+    println!(
+        "sigkill loop: {cycles} cycles, {} acknowledged SETs; every one delivered; \
+         duplicates: http {http_dups}, kafka {kafka_dups}, mqtt {mqtt_dups}",
+        acked.len()
+    );
+    drop(s);
+}
