@@ -69,6 +69,41 @@ pub enum Error {
         #[source]
         source: rskafka::client::error::Error,
     },
+    /// Connecting to or publishing on an MQTT broker failed.
+    #[error("mqtt delivery to {url} failed: {source}")]
+    Mqtt {
+        /// The endpoint URL.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Connecting to or publishing on a NATS server failed.
+    #[error("nats delivery to {url} failed: {source}")]
+    Nats {
+        /// The endpoint URL.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Connecting to, declaring on or publishing on an AMQP broker failed.
+    #[error("amqp delivery to {url} failed: {source}")]
+    Amqp {
+        /// The endpoint URL.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The broker answered, but refused the message or could not route it.
+    #[error("delivery to {url} refused: {reason}")]
+    Rejected {
+        /// The endpoint URL.
+        url: String,
+        /// What the broker said.
+        reason: &'static str,
+    },
     /// The peer did not answer within the configured send timeout.
     #[error("delivery to {url} timed out after {timeout:?}")]
     Timeout {
@@ -77,7 +112,7 @@ pub enum Error {
         /// The timeout that passed.
         timeout: Duration,
     },
-    /// TLS could not be set up for HTTPS endpoints.
+    /// TLS could not be set up for an HTTPS endpoint or a broker (a certificate file is missing or bad).
     #[error("tls setup failed: {reason}")]
     Tls {
         /// What failed.

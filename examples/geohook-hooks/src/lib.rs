@@ -1,6 +1,6 @@
 //! Geofence hooks for the geohook example server: Tile38's SETHOOK model with one queue per hook,
-//! delivery to HTTP(S), Redis and Kafka endpoints over recycled connections, and a fence index whose
-//! cost per write does not grow with the number of hooks.
+//! delivery to HTTP(S), Redis, Kafka, MQTT, NATS and AMQP endpoints over recycled connections, and a
+//! fence index whose cost per write does not grow with the number of hooks.
 //!
 //! The server owns one [`Hooks`]. It calls [`Hooks::set_hook`], [`Hooks::del_hook`],
 //! [`Hooks::pdel_hooks`] and [`Hooks::list`] for SETHOOK, DELHOOK, PDELHOOK and HOOKS;
@@ -74,8 +74,9 @@
 //!   filters by event command.
 //! - **Queues**: each hook has its own FIFO, so draining one touches only its messages. A message is
 //!   tried on the hook's endpoints in order (failover, not fan-out) and removed only once one accepts
-//!   it (HTTP 200, 201 or 202; a Redis PUBLISH reply; a Kafka produce acknowledgement). When all fail
-//!   the hook, and only that hook, waits: 100 ms doubling to 5 s, each delay with up to half taken off
+//!   it (HTTP 200, 201 or 202; a Redis PUBLISH reply; a Kafka produce acknowledgement; an MQTT
+//!   PUBACK or PUBCOMP at QoS 1 or 2, the packet written at QoS 0; a NATS flush, or the JetStream
+//!   acknowledgement with `jetstream=true`; an AMQP publisher confirm). When all fail the hook, and only that hook, waits: 100 ms doubling to 5 s, each delay with up to half taken off
 //!   at random. A message older than its time-to-live (30 s) is dropped and counted; a message that
 //!   would pass the queued-bytes bounds is refused and counted. Only the leader queues; a node that
 //!   becomes a follower drops its queues. Delivery is at least once within a process (a peer that
@@ -91,7 +92,7 @@
 //!   marked overflowed, and its connection closes, so a slow subscriber never holds more than its
 //!   cap nor slows the writer.
 //! - **Connections** are pooled per server (HTTP per host inside one client, Redis per host and port,
-//!   Kafka per host, port and topic) and replaced once older than
+//!   Kafka, MQTT, NATS and AMQP per URL) and replaced once older than
 //!   [`DeliveryConfig::max_connection_lifetime`] (30 minutes), however busy; sends in flight finish on
 //!   the old connection. Idle ones close after [`DeliveryConfig::idle_timeout`] (30 s).
 //!
@@ -110,7 +111,10 @@ mod pubsub;
 mod queue;
 
 pub use deliver::{Deliverer, DeliveryConfig, Payload};
-pub use endpoint::{Endpoint, Scheme, Target};
+pub use endpoint::{
+    AmqpTarget, Endpoint, KafkaAuth, KafkaSecurity, MqttTarget, NatsTarget, Scheme, Target,
+    TlsFiles,
+};
 pub use error::{Error, Result};
 pub use fence::{CommandKind, Delivery, Detect, FenceKind, Filter, HookDef};
 pub use hooks::{Change, Expired, HookInfo, Hooks, SetOutcome};

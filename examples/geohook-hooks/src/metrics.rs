@@ -15,7 +15,7 @@ pub(crate) struct SchemeCounters {
 /// The live counters, shared by the registry, the queues and the deliverer.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) schemes: [SchemeCounters; 4],
+    pub(crate) schemes: [SchemeCounters; Scheme::ALL.len()],
     pub(crate) queued_messages: AtomicU64,
     pub(crate) queued_bytes: AtomicU64,
     pub(crate) enqueued: AtomicU64,
@@ -111,14 +111,14 @@ pub struct Metrics {
     pub dead_letters_evicted: u64,
     /// Dead letters queued again by REDELIVER (counter).
     pub redelivered: u64,
-    /// Redis and Kafka connections and HTTP clients opened (counter).
+    /// Broker connections (Redis, Kafka, MQTT, NATS, AMQP) and HTTP clients opened (counter).
     pub connections_opened: u64,
     /// Connections and HTTP clients replaced because they reached their maximum lifetime (counter).
     pub connection_recycles: u64,
     /// Connections closed because they sat idle past the idle timeout (counter).
     pub idle_closes: u64,
     /// Per-scheme delivery figures, in [`Scheme::ALL`] order.
-    pub schemes: [SchemeMetrics; 4],
+    pub schemes: [SchemeMetrics; Scheme::ALL.len()],
 }
 
 impl Metrics {
