@@ -146,7 +146,63 @@ impl Fields {
 
     /// These fields with `updates` applied (a zero value removes), and how many
     /// values changed.
+    ///
+    /// Linear in the fields plus the updates (after sorting the updates), so
+    /// that a command or a snapshot record with thousands of fields does not
+    /// cost a shift of the sorted array per field.
     pub(crate) fn merged(&self, updates: &[(Arc<str>, FieldValue)]) -> (Fields, usize) {
+        let mut ups: Vec<&(Arc<str>, FieldValue)> = updates.iter().collect();
+        ups.sort_by(|a, b| a.0.cmp(&b.0));
+        if ups.windows(2).any(|w| w[0].0 == w[1].0) {
+            // A name given twice in one command counts each change, as when
+            // the updates are applied one after the other.
+            return self.merged_one_by_one(updates);
+        }
+        let old = self.slice();
+        let mut v: Vec<FieldSlot> = Vec::with_capacity(old.len() + ups.len());
+        let mut changed = 0;
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < ups.len() {
+            let order = match (old.get(i), ups.get(j)) {
+                (Some(o), Some(u)) => o.0.cmp(&u.0),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    v.push(old[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let (name, value) = ups[j];
+                    if old[i].1 == *value {
+                        v.push(old[i].clone());
+                    } else {
+                        changed += 1;
+                        if !value.is_zero() {
+                            v.push((old[i].0.clone(), value.clone()));
+                        }
+                    }
+                    debug_assert_eq!(old[i].0, *name);
+                    i += 1;
+                    j += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    let (name, value) = ups[j];
+                    if !value.is_zero() {
+                        changed += 1;
+                        v.push((name.clone(), value.clone()));
+                    }
+                    j += 1;
+                }
+            }
+        }
+        (Self::from_vec(v), changed)
+    }
+
+    /// [`Fields::merged`] applying the updates in their order, for updates
+    /// that name a field more than once.
+    fn merged_one_by_one(&self, updates: &[(Arc<str>, FieldValue)]) -> (Fields, usize) {
         let mut v: Vec<FieldSlot> = self.slice().to_vec();
         let mut changed = 0;
         for (name, value) in updates {
@@ -169,12 +225,15 @@ impl Fields {
                 }
             }
         }
-        let f = if v.is_empty() {
+        (Self::from_vec(v), changed)
+    }
+
+    fn from_vec(v: Vec<FieldSlot>) -> Fields {
+        if v.is_empty() {
             Fields(None)
         } else {
             Fields(Some(v.into_boxed_slice()))
-        };
-        (f, changed)
+        }
     }
 }
 
@@ -358,6 +417,9 @@ pub struct Collection {
     tree: RTree<Entry, TreeParams>,
     expiries: BTreeSet<(i64, u32)>,
     names: HashSet<Arc<str>>,
+    /// How many names were left after the last sweep of `names`; the set is
+    /// swept again when it has doubled since.
+    names_swept: usize,
     /// While true, points are left out of `points` (see
     /// [`crate::Database::defer_point_index`]).
     deferred: bool,
@@ -476,6 +538,14 @@ impl Collection {
     pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
         if let Some(n) = self.names.get(name) {
             return n.clone();
+        }
+        if self.names.len() >= 2 * self.names_swept.max(32) {
+            // Names no item holds any more: only the set's own reference is
+            // left. Sweeping when the set has doubled keeps it within twice
+            // the live names (set-then-clear of ever new names cannot grow
+            // it for good) at an amortized constant cost per new name.
+            self.names.retain(|n| Arc::strong_count(n) > 1);
+            self.names_swept = self.names.len();
         }
         let n: Arc<str> = name.into();
         self.names.insert(n.clone());
@@ -1067,5 +1137,58 @@ impl<'a> Iterator for Nearest<'a> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, f64)]) -> Vec<(Arc<str>, FieldValue)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), FieldValue::Number(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn merging_in_one_pass_answers_as_applying_one_by_one() {
+        let base = Fields::default()
+            .merged(&fields(&[("b", 2.0), ("d", 4.0), ("f", 6.0)]))
+            .0;
+        let cases: &[&[(&str, f64)]] = &[
+            &[],
+            &[("a", 1.0)],
+            &[("g", 7.0), ("a", 1.0), ("c", 3.0)],
+            &[("b", 2.0)],
+            &[("b", 0.0), ("d", 5.0), ("e", 0.0)],
+            &[("f", 0.0), ("d", 0.0), ("b", 0.0)],
+            &[("b", 9.0), ("b", 2.0)],
+            &[("x", 1.0), ("x", 0.0), ("a", 3.0)],
+        ];
+        for ups in cases {
+            let ups = fields(ups);
+            assert_eq!(base.merged(&ups), base.merged_one_by_one(&ups), "{ups:?}");
+        }
+    }
+
+    #[test]
+    fn names_no_item_holds_are_dropped() {
+        let mut col = Collection::default();
+        let mut held = Vec::new();
+        for i in 0..10_000 {
+            let n = col.intern(&format!("f{i}"));
+            if i % 100 == 0 {
+                held.push(n);
+            }
+        }
+        assert!(
+            col.names.len() <= 2 * held.len().max(32) + 1,
+            "{}",
+            col.names.len()
+        );
+        for n in &held {
+            assert!(Arc::ptr_eq(n, &col.intern(n)), "a held name was copied");
+        }
     }
 }
