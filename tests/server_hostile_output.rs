@@ -197,6 +197,46 @@ fn a_search_page_larger_than_the_reply_cap_is_refused_and_paging_works() {
 }
 
 #[test]
+fn a_json_page_whose_hits_each_carry_their_own_field_is_refused_and_served_without_fields() {
+    // JSON lists every field name of the page and, for every hit, a value
+    // per name: 3,000 hits with a field each would be 3,000 x 3,000 values
+    // (about 18 MB). The cap refuses it from its lower bound, before
+    // building it, and the same page without fields, or in a small page,
+    // is served.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--max-reply", "1mb"]).unwrap();
+    let mut c = server.client();
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET")
+            .arg("fleet")
+            .arg(format!("truck{i:05}"))
+            .arg("FIELD")
+            .arg(format!("f{i}"))
+            .arg(1)
+            .arg("POINT")
+            .arg(33)
+            .arg(-115)
+            .ignore();
+    }
+    let () = pipe.query(&mut c).unwrap();
+    let mut json = server.json_client();
+    let v = e2e::run_json(&mut json, "SCAN fleet LIMIT 3000");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["err"].as_str().unwrap().starts_with("reply too large"),
+        "{v}"
+    );
+    let v = e2e::run_json(&mut json, "SCAN fleet LIMIT 3000 NOFIELDS");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["count"], 3000);
+    let v = e2e::run_json(&mut json, "SCAN fleet LIMIT 10");
+    assert_eq!(v["fields"].as_array().unwrap().len(), 10, "{v}");
+    assert_eq!(v["objects"][0]["fields"].as_array().unwrap().len(), 10);
+    assert_eq!(run(&mut c, "PING"), "PONG");
+}
+
+#[test]
 fn a_request_dripped_byte_by_byte_is_cut_off_at_the_request_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(

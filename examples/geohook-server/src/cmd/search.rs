@@ -550,26 +550,34 @@ fn render(
         !nofields && out != Output::Ids && page.hits.iter().any(|h| !h.item.fields().is_empty());
     if ctx.json {
         // The field names of every hit, sorted; each hit lists its values in
-        // that order (Tile38's "fields" array).
+        // that order (Tile38's "fields" array), so the reply holds at least
+        // two bytes (`0,`) per name per hit: a page whose hits each carry a
+        // field of their own grows with the square of its size. That lower
+        // bound is checked before anything is built.
         let mut names: Vec<&str> = Vec::new();
         if with_fields {
-            for h in &page.hits {
-                for (n, _) in h.item.fields().iter() {
-                    if let Err(i) = names.binary_search(&n) {
-                        names.insert(i, n);
-                    }
-                }
-            }
+            let set: std::collections::BTreeSet<&str> = page
+                .hits
+                .iter()
+                .flat_map(|h| h.item.fields().iter().map(|(n, _)| n))
+                .collect();
+            names.extend(set);
         }
-        let mut items = Vec::with_capacity(count.min(1024));
-        let mut bytes = 0usize;
+        if names.len().saturating_mul(count).saturating_mul(2) > max_reply {
+            return Err(too_large(max_reply));
+        }
+        // Items are written straight into one list, checked against the cap
+        // as it grows, rather than kept apart and joined (a second copy).
+        let mut items = String::new();
         for h in &page.hits {
             let item = json_item(h, out, &names, distance)?;
-            bytes += item.len() + 1;
-            if bytes > max_reply {
+            if items.len() + item.len() + 1 > max_reply {
                 return Err(too_large(max_reply));
             }
-            items.push(item);
+            if !items.is_empty() {
+                items.push(',');
+            }
+            items.push_str(&item);
         }
         let list_name = match out {
             Output::Ids => "ids",
@@ -585,8 +593,7 @@ fn render(
         }
         let _ = write!(
             body,
-            ",\"{list_name}\":[{}],\"count\":{count},\"cursor\":{}",
-            items.join(","),
+            ",\"{list_name}\":[{items}],\"count\":{count},\"cursor\":{}",
             page.cursor
         );
         return Ok(ctx.ok_json(&body));
