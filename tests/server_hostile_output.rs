@@ -61,6 +61,51 @@ fn pipelined_large_replies_never_read_stay_within_the_output_budget() {
 }
 
 #[test]
+fn a_million_pipelined_commands_never_read_stay_within_the_output_budget() {
+    // Issue 12's slow reader: a million small commands pipelined by a client
+    // that reads none of the replies. The server reads a request chunk at a
+    // time and stops reading while its unsent replies are at the soft cap,
+    // so the commands wait in the client's socket, not in the server.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--client-output-soft", "1mb"]).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "SET fleet truck1 POINT 33 -115"), "OK");
+    let before = rss(server.pid());
+    let mut attack = server.raw();
+    attack
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let one = resp(&[b"GET", b"fleet", b"truck1"]);
+    let writer = std::thread::spawn(move || {
+        let chunk = one.repeat(10_000);
+        let mut sent = 0u64;
+        for _ in 0..100 {
+            // A write blocks, then times out, once the server stops reading.
+            if attack.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += 10_000;
+        }
+        (sent, attack)
+    });
+    let bound = before + 64 * MIB;
+    let grew = wait_until(Duration::from_secs(5), || rss(server.pid()) > bound);
+    assert!(
+        !grew,
+        "RSS grew from {} MiB past {} MiB",
+        before / MIB,
+        rss(server.pid()) / MIB
+    );
+    let mut other = server.client();
+    assert_eq!(run(&mut other, "PING"), "PONG");
+    let (sent, _attack) = writer.join().unwrap();
+    // The socket took only part of the million before the server stopped
+    // reading; a server without back-pressure would have taken them all.
+    assert!(sent < 1_000_000, "all {sent} commands were taken");
+    assert!(rss(server.pid()) <= bound);
+}
+
+#[test]
 fn pipelined_large_scans_never_read_stay_within_the_output_budget() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]).unwrap();
