@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use brokers::{AmqpPeer, KafkaPartitionsPeer, MqttPeer, NatsPeer};
 use e2e::{run, start, wait_until};
-use peers::{cmd, metric, scrape};
+use peers::{
+    cmd, first_seen, member_order, metric, scrape, sethook_enter, sethooks_and_cross_the_fence,
+    ENTER_EXIT_FENCE,
+};
 
 const FLAGS: [&str; 4] = [
     "--hook-message-ttl-ms",
@@ -24,30 +27,6 @@ const FLAGS: [&str; 4] = [
     "--metrics-addr",
     "127.0.0.1:0",
 ];
-
-const FENCE: [&str; 10] = [
-    "WITHIN",
-    "fleet",
-    "FENCE",
-    "DETECT",
-    "enter,exit",
-    "BOUNDS",
-    "33",
-    "-112",
-    "33.1",
-    "-111.9",
-];
-
-/// The members of an event, in the order they appear in its JSON text.
-fn member_order(body: &str) -> Vec<String> {
-    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).unwrap();
-    let mut keys: Vec<(usize, String)> = v
-        .keys()
-        .map(|k| (body.find(&format!("\"{k}\":")).unwrap(), k.clone()))
-        .collect();
-    keys.sort();
-    keys.into_iter().map(|(_, k)| k).collect()
-}
 
 /// Checks one enter and one exit event of `hook` as Tile38 writes them.
 fn check_enter_exit(events: &[serde_json::Value], bodies: &[String], hook: &str) {
@@ -87,24 +66,14 @@ fn events_reach_mqtt_nats_and_amqp_with_tile38_json() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &FLAGS).unwrap();
     let mut c = server.client();
-    for (name, url) in [
-        ("to-mqtt", mqtt.url("?qos=1")),
-        ("to-nats", nats.url("")),
-        ("to-amqp", amqp.url("")),
-    ] {
-        let mut args = vec!["SETHOOK", name, url.as_str(), "META", "site", "north"];
-        args.extend(FENCE);
-        assert_eq!(cmd(&mut c, &args), "1", "{name}");
-    }
-    assert_eq!(run(&mut c, "SET fleet truck1 POINT 32 -112"), "OK");
-    assert_eq!(
-        run(
-            &mut c,
-            "SET fleet truck1 FIELD speed 20 POINT 33.05 -111.95"
-        ),
-        "OK"
+    sethooks_and_cross_the_fence(
+        &mut c,
+        &[
+            ("to-mqtt", mqtt.url("?qos=1")),
+            ("to-nats", nats.url("")),
+            ("to-amqp", amqp.url("")),
+        ],
     );
-    assert_eq!(run(&mut c, "SET fleet truck1 POINT 32 -112"), "OK");
 
     check_enter_exit(&mqtt.wait_events(2), &mqtt.received.bodies(), "to-mqtt");
     check_enter_exit(&nats.wait_events(2), &nats.received.bodies(), "to-nats");
@@ -117,25 +86,6 @@ fn events_reach_mqtt_nats_and_amqp_with_tile38_json() {
         );
         assert_eq!(delivered, 2.0, "{scheme}: {page}");
     }
-}
-
-/// The object ids of `events` in the order their event ids first appear, and
-/// how many events repeat an event id already seen.
-fn first_seen(events: &[serde_json::Value]) -> (Vec<String>, usize) {
-    let mut seen = HashSet::new();
-    let mut order = Vec::new();
-    let mut dups = 0;
-    for e in events {
-        let eid = e["event_id"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no event_id in {e}"));
-        if seen.insert(eid) {
-            order.push(e["id"].as_str().unwrap().to_owned());
-        } else {
-            dups += 1;
-        }
-    }
-    (order, dups)
 }
 
 /// A broker under test: its endpoint URL, and ways to take it down, bring it
@@ -156,16 +106,7 @@ fn survives_an_outage(scheme: &str, broker: &mut dyn Down) {
     let server = start(dir.path(), &FLAGS).unwrap();
     let mut c = server.client();
     let url = broker.url();
-    assert_eq!(
-        cmd(
-            &mut c,
-            &[
-                "SETHOOK", "h", &url, "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINT", "33",
-                "-112", "1000"
-            ]
-        ),
-        "1"
-    );
+    sethook_enter(&mut c, "h", &url);
     let ids: Vec<String> = (0..50).map(|i| format!("o{i}")).collect();
     let set = |c: &mut redis::Connection, id: &str| {
         assert_eq!(
@@ -288,7 +229,7 @@ fn kafka_records_go_to_the_partition_of_their_key() {
     let mut c = server.client();
     let url = kafka.url("geo");
     let mut args = vec!["SETHOOK", "k", url.as_str()];
-    args.extend(FENCE);
+    args.extend(ENTER_EXIT_FENCE);
     assert_eq!(cmd(&mut c, &args), "1");
     // Each object enters and then exits, so every key has two records whose
     // order its partition must keep.
@@ -371,12 +312,10 @@ fn all_delivered(
 
 #[test]
 fn acknowledged_events_survive_a_sigkill_loop_with_http_and_mqtt_going_down_and_kafka() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
     use parking_lot::Mutex;
-    use peers::{free_port, parse_all, HttpSink, KafkaPeer};
-    use rand::Rng;
+    use peers::{free_port, parse_all, sink_on, write_until_kill9, HttpSink, KafkaPeer};
 
     let cycles = 20;
     let port = free_port();
@@ -389,14 +328,6 @@ fn acknowledged_events_survive_a_sigkill_loop_with_http_and_mqtt_going_down_and_
     // was answered 200 and counts as delivered.
     let mut stopped: Vec<HttpSink> = Vec::new();
     let mut http: Option<HttpSink> = None;
-    let sink_on = |port| {
-        let mut sink = None;
-        assert!(wait_until(Duration::from_secs(10), || {
-            sink = HttpSink::start_on(port).ok();
-            sink.is_some()
-        }));
-        sink.unwrap()
-    };
     let mut mqtt_up = true;
     let mut rng = rand::rng();
     for cycle in 0..cycles {
@@ -408,16 +339,7 @@ fn acknowledged_events_survive_a_sigkill_loop_with_http_and_mqtt_going_down_and_
                 ("k", kafka.url("geo")),
                 ("m", mqtt.url("?qos=1")),
             ] {
-                assert_eq!(
-                    cmd(
-                        &mut c,
-                        &[
-                            "SETHOOK", name, &url, "NEARBY", "fleet", "FENCE", "DETECT", "enter",
-                            "POINT", "33", "-112", "1000"
-                        ]
-                    ),
-                    "1"
-                );
+                sethook_enter(&mut c, name, &url);
             }
         }
         // HTTP goes down and comes back every few cycles; the MQTT broker
@@ -443,38 +365,7 @@ fn acknowledged_events_survive_a_sigkill_loop_with_http_and_mqtt_going_down_and_
             }
             _ => {}
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (port, stop, acked) = (s.port, stop.clone(), acked.clone());
-            std::thread::spawn(move || {
-                let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
-                    return;
-                };
-                let Ok(mut c) = client.get_connection() else {
-                    return;
-                };
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("c{cycle}n{n}");
-                    let r: redis::RedisResult<String> = redis::cmd("SET")
-                        .arg(&["fleet", &id, "POINT", "33.001", "-112.001"])
-                        .query(&mut c);
-                    match r {
-                        Ok(ok) if ok == "OK" => acked.lock().push(id),
-                        _ => return,
-                    }
-                    n += 1;
-                    // Paced so that deliveries keep up over the whole loop.
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        };
-        // A random kill point: the SIGKILL lands wherever the writer, the
-        // deliveries and the journal happen to be.
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..600)));
-        s.kill9();
-        stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
+        write_until_kill9(s, cycle, &acked, &mut rng);
     }
     // Everything back up.
     let s = start(dir.path(), &FLAGS).unwrap();

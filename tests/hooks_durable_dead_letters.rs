@@ -9,7 +9,7 @@ mod peers;
 use std::time::Duration;
 
 use e2e::{run, run_json, start, wait_until};
-use peers::{cmd, free_port, metric, scrape, HttpSink};
+use peers::{free_port, metric, scrape, sethook_enter, HttpSink};
 
 const FLAGS: [&str; 4] = [
     "--hook-message-ttl-ms",
@@ -44,16 +44,7 @@ fn events_past_their_ttl_are_dead_letters_that_survive_sigkill_and_are_redeliver
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &FLAGS).unwrap();
     let mut c = server.client();
-    assert_eq!(
-        cmd(
-            &mut c,
-            &[
-                "SETHOOK", "h", &url, "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINT", "33",
-                "-112", "1000"
-            ]
-        ),
-        "1"
-    );
+    sethook_enter(&mut c, "h", &url);
     let ids: Vec<String> = (0..20).map(|i| format!("o{i}")).collect();
     for id in &ids {
         assert_eq!(

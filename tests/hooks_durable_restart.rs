@@ -10,58 +10,17 @@
 mod peers;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::{run, start, wait_until};
 use parking_lot::Mutex;
-use peers::{cmd, free_port, parse_all, HttpSink, KafkaPeer};
-use rand::Rng;
+use peers::{
+    first_seen, free_port, parse_all, sethook_enter, sink_on, write_until_kill9, HttpSink,
+    KafkaPeer,
+};
 
 const FLAGS: [&str; 2] = ["--hook-message-ttl-ms", "600000"];
-
-fn sethook(c: &mut redis::Connection, name: &str, url: &str) {
-    assert_eq!(
-        cmd(
-            c,
-            &[
-                "SETHOOK", name, url, "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINT", "33",
-                "-112", "1000"
-            ]
-        ),
-        "1"
-    );
-}
-
-/// Starts an HTTP sink on `port`, waiting for a previous one to let go of it.
-fn sink_on(port: u16) -> HttpSink {
-    let mut sink = None;
-    assert!(wait_until(Duration::from_secs(10), || {
-        sink = HttpSink::start_on(port).ok();
-        sink.is_some()
-    }));
-    sink.unwrap()
-}
-
-/// The object ids of `events` in the order their event ids first appear, and
-/// how many events repeat an event id already seen.
-fn first_seen(events: &[serde_json::Value]) -> (Vec<String>, usize) {
-    let mut seen = HashSet::new();
-    let mut order = Vec::new();
-    let mut dups = 0;
-    for e in events {
-        let eid = e["event_id"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no event_id in {e}"));
-        if seen.insert(eid) {
-            order.push(e["id"].as_str().unwrap().to_owned());
-        } else {
-            dups += 1;
-        }
-    }
-    (order, dups)
-}
 
 /// `acked` appears in `order` as a subsequence: every acknowledged SET's
 /// event arrived, in the order the SETs were acknowledged. Events of SETs cut
@@ -83,7 +42,7 @@ fn three_hundred_events_queued_at_a_sigkill_arrive_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &FLAGS).unwrap();
     let mut c = server.client();
-    sethook(&mut c, "h", &url);
+    sethook_enter(&mut c, "h", &url);
     let ids: Vec<String> = (0..300).map(|i| format!("o{i}")).collect();
     for id in &ids {
         assert_eq!(
@@ -131,8 +90,8 @@ fn acknowledged_events_survive_a_sigkill_loop_with_http_going_down_and_kafka() {
         let s = start(dir.path(), &FLAGS).unwrap();
         if cycle == 0 {
             let mut c = s.client();
-            sethook(&mut c, "h", &http_url);
-            sethook(&mut c, "k", &kafka.url("geo"));
+            sethook_enter(&mut c, "h", &http_url);
+            sethook_enter(&mut c, "k", &kafka.url("geo"));
         }
         // The HTTP endpoint goes down and comes back every few cycles.
         match (cycle % 4 < 2, http.is_some()) {
@@ -144,38 +103,7 @@ fn acknowledged_events_survive_a_sigkill_loop_with_http_going_down_and_kafka() {
             }
             _ => {}
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (port, stop, acked) = (s.port, stop.clone(), acked.clone());
-            std::thread::spawn(move || {
-                let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
-                    return;
-                };
-                let Ok(mut c) = client.get_connection() else {
-                    return;
-                };
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("c{cycle}n{n}");
-                    let r: redis::RedisResult<String> = redis::cmd("SET")
-                        .arg(&["fleet", &id, "POINT", "33.001", "-112.001"])
-                        .query(&mut c);
-                    match r {
-                        Ok(ok) if ok == "OK" => acked.lock().push(id),
-                        _ => return,
-                    }
-                    n += 1;
-                    // Paced so that deliveries keep up over the whole loop.
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-            })
-        };
-        // A random kill point: the SIGKILL lands wherever the writer, the
-        // deliveries and the journal happen to be.
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..600)));
-        s.kill9();
-        stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
+        write_until_kill9(s, cycle, &acked, &mut rng);
     }
     // Everything back up.
     let s = start(dir.path(), &FLAGS).unwrap();
@@ -235,7 +163,7 @@ fn without_the_journal_nothing_is_written_and_the_flag_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--hook-journal", "no"]).unwrap();
     let mut c = server.client();
-    sethook(&mut c, "h", &format!("http://127.0.0.1:{}/e", free_port()));
+    sethook_enter(&mut c, "h", &format!("http://127.0.0.1:{}/e", free_port()));
     assert_eq!(run(&mut c, "SET fleet a POINT 33.001 -112.001"), "OK");
     server.kill9();
     assert!(!dir.path().join("hooks.journal").exists());

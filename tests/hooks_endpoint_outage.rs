@@ -9,7 +9,7 @@ mod peers;
 use std::time::{Duration, Instant};
 
 use e2e::{run, start, wait_until};
-use peers::{cmd, free_port, metric, scrape, HttpSink, RedisPeer};
+use peers::{cmd, free_port, metric, scrape, sethook_enter, HttpSink, RedisPeer};
 
 fn ids(events: &[serde_json::Value]) -> Vec<String> {
     events
@@ -36,16 +36,7 @@ fn events_within_ttl_arrive_once_in_order_and_older_ones_become_dead_letters() {
     .unwrap();
     let mut c = server.client();
     let url = format!("http://127.0.0.1:{port}/events");
-    assert_eq!(
-        cmd(
-            &mut c,
-            &[
-                "SETHOOK", "h", &url, "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINT", "33",
-                "-112", "1000"
-            ]
-        ),
-        "1"
-    );
+    sethook_enter(&mut c, "h", &url);
     for i in 0..5 {
         assert_eq!(
             run(&mut c, &format!("SET fleet old{i} POINT 33.001 -112.001")),

@@ -16,6 +16,7 @@ use e2e::{wait_until, Server};
 mod shared;
 
 pub use e2e::free_port;
+pub use shared::tansu_bin;
 
 /// One runtime for every async peer in the test process.
 pub fn rt() -> &'static tokio::runtime::Runtime {
@@ -148,4 +149,137 @@ pub fn cmd(conn: &mut redis::Connection, args: &[&str]) -> String {
         c.arg(*a);
     }
     e2e::render(c.query(conn))
+}
+
+/// Sets hook `name` to send `enter` events of `fleet` objects within 1 km of
+/// 33,-112 to `url`.
+pub fn sethook_enter(c: &mut redis::Connection, name: &str, url: &str) {
+    assert_eq!(
+        cmd(
+            c,
+            &[
+                "SETHOOK", name, url, "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINT", "33",
+                "-112", "1000"
+            ]
+        ),
+        "1"
+    );
+}
+
+/// Starts an HTTP sink on `port`, waiting for a previous one to let go of it.
+pub fn sink_on(port: u16) -> HttpSink {
+    let mut sink = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        sink = HttpSink::start_on(port).ok();
+        sink.is_some()
+    }));
+    sink.unwrap()
+}
+
+/// The object ids of `events` in the order their event ids first appear, and
+/// how many events repeat an event id already seen.
+pub fn first_seen(events: &[serde_json::Value]) -> (Vec<String>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut order = Vec::new();
+    let mut dups = 0;
+    for e in events {
+        let eid = e["event_id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no event_id in {e}"));
+        if seen.insert(eid) {
+            order.push(e["id"].as_str().unwrap().to_owned());
+        } else {
+            dups += 1;
+        }
+    }
+    (order, dups)
+}
+
+/// One cycle of a SIGKILL loop: a writer SETs `fleet` objects `c{cycle}n0`,
+/// `c{cycle}n1`, … into `s` near 33,-112, paced, recording in `acked` each
+/// one the server acknowledged, until `s` is killed with SIGKILL at a random
+/// point 100 to 600 ms in, wherever the writer, the deliveries and the
+/// journal happen to be.
+pub fn write_until_kill9(
+    s: Server,
+    cycle: usize,
+    acked: &std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+    rng: &mut impl rand::Rng,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (port, stop, acked) = (s.port, stop.clone(), acked.clone());
+        std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else {
+                return;
+            };
+            let Ok(mut c) = client.get_connection() else {
+                return;
+            };
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("c{cycle}n{n}");
+                let r: redis::RedisResult<String> = redis::cmd("SET")
+                    .arg(&["fleet", &id, "POINT", "33.001", "-112.001"])
+                    .query(&mut c);
+                match r {
+                    Ok(ok) if ok == "OK" => acked.lock().push(id),
+                    _ => return,
+                }
+                n += 1;
+                // Paced so that deliveries keep up over the whole loop.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(rng.random_range(100..600)));
+    s.kill9();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}
+
+/// A fence that reports `enter` and `exit` of `fleet` objects in the box
+/// 33,-112 to 33.1,-111.9.
+pub const ENTER_EXIT_FENCE: [&str; 10] = [
+    "WITHIN",
+    "fleet",
+    "FENCE",
+    "DETECT",
+    "enter,exit",
+    "BOUNDS",
+    "33",
+    "-112",
+    "33.1",
+    "-111.9",
+];
+
+/// Sets each of `hooks` (name, endpoint URL) on [`ENTER_EXIT_FENCE`] with
+/// META site north, then moves `truck1` into the fence with a field and out
+/// again, so that each hook has one enter and one exit event to deliver.
+pub fn sethooks_and_cross_the_fence(c: &mut redis::Connection, hooks: &[(&str, String)]) {
+    for (name, url) in hooks {
+        let mut args = vec!["SETHOOK", *name, url.as_str(), "META", "site", "north"];
+        args.extend(ENTER_EXIT_FENCE);
+        assert_eq!(cmd(c, &args), "1", "{name}");
+    }
+    assert_eq!(e2e::run(c, "SET fleet truck1 POINT 32 -112"), "OK");
+    assert_eq!(
+        e2e::run(c, "SET fleet truck1 FIELD speed 20 POINT 33.05 -111.95"),
+        "OK"
+    );
+    assert_eq!(e2e::run(c, "SET fleet truck1 POINT 32 -112"), "OK");
+}
+
+/// The members of an event, in the order they appear in its JSON text.
+pub fn member_order(body: &str) -> Vec<String> {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).unwrap();
+    let mut keys: Vec<(usize, String)> = v
+        .keys()
+        .map(|k| (body.find(&format!("\"{k}\":")).unwrap(), k.clone()))
+        .collect();
+    keys.sort();
+    keys.into_iter().map(|(_, k)| k).collect()
 }

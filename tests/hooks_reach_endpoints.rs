@@ -7,18 +7,10 @@
 mod peers;
 
 use e2e::{run, start};
-use peers::{cmd, free_port, HttpSink, KafkaPeer, RedisPeer};
-
-/// The members of an event, in the order they appear in its JSON text.
-fn member_order(body: &str) -> Vec<String> {
-    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body).unwrap();
-    let mut keys: Vec<(usize, String)> = v
-        .keys()
-        .map(|k| (body.find(&format!("\"{k}\":")).unwrap(), k.clone()))
-        .collect();
-    keys.sort();
-    keys.into_iter().map(|(_, k)| k).collect()
-}
+use peers::{
+    free_port, member_order, sethook_enter, sethooks_and_cross_the_fence, HttpSink, KafkaPeer,
+    RedisPeer,
+};
 
 #[test]
 fn events_reach_http_redis_and_kafka_with_tile38_json() {
@@ -28,36 +20,14 @@ fn events_reach_http_redis_and_kafka_with_tile38_json() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]).unwrap();
     let mut c = server.client();
-    let fence = [
-        "WITHIN",
-        "fleet",
-        "FENCE",
-        "DETECT",
-        "enter,exit",
-        "BOUNDS",
-        "33",
-        "-112",
-        "33.1",
-        "-111.9",
-    ];
-    for (name, url) in [
-        ("to-http", http.url("events")),
-        ("to-redis", redis.url("geo")),
-        ("to-kafka", kafka.url("geo")),
-    ] {
-        let mut args = vec!["SETHOOK", name, url.as_str(), "META", "site", "north"];
-        args.extend(fence);
-        assert_eq!(cmd(&mut c, &args), "1", "{name}");
-    }
-    assert_eq!(run(&mut c, "SET fleet truck1 POINT 32 -112"), "OK");
-    assert_eq!(
-        run(
-            &mut c,
-            "SET fleet truck1 FIELD speed 20 POINT 33.05 -111.95"
-        ),
-        "OK"
+    sethooks_and_cross_the_fence(
+        &mut c,
+        &[
+            ("to-http", http.url("events")),
+            ("to-redis", redis.url("geo")),
+            ("to-kafka", kafka.url("geo")),
+        ],
     );
-    assert_eq!(run(&mut c, "SET fleet truck1 POINT 32 -112"), "OK");
 
     let http_events = http.wait_events(2);
     let redis_events = redis.wait_events(2);
@@ -115,16 +85,7 @@ fn a_dead_first_endpoint_fails_over_to_the_next() {
     let server = start(dir.path(), &[]).unwrap();
     let mut c = server.client();
     let list = format!("{dead},{}", http.url("backup"));
-    assert_eq!(
-        cmd(
-            &mut c,
-            &[
-                "SETHOOK", "fo", &list, "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINT",
-                "33", "-112", "1000"
-            ]
-        ),
-        "1"
-    );
+    sethook_enter(&mut c, "fo", &list);
     for i in 0..5 {
         assert_eq!(
             run(&mut c, &format!("SET fleet t{i} POINT 33.001 -112.001")),

@@ -44,6 +44,17 @@ pub(crate) fn caught_up(leader: &Server, follower: &Server, timeout: Duration) -
     caught_up_auth(leader, "", follower, timeout)
 }
 
+/// Waits until a follower on `conn` answers reads: it does once it reports
+/// itself caught up, which follows the offsets' meeting by a status update.
+pub(crate) fn answers_reads(conn: &mut redis::Connection, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        redis::cmd("KEYS")
+            .arg("*")
+            .query::<Vec<String>>(conn)
+            .is_ok()
+    })
+}
+
 /// [`caught_up`] with a leader that has a password.
 pub(crate) fn caught_up_auth(
     leader: &Server,

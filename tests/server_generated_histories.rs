@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use e2e::{run, start, wait_until, Server};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use replication_common::{caught_up, free_port};
+use replication_common::{answers_reads, caught_up, free_port};
 use serde_json::{json, Value};
 
 /// An object's shape as the model knows it, compared with the server's
@@ -480,13 +480,8 @@ impl History {
                     "follower did not catch up: {}",
                     follower.log()
                 );
-                // Reads are answered once the follower reports itself caught
-                // up, which follows the offsets' meeting by a status update.
                 assert!(
-                    wait_until(Duration::from_secs(20), || redis::cmd("KEYS")
-                        .arg("*")
-                        .query::<Vec<String>>(&mut fc)
-                        .is_ok()),
+                    answers_reads(&mut fc, Duration::from_secs(20)),
                     "follower never answered reads: {}",
                     follower.log()
                 );
@@ -631,10 +626,7 @@ fn a_full_sync_during_writes_ends_identical() {
         follower.log()
     );
     assert!(
-        wait_until(Duration::from_secs(20), || redis::cmd("KEYS")
-            .arg("*")
-            .query::<Vec<String>>(&mut fc)
-            .is_ok()),
+        answers_reads(&mut fc, Duration::from_secs(20)),
         "{}",
         follower.log()
     );

@@ -11,7 +11,7 @@ mod replication_common;
 use std::time::Duration;
 
 use e2e::{dump, run, start, wait_until};
-use replication_common::{assert_same_state, caught_up, free_port};
+use replication_common::{answers_reads, assert_same_state, caught_up, free_port};
 
 /// Fields on the big object: 3 arguments each in one SET record, so the
 /// record has more than the 65 536 arguments a replication frame may carry.
@@ -112,13 +112,8 @@ fn a_huge_object_survives_load_shrink_restart_and_full_sync() {
         "{}",
         follower.log()
     );
-    // Reads are answered once the follower reports itself caught up, which
-    // follows the offsets' meeting by a status update.
     assert!(
-        wait_until(Duration::from_secs(20), || redis::cmd("KEYS")
-            .arg("*")
-            .query::<Vec<String>>(&mut fc)
-            .is_ok()),
+        answers_reads(&mut fc, Duration::from_secs(20)),
         "follower never answered reads: {}",
         follower.log()
     );

@@ -35,39 +35,9 @@ fn reply_within(s: &mut TcpStream, bytes: &[u8], want: &[u8], within: Duration) 
     out
 }
 
-/// A GeoJSON polygon of about `4 t` vertices: a comb with `t` teeth, up
-/// from a base at the bottom or down from a base at the top, offset by half
-/// a tooth so that the two interleave, and moved right by `dx` teeth.
-fn comb(t: usize, up: bool, dx: f64) -> String {
-    let w = 0.25 / t as f64;
-    let mut ring: Vec<(f64, f64)> = Vec::new();
-    if up {
-        ring.extend([(0.0, 0.0), (1.0, 0.0), (1.0, 0.1)]);
-        for i in (0..t).rev() {
-            let x = (i as f64 + 0.1) / t as f64;
-            ring.extend([(x + w, 0.1), (x + w, 1.0), (x, 1.0), (x, 0.1)]);
-        }
-        ring.extend([(0.0, 0.1), (0.0, 0.0)]);
-    } else {
-        ring.extend([(0.0, 1.2), (0.0, 1.1)]);
-        for i in 0..t {
-            let x = (i as f64 + 0.6) / t as f64;
-            ring.extend([(x, 1.1), (x, 0.2), (x + w, 0.2), (x + w, 1.1)]);
-        }
-        ring.extend([(1.0, 1.1), (1.0, 1.2), (0.0, 1.2)]);
-    }
-    let coords: Vec<String> = ring
-        .iter()
-        .map(|(x, y)| {
-            let x = x + dx / t as f64;
-            format!("[{},{}]", -112.0 + x * 0.1, 33.0 + y * 0.1)
-        })
-        .collect();
-    format!(
-        r#"{{"type":"Polygon","coordinates":[[{}]]}}"#,
-        coords.join(",")
-    )
-}
+#[path = "../examples/geohook-db/tests/common/combs.rs"]
+mod combs;
+use combs::comb_geojson as comb;
 
 #[test]
 fn polygon_searches_are_indexed_and_others_are_served() {

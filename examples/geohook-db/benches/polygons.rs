@@ -17,36 +17,12 @@ fn main() {
 
 const SIZES: &[usize] = &[1_000, 10_000];
 
-/// A GeoJSON polygon of about `n` vertices: a comb along a base, with teeth
-/// up (`up`) from y 0.1 to 1.0, or down from y 1.1 to 0.2, offset by half a
-/// tooth so that the two combs interleave without touching.
+#[path = "../tests/common/combs.rs"]
+mod combs;
+
+/// A GeoJSON polygon of about `n` vertices: two such interleave.
 fn comb(n: usize, up: bool) -> String {
-    let t = n / 4;
-    let w = 0.25 / t as f64;
-    let mut ring: Vec<(f64, f64)> = Vec::with_capacity(4 * t + 5);
-    if up {
-        ring.extend([(0.0, 0.0), (1.0, 0.0), (1.0, 0.1)]);
-        for i in (0..t).rev() {
-            let x = (i as f64 + 0.1) / t as f64;
-            ring.extend([(x + w, 0.1), (x + w, 1.0), (x, 1.0), (x, 0.1)]);
-        }
-        ring.extend([(0.0, 0.1), (0.0, 0.0)]);
-    } else {
-        ring.extend([(0.0, 1.2), (0.0, 1.1)]);
-        for i in 0..t {
-            let x = (i as f64 + 0.6) / t as f64;
-            ring.extend([(x, 1.1), (x, 0.2), (x + w, 0.2), (x + w, 1.1)]);
-        }
-        ring.extend([(1.0, 1.1), (1.0, 1.2), (0.0, 1.2)]);
-    }
-    let coords: Vec<String> = ring
-        .iter()
-        .map(|(x, y)| format!("[{},{}]", -112.0 + x * 0.1, 33.0 + y * 0.1))
-        .collect();
-    format!(
-        r#"{{"type":"Polygon","coordinates":[[{}]]}}"#,
-        coords.join(",")
-    )
+    combs::comb_geojson(n / 4, up, 0.0)
 }
 
 /// INTERSECTS as it was: `geo`'s test of every pair of segments.

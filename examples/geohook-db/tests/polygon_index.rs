@@ -4,6 +4,8 @@
 //! nested, disjoint, crossing or touching at a vertex, polygons with holes,
 //! multi-polygons and line strings.
 
+#[path = "common/combs.rs"]
+mod combs;
 mod common;
 
 use common::*;
@@ -149,24 +151,10 @@ proptest! {
 #[test]
 fn interleaved_combs() {
     fn comb(t: usize, up: bool, dx: f64) -> String {
-        let w = 0.25 / t as f64;
-        let mut ring = Vec::new();
-        if up {
-            ring.extend([(0.0, 0.0), (1.0, 0.0), (1.0, 0.1)]);
-            for i in (0..t).rev() {
-                let x = (i as f64 + 0.1) / t as f64;
-                ring.extend([(x + w, 0.1), (x + w, 1.0), (x, 1.0), (x, 0.1)]);
-            }
-            ring.extend([(0.0, 0.1), (0.0, 0.0)]);
-        } else {
-            ring.extend([(0.0, 1.2), (0.0, 1.1)]);
-            for i in 0..t {
-                let x = (i as f64 + 0.6) / t as f64;
-                ring.extend([(x, 1.1), (x, 0.2), (x + w, 0.2), (x + w, 1.1)]);
-            }
-            ring.extend([(1.0, 1.1), (1.0, 1.2), (0.0, 1.2)]);
-        }
-        let ring: Vec<(f64, f64)> = ring.into_iter().map(|(x, y)| (x + dx, y)).collect();
+        let ring: Vec<(f64, f64)> = combs::comb_ring(t, up)
+            .into_iter()
+            .map(|(x, y)| (x + dx, y))
+            .collect();
         format!(
             r#"{{"type":"Polygon","coordinates":[{}]}}"#,
             ring_json(&ring)
