@@ -19,6 +19,31 @@ fn rss(pid: u32) -> u64 {
 
 const MIB: u64 = 1 << 20;
 
+/// Fails if the server's resident set passes `bound` within 5 s.
+fn assert_rss_stays_below(server: &e2e::Server, before: u64, bound: u64) {
+    let grew = wait_until(Duration::from_secs(5), || rss(server.pid()) > bound);
+    assert!(
+        !grew,
+        "RSS grew from {} MiB past {} MiB",
+        before / MIB,
+        rss(server.pid()) / MIB
+    );
+}
+
+/// `n` points in `fleet`, pipelined; with `field`, each with a field of its
+/// own name (`f<i>`).
+fn fill(c: &mut redis::Connection, n: usize, field: bool) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let cmd = pipe.cmd("SET").arg("fleet").arg(format!("truck{i:06}"));
+        if field {
+            cmd.arg("FIELD").arg(format!("f{i}")).arg(1);
+        }
+        cmd.arg("POINT").arg(33).arg(-115).ignore();
+    }
+    let () = pipe.query(c).unwrap();
+}
+
 #[test]
 fn pipelined_large_replies_never_read_stay_within_the_output_budget() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,13 +68,7 @@ fn pipelined_large_replies_never_read_stay_within_the_output_budget() {
     // The soft cap (1 MiB) plus one reply, the socket buffers and the
     // allocator's slack; without a budget the server builds all 3 GiB.
     let bound = before + 64 * MIB;
-    let grew = wait_until(Duration::from_secs(5), || rss(server.pid()) > bound);
-    assert!(
-        !grew,
-        "RSS grew from {} MiB past {} MiB",
-        before / MIB,
-        rss(server.pid()) / MIB
-    );
+    assert_rss_stays_below(&server, before, bound);
     // A second client is served meanwhile.
     let mut other = server.client();
     assert_eq!(run(&mut other, "PING"), "PONG");
@@ -89,13 +108,7 @@ fn a_million_pipelined_commands_never_read_stay_within_the_output_budget() {
         (sent, attack)
     });
     let bound = before + 64 * MIB;
-    let grew = wait_until(Duration::from_secs(5), || rss(server.pid()) > bound);
-    assert!(
-        !grew,
-        "RSS grew from {} MiB past {} MiB",
-        before / MIB,
-        rss(server.pid()) / MIB
-    );
+    assert_rss_stays_below(&server, before, bound);
     let mut other = server.client();
     assert_eq!(run(&mut other, "PING"), "PONG");
     let (sent, _attack) = writer.join().unwrap();
@@ -110,17 +123,7 @@ fn pipelined_large_scans_never_read_stay_within_the_output_budget() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[]).unwrap();
     let mut c = server.client();
-    let mut pipe = redis::pipe();
-    for i in 0..20_000 {
-        pipe.cmd("SET")
-            .arg("fleet")
-            .arg(format!("truck{i:06}"))
-            .arg("POINT")
-            .arg(33)
-            .arg(-115)
-            .ignore();
-    }
-    let () = pipe.query(&mut c).unwrap();
+    fill(&mut c, 20_000, false);
     let before = rss(server.pid());
     // 300 pipelined full scans (about 1.2 MB of reply each, 360 MB in all),
     // never read.
@@ -128,13 +131,7 @@ fn pipelined_large_scans_never_read_stay_within_the_output_budget() {
     let scan = resp(&[b"SCAN", b"fleet", b"LIMIT", b"1000000"]);
     attack.write_all(&scan.repeat(300)).unwrap();
     let bound = before + 64 * MIB;
-    let grew = wait_until(Duration::from_secs(5), || rss(server.pid()) > bound);
-    assert!(
-        !grew,
-        "RSS grew from {} MiB past {} MiB",
-        before / MIB,
-        rss(server.pid()) / MIB
-    );
+    assert_rss_stays_below(&server, before, bound);
     let mut other = server.client();
     assert_eq!(run(&mut other, "PING"), "PONG");
 }
@@ -193,17 +190,7 @@ fn a_search_page_larger_than_the_reply_cap_is_refused_and_paging_works() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--max-reply", "32kb"]).unwrap();
     let mut c = server.client();
-    let mut pipe = redis::pipe();
-    for i in 0..3000 {
-        pipe.cmd("SET")
-            .arg("fleet")
-            .arg(format!("truck{i:05}"))
-            .arg("POINT")
-            .arg(33)
-            .arg(-115)
-            .ignore();
-    }
-    let () = pipe.query(&mut c).unwrap();
+    fill(&mut c, 3000, false);
     for line in [
         "SCAN fleet LIMIT 1000000",
         "SCAN fleet LIMIT 1000000 IDS",
@@ -251,20 +238,7 @@ fn a_json_page_whose_hits_each_carry_their_own_field_is_refused_and_served_witho
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--max-reply", "1mb"]).unwrap();
     let mut c = server.client();
-    let mut pipe = redis::pipe();
-    for i in 0..3000 {
-        pipe.cmd("SET")
-            .arg("fleet")
-            .arg(format!("truck{i:05}"))
-            .arg("FIELD")
-            .arg(format!("f{i}"))
-            .arg(1)
-            .arg("POINT")
-            .arg(33)
-            .arg(-115)
-            .ignore();
-    }
-    let () = pipe.query(&mut c).unwrap();
+    fill(&mut c, 3000, true);
     let mut json = server.json_client();
     let v = e2e::run_json(&mut json, "SCAN fleet LIMIT 3000");
     assert_eq!(v["ok"], false, "{v}");
