@@ -68,7 +68,7 @@ struct Raw {
 impl Raw {
     fn open(server: &Server) -> Raw {
         let w = server.raw();
-        w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        w.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let r = BufReader::new(w.try_clone().unwrap());
         Raw { w, r }
     }
@@ -149,7 +149,7 @@ fn resp3(server: &Server) -> (redis::Connection, mpsc::Receiver<redis::PushInfo>
     let mut c = client
         .get_connection_with_timeout(Duration::from_secs(10))
         .unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let (tx, rx) = mpsc::channel();
     c.set_push_sender(tx);
     (c, rx)
@@ -206,7 +206,7 @@ fn a_hook_a_channel_and_live_fences_hear_the_same_events_in_order() {
     let mut sub2_conn = server.client();
     let mut sub2 = sub2_conn.as_pubsub();
     sub2.subscribe("c").unwrap();
-    sub2.set_read_timeout(Some(Duration::from_secs(20)))
+    sub2.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let (mut sub3, rx3) = resp3(&server);
     sub3.subscribe_resp3("c").unwrap();
@@ -302,7 +302,7 @@ fn psubscribe_patterns_and_delchan_stop_delivery() {
     }
     let mut sub_conn = server.client();
     let mut sub = sub_conn.as_pubsub();
-    sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     sub.psubscribe("fleet:*").unwrap();
     set(&mut c, "t", 32.0, -112.5);
     set(&mut c, "t", 33.05, -111.95);
@@ -580,7 +580,7 @@ fn a_followers_subscribers_and_live_fences_hear_its_own_matching() {
     assert!(cmd(&mut f, &a).contains("not the leader"));
     let mut sub_conn = follower.client();
     let mut sub = sub_conn.as_pubsub();
-    sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     sub.subscribe("c").unwrap();
     let mut live_f = live(&follower, "resp2");
     set(&mut l, "t", 32.0, -112.5);
