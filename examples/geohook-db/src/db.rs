@@ -48,6 +48,8 @@ pub struct Database {
     cols: BTreeMap<Arc<str>, Collection>,
     /// Set by [`Database::defer_point_index`], for collections made meanwhile.
     deferred: bool,
+    /// Collections moved to another key so far ([`Database::rename_key`]).
+    moves: u64,
 }
 
 fn reserved(name: &str) -> bool {
@@ -229,6 +231,34 @@ impl Database {
     /// DROP: removes the whole key and returns its collection.
     pub fn drop_key(&mut self, key: &str) -> Option<Collection> {
         self.cols.remove(key)
+    }
+
+    /// RENAME: moves the collection at `key`, whole, to `newkey`, replacing
+    /// whatever `newkey` held. Returns false, changing nothing, when `key`
+    /// holds no collection. Renaming a key to itself changes nothing.
+    ///
+    /// A move is the one change whose effect depends on which key an item
+    /// was read under, so it is counted: a reader that walks the keys in
+    /// batches (a snapshot taken between writes) compares [`Database::moves`]
+    /// before and after to learn that an item may have jumped from a key it
+    /// had not reached to one it had passed.
+    pub fn rename_key(&mut self, key: &str, newkey: &str) -> bool {
+        if !self.cols.contains_key(key) {
+            return false;
+        }
+        if key != newkey {
+            if let Some(col) = self.cols.remove(key) {
+                self.cols.insert(Arc::from(newkey), col);
+                self.moves += 1;
+            }
+        }
+        true
+    }
+
+    /// How many collections [`Database::rename_key`] has moved since the
+    /// database was made.
+    pub fn moves(&self) -> u64 {
+        self.moves
     }
 
     /// FLUSHDB: removes every key.

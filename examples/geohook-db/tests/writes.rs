@@ -287,3 +287,31 @@ fn string_and_json_fields() {
     assert_eq!(ids("-inf", "+inf"), ["c"]);
     assert_eq!(ids("-inf", "zzz"), ["a", "b", "c"]);
 }
+
+#[test]
+fn rename_key_moves_the_collection_whole_and_counts_the_move() {
+    let mut db = Database::new();
+    put(&mut db, "fleet", "a", point(1.0, 1.0));
+    put(&mut db, "fleet", "b", point(2.0, 2.0));
+    put(&mut db, "taken", "x", point(3.0, 3.0));
+    assert_eq!(db.moves(), 0);
+
+    // Missing keys change nothing and count nothing.
+    assert!(!db.rename_key("nokey", "other"));
+    assert_eq!(db.moves(), 0);
+    // A key renamed to itself exists and stays.
+    assert!(db.rename_key("fleet", "fleet"));
+    assert_eq!(db.moves(), 0);
+
+    // The move replaces the target and keeps every item.
+    assert!(db.rename_key("fleet", "taken"));
+    assert_eq!(db.moves(), 1);
+    assert_eq!(db.keys("*", NOW), ["taken"]);
+    let moved = db.collection("taken").expect("taken exists");
+    assert_eq!(moved.len(NOW), 2);
+    assert!(moved.get("x", NOW).is_none(), "the old target is replaced");
+    assert_eq!(
+        moved.get("a", NOW).map(|i| i.object().to_json()),
+        Some(point(1.0, 1.0).to_json())
+    );
+}

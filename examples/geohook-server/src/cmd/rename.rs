@@ -7,14 +7,13 @@
 //! Logged as `rename key newkey` or `renamenx key newkey` when something
 //! moved, so that the log and the followers replay it exactly.
 //!
-//! The database has no call that moves a collection under a new name, so
-//! the collection is taken out whole and its live objects are set again
-//! under the new key, with their fields and deadlines. This costs time in
-//! proportion to the collection, under the write lock.
+//! The collection moves whole, with its indexes, fields and deadlines, in
+//! time independent of its size. A move is the one write whose replay
+//! depends on which key an object was read under, so the database counts
+//! it, and a snapshot taken in batches (a shrink, a full sync) starts over
+//! when a move happened during its walk (see `crate::shrink`).
 
 use std::time::SystemTime;
-
-use geohook_db::SetCondition;
 
 use crate::cmd::args::text;
 use crate::cmd::ctx::{CmdError, Ctx};
@@ -53,24 +52,8 @@ pub(crate) fn rename(
         }
     }
     let moved = !(nx && core.db.collection(newkey).is_some());
-    if moved && key != newkey {
-        core.db.drop_key(newkey);
-        if let Some(col) = core.db.drop_key(key) {
-            let now = ctx.now();
-            for (id, item) in col.iter(now) {
-                let fields: Vec<(&str, geohook_db::FieldValue)> =
-                    item.fields().iter().map(|(n, v)| (n, v.clone())).collect();
-                core.db.set(
-                    newkey,
-                    id,
-                    item.object().clone(),
-                    &fields,
-                    item.expires_at(),
-                    SetCondition::Always,
-                    now,
-                )?;
-            }
-        }
+    if moved {
+        core.db.rename_key(key, newkey);
     }
     if moved {
         let name: &[u8] = if nx { b"renamenx" } else { b"rename" };
