@@ -59,6 +59,7 @@ impl SnapshotSource for Empty {
         Snapshot {
             offset: self.0.offset(),
             commands: Box::new(std::iter::empty()),
+            consistent: None,
         }
     }
 }

@@ -77,6 +77,14 @@ pub enum Error {
         /// The follower's address.
         peer: String,
     },
+    /// A full sync's snapshot changed under its walk in a way that replaying
+    /// the stream would not repair (the source said so); the connection was
+    /// ended before `+SNAPSHOTEND` and the follower must ask again.
+    #[error("full sync for {peer} abandoned: the snapshot changed while it was built")]
+    SnapshotAbandoned {
+        /// The follower's address.
+        peer: String,
+    },
     /// The leader's replication id was reset while a follower was attached.
     #[error("the replication id changed while streaming")]
     ReplIdChanged,

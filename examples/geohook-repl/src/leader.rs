@@ -575,6 +575,12 @@ impl Leader {
                         buf.clear();
                     }
                 }
+                if snapshot.consistent.as_ref().is_some_and(|ok| !ok()) {
+                    tracing::warn!(%peer, "full sync abandoned: the snapshot changed under its walk");
+                    return Err(Error::SnapshotAbandoned {
+                        peer: peer.to_owned(),
+                    });
+                }
                 buf.extend_from_slice(b"+SNAPSHOTEND\r\n");
                 if !self.send(&mut writer, &buf, peer, cancel).await? {
                     return Ok(());

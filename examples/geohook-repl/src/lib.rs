@@ -170,6 +170,13 @@ pub struct Snapshot {
     pub offset: u64,
     /// Commands that rebuild the state on an empty replica.
     pub commands: Box<dyn Iterator<Item = Vec<Vec<u8>>> + Send>,
+    /// Asked once the commands are exhausted, before `+SNAPSHOTEND`:
+    /// `false` when the source saw, while it built the commands, a change
+    /// that replaying the stream after `offset` would not repair. The leader
+    /// then ends the connection without `+SNAPSHOTEND`, so the follower
+    /// drops what it received and asks again. `None` for a source whose
+    /// snapshot is always consistent (one copy taken under its lock).
+    pub consistent: Option<Box<dyn Fn() -> bool + Send>>,
 }
 
 impl std::fmt::Debug for Snapshot {

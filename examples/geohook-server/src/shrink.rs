@@ -16,6 +16,14 @@
 //! command sets a final value (SET, FSET, DEL, PDEL, DROP, FLUSHDB,
 //! PEXPIREAT, PERSIST), and the replay ignores a missing key or id or a
 //! blocked NX/XX; this is the argument Tile38 relies on for its shrink log.
+//!
+//! RENAME is the exception: it moves a whole collection, so an object can
+//! jump from a key the walk has not reached to one it has passed and be in
+//! neither part of the snapshot, and replaying `rename` over a state that
+//! already shows later writes would drop them. So the walk reads the
+//! database's move count with each batch, and when a move happened during
+//! it, the rewrite is thrown away and starts again (at most
+//! [`ATTEMPTS`] times; RENAME is rare next to the writes a shrink carries).
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -35,6 +43,10 @@ use crate::state::Shared;
 /// Items written per read-lock hold.
 const BATCH: usize = 1000;
 
+/// Rewrites started before a shrink gives up because every one of them saw
+/// a RENAME during its walk.
+const ATTEMPTS: u32 = 3;
+
 /// Why a shrink did not happen or did not finish.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ShrinkError {
@@ -48,6 +60,10 @@ pub(crate) enum ShrinkError {
     /// log says otherwise.
     #[error("{0}")]
     Io(String),
+    /// A RENAME ran during the walk of every attempt; the live file is
+    /// unchanged and the next shrink tries again.
+    #[error("a RENAME ran during each of {ATTEMPTS} attempts; the shrink was abandoned")]
+    Moved,
 }
 
 /// What one shrink did.
@@ -84,7 +100,14 @@ pub(crate) fn shrink(shared: &Shared) -> Result<Report, ShrinkError> {
     }
     let _busy = Busy(shared);
     let started = Instant::now();
-    let result = rewrite(shared);
+    let mut result = rewrite(shared);
+    for _ in 1..ATTEMPTS {
+        if !matches!(result, Err(ShrinkError::Moved)) {
+            break;
+        }
+        tracing::info!("a RENAME ran during the shrink's walk; starting the shrink again");
+        result = rewrite(shared);
+    }
     match &result {
         Ok(r) => {
             let secs = started.elapsed().as_secs_f64();
@@ -109,13 +132,13 @@ pub(crate) fn shrink(shared: &Shared) -> Result<Report, ShrinkError> {
 
 fn rewrite(shared: &Shared) -> Result<Report, ShrinkError> {
     let live = shared.opts.dir.join(AOF_NAME);
-    let (start, start_offset) = {
+    let (start, start_offset, moves) = {
         // The rewrite copies the live file's bytes from `start` on, so the
         // file must hold every committed command: write what is pending.
         let mut core = shared.core.write();
         core.writable()?;
         core.aof.flush()?;
-        (core.aof.size(), core.aof.offset())
+        (core.aof.size(), core.aof.offset(), core.db.moves())
     };
     let max_rate = shared.settings.read().aofshrink_max_rate;
     let mut rw = Rewrite::begin_at(&live, start)
@@ -135,6 +158,10 @@ fn rewrite(shared: &Shared) -> Result<Report, ShrinkError> {
     loop {
         let next = {
             let core = shared.core.read();
+            if core.db.moves() != moves {
+                // Dropping `rw` removes the temporary file.
+                return Err(ShrinkError::Moved);
+            }
             snapshot_batch(
                 &core.db,
                 after.as_ref().map(|(k, i)| (k.as_str(), i.as_str())),

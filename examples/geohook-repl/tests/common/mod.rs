@@ -207,6 +207,7 @@ impl SnapshotSource for Kv {
         Snapshot {
             offset: leader.offset(),
             commands: Box::new(commands.into_iter()),
+            consistent: None,
         }
     }
 }

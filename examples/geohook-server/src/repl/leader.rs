@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -96,6 +97,11 @@ pub(crate) async fn serve_psync(
 /// leader keeps the stream from that offset in its backlog; a sync so slow
 /// that the backlog moves past it ends with a backlog overrun and the
 /// follower starts over, as a Redis replica does.
+///
+/// RENAME breaks the argument (an object can jump from a key the walk has
+/// not reached to one it has passed; see `crate::shrink`), so each batch
+/// reads the database's move count, and a sync whose walk saw a move is
+/// abandoned before `+SNAPSHOTEND`: the follower asks again.
 struct DbSnapshot {
     shared: Arc<Shared>,
 }
@@ -135,6 +141,10 @@ struct Batches {
     shared: Arc<Shared>,
     phase: Phase,
     queue: Queue,
+    /// The database's move count when the offset was read.
+    moves: u64,
+    /// Set when a batch saw a different move count; the walk then stops.
+    moved: Arc<AtomicBool>,
 }
 
 impl Batches {
@@ -143,6 +153,10 @@ impl Batches {
         match std::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Objects(after) => {
                 let core = self.shared.core.read();
+                if core.db.moves() != self.moves {
+                    self.moved.store(true, Ordering::Relaxed);
+                    return;
+                }
                 let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
                 let next = snapshot_batch(
                     &core.db,
@@ -190,14 +204,22 @@ impl SnapshotSource for DbSnapshot {
     fn snapshot(&self) -> Snapshot {
         // See the invariant on `DbSnapshot`: the offset is taken before the
         // first batch, under the same lock that orders writes.
-        let offset = self.shared.core.read().aof.offset();
+        let (offset, moves) = {
+            let core = self.shared.core.read();
+            (core.aof.offset(), core.db.moves())
+        };
+        let moved = Arc::new(AtomicBool::new(false));
+        let seen = moved.clone();
         Snapshot {
             offset,
             commands: Box::new(Batches {
                 shared: self.shared.clone(),
                 phase: Phase::Objects(None),
                 queue: Queue::default(),
+                moves,
+                moved,
             }),
+            consistent: Some(Box::new(move || !seen.load(Ordering::Relaxed))),
         }
     }
 }
