@@ -1,8 +1,9 @@
 //! Heavy commands run through a bounded pool: with the pool full, one more
 //! heavy search gets `-BUSY … retry in … ms` at once, while PING, GET and a
 //! small search of the same large collection keep their normal replies.
-//! With the pool off (`--heavy-pool-size 0`) the same flood is never
-//! refused.
+//! The searches run on the pool's own threads, which run at the lowest
+//! scheduling priority. With the pool off (`--heavy-pool-size 0`) the same
+//! flood is never refused.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,6 +124,37 @@ fn a_full_pool_answers_busy_and_cheap_commands_are_served() {
         "{page}"
     );
     assert_eq!(metric_value(&page, "geohook_heavy_in_use"), Some(0.0));
+    // The searches ran on the pool's own thread, at the lowest priority.
+    let pool = heavy_threads(server.pid());
+    assert_eq!(pool.len(), 1, "{pool:?}");
+    for (policy, nice) in pool {
+        assert!(
+            policy == SCHED_IDLE || nice == 19,
+            "policy {policy}, nice {nice}"
+        );
+    }
+}
+
+/// Linux's number for the `SCHED_IDLE` policy (`/proc/…/stat` field 41).
+const SCHED_IDLE: i64 = 5;
+
+/// The scheduling policy and nice value of each of the process's threads
+/// named `heavy-N`, from `/proc/<pid>/task/*/stat`.
+fn heavy_threads(pid: u32) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        // `pid (comm) state …`: the name may hold spaces, so split after it.
+        let (head, rest) = stat.rsplit_once(") ").unwrap();
+        if !head.contains("(heavy-") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // Fields 19 (nice) and 41 (policy), counted from 1 with `state` as 3.
+        let field = |n: usize| fields[n - 3].parse::<i64>().unwrap();
+        out.push((field(41), field(19)));
+    }
+    out
 }
 
 #[test]

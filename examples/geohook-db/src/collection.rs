@@ -16,6 +16,10 @@ use crate::points::{self, PointEntry, PointTree, Rect};
 /// Sentinel for "no expiry", so that an item needs no `Option` tag for it.
 const NEVER: i64 = i64::MAX;
 
+/// A slot arena smaller than this is never shrunk: its memory is small, and
+/// the indexes of a small collection are rebuilt for little gain.
+const SHRINK_MIN_SLOTS: usize = 4096;
+
 /// An object with its fields and expiry, as stored under an id.
 ///
 /// 40 bytes: the object (32) and one pointer to the fields and expiry, which
@@ -730,6 +734,56 @@ impl Collection {
         Some((id, item))
     }
 
+    /// Gives memory back once the collection has shrunk to under a quarter
+    /// of its slot arena (and the arena holds at least
+    /// [`SHRINK_MIN_SLOTS`]): the live slots move to a new arena of exactly
+    /// their number, in id order, and the indexes are rebuilt over the new
+    /// slot numbers (the spatial ones packed at once). Freed slots are
+    /// otherwise only reused, never returned, so a collection that once held
+    /// a million items would keep their memory for good. The work is linear
+    /// in the live items (plus the sort of the packing) and needs three
+    /// quarters of them to be deleted again before it repeats, so removals
+    /// stay amortised constant time apart from that sort's logarithm.
+    pub(crate) fn shrink_if_sparse(&mut self) {
+        let live = self.by_id.len();
+        if self.slots.capacity() < SHRINK_MIN_SLOTS || live >= self.slots.capacity() / 4 {
+            return;
+        }
+        let mut renumber = vec![u32::MAX; self.slots.len()];
+        let mut slots = Vec::with_capacity(live);
+        for old in self.by_id.iter() {
+            renumber[old as usize] = u32::try_from(slots.len()).expect("fewer than 2^32 items");
+            slots.push(self.slots[old as usize].take());
+        }
+        self.slots = slots;
+        self.free = Vec::new();
+        let to = |old: u32| renumber[old as usize];
+        let slots = &self.slots;
+        self.by_id = self.by_id.renumbered(to, |s| slot_id(slots, s));
+        self.expiries = self.expiries.iter().map(|&(t, s)| (t, to(s))).collect();
+        if self.tree.size() > 0 {
+            let entries = self
+                .tree
+                .iter()
+                .map(|e| Entry {
+                    env: e.env,
+                    slot: to(e.slot),
+                })
+                .collect();
+            self.tree = RTree::bulk_load_with_params(entries);
+        }
+        if !self.deferred {
+            self.deferred = true;
+            self.build_points();
+        }
+    }
+
+    /// The slot arena's capacity, for tests of [`Collection::shrink_if_sparse`].
+    #[cfg(test)]
+    pub(crate) fn slot_capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
     /// Changes the expiry of a stored item.
     pub(crate) fn set_expiry(&mut self, id: &str, expires_at: Option<i64>) {
         let new = expires_at.unwrap_or(NEVER);
@@ -1170,6 +1224,70 @@ mod tests {
             let ups = fields(ups);
             assert_eq!(base.merged(&ups), base.merged_one_by_one(&ups), "{ups:?}");
         }
+    }
+
+    #[test]
+    fn a_collection_that_shrank_gives_its_slots_back_and_still_answers() {
+        let mut col = Collection::default();
+        let n = 20_000u32;
+        let point = |i: u32| {
+            let (lat, lon) = (f64::from(i % 100) * 0.01, f64::from(i / 100) * 0.01);
+            Object::Point(Point::new(lat, lon).unwrap())
+        };
+        for i in 0..n {
+            // Every tenth a box (the other R-tree), every seventh with a TTL.
+            let object = if i.is_multiple_of(10) {
+                let b = point(i).bounds().unwrap();
+                Object::Bounds(Box::new(b))
+            } else {
+                point(i)
+            };
+            let ttl = i.is_multiple_of(7).then_some(1_000 + i64::from(i));
+            col.put(&format!("id{i}"), object, &[], ttl, 0);
+        }
+        let before = col.slot_capacity();
+        assert!(before >= n as usize);
+        // Deleting 80%, in an order unrelated to the slots, shrinks the arena.
+        let kept = |i: u32| i % 10 == 3 || i.is_multiple_of(10);
+        for i in (0..n).rev().filter(|&i| !kept(i)) {
+            let removed = col.remove(&format!("id{i}"));
+            assert!(removed.is_some(), "id{i}");
+            col.shrink_if_sparse();
+        }
+        let live = (0..n).filter(|&i| kept(i)).count();
+        assert_eq!(col.len(0), live);
+        assert!(
+            col.slot_capacity() < before / 4,
+            "capacity {} of {before} for {live} items",
+            col.slot_capacity()
+        );
+        assert_eq!(col.slots.len() - col.free.len(), live);
+        // Every index still reaches every item under its new slot.
+        for i in (0..n).filter(|&i| kept(i)) {
+            assert!(col.get(&format!("id{i}"), 0).is_some(), "id{i}");
+        }
+        let ids: Vec<&str> = col.by_id.iter().map(|s| col.slot(s).id.as_str()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "id order kept");
+        assert_eq!(ids.len(), live);
+        let everything = Area::Bounds(Bounds::new(-1.0, -1.0, 10.0, 10.0).unwrap());
+        let all = col.within(&everything, &SearchOpts::default(), 0);
+        assert_eq!(all.hits.len(), live, "both spatial indexes");
+        let near = col.nearby(
+            &Point::new(0.0, 0.0).unwrap(),
+            None,
+            &SearchOpts::default(),
+            0,
+        );
+        assert_eq!(near.hits.len(), live);
+        let mut expired = Vec::new();
+        col.expire_due(i64::MAX - 1, usize::MAX, &mut expired);
+        let with_ttl = (0..n).filter(|&i| kept(i) && i.is_multiple_of(7)).count();
+        assert_eq!(expired.len(), with_ttl, "the expiry index");
+        // And it grows again as before.
+        for i in n..n + 5_000 {
+            col.put(&format!("id{i}"), point(i), &[], None, 0);
+        }
+        assert_eq!(col.len(0), live - with_ttl + 5_000);
     }
 
     #[test]

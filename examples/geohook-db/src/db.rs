@@ -197,9 +197,15 @@ impl Database {
             .ok_or_else(|| Self::id_not_found(key, id))
     }
 
+    /// After removals from `key`: drops the key when it is empty, else lets
+    /// its collection give memory back if it shrank a lot.
     fn remove_if_empty(&mut self, key: &str) {
-        if self.cols.get(key).is_some_and(|c| c.len_stored() == 0) {
-            self.cols.remove(key);
+        match self.cols.get_mut(key) {
+            Some(c) if c.len_stored() == 0 => {
+                self.cols.remove(key);
+            }
+            Some(c) => c.shrink_if_sparse(),
+            None => {}
         }
     }
 
@@ -412,6 +418,8 @@ impl Database {
             out.extend(batch.drain(..).map(|(id, item)| (key.clone(), id, item)));
             if col.len_stored() == 0 {
                 emptied.push(key.clone());
+            } else {
+                col.shrink_if_sparse();
             }
         }
         for k in emptied {

@@ -237,6 +237,31 @@ impl IdOrder {
         slot
     }
 
+    /// The same order over renumbered slots (`to` maps each old number to
+    /// its new one; `key` reads ids by new number), in half-full blocks
+    /// allocated to fit, so that a collection that shrank also gives back
+    /// the blocks' spare capacity.
+    pub(crate) fn renumbered<'a>(
+        &self,
+        to: impl Fn(u32) -> u32,
+        key: impl Fn(u32) -> &'a str,
+    ) -> IdOrder {
+        let all: Vec<u32> = self.iter().map(to).collect();
+        let blocks: Vec<Vec<u32>> = all
+            .chunks(BLOCK / 2)
+            .map(|c| {
+                let mut b = Vec::with_capacity(c.len() + 16);
+                b.extend_from_slice(c);
+                b
+            })
+            .collect();
+        IdOrder {
+            firsts: blocks.iter().map(|b| Id::new(key(b[0]))).collect(),
+            blocks,
+            len: all.len(),
+        }
+    }
+
     /// Every slot in id order.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
         self.blocks.iter().flatten().copied()

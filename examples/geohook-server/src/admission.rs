@@ -12,6 +12,7 @@
 //!   once, answering BUSY at once when full.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::cmd::spec::{Cost, Spec};
 
@@ -216,23 +217,39 @@ pub(crate) fn is_heavy(
     }
 }
 
+/// A heavy command's work, run on one of the pool's threads.
+pub(crate) type HeavyJob = Box<dyn FnOnce() + Send + 'static>;
+
 /// The bounded pool of heavy commands: at most `size` run at once; one more
 /// is refused at once with BUSY rather than queued, so that neither it nor
 /// any cheap command waits. Size 0 turns the pool off (heavy commands run
 /// like any other, never refused).
+///
+/// The commands that get a place run on `size` threads of the pool's own,
+/// started at the first heavy command, each of which lowers its own
+/// scheduling priority once as it starts (`SCHED_IDLE` on Linux, else nice
+/// 19): a heavy search then takes only CPU time that nothing else wants, and
+/// the runtime's workers, which parse, answer cheap commands and write
+/// replies, are never among the threads it competes with. There are exactly
+/// as many threads as places, so a job never waits for a thread.
 #[derive(Debug)]
 pub(crate) struct HeavyPool {
     size: usize,
-    in_use: AtomicUsize,
+    in_use: Arc<AtomicUsize>,
+    /// The queue the threads take jobs from, once they are started; `None`
+    /// inside when they could not be started (jobs then run where asked).
+    threads: OnceLock<Option<crossbeam_channel::Sender<HeavyJob>>>,
 }
 
-/// A place in the pool, given back when dropped.
+/// A place in the pool, given back when dropped. It owns its count, so a
+/// heavy job carries it to its thread and frees it there when it ends, even
+/// when the connection that asked has gone away meanwhile.
 #[derive(Debug)]
-pub(crate) struct HeavyPermit<'a>(&'a HeavyPool);
+pub(crate) struct HeavyPermit(Arc<AtomicUsize>);
 
-impl Drop for HeavyPermit<'_> {
+impl Drop for HeavyPermit {
     fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -244,11 +261,13 @@ pub(crate) struct Busy {
 }
 
 impl HeavyPool {
-    /// A pool of `size` places (0 = off).
+    /// A pool of `size` places (0 = off). No thread starts until the first
+    /// heavy command.
     pub(crate) fn new(size: usize) -> HeavyPool {
         HeavyPool {
             size,
-            in_use: AtomicUsize::new(0),
+            in_use: Arc::new(AtomicUsize::new(0)),
+            threads: OnceLock::new(),
         }
     }
 
@@ -273,7 +292,7 @@ impl HeavyPool {
     /// # Errors
     ///
     /// [`Busy`] when every place is taken.
-    pub(crate) fn try_acquire(&self) -> Result<Option<HeavyPermit<'_>>, Busy> {
+    pub(crate) fn try_acquire(&self) -> Result<Option<HeavyPermit>, Busy> {
         if self.size == 0 {
             return Ok(None);
         }
@@ -281,8 +300,92 @@ impl HeavyPool {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.size).then_some(n + 1)
             })
-            .map(|_| Some(HeavyPermit(self)))
+            .map(|_| Some(HeavyPermit(Arc::clone(&self.in_use))))
             .map_err(|_| Busy { size: self.size })
+    }
+
+    /// Runs `job` on one of the pool's low-priority threads. The caller
+    /// holds a place ([`HeavyPool::try_acquire`]) and moves it into the
+    /// job, so a thread is always free for it.
+    ///
+    /// # Errors
+    ///
+    /// The job is handed back when the pool is off or its threads could not
+    /// be started; the caller then runs it itself.
+    pub(crate) fn spawn(&self, job: HeavyJob) -> Result<(), HeavyJob> {
+        if self.size == 0 {
+            return Err(job);
+        }
+        let Some(queue) = self.threads.get_or_init(|| start_threads(self.size)) else {
+            return Err(job);
+        };
+        queue.send(job).map_err(|e| e.into_inner())
+    }
+}
+
+/// Starts the pool's threads; `None` (logged) when not even one starts.
+/// The threads live as long as the process: the queue's sender is never
+/// dropped while the pool is in use, and each thread waits on it idle.
+fn start_threads(size: usize) -> Option<crossbeam_channel::Sender<HeavyJob>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<HeavyJob>();
+    let mut started = 0;
+    for n in 0..size {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("heavy-{n}"))
+            .spawn(move || {
+                if let Err(e) = lower_own_priority() {
+                    tracing::warn!(error = %e, "heavy pool thread keeps normal priority");
+                }
+                for job in rx {
+                    // A panicking job loses its own reply (its sender is
+                    // dropped, and the client gets an error), not the
+                    // thread: the pool keeps its size.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a heavy command panicked");
+                    }
+                }
+            });
+        match spawned {
+            Ok(_) => started += 1,
+            Err(e) => tracing::warn!(error = %e, "cannot start a heavy pool thread"),
+        }
+    }
+    (started > 0).then_some(tx)
+}
+
+/// Lowers the calling thread's scheduling priority as far as it goes:
+/// `SCHED_IDLE` (the thread runs only when a CPU has nothing else to run,
+/// and any other thread that wakes preempts it at once), or nice 19 where
+/// that policy is refused. A thread may always lower its own priority; it
+/// cannot raise it back unprivileged, so this happens once, at start.
+///
+/// # Errors
+///
+/// Both calls failed (the thread keeps its priority).
+fn lower_own_priority() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 names the calling thread, and `param` is a valid
+        // `sched_param` that outlives the call.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return Ok(());
+        }
+        let idle = std::io::Error::last_os_error();
+        // SAFETY: plain system calls on the calling thread's own id.
+        let tid = unsafe { libc::gettid() };
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) } == 0 {
+            tracing::debug!(error = %idle, "SCHED_IDLE refused; heavy pool thread at nice 19");
+            return Ok(());
+        }
+        Err(std::io::Error::last_os_error())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::other(
+            "lowering a thread's priority is only done on Linux",
+        ))
     }
 }
 
@@ -342,6 +445,57 @@ mod heavy_tests {
         let off = HeavyPool::new(0);
         for _ in 0..10 {
             assert!(off.try_acquire().unwrap().is_none());
+        }
+        assert!(off.spawn(Box::new(|| {})).is_err(), "no threads when off");
+    }
+
+    #[test]
+    fn jobs_run_on_low_priority_threads_that_free_their_place() {
+        let pool = HeavyPool::new(2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let permit = pool.try_acquire().unwrap().unwrap();
+            let tx = tx.clone();
+            let job: HeavyJob = Box::new(move || {
+                drop(permit);
+                let name = std::thread::current().name().map(str::to_owned);
+                // SAFETY: plain queries of the calling thread.
+                let (policy, nice) = unsafe {
+                    (
+                        libc::sched_getscheduler(0),
+                        libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t),
+                    )
+                };
+                tx.send((name, policy, nice)).unwrap();
+            });
+            assert!(pool.spawn(job).is_ok());
+        }
+        for _ in 0..2 {
+            let (name, policy, nice) = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the job ran");
+            assert!(name.unwrap().starts_with("heavy-"));
+            assert!(
+                policy == libc::SCHED_IDLE || nice == 19,
+                "policy {policy}, nice {nice}"
+            );
+        }
+        assert_eq!(pool.in_use(), 0, "the jobs gave their places back");
+        // A panicking job does not take its thread with it.
+        assert!(pool.spawn(Box::new(|| panic!("a job's bug"))).is_ok());
+        // Two jobs that each wait for the other finish only on two threads.
+        let both = Arc::new(std::sync::Barrier::new(2));
+        for _ in 0..2 {
+            let (tx, both) = (tx.clone(), Arc::clone(&both));
+            let job: HeavyJob = Box::new(move || {
+                both.wait();
+                tx.send((None, 0, 0)).unwrap();
+            });
+            assert!(pool.spawn(job).is_ok());
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("both threads still serve");
         }
     }
 }

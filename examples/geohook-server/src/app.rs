@@ -46,6 +46,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(s) = args.aofshrink_min_size {
         settings.aofshrink_min_size = s;
     }
+    if let Some(n) = args.client_pipeline_max {
+        settings.client_pipeline_max = n;
+    }
     let metrics = Arc::new(Metrics::new());
     let aof_path = args.dir.join(AOF_NAME);
 

@@ -104,6 +104,11 @@ pub struct Args {
     /// commands run like any other, never refused).
     #[arg(long)]
     pub(crate) heavy_pool_size: Option<usize>,
+    /// Most commands one connection runs from a pipeline before its replies
+    /// are written and other clients get a turn (overrides the config
+    /// file's `client-pipeline-max`; 0 = no count cap). Default: 1000.
+    #[arg(long)]
+    pub(crate) client_pipeline_max: Option<u64>,
     /// Replication backlog: the stream bytes a leader keeps so that a
     /// follower that reconnects within them resumes without a full sync.
     #[arg(long, default_value = "16mb", value_parser = parse_size)]

@@ -87,6 +87,9 @@ pub(crate) struct Metrics {
     heavy_rejected: Family<CmdLabel, Counter>,
     /// jemalloc purges asked for by memory pressure (not by GC).
     pub(crate) pressure_purges: Counter,
+    /// Pipelined batches cut at `client-pipeline-max` commands, the rest
+    /// run after other clients had their turn.
+    pub(crate) pipeline_slices: Counter,
     /// Commands run, by name.
     commands: Family<CmdLabel, Counter>,
     /// Clients the server closed for exceeding a bound, by reason.
@@ -166,6 +169,7 @@ impl Metrics {
             connections_rejected: Counter::default(),
             refusals: Family::default(),
             pressure_purges: Counter::default(),
+            pipeline_slices: Counter::default(),
             heavy_in_use: Gauge::default(),
             heavy_rejected: Family::default(),
             commands,
@@ -276,6 +280,11 @@ impl Metrics {
             "geohook_pressure_purges",
             "jemalloc purges of dirty pages asked for by memory pressure",
             m.pressure_purges.clone(),
+        );
+        r.register(
+            "geohook_pipeline_slices",
+            "Pipelined batches cut at client-pipeline-max commands so that other clients get a turn",
+            m.pipeline_slices.clone(),
         );
         r.register(
             "geohook_cmd_duration_seconds",

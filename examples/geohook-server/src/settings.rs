@@ -50,6 +50,17 @@ pub(crate) struct Settings {
     ///
     /// Default: 0.
     pub(crate) maxmemory: u64,
+    /// Most commands one connection runs from a pipeline before its
+    /// replies are written and other clients get a turn; the rest of the
+    /// pipeline runs after. Redis gets the same effect from reading at
+    /// most 16 KiB per turn; a count also bounds a pipeline of tiny
+    /// commands whose bytes and replies are far below every byte cap.
+    /// 0 turns the cap off (the bytes read and the reply budget still
+    /// bound a batch).
+    ///
+    /// Default: 1000.
+    #[serde(rename = "client-pipeline-max")]
+    pub(crate) client_pipeline_max: u64,
     /// The leader this node follows (`FOLLOW host port`); empty for a leader.
     ///
     /// Default: empty.
@@ -110,6 +121,7 @@ impl Default for Settings {
             aofshrink_percentage: 0,
             aofshrink_max_rate: 0,
             maxmemory: 0,
+            client_pipeline_max: DEFAULT_PIPELINE_MAX,
             follow_host: String::new(),
             follow_port: 0,
             leaderauth: String::new(),
@@ -178,6 +190,10 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// The default of `client-pipeline-max`: about what one 16 KiB read of
+/// small commands holds, Redis's batch.
+pub(crate) const DEFAULT_PIPELINE_MAX: u64 = 1000;
+
 /// The names `CONFIG GET` shows, sorted; `CONFIG SET` accepts all but
 /// `follow_host` and `follow_port`, which FOLLOW changes.
 pub(crate) const PROPERTIES: &[&str] = &[
@@ -185,6 +201,7 @@ pub(crate) const PROPERTIES: &[&str] = &[
     "aofshrink-min-size",
     "aofshrink-percentage",
     "autogc",
+    "client-pipeline-max",
     "follow_host",
     "follow_port",
     "keepalive",
@@ -245,6 +262,7 @@ impl Settings {
             "aofshrink-max-rate" => self.aofshrink_max_rate.to_string(),
             "leaderauth" => self.leaderauth.clone(),
             "maxmemory" => self.maxmemory.to_string(),
+            "client-pipeline-max" => self.client_pipeline_max.to_string(),
             "keepalive" => self.keepalive.to_string(),
             "autogc" => self.autogc.to_string(),
             "logconfig" => self.logconfig.clone(),
@@ -284,6 +302,9 @@ impl Settings {
             }
             "leaderauth" => self.leaderauth = value.to_string(),
             "maxmemory" => self.maxmemory = parse_size(value).ok_or_else(invalid)?,
+            "client-pipeline-max" => {
+                self.client_pipeline_max = value.parse().map_err(|_| invalid())?
+            }
             // Tile38 reads an empty value as the default for these.
             "keepalive" if value.is_empty() => self.keepalive = 300,
             "keepalive" => self.keepalive = value.parse().map_err(|_| invalid())?,
@@ -336,6 +357,12 @@ mod tests {
         assert_eq!(s.maxmemory, 512 << 20);
         assert_eq!(s.get("maxmemory").as_deref(), Some("536870912"));
         assert!(s.set("maxmemory", "lots").is_err());
+        assert_eq!(s.get("client-pipeline-max").as_deref(), Some("1000"));
+        s.set("client-pipeline-max", "50").unwrap();
+        assert_eq!(s.client_pipeline_max, 50);
+        for bad in ["-1", "many", ""] {
+            assert!(s.set("client-pipeline-max", bad).is_err(), "{bad:?}");
+        }
         assert_eq!(parse_size("12345"), Some(12345));
         assert_eq!(parse_size("mb"), None);
         assert_eq!(parse_size("-1"), None);

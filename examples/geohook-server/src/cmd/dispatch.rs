@@ -4,8 +4,9 @@
 //! unless the table allows it; apply the follower's gate; check the table's
 //! arity; refuse writes under READONLY; refuse commands that add data
 //! under memory pressure (`Shared::admit`); send a heavy run through the
-//! bounded pool (BUSY when full) on a thread of its own; run it (a write under the write
-//! lock, through the same path replay takes; a read under the read lock);
+//! bounded pool (BUSY when full) to one of the pool's low-priority threads;
+//! run it (a write under the write lock, through the same path replay
+//! takes; a read under the read lock);
 //! count it under its table name; render an error in the session's mode.
 
 use std::sync::atomic::Ordering;
@@ -23,12 +24,60 @@ use crate::repl::status::gate;
 use crate::state::Shared;
 use geohook_resp::Reply;
 
-/// Runs one command from a client and renders its reply.
+/// Runs one command from a client and renders its reply, all on the
+/// calling thread except a heavy search, which this thread waits for while
+/// a pool thread runs it (see [`execute_async`] for the connection loop's
+/// way, which does not wait).
 pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
     let ctx = Ctx::new(session.json);
     client::touch(session.id);
     let spec = spec::lookup(&lower(&args[0]));
     let reply = run(shared, session, &ctx, spec, args);
+    finish(shared, session, &ctx, spec, reply)
+}
+
+/// Runs one command from a client and renders its reply, as
+/// [`execute`] does, except that a heavy search is awaited: the pool
+/// thread running it wakes this task when it is done, and meanwhile the
+/// runtime worker serves other connections.
+///
+/// # Cancellation safety
+///
+/// A heavy search that was started runs to its end (and frees its place
+/// in the pool) even when this future is dropped; only its reply is lost.
+pub(crate) async fn execute_async(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    args: &[Vec<u8>],
+) -> Reply {
+    let ctx = Ctx::new(session.json);
+    client::touch(session.id);
+    let spec = spec::lookup(&lower(&args[0]));
+    let reply = match route(shared, session, &ctx, spec, args) {
+        Err(e) => Err(e),
+        Ok((spec, Route::Here)) => dispatch(shared, session, &ctx, spec, args),
+        Ok((spec, Route::Heavy(place))) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let job = heavy_job(shared, &ctx, spec, args, place, move |r| {
+                let _ = tx.send(r);
+            });
+            if let Some(job) = job {
+                job();
+            }
+            rx.await.unwrap_or_else(|_| Err(lost()))
+        }
+    };
+    finish(shared, session, &ctx, spec, reply)
+}
+
+/// Counts a command and renders its reply or error.
+fn finish(
+    shared: &Shared,
+    session: &mut Session,
+    ctx: &Ctx,
+    spec: Option<&'static Spec>,
+    reply: Result<Reply, CmdError>,
+) -> Reply {
     if spec.is_some_and(|s| s.kind == Kind::Write) {
         session.unflushed = true;
     }
@@ -42,6 +91,17 @@ pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u
     }
 }
 
+/// Where a command that passed the gates runs.
+enum Route {
+    /// Here, on the calling thread.
+    Here,
+    /// It is a heavy search: on a pool thread with this place (`None` when
+    /// the pool is off: then here, like any other).
+    Heavy(Option<InUse>),
+}
+
+/// Runs every gate, then the command, on the calling thread (waiting for a
+/// pool thread when the command is heavy).
 fn run(
     shared: &Arc<Shared>,
     session: &mut Session,
@@ -49,6 +109,36 @@ fn run(
     spec: Option<&'static Spec>,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
+    match route(shared, session, ctx, spec, args)? {
+        (spec, Route::Here) => dispatch(shared, session, ctx, spec, args),
+        (spec, Route::Heavy(place)) => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let send = move |r| {
+                let _ = tx.send(r);
+            };
+            let reply = match heavy_job(shared, ctx, spec, args, place, send) {
+                Some(job) => {
+                    job();
+                    rx.recv()
+                }
+                // Waiting blocks this thread, so a runtime worker first
+                // hands its other connections to another worker.
+                None => block_here(|| rx.recv()),
+            };
+            reply.map_err(|_| lost())?
+        }
+    }
+}
+
+/// The gates, in the order of the module's first paragraph, up to the
+/// heavy pool: the command's row and where it runs, or its refusal.
+fn route(
+    shared: &Arc<Shared>,
+    session: &Session,
+    ctx: &Ctx,
+    spec: Option<&'static Spec>,
+    args: &[Vec<u8>],
+) -> Result<(&'static Spec, Route), CmdError> {
     if !session.authed && !spec.is_some_and(|s| s.before_auth) {
         return Err(CmdError::NoAuth);
     }
@@ -61,7 +151,9 @@ fn run(
     if !spec.arity_ok(args.len()) {
         return Err(CmdError::Arity(spec.name));
     }
+    // Only reads are sent to the pool: they need nothing of the session.
     let heavy = spec.cost != Cost::Cheap
+        && spec.kind == Kind::Read
         && is_heavy(spec, args, |key| {
             shared
                 .core
@@ -70,44 +162,84 @@ fn run(
                 .collection(key)
                 .map_or(0, |c| c.len(ctx.now()))
         });
-    if heavy {
-        let permit = shared.heavy.try_acquire().map_err(|busy| {
-            shared.metrics.heavy_rejected(spec);
-            CmdError::Busy(busy.to_string())
-        })?;
-        let _in_use = permit.map(|p| InUse::new(&shared.metrics, p));
-        return offload(|| dispatch(shared, session, ctx, spec, args));
+    if !heavy {
+        return Ok((spec, Route::Here));
     }
-    dispatch(shared, session, ctx, spec, args)
+    let permit = shared.heavy.try_acquire().map_err(|busy| {
+        shared.metrics.heavy_rejected(spec);
+        CmdError::Busy(busy.to_string())
+    })?;
+    Ok((
+        spec,
+        Route::Heavy(permit.map(|p| InUse::new(&shared.metrics, p))),
+    ))
+}
+
+/// The reply of a heavy search whose job ended without one (it panicked).
+fn lost() -> CmdError {
+    CmdError::Msg("internal error: the search failed".into())
+}
+
+/// A heavy search as a job that hands its result to `send`. With a place,
+/// the job goes to a pool thread and `None` is returned; without one (the
+/// pool is off) or when the pool cannot take it, the job is returned for
+/// the caller to run where it is (wrapped so that a runtime worker lends
+/// its connections to another worker meanwhile).
+fn heavy_job(
+    shared: &Arc<Shared>,
+    ctx: &Ctx,
+    spec: &'static Spec,
+    args: &[Vec<u8>],
+    place: Option<InUse>,
+    send: impl FnOnce(Result<Reply, CmdError>) + Send + 'static,
+) -> Option<Box<dyn FnOnce() + Send>> {
+    let shared2 = Arc::clone(shared);
+    let (ctx, args) = (*ctx, args.to_vec());
+    let pooled = place.is_some();
+    let job = Box::new(move || {
+        let reply = read(&shared2, &ctx, spec, &args);
+        // The place is free before the reply is seen, so that the client's
+        // next heavy command never finds its own place still taken.
+        drop(place);
+        send(reply);
+    });
+    if !pooled {
+        return Some(Box::new(move || block_here(job)));
+    }
+    match shared.heavy.spawn(job) {
+        Ok(()) => None,
+        Err(job) => Some(Box::new(move || block_here(job))),
+    }
 }
 
 /// A place in the heavy pool, shown in the in-use gauge while held.
-struct InUse<'a> {
-    metrics: &'a crate::metrics::Metrics,
-    _permit: HeavyPermit<'a>,
+struct InUse {
+    metrics: Arc<crate::metrics::Metrics>,
+    _permit: HeavyPermit,
 }
 
-impl<'a> InUse<'a> {
-    fn new(metrics: &'a crate::metrics::Metrics, permit: HeavyPermit<'a>) -> InUse<'a> {
+impl InUse {
+    fn new(metrics: &Arc<crate::metrics::Metrics>, permit: HeavyPermit) -> InUse {
         metrics.heavy_in_use.inc();
         InUse {
-            metrics,
+            metrics: Arc::clone(metrics),
             _permit: permit,
         }
     }
 }
 
-impl Drop for InUse<'_> {
+impl Drop for InUse {
     fn drop(&mut self) {
         self.metrics.heavy_in_use.dec();
     }
 }
 
-/// Runs a heavy command so that the connections sharing its runtime worker
-/// are not held up: on a multi-threaded runtime the worker's other tasks
-/// move to another thread for the duration (`block_in_place`). Anywhere
-/// else (the unit tests) it simply runs.
-fn offload<T>(f: impl FnOnce() -> T) -> T {
+/// Runs something that blocks (a search with the pool off, or waiting for
+/// a pool thread) so that the connections sharing its runtime worker are
+/// not held up: on a multi-threaded runtime the worker's other tasks move
+/// to another thread for the duration (`block_in_place`). Anywhere else
+/// (the unit tests) it simply runs.
+fn block_here<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

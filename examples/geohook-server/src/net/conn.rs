@@ -5,6 +5,11 @@
 //! The replies a connection builds are bounded by its output budget
 //! ([`crate::output::OutputLimits`]): once they reach the soft cap, the batch stops, they are
 //! written out (waiting for the peer), and the rest of the batch runs after.
+//! A batch also stops after `client-pipeline-max` commands: its replies are
+//! written and the task yields, so that one connection's pipeline of a
+//! million tiny commands runs in slices with other clients served between
+//! them. A heavy search is awaited, not run here: a pool thread runs it and
+//! the runtime worker serves other connections meanwhile.
 //! A peer that takes nothing for the stall time, or leaves a request
 //! incomplete for the request timeout, is closed.
 //!
@@ -21,7 +26,7 @@ use tokio::net::TcpStream;
 
 use crate::cmd::chan::{self, SubCmd};
 use crate::cmd::ctx::Session;
-use crate::cmd::dispatch::execute;
+use crate::cmd::dispatch::execute_async;
 use crate::cmd::hooks::is_live_fence;
 use crate::net::pubsub::{serve_live, serve_subscriber, Next};
 use crate::output::{write_replies, Sent};
@@ -59,6 +64,11 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         let mut close = false;
         // True when the batch stopped at the soft cap with commands left.
         let mut more = false;
+        // True when it stopped at the count cap: others get a turn first.
+        let mut sliced = false;
+        // Read once a batch: CONFIG SET applies from the next one.
+        let max_pipeline = shared.settings.read().client_pipeline_max;
+        let mut ran: u64 = 0;
         loop {
             match resp::parse_resume(&buf[start..], &limits, &mut parsed) {
                 Ok(Some(used)) => {
@@ -117,7 +127,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                             Next::Close => return Ok(()),
                         }
                     }
-                    let reply = execute(shared, &mut session, args);
+                    let reply = execute_async(shared, &mut session, args).await;
                     reply.encode_as(session.proto, &mut out);
                     if session.quit {
                         close = true;
@@ -125,6 +135,12 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                     }
                     if out.len() >= budget.soft {
                         more = true;
+                        break;
+                    }
+                    ran += 1;
+                    if ran == max_pipeline && start < buf.len() {
+                        more = true;
+                        sliced = true;
                         break;
                     }
                 }
@@ -162,6 +178,10 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
             return Ok(());
         }
         if more {
+            if sliced {
+                shared.metrics.pipeline_slices.inc();
+                tokio::task::yield_now().await;
+            }
             // The rest of the batch is already buffered.
             continue;
         }
@@ -257,6 +277,7 @@ fn flush_before_replies(shared: &Shared, session: &mut Session, out: &mut Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::dispatch::execute;
 
     #[test]
     fn a_batch_whose_flush_fails_gets_the_error_instead_of_its_replies() {
