@@ -91,7 +91,36 @@ fn count(n: u64) -> Value {
     json!({"ok": true, "count": n, "cursor": 0})
 }
 
+/// Tile38's shapes for TEST with CLIP and area expressions
+/// (`testcmd_test.go`), as macros so that expected replies can be built
+/// from them with `concat!`.
+macro_rules! poly {
+    () => {
+        r#"{"type":"Polygon","coordinates":[[[-122.44126439094543,37.732906137107],[-122.43980526924135,37.732906137107],[-122.43980526924135,37.73421283683962],[-122.44126439094543,37.73421283683962],[-122.44126439094543,37.732906137107]]]}"#
+    };
+}
+macro_rules! poly8 {
+    () => {
+        r#"{"type":"Polygon","coordinates":[[[-122.4408378,37.7341129],[-122.4408378,37.733],[-122.44,37.733],[-122.44,37.7341129],[-122.4408378,37.7341129]],[[-122.44060993194579,37.73345766902749],[-122.44044363498686,37.73345766902749],[-122.44044363498686,37.73355524732416],[-122.44060993194579,37.73355524732416],[-122.44060993194579,37.73345766902749]],[[-122.44060724973677,37.7336888869566],[-122.4402102828026,37.7336888869566],[-122.4402102828026,37.7339752567853],[-122.44060724973677,37.7339752567853],[-122.44060724973677,37.7336888869566]]]}"#
+    };
+}
+macro_rules! poly9 {
+    () => {
+        r#"{"type":"Polygon","coordinates":[[[-122.44037926197052,37.73313523548048],[-122.44017541408539,37.73313523548048],[-122.44017541408539,37.73336857568778],[-122.44037926197052,37.73336857568778],[-122.44037926197052,37.73313523548048]]]}"#
+    };
+}
+const POLY101: &str = r#"{"type":"Polygon","coordinates":[[[-122.44051605463028,37.73375464605226],[-122.44028002023695,37.73375464605226],[-122.44028002023695,37.733903134117966],[-122.44051605463028,37.733903134117966],[-122.44051605463028,37.73375464605226]]]}"#;
+const MULTIPOLY5: &str = r#"{"type":"MultiPolygon","coordinates":[[[[-122.4408378,37.7341129],[-122.4408378,37.733],[-122.44,37.733],[-122.44,37.7341129],[-122.4408378,37.7341129]]],[[[-122.44091033935547,37.731981251280985],[-122.43994474411011,37.731981251280985],[-122.43994474411011,37.73254976045042],[-122.44091033935547,37.73254976045042],[-122.44091033935547,37.731981251280985]]]]}"#;
+const MULTIPOLY5_CLIPPED: &str = r#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[-122.4408378,37.73319038868677],[-122.4408378,37.733],[-122.44,37.733],[-122.44,37.73319038868677],[-122.4408378,37.73319038868677]]]},"properties":{}},{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[-122.44091033935547,37.73227823422744],[-122.43994474411011,37.73227823422744],[-122.43994474411011,37.73254976045042],[-122.44091033935547,37.73254976045042],[-122.44091033935547,37.73227823422744]]]},"properties":{}}]}"#;
+const LINE3: &str =
+    r#"{"type":"LineString","coordinates":[[-122.4408378,37.7341129],[-122.4408378,37.733]]}"#;
+
 const DATA: &[&[&str]] = &[
+    &["SET", "tkey", "point1", "POINT", "37.7335", "-122.4412"],
+    &["SET", "tkey", "line3", "OBJECT", LINE3],
+    &["SET", "tkey", "poly8", "OBJECT", poly8!()],
+    // 100 m east of poly9's east edge (-122.44017541408539).
+    &["SET", "tkey", "near", "POINT", "37.7332", "-122.4390"],
     &[
         "SET", "fleet", "truck1", "FIELD", "maxSpeed", "120", "FIELD", "teamId", "1", "POINT",
         "33.5", "-112.2",
@@ -127,6 +156,686 @@ const DATA: &[&[&str]] = &[
         r#"{"type":"Feature","geometry":{"type":"Point","coordinates":[-112.2,33.5]},"properties":{"speed":50}}"#,
     ],
 ];
+
+/// `TEST` with CLIP and area expressions, Tile38's cases
+/// (`testcmd_test.go`) over its data in `tkey`.
+fn test_cases() -> Vec<(&'static [&'static str], Want)> {
+    use Want::{Err, Ok};
+    let yes = || Ok("1", json!({"ok": true, "result": true}));
+    let no = || Ok("0", json!({"ok": true, "result": false}));
+    let clipped = |resp: &'static str, obj: &str| {
+        Ok(
+            resp,
+            json!({"ok": true, "result": true, "object": serde_json::from_str::<Value>(obj).unwrap()}),
+        )
+    };
+    vec![
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "CLIP",
+                "OBJECT",
+                "{}",
+            ],
+            Err("invalid clip type 'OBJECT'"),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "CLIP",
+                "CIRCLE",
+                "1",
+                "2",
+                "3",
+            ],
+            Err("invalid clip type 'CIRCLE'"),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "CLIP",
+                "GET",
+                "tkey",
+                "point1",
+            ],
+            Err("invalid clip type 'GET'"),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "CLIP",
+                "BOUNDS",
+                "10",
+                "10",
+                "20",
+                "20",
+            ],
+            Err("invalid argument 'CLIP'"),
+        ),
+        (
+            &["TEST", "OBJECT", poly9!(), "INTERSECTS", "CLIP", "SECTOR"],
+            Err("invalid clip type 'SECTOR'"),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "CLIP",
+                "BOUNDS",
+                "37.732906137107",
+                "-122.44126439094543",
+                "37.73421283683962",
+                "-122.43980526924135",
+            ],
+            clipped(concat!("[1 ", poly9!(), "]"), poly9!()),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly8!(),
+                "INTERSECTS",
+                "CLIP",
+                "BOUNDS",
+                "37.733",
+                "-122.4408378",
+                "37.7341129",
+                "-122.44",
+            ],
+            clipped(concat!("[1 ", poly8!(), "]"), poly8!()),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                MULTIPOLY5,
+                "INTERSECTS",
+                "CLIP",
+                "BOUNDS",
+                "37.73227823422744",
+                "-122.44120001792908",
+                "37.73319038868677",
+                "-122.43955314159392",
+            ],
+            clipped(
+                concat!(
+                    "[1 ",
+                    r#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[-122.4408378,37.73319038868677],[-122.4408378,37.733],[-122.44,37.733],[-122.44,37.73319038868677],[-122.4408378,37.73319038868677]]]},"properties":{}},{"type":"Feature","geometry":{"type":"Polygon","coordinates":[[[-122.44091033935547,37.73227823422744],[-122.43994474411011,37.73227823422744],[-122.43994474411011,37.73254976045042],[-122.44091033935547,37.73254976045042],[-122.44091033935547,37.73227823422744]]]},"properties":{}}]}"#,
+                    "]"
+                ),
+                MULTIPOLY5_CLIPPED,
+            ),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                POLY101,
+                "INTERSECTS",
+                "CLIP",
+                "BOUNDS",
+                "37.73315644825698",
+                "-122.44054287672043",
+                "37.73349585185455",
+                "-122.44008690118788",
+            ],
+            no(),
+        ),
+        // Expression errors (testcmd_expressionErrors_test).
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "(",
+                "GET",
+                "tkey",
+                "poly8",
+            ],
+            Err("wrong number of arguments"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                ")",
+            ],
+            Err("invalid argument ')'"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "OR",
+                "GET",
+                "tkey",
+                "poly8",
+            ],
+            Err("invalid argument 'or'"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "AND",
+                "GET",
+                "tkey",
+                "poly8",
+            ],
+            Err("invalid argument 'and'"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "OR",
+                "AND",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            Err("invalid argument 'and'"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "OR",
+            ],
+            Err("wrong number of arguments"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "NOT",
+            ],
+            Err("wrong number of arguments"),
+        ),
+        (
+            &[
+                "TEST",
+                "GET",
+                "tkey",
+                "line3",
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "NOT",
+                "AND",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            Err("invalid argument 'and'"),
+        ),
+        (
+            &["TEST", "GET", "tkey", "line3", "jello"],
+            Err("invalid argument 'jello'"),
+        ),
+        // Expressions (testcmd_expression_test).
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "NOT",
+                "OBJECT",
+                poly!(),
+            ],
+            no(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "NOT",
+                "NOT",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "NOT",
+                "NOT",
+                "NOT",
+                "OBJECT",
+                poly!(),
+            ],
+            no(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "OBJECT",
+                poly8!(),
+                "OR",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "OBJECT",
+                poly8!(),
+                "AND",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "OR",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            no(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "AND",
+                "(",
+                "OBJECT",
+                poly!(),
+                "AND",
+                "GET",
+                "tkey",
+                "line3",
+                ")",
+            ],
+            no(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "AND",
+                "(",
+                "OBJECT",
+                poly!(),
+                "OR",
+                "GET",
+                "tkey",
+                "line3",
+                ")",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "poly8",
+                "AND",
+                "(",
+                "OBJECT",
+                poly!(),
+                "AND",
+                "NOT",
+                "GET",
+                "tkey",
+                "line3",
+                ")",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "NOT",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "NOT",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "line3",
+                "OR",
+                "OBJECT",
+                poly8!(),
+                "AND",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "OBJECT",
+                poly8!(),
+                "AND",
+                "OBJECT",
+                poly!(),
+                "OR",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "GET",
+                "tkey",
+                "line3",
+                "OR",
+                "(",
+                "OBJECT",
+                poly8!(),
+                "AND",
+                "OBJECT",
+                poly!(),
+                ")",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "INTERSECTS",
+                "(",
+                "GET",
+                "tkey",
+                "line3",
+                "OR",
+                "OBJECT",
+                poly8!(),
+                ")",
+                "AND",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "OBJECT",
+                poly8!(),
+                "OR",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "OBJECT",
+                poly8!(),
+                "AND",
+                "OBJECT",
+                poly!(),
+            ],
+            yes(),
+        ),
+        (
+            &["TEST", "OBJECT", poly9!(), "WITHIN", "GET", "tkey", "line3"],
+            no(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "GET",
+                "tkey",
+                "poly8",
+                "AND",
+                "(",
+                "OBJECT",
+                poly!(),
+                "AND",
+                "GET",
+                "tkey",
+                "line3",
+                ")",
+            ],
+            no(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "GET",
+                "tkey",
+                "poly8",
+                "AND",
+                "(",
+                "OBJECT",
+                poly!(),
+                "OR",
+                "GET",
+                "tkey",
+                "line3",
+                ")",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "GET",
+                "tkey",
+                "poly8",
+                "AND",
+                "(",
+                "OBJECT",
+                poly!(),
+                "AND",
+                "NOT",
+                "GET",
+                "tkey",
+                "line3",
+                ")",
+            ],
+            yes(),
+        ),
+        (
+            &[
+                "TEST",
+                "OBJECT",
+                poly9!(),
+                "WITHIN",
+                "NOT",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            yes(),
+        ),
+        // BUFFER on an OBJECT area grows it by the distance: poly8 holds
+        // poly9; line3 is 40 m west of it, point1 about 75 m and `near`
+        // about 100 m away.
+        (
+            &["INTERSECTS", "tkey", "COUNT", "OBJECT", poly9!()],
+            Ok("1", count(1)),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "tkey",
+                "BUFFER",
+                "50",
+                "COUNT",
+                "OBJECT",
+                poly9!(),
+            ],
+            Ok("2", count(2)),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "tkey",
+                "BUFFER",
+                "200",
+                "COUNT",
+                "OBJECT",
+                poly9!(),
+            ],
+            Ok("4", count(4)),
+        ),
+        (
+            &[
+                "INTERSECTS",
+                "tkey",
+                "BUFFER",
+                "200",
+                "COUNT",
+                "GET",
+                "tkey",
+                "line3",
+            ],
+            Ok("4", count(4)),
+        ),
+    ]
+}
 
 fn cases() -> Vec<(&'static [&'static str], Want)> {
     use Want::{Err, Ok};
@@ -451,7 +1160,7 @@ fn cases() -> Vec<(&'static [&'static str], Want)> {
                 "OBJECT",
                 r#"{"type":"Point","coordinates":[-112.2,33.5]}"#,
             ],
-            Err("BUFFER is supported for"),
+            Ok("1", count(1)),
         ),
         (
             &[
@@ -669,22 +1378,6 @@ fn cases() -> Vec<(&'static [&'static str], Want)> {
         ),
         (
             &[
-                "TEST",
-                "POINT",
-                "33.5",
-                "-112.2",
-                "INTERSECTS",
-                "CLIP",
-                "BOUNDS",
-                "33",
-                "-113",
-                "34",
-                "-112",
-            ],
-            Err("CLIP is not supported"),
-        ),
-        (
-            &[
                 "TEST", "POINT", "33.5", "-112.2", "WITHIN", "CLIP", "BOUNDS", "33", "-113", "34",
                 "-112",
             ],
@@ -727,7 +1420,8 @@ fn search_options_search_and_test_answer_as_tile38_on_leader_and_follower() {
         "{}",
         follower.log()
     );
-    let cases = cases();
+    let mut cases = cases();
+    cases.extend(test_cases());
     check_all(&leader, &cases);
     check_all(&follower, &cases);
 

@@ -50,6 +50,7 @@ fn hooks_with(n: usize, endpoint: &str, config: QueueConfig) -> Hooks {
             key: "fleet".into(),
             filter: Filter::parse(Some("enter,exit"), None).unwrap(),
             area: Area::circle(Point::new(lat, lon).unwrap(), 200.0).unwrap(),
+            options: Default::default(),
             args: vec![
                 "NEARBY".into(),
                 "fleet".into(),

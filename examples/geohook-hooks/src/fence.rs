@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use geohook_db::{Area, Object};
+use geohook_db::{Area, Fields, Glob, Object};
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
@@ -109,6 +110,9 @@ pub struct Filter {
     detect: u8,
     commands: u8,
     distance: bool,
+    /// Whether `roam` is among the detect words. It is kept apart from [`Detect`] because a
+    /// roam fence reports nothing else, and the other fences never roam.
+    roam: bool,
 }
 
 /// A command an event can carry.
@@ -147,6 +151,7 @@ impl Default for Filter {
             detect: 0x1f,
             commands: 0x0f,
             distance: false,
+            roam: true,
         }
     }
 }
@@ -164,7 +169,12 @@ impl Filter {
         };
         if let Some(list) = detect {
             f.detect = 0;
+            f.roam = false;
             for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+                if w.eq_ignore_ascii_case("roam") {
+                    f.roam = true;
+                    continue;
+                }
                 let d = Detect::ALL
                     .into_iter()
                     .find(|d| d.as_str().eq_ignore_ascii_case(w))
@@ -195,8 +205,14 @@ impl Filter {
         self.detect & detect.bit() != 0
     }
 
-    /// The same filter, with `DISTANCE` (a NEARBY fence's `set` and `fset` events then carry
-    /// `"distance"`, the object's distance in meters from the fence's centre, as in Tile38) on or off.
+    /// Whether a roam fence reports its `roam` events (DETECT absent, or listing `roam`).
+    pub fn detects_roam(&self) -> bool {
+        self.roam
+    }
+
+    /// The same filter, with `DISTANCE` (a fence's `set` and `fset` events then carry
+    /// `"distance"`, the object's distance in meters from the centre of the fence's area, as in
+    /// Tile38) on or off.
     pub fn with_distance(mut self, on: bool) -> Self {
         self.distance = on;
         self
@@ -228,6 +244,93 @@ pub enum Delivery {
     Live(u64),
 }
 
+/// A test of an object and its fields that a fence applies before it reports the object: the
+/// server's WHERE, WHEREIN and WHERE-expression filters, which this crate does not parse.
+pub trait ObjectTest: Send + Sync + fmt::Debug {
+    /// Whether the object `id`, with these fields, passes.
+    fn accepts(&self, id: &str, object: &Object, fields: &Fields) -> bool;
+}
+
+/// Where a roam fence looks for neighbours: the objects of the database near a position. The
+/// server supplies it with each change, so that this crate reads the database without depending
+/// on the server.
+pub trait Neighbors {
+    /// Calls `f(id, object, meters)` for every live object of collection `key` whose distance from
+    /// `object` is at most `meters`, the object itself included (the caller skips it).
+    fn near(&self, key: &str, object: &Object, meters: f64, f: &mut dyn FnMut(&str, &Object, f64));
+}
+
+/// No database: roam fences find no neighbours.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNeighbors;
+
+impl Neighbors for NoNeighbors {
+    fn near(&self, _: &str, _: &Object, _: f64, _: &mut dyn FnMut(&str, &Object, f64)) {}
+}
+
+/// `ROAM key pattern meters`: the fence follows each object of the watched key and reports the
+/// objects of `key` whose id matches `pattern` that come within `meters` of it (`nearby`) and,
+/// on a later write, those that are no longer within reach (`faraway`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roam {
+    /// The collection searched for neighbours.
+    pub key: String,
+    /// The glob that a neighbour's id must match (`*` for any).
+    pub pattern: String,
+    /// The reach in meters.
+    pub meters: f64,
+    /// `NODWELL`: a neighbour that was already near before the write is not reported again.
+    pub nodwell: bool,
+}
+
+/// The search options a fence takes besides its area, as Tile38 applies them to events.
+#[derive(Debug, Clone, Default)]
+pub struct FenceOptions {
+    /// `MATCH` globs: an event (other than `drop`) is sent only for an id matching one of them.
+    pub matches: Vec<String>,
+    /// WHERE and WHEREIN filters: an object that fails them counts as outside the fence.
+    pub test: Option<Arc<dyn ObjectTest>>,
+    /// `NOFIELDS`: events carry no fields, and `fset` sends nothing.
+    pub nofields: bool,
+    /// A roam fence (its [`HookDef::area`] is then unused).
+    pub roam: Option<Roam>,
+}
+
+impl PartialEq for FenceOptions {
+    fn eq(&self, other: &Self) -> bool {
+        // Two tests are the same when they print the same: both come from the server's parse of
+        // the same arguments, and its filters print every value they hold.
+        let test = |t: &Option<Arc<dyn ObjectTest>>| t.as_ref().map(|t| format!("{t:?}"));
+        self.matches == other.matches
+            && self.nofields == other.nofields
+            && self.roam == other.roam
+            && test(&self.test) == test(&other.test)
+    }
+}
+
+impl FenceOptions {
+    /// Whether the id passes MATCH (every id does without it).
+    pub fn id_matches(&self, id: &str) -> bool {
+        self.matches.is_empty()
+            || self
+                .matches
+                .iter()
+                .any(|p| p == "*" || Glob::new(p).is_match(id))
+    }
+
+    /// Whether the object passes WHERE and WHEREIN.
+    pub fn accepts(&self, id: &str, object: &Object, fields: &Fields) -> bool {
+        self.test
+            .as_ref()
+            .is_none_or(|t| t.accepts(id, object, fields))
+    }
+
+    /// Whether any option filters events, so that matching must read them.
+    pub fn filters(&self) -> bool {
+        !self.matches.is_empty() || self.test.is_some() || self.nofields || self.roam.is_some()
+    }
+}
+
 /// A hook as SETHOOK defines it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookDef {
@@ -247,8 +350,10 @@ pub struct HookDef {
     pub key: String,
     /// DETECT and COMMANDS.
     pub filter: Filter,
-    /// The fence's area (a circle for NEARBY).
+    /// The fence's area (a circle for NEARBY); unused by a roam fence.
     pub area: Area,
+    /// MATCH, WHERE, NOFIELDS and ROAM.
+    pub options: FenceOptions,
     /// The search part of the command as the client wrote it, from the NEARBY/WITHIN/INTERSECTS word to
     /// the end (`["NEARBY","fleet","FENCE","POINT","33","-112","500"]`): what HOOKS shows and what the
     /// AOF replays.
@@ -284,6 +389,18 @@ impl HookDef {
         }
         if self.ex.is_some_and(|ex| !ex.is_finite() || ex <= 0.0) {
             return bad("EX must be a positive number of seconds");
+        }
+        if let Some(roam) = &self.options.roam {
+            if self.kind != FenceKind::Nearby {
+                return bad("ROAM is a NEARBY fence");
+            }
+            if roam.key.is_empty() || roam.pattern.is_empty() {
+                return bad("ROAM needs a key and a pattern");
+            }
+            if !roam.meters.is_finite() || roam.meters < 0.0 {
+                return bad("ROAM meters must be a non-negative number");
+            }
+            return Ok(());
         }
         if self.area.bounds().is_none() {
             return bad("the fence area has no position");
@@ -353,7 +470,10 @@ mod tests {
         let f = Filter::parse(Some("enter,EXIT"), Some("del")).unwrap();
         assert!(f.detects(Detect::Enter) && f.detects(Detect::Exit) && !f.detects(Detect::Inside));
         assert!(f.allows(CommandKind::Del) && !f.allows(CommandKind::Set));
-        assert!(Filter::parse(Some("roam"), None).is_err());
+        assert!(Filter::parse(Some("roaming"), None).is_err());
+        let roam = Filter::parse(Some("roam"), None).unwrap();
+        assert!(roam.detects_roam() && !roam.detects(Detect::Inside));
+        assert!(all.detects_roam() && !f.detects_roam());
         assert!(Filter::parse(None, Some("fset2")).is_err());
         let f = Filter::parse(None, Some("fset")).unwrap();
         assert!(f.allows(CommandKind::Fset) && !f.allows(CommandKind::Set));

@@ -16,7 +16,9 @@ use wildmatch::WildMatch;
 use crate::deliver::Payload;
 use crate::error::Error;
 use crate::error::Result;
-use crate::fence::{CommandKind, Delivery, Detect, FenceKind, Filter, HookDef};
+use crate::fence::{
+    CommandKind, Delivery, Detect, FenceKind, Filter, HookDef, Neighbors, NoNeighbors, Roam,
+};
 use crate::metrics::{Counters, Metrics};
 use crate::pubsub::PubSub;
 use crate::queue::{Outbox, QueueConfig};
@@ -146,6 +148,8 @@ struct FenceEntry {
     kind: FenceKind,
     filter: Filter,
     area: Area,
+    /// Whether the hook's MATCH, WHERE or NOFIELDS options must be read for its events.
+    filtered: bool,
 }
 
 impl PartialEq for FenceEntry {
@@ -226,6 +230,9 @@ struct KeyFences {
     outside: BTreeSet<u32>,
     /// Every hook on this key, for `drop`.
     all: BTreeSet<u32>,
+    /// The roam fences on this key. They have no area, so they are in no index and hear every
+    /// write to the key, as in Tile38.
+    roam: BTreeSet<u32>,
 }
 
 impl Default for KeyFences {
@@ -238,6 +245,7 @@ impl Default for KeyFences {
             churn: 0,
             outside: BTreeSet::new(),
             all: BTreeSet::new(),
+            roam: BTreeSet::new(),
         }
     }
 }
@@ -512,14 +520,18 @@ impl Hooks {
     }
 
     fn insert_slot(&self, reg: &mut Registry, def: HookDef, now: SystemTime) {
-        let bounds = def.area.bounds().expect("validated: area has bounds");
-        let env = aabb(&bounds);
+        let roams = def.options.roam.is_some();
+        // A roam fence has no area; its box is never searched.
+        let env = match def.area.bounds() {
+            Some(b) if !roams => aabb(&b),
+            _ => AABB::from_point([0.0, 0.0]),
+        };
         let expires_at_ms = def
             .ex
             .map(|ex| unix_ms(now).saturating_add((ex * 1000.0) as i64));
         let name: Arc<str> = Arc::from(def.name.as_str());
         let key: Arc<str> = Arc::from(def.key.as_str());
-        let wants_outside = def.filter.detects(Detect::Outside);
+        let wants_outside = def.filter.detects(Detect::Outside) && !roams;
         let delivery = def.delivery;
         if delivery == Delivery::Endpoints {
             self.outbox.set_hook(&def.name, def.endpoints.clone());
@@ -537,6 +549,7 @@ impl Hooks {
             kind: def.kind,
             filter: def.filter,
             area: def.area.clone(),
+            filtered: def.options.filters(),
         };
         reg.slots[slot as usize] = Some(Slot {
             fence: entry.clone(),
@@ -553,7 +566,11 @@ impl Hooks {
             }
         }
         let fences = reg.fences.entry(key).or_default();
-        fences.insert(entry);
+        if roams {
+            fences.roam.insert(slot);
+        } else {
+            fences.insert(entry);
+        }
         fences.all.insert(slot);
         if wants_outside {
             fences.outside.insert(slot);
@@ -727,7 +744,9 @@ impl Hooks {
             reg.expiries.remove(&(at, Arc::from(s.def.name.as_str())));
         }
         if let Some(f) = reg.fences.get_mut(s.def.key.as_str()) {
-            f.remove(&s.fence);
+            if !f.roam.remove(&slot) {
+                f.remove(&s.fence);
+            }
             f.all.remove(&slot);
             f.outside.remove(&slot);
             if f.all.is_empty() {
@@ -754,6 +773,14 @@ impl Hooks {
     /// for `outside` get an event for every write to their key, as in Tile38, so they are visited on
     /// every write.
     pub fn on_change(&self, change: &Change<'_>) -> usize {
+        self.on_change_near(change, &NoNeighbors)
+    }
+
+    /// [`Hooks::on_change`], with the database's objects near a position for roam fences
+    /// (`NEARBY key FENCE ROAM key pattern meters`): each roam fence on the key reports the
+    /// objects that `near` finds within its reach of the written object (`nearby`) and those
+    /// that were within reach of its old position and are no longer (`faraway`).
+    pub fn on_change_near(&self, change: &Change<'_>, near: &dyn Neighbors) -> usize {
         let mut reg = self.registry.lock();
         let reg = &mut *reg;
         let Some(fences) = reg.fences.get(change.key) else {
@@ -761,6 +788,7 @@ impl Hooks {
         };
         let mut events: Vec<(Detect, u32, Option<u64>)> = Vec::new();
         let mut plain: Vec<(u32, Option<u64>)> = Vec::new();
+        let mut roams: Vec<RoamEvent> = Vec::new();
         match change.command {
             CommandKind::Drop => {
                 plain.extend(fences.all.iter().map(|s| (*s, None)));
@@ -786,8 +814,13 @@ impl Hooks {
                     reg.groups.remove(change.key);
                 }
                 let fences = reg.fences.get(change.key).expect("checked above");
-                let mut recipients: BTreeMap<u32, Option<u64>> =
-                    fences.outside.iter().map(|s| (*s, None)).collect();
+                // Roam fences hear every delete on their key, as Tile38's do.
+                let mut recipients: BTreeMap<u32, Option<u64>> = fences
+                    .outside
+                    .iter()
+                    .chain(&fences.roam)
+                    .map(|s| (*s, None))
+                    .collect();
                 for (slot, group) in &inside {
                     reg.group_count -= 1;
                     recipients.insert(*slot, Some(*group));
@@ -796,15 +829,23 @@ impl Hooks {
                             .remove(&(Arc::from(change.key), Arc::from(change.id)));
                     }
                 }
-                plain.extend(recipients);
+                // MATCH applies to deletes too; WHERE does not (the object is gone).
+                plain.extend(recipients.into_iter().filter(|(slot, _)| {
+                    reg.slots[*slot as usize]
+                        .as_ref()
+                        .is_some_and(|s| s.def.options.id_matches(change.id))
+                }));
             }
             CommandKind::Set | CommandKind::Fset => {
                 let Some(new) = change.new else { return 0 };
                 self.match_set(reg, change, new, &mut events);
+                if change.command == CommandKind::Set {
+                    self.match_roam(reg, change, new, near, &mut roams);
+                }
             }
         }
         self.counters.fence_groups.store(reg.group_count, Relaxed);
-        let produced = events.len() + plain.len();
+        let produced = events.len() + plain.len() + roams.len();
         self.counters.events.fetch_add(produced as u64, Relaxed);
         if produced == 0 {
             return produced;
@@ -820,7 +861,8 @@ impl Hooks {
         };
         events.retain(|e| speaks(e.1));
         plain.retain(|p| speaks(p.0));
-        if events.is_empty() && plain.is_empty() {
+        roams.retain(|r| speaks(r.slot));
+        if events.is_empty() && plain.is_empty() && roams.is_empty() {
             return produced;
         }
         let time = chrono::DateTime::<chrono::Local>::from(change.time)
@@ -842,7 +884,7 @@ impl Hooks {
         for (detect, slot, group) in events {
             let def = &reg.slots[slot as usize].as_ref().expect("live").def;
             body.clear();
-            self.write_set(&mut body, def, detect, group, change, &time);
+            self.write_set(&mut body, def, detect.as_str(), group, change, &time);
             self.send(def, &key, &mut body);
         }
         for (slot, _) in plain {
@@ -851,7 +893,119 @@ impl Hooks {
             write_plain(&mut body, def, change, &time);
             self.send(def, &key, &mut body);
         }
+        // The messages of one write to one roam fence share a group.
+        let mut group = None;
+        for (i, r) in roams.iter().enumerate() {
+            let def = &reg.slots[r.slot as usize].as_ref().expect("live").def;
+            if i == 0 || roams[i - 1].slot != r.slot {
+                group = Some(self.next_group());
+            }
+            body.clear();
+            self.write_roam(&mut body, def, group, change, &time, r);
+            self.send(def, &key, &mut body);
+        }
         produced
+    }
+
+    /// Finds the roam events of a SET: for each roam fence on the key whose MATCH the id passes,
+    /// the neighbours within reach of the new position (`nearby`, without those already near the
+    /// old position under NODWELL) and those near the old position only (`faraway`), each list
+    /// nearest first, then by id, as Tile38 sorts them.
+    fn match_roam(
+        &self,
+        reg: &Registry,
+        change: &Change<'_>,
+        new: &Object,
+        near: &dyn Neighbors,
+        out: &mut Vec<RoamEvent>,
+    ) {
+        let Some(fences) = reg.fences.get(change.key) else {
+            return;
+        };
+        for &slot in &fences.roam {
+            let def = &reg.slots[slot as usize].as_ref().expect("live").def;
+            let Some(roam) = &def.options.roam else {
+                continue;
+            };
+            if !def.filter.detects_roam() || !def.options.id_matches(change.id) {
+                continue;
+            }
+            let around = |obj: &Object| -> Vec<(String, Object, f64)> {
+                let mut v = Vec::new();
+                near.near(&roam.key, obj, roam.meters, &mut |id, o, m| {
+                    // The written object is never its own neighbour.
+                    let same = id == change.id && roam.key == change.key;
+                    if !same && roam_matches(roam, id) {
+                        v.push((id.to_owned(), o.clone(), m));
+                    }
+                });
+                v
+            };
+            let mut nearby = around(new);
+            let mut before = change.old.map(&around).unwrap_or_default();
+            let now: BTreeSet<String> = nearby.iter().map(|n| n.0.clone()).collect();
+            let was: BTreeSet<String> = before.iter().map(|n| n.0.clone()).collect();
+            // A neighbour near both positions is dwelling: not faraway, and under NODWELL not
+            // nearby again either.
+            before.retain(|n| !now.contains(&n.0));
+            if roam.nodwell {
+                nearby.retain(|n| !was.contains(&n.0));
+            }
+            // A faraway neighbour's distance is measured to the new position.
+            for f in &mut before {
+                if let Some(c) = f.1.center() {
+                    f.2 = new.distance_to(&c).unwrap_or(f.2);
+                }
+            }
+            let order = |a: &(String, Object, f64), b: &(String, Object, f64)| {
+                a.2.total_cmp(&b.2).then_with(|| a.0.cmp(&b.0))
+            };
+            nearby.sort_by(order);
+            before.sort_by(order);
+            out.extend(nearby.into_iter().map(|(id, object, meters)| RoamEvent {
+                slot,
+                faraway: false,
+                id,
+                object,
+                meters,
+            }));
+            out.extend(before.into_iter().map(|(id, object, meters)| RoamEvent {
+                slot,
+                faraway: true,
+                id,
+                object,
+                meters,
+            }));
+        }
+    }
+
+    /// A roam event: the `set` event with `"detect":"roam"` and a `nearby` or `faraway` member
+    /// naming the neighbour, its object and its distance in meters (to the millimetre, rounded
+    /// down, as Tile38 writes it).
+    fn write_roam(
+        &self,
+        out: &mut String,
+        def: &HookDef,
+        group: Option<u64>,
+        change: &Change<'_>,
+        time: &str,
+        r: &RoamEvent,
+    ) {
+        self.write_set(out, def, "roam", group, change, time);
+        out.pop();
+        out.push_str(if r.faraway {
+            ",\"faraway\":{\"key\":"
+        } else {
+            ",\"nearby\":{\"key\":"
+        });
+        let roam = def.options.roam.as_ref().expect("a roam fence");
+        write_str(out, &roam.key);
+        out.push_str(",\"id\":");
+        write_str(out, &r.id);
+        out.push_str(",\"object\":");
+        r.object.write_json(out);
+        let meters = (r.meters * 1000.0).floor() / 1000.0;
+        let _ = write!(out, ",\"meters\":{meters}}}}}");
     }
 
     /// Sends one event where its fence's delivery says. Channel and live messages carry Tile38's
@@ -952,8 +1106,32 @@ impl Hooks {
                 seen.push(slot);
             }
             let e = &slots[slot as usize].as_ref().expect("live").fence;
-            let was = old.is_some_and(|o| e.kind.matches(o, &e.area));
-            let is = e.kind.matches(new, &e.area);
+            let mut was = old.is_some_and(|o| e.kind.matches(o, &e.area));
+            let mut is = e.kind.matches(new, &e.area);
+            // An end that is in the area but fails WHERE is no crossing, as in Tile38.
+            let mut nocross = false;
+            if e.filtered {
+                let opts = &slots[slot as usize].as_ref().expect("live").def.options;
+                if !opts.id_matches(change.id)
+                    || (opts.nofields && change.command == CommandKind::Fset)
+                {
+                    continue;
+                }
+                let fields = change.fields.unwrap_or(&*NO_FIELDS);
+                let passes = opts.accepts(change.id, new, fields);
+                // Fence state says whether the object passed before this write: the fields it
+                // had then are gone. Without state (a hook set while the object was inside), the
+                // old position is judged with the new fields.
+                let stayed = state.iter().any(|(s, _)| *s == slot);
+                let in_before = was;
+                was = was && (stayed || old.is_some_and(|o| opts.accepts(change.id, o, fields)));
+                nocross = (in_before && !was) || (is && !passes);
+                is = is && passes;
+                // Tile38 reports nothing for an object that fails WHERE and is outside anyway.
+                if !was && !is && !passes && change.command != CommandKind::Fset {
+                    continue;
+                }
+            }
             let detect = match (was, is) {
                 (true, true) => Detect::Inside,
                 (true, false) => Detect::Exit,
@@ -967,6 +1145,7 @@ impl Hooks {
                         continue;
                     }
                     let crossed = wanted
+                        && !nocross
                         && old.is_some_and(|o| {
                             let line = path.get_or_insert_with(|| segment(o, new));
                             line.as_ref().is_some_and(|l| l.intersects(&e.area))
@@ -992,6 +1171,18 @@ impl Hooks {
             emit(events, filter, detect, slot, group);
         }
         for slot in outside {
+            let s = reg.slots[slot as usize].as_ref().expect("live");
+            if s.fence.filtered {
+                let opts = &s.def.options;
+                let fields = change.fields.unwrap_or(&*NO_FIELDS);
+                if !opts.id_matches(change.id)
+                    || (opts.nofields && change.command == CommandKind::Fset)
+                    || (change.command != CommandKind::Fset
+                        && !opts.accepts(change.id, new, fields))
+                {
+                    continue;
+                }
+            }
             // Neither end can be inside and the path cannot cross: the fence's box misses them all.
             emit(
                 events,
@@ -1064,7 +1255,7 @@ impl Hooks {
         &self,
         out: &mut String,
         def: &HookDef,
-        detect: Detect,
+        detect: &str,
         group: Option<u64>,
         change: &Change<'_>,
         time: &str,
@@ -1076,7 +1267,7 @@ impl Hooks {
             change.command.as_str(),
             self.group_prefix,
             group,
-            detect.as_str()
+            detect
         );
         write_hook(out, def);
         out.push_str(",\"key\":");
@@ -1087,7 +1278,7 @@ impl Hooks {
         if let Some(new) = change.new {
             new.write_json(out);
         }
-        if let Some(fields) = change.fields {
+        if let Some(fields) = change.fields.filter(|_| !def.options.nofields) {
             let mut first = true;
             for (name, value) in fields.iter().filter(|(_, v)| !v.is_zero()) {
                 out.push_str(if first { ",\"fields\":{" } else { "," });
@@ -1100,12 +1291,13 @@ impl Hooks {
                 out.push('}');
             }
         }
-        if def.filter.distance() {
-            // Tile38 writes the distance after the fields, from the object to the fence's centre.
+        if def.filter.distance() && def.options.roam.is_none() {
+            // Tile38 writes the distance after the fields, from the object to the centre of the
+            // fence's area.
             let centre = match &def.area {
                 Area::Circle { center, .. } => Some(*center),
                 Area::Point(p) => Some(*p),
-                _ => None,
+                other => other.bounds().map(|b| b.center()),
             };
             if let Some(d) = centre.and_then(|c| change.new?.distance_to(&c)) {
                 let _ = write!(out, ",\"distance\":{d}");
@@ -1113,6 +1305,24 @@ impl Hooks {
         }
         out.push('}');
     }
+}
+
+/// The fields of an event that has none, for WHERE (every field reads as 0).
+static NO_FIELDS: std::sync::LazyLock<Fields> = std::sync::LazyLock::new(Fields::default);
+
+/// One neighbour a roam fence reports for a write.
+#[derive(Debug)]
+struct RoamEvent {
+    slot: u32,
+    faraway: bool,
+    id: String,
+    object: Object,
+    meters: f64,
+}
+
+/// Whether a neighbour's id matches a roam fence's pattern (`*` matches any).
+fn roam_matches(roam: &Roam, id: &str) -> bool {
+    roam.pattern == "*" || geohook_db::Glob::new(&roam.pattern).is_match(id)
 }
 
 fn emit(
@@ -1225,6 +1435,7 @@ impl std::io::Write for StringWriter<'_> {
 mod tests {
     use super::*;
     use crate::endpoint::Endpoint;
+    use crate::fence::Neighbors;
     use crate::pubsub::{Inbox, Message};
 
     fn def(name: &str, delivery: Delivery) -> HookDef {
@@ -1242,6 +1453,7 @@ mod tests {
             key: "fleet".into(),
             filter: Filter::default(),
             area: Area::Bounds(Bounds::new(33.0, -112.0, 33.1, -111.9).unwrap()),
+            options: Default::default(),
             args: vec!["WITHIN".into(), "fleet".into(), "FENCE".into()],
         }
     }
@@ -1350,6 +1562,216 @@ mod tests {
             "{d}"
         );
         assert!(body(&without).get("distance").is_none());
+    }
+
+    /// Passes objects east of a longitude: a stand-in for the server's WHERE.
+    #[derive(Debug)]
+    struct EastOf(f64);
+
+    impl crate::fence::ObjectTest for EastOf {
+        fn accepts(&self, _: &str, object: &Object, _: &Fields) -> bool {
+            object.center().is_some_and(|c| c.lon > self.0)
+        }
+    }
+
+    fn live_bodies(inbox: &Inbox) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        inbox.drain(&mut out).unwrap();
+        out.into_iter()
+            .map(|m| {
+                let Message::Live { body } = m else {
+                    panic!("{m:?}")
+                };
+                serde_json::from_str(&body).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn match_and_where_decide_which_objects_a_fence_reports() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        let mut d = def("", Delivery::Live(1));
+        d.options.matches = vec!["truck*".into()];
+        d.options.test = Some(Arc::new(EastOf(-111.97)));
+        hooks.set_live(d, now).unwrap();
+        let inbox = Inbox::new(1 << 20);
+        hooks.pubsub().attach_live(1, &inbox);
+        let (west, east, far) = (
+            point(33.05, -111.99),
+            point(33.05, -111.95),
+            point(32.0, -111.0),
+        );
+        // An id outside MATCH is never reported, deletes included.
+        hooks.on_change(&Change::set("fleet", "car1", None, &east, None, now));
+        hooks.on_change(&Change::del("fleet", "car1", &east, now));
+        assert!(live_bodies(&inbox).is_empty());
+        // Inside the area but failing WHERE: nothing, as Tile38 sends nothing for an object
+        // that fails WHERE while outside.
+        hooks.on_change(&Change::set("fleet", "truck1", None, &west, None, now));
+        assert!(live_bodies(&inbox).is_empty());
+        // Passing WHERE inside the area enters; failing it again exits, though the truck
+        // never left the area.
+        hooks.on_change(&Change::set(
+            "fleet",
+            "truck1",
+            Some(&west),
+            &east,
+            None,
+            now,
+        ));
+        hooks.on_change(&Change::set(
+            "fleet",
+            "truck1",
+            Some(&east),
+            &west,
+            None,
+            now,
+        ));
+        hooks.on_change(&Change::set(
+            "fleet",
+            "truck1",
+            Some(&west),
+            &far,
+            None,
+            now,
+        ));
+        let detects: Vec<String> = live_bodies(&inbox)
+            .iter()
+            .map(|v| v["detect"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(detects, ["enter", "inside", "exit", "outside", "outside"]);
+        hooks.on_change(&Change::del("fleet", "truck1", &far, now));
+        let del = live_bodies(&inbox);
+        assert_eq!(del.len(), 1);
+        assert_eq!(del[0]["command"], "del");
+        assert_eq!(hooks.metrics().fence_groups, 0);
+    }
+
+    #[test]
+    fn a_within_fence_with_distance_reports_it_from_the_areas_centre() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        let mut d = def("", Delivery::Live(1));
+        d.filter = Filter::default().with_distance(true);
+        d.options.nofields = true;
+        hooks.set_live(d, now).unwrap();
+        let inbox = Inbox::new(1 << 20);
+        hooks.pubsub().attach_live(1, &inbox);
+        let p = point(33.05, -111.95);
+        hooks.on_change(&Change::set("fleet", "t", None, &p, None, now));
+        let got = live_bodies(&inbox);
+        assert_eq!(got[0]["detect"], "enter");
+        let d = got[0]["distance"].as_f64().expect("distance");
+        assert!(d.abs() < 1.0, "the point is the centre: {d}");
+        // NOFIELDS: an FSET sends nothing.
+        let fields = Fields::default();
+        hooks.on_change(&Change::fset("fleet", "t", &p, &fields, now));
+        assert!(live_bodies(&inbox).is_empty());
+    }
+
+    /// Neighbours from a fixed list of points.
+    struct Fixed(Vec<(&'static str, Object)>);
+
+    impl Neighbors for Fixed {
+        fn near(
+            &self,
+            key: &str,
+            object: &Object,
+            meters: f64,
+            f: &mut dyn FnMut(&str, &Object, f64),
+        ) {
+            assert_eq!(key, "people");
+            let c = object.center().unwrap();
+            for (id, o) in &self.0 {
+                let m = o.distance_to(&c).unwrap();
+                if m <= meters {
+                    f(id, o, m);
+                }
+            }
+        }
+    }
+
+    fn roam_fence(conn: u64, nodwell: bool) -> HookDef {
+        let mut d = def("", Delivery::Live(conn));
+        d.kind = FenceKind::Nearby;
+        d.options.roam = Some(Roam {
+            key: "people".into(),
+            pattern: "p*".into(),
+            meters: 1000.0,
+            nodwell,
+        });
+        d
+    }
+
+    #[test]
+    fn roam_fences_report_nearby_and_faraway_neighbours() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        hooks.set_live(roam_fence(1, false), now).unwrap();
+        hooks.set_live(roam_fence(2, true), now).unwrap();
+        let (dwell, nodwell) = (Inbox::new(1 << 20), Inbox::new(1 << 20));
+        hooks.pubsub().attach_live(1, &dwell);
+        hooks.pubsub().attach_live(2, &nodwell);
+        let people = Fixed(vec![
+            ("p1", point(33.0, -112.0)),
+            ("p2", point(33.0, -111.995)),
+            ("q1", point(33.0, -112.0)),
+        ]);
+        let (a, b, c) = (
+            point(33.0, -112.001),
+            point(33.0, -111.985),
+            point(34.0, -111.0),
+        );
+        let roams = |inbox: &Inbox| -> Vec<(String, String, f64)> {
+            live_bodies(inbox)
+                .into_iter()
+                .map(|v| {
+                    assert_eq!(v["detect"], "roam");
+                    let (kind, n) = match v.get("nearby") {
+                        Some(n) => ("nearby", n.clone()),
+                        None => ("faraway", v["faraway"].clone()),
+                    };
+                    assert_eq!(n["key"], "people");
+                    assert!(n["object"]["type"] == "Point");
+                    (
+                        kind.to_owned(),
+                        n["id"].as_str().unwrap().to_owned(),
+                        n["meters"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        hooks.on_change_near(&Change::set("fleet", "t", None, &a, None, now), &people);
+        let first = roams(&dwell);
+        let ids: Vec<(&str, &str)> = first.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+        // Nearest first; q1 does not match the pattern.
+        assert_eq!(ids, [("nearby", "p1"), ("nearby", "p2")]);
+        assert!((first[0].2 - 93.2).abs() < 1.0, "{first:?}");
+        assert_eq!(first[0].2, (first[0].2 * 1000.0).floor() / 1000.0);
+        assert_eq!(roams(&nodwell).len(), 2);
+        // Moving east: p2 stays near (dwelling: reported again, but not under NODWELL), p1 is
+        // now faraway, measured from the new position.
+        hooks.on_change_near(&Change::set("fleet", "t", Some(&a), &b, None, now), &people);
+        let second = roams(&dwell);
+        let ids: Vec<(&str, &str)> = second
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str()))
+            .collect();
+        assert_eq!(ids, [("nearby", "p2"), ("faraway", "p1")]);
+        assert!(second[1].2 > 900.0, "{second:?}");
+        let ids: Vec<String> = roams(&nodwell).into_iter().map(|r| r.1).collect();
+        assert_eq!(ids, ["p1"]);
+        // Far from everyone: p2 is faraway; then nothing more.
+        hooks.on_change_near(&Change::set("fleet", "t", Some(&b), &c, None, now), &people);
+        assert_eq!(roams(&dwell).len(), 1);
+        hooks.on_change_near(&Change::set("fleet", "t", Some(&c), &c, None, now), &people);
+        assert!(roams(&dwell).is_empty());
+        // Deletes reach roam fences; a roam fence holds no fence state.
+        hooks.on_change(&Change::del("fleet", "t", &c, now));
+        assert_eq!(live_bodies(&dwell)[0]["command"], "del");
+        assert_eq!(hooks.metrics().fence_groups, 0);
+        assert!(hooks.del_live(1) && hooks.del_live(2));
     }
 
     #[test]

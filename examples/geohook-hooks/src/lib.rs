@@ -26,6 +26,7 @@
 //!         key: "fleet".into(),
 //!         filter: Filter::parse(Some("enter,exit"), None)?,
 //!         area: Area::Bounds(Bounds::new(33.0, -112.0, 33.1, -111.9)?),
+//!         options: Default::default(),
 //!         args: "WITHIN fleet FENCE DETECT enter,exit BOUNDS 33 -112 33.1 -111.9"
 //!             .split(' ').map(String::from).collect(),
 //!     },
@@ -116,7 +117,10 @@ pub use endpoint::{
     TlsFiles,
 };
 pub use error::{Error, Result};
-pub use fence::{CommandKind, Delivery, Detect, FenceKind, Filter, HookDef};
+pub use fence::{
+    CommandKind, Delivery, Detect, FenceKind, FenceOptions, Filter, HookDef, Neighbors,
+    NoNeighbors, ObjectTest, Roam,
+};
 pub use hooks::{Change, Expired, HookInfo, Hooks, SetOutcome};
 pub use journal::{DeadReason, Journal, Opened, Replayed};
 pub use metrics::{Metrics, SchemeMetrics};

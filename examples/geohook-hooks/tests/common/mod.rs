@@ -34,6 +34,7 @@ pub fn bounds_hook(
         key: key.into(),
         filter: geohook_hooks::Filter::parse(detect, commands).unwrap(),
         area,
+        options: Default::default(),
         args,
     }
 }

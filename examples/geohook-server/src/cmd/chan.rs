@@ -295,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn live_fences_parse_like_hooks_and_refuse_options_they_do_not_have() {
+    fn live_fences_parse_like_hooks_with_tile38s_fence_options() {
         let db = geohook_db::Database::new();
         let args = |line: &str| -> Vec<Vec<u8>> {
             line.split(' ').map(|w| w.as_bytes().to_vec()).collect()
@@ -321,11 +321,34 @@ mod tests {
         assert!(!crate::cmd::hooks::is_live_fence(&args(
             "WITHIN k BOUNDS 1 2 3 4"
         )));
+        // Tile38's fence options parse into the definition.
+        let within = "WITHIN fleet FENCE DISTANCE BOUNDS 33 -112 34 -111";
+        assert!(live_fence(&db, &args(within), 0, 9)
+            .unwrap()
+            .filter
+            .distance());
+        let filtered = "NEARBY fleet MATCH t* FENCE WHERE speed 0 10 NOFIELDS POINT 33 -112 500";
+        let d = live_fence(&db, &args(filtered), 0, 9).unwrap();
+        assert_eq!(d.options.matches, ["t*"]);
+        assert!(d.options.test.is_some() && d.options.nofields);
+        let roam = live_fence(
+            &db,
+            &args("NEARBY fleet FENCE NODWELL ROAM people p* 100"),
+            0,
+            9,
+        )
+        .unwrap()
+        .options
+        .roam
+        .expect("a roam fence");
+        assert_eq!((roam.key.as_str(), roam.pattern.as_str()), ("people", "p*"));
+        assert!(roam.meters == 100.0 && roam.nodwell);
         for line in [
-            "NEARBY fleet FENCE NODWELL POINT 33 -112 500",
-            "WITHIN fleet FENCE DISTANCE BOUNDS 33 -112 34 -111",
-            "NEARBY fleet FENCE WHERE speed 0 10 POINT 33 -112 500",
-            "NEARBY fleet FENCE ROAM fleet * 100",
+            "NEARBY fleet FENCE ROAM fleet * 100 SCAN *",
+            "WITHIN fleet FENCE ROAM fleet * 100",
+            "NEARBY fleet FENCE ROAM fleet * -1",
+            "NEARBY fleet FENCE IDS POINT 33 -112 500",
+            "NEARBY fleet FENCE WHEREIN speed 3 1 POINT",
             "NEARBY fleet POINT 33 -112 500",
         ] {
             assert!(live_fence(&db, &args(line), 0, 9).is_err(), "{line}");

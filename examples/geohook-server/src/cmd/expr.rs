@@ -6,9 +6,10 @@
 //! comparisons; strings compare without regard to case, and an unknown
 //! name reads as 0, as in Tile38).
 
-use geohook_db::{FieldValue, Item, Object};
+use geohook_db::{FieldValue, Fields, Item, Object};
 use serde_json::Value as Json;
 
+use crate::cmd::args::Args;
 use crate::cmd::ctx::CmdError;
 
 /// The deepest nesting of parentheses and `!` an expression may have, so
@@ -99,6 +100,51 @@ pub(crate) fn is_expression(rest: &[Vec<u8>]) -> bool {
     }
 }
 
+/// Reads what follows `WHERE`: an expression, or `field min max` / `field
+/// op value`.
+///
+/// # Errors
+///
+/// Arity, a bad argument, or an invalid expression.
+pub(crate) fn parse_where(a: &mut Args<'_>, all: &[Vec<u8>]) -> Result<Filter, CmdError> {
+    if is_expression(&all[a.pos()..]) {
+        return Ok(Filter::Expr(Expr::parse(a.text()?)?));
+    }
+    let field = a.text()?;
+    let (lo, hi) = (a.text()?, a.text()?);
+    Ok(Filter::where_field(field, lo, hi))
+}
+
+/// Reads what follows `WHEREIN`: `field count v1 v2 …`; `name` is the
+/// command named in an arity error.
+///
+/// # Errors
+///
+/// Arity (the count is checked against the arguments left before anything
+/// is reserved for it), or a bad argument.
+pub(crate) fn parse_wherein(a: &mut Args<'_>, name: &'static str) -> Result<Filter, CmdError> {
+    let field = a.text()?.to_string();
+    let count = crate::cmd::args::uint(a.next()?)?;
+    if count > a.left() as u64 {
+        return Err(CmdError::Arity(name));
+    }
+    let values = (0..count)
+        .map(|_| crate::cmd::args::field_value(a.next()?))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Filter::In { field, values })
+}
+
+/// The WHERE and WHEREIN filters of a fence, as the hook matcher applies
+/// them to each written object.
+#[derive(Debug)]
+pub(crate) struct FenceTest(pub(crate) Vec<Filter>);
+
+impl geohook_hooks::ObjectTest for FenceTest {
+    fn accepts(&self, id: &str, object: &Object, fields: &Fields) -> bool {
+        self.0.iter().all(|f| f.accepts_parts(id, object, fields))
+    }
+}
+
 /// A WHERE bound as Tile38 reads it: `+inf` is `inf`, and a leading `(`
 /// makes it exclusive.
 fn bound(text: &str) -> (FieldValue, bool) {
@@ -151,6 +197,12 @@ impl Filter {
 
     /// True when the item with this id passes.
     pub(crate) fn accepts(&self, id: &str, item: &Item) -> bool {
+        self.accepts_parts(id, item.object(), item.fields())
+    }
+
+    /// True when the object with this id and these fields passes (a fence
+    /// tests a written object, which is no stored item yet).
+    pub(crate) fn accepts_parts(&self, id: &str, obj: &Object, fields: &Fields) -> bool {
         match self {
             Filter::Range {
                 field,
@@ -159,13 +211,13 @@ impl Filter {
                 max,
                 max_excl,
             } => {
-                let v = item.fields().value(field);
+                let v = fields.value(field);
                 let above = if *min_excl { v > min } else { v >= min };
                 let below = if *max_excl { v < max } else { v <= max };
                 above && below
             }
             Filter::Cmp { field, op, value } => {
-                let v = item.fields().value(field);
+                let v = fields.value(field);
                 match op {
                     Op::Lt => v < value,
                     Op::Le => v <= value,
@@ -176,10 +228,10 @@ impl Filter {
                 }
             }
             Filter::In { field, values } => {
-                let v = item.fields().value(field);
+                let v = fields.value(field);
                 values.iter().any(|x| x == v)
             }
-            Filter::Expr(e) => e.eval(id, item).truthy(),
+            Filter::Expr(e) => e.eval(id, obj, fields).truthy(),
         }
     }
 }
@@ -313,11 +365,11 @@ impl Expr {
         Ok(e)
     }
 
-    fn eval(&self, id: &str, item: &Item) -> Val {
+    fn eval(&self, id: &str, obj: &Object, fields: &Fields) -> Val {
         match self {
             Expr::Lit(v) => v.clone(),
             Expr::Ref(path) => {
-                let mut v = root(&path[0], id, item);
+                let mut v = root(&path[0], id, obj, fields);
                 for name in &path[1..] {
                     v = match v {
                         Val::Json(Json::Object(m)) => {
@@ -328,18 +380,25 @@ impl Expr {
                 }
                 v
             }
-            Expr::Not(e) => Val::Bool(!e.eval(id, item).truthy()),
-            Expr::And(a, b) => Val::Bool(a.eval(id, item).truthy() && b.eval(id, item).truthy()),
-            Expr::Or(a, b) => Val::Bool(a.eval(id, item).truthy() || b.eval(id, item).truthy()),
-            Expr::Cmp(op, a, b) => Val::Bool(compare(*op, &a.eval(id, item), &b.eval(id, item))),
+            Expr::Not(e) => Val::Bool(!e.eval(id, obj, fields).truthy()),
+            Expr::And(a, b) => {
+                Val::Bool(a.eval(id, obj, fields).truthy() && b.eval(id, obj, fields).truthy())
+            }
+            Expr::Or(a, b) => {
+                Val::Bool(a.eval(id, obj, fields).truthy() || b.eval(id, obj, fields).truthy())
+            }
+            Expr::Cmp(op, a, b) => Val::Bool(compare(
+                *op,
+                &a.eval(id, obj, fields),
+                &b.eval(id, obj, fields),
+            )),
         }
     }
 }
 
 /// A name at the root of a reference: a member of the object's GeoJSON,
 /// then `id`, `type`, a field, and otherwise 0 (Tile38's `objExpr`).
-fn root(name: &str, id: &str, item: &Item) -> Val {
-    let obj = item.object();
+fn root(name: &str, id: &str, obj: &Object, fields: &Fields) -> Val {
     // A point's or a rectangle's members are only `type` and
     // `coordinates`, so only a GeoJSON object is worth parsing for others.
     let members = match obj {
@@ -357,7 +416,7 @@ fn root(name: &str, id: &str, item: &Item) -> Val {
     match name {
         "id" => Val::Str(id.to_string()),
         "type" => type_name(obj),
-        _ => match item.fields().get(name) {
+        _ => match fields.get(name) {
             Some(v) => Val::of_field(v),
             None => Val::Num(0.0),
         },
@@ -583,7 +642,11 @@ mod tests {
             .unwrap();
         let item = db.get("k", "truck1", 0).unwrap();
         let e = Expr::parse(expr).unwrap();
-        assert_eq!(e.eval("truck1", item).truthy(), want, "{expr}");
+        assert_eq!(
+            e.eval("truck1", item.object(), item.fields()).truthy(),
+            want,
+            "{expr}"
+        );
         let _ = Point::new(0.0, 0.0);
     }
 

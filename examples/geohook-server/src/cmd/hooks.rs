@@ -22,15 +22,19 @@
 //! shrink and a follower get the same policy.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use geohook_db::Database;
-use geohook_hooks::{Delivery, Endpoint, FenceKind, Filter, HookDef, RetryPolicy, SetOutcome};
+use geohook_hooks::{
+    Delivery, Endpoint, FenceKind, FenceOptions, Filter, HookDef, RetryPolicy, Roam, SetOutcome,
+};
 
 use crate::clock::{from_unix_ms, unix_ms};
-use crate::cmd::args::{lower, text, Args};
+use crate::cmd::args::{self, lower, text, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::spec::Cmd;
+use crate::cmd::{expr, shapes};
 use crate::hooks::engine::HookEngine;
 use crate::state::{Core, Record, Writer};
 use geohook_resp::Reply;
@@ -156,6 +160,7 @@ impl SetHook {
             key: fence.key,
             filter: fence.filter,
             area: fence.area,
+            options: fence.options,
             args: fence.args,
         };
         def.validate().map_err(hook_err)?;
@@ -169,6 +174,7 @@ struct Fence {
     key: String,
     filter: Filter,
     area: geohook_db::Area,
+    options: FenceOptions,
     args: Vec<String>,
 }
 
@@ -179,8 +185,15 @@ fn hook_err(e: geohook_hooks::Error) -> CmdError {
     }
 }
 
-/// Parses `key FENCE [DETECT …] [COMMANDS …] AREA`; `a` has just read the
-/// NEARBY, WITHIN or INTERSECTS word.
+/// Parses `key [options] FENCE [DETECT …] [COMMANDS …] AREA`, the
+/// options and FENCE in any order as Tile38 reads them; `a` has just read
+/// the NEARBY, WITHIN or INTERSECTS word.
+///
+/// The options a fence applies to its events: `MATCH pattern` (ids),
+/// `WHERE …` and `WHEREIN …` (an object that fails them is outside),
+/// `NOFIELDS`, `DISTANCE` (the `distance` member), `BUFFER meters` (the area
+/// grown) and, for NEARBY, `NODWELL` and the area `ROAM key pattern
+/// meters`. `OBJECTS` is the only output a fence writes.
 fn parse_fence(
     a: &mut Args<'_>,
     db: &Database,
@@ -188,15 +201,28 @@ fn parse_fence(
     now: i64,
 ) -> Result<Fence, CmdError> {
     let search_start = a.pos() - 1;
+    let nearby = lower(&all[search_start]) == "nearby";
     let key = a.text()?.to_owned();
     let (mut fence, mut detect, mut commands) = (false, None, None);
     let mut distance = false;
+    let mut nodwell = false;
+    let mut buffer: Option<f64> = None;
+    let mut options = FenceOptions::default();
+    let mut filters = Vec::new();
     while let Some(word) = a.peek_lower() {
         match word.as_str() {
             "fence" => fence = true,
-            // Tile38's DISTANCE, for a NEARBY fence only: the events carry
-            // the object's distance from the centre.
-            "distance" if lower(&all[search_start]) == "nearby" => distance = true,
+            "distance" => distance = true,
+            "nofields" => options.nofields = true,
+            "nodwell" => nodwell = true,
+            "objects" => {}
+            // BOUNDS is left to the area parser: after FENCE it is the area.
+            "count" | "ids" | "points" | "hashes" => {
+                return Err(CmdError::Msg(format!(
+                    "a fence sends objects: {} is not supported for fences here",
+                    word.to_uppercase()
+                )))
+            }
             "detect" => {
                 a.next()?;
                 detect = Some(a.text()?.to_owned());
@@ -207,13 +233,74 @@ fn parse_fence(
                 commands = Some(a.text()?.to_owned());
                 continue;
             }
+            "match" => {
+                a.next()?;
+                options.matches.push(args::pattern(a.next()?)?.to_owned());
+                continue;
+            }
+            "where" => {
+                a.next()?;
+                filters.push(expr::parse_where(a, all)?);
+                continue;
+            }
+            "wherein" => {
+                a.next()?;
+                filters.push(expr::parse_wherein(a, "fence")?);
+                continue;
+            }
+            "buffer" => {
+                a.next()?;
+                let arg = a.next()?;
+                let m = args::finite(arg)?;
+                if m < 0.0 {
+                    return Err(CmdError::invalid(arg));
+                }
+                buffer = Some(m);
+                continue;
+            }
             _ => break,
         }
         a.next()?;
     }
+    if !filters.is_empty() {
+        options.test = Some(Arc::new(expr::FenceTest(filters)));
+    }
     let area_at = a.pos();
     let by_reference = a.peek_lower().as_deref() == Some("get");
-    let area = a.area(db, now, true)?;
+    let area = if nearby && a.peek_lower().as_deref() == Some("roam") {
+        a.next()?;
+        let roam_key = a.text()?.to_owned();
+        let pattern = args::pattern(a.next()?)?.to_owned();
+        let arg = a.next()?;
+        let meters = args::finite(arg)?;
+        if meters < 0.0 {
+            return Err(CmdError::invalid(arg));
+        }
+        if a.peek_lower().as_deref() == Some("scan") {
+            return Err(CmdError::Msg(
+                "ROAM … SCAN is not supported here: ask without SCAN".into(),
+            ));
+        }
+        options.roam = Some(Roam {
+            key: roam_key,
+            pattern,
+            meters,
+            nodwell,
+        });
+        // A roam fence has no area of its own; this stands in for it and is
+        // never searched.
+        geohook_db::Area::Point(geohook_db::Point {
+            lat: 0.0,
+            lon: 0.0,
+            z: None,
+        })
+    } else {
+        let area = a.area(db, now, true)?;
+        match buffer {
+            Some(m) => shapes::buffer(area, m)?,
+            None => area,
+        }
+    };
     a.finish()?;
     if !fence {
         return Err(CmdError::Msg("missing FENCE argument".into()));
@@ -226,6 +313,7 @@ fn parse_fence(
         key,
         filter,
         area,
+        options,
         args,
     })
 }
@@ -258,6 +346,7 @@ pub(crate) fn live_fence(
         key: fence.key,
         filter: fence.filter,
         area: fence.area,
+        options: fence.options,
         args: fence.args,
     };
     def.validate().map_err(hook_err)?;

@@ -162,12 +162,14 @@ pub(crate) fn quadkey_bounds(key: &str) -> Result<Bounds, CmdError> {
 /// becomes a circle, a circle a wider circle, and a rectangle (BOUNDS,
 /// HASH, TILE, QUADKEY) a polygon with its sides pushed out and its corners
 /// rounded, so that every position within `meters` of the rectangle is
-/// inside and nothing much farther.
+/// inside and nothing much farther. Any other object (OBJECT, GET, SECTOR)
+/// is grown as Tile38's `buffer.Simple` grows it: a collection of the
+/// object itself (for a polygon), a band along each segment of its lines
+/// and rings, and a disc at each vertex.
 ///
 /// # Errors
 ///
-/// A clear refusal for objects (OBJECT, GET, SECTOR): growing an arbitrary
-/// polygon is not implemented.
+/// A string object (no position), or a shape the GeoJSON parser refuses.
 pub(crate) fn buffer(area: Area, meters: f64) -> Result<Area, CmdError> {
     if meters == 0.0 {
         return Ok(area);
@@ -179,11 +181,144 @@ pub(crate) fn buffer(area: Area, meters: f64) -> Result<Area, CmdError> {
         Area::Hash(h) => grown_rect(&h.bounds(), meters),
         Area::Object(Object::Point(p)) => Ok(Area::circle(p, meters)?),
         Area::Object(Object::Bounds(b)) => grown_rect(&b, meters),
-        Area::Object(_) => Err(CmdError::Msg(
-            "BUFFER is supported for POINT, CIRCLE, BOUNDS, HASH, TILE and QUADKEY areas only"
-                .into(),
-        )),
+        Area::Object(o) => buffer_object(&o, meters),
     }
+}
+
+/// Vertices of the disc around each vertex of a buffered line or ring.
+const DISC_STEPS: usize = CIRCLE_STEPS / 4;
+
+/// The initial bearing (degrees clockwise from north) from `a` to `b`.
+fn bearing(a: &Point, b: &Point) -> f64 {
+    let (lat1, lat2) = (a.lat.to_radians(), b.lat.to_radians());
+    let dlon = (b.lon - a.lon).to_radians();
+    let y = dlon.sin() * lat2.cos();
+    let x = lat1.cos() * lat2.sin() - lat1.sin() * lat2.cos() * dlon.cos();
+    y.atan2(x).to_degrees()
+}
+
+/// A ring of `DISC_STEPS` vertices `meters` around `p`, closed.
+fn disc(p: &Point, meters: f64) -> Vec<Point> {
+    let mut ring: Vec<Point> = (0..DISC_STEPS)
+        .map(|i| destination(p, meters, 360.0 * i as f64 / DISC_STEPS as f64))
+        .collect();
+    ring.push(ring[0]);
+    ring
+}
+
+/// The band `meters` wide on each side of the segment from `a` to `b`,
+/// closed.
+fn band(a: &Point, b: &Point, meters: f64) -> Vec<Point> {
+    let (ab, ba) = (bearing(a, b), bearing(b, a));
+    let ring = vec![
+        destination(a, meters, ab - 90.0),
+        destination(a, meters, ab + 90.0),
+        destination(b, meters, ba - 90.0),
+        destination(b, meters, ba + 90.0),
+    ];
+    let first = ring[0];
+    ring.into_iter().chain([first]).collect()
+}
+
+/// Appends the pieces that grow a line (or ring) by `meters`: a disc at its
+/// first vertex, then for each segment its band and a disc at its end.
+fn grow_series(out: &mut Vec<Vec<Point>>, line: &[Point], meters: f64) {
+    for (i, w) in line.windows(2).enumerate() {
+        if i == 0 {
+            out.push(disc(&w[0], meters));
+        }
+        out.push(band(&w[0], &w[1], meters));
+        out.push(disc(&w[1], meters));
+    }
+    if line.len() == 1 {
+        out.push(disc(&line[0], meters));
+    }
+}
+
+fn json_points(v: &serde_json::Value) -> Vec<Point> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    Some(Point {
+                        lon: c.get(0)?.as_f64()?,
+                        lat: c.get(1)?.as_f64()?,
+                        z: None,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Collects the polygons (as rings) that make up a grown GeoJSON value;
+/// a polygon keeps itself (`keep`) as well as its grown outline.
+fn grow_value(
+    v: &serde_json::Value,
+    meters: f64,
+    rings: &mut Vec<Vec<Point>>,
+    keep: &mut Vec<serde_json::Value>,
+) {
+    let c = &v["coordinates"];
+    match v.get("type").and_then(serde_json::Value::as_str) {
+        Some("Point") => rings.extend(
+            json_points(&serde_json::json!([c]))
+                .iter()
+                .map(|p| disc(p, meters)),
+        ),
+        Some("MultiPoint") => rings.extend(json_points(c).iter().map(|p| disc(p, meters))),
+        Some("LineString") => grow_series(rings, &json_points(c), meters),
+        Some("MultiLineString") => {
+            for l in c.as_array().into_iter().flatten() {
+                grow_series(rings, &json_points(l), meters);
+            }
+        }
+        Some("Polygon") => {
+            for ring in c.as_array().into_iter().flatten() {
+                grow_series(rings, &json_points(ring), meters);
+            }
+            keep.push(v.clone());
+        }
+        Some("MultiPolygon") => {
+            for poly in c.as_array().into_iter().flatten() {
+                let p = serde_json::json!({"type": "Polygon", "coordinates": poly});
+                grow_value(&p, meters, rings, keep);
+            }
+        }
+        Some("GeometryCollection") => {
+            for g in v["geometries"].as_array().into_iter().flatten() {
+                grow_value(g, meters, rings, keep);
+            }
+        }
+        Some("Feature") => grow_value(&v["geometry"], meters, rings, keep),
+        Some("FeatureCollection") => {
+            for f in v["features"].as_array().into_iter().flatten() {
+                grow_value(f, meters, rings, keep);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An object grown by `meters`, as one GeometryCollection of its pieces.
+fn buffer_object(obj: &Object, meters: f64) -> Result<Area, CmdError> {
+    if !obj.is_spatial() {
+        return Err(CmdError::Msg("cannot buffer a string object".into()));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&obj.to_json()).map_err(|e| CmdError::Msg(e.to_string()))?;
+    let (mut rings, mut keep) = (Vec::new(), Vec::new());
+    grow_value(&v, meters, &mut rings, &mut keep);
+    let mut geometries = keep;
+    for ring in rings {
+        let coords: Vec<serde_json::Value> = ring
+            .iter()
+            .map(|p| serde_json::json!([p.lon, p.lat]))
+            .collect();
+        geometries.push(serde_json::json!({"type": "Polygon", "coordinates": [coords]}));
+    }
+    let text = serde_json::json!({"type": "GeometryCollection", "geometries": geometries});
+    Ok(Area::Object(Object::from_geojson(&text.to_string())?))
 }
 
 /// A rectangle grown by `meters`: each corner is replaced by a quarter
@@ -293,7 +428,20 @@ mod tests {
         let corner = Point::new(33.1, -111.9).unwrap();
         assert!(Object::Point(destination(&corner, 900.0, 45.0)).within(&grown));
         assert!(!Object::Point(destination(&corner, 1100.0, 45.0)).within(&grown));
-        let poly = Area::Object(circle_polygon(corner, 10.0).unwrap());
-        assert!(buffer(poly, 5.0).is_err());
+        // A polygon grows by the distance past its edges, and keeps its
+        // inside.
+        let poly = Area::Object(circle_polygon(corner, 1000.0).unwrap());
+        let grown = buffer(poly, 500.0).unwrap();
+        assert!(Object::Point(corner).within(&grown));
+        assert!(Object::Point(destination(&corner, 1400.0, 10.0)).intersects(&grown));
+        assert!(!Object::Point(destination(&corner, 1600.0, 10.0)).intersects(&grown));
+        // A line too.
+        let line =
+            Object::from_geojson(r#"{"type":"LineString","coordinates":[[-112,33],[-111.9,33]]}"#)
+                .unwrap();
+        let grown = buffer(Area::Object(line), 1000.0).unwrap();
+        let mid = Point::new(33.0, -111.95).unwrap();
+        assert!(Object::Point(destination(&mid, 900.0, 0.0)).intersects(&grown));
+        assert!(!Object::Point(destination(&mid, 1100.0, 0.0)).intersects(&grown));
     }
 }

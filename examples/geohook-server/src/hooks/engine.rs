@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use geohook_hooks::{Change, Hooks, Journal};
+use geohook_db::{Database, Object, SearchOpts};
+use geohook_hooks::{Change, Hooks, Journal, Neighbors};
 
 use crate::aof::Fsync;
 use crate::change::{self, ChangeSink};
@@ -100,14 +101,14 @@ impl ChangeSink for HookEngine {
                     return;
                 };
                 let old = c.before.first().map(|(_, o)| *o);
-                self.hooks.on_change(&Change::set(
-                    c.key,
-                    id,
-                    old,
-                    item.object(),
-                    Some(item.fields()),
-                    time,
-                ));
+                let near = DbNeighbors {
+                    db: c.db,
+                    now_ms: unix_ms(time),
+                };
+                self.hooks.on_change_near(
+                    &Change::set(c.key, id, old, item.object(), Some(item.fields()), time),
+                    &near,
+                );
             }
             // An expiry is logged as a DEL and reported the same way.
             Cmd::Del | Cmd::Pdel => {
@@ -129,6 +130,30 @@ impl ChangeSink for HookEngine {
                     .on_change(&Change::fset(c.key, id, item.object(), item.fields(), time));
             }
             _ => {}
+        }
+    }
+}
+
+/// The database as roam fences see it: the live objects near a position.
+struct DbNeighbors<'a> {
+    db: &'a Database,
+    now_ms: i64,
+}
+
+impl Neighbors for DbNeighbors<'_> {
+    fn near(&self, key: &str, object: &Object, meters: f64, f: &mut dyn FnMut(&str, &Object, f64)) {
+        let Some(center) = object.center() else {
+            return;
+        };
+        let page = self.db.nearby(
+            key,
+            &center,
+            Some(meters),
+            &SearchOpts::default(),
+            self.now_ms,
+        );
+        for hit in page.hits {
+            f(hit.id, hit.item.object(), hit.distance.unwrap_or(0.0));
         }
     }
 }
