@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side figures for wal-repair, measured in one run on this machine:
-#  1. `wal-repair check` scan throughput on a 1 GiB log in each format, against `cat FILE > /dev/null`
-#     with the page cache warm (target: at least 0.5 of cat's throughput);
+#  1. `wal-repair check` scan throughput on a 1 GiB log in each format (frames also on one thread),
+#     against `cat FILE > /dev/null`
+#     with the page cache warm (targets: RESP at least 0.5 of cat's throughput, frames 0.8);
 #  2. `wal-repair check DIR` against `redis-check-aof DIR/appendonly.aof.manifest` on the same 1 GiB
 #     Redis 7 multi-part AOF directory (a RESP base file and two incremental files, cut from the RESP
 #     log below at record boundaries), both exiting "valid";
@@ -87,17 +88,21 @@ best_us() {
 mbps() { python3 -c "print(f'{$1 / 1e6 / ($2 / 1e6):.0f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 
-echo "== scan throughput, warm page cache ($SIZE_MIB MiB per file) =="
-printf '%-8s %12s %12s %14s\n' format "cat MB/s" "check MB/s" "check/cat"
-for kind in resp frames; do
-  f="$WORK/log.$kind"
+echo "== scan throughput, warm page cache ($SIZE_MIB MiB per file; load average $(cut -d' ' -f1-3 /proc/loadavg)) =="
+# The frames log is also checked on one thread (`--threads 1`, the walk before the two-thread scan) so
+# that before and after come from the same run.
+printf '%-17s %12s %12s %14s\n' format "cat MB/s" "check MB/s" "check/cat"
+for kind in resp frames frames-1-thread; do
+  f="$WORK/log.${kind%%-*}"
+  args=(check --format "${kind%%-*}")
+  [ "$kind" = frames-1-thread ] && args+=(--threads 1)
   bytes=$(stat -c %s "$f")
   cat "$f" >/dev/null
   cat_us=$(best_us sh -c "cat '$f' > /dev/null")
-  chk_us=$(best_us "$BIN" check --format "$kind" "$f")
-  code=0; "$BIN" check --format "$kind" "$f" >/dev/null || code=$?
+  chk_us=$(best_us "$BIN" "${args[@]}" "$f")
+  code=0; "$BIN" "${args[@]}" "$f" >/dev/null || code=$?
   [ "$code" -eq 0 ] || { echo "check of the clean $kind log exited $code" >&2; exit 1; }
-  printf '%-8s %12s %12s %14s\n' "$kind" "$(mbps "$bytes" "$cat_us")" "$(mbps "$bytes" "$chk_us")" "$(ratio "$cat_us" "$chk_us")"
+  printf '%-17s %12s %12s %14s\n' "$kind" "$(mbps "$bytes" "$cat_us")" "$(mbps "$bytes" "$chk_us")" "$(ratio "$cat_us" "$chk_us")"
 done
 
 echo

@@ -47,6 +47,20 @@ pub trait RecordFormat: fmt::Debug + Send + Sync {
     /// Classifies the bytes at the start of `buf`, which is the whole rest of the file or a window of it.
     fn decode(&self, buf: &[u8]) -> Frame;
 
+    /// The total length of the record at the start of `buf` as its header gives it, without checking
+    /// the record: [`Frame::Complete`] with the length, [`Frame::Incomplete`] if `buf` is shorter than
+    /// the header, or [`Frame::Invalid`] if the header can never start a record. The answer must agree
+    /// with [`decode`](RecordFormat::decode) on every record that checks out.
+    ///
+    /// A format that can answer lets a scan split a file between threads
+    /// ([`ScanConfig::threads`](crate::ScanConfig::threads)): one thread hops from header to header to
+    /// find where the next thread's first record starts, before it checks its own records. `None`, the
+    /// default, means the length is only known by decoding the record, and the scan stays on one thread.
+    fn record_len(&self, buf: &[u8]) -> Option<Frame> {
+        let _ = buf;
+        None
+    }
+
     /// The first offset at or after `from` in `buf` where a record could possibly begin.
     ///
     /// The resync search after a bad frame only tries these offsets, so a format with a start marker can
@@ -65,6 +79,9 @@ impl<F: RecordFormat + ?Sized> RecordFormat for &F {
     }
     fn decode(&self, buf: &[u8]) -> Frame {
         (**self).decode(buf)
+    }
+    fn record_len(&self, buf: &[u8]) -> Option<Frame> {
+        (**self).record_len(buf)
     }
     fn next_candidate(&self, buf: &[u8], from: usize) -> Option<usize> {
         (**self).next_candidate(buf, from)

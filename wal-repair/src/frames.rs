@@ -123,6 +123,16 @@ impl RecordFormat for Frames {
             Frame::invalid("record CRC32C mismatch")
         }
     }
+
+    fn record_len(&self, buf: &[u8]) -> Option<Frame> {
+        Some(match buf.get(..4) {
+            // A u32 length always fits in usize on the 32- and 64-bit targets this crate supports.
+            Some(len) => Frame::Complete(
+                HEADER_LEN + u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize,
+            ),
+            None => Frame::Incomplete { needed: HEADER_LEN },
+        })
+    }
 }
 
 /// Appends one framed record for `payload` to `out`.

@@ -97,6 +97,11 @@
 //! [`ScanConfig::read_chunk`] pieces and the buffer grows only to hold a record that is actually present
 //! (`tests/scan_allocates_nothing.rs` feeds it length fields of 4 GiB and 10^18 under a counting allocator).
 //!
+//! A scan of a framed log can be split over threads ([`ScanConfig::threads`], default 1): each thread
+//! reads its own chunks, hops from header to header to hand the next thread its first record offset,
+//! then checks its records while they are still in its core's cache, and the chunk results are taken
+//! in file order, so the answer is the one a single thread gives (`tests/parallel_scan_agrees.rs`).
+//!
 //! # Stability
 //!
 //! Before 1.0 a minor version may break the API and a patch version never does. The on-disk formats
@@ -113,6 +118,7 @@
 
 pub mod dir;
 mod error;
+mod parallel;
 
 /// The README's code blocks, compiled and run as doc tests so that the snippet a user copies is one
 /// that builds.

@@ -23,6 +23,15 @@ pub struct ScanConfig {
     ///
     /// Default: 64 MiB.
     pub resync_window: u64,
+    /// Threads that read and check a file at once, each its own chunks of `read_chunk` bytes, so that
+    /// the kernel's copy out of the page cache and the checksums of neighbouring chunks run side by
+    /// side. Used only for a format whose record headers give the record length
+    /// ([`RecordFormat::record_len`], the frames format) and a file longer than one chunk per thread;
+    /// the threads are scoped to the scan and joined before it returns. Each holds one chunk, or one
+    /// record if a record is longer.
+    ///
+    /// Default: 1 (a library call starts no thread unless asked; the `wal-repair` tool asks for 2).
+    pub threads: usize,
 }
 
 impl Default for ScanConfig {
@@ -30,6 +39,7 @@ impl Default for ScanConfig {
         Self {
             read_chunk: 128 << 10,
             resync_window: 64 << 20,
+            threads: 1,
         }
     }
 }
@@ -39,8 +49,15 @@ impl ScanConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] if `read_chunk` is below 4 KiB or `resync_window` is zero.
+    /// [`Error::InvalidConfig`] if `read_chunk` is below 4 KiB, `resync_window` is zero or `threads`
+    /// is zero.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.threads == 0 {
+            return Err(Error::InvalidConfig {
+                field: "threads",
+                reason: "must be at least 1",
+            });
+        }
         if self.read_chunk < 4096 {
             return Err(Error::InvalidConfig {
                 field: "read_chunk",
@@ -129,7 +146,7 @@ fn header_corrupt(offset: u64, reason: Cow<'static, str>) -> Tail {
 /// Why the record walk stops at `frame` (anything but a whole record that fits), and whether the frame
 /// is invalid rather than cut short, which decides [`Stop::unproven`]. Both walks share it so that a scan
 /// in memory and a scan of the file stop for the same reasons.
-fn stop_reason(frame: Frame) -> (Cow<'static, str>, bool) {
+pub(crate) fn stop_reason(frame: Frame) -> (Cow<'static, str>, bool) {
     match frame {
         Frame::Complete(_) => (
             Cow::Borrowed("format returned an impossible record length"),
@@ -279,18 +296,25 @@ pub fn scan_open_file<F: RecordFormat + ?Sized>(
     let io = |e| Error::io(path, e);
     let file_len = file.metadata().map_err(io)?.len();
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let mut walker = Walker {
-        file,
-        file_len,
-        chunk: config.read_chunk.max(4096),
-        buf: Vec::new(),
-        start: 0,
-        end: 0,
-        buf_offset: 0,
-        read_to: 0,
-    };
-    let (valid_len, records, stop) = walker.walk(format, progress).map_err(io)?;
-    let file_len = walker.file_len;
+    let (valid_len, records, stop, file_len) =
+        match walk_parallel(file, file_len, format, config, progress).map_err(io)? {
+            Some((valid_len, records, stop)) => (valid_len, records, stop, file_len),
+            None => {
+                file.seek(SeekFrom::Start(0)).map_err(io)?;
+                let mut walker = Walker {
+                    file: &mut *file,
+                    file_len,
+                    chunk: config.read_chunk.max(4096),
+                    buf: Vec::new(),
+                    start: 0,
+                    end: 0,
+                    buf_offset: 0,
+                    read_to: 0,
+                };
+                let (valid_len, records, stop) = walker.walk(format, progress).map_err(io)?;
+                (valid_len, records, stop, walker.file_len)
+            }
+        };
     let Some(stop) = stop else {
         return Ok(Scan {
             file_len,
@@ -302,7 +326,7 @@ pub fn scan_open_file<F: RecordFormat + ?Sized>(
     let tail = if stop.fatal {
         header_corrupt(stop.offset, stop.reason)
     } else {
-        classify_file_tail(walker.file, file_len, format, config, stop).map_err(io)?
+        classify_file_tail(file, file_len, format, config, stop).map_err(io)?
     };
     Ok(Scan {
         file_len,
@@ -310,6 +334,68 @@ pub fn scan_open_file<F: RecordFormat + ?Sized>(
         records,
         tail,
     })
+}
+
+/// The record walk on [`ScanConfig::threads`] threads, when they are asked for and the format and the
+/// file allow it; `None` means the caller walks on one thread (also after the file shrank mid-walk).
+fn walk_parallel<F: RecordFormat + ?Sized>(
+    file: &File,
+    file_len: u64,
+    format: &F,
+    config: &ScanConfig,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<Option<(u64, u64, Option<Stop>)>> {
+    use std::os::unix::fs::FileExt;
+
+    let chunk = config.read_chunk.max(4096);
+    let threads = config.threads.max(1);
+    if threads < 2 || file_len / threads as u64 <= chunk as u64 {
+        return Ok(None);
+    }
+    // The header is checked on this thread; anything unusual about it is left to the one-thread walk.
+    let mut head = vec![0u8; chunk];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read_at(&mut head[filled..], filled as u64) {
+            Ok(0) => return Ok(None),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let first = match format.decode_header(&head) {
+        Frame::Complete(n) if n <= head.len() => n,
+        _ => return Ok(None),
+    };
+    if format.record_len(&head[first..]).is_none() {
+        return Ok(None);
+    }
+    drop(head);
+    match crate::parallel::walk(
+        file,
+        file_len,
+        first as u64,
+        chunk,
+        threads,
+        format,
+        progress,
+    )? {
+        crate::parallel::Walked::Shrunk => Ok(None),
+        crate::parallel::Walked::Done {
+            valid_len,
+            records,
+            stop,
+        } => Ok(Some((
+            valid_len,
+            records,
+            stop.map(|stop| Stop {
+                offset: stop.offset,
+                reason: stop.reason,
+                fatal: false,
+                unproven: first == 0 && records == 0 && stop.invalid,
+            }),
+        ))),
+    }
 }
 
 fn classify_file_tail<F: RecordFormat + ?Sized>(

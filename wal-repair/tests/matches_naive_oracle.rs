@@ -55,8 +55,10 @@ proptest! {
         // The chunked file walker must agree with the in-memory scan.
         let dir = common::scratch();
         let path = common::write(dir.path(), "p.log", &bytes[..cut]);
-        let config = ScanConfig { read_chunk: 4096, resync_window: 64 << 20 };
-        prop_assert_eq!(scan_file(&path, fmt.format(), &config).unwrap(), scan);
+        for threads in [1, 2, 3] {
+            let config = ScanConfig { read_chunk: 4096, resync_window: 64 << 20, threads };
+            prop_assert_eq!(&scan_file(&path, fmt.format(), &config).unwrap(), &scan);
+        }
     }
 
     #[test]
@@ -73,8 +75,10 @@ proptest! {
         let memory = scan_bytes(fmt.format(), &bytes);
         let dir = common::scratch();
         let path = common::write(dir.path(), "g.log", &bytes);
-        let config = ScanConfig { read_chunk: 4096, resync_window: window };
+        let config = ScanConfig { read_chunk: 4096, resync_window: window, ..ScanConfig::default() };
         let file = scan_file(&path, fmt.format(), &config).unwrap();
+        let parallel = ScanConfig { threads: 2, ..config.clone() };
+        prop_assert_eq!(&scan_file(&path, fmt.format(), &parallel).unwrap(), &file);
         for scan in [&memory, &file] {
             // Whole records before the garbage are always kept; the garbage is never reported clean.
             prop_assert!(scan.valid_len >= end as u64);

@@ -66,6 +66,7 @@ fn zero_tail_longer_than_the_resync_window() {
         let config = wal_repair::ScanConfig {
             read_chunk: 4096,
             resync_window: 1 << 20,
+            ..wal_repair::ScanConfig::default()
         };
         let scan = wal_repair::scan_file(&path, fmt.format(), &config).unwrap();
         assert_eq!(scan.tail, wal_repair::Tail::Zero, "{fmt:?}");

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::Limits;
-use crate::{Error, ReplId, Replica};
+use crate::{BatchError, Command, Error, ReplId, Replica};
 
 /// Follower configuration.
 #[derive(Debug, Clone)]
@@ -54,6 +54,12 @@ pub struct FollowerConfig {
     ///
     /// Default: [`Limits::default`].
     pub limits: Limits,
+    /// Most stream commands handed to [`Replica::apply_batch`] at once. A
+    /// server holds its write lock for a batch, so this bounds how long a
+    /// read on the follower can wait behind one.
+    ///
+    /// Default: 1024.
+    pub max_batch: usize,
 }
 
 impl Default for FollowerConfig {
@@ -68,6 +74,7 @@ impl Default for FollowerConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             limits: Limits::default(),
+            max_batch: 1024,
         }
     }
 }
@@ -100,6 +107,9 @@ impl FollowerConfig {
             if d.is_zero() {
                 return bad(field, "must be positive");
             }
+        }
+        if self.max_batch == 0 {
+            return bad("max_batch", "must be at least 1");
         }
         if self.reconnect_max < self.reconnect_min {
             return bad("reconnect_max", "must not be less than reconnect_min");
@@ -379,6 +389,10 @@ impl<R: Replica + ?Sized> Follower<R> {
         // each select would be reset by every ack tick and never fire.
         let mut silent_deadline = tokio::time::Instant::now() + self.config.leader_timeout;
         let mut leader_offset = self.status.borrow().leader_offset;
+        // Stream commands parsed but not yet applied, and the offset after
+        // each (kept apart so that a failed batch still tells where it failed).
+        let mut batch: Vec<(Command, u64)> = Vec::new();
+        let mut ends: Vec<u64> = Vec::new();
         loop {
             let mut used = 0;
             let mut applied = false;
@@ -399,29 +413,37 @@ impl<R: Replica + ?Sized> Follower<R> {
                             }
                             continue;
                         }
-                        let Some((_, offset)) = self.position.as_mut() else {
+                        let Some((_, offset)) = self.position else {
                             break Err(Error::protocol(
                                 &addr,
                                 "stream command before the snapshot ended",
                             ));
                         };
-                        let Some(next) = offset.checked_add(n as u64) else {
+                        let base = ends.last().copied().unwrap_or(offset);
+                        let Some(next) = base.checked_add(n as u64) else {
                             break Err(Error::protocol(
                                 &addr,
                                 "the stream runs past the largest offset",
                             ));
                         };
-                        if let Err(source) = self.replica.apply(args, next) {
-                            break Err(Error::Apply {
-                                offset: next,
-                                source,
-                            });
+                        batch.push((args, next));
+                        ends.push(next);
+                        if batch.len() >= self.config.max_batch {
+                            match self.apply_batch(&mut batch, &mut ends) {
+                                Ok(any) => applied |= any,
+                                Err(e) => break Err(e),
+                            }
                         }
-                        *offset = next;
-                        applied = true;
                     }
                     Frame::Status(line, n) => {
                         used += n;
+                        // Status lines are ordered after the commands before
+                        // them: an OFFSET announcement is checked against the
+                        // position those commands reach.
+                        match self.apply_batch(&mut batch, &mut ends) {
+                            Ok(any) => applied |= any,
+                            Err(e) => break Err(e),
+                        }
                         if line == "SNAPSHOTEND" {
                             let Some((id, off)) = snapshot.take() else {
                                 break Err(Error::protocol(
@@ -462,6 +484,19 @@ impl<R: Replica + ?Sized> Follower<R> {
                         }
                     }
                     Frame::Error(message, _) => break Err(Error::Leader { message }),
+                }
+            };
+            // The commands parsed before the end of what was read (or before
+            // a bad frame, which they precede in the stream) are applied in
+            // one batch; a failure among them comes first in stream order.
+            let outcome = match self.apply_batch(&mut batch, &mut ends) {
+                Ok(any) => {
+                    applied |= any;
+                    outcome
+                }
+                Err(e) => {
+                    applied = true;
+                    Err(e)
                 }
             };
             buf.drain(..used);
@@ -509,6 +544,37 @@ impl<R: Replica + ?Sized> Follower<R> {
                     }
                 }
             }
+        }
+    }
+
+    /// Applies the parsed stream commands and moves the position past those
+    /// that were applied; true if there were any.
+    fn apply_batch(
+        &mut self,
+        batch: &mut Vec<(Command, u64)>,
+        ends: &mut Vec<u64>,
+    ) -> Result<bool, Error> {
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let result = self.replica.apply_batch(std::mem::take(batch));
+        let (applied, failure) = match result {
+            Ok(()) => (ends.len(), None),
+            Err(BatchError { applied, source }) => (applied.min(ends.len()), Some(source)),
+        };
+        if let (Some((_, offset)), Some(&end)) =
+            (self.position.as_mut(), ends.get(applied.wrapping_sub(1)))
+        {
+            *offset = end;
+        }
+        let failed_at = ends.get(applied).copied();
+        ends.clear();
+        match failure {
+            None => Ok(true),
+            Some(source) => Err(Error::Apply {
+                offset: failed_at.unwrap_or_default(),
+                source,
+            }),
         }
     }
 

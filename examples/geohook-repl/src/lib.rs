@@ -117,6 +117,27 @@ pub trait Replica: Send + Sync {
     /// Any failure that should stop the session (a failed file write).
     fn apply(&self, args: Vec<Vec<u8>>, offset: u64) -> Result<(), BoxError>;
 
+    /// Applies consecutive commands of the stream in order: `cmds[i].1` is
+    /// the offset just after `cmds[i].0`. The follower hands over every whole
+    /// command that one read from the socket brought (up to
+    /// [`FollowerConfig::max_batch`]), so a server can apply them under one
+    /// lock and write them to its file in one append, as the leader does with
+    /// a client's pipeline; one lock and one write per command is what made a
+    /// follower fall behind a leader under load. The default calls
+    /// [`Replica::apply`] for each.
+    ///
+    /// # Errors
+    ///
+    /// The first failure, with the number of commands applied before it: the
+    /// follower's position is the offset after the last of those.
+    fn apply_batch(&self, cmds: Vec<(Command, u64)>) -> Result<(), BatchError> {
+        for (applied, (args, offset)) in cmds.into_iter().enumerate() {
+            self.apply(args, offset)
+                .map_err(|source| BatchError { applied, source })?;
+        }
+        Ok(())
+    }
+
     /// A full sync begins: discard the state. The snapshot that follows
     /// describes the leader's state at `offset` under `replid`.
     ///
@@ -160,6 +181,15 @@ pub trait Replica: Send + Sync {
         let _ = (replid, offset);
         Ok(())
     }
+}
+
+/// A failure inside [`Replica::apply_batch`].
+#[derive(Debug)]
+pub struct BatchError {
+    /// Commands of the batch applied before the failure.
+    pub applied: usize,
+    /// Why the next one failed.
+    pub source: BoxError,
 }
 
 /// A consistent copy of the leader's state for a full sync.

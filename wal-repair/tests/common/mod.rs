@@ -148,6 +148,16 @@ pub fn check(name: &str, fmt: Fmt, bytes: &[u8], expect: Expect) {
     };
     let disk = scan_file(&path, fmt.format(), &small).expect("scan file");
     assert_eq!(memory, disk, "{name}: memory and chunked file scans differ");
+    // The same on three threads (frames logs longer than three chunks take the parallel walk).
+    let parallel = ScanConfig {
+        threads: 3,
+        ..small.clone()
+    };
+    let disk = scan_file(&path, fmt.format(), &parallel).expect("scan file");
+    assert_eq!(
+        memory, disk,
+        "{name}: memory and parallel file scans differ"
+    );
     let got = match memory.tail {
         Tail::Clean => Expect::Clean,
         Tail::Zero => Expect::Zero(memory.valid_len as usize),

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use geohook_repl::{encode_header, BoxError, ReplId, Replica};
+use geohook_repl::{encode_header, BatchError, BoxError, Command, ReplId, Replica};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +78,42 @@ impl Replica for ServerReplica {
             core.aof.set_offset(offset);
         }
         Ok(())
+    }
+
+    /// The commands of one read from the leader, under one write lock and
+    /// written to the file in one append (and one fsync under `always`), as
+    /// the leader writes a client's pipeline; each is still checked against
+    /// its own offset.
+    fn apply_batch(&self, cmds: Vec<(Command, u64)>) -> Result<(), BatchError> {
+        let mut core = self.shared.core.write();
+        let fail = |applied, source: BoxError| BatchError { applied, source };
+        self.live().map_err(|e| fail(0, e))?;
+        core.writable().map_err(|e| fail(0, e.into()))?;
+        for (i, (args, offset)) in cmds.iter().enumerate() {
+            let _ = replay(&self.shared, &mut core, args);
+            if let Err(e) = core.aof.append_deferred(args) {
+                // The ones before it are applied in memory; they reach the
+                // file with the flush below if the log still takes writes.
+                let _ = core.aof.flush();
+                return Err(fail(i, e.into()));
+            }
+            if core.aof.offset() != *offset {
+                tracing::warn!(
+                    ours = core.aof.offset(),
+                    leader = offset,
+                    "replicated command re-encoded to a different length"
+                );
+                core.aof.set_offset(*offset);
+            }
+        }
+        let written = if self.shared.opts.fsync == Fsync::Always {
+            core.aof.sync()
+        } else {
+            core.aof.flush()
+        };
+        // A failed write is latched by the log; the session ends here and
+        // resumes from before this batch, as after a failed single append.
+        written.map_err(|e| fail(0, e.into()))
     }
 
     fn reset(&self, replid: &ReplId, offset: u64) -> Result<(), BoxError> {
