@@ -104,7 +104,7 @@ struct Sorted {
 /// segment of the two geometries, before the test moves to the sweep.
 /// The usual shapes need far fewer than this; shapes made to defeat boxes
 /// (long diagonal teeth) need about `n · m`.
-const PAIRS_PER_SEGMENT: usize = 8;
+const PAIRS_PER_SEGMENT: usize = 16;
 
 impl Segments {
     /// Every segment of every ring and line string of `g`.
@@ -147,10 +147,16 @@ impl Segments {
         let mut pairs = self
             .tree
             .intersection_candidates_with_other_tree(&other.tree);
+        let mut tested = 0;
         for (a, b) in pairs.by_ref().take(budget) {
             if line(a).intersects(&line(b)) {
                 return true;
             }
+            tested += 1;
+        }
+        if tested < budget {
+            // Every pair whose boxes meet was tested.
+            return false;
         }
         match sweep(self.sorted(), other.sorted()) {
             Sweep::Meet => true,
