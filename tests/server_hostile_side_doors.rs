@@ -95,12 +95,34 @@ fn follow_to_its_own_address_is_refused_and_not_kept() {
     let server = start(dir.path(), &[]).unwrap();
     let mut c = server.client();
     let port = server.port.to_string();
-    for host in ["127.0.0.1", "localhost"] {
+    let mut hosts: Vec<String> = ["127.0.0.1", "localhost", "LocalHost", "::ffff:127.0.0.1"]
+        .map(String::from)
+        .to_vec();
+    // The machine's own name, which resolves to a loopback address here
+    // (as on most hosts through /etc/hosts): only a resolved name reveals it.
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = name.trim();
+    let loopback = |n: &str| {
+        use std::net::ToSocketAddrs;
+        (n, 1)
+            .to_socket_addrs()
+            .is_ok_and(|mut a| a.any(|a| a.ip().is_loopback()))
+    };
+    if !name.is_empty() && loopback(name) {
+        hosts.push(name.to_string());
+    }
+    for host in &hosts {
         assert_eq!(
             run(&mut c, &format!("FOLLOW {host} {port}")),
-            "ERR:cannot follow self"
+            "ERR:cannot follow self",
+            "{host}"
         );
     }
+    // Another port on the same names is another server: accepted (it is
+    // not there, so the link only retries), then dropped again.
+    let other = e2e::free_port();
+    assert_eq!(run(&mut c, &format!("FOLLOW localhost {other}")), "OK");
+    assert_eq!(run(&mut c, "FOLLOW no one"), "OK");
     assert_eq!(run(&mut c, "CONFIG REWRITE"), "OK");
     let server = server.restart().unwrap();
     let mut c = server.client();

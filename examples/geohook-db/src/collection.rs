@@ -38,7 +38,7 @@ struct Extra {
     expires_at: i64,
 }
 
-static NO_FIELDS: Fields = Fields(None);
+static NO_FIELDS: Fields = Fields(Vec::new());
 
 impl Item {
     fn new(object: Object, fields: Fields, expires_at: i64) -> Item {
@@ -101,15 +101,19 @@ impl Item {
 ///
 /// A missing field reads as 0, as in Tile38, so a field set to 0 (or to the
 /// empty string) is not stored.
+///
+/// A `Vec` (no allocation while empty) rather than a boxed slice, so that
+/// fields appended after the last name (a snapshot's FSET continuations, as
+/// a follower applies them) go in place at an amortized cost per field.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(Option<Box<[FieldSlot]>>);
+pub struct Fields(Vec<FieldSlot>);
 
 /// A field name, shared across the collection, and its value.
 type FieldSlot = (Arc<str>, FieldValue);
 
 impl Fields {
     fn slice(&self) -> &[FieldSlot] {
-        self.0.as_deref().unwrap_or(&[])
+        &self.0
     }
 
     /// The stored value of a field, if it is set (non-zero).
@@ -233,11 +237,29 @@ impl Fields {
     }
 
     fn from_vec(v: Vec<FieldSlot>) -> Fields {
-        if v.is_empty() {
-            Fields(None)
-        } else {
-            Fields(Some(v.into_boxed_slice()))
-        }
+        Fields(v)
+    }
+
+    /// True when `updates` only add fields after the last one: names
+    /// ascending, each after the last stored name, no value zero (a zero
+    /// would remove). [`Fields::append`] then applies them in place.
+    fn appends(&self, updates: &[(Arc<str>, FieldValue)]) -> bool {
+        let mut last = self.0.last().map(|(n, _)| n);
+        updates.iter().all(|(name, value)| {
+            let after = last.is_none_or(|l| **l < **name);
+            last = Some(name);
+            after && !value.is_zero()
+        })
+    }
+
+    /// Adds `updates` (for which [`Fields::appends`] holds) at the end, and
+    /// returns the heap bytes they add (as [`Fields::heap_bytes`] counts).
+    fn append(&mut self, updates: &[(Arc<str>, FieldValue)]) -> usize {
+        self.0.extend_from_slice(updates);
+        updates
+            .iter()
+            .map(|(_, v)| std::mem::size_of::<FieldSlot>() + v.heap_bytes())
+            .sum()
     }
 }
 
@@ -798,6 +820,32 @@ impl Collection {
             self.expiries.insert((new, idx));
         }
         self.update(idx, |item| item.set_deadline(new));
+    }
+
+    /// Adds `updates` to the fields of the stored item `id` in place, when
+    /// they all come after its last field (see `Fields::appends`), and
+    /// answers how many values changed (all of them); `None` otherwise, and
+    /// nothing is changed. A snapshot's FSET continuations take this path,
+    /// so that applying one costs its own fields, not the object's.
+    pub(crate) fn append_fields(
+        &mut self,
+        id: &str,
+        updates: &[(Arc<str>, FieldValue)],
+    ) -> Option<usize> {
+        let idx = self.find(id)?;
+        let slot = self.slots[idx as usize]
+            .as_mut()
+            .expect("indexes only refer to occupied slots");
+        // An item without fields takes the general path, which gives it
+        // its extra part.
+        let extra = slot.item.extra.as_mut()?;
+        if extra.fields.is_empty() || !extra.fields.appends(updates) {
+            return None;
+        }
+        // The memory estimate moves by what is added, counted as
+        // `footprint` counts it, without walking the fields.
+        self.mem += extra.fields.append(updates);
+        Some(updates.len())
     }
 
     /// Replaces the fields of a stored item.

@@ -349,6 +349,12 @@ impl Database {
             .into_iter()
             .map(|(n, v)| (col.intern(n), v))
             .collect();
+        if col.get(id, now_ms).is_none() {
+            return Ok(0);
+        }
+        if let Some(changed) = col.append_fields(id, &updates) {
+            return Ok(changed);
+        }
         let Some(item) = col.get(id, now_ms) else {
             return Ok(0);
         };

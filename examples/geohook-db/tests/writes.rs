@@ -314,4 +314,77 @@ fn rename_key_moves_the_collection_whole_and_counts_the_move() {
         moved.get("a", NOW).map(|i| i.object().to_json()),
         Some(point(1.0, 1.0).to_json())
     );
+/// FSET records that only add names after an object's last field (a
+/// snapshot's continuations, as a follower applies them) take the in-place
+/// path; every other FSET the general merge. Both must leave the same
+/// fields, count the same changes and keep the same memory estimate as one
+/// SET of the final fields.
+#[test]
+fn fset_continuations_append_in_place_as_a_merge_would() {
+    let name = |i: usize| format!("f{i:06}");
+    let cases: &[(&str, &[(usize, f64)])] = &[
+        ("after the last", &[(10, 1.0), (11, 2.0), (20, 3.0)]),
+        ("before the last", &[(10, 1.0), (3, 2.0)]),
+        ("between", &[(4, 7.0)]),
+        ("a zero", &[(10, 1.0), (11, 0.0)]),
+        ("a name twice", &[(10, 1.0), (10, 2.0)]),
+        ("replacing the last", &[(8, 9.0)]),
+        ("descending", &[(12, 1.0), (11, 1.0)]),
+    ];
+    for (what, ups) in cases {
+        let mut db = Database::new();
+        let base: Vec<(String, f64)> = (0..10).step_by(2).map(|i| (name(i), 1.0)).collect();
+        db.set(
+            "k",
+            "a",
+            point(1.0, 2.0),
+            &base,
+            None,
+            SetCondition::Always,
+            NOW,
+        )
+        .unwrap();
+        let ups: Vec<(String, f64)> = ups.iter().map(|&(i, v)| (name(i), v)).collect();
+        let changed = db.fset("k", "a", &ups, false, NOW).unwrap();
+
+        // The same final fields from one SET, applied one update at a time.
+        let mut want: std::collections::BTreeMap<String, f64> = base.into_iter().collect();
+        let mut want_changed = 0;
+        for (n, v) in &ups {
+            let old = want.get(n).copied().unwrap_or(0.0);
+            if old != *v {
+                want_changed += 1;
+            }
+            if *v == 0.0 {
+                want.remove(n);
+            } else {
+                want.insert(n.clone(), *v);
+            }
+        }
+        let want: Vec<(String, f64)> = want.into_iter().collect();
+        let mut fresh = Database::new();
+        fresh
+            .set(
+                "k",
+                "a",
+                point(1.0, 2.0),
+                &want,
+                None,
+                SetCondition::Always,
+                NOW,
+            )
+            .unwrap();
+
+        assert_eq!(changed, want_changed, "{what}");
+        assert_eq!(
+            db.get("k", "a", NOW).unwrap().fields(),
+            fresh.get("k", "a", NOW).unwrap().fields(),
+            "{what}"
+        );
+        assert_eq!(
+            db.stats("k", NOW).unwrap().in_memory_size,
+            fresh.stats("k", NOW).unwrap().in_memory_size,
+            "{what}: memory estimate"
+        );
+    }
 }

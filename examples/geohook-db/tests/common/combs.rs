@@ -44,3 +44,23 @@ pub fn comb_geojson(t: usize, up: bool, dx: f64) -> String {
         coords.join(",")
     )
 }
+
+/// A GeoJSON polygon of [`comb_ring`] moved right by `dx` teeth and
+/// sheared so that every tooth leans right by `lean` times its height
+/// (then scaled as [`comb_geojson`]): the teeth are long diagonals whose
+/// bounding boxes each overlap those of about `lean` times the number of
+/// teeth, so an index of boxes tests almost every pair, while the two
+/// combs still interleave without touching (a shear keeps what meets).
+pub fn teeth_geojson(t: usize, up: bool, dx: f64, lean: f64) -> String {
+    let coords: Vec<String> = comb_ring(t, up)
+        .iter()
+        .map(|(x, y)| {
+            let x = (x + dx / t as f64 + lean * y) / (1.0 + 1.2 * lean);
+            format!("[{},{}]", -112.0 + x * 0.1, 33.0 + y * 0.1)
+        })
+        .collect();
+    format!(
+        r#"{{"type":"Polygon","coordinates":[[{}]]}}"#,
+        coords.join(",")
+    )
+}

@@ -8,7 +8,17 @@
 //! Arguments are drawn from the words the parsers look for (options, shapes,
 //! numbers at their edges, JSON fragments) mixed with random bytes, so that
 //! most cases get past the first keyword and into the value parsers.
+//!
+//! Allocation is bounded too: a counting allocator (this test binary's
+//! global allocator, counting per thread so that tests running in parallel
+//! do not see each other's memory) measures the peak a command allocates
+//! while it runs and its reply is encoded, which must stay within a budget
+//! in proportion to the command's bytes (`ALLOC_PER_BYTE`, `ALLOC_BASE`):
+//! a number in a request (`LIMIT 1000000`, `COUNT`, a cursor) must never
+//! become a reservation.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -19,6 +29,92 @@ use crate::cmd::dispatch::execute;
 use crate::cmd::spec::{self, Cmd};
 use crate::state::{shared_on, Core, Shared};
 use geohook_resp::Reply;
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
+
+fn add(n: usize) {
+    // `try_with` because the allocator also runs while a thread's locals are
+    // being torn down.
+    let _ = LIVE.try_with(|l| {
+        let v = l.get() + n;
+        l.set(v);
+        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+    });
+}
+
+fn sub(n: usize) {
+    let _ = LIVE.try_with(|l| l.set(l.get().saturating_sub(n)));
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// counters only observe sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        add(layout.size());
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        add(layout.size());
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        sub(layout.size());
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        add(new);
+        sub(layout.size());
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Bytes allocated at the peak of `f` on this thread, above what was live
+/// when it began.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
+    let out = f();
+    (out, PEAK.with(Cell::get) - base)
+}
+
+/// What a command may allocate per byte of its arguments: the copies a
+/// parser keeps (the id, the GeoJSON text and its parsed geometry), the
+/// logged record and the reply that quotes them.
+const ALLOC_PER_BYTE: usize = 64;
+
+/// What any command may allocate whatever its size: a reply over the
+/// seeded state of four objects, the log's record buffer, a search's small
+/// heaps and the command's own vectors.
+const ALLOC_BASE: usize = 256 << 10;
+
+/// The allocation budget of one command of `args`.
+fn alloc_budget(args: &[Vec<u8>]) -> usize {
+    let bytes: usize = args.iter().map(|a| a.len() + 16).sum();
+    ALLOC_BASE + ALLOC_PER_BYTE * bytes
+}
+
+/// The budget can fail: the counter sees a command's reservations (a
+/// vector reserved from a number in the request would show here).
+#[test]
+fn the_allocation_counter_sees_what_a_command_reserves() {
+    let (v, peak) = peak_of(|| Vec::<u64>::with_capacity(1 << 20));
+    assert!(peak >= 8 << 20, "{peak}");
+    drop(v);
+    let args: Vec<Vec<u8>> = vec![b"scan".to_vec(), b"fleet".to_vec()];
+    assert!(alloc_budget(&args) < 8 << 20);
+}
 
 /// Words every parser of the table knows, plus values at the edges of what
 /// they accept.
@@ -182,10 +278,19 @@ proptest! {
         let shared = seeded(dir.path());
         let mut session = Session::new(true);
         for args in &cmds {
-            let reply = execute(&shared, &mut session, args);
-            let mut out = Vec::new();
-            reply.encode(&mut out);
+            let ((reply, out), peak) = peak_of(|| {
+                let reply = execute(&shared, &mut session, args);
+                let mut out = Vec::new();
+                reply.encode(&mut out);
+                (reply, out)
+            });
             prop_assert!(out.len() <= MAX_REPLY, "{} bytes of reply", out.len());
+            let budget = alloc_budget(args);
+            prop_assert!(
+                peak <= budget,
+                "{:?} allocated {} bytes at its peak, budget {}",
+                String::from_utf8_lossy(&args.concat()), peak, budget
+            );
             if let Reply::Error(_) = &reply {
                 // A clean error is one line on the wire, whatever bytes of
                 // the request it quotes.

@@ -1,8 +1,10 @@
 //! Changing a node's role: the start (leader or follower, from the file's
 //! header and the settings), FOLLOW, and promotion by `FOLLOW no one`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use geohook_repl::{recover, Backlog, Follower, FollowerConfig, Leader, LeaderConfig, ReplId};
@@ -170,24 +172,69 @@ fn promote(shared: &Arc<Shared>, repl: &Arc<Repl>) -> Result<(), CmdError> {
     Ok(())
 }
 
-/// True when `host:port` names this server's own listener (`listen`): the
-/// same port on a loopback address, `localhost`, or the listener's own
-/// address (any local address when it listens on all of them). Host names
-/// other than `localhost` are not resolved here (a command must not wait on
-/// DNS).
+/// True when `host:port` names this server's own listener (`listen`):
+/// the same port at an address the listener answers on. A host name is
+/// resolved first (`localhost`, the machine's own name, any alias in
+/// `/etc/hosts`), with [`resolve`]'s deadline; a name that does not
+/// resolve in time is not this server as far as the check can tell, and
+/// the link's own connection attempts report it.
 fn is_self(listen: &str, host: &str, port: u16) -> bool {
-    let Ok(listen) = listen.parse::<std::net::SocketAddr>() else {
+    let Ok(listen) = listen.parse::<SocketAddr>() else {
         return false;
     };
     if listen.port() != port {
         return false;
     }
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
+    let ips = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => resolve(host, port),
+    };
+    ips.into_iter()
+        .any(|ip| answers_on(listen.ip(), ip, is_local))
+}
+
+/// True when a listener bound to `bound` answers on `ip`: any loopback
+/// address (this node's), the bound address itself, and, when it is bound
+/// to all addresses, any address of this machine (`local`).
+fn answers_on(bound: IpAddr, ip: IpAddr, local: impl Fn(IpAddr) -> bool) -> bool {
+    // `::ffff:127.0.0.1` is 127.0.0.1.
+    let ip = ip.to_canonical();
+    ip.is_loopback() || ip == bound.to_canonical() || (bound.is_unspecified() && local(ip))
+}
+
+/// True when `ip` is an address of this machine: a socket can be bound to
+/// it (no packet is sent).
+fn is_local(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// How long FOLLOW waits for a host name to resolve.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(2);
+
+/// The addresses `host` resolves to, asked on a thread of its own so that
+/// a slow resolver costs FOLLOW at most [`RESOLVE_WITHIN`] (the runtime
+/// worker's other connections move elsewhere meanwhile); none when it
+/// fails or is late.
+fn resolve(host: &str, port: u16) -> Vec<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let host = host.to_owned();
+    let asked = std::thread::Builder::new()
+        .name("follow-resolve".into())
+        .spawn(move || {
+            let ips: Vec<IpAddr> = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(|addrs| addrs.map(|a| a.ip()).collect())
+                .unwrap_or_default();
+            let _ = tx.send(ips);
+        });
+    if asked.is_err() {
+        return Vec::new();
     }
-    match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback() || ip == listen.ip() || listen.ip().is_unspecified(),
-        Err(_) => false,
+    let wait = || rx.recv_timeout(RESOLVE_WITHIN).unwrap_or_default();
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+        _ => wait(),
     }
 }
 
@@ -239,7 +286,8 @@ pub(crate) fn follow_command(shared: &Arc<Shared>, args: &[Vec<u8>]) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::is_self;
+    use super::{answers_on, is_self};
+    use std::net::IpAddr;
 
     #[test]
     fn own_address_is_recognised() {
@@ -249,14 +297,36 @@ mod tests {
             ("127.0.0.1:9851", "LOCALHOST", 9851, true),
             ("127.0.0.1:9851", "127.0.0.2", 9851, true),
             ("127.0.0.1:9851", "::1", 9851, true),
-            ("0.0.0.0:9851", "10.1.2.3", 9851, true),
+            ("127.0.0.1:9851", "::ffff:127.0.0.1", 9851, true),
             ("10.1.2.3:9851", "10.1.2.3", 9851, true),
             ("10.1.2.3:9851", "10.1.2.4", 9851, false),
             ("127.0.0.1:9851", "127.0.0.1", 9852, false),
-            ("127.0.0.1:9851", "leader.example", 9851, false),
+            // A name that does not resolve is not this server.
+            ("127.0.0.1:9851", "leader.invalid", 9851, false),
             ("", "127.0.0.1", 9851, false),
         ] {
             assert_eq!(is_self(listen, host, port), want, "{listen} {host}:{port}");
+        }
+    }
+
+    /// A listener on all addresses answers on this machine's addresses
+    /// only: another node at the same port is not this one.
+    #[test]
+    fn all_addresses_means_this_machines_addresses() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let local = |a: IpAddr| a == ip("10.1.2.3");
+        for (bound, host, want) in [
+            ("0.0.0.0", "10.1.2.3", true),
+            ("0.0.0.0", "10.1.2.4", false),
+            ("::", "::ffff:10.1.2.3", true),
+            ("::", "127.0.0.1", true),
+            ("10.1.2.3", "10.1.2.4", false),
+        ] {
+            assert_eq!(
+                answers_on(ip(bound), ip(host), local),
+                want,
+                "{bound} {host}"
+            );
         }
     }
 }
