@@ -314,6 +314,8 @@ fn rename_key_moves_the_collection_whole_and_counts_the_move() {
         moved.get("a", NOW).map(|i| i.object().to_json()),
         Some(point(1.0, 1.0).to_json())
     );
+}
+
 /// FSET records that only add names after an object's last field (a
 /// snapshot's continuations, as a follower applies them) take the in-place
 /// path; every other FSET the general merge. Both must leave the same
