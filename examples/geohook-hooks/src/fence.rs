@@ -110,8 +110,8 @@ pub struct Filter {
     detect: u8,
     commands: u8,
     distance: bool,
-    /// Whether `roam` is among the detect words. It is kept apart from [`Detect`] because a
-    /// roam fence reports nothing else, and the other fences never roam.
+    /// Whether a roam fence reports: only without DETECT, since Tile38 accepts no `roam` word
+    /// there. It is kept apart from [`Detect`] because a roam fence reports nothing else.
     roam: bool,
 }
 
@@ -169,12 +169,10 @@ impl Filter {
         };
         if let Some(list) = detect {
             f.detect = 0;
+            // Tile38 refuses `roam` in DETECT, so a roam fence with DETECT
+            // reports nothing, as there.
             f.roam = false;
             for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-                if w.eq_ignore_ascii_case("roam") {
-                    f.roam = true;
-                    continue;
-                }
                 let d = Detect::ALL
                     .into_iter()
                     .find(|d| d.as_str().eq_ignore_ascii_case(w))
@@ -205,7 +203,7 @@ impl Filter {
         self.detect & detect.bit() != 0
     }
 
-    /// Whether a roam fence reports its `roam` events (DETECT absent, or listing `roam`).
+    /// Whether a roam fence reports its `roam` events (only when DETECT was not given).
     pub fn detects_roam(&self) -> bool {
         self.roam
     }
@@ -470,9 +468,8 @@ mod tests {
         let f = Filter::parse(Some("enter,EXIT"), Some("del")).unwrap();
         assert!(f.detects(Detect::Enter) && f.detects(Detect::Exit) && !f.detects(Detect::Inside));
         assert!(f.allows(CommandKind::Del) && !f.allows(CommandKind::Set));
-        assert!(Filter::parse(Some("roaming"), None).is_err());
-        let roam = Filter::parse(Some("roam"), None).unwrap();
-        assert!(roam.detects_roam() && !roam.detects(Detect::Inside));
+        // Tile38 refuses `roam` in DETECT; a roam fence speaks only without DETECT.
+        assert!(Filter::parse(Some("roam"), None).is_err());
         assert!(all.detects_roam() && !f.detects_roam());
         assert!(Filter::parse(None, Some("fset2")).is_err());
         let f = Filter::parse(None, Some("fset")).unwrap();
