@@ -119,6 +119,12 @@ fn follow(
         // are dropped, and writes are refused from here on.
         let mut core = shared.core.write();
         shared.leader.store(false, Ordering::Release);
+        // The hooks stop queueing now, under the lock that orders writes, not
+        // at the housekeeping task's next tick: until then the commands this
+        // node replicates would also be delivered from here, twice over.
+        if let Some(engine) = shared.hooks.get() {
+            engine.hooks.set_role(false);
+        }
         core.aof.set_tap(None);
         *repl.leader.lock() = None;
         repl.links.lock().cancel();
@@ -168,6 +174,9 @@ fn promote(shared: &Arc<Shared>, repl: &Arc<Repl>) -> Result<(), CmdError> {
     *repl.leader.lock() = Some(leader);
     *repl.links.lock() = CancellationToken::new();
     shared.leader.store(true, Ordering::Release);
+    if let Some(engine) = shared.hooks.get() {
+        engine.hooks.set_role(true);
+    }
     tracing::info!(offset, "no longer following: leading");
     Ok(())
 }
