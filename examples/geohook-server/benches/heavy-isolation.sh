@@ -5,7 +5,8 @@
 #
 #   idle        no flood
 #   pool        64 clients flooding heavy searches, default pool (2 x cores)
-#   pool 1      the same flood with --heavy-pool-size 1
+#   before      the same flood against BEFORE_BIN, when set (a build of an
+#               older commit, e.g. heavy searches on the runtime's workers)
 #   no pool     the same flood with --heavy-pool-size 0
 #
 # The heavy search is a WITHIN ... COUNT over every point of a collection of
@@ -36,12 +37,12 @@ latency() { # port, then the command
         tail -1 | tr -d '"' | awk -F, '{print $5, $7}'
 }
 
-run_mode() { # label, flood (yes/no), then server flags
-    local label=$1 flood=$2 port mport pid fpid=""
-    shift 2
+run_mode() { # label, binary, flood (yes/no), then server flags
+    local label=$1 bin=$2 flood=$3 port mport pid fpid=""
+    shift 3
     port=$(free_port); mport=$(free_port)
     mkdir -p "$WORK/s$port"
-    RUST_LOG=warn "$BIN" --dir "$WORK/s$port" --port "$port" --metrics-addr "127.0.0.1:$mport" "$@" \
+    RUST_LOG=warn "$bin" --dir "$WORK/s$port" --port "$port" --metrics-addr "127.0.0.1:$mport" "$@" \
         2>"$WORK/s$port.log" &
     pid=$!
     PIDS+=("$pid")
@@ -78,22 +79,30 @@ PY
     fi
     read -r ping50 ping99 <<<"$(latency "$port" PING)"
     read -r get50 get99 <<<"$(latency "$port" GET fleet p7)"
-    local busy
-    busy=$(curl -s "127.0.0.1:$mport/metrics" |
-        awk '/^geohook_heavy_rejected_total/ {s += $2} END {print s + 0}')
+    read -r set50 set99 <<<"$(latency "$port" SET fleet w POINT 33 -115)"
+    local page busy runs
+    page=$(curl -s "127.0.0.1:$mport/metrics")
+    busy=$(awk '/^geohook_heavy_rejected_total/ {s += $2} END {print s + 0}' <<<"$page")
+    runs=$(awk '/^geohook_commands_total\{cmd="within"\}/ {s += $2} END {print s + 0}' <<<"$page")
     [ -n "$fpid" ] && kill "$fpid" 2>/dev/null || true
     kill "$pid"
     # Each row as soon as it is measured; the ratios are to the idle row.
     if [ "$label" = idle ]; then
         IDLE_PING99=$ping99
         IDLE_GET99=$get99
+        IDLE_SET99=$set99
     fi
-    printf '%-10s %10s %10s %9s %10s %10s %9s %12s\n' "$label" "$ping50" "$ping99" \
+    printf '%-8s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' "$label" "$ping50" "$ping99" \
         "$(echo "scale=2; $ping99 / $IDLE_PING99" | bc)" "$get50" "$get99" \
-        "$(echo "scale=2; $get99 / $IDLE_GET99" | bc)" "$busy"
+        "$(echo "scale=2; $get99 / $IDLE_GET99" | bc)" "$set50" "$set99" \
+        "$(echo "scale=2; $set99 / $IDLE_SET99" | bc)" "$((runs - busy))" "$busy" \
+        "$(cut -d' ' -f1 /proc/loadavg)"
 }
-printf '%-10s %10s %10s %9s %10s %10s %9s %12s\n' mode PING_p50 PING_p99 p99/idle GET_p50 GET_p99 p99/idle heavy_busy
-run_mode idle no
-run_mode pool yes
-run_mode "pool 1" yes --heavy-pool-size 1
-run_mode "no pool" yes --heavy-pool-size 0
+printf '%-8s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' mode PING_p50 PING_p99 /idle \
+    GET_p50 GET_p99 /idle SET_p50 SET_p99 /idle heavy_ok busy load
+run_mode idle "$BIN" no
+run_mode pool "$BIN" yes
+if [ -n "${BEFORE_BIN:-}" ]; then
+    run_mode before "$BEFORE_BIN" yes
+fi
+run_mode "no pool" "$BIN" yes --heavy-pool-size 0

@@ -12,13 +12,19 @@
 #   jemalloc defaults   what jemalloc does unconfigured (no background
 #                       threads, dirty decay 10 s, muzzy 0)
 #   the others          candidates for the choice of dirty decay
+#   before              server defaults on BEFORE_BIN, when set (a build of
+#                       an older commit, e.g. before geohook-db gave slots
+#                       back)
+#
+# DECAY=no leaves the dirty-decay candidates out (the points workload keeps
+# its memory in the data structures, so they all give the same figure).
 #
 # "allocated" is jemalloc stats.allocated for geohook (SERVER heap_size) and
 # used_memory for redis (INFO memory); "rss/alloc" is how far resident memory
 # stays above live data; "rss/redis" compares with redis-server's VmRSS after
 # the same 30 s.
 #
-# Usage: examples/geohook-server/benches/memory-after-delete.sh [points|strings] [N] [wait seconds]
+# Usage: [BEFORE_BIN=path] [DECAY=no] examples/geohook-server/benches/memory-after-delete.sh [points|strings] [N] [wait seconds]
 set -euo pipefail
 WORKLOAD=${1:-points}
 POINTS=${2:-1000000}
@@ -61,14 +67,14 @@ stat() { redis-cli -p "$1" SERVER | awk -v k="$2" 'f {print; exit} $0 == k {f = 
 
 printf '%-48s %10s %10s %10s %9s %9s\n' config full_MiB after_MiB alloc_MiB rss/alloc rss/redis
 ROWS=()
-run_geo() { # label, then the _RJEM_MALLOC_CONF value (empty = unset)
-    local label=$1 conf=$2 port pid
+run_geo() { # label, the _RJEM_MALLOC_CONF value (empty = unset), [binary]
+    local label=$1 conf=$2 bin=${3:-$BIN} port pid
     port=$(free_port)
     mkdir -p "$WORK/g$port"
     if [ -n "$conf" ]; then
-        _RJEM_MALLOC_CONF=$conf RUST_LOG=warn "$BIN" --dir "$WORK/g$port" --port "$port" 2>"$WORK/g$port.log" &
+        _RJEM_MALLOC_CONF=$conf RUST_LOG=warn "$bin" --dir "$WORK/g$port" --port "$port" 2>"$WORK/g$port.log" &
     else
-        RUST_LOG=warn "$BIN" --dir "$WORK/g$port" --port "$port" 2>"$WORK/g$port.log" &
+        RUST_LOG=warn "$bin" --dir "$WORK/g$port" --port "$port" 2>"$WORK/g$port.log" &
     fi
     pid=$!
     PIDS+=("$pid")
@@ -84,10 +90,15 @@ run_geo() { # label, then the _RJEM_MALLOC_CONF value (empty = unset)
     kill "$pid"
 }
 run_geo "server defaults" ""
-run_geo "jemalloc defaults" "background_thread:false,dirty_decay_ms:10000,muzzy_decay_ms:0"
-run_geo "bg threads, dirty 0" "background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0"
-run_geo "bg threads, dirty 5000" "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0"
-run_geo "bg threads, dirty 10000" "background_thread:true,dirty_decay_ms:10000,muzzy_decay_ms:0"
+if [ -n "${BEFORE_BIN:-}" ]; then
+    run_geo "before (server defaults)" "" "$BEFORE_BIN"
+fi
+if [ "${DECAY:-yes}" != no ]; then
+    run_geo "jemalloc defaults" "background_thread:false,dirty_decay_ms:10000,muzzy_decay_ms:0"
+    run_geo "bg threads, dirty 0" "background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0"
+    run_geo "bg threads, dirty 5000" "background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0"
+    run_geo "bg threads, dirty 10000" "background_thread:true,dirty_decay_ms:10000,muzzy_decay_ms:0"
+fi
 
 port=$(free_port)
 mkdir -p "$WORK/redis"
