@@ -334,3 +334,86 @@ impl Hooks {
         exits.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use geohook_db::{Area, Bounds, Point};
+
+    use super::*;
+    use crate::endpoint::Endpoint;
+    use crate::fence::{FenceKind, Filter};
+    use crate::hooks::Change;
+    use crate::queue::QueueConfig;
+
+    fn hook(name: &str, ex: Option<f64>) -> HookDef {
+        HookDef {
+            name: name.into(),
+            endpoints: Endpoint::parse_list("http://127.0.0.1:1/").unwrap(),
+            delivery: Delivery::Endpoints,
+            meta: vec![],
+            ex,
+            kind: FenceKind::Within,
+            key: "fleet".into(),
+            filter: Filter::parse(Some("enter,exit"), None).unwrap(),
+            area: Area::Bounds(Bounds::new(33.0, -112.0, 33.1, -111.9).unwrap()),
+            args: vec!["WITHIN".into(), "fleet".into(), "FENCE".into()],
+        }
+    }
+
+    #[test]
+    fn an_expired_lifecycle_hook_keeps_its_queue_for_its_exits_and_others_do_not() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        hooks.set_hook(hook("x", Some(1.0)), now).unwrap();
+        hooks.set_hook_lifecycle("x", Some(true));
+        hooks.set_hook(hook("y", Some(1.0)), now).unwrap();
+        let inside = Object::Point(Point::new(33.05, -111.95).unwrap());
+        hooks.on_change(&Change::set("fleet", "t", None, &inside, None, now));
+        assert_eq!(hooks.outbox().queued("x"), Some(1));
+        assert_eq!(hooks.outbox().queued("y"), Some(1));
+        let later = now + Duration::from_secs(2);
+        assert_eq!(hooks.expire_due(later).len(), 2);
+        // `y` is gone with its queue; `x`'s queue is retired and takes its exit.
+        assert_eq!(hooks.outbox().queued("y"), None);
+        assert_eq!(hooks.outbox().queued("x"), Some(1));
+        assert_eq!(
+            hooks.emit_hook_expiry_exits(|_, _| Some(inside.clone()), later),
+            1
+        );
+        assert_eq!(hooks.outbox().queued("x"), Some(2));
+        assert_eq!(hooks.hook_lifecycle("x"), None, "forgotten with the hook");
+        // A retired queue with nothing left goes at the next sweep.
+        hooks.set_hook(hook("z", None), now).unwrap();
+        hooks.set_hook_lifecycle("z", Some(true));
+        assert!(hooks.del_hook("z"));
+        assert_eq!(hooks.outbox().queued("z"), Some(0));
+        assert_eq!(hooks.outbox().sweep_retired(), 1);
+        assert_eq!(hooks.outbox().queued("z"), None);
+    }
+
+    #[test]
+    fn a_delete_sends_exits_only_to_hooks_that_hear_them_and_a_flush_forgets_stays() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        for name in ["on", "off", "default"] {
+            hooks.set_hook(hook(name, None), now).unwrap();
+        }
+        hooks.set_hook_lifecycle("on", Some(true));
+        hooks.set_hook_lifecycle("off", Some(false));
+        hooks.set_lifecycle_default(true);
+        let inside = Object::Point(Point::new(33.05, -111.95).unwrap());
+        hooks.on_change(&Change::set("fleet", "t", None, &inside, None, now));
+        assert_eq!(hooks.exit_on_removal("fleet", "t", &inside, now), 2);
+        assert_eq!(hooks.exit_on_removal("fleet", "nobody", &inside, now), 0);
+        // FLUSHDB: one exit per stay that hears them, then no stays at all.
+        hooks.stage_drop_exits(None, |_, _| Some(inside.clone()));
+        assert_eq!(hooks.emit_drop_exits(None, now), 2);
+        assert_eq!(hooks.metrics().fence_groups, 0);
+        // Staged for another key: stale, nothing sent.
+        hooks.on_change(&Change::set("fleet", "u", None, &inside, None, now));
+        hooks.stage_drop_exits(Some("fleet"), |_, _| Some(inside.clone()));
+        assert_eq!(hooks.emit_drop_exits(Some("vans"), now), 0);
+    }
+}
