@@ -155,8 +155,9 @@ impl Down for MqttPeer {
     fn url(&self) -> String {
         MqttPeer::url(self, "?qos=1")
     }
+    // SIGKILL: the events sent while it is down are the server's to keep.
     fn stop(&mut self) {
-        self.stop_broker();
+        self.kill_broker();
     }
     fn restart(&mut self) {
         self.restart_broker().unwrap();
@@ -189,8 +190,11 @@ impl Down for AmqpPeer {
     fn url(&self) -> String {
         AmqpPeer::url(self, "?delivery_mode=2")
     }
+    // SIGKILL, as for MQTT (NATS is stopped with SIGTERM: JetStream may
+    // still hold acknowledged messages in memory that a kill would lose,
+    // and the test reads them back from its stream).
     fn stop(&mut self) {
-        self.stop_broker();
+        self.kill_broker();
     }
     fn restart(&mut self) {
         self.restart_broker().unwrap();

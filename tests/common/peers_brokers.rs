@@ -128,6 +128,8 @@ impl Received {
 pub struct MqttPeer {
     pub port: u16,
     dir: tempfile::TempDir,
+    /// When the subscriber's SUBACK arrived.
+    subscribed_at: std::time::SystemTime,
     topic: String,
     broker: Broker,
     pub received: Received,
@@ -136,6 +138,12 @@ pub struct MqttPeer {
 
 impl MqttPeer {
     pub fn start(topic: &str) -> Result<MqttPeer> {
+        Self::start_with(topic, "")
+    }
+
+    /// [`MqttPeer::start`] with `extra` appended to mosquitto's configuration (a second
+    /// listener, with TLS); the subscriber uses the plain listener.
+    pub fn start_with(topic: &str, extra: &str) -> Result<MqttPeer> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
@@ -144,7 +152,7 @@ impl MqttPeer {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nautosave_interval 1\nuser root\n",
+                 persistence_location {}/\nautosave_interval 1\nuser root\n{extra}",
                 dir.path().display()
             ),
         )?;
@@ -192,6 +200,7 @@ impl MqttPeer {
         Ok(MqttPeer {
             port,
             dir,
+            subscribed_at: std::time::SystemTime::now(),
             topic: topic.to_owned(),
             broker,
             received,
@@ -212,6 +221,25 @@ impl MqttPeer {
     /// Stops the broker with SIGTERM (it saves its persistent sessions on the way out).
     pub fn stop_broker(&mut self) {
         self.broker.stop(libc::SIGTERM);
+    }
+
+    /// Kills the broker with SIGKILL: it saves nothing on the way out, so only what its
+    /// autosave (every second) wrote survives. It first waits (up to 10 s) for an autosave after
+    /// the subscriber's SUBACK, so that the subscriber's persistent session, which the test's
+    /// events must reach after the restart, is on disk.
+    pub fn kill_broker(&mut self) {
+        let db = self.dir.path().join("mosquitto.db");
+        let saved = || {
+            std::fs::metadata(&db)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > self.subscribed_at)
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while !saved() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(saved(), "mosquitto never saved the subscriber's session");
+        self.broker.stop(libc::SIGKILL);
     }
 
     /// Starts the broker again on the same port with the same state.
@@ -471,6 +499,11 @@ impl AmqpPeer {
 
     pub fn stop_broker(&mut self) {
         self.broker.stop(libc::SIGTERM);
+    }
+
+    /// Kills the broker (the shell script and the Erlang VM) with SIGKILL.
+    pub fn kill_broker(&mut self) {
+        self.broker.stop(libc::SIGKILL);
     }
 
     pub fn restart_broker(&mut self) -> Result<()> {

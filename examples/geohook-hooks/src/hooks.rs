@@ -23,6 +23,10 @@ use crate::metrics::{Counters, Metrics};
 use crate::pubsub::PubSub;
 use crate::queue::{Outbox, QueueConfig};
 
+// A child module, so that lifecycle exits read fence state without widening its visibility.
+#[path = "lifecycle.rs"]
+mod lifecycle;
+
 /// A write the server reports to [`Hooks::on_change`].
 #[derive(Debug, Clone, Copy)]
 pub struct Change<'a> {
@@ -384,6 +388,7 @@ pub struct Hooks {
     counters: Arc<Counters>,
     group_seq: AtomicU64,
     group_prefix: u32,
+    lifecycle: lifecycle::Lifecycle,
 }
 
 /// Unix time in milliseconds.
@@ -408,6 +413,7 @@ impl Hooks {
             counters,
             group_seq: AtomicU64::new(1),
             group_prefix,
+            lifecycle: lifecycle::Lifecycle::default(),
         })
     }
 
@@ -718,6 +724,7 @@ impl Hooks {
                 channel = reg.slots[slot as usize]
                     .as_ref()
                     .is_some_and(|s| s.def.is_channel());
+                self.stage_hook_expiry(&reg, slot);
                 self.remove_slot(&mut reg, slot);
             }
             reg.expiries.remove(&(at, Arc::clone(&name)));
@@ -757,9 +764,7 @@ impl Hooks {
             remove_group(reg, key, id, slot);
         }
         self.counters.fence_groups.store(reg.group_count, Relaxed);
-        if s.def.delivery == Delivery::Endpoints {
-            self.outbox.remove_hook(&s.def.name);
-        }
+        self.release_queue(&s.def);
     }
 
     /// Reports one write. Matches it against the fences on its key, updates fence state, and queues

@@ -83,6 +83,12 @@
 //!   becomes a follower drops its queues. Delivery is at least once within a process (a peer that
 //!   took a message but failed to answer gets it again) and at most once across a crash (queues
 //!   live in memory, as in Tile38 apart from its 30 s queue file).
+//! - **Lifecycle exits** (opt-in per hook with [`Hooks::set_hook_lifecycle`], or for all with
+//!   [`Hooks::set_lifecycle_default`]): a stay that ends without a move (the object deleted,
+//!   expired, dropped or flushed, or the hook expired) ends with a Tile38-shaped `exit` carrying
+//!   the stay's group ([`Hooks::exit_on_removal`], [`Hooks::stage_drop_exits`],
+//!   [`Hooks::emit_hook_expiry_exits`]); an expired lifecycle hook's queue is kept until it has
+//!   delivered them ([`Outbox::retire_hook`]).
 //! - **Channels and live fences** ([`Delivery`]): a SETCHAN channel is a hook whose events are
 //!   published on the channel named after it through [`Hooks::pubsub`], and a live fence
 //!   ([`Hooks::set_live`]) one whose events go to one connection's [`Inbox`]. They share the

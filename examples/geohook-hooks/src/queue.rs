@@ -197,6 +197,8 @@ struct QueueState {
     scheduled: bool,
     attempts: u32,
     removed: bool,
+    /// The hook is gone but its queue delivers what it holds first ([`Outbox::retire_hook`]).
+    retiring: bool,
     /// The hook's own retry policy, overriding the server-wide one.
     policy: Option<RetryPolicy>,
     /// Dead letters, oldest first.
@@ -243,6 +245,8 @@ pub struct Outbox {
     dead_total: AtomicU64,
     /// Dead letters made since start, by hook and reason (hooks that never had one are absent).
     dead_counts: Mutex<HashMap<(Arc<str>, DeadReason), u64>>,
+    /// Names of retiring queues, so that sweeping them never walks every queue.
+    retiring: Mutex<Vec<Arc<str>>>,
 }
 
 impl Outbox {
@@ -270,6 +274,7 @@ impl Outbox {
             defaults: RwLock::new(config.policy()),
             dead_total: AtomicU64::new(0),
             dead_counts: Mutex::new(HashMap::new()),
+            retiring: Mutex::new(Vec::new()),
             config,
         })
     }
@@ -340,6 +345,9 @@ impl Outbox {
                 Pushed::Overflow => journal.done(r.id),
             }
         }
+        // Queues kept for the pending events of hooks that were deleted or expired before the
+        // restart (a replayed DELHOOK retires a lifecycle hook's queue) go once nothing is left.
+        self.sweep_retired();
         Ok(requeued)
     }
 
@@ -380,7 +388,10 @@ impl Outbox {
         let endpoints: Arc<[Endpoint]> = endpoints.into();
         let mut queues = self.queues.write();
         if let Some(q) = queues.get(name) {
-            q.state.lock().endpoints = endpoints;
+            let mut state = q.state.lock();
+            state.endpoints = endpoints;
+            // A hook set again under a retiring queue's name takes it over, with what it holds.
+            state.retiring = false;
             return;
         }
         let state = QueueState {
@@ -390,6 +401,7 @@ impl Outbox {
             scheduled: false,
             attempts: 0,
             removed: false,
+            retiring: false,
             policy: None,
             dead: VecDeque::new(),
         };
@@ -412,6 +424,56 @@ impl Outbox {
         state.removed = true;
         self.discard(&mut state);
         true
+    }
+
+    /// Retires a hook's queue: the hook is gone, but the queue stays until what it holds is
+    /// delivered (or becomes a dead letter), and takes events pushed under the hook's name
+    /// meanwhile (the exits of its expiry). It is removed by the delivery loop once empty, or by
+    /// [`Outbox::sweep_retired`]; setting the hook again takes it over. Returns whether it existed.
+    pub fn retire_hook(&self, name: &str) -> bool {
+        let queues = self.queues.read();
+        let Some((name, q)) = queues.get_key_value(name) else {
+            return false;
+        };
+        let mut state = q.state.lock();
+        if !state.retiring {
+            state.retiring = true;
+            self.retiring.lock().push(Arc::clone(name));
+        }
+        true
+    }
+
+    /// Removes the retiring queues that hold nothing more to deliver (their dead letters are
+    /// dropped and counted, as [`Outbox::remove_hook`] does). Returns how many went.
+    pub fn sweep_retired(&self) -> usize {
+        let names = std::mem::take(&mut *self.retiring.lock());
+        if names.is_empty() {
+            return 0;
+        }
+        let mut queues = self.queues.write();
+        let mut kept = Vec::new();
+        let mut removed = 0;
+        for name in names {
+            let Some(q) = queues.get(&name) else { continue };
+            let done = {
+                let state = q.state.lock();
+                if !state.retiring {
+                    continue;
+                }
+                state.messages.is_empty()
+            };
+            if done {
+                let q = queues.remove(&name).expect("present");
+                let mut state = q.state.lock();
+                state.removed = true;
+                self.discard(&mut state);
+                removed += 1;
+            } else {
+                kept.push(name);
+            }
+        }
+        self.retiring.lock().extend(kept);
+        removed
     }
 
     /// Switches between leader and follower. A follower refuses new messages and drops the queued ones,
@@ -590,6 +652,10 @@ impl Outbox {
                         // A burst must not pin its peak capacity for ever: 70,000 idle hooks add up.
                         state.messages = VecDeque::new();
                     }
+                    if state.retiring {
+                        drop(state);
+                        self.sweep_retired();
+                    }
                     return Outcome::Empty;
                 };
                 let policy = self.policy_of(&state);
@@ -601,6 +667,7 @@ impl Outbox {
                 )
             };
             let mut delivered = false;
+            let mut last_error = None;
             for endpoint in endpoints.iter() {
                 match self
                     .deliverer
@@ -611,7 +678,10 @@ impl Outbox {
                         delivered = true;
                         break;
                     }
-                    Err(e) => tracing::debug!(error = %e, "hook delivery attempt failed"),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "hook delivery attempt failed");
+                        last_error = Some(e);
+                    }
                 }
             }
             let mut state = q.state.lock();
@@ -634,6 +704,14 @@ impl Outbox {
                 }
             } else {
                 state.attempts = state.attempts.saturating_add(1);
+                if state.attempts == 1 {
+                    // Once per failure streak, so that an endpoint that is down or refuses the
+                    // connection (a certificate it cannot verify) is seen without a log line per
+                    // retry.
+                    if let Some(e) = &last_error {
+                        tracing::warn!(hook = %q.name, error = %e, "hook delivery failed; retrying");
+                    }
+                }
                 if let Some(first) = endpoints.first() {
                     self.counters
                         .scheme(first.scheme())

@@ -62,6 +62,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         loading: true,
     };
     let hooks = Arc::new(HookEngine::new(&args.hooks).context("hook settings")?);
+    // Before the replay: a replayed DELHOOK reads the lifecycle default.
+    crate::cmd::hookconf::restore(&args.dir, &hooks)?;
     // Read once: the replay and the replication position both come from
     // these bytes.
     let bytes = std::fs::read(&aof_path).with_context(|| format!("read {}", aof_path.display()))?;

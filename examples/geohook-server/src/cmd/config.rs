@@ -48,7 +48,8 @@ pub(crate) fn config(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Rep
                 return Err(CmdError::Arity("config rewrite"));
             }
             let s = shared.settings.read().clone();
-            s.save(&shared.opts.dir)
+            // The hooks' properties are stored beside the others.
+            hookconf::rewrite(shared, &s, &shared.opts.dir)
                 .map_err(|e| CmdError::Msg(format!("config rewrite failed: {e}")))?;
             Ok(ctx.ok())
         }

@@ -20,6 +20,11 @@
 //! others taken from the server-wide one at SETHOOK time, and is logged with
 //! all five (`ttl t retries n timeout t backoff a b`) so a restart, a
 //! shrink and a follower get the same policy.
+//!
+//! `LIFECYCLE yes|no` (SETHOOK and SETCHAN, before the search kind) turns
+//! lifecycle exit events on or off for the hook whatever the server-wide
+//! `hook-lifecycle`; without it the hook follows that default. It is logged
+//! as given (`lifecycle yes|no`).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -45,6 +50,7 @@ pub(crate) struct SetHook {
     def: HookDef,
     pxat: Option<i64>,
     retry: RetryOpts,
+    lifecycle: Option<bool>,
 }
 
 /// The retry options SETHOOK was given.
@@ -110,6 +116,7 @@ impl SetHook {
         let mut meta = Vec::new();
         let mut pxat: Option<i64> = None;
         let mut retry = RetryOpts::default();
+        let mut lifecycle = None;
         let kind = loop {
             let word = a.next()?;
             match lower(word).as_str() {
@@ -126,6 +133,7 @@ impl SetHook {
                     pxat = Some(crate::cmd::args::ex_deadline(v, now)?);
                 }
                 "pxat" => pxat = Some(crate::cmd::args::int(a.next()?)?),
+                "lifecycle" => lifecycle = Some(yes_no(a.next()?)?),
                 // A channel has no queue, so the retry options are not its words.
                 "ttl" | "timeout" | "backoff" | "retries" if channel => {
                     return Err(CmdError::invalid(word))
@@ -164,7 +172,21 @@ impl SetHook {
             args: fence.args,
         };
         def.validate().map_err(hook_err)?;
-        Ok(SetHook { def, pxat, retry })
+        Ok(SetHook {
+            def,
+            pxat,
+            retry,
+            lifecycle,
+        })
+    }
+}
+
+/// `yes` or `no` (also `true`/`false`, `1`/`0`), as LIFECYCLE takes it.
+fn yes_no(v: &[u8]) -> Result<bool, CmdError> {
+    match lower(v).as_str() {
+        "yes" | "true" | "1" => Ok(true),
+        "no" | "false" | "0" => Ok(false),
+        _ => Err(CmdError::invalid(v)),
     }
 }
 
@@ -379,6 +401,16 @@ impl SetHook {
         } else {
             engine.hooks.del_hook(&self.def.name);
         }
+        let lifecycle = self
+            .lifecycle
+            .unwrap_or_else(|| engine.hooks.lifecycle_default());
+        if lifecycle && !self.def.is_channel() {
+            // Its expiry may have journaled lifecycle exits before the
+            // restart: a retired queue under its name delivers them.
+            let outbox = engine.hooks.outbox();
+            outbox.set_hook(&self.def.name, self.def.endpoints.clone());
+            outbox.retire_hook(&self.def.name);
+        }
     }
 
     /// Sets the hook and commits its logged form.
@@ -403,9 +435,10 @@ impl SetHook {
         if let Some(p) = &policy {
             p.validate().map_err(|e| CmdError::Msg(e.to_string()))?;
         }
-        let logged = logged_sethook(&self.def, self.pxat, policy.as_ref());
+        let logged = logged_sethook(&self.def, self.pxat, policy.as_ref(), self.lifecycle);
         let name = self.def.name.clone();
         let before = outbox.hook_override(&name);
+        let lifecycle_before = engine.hooks.hook_lifecycle(&name);
         let outcome = engine
             .hooks
             .set_hook(self.def, from_unix_ms(ctx.now()))
@@ -415,10 +448,13 @@ impl SetHook {
                 .set_hook_policy(&name, policy)
                 .map_err(|e| CmdError::Msg(e.to_string()))?;
         }
+        engine.hooks.set_hook_lifecycle(&name, self.lifecycle);
         let refs: Vec<&[u8]> = logged.iter().map(Vec::as_slice).collect();
         let cmd = if channel { Cmd::Setchan } else { Cmd::Sethook };
         core.commit(w, Record::new(cmd, &refs, "", None))?;
-        let changed = outcome != SetOutcome::Unchanged || before != policy;
+        let changed = outcome != SetOutcome::Unchanged
+            || before != policy
+            || lifecycle_before != self.lifecycle;
         Ok(ctx.ok_or_int(i64::from(changed)))
     }
 }
@@ -447,9 +483,15 @@ fn logged_search_args(
 }
 
 /// `sethook name endpoints [meta k v …] [pxat ms] [ttl t retries n timeout t
-/// backoff a b]` followed by the search arguments; `setchan name [meta k v
-/// …] [pxat ms]` and the search arguments for a channel.
-fn logged_sethook(def: &HookDef, pxat: Option<i64>, policy: Option<&RetryPolicy>) -> Vec<Vec<u8>> {
+/// backoff a b] [lifecycle yes|no]` followed by the search arguments;
+/// `setchan name [meta k v …] [pxat ms] [lifecycle yes|no]` and the search
+/// arguments for a channel.
+fn logged_sethook(
+    def: &HookDef,
+    pxat: Option<i64>,
+    policy: Option<&RetryPolicy>,
+    lifecycle: Option<bool>,
+) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = if def.is_channel() {
         vec![b"setchan".to_vec(), def.name.as_bytes().to_vec()]
     } else {
@@ -483,6 +525,12 @@ fn logged_sethook(def: &HookDef, pxat: Option<i64>, policy: Option<&RetryPolicy>
             secs(p.retry_max),
         ]);
     }
+    if let Some(on) = lifecycle {
+        out.extend([
+            b"lifecycle".to_vec(),
+            if on { b"yes".to_vec() } else { b"no".to_vec() },
+        ]);
+    }
     out.extend(def.args.iter().map(|a| a.as_bytes().to_vec()));
     out
 }
@@ -504,7 +552,8 @@ pub(crate) fn snapshot<S: crate::cmd::set::SnapshotSink + ?Sized>(
             .ttl
             .map(|t| unix_ms(now).saturating_add((t * 1000.0) as i64));
         let policy = engine.hooks.outbox().hook_override(&info.def.name);
-        out.command(&logged_sethook(&info.def, pxat, policy.as_ref()));
+        let lifecycle = engine.hooks.hook_lifecycle(&info.def.name);
+        out.command(&logged_sethook(&info.def, pxat, policy.as_ref(), lifecycle));
     }
 }
 

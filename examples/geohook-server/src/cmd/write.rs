@@ -27,15 +27,26 @@ pub(crate) fn apply(
     cmd: Cmd,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
-    // RENAME reads the hooks when there are any; the others need them.
+    // RENAME reads the hooks when there are any, DROP and FLUSHDB stage
+    // their lifecycle exits; the others need them.
     let hooks_if_any = engine;
     let engine = || engine.ok_or_else(|| CmdError::Msg("hooks are not enabled".into()));
     match cmd {
         Cmd::Set => Set::parse(args, ctx.now())?.apply(core, w, ctx),
         Cmd::Del => del::del(core, w, ctx, args),
         Cmd::Pdel => del::pdel(core, w, ctx, args),
-        Cmd::Drop => del::drop_key(core, w, ctx, args),
-        Cmd::Flushdb => del::flushdb(core, w, ctx),
+        Cmd::Drop => {
+            if let Some(e) = hooks_if_any {
+                e.before_drop(&core.db, Some(crate::cmd::args::text(&args[1])?));
+            }
+            del::drop_key(core, w, ctx, args)
+        }
+        Cmd::Flushdb => {
+            if let Some(e) = hooks_if_any {
+                e.before_drop(&core.db, None);
+            }
+            del::flushdb(core, w, ctx)
+        }
         Cmd::Expire | Cmd::Pexpireat => expire::expire(core, w, ctx, cmd, args),
         Cmd::Persist => expire::persist(core, w, ctx, args),
         Cmd::Fset => fields::fset(core, w, ctx, args),

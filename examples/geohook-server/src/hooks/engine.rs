@@ -3,6 +3,11 @@
 //!
 //! Only the leader queues and delivers events; fence state is kept on every
 //! node so that a promoted follower detects enter and exit correctly.
+//!
+//! Lifecycle exits (`geohook-hooks`' `lifecycle.rs`) are sent from here:
+//! before a DEL's `del` events (fence state still holds the stays), and
+//! after a DROP, FLUSHDB or hook expiry is committed, from exits staged
+//! before the removal ([`HookEngine::before_drop`]) or by the expiry.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -87,6 +92,17 @@ impl HookEngine {
     pub(crate) fn flush_journal(&self, fsync: Fsync) -> Result<(), geohook_hooks::Error> {
         self.hooks.outbox().flush_journal(fsync == Fsync::Always)
     }
+
+    /// A client's DROP of `key` (or, with `None`, FLUSHDB) is about to
+    /// remove objects: stages the lifecycle exits of those inside fences,
+    /// with the objects read from `db` while they still exist. They are sent
+    /// when the change sink hears the removal committed.
+    pub(crate) fn before_drop(&self, db: &Database, key: Option<&str>) {
+        let now = unix_ms(SystemTime::now());
+        self.hooks.stage_drop_exits(key, |k, id| {
+            db.get(k, id, now).ok().map(|item| item.object().clone())
+        });
+    }
 }
 
 impl ChangeSink for HookEngine {
@@ -110,14 +126,32 @@ impl ChangeSink for HookEngine {
                     &near,
                 );
             }
-            // An expiry is logged as a DEL and reported the same way.
+            // An expiry is logged as a DEL and reported the same way. The
+            // lifecycle exits go first, while fence state still holds the
+            // stays the `del` ends.
             Cmd::Del | Cmd::Pdel => {
                 for (id, old) in c.before {
+                    self.hooks.exit_on_removal(c.key, id, old, time);
                     self.hooks.on_change(&Change::del(c.key, id, old, time));
                 }
             }
             Cmd::Drop => {
+                self.hooks.emit_drop_exits(Some(c.key), time);
                 self.hooks.on_change(&Change::drop(c.key, time));
+            }
+            // FLUSHDB sends no event of its own, as in Tile38; its lifecycle
+            // exits do, and fence state is cleared.
+            Cmd::Flushdb => {
+                self.hooks.emit_drop_exits(None, time);
+            }
+            // A hook that expired is logged as DELHOOK (DELCHAN): its staged
+            // exits go out now, the objects read from the data as they are.
+            Cmd::Delhook | Cmd::Pdelhook | Cmd::Delchan | Cmd::Pdelchan => {
+                let now = unix_ms(time);
+                self.hooks.emit_hook_expiry_exits(
+                    |k, id| c.db.get(k, id, now).ok().map(|item| item.object().clone()),
+                    time,
+                );
             }
             Cmd::Fset => {
                 // Only an FSET that changed a value is committed and reaches

@@ -1,0 +1,313 @@
+//! Lifecycle exit events (opt-in, `LIFECYCLE yes` or `CONFIG SET
+//! hook-lifecycle yes`): an object inside a fence that is deleted (DEL,
+//! PDEL), expires, is dropped (DROP) or flushed (FLUSHDB), and a hook that
+//! expires while objects are inside it, end each stay with a Tile38-shaped
+//! `"detect":"exit"` event carrying the group of its `enter`. They are
+//! journaled like every hook event: a DEL acknowledged while the endpoint is
+//! down, then a SIGKILL, still delivers its exit after the restart, and so
+//! does a hook's expiry. A hook that opts out hears none. CONFIG REWRITE
+//! stores the `hook-*` settings, and a restart reads them back.
+
+#[path = "hooks_peers.rs"]
+mod peers;
+
+use std::time::Duration;
+
+use e2e::{run, start, wait_until};
+use peers::{cmd, free_port, sink_on, HttpSink};
+
+const FLAGS: [&str; 2] = ["--hook-message-ttl-ms", "600000"];
+
+/// `SETHOOK name url [options…] WITHIN key FENCE DETECT enter,exit [COMMANDS
+/// set] BOUNDS 33 -112 33.1 -111.9`.
+fn sethook(c: &mut redis::Connection, name: &str, url: &str, key: &str, options: &[&str]) {
+    let mut args = vec!["SETHOOK", name, url];
+    args.extend(options);
+    args.extend([
+        "WITHIN",
+        key,
+        "FENCE",
+        "DETECT",
+        "enter,exit",
+        "COMMANDS",
+        "set",
+        "BOUNDS",
+        "33",
+        "-112",
+        "33.1",
+        "-111.9",
+    ]);
+    assert_eq!(cmd(c, &args), "1", "{args:?}");
+}
+
+/// The events of one hook, in arrival order.
+fn of_hook(events: &[serde_json::Value], hook: &str) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .filter(|e| e["hook"] == hook)
+        .cloned()
+        .collect()
+}
+
+/// `(command, detect, key, id)` of each event.
+fn shape(events: &[serde_json::Value]) -> Vec<(String, String, String, String)> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    events
+        .iter()
+        .map(|e| (s(&e["command"]), s(&e["detect"]), s(&e["key"]), s(&e["id"])))
+        .collect()
+}
+
+fn row(command: &str, detect: &str, key: &str, id: &str) -> (String, String, String, String) {
+    (command.into(), detect.into(), key.into(), id.into())
+}
+
+/// Every exit body has Tile38's members of an exit in Tile38's order, then
+/// the event id.
+fn check_members(bodies: &[String]) {
+    for body in bodies.iter().filter(|b| b.contains("\"detect\":\"exit\"")) {
+        assert_eq!(
+            peers::member_order(body),
+            ["command", "group", "detect", "hook", "key", "time", "id", "object", "event_id"],
+            "{body}"
+        );
+    }
+}
+
+/// Every exit carries the group of the enter of the same object before it,
+/// the object, and an event id.
+fn check_groups(events: &[serde_json::Value]) {
+    for (n, e) in events.iter().enumerate() {
+        assert!(e["event_id"].as_u64().is_some(), "{e}");
+        if e["detect"] != "exit" {
+            continue;
+        }
+        let enter = events[..n]
+            .iter()
+            .rev()
+            .find(|p| p["detect"] == "enter" && p["id"] == e["id"] && p["key"] == e["key"])
+            .unwrap_or_else(|| panic!("no enter before {e}"));
+        assert_eq!(e["group"], enter["group"], "{e}");
+        assert_eq!(e["object"]["type"], "Point", "{e}");
+    }
+}
+
+#[test]
+fn deletes_expiries_drops_flushes_and_a_hook_expiry_end_stays_with_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &FLAGS).unwrap();
+    let http = HttpSink::start();
+    let url = http.url("/events");
+    let mut c = server.client();
+    // `h` opts in; `plain`, on the same fence, opts out (whatever the
+    // default) and hears no exit.
+    sethook(&mut c, "h", &url, "fleet", &["LIFECYCLE", "yes"]);
+    sethook(&mut c, "plain", &url, "fleet", &["LIFECYCLE", "no"]);
+    assert_eq!(
+        run(&mut c, "CONFIG GET hook-lifecycle"),
+        "[hook-lifecycle no]"
+    );
+    // `v` follows the server-wide default, switched on at run time.
+    assert_eq!(run(&mut c, "CONFIG SET hook-lifecycle yes"), "OK");
+    sethook(&mut c, "v", &url, "vans", &[]);
+    // `x` opts in and expires with an object inside.
+    sethook(&mut c, "x", &url, "fleet", &["LIFECYCLE", "yes", "EX", "2"]);
+    assert!(run(&mut c, "SETHOOK bad http://127.0.0.1:1/ LIFECYCLE maybe WITHIN fleet FENCE BOUNDS 33 -112 33.1 -111.9").contains("invalid argument 'maybe'"));
+
+    for id in ["a", "b1", "c", "f"] {
+        assert_eq!(
+            run(&mut c, &format!("SET fleet {id} POINT 33.05 -111.95")),
+            "OK"
+        );
+    }
+    assert_eq!(run(&mut c, "SET fleet out POINT 32 -112"), "OK");
+    assert_eq!(run(&mut c, "SET vans v1 POINT 33.05 -111.95"), "OK");
+    // Deleted, pattern-deleted, expired; an object outside fences ends no stay.
+    assert_eq!(run(&mut c, "DEL fleet a"), "1");
+    assert_eq!(run(&mut c, "PDEL fleet b*"), "1");
+    assert_eq!(run(&mut c, "EXPIRE fleet c 0.2"), "1");
+    assert_eq!(run(&mut c, "DEL fleet out"), "1");
+    let gone = |c: &mut redis::Connection| run(c, "GET fleet c") == "nil";
+    assert!(wait_until(Duration::from_secs(10), || gone(&mut c)));
+    // The hook `x` expires with `f` inside it.
+    assert!(wait_until(Duration::from_secs(10), || run(
+        &mut c, "HOOKS x"
+    ) == "[]"));
+    assert!(wait_until(Duration::from_secs(10), || http
+        .events()
+        .iter()
+        .any(|e| e["hook"] == "x" && e["detect"] == "exit")));
+    assert_eq!(run(&mut c, "DROP vans"), "1");
+    assert_eq!(run(&mut c, "FLUSHDB"), "OK");
+    // Fence state was cleared with the data: `f` enters afresh.
+    assert_eq!(run(&mut c, "SET fleet f POINT 33.05 -111.95"), "OK");
+
+    let h_want = vec![
+        row("set", "enter", "fleet", "a"),
+        row("set", "enter", "fleet", "b1"),
+        row("set", "enter", "fleet", "c"),
+        row("set", "enter", "fleet", "f"),
+        row("del", "exit", "fleet", "a"),
+        row("del", "exit", "fleet", "b1"),
+        row("del", "exit", "fleet", "c"),
+        row("flushdb", "exit", "fleet", "f"),
+        row("set", "enter", "fleet", "f"),
+    ];
+    let plain_want: Vec<_> = ["a", "b1", "c", "f", "f"]
+        .iter()
+        .map(|id| row("set", "enter", "fleet", id))
+        .collect();
+    let v_want = vec![
+        row("set", "enter", "vans", "v1"),
+        row("drop", "exit", "vans", "v1"),
+    ];
+    let x_want = vec![
+        row("set", "enter", "fleet", "a"),
+        row("set", "enter", "fleet", "b1"),
+        row("set", "enter", "fleet", "c"),
+        row("set", "enter", "fleet", "f"),
+        row("del", "exit", "fleet", "a"),
+        row("del", "exit", "fleet", "b1"),
+        row("del", "exit", "fleet", "c"),
+        row("delhook", "exit", "fleet", "f"),
+    ];
+    let total = h_want.len() + plain_want.len() + v_want.len() + x_want.len();
+    let events = http.wait_events(total);
+    for (hook, want) in [
+        ("h", h_want),
+        ("plain", plain_want),
+        ("v", v_want),
+        ("x", x_want),
+    ] {
+        let got = of_hook(&events, hook);
+        assert_eq!(shape(&got), want, "hook {hook}: {got:#?}");
+        check_groups(&got);
+    }
+    assert_eq!(events.len(), total, "nothing else: {events:#?}");
+    check_members(&http.bodies());
+    drop(server);
+}
+
+#[test]
+fn an_exit_acknowledged_before_a_sigkill_arrives_after_the_restart() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on `port` yet: every event waits in the journal.
+    let server = start(dir.path(), &FLAGS).unwrap();
+    let mut c = server.client();
+    sethook(&mut c, "h", &url, "fleet", &["LIFECYCLE", "yes"]);
+    sethook(&mut c, "x", &url, "fleet", &["LIFECYCLE", "yes", "EX", "1"]);
+    assert_eq!(run(&mut c, "SET fleet a POINT 33.05 -111.95"), "OK");
+    // `x` expires with `a` inside; its exit reaches the journal.
+    assert!(wait_until(Duration::from_secs(10), || run(
+        &mut c, "HOOKS x"
+    ) == "[]"));
+    let journal = dir.path().join("hooks.journal");
+    assert!(wait_until(Duration::from_secs(10), || std::fs::read(
+        &journal
+    )
+    .unwrap_or_default()
+    .windows(9)
+    .any(|w| w == b"\"delhook\"")));
+    // The DEL is acknowledged; its exit has not been delivered (nothing
+    // listens), and the server dies.
+    assert_eq!(run(&mut c, "DEL fleet a"), "1");
+    server.kill9();
+
+    let server = start(dir.path(), &FLAGS).unwrap();
+    let mut c = server.client();
+    let http = sink_on(port);
+    // The option came back with the hook from the log.
+    assert_eq!(run(&mut c, "SET fleet b POINT 33.05 -111.95"), "OK");
+    assert_eq!(run(&mut c, "DEL fleet b"), "1");
+    let events = http.wait_events(6);
+    let h = of_hook(&events, "h");
+    assert_eq!(
+        shape(&h),
+        vec![
+            row("set", "enter", "fleet", "a"),
+            row("del", "exit", "fleet", "a"),
+            row("set", "enter", "fleet", "b"),
+            row("del", "exit", "fleet", "b"),
+        ],
+        "{events:#?}"
+    );
+    check_groups(&h);
+    let x = of_hook(&events, "x");
+    assert_eq!(
+        shape(&x),
+        vec![
+            row("set", "enter", "fleet", "a"),
+            row("delhook", "exit", "fleet", "a"),
+        ],
+        "{events:#?}"
+    );
+    check_groups(&x);
+    check_members(&http.bodies());
+    drop(server);
+}
+
+#[test]
+fn config_rewrite_keeps_the_hook_settings_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &FLAGS).unwrap();
+    let mut c = server.client();
+    for (name, value) in [
+        ("hook-lifecycle", "yes"),
+        ("hook-message-ttl", "12.5"),
+        ("hook-retries", "7"),
+        ("hook-timeout", "3"),
+        // Raised above the flag's 5 s maximum: the stored pair must be
+        // applied in an order that passes the min <= max check.
+        ("hook-backoff-max", "60"),
+        ("hook-backoff-min", "20"),
+    ] {
+        assert_eq!(run(&mut c, &format!("CONFIG SET {name} {value}")), "OK");
+    }
+    assert!(run(&mut c, "CONFIG SET hook-lifecycle perhaps").contains("invalid value"));
+    let before = run(&mut c, "CONFIG GET hook-*");
+    assert_eq!(
+        before,
+        "[hook-backoff-max 60 hook-backoff-min 20 hook-lifecycle yes hook-message-ttl 12.5 hook-retries 7 hook-timeout 3]"
+    );
+    // Unsaved, a restart forgets them; saved, it keeps them.
+    let server = server.restart().unwrap();
+    let mut c = server.client();
+    assert!(run(&mut c, "CONFIG GET hook-lifecycle").contains("no"));
+    for (name, value) in [
+        ("hook-lifecycle", "yes"),
+        ("hook-message-ttl", "12.5"),
+        ("hook-retries", "7"),
+        ("hook-timeout", "3"),
+        ("hook-backoff-max", "60"),
+        ("hook-backoff-min", "20"),
+    ] {
+        assert_eq!(run(&mut c, &format!("CONFIG SET {name} {value}")), "OK");
+    }
+    assert_eq!(run(&mut c, "CONFIG REWRITE"), "OK");
+    let text = std::fs::read_to_string(dir.path().join("config")).unwrap();
+    assert!(text.contains("\"hook-lifecycle\": \"yes\""), "{text}");
+    server.kill9();
+    let server = start(dir.path(), &FLAGS).unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "CONFIG GET hook-*"), before);
+    // A later rewrite of another property keeps them.
+    assert_eq!(run(&mut c, "CONFIG SET keepalive 100"), "OK");
+    assert_eq!(run(&mut c, "CONFIG REWRITE"), "OK");
+    let server = server.restart().unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "CONFIG GET hook-*"), before);
+    assert_eq!(run(&mut c, "CONFIG GET keepalive"), "[keepalive 100]");
+    // A stored value the server refuses stops the start with its name.
+    std::fs::write(
+        dir.path().join("config"),
+        text.replace("\"hook-retries\": \"7\"", "\"hook-retries\": \"many\""),
+    )
+    .unwrap();
+    drop(server);
+    match e2e::try_start(dir.path(), &FLAGS, &[]).unwrap() {
+        e2e::Started::Up(_) => panic!("started with a bad stored hook-retries"),
+        e2e::Started::Exited(_, log) => assert!(log.contains("hook-retries"), "{log}"),
+    }
+}
