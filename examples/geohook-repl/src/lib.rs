@@ -42,7 +42,8 @@
 //!   commands, each a RESP array of bulk strings, in apply order. The offset is
 //!   the number of stream bytes since the replication id began. The leader's
 //!   [`Leader::append`] returns the offset after the command; the follower
-//!   calls [`Replica::apply`] with the same number.
+//!   hands the command to [`Replica::apply_batch`] (with the others of the
+//!   same read) paired with the same number.
 //! - **Persistence without a side file.** Every file a node writes starts with
 //!   `REPLSTATE <replid> <offset> <base_len>` ([`encode_header`]), followed by
 //!   `base_len` bytes of snapshot commands (from a shrink or a full sync; 0 for
