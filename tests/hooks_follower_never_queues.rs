@@ -40,7 +40,11 @@ fn writes_streamed_right_after_follow_are_queued_on_the_leader_only() {
     let synced = wait_until(Duration::from_secs(60), || {
         run(&mut f, &format!("GET fleet t{}", n - 1)) != "nil"
     });
-    assert!(synced, "the follower never got the writes:\n{}", follower.log());
+    assert!(
+        synced,
+        "the follower never got the writes:\n{}",
+        follower.log()
+    );
 
     let queued = |s: &e2e::Server| {
         metric_value(&s.metrics_page(), "geohook_hook_enqueued_total").unwrap_or(-1.0)

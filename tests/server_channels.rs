@@ -577,6 +577,15 @@ fn a_followers_subscribers_and_live_fences_hear_its_own_matching() {
             .contains("local://c")),
         "the channel reaches the follower"
     );
+    // The channel arrives inside the full sync, before it ends: subscribe
+    // once the sync is over and the follower streams.
+    assert!(
+        wait_until(Duration::from_secs(60), || follower
+            .stat(&mut f, "caught_up")
+            == "true"),
+        "the follower never caught up:\n{}",
+        follower.log()
+    );
     assert!(cmd(&mut f, &a).contains("not the leader"));
     let mut sub_conn = follower.client();
     let mut sub = sub_conn.as_pubsub();
