@@ -27,7 +27,8 @@ pub(crate) fn apply(
     cmd: Cmd,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
-    // RENAME reads the hooks when there are any; the others need them.
+    // RENAME reads the hooks and FLUSHDB clears them when there are any;
+    // the others need them.
     let hooks_if_any = engine;
     let engine = || engine.ok_or_else(|| CmdError::Msg("hooks are not enabled".into()));
     match cmd {
@@ -35,7 +36,7 @@ pub(crate) fn apply(
         Cmd::Del => del::del(core, w, ctx, args),
         Cmd::Pdel => del::pdel(core, w, ctx, args),
         Cmd::Drop => del::drop_key(core, w, ctx, args),
-        Cmd::Flushdb => del::flushdb(core, w, ctx),
+        Cmd::Flushdb => del::flushdb(core, hooks_if_any, w, ctx),
         Cmd::Expire | Cmd::Pexpireat => expire::expire(core, w, ctx, cmd, args),
         Cmd::Persist => expire::persist(core, w, ctx, args),
         Cmd::Fset => fields::fset(core, w, ctx, args),
