@@ -91,7 +91,15 @@ impl Point {
         if !(1..=12).contains(&precision) {
             return Err(Error::InvalidPrecision { precision });
         }
-        geohash::encode(self.coord(), precision).map_err(|_| Error::InvalidCoordinates {
+        // Tile38 hashes every stored position, and it stores positions out
+        // of range unless REQUIREVALID is set; its encoder never fails on
+        // one. Such a position is hashed here at the nearest position in
+        // range, which is the cell a client drawing the hash would expect.
+        let coord = geo::Coord {
+            x: self.lon.clamp(-180.0, 180.0),
+            y: self.lat.clamp(-90.0, 90.0),
+        };
+        geohash::encode(coord, precision).map_err(|_| Error::InvalidCoordinates {
             lat: self.lat,
             lon: self.lon,
         })
@@ -306,8 +314,9 @@ pub enum GeoJsonKind {
     FeatureCollection,
 }
 
-/// A validated GeoJSON object: its text exactly as the client sent it (trimmed)
-/// and the geometry that predicates run on.
+/// A validated GeoJSON object: its text as the client sent it without the
+/// whitespace between its tokens (as Tile38 gives objects back), and the
+/// geometry that predicates run on.
 ///
 /// A Feature is tested through its geometry and a FeatureCollection as the
 /// collection of its features' geometries; their other members (properties,
@@ -341,11 +350,27 @@ impl GeoJson {
     /// # Errors
     /// [`Error::InvalidGeoJson`] naming the reason and the path in the document.
     pub fn parse(text: &str) -> Result<Self> {
+        Self::parse_with(text, true)
+    }
+
+    /// Parses and validates a GeoJSON document as [`GeoJson::parse`] does,
+    /// except that positions outside the lat/lon range are kept: Tile38
+    /// stores them unless its `REQUIREVALID` environment variable is set, so
+    /// data and tests written for it carry such positions. Coordinates must
+    /// still be finite numbers.
+    ///
+    /// # Errors
+    /// [`Error::InvalidGeoJson`] naming the reason and the path in the document.
+    pub fn parse_any_range(text: &str) -> Result<Self> {
+        Self::parse_with(text, false)
+    }
+
+    fn parse_with(text: &str, strict: bool) -> Result<Self> {
         let value: Value = serde_json::from_str(text).map_err(|e| Error::InvalidGeoJson {
             reason: format!("not JSON: {e}"),
             path: "$".into(),
         })?;
-        let (kind, geometry) = convert(&value, "$")?;
+        let (kind, geometry) = convert(&value, "$", strict)?;
         let rect = geometry
             .bounding_rect()
             .ok_or_else(|| Error::InvalidGeoJson {
@@ -354,7 +379,7 @@ impl GeoJson {
             })?;
         let num_points = geometry.coords_count();
         Ok(GeoJson {
-            text: text.trim().into(),
+            text: compact(text),
             kind,
             geometry,
             bounds: Bounds::from_rect(rect),
@@ -363,7 +388,7 @@ impl GeoJson {
         })
     }
 
-    /// The JSON text as the client sent it, without surrounding whitespace.
+    /// The JSON text as the client sent it, without whitespace between tokens.
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -407,6 +432,38 @@ impl GeoJson {
     }
 }
 
+/// A valid JSON document without the whitespace between its tokens. Tile38
+/// writes the objects it stores anew, compactly, so that GET and JGET give
+/// back `{"type":"Point",...}` whatever spacing the client sent; strings,
+/// key order and the text of numbers are kept as sent.
+fn compact(text: &str) -> Box<str> {
+    let text = text.trim();
+    let blank = |c: char| matches!(c, ' ' | '\n' | '\r' | '\t');
+    if !text.contains(blank) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !blank(c) {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 fn bad(reason: impl Into<String>, path: &str) -> Error {
     Error::InvalidGeoJson {
         reason: reason.into(),
@@ -423,7 +480,7 @@ fn array<'v>(v: &'v Value, path: &str) -> Result<&'v Vec<Value>> {
     v.as_array().ok_or_else(|| bad("expected an array", path))
 }
 
-fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
+fn convert(v: &Value, path: &str, strict: bool) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
     let obj = v
         .as_object()
         .ok_or_else(|| bad("expected a GeoJSON object", path))?;
@@ -438,10 +495,10 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
     Ok(match ty {
         "Point" => (
             GeoJsonKind::Point,
-            G::Point(geo::Point(position(coords()?, &cpath)?)),
+            G::Point(geo::Point(position(coords()?, &cpath, strict)?)),
         ),
         "MultiPoint" => {
-            let ps = positions(coords()?, &cpath, 1)?;
+            let ps = positions(coords()?, &cpath, 1, strict)?;
             (
                 GeoJsonKind::MultiPoint,
                 G::MultiPoint(ps.into_iter().map(geo::Point).collect()),
@@ -449,7 +506,7 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
         }
         "LineString" => (
             GeoJsonKind::LineString,
-            G::LineString(geo::LineString(positions(coords()?, &cpath, 2)?)),
+            G::LineString(geo::LineString(positions(coords()?, &cpath, 2, strict)?)),
         ),
         "MultiLineString" => {
             let lines = array(coords()?, &cpath)?;
@@ -457,7 +514,10 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
             let ls = lines
                 .iter()
                 .enumerate()
-                .map(|(i, l)| Ok(geo::LineString(positions(l, &format!("{cpath}[{i}]"), 2)?)))
+                .map(|(i, l)| {
+                    let lpath = format!("{cpath}[{i}]");
+                    Ok(geo::LineString(positions(l, &lpath, 2, strict)?))
+                })
                 .collect::<Result<Vec<_>>>()?;
             (
                 GeoJsonKind::MultiLineString,
@@ -466,7 +526,7 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
         }
         "Polygon" => (
             GeoJsonKind::Polygon,
-            G::Polygon(polygon(coords()?, &cpath)?),
+            G::Polygon(polygon(coords()?, &cpath, strict)?),
         ),
         "MultiPolygon" => {
             let polys = array(coords()?, &cpath)?;
@@ -474,7 +534,7 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
             let ps = polys
                 .iter()
                 .enumerate()
-                .map(|(i, p)| polygon(p, &format!("{cpath}[{i}]")))
+                .map(|(i, p)| polygon(p, &format!("{cpath}[{i}]"), strict))
                 .collect::<Result<Vec<_>>>()?;
             (
                 GeoJsonKind::MultiPolygon,
@@ -490,7 +550,7 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
                 .enumerate()
                 .map(|(i, g)| {
                     let p = format!("{gpath}[{i}]");
-                    let (kind, geom) = convert(g, &p)?;
+                    let (kind, geom) = convert(g, &p, strict)?;
                     if matches!(kind, GeoJsonKind::Feature | GeoJsonKind::FeatureCollection) {
                         return Err(bad(
                             "a GeometryCollection holds geometries, not features",
@@ -508,7 +568,7 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
         "Feature" => {
             let gpath = format!("{path}.geometry");
             let g = member(v, "geometry", path)?;
-            let (kind, geom) = convert(g, &gpath)?;
+            let (kind, geom) = convert(g, &gpath, strict)?;
             if matches!(kind, GeoJsonKind::Feature | GeoJsonKind::FeatureCollection) {
                 return Err(bad("a Feature's geometry must be a geometry", &gpath));
             }
@@ -523,7 +583,7 @@ fn convert(v: &Value, path: &str) -> Result<(GeoJsonKind, geo::Geometry<f64>)> {
                 .enumerate()
                 .map(|(i, f)| {
                     let p = format!("{fpath}[{i}]");
-                    let (kind, geom) = convert(f, &p)?;
+                    let (kind, geom) = convert(f, &p, strict)?;
                     if kind != GeoJsonKind::Feature {
                         return Err(bad("a FeatureCollection holds Features", &p));
                     }
@@ -547,7 +607,7 @@ fn nonempty(v: &[Value], path: &str) -> Result<()> {
     }
 }
 
-fn position(v: &Value, path: &str) -> Result<geo::Coord<f64>> {
+fn position(v: &Value, path: &str, strict: bool) -> Result<geo::Coord<f64>> {
     let a = array(v, path)?;
     if !(2..=3).contains(&a.len()) {
         return Err(bad("a position has 2 or 3 numbers", path));
@@ -564,7 +624,7 @@ fn position(v: &Value, path: &str) -> Result<geo::Coord<f64>> {
     if a.len() == 3 {
         num(2)?;
     }
-    if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+    if strict && (!(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat)) {
         return Err(bad(
             format!("position [{lon}, {lat}] out of range (lon in [-180, 180], lat in [-90, 90])"),
             path,
@@ -573,24 +633,24 @@ fn position(v: &Value, path: &str) -> Result<geo::Coord<f64>> {
     Ok(geo::Coord { x: lon, y: lat })
 }
 
-fn positions(v: &Value, path: &str, min: usize) -> Result<Vec<geo::Coord<f64>>> {
+fn positions(v: &Value, path: &str, min: usize, strict: bool) -> Result<Vec<geo::Coord<f64>>> {
     let a = array(v, path)?;
     if a.len() < min {
         return Err(bad(format!("needs at least {min} positions"), path));
     }
     a.iter()
         .enumerate()
-        .map(|(i, p)| position(p, &format!("{path}[{i}]")))
+        .map(|(i, p)| position(p, &format!("{path}[{i}]"), strict))
         .collect()
 }
 
-fn polygon(v: &Value, path: &str) -> Result<geo::Polygon<f64>> {
+fn polygon(v: &Value, path: &str, strict: bool) -> Result<geo::Polygon<f64>> {
     let rings = array(v, path)?;
     nonempty(rings, path)?;
     let mut out = Vec::with_capacity(rings.len());
     for (i, r) in rings.iter().enumerate() {
         let rpath = format!("{path}[{i}]");
-        let ring = positions(r, &rpath, 4)?;
+        let ring = positions(r, &rpath, 4, strict)?;
         if ring.first() != ring.last() {
             return Err(bad("a linear ring must end where it starts", &rpath));
         }

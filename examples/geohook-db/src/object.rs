@@ -30,6 +30,16 @@ impl Object {
         Ok(Object::Geometry(Arc::new(GeoJson::parse(text)?)))
     }
 
+    /// Parses a GeoJSON document into an object, keeping positions outside
+    /// the lat/lon range as Tile38 does by default
+    /// ([`GeoJson::parse_any_range`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidGeoJson`] as [`GeoJson::parse_any_range`] reports it.
+    pub fn from_geojson_any_range(text: &str) -> Result<Self> {
+        Ok(Object::Geometry(Arc::new(GeoJson::parse_any_range(text)?)))
+    }
+
     /// The point object for a geohash (its cell's centre), as Tile38's `HASH` input.
     ///
     /// # Errors

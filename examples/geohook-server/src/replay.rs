@@ -99,6 +99,8 @@ pub(crate) fn apply_with(
             }
             write::apply(core, Some(engine), &w, &ctx, spec.cmd, args).map(drop)
         }
+        // FLUSHDB clears the hooks and channels too, as it did when it ran.
+        Cmd::Flushdb => write::apply(core, hooks, &w, &ctx, Cmd::Flushdb, args).map(drop),
         cmd => match write::apply(core, None, &w, &ctx, cmd, args) {
             Err(e) if !e.is_expected_on_replay() => Err(e),
             _ => Ok(()),

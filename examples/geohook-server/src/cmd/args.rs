@@ -246,10 +246,17 @@ impl<'a> Args<'a> {
     ///
     /// # Errors
     ///
-    /// Arity, `invalid data` when it is not UTF-8, or the GeoJSON error.
+    /// Arity, `invalid data` when it is not UTF-8, or the GeoJSON error
+    /// (positions out of range only under `--require-valid`).
     pub(crate) fn geojson(&mut self) -> Result<Object, CmdError> {
         let text = text(self.next()?).map_err(|_| CmdError::Msg("invalid data".into()))?;
-        Ok(Object::from_geojson(text)?)
+        // The same coordinate rule as `point_at`: out-of-range positions are
+        // Tile38's default, refused only under `--require-valid`.
+        if REQUIRE_VALID.load(Ordering::Relaxed) {
+            Ok(Object::from_geojson(text)?)
+        } else {
+            Ok(Object::from_geojson_any_range(text)?)
+        }
     }
 
     /// A search area: `POINT lat lon [meters]` (the radius only where

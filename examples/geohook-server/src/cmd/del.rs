@@ -11,6 +11,7 @@ use crate::aof::Fsync;
 use crate::cmd::args::{lower, text};
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::spec::Cmd;
+use crate::hooks::engine::HookEngine;
 use crate::state::{Core, Record, When, Writer};
 use geohook_resp::Reply;
 
@@ -39,7 +40,14 @@ pub(crate) fn del(
     if erron404 {
         core.db.get(key, id, ctx.now())?;
     }
-    let Some(old) = core.db.del(key, id, ctx.now()) else {
+    // A logged `del` (replay, or a follower applying its leader's stream)
+    // removes the object even when its deadline has passed: it is how the
+    // leader's expiry reaches the file and its followers, and by the time it
+    // arrives the object is often already past due. Removed here, it is
+    // also heard by a follower's channels and live fences, which tell their
+    // subscribers of the expiry as the leader's do.
+    let now = if core.loading { i64::MIN } else { ctx.now() };
+    let Some(old) = core.db.del(key, id, now) else {
         return Ok(ctx.ok_or_int(0));
     };
     commit_del(core, w, key, id, old.object())?;
@@ -112,13 +120,24 @@ pub(crate) fn drop_key(
     Ok(ctx.ok_or_int(i64::from(dropped)))
 }
 
-/// `FLUSHDB`.
+/// `FLUSHDB`: every collection, and, as in Tile38, every channel and hook
+/// (`engine`, when hooks are enabled). The one logged `flushdb` does the
+/// same on replay and on a follower, which hand it the engine too.
 ///
 /// # Errors
 ///
 /// The log's failure.
-pub(crate) fn flushdb(core: &mut Core, w: &Writer<'_>, ctx: &Ctx) -> Result<Reply, CmdError> {
+pub(crate) fn flushdb(
+    core: &mut Core,
+    engine: Option<&HookEngine>,
+    w: &Writer<'_>,
+    ctx: &Ctx,
+) -> Result<Reply, CmdError> {
     core.db.flushdb();
+    if let Some(engine) = engine {
+        engine.hooks.pdel_chans("*");
+        engine.hooks.pdel_hooks("*");
+    }
     core.commit(w, Record::new(Cmd::Flushdb, &[b"flushdb"], "", None))?;
     Ok(ctx.ok())
 }

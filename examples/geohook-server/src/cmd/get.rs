@@ -110,6 +110,21 @@ pub(crate) fn exists(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply
     })
 }
 
+/// Whole seconds left before a deadline `left_ms` after `now_ms`, counted
+/// from the current time to the microsecond. Tile38 counts from a
+/// nanosecond clock and truncates, so a TTL read right after `SET … EX 5`
+/// is 4, never 5 (its clients' tests check `ttl < 5`); the deadline is kept
+/// to the millisecond here, and the time left is measured finer so that
+/// the truncation falls the same way.
+fn seconds_left(now_ms: i64, left_ms: i64) -> i64 {
+    let deadline_us = i128::from(now_ms + left_ms) * 1000;
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_micros()).unwrap_or(i128::MAX))
+        .max(i128::from(now_ms) * 1000);
+    i64::try_from((deadline_us - now_us).max(0) / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// `TTL key id`: seconds left, -1 without a deadline, -2 (RESP) for a
 /// missing object.
 ///
@@ -119,7 +134,7 @@ pub(crate) fn exists(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply
 pub(crate) fn ttl(db: &Database, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
     match db.ttl(text(&args[1])?, text(&args[2])?, ctx.now()) {
         Ok(t) => {
-            let secs = t.map_or(-1, |ms| ms / 1000);
+            let secs = t.map_or(-1, |ms| seconds_left(ctx.now(), ms));
             Ok(if ctx.json {
                 ctx.ok_json(&format!(",\"ttl\":{secs}"))
             } else {

@@ -2,8 +2,10 @@
 //! `GC`, `AOFSHRINK` and `READONLY yes|no`.
 //!
 //! SERVER and INFO carry Tile38's keys with Tile38's types (numbers are
-//! numbers in JSON), plus this server's own figures (the log's offset, the
-//! shrinks, memwatch, replication). Where Tile38 reports a Go runtime
+//! numbers in JSON); in RESP they add this server's own figures (the log's
+//! offset, the shrinks, memwatch, replication), while JSON, which Tile38's
+//! client libraries read into fixed records, carries Tile38's keys only.
+//! Where Tile38 reports a Go runtime
 //! figure, the nearest honest figure of this process stands in: jemalloc's
 //! statistics for the heap, the kernel's for threads and CPU time, and 0
 //! where Rust has no counterpart (the README lists which is which).
@@ -214,7 +216,8 @@ fn server_id() -> String {
     format!("{:016x}", std::process::id())
 }
 
-/// SERVER's statistics: Tile38's basic set, then this server's own.
+/// SERVER's statistics: Tile38's basic set (with a follower's `following`,
+/// `caught_up` and `caught_up_once`).
 fn basic(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
     let avg = f.heap.allocated.checked_div(f.num_points).unwrap_or(0);
     let mut m = vec![
@@ -242,11 +245,30 @@ fn basic(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
         ("cpus", Stat::uint(cpus())),
         ("threads", Stat::Float(threads() as f64)),
         ("pending_events", Stat::uint(f.pending_events)),
+    ];
+    // Tile38 shows where a follower follows and whether it caught up, and
+    // nothing of the kind on a leader.
+    if f.follower.is_some() {
+        for (k, v) in &f.repl {
+            let stat = match *k {
+                "caught_up" | "caught_up_once" => Stat::Bool(v == "true"),
+                "following" => Stat::Str(v.clone()),
+                _ => continue,
+            };
+            m.push((k, stat));
+        }
+    }
+    m
+}
+
+/// SERVER's figures of this server's own (the log's offset, the shrinks,
+/// memwatch, replication), which Tile38 does not have.
+fn own(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
+    let mut m = vec![
         (
             "uptime",
             Stat::Float(shared.started.elapsed().as_secs_f64()),
         ),
-        // This server's own figures.
         (
             "uptime_in_seconds",
             Stat::uint(shared.started.elapsed().as_secs()),
@@ -303,14 +325,9 @@ fn basic(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
         ),
     ));
     for (k, v) in &f.repl {
-        // Tile38 shows where a follower follows and whether it caught up,
-        // and nothing of the kind on a leader.
-        if f.follower.is_none() && matches!(*k, "following" | "caught_up" | "caught_up_once") {
-            continue;
-        }
         let stat = match *k {
-            "caught_up" | "caught_up_once" => Stat::Bool(v == "true"),
-            "role" | "following" | "replid" => Stat::Str(v.clone()),
+            "following" | "caught_up" | "caught_up_once" => continue,
+            "role" | "replid" => Stat::Str(v.clone()),
             _ => v.parse().map_or_else(|_| Stat::Str(v.clone()), Stat::Int),
         };
         m.push((k, stat));
@@ -450,14 +467,18 @@ pub(crate) fn server(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Rep
         extended = true;
     }
     let f = figures(shared, ctx);
-    Ok(stats_reply(
-        ctx,
-        if extended {
-            ext(shared, &f)
-        } else {
-            basic(shared, &f)
-        },
-    ))
+    if extended {
+        return Ok(stats_reply(ctx, ext(shared, &f)));
+    }
+    let mut m = basic(shared, &f);
+    // Tile38's clients read the JSON output into records of Tile38's keys
+    // (tile38-ts compares the whole object), so JSON gets exactly those; the
+    // RESP listing, which operators and this server's tools read, adds the
+    // server's own figures.
+    if !ctx.json {
+        m.extend(own(shared, &f));
+    }
+    Ok(stats_reply(ctx, m))
 }
 
 /// INFO's sections in Tile38's order.
@@ -473,8 +494,9 @@ const SECTIONS: [&str; 9] = [
     "keyspace",
 ];
 
-/// The text of one INFO section: Tile38's lines, then this server's own.
-fn section(shared: &Shared, f: &Figures, name: &str) -> String {
+/// The text of one INFO section: Tile38's lines, then, when `own`, this
+/// server's own.
+fn section(shared: &Shared, f: &Figures, name: &str, own: bool) -> String {
     let mut w = String::new();
     let version = env!("CARGO_PKG_VERSION");
     let uptime = shared.started.elapsed().as_secs();
@@ -487,25 +509,9 @@ fn section(shared: &Shared, f: &Figures, name: &str) -> String {
             line("tile38_version", &version);
             line("redis_version", &version);
             line("uptime_in_seconds", &uptime);
-            line("process_id", &std::process::id());
-            line("tcp_addr", &shared.opts.listen);
         }
         "clients" => line("connected_clients", &clients),
-        "memory" => {
-            line("used_memory", &f.heap.allocated);
-            line("used_memory_rss", &f.heap.resident);
-            let mem = shared.memwatch.get().map(|w| w.metrics());
-            line(
-                "memwatch_level",
-                &mem.as_ref().map_or("off", |m| m.level.as_str()),
-            );
-            line(
-                "memwatch_headroom_bytes",
-                &mem.as_ref()
-                    .and_then(|m| m.headroom_bytes)
-                    .map_or(-1, |h| i64::try_from(h).unwrap_or(i64::MAX)),
-            );
-        }
+        "memory" => line("used_memory", &f.heap.allocated),
         "persistence" => {
             line("aof_enabled", &1);
             line("aof_rewrite_in_progress", &u8::from(f.rewriting));
@@ -514,13 +520,6 @@ fn section(shared: &Shared, f: &Figures, name: &str) -> String {
                 &f.last_rewrite.map_or(0, |d| d.as_secs()),
             );
             line("aof_current_rewrite_time_sec", &0);
-            line("aof_rewrites", &f.rewrites);
-            line("aof_current_size", &f.aof_size);
-            line("aof_offset", &f.offset);
-            line(
-                "aofshrink_min_size",
-                &shared.settings.read().aofshrink_min_size,
-            );
         }
         "stats" => {
             line(
@@ -533,8 +532,6 @@ fn section(shared: &Shared, f: &Figures, name: &str) -> String {
             );
             line("total_messages_sent", &0);
             line("expired_keys", &shared.metrics.expired.get());
-            line("num_collections", &f.num_collections);
-            line("num_objects", &f.num_objects);
         }
         "replication" => {
             match &f.follower {
@@ -561,14 +558,55 @@ fn section(shared: &Shared, f: &Figures, name: &str) -> String {
             line("connected_slaves", &f.followers.len());
         }
         "cpu" => {
+            // Tile38 writes whole seconds (its microseconds are divided away
+            // before the sum) with two decimals, and its clients read these
+            // values as integers (pyle38's model refuses 0.02), so the
+            // fraction is dropped here too.
             let (sys, user) = cpu_times(libc::RUSAGE_SELF);
             let (csys, cuser) = cpu_times(libc::RUSAGE_CHILDREN);
-            line("used_cpu_sys", &format!("{sys:.2}"));
-            line("used_cpu_user", &format!("{user:.2}"));
-            line("used_cpu_sys_children", &format!("{csys:.2}"));
-            line("used_cpu_user_children", &format!("{cuser:.2}"));
+            line("used_cpu_sys", &format!("{:.2}", sys.trunc()));
+            line("used_cpu_user", &format!("{:.2}", user.trunc()));
+            line("used_cpu_sys_children", &format!("{:.2}", csys.trunc()));
+            line("used_cpu_user_children", &format!("{:.2}", cuser.trunc()));
         }
         "cluster" => line("cluster_enabled", &0),
+        _ => {}
+    }
+    if !own {
+        return w;
+    }
+    match name {
+        "server" => {
+            line("process_id", &std::process::id());
+            line("tcp_addr", &shared.opts.listen);
+        }
+        "memory" => {
+            line("used_memory_rss", &f.heap.resident);
+            let mem = shared.memwatch.get().map(|w| w.metrics());
+            line(
+                "memwatch_level",
+                &mem.as_ref().map_or("off", |m| m.level.as_str()),
+            );
+            line(
+                "memwatch_headroom_bytes",
+                &mem.as_ref()
+                    .and_then(|m| m.headroom_bytes)
+                    .map_or(-1, |h| i64::try_from(h).unwrap_or(i64::MAX)),
+            );
+        }
+        "persistence" => {
+            line("aof_rewrites", &f.rewrites);
+            line("aof_current_size", &f.aof_size);
+            line("aof_offset", &f.offset);
+            line(
+                "aofshrink_min_size",
+                &shared.settings.read().aofshrink_min_size,
+            );
+        }
+        "stats" => {
+            line("num_collections", &f.num_collections);
+            line("num_objects", &f.num_objects);
+        }
         _ => {}
     }
     w
@@ -585,6 +623,11 @@ pub(crate) fn typed(v: &str) -> serde_json::Value {
         .ok()
         .filter(|f| f.is_finite() && !v.contains(char::is_alphabetic))
     {
+        // Go's JSON encoder writes a float with no fraction as an integer
+        // (`1.00` reads back as `1`), and clients type such fields so.
+        if f.fract() == 0.0 && f.abs() < 1e15 {
+            return (f as i64).into();
+        }
         return f.into();
     }
     match v {
@@ -623,7 +666,9 @@ pub(crate) fn info(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply
             n => n[..1].to_ascii_uppercase() + &n[1..],
         };
         let _ = write!(text, "# {title}\r\n");
-        text.push_str(&section(shared, &f, name));
+        // As SERVER: JSON carries Tile38's lines only, since its clients
+        // compare the whole object; the text adds this server's own.
+        text.push_str(&section(shared, &f, name, !ctx.json));
     }
     if ctx.json {
         let obj: serde_json::Map<String, serde_json::Value> = text
@@ -645,6 +690,11 @@ mod tests {
     fn info_values_are_typed_as_tile38_types_them() {
         assert_eq!(typed("12"), serde_json::json!(12));
         assert_eq!(typed("0.25"), serde_json::json!(0.25));
+        assert_eq!(
+            typed("1.00"),
+            serde_json::json!(1),
+            "Go writes a whole float as 1"
+        );
         assert_eq!(typed("true"), serde_json::json!(true));
         assert_eq!(typed("master"), serde_json::json!("master"));
         assert_eq!(typed("inf"), serde_json::json!("inf"));

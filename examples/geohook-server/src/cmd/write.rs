@@ -28,7 +28,7 @@ pub(crate) fn apply(
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
     // RENAME reads the hooks when there are any, DROP and FLUSHDB stage
-    // their lifecycle exits; the others need them.
+    // their lifecycle exits, FLUSHDB clears them; the others need them.
     let hooks_if_any = engine;
     let engine = || engine.ok_or_else(|| CmdError::Msg("hooks are not enabled".into()));
     match cmd {
@@ -45,7 +45,7 @@ pub(crate) fn apply(
             if let Some(e) = hooks_if_any {
                 e.before_drop(&core.db, None);
             }
-            del::flushdb(core, w, ctx)
+            del::flushdb(core, hooks_if_any, w, ctx)
         }
         Cmd::Expire | Cmd::Pexpireat => expire::expire(core, w, ctx, cmd, args),
         Cmd::Persist => expire::persist(core, w, ctx, args),
