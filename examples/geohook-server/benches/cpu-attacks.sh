@@ -96,7 +96,9 @@ PY
 # Runs one attack in a loop until killed; prints how many requests it made
 # when it is stopped.
 attack() { # name
-    python3 - "$PORT" "$1" "$WORK/query.json" <<'PY'
+    # `exec`, so that the background job is the attacker itself and
+    # stopping it stops the attack.
+    exec python3 - "$PORT" "$1" "$WORK/query.json" <<'PY'
 import signal, socket, sys, time
 port, name, query = int(sys.argv[1]), sys.argv[2], open(sys.argv[3]).read()
 def cmd(*args):
