@@ -359,6 +359,7 @@ mod tests {
             filter: Filter::parse(Some("enter,exit"), None).unwrap(),
             area: Area::Bounds(Bounds::new(33.0, -112.0, 33.1, -111.9).unwrap()),
             args: vec!["WITHIN".into(), "fleet".into(), "FENCE".into()],
+            options: Default::default(),
         }
     }
 
