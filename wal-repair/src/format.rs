@@ -87,3 +87,17 @@ impl<F: RecordFormat + ?Sized> RecordFormat for &F {
         (**self).next_candidate(buf, from)
     }
 }
+
+/// Why the record walk stops at `frame` (anything but a whole record that fits), and whether the frame
+/// is invalid rather than cut short, which decides whether the stop is unproven. Both walks share it so that a scan
+/// in memory and a scan of the file stop for the same reasons.
+pub(crate) fn stop_reason(frame: Frame) -> (Cow<'static, str>, bool) {
+    match frame {
+        Frame::Complete(_) => (
+            Cow::Borrowed("format returned an impossible record length"),
+            false,
+        ),
+        Frame::Incomplete { .. } => (Cow::Borrowed("record runs past the end of the file"), false),
+        Frame::Invalid(reason) => (reason, true),
+    }
+}

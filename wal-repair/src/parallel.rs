@@ -408,7 +408,7 @@ impl<F: RecordFormat + ?Sized> Worker<'_, F> {
                         Err(e) => return ChunkResult::Err(e),
                     }
                 }
-                frame => crate::scan::stop_reason(frame),
+                frame => crate::format::stop_reason(frame),
             };
             return ChunkResult::Stop {
                 records,

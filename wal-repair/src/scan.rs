@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::format::{Frame, RecordFormat};
+use crate::format::{stop_reason, Frame, RecordFormat};
 use crate::Error;
 
 /// Limits for a scan.
@@ -140,20 +140,6 @@ fn header_corrupt(offset: u64, reason: Cow<'static, str>) -> Tail {
         offset,
         reason,
         next_valid: None,
-    }
-}
-
-/// Why the record walk stops at `frame` (anything but a whole record that fits), and whether the frame
-/// is invalid rather than cut short, which decides [`Stop::unproven`]. Both walks share it so that a scan
-/// in memory and a scan of the file stop for the same reasons.
-pub(crate) fn stop_reason(frame: Frame) -> (Cow<'static, str>, bool) {
-    match frame {
-        Frame::Complete(_) => (
-            Cow::Borrowed("format returned an impossible record length"),
-            false,
-        ),
-        Frame::Incomplete { .. } => (Cow::Borrowed("record runs past the end of the file"), false),
-        Frame::Invalid(reason) => (reason, true),
     }
 }
 
