@@ -6,24 +6,11 @@
 #[path = "replication_common.rs"]
 mod replication_common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use e2e::{resp, run, start, wait_until};
+use e2e::{read_until, resp, run, start, wait_until};
 use replication_common::{metric, stat_u64};
-
-/// Reads until `needle` arrived or the peer closed; returns what came.
-fn read_until(s: &mut std::net::TcpStream, needle: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    got
-}
 
 #[test]
 fn one_full_sync_over_the_bound_is_busy_until_the_slot_frees() {

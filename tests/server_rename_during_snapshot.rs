@@ -14,7 +14,7 @@ mod replication_common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use e2e::{dump, resp, run, start, wait_until, Server};
+use e2e::{dump, read_until, resp, run, start, wait_until, Server};
 
 /// 20,000 objects of ~600 bytes in `m` (about 12 MB of snapshot, far more
 /// than socket buffers hold) and ten in `z`; nothing in `a`, which sorts
@@ -48,19 +48,6 @@ fn fill(server: &Server) {
 
 fn count(c: &mut redis::Connection, key: &str) -> String {
     run(c, &format!("SCAN {key} COUNT"))
-}
-
-/// Reads until `needle` arrived or the peer closed; returns what came.
-fn read_until(s: &mut std::net::TcpStream, needle: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-        }
-    }
-    got
 }
 
 #[test]

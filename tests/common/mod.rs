@@ -484,3 +484,16 @@ pub fn run_json(conn: &mut redis::Connection, line: &str) -> serde_json::Value {
     );
     v
 }
+
+/// Reads until `needle` arrived or the peer closed; returns what came.
+pub fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        match std::io::Read::read(s, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
