@@ -71,7 +71,11 @@ struct InboxState {
 #[derive(Debug)]
 pub struct Inbox {
     state: Mutex<InboxState>,
+    /// A message arrived (or the inbox overflowed): one stored wake-up for the connection's loop.
     ready: Notify,
+    /// The inbox overflowed. Apart from `ready` so that waiting for an overflow during a write
+    /// never takes the wake-up that the loop needs for a message queued meanwhile.
+    gone: Notify,
     cap: usize,
 }
 
@@ -82,6 +86,7 @@ impl Inbox {
         Arc::new(Inbox {
             state: Mutex::default(),
             ready: Notify::new(),
+            gone: Notify::new(),
             cap,
         })
     }
@@ -100,6 +105,7 @@ impl Inbox {
             s.bytes = 0;
             drop(s);
             self.ready.notify_one();
+            self.gone.notify_waiters();
             return false;
         }
         s.bytes += cost;
@@ -141,10 +147,17 @@ impl Inbox {
     /// at the cap rather than after the stall timeout.
     ///
     /// # Cancellation safety
-    /// Safe.
+    /// Safe, and it leaves [`Inbox::ready`]'s wake-up alone: a message queued while this waits
+    /// still wakes the next `ready`.
     pub async fn overflow(&self) {
-        while !self.overflowed() {
-            self.ready().await;
+        loop {
+            let mut gone = std::pin::pin!(self.gone.notified());
+            // Registered before the check, so an overflow between the two is not missed.
+            gone.as_mut().enable();
+            if self.overflowed() {
+                return;
+            }
+            gone.await;
         }
     }
 
@@ -357,5 +370,35 @@ mod tests {
         assert!(!ps.send_live(1, "f"));
         assert_eq!(bodies(&a), ["live:e"]);
         assert!(bodies(&b).is_empty());
+    }
+
+    /// The connection writes with `overflow()` raced against the write; a message that arrives
+    /// meanwhile must still wake its next `ready()`, or it waits for the message after it.
+    #[tokio::test]
+    async fn waiting_for_an_overflow_leaves_the_wake_up_of_a_message() {
+        use std::time::Duration;
+        let ps = PubSub::new();
+        let inbox = Inbox::new(1 << 20);
+        ps.subscribe("c", 1, &inbox);
+        let writing = tokio::time::timeout(Duration::from_millis(50), async {
+            tokio::join!(inbox.overflow(), async {
+                tokio::task::yield_now().await;
+                ps.publish("c", "queued during the write");
+            })
+        });
+        assert!(writing.await.is_err(), "no overflow happened");
+        tokio::time::timeout(Duration::from_secs(5), inbox.ready())
+            .await
+            .expect("the message queued during the write wakes the loop");
+        assert_eq!(bodies(&inbox), ["c:queued during the write"]);
+        // An overflow still ends the wait.
+        let small = Inbox::new(10);
+        ps.subscribe("d", 2, &small);
+        let (_, ()) = tokio::join!(small.overflow(), async {
+            tokio::task::yield_now().await;
+            ps.publish("d", "one");
+            ps.publish("d", "two");
+        });
+        assert!(small.overflowed());
     }
 }
