@@ -21,7 +21,9 @@
 //! fields), then `event_id` for a hook. `group` is the group of the stay it ends. A hook hears
 //! them only when lifecycle events are on for it (SETHOOK's `LIFECYCLE yes`, or the server-wide
 //! default with no option) and its DETECT includes `exit`; COMMANDS does not filter them. Live
-//! fences never get them. Like every hook event they are queued on the leader only.
+//! fences never get them. They are produced on the leader only: a follower sends none, neither to
+//! hooks (which it never queues) nor to channels, and a follower promoted to leader produces them
+//! from its promotion on, from the fence state it kept while following.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -285,18 +287,20 @@ impl Hooks {
     }
 
     /// Writes and sends `exits`, ordered by hook name (Tile38 orders the messages of one write by
-    /// name within a detect type), where each fence's delivery says; hooks only on the leader.
+    /// name within a detect type), where each fence's delivery says; on the leader only.
     fn send_exits(
         &self,
         mut exits: Vec<Exit>,
         time: SystemTime,
         object: impl Fn(&str, &str) -> Option<Object>,
     ) -> usize {
-        if exits.is_empty() {
+        // Only the leader produces lifecycle exits, for hooks and channels alike. A follower
+        // learns of a DROP, a FLUSHDB or a hook's expiry only after the fact (as a replicated
+        // command, with the objects or the hook already gone), so it could send only some of
+        // them; its channel subscribers get none rather than a partial set.
+        if exits.is_empty() || !self.outbox.is_leader() {
             return 0;
         }
-        let leader = self.outbox.is_leader();
-        exits.retain(|e| leader || e.def.delivery != Delivery::Endpoints);
         exits.sort_by(|a, b| a.def.name.cmp(&b.def.name));
         let stamp = chrono::DateTime::<chrono::Local>::from(time)
             .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
@@ -392,6 +396,37 @@ mod tests {
         assert_eq!(hooks.outbox().queued("z"), Some(0));
         assert_eq!(hooks.outbox().sweep_retired(), 1);
         assert_eq!(hooks.outbox().queued("z"), None);
+    }
+
+    #[test]
+    fn a_follower_sends_no_exit_and_a_promoted_one_sends_them_from_its_kept_stays() {
+        let hooks = Hooks::new(QueueConfig::default()).unwrap();
+        let now = SystemTime::now();
+        hooks.set_hook(hook("h", None), now).unwrap();
+        let chan = HookDef {
+            endpoints: vec![],
+            delivery: Delivery::Channel,
+            ..hook("c", None)
+        };
+        hooks.set_hook(chan, now).unwrap();
+        hooks.set_lifecycle_default(true);
+        hooks.set_role(false);
+        let inside = Object::Point(Point::new(33.05, -111.95).unwrap());
+        for id in ["a", "b"] {
+            hooks.on_change(&Change::set("fleet", id, None, &inside, None, now));
+        }
+        assert_eq!(
+            hooks.outbox().queued("h"),
+            Some(0),
+            "a follower queues nothing"
+        );
+        // Neither the hook nor the channel gets an exit from a follower.
+        assert_eq!(hooks.exit_on_removal("fleet", "a", &inside, now), 0);
+        hooks.on_change(&Change::del("fleet", "a", &inside, now));
+        // Promoted: the stay of `b`, kept while following, ends with an exit to both.
+        hooks.set_role(true);
+        assert_eq!(hooks.exit_on_removal("fleet", "b", &inside, now), 2);
+        assert_eq!(hooks.outbox().queued("h"), Some(1));
     }
 
     #[test]

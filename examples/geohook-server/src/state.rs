@@ -173,13 +173,44 @@ impl Shared {
             core.aof.sync()?;
         }
         // The hook events these writes queued are acknowledged with them:
-        // same moment, same fsync policy. A failure is latched like the
-        // log's own.
+        // same moment, same fsync policy.
+        self.flush_hook_journal(&mut core)
+    }
+
+    /// Writes the hook events that commits made under `core`'s lock queued
+    /// (fsynced under `always`, like the log). A connection's flush calls it
+    /// after the log's, and [`Shared::flush_task`] before it. A failure is
+    /// latched like the log's own.
+    ///
+    /// # Errors
+    ///
+    /// The journal's write or fsync failed (now latched in the log).
+    pub(crate) fn flush_hook_journal(&self, core: &mut Core) -> Result<(), AofError> {
         if let Some(Err(e)) = self.hooks.get().map(|h| h.flush_journal(self.opts.fsync)) {
             core.aof.poison(e.to_string());
             core.aof.check()?;
         }
         Ok(())
+    }
+
+    /// Writes what a background task committed with a deferred writer (an
+    /// expiry): the hook events its commits queued first, then the log, each
+    /// fsynced under `always`. An expiry has no reply to wait for, so the
+    /// log is its commit point; with the journal written first, a crash
+    /// between the two writes can only repeat the expiry and its events
+    /// after the restart, never leave an expiry in the log whose exits are
+    /// lost.
+    ///
+    /// # Errors
+    ///
+    /// A write or fsync failed (and is latched).
+    pub(crate) fn flush_task(&self, core: &mut Core) -> Result<(), AofError> {
+        self.flush_hook_journal(core)?;
+        if self.opts.fsync == Fsync::Always {
+            core.aof.sync()
+        } else {
+            core.aof.flush()
+        }
     }
 
     /// How a client's write reaches the file: with the connection's flush

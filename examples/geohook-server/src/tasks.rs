@@ -14,7 +14,7 @@ use crate::cmd::spec::Cmd;
 use crate::hooks::engine::HookEngine;
 use crate::hooks::metrics::HookCollector;
 use crate::metrics::{self, set_gauge};
-use crate::state::{Record, Shared};
+use crate::state::{Record, Shared, When, Writer};
 
 /// Fsyncs the file once a second (`appendfsync everysec`).
 pub(crate) async fn fsync_loop(shared: Arc<Shared>) {
@@ -77,7 +77,21 @@ pub(crate) async fn expiry_loop(shared: Arc<Shared>) {
         let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
         let n = {
             let mut core = shared.core.write();
-            expire_due(&mut core, &shared.task_writer(), now)
+            // The `del`s are committed deferred, so that the `del` events
+            // and lifecycle exits they queue reach the journal before the
+            // `del`s reach the log, within this sweep and under the log's
+            // fsync policy (not at the next housekeeping tick).
+            let deferred = Writer {
+                when: When::Deferred,
+                ..shared.task_writer()
+            };
+            let n = expire_due(&mut core, &deferred, now);
+            if n > 0 {
+                if let Err(e) = shared.flush_task(&mut core) {
+                    tracing::error!(error = %e, "could not write a batch of expiries");
+                }
+            }
+            n
         };
         if n > 0 {
             shared.metrics.expired.inc_by(n);
@@ -195,8 +209,15 @@ async fn housekeeping(shared: Arc<Shared>, engine: Arc<HookEngine>) {
         if core.writable().is_err() {
             continue;
         }
-        let w = shared.task_writer();
-        for gone in engine.hooks.expire_due(SystemTime::now()) {
+        // Deferred, as for object expiry: the exits of the hooks that
+        // expired reach the journal before their DELHOOKs reach the log.
+        let w = Writer {
+            when: When::Deferred,
+            ..shared.task_writer()
+        };
+        let gone = engine.hooks.expire_due(SystemTime::now());
+        let expired = !gone.is_empty();
+        for gone in gone {
             let (cmd, verb) = if gone.channel {
                 (Cmd::Delchan, b"delchan".as_slice())
             } else {
@@ -206,6 +227,11 @@ async fn housekeeping(shared: Arc<Shared>, engine: Arc<HookEngine>) {
             if let Err(e) = core.commit(&w, Record::new(cmd, &logged, "", None)) {
                 tracing::error!(error = %e, "could not log a hook expiry");
                 break;
+            }
+        }
+        if expired {
+            if let Err(e) = shared.flush_task(&mut core) {
+                tracing::error!(error = %e, "could not write a hook expiry");
             }
         }
     }
