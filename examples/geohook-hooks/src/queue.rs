@@ -1,6 +1,6 @@
 //! One queue per hook, and the runner that drains them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -50,6 +50,14 @@ pub struct QueueConfig {
     /// letter of the same hook is discarded and counted. 0 turns dead letters off: a message past its
     /// time-to-live or attempts is dropped and counted. Default: 10,000.
     pub max_dead_letters: usize,
+    /// How many hooks get counts of their own in [`Outbox::dead_letter_counts`] (and so a
+    /// `hook` label in the server's metrics): the first hooks to make a dead letter since start,
+    /// up to this many. The dead letters of every later hook are counted together by reason in
+    /// [`Outbox::dead_letter_counts_unlabelled`]. With 70,000 hooks a series per hook would make
+    /// the metrics page as large as the hook list; this bounds it, and bounds the memory of the
+    /// counts under hook churn, while each count stays a counter that never goes down.
+    /// Default: 100.
+    pub max_labelled_hooks: usize,
     /// Connection settings. Default: [`DeliveryConfig::default`].
     pub delivery: DeliveryConfig,
 }
@@ -106,6 +114,34 @@ pub struct DeadLetter {
     pub payload: Payload,
 }
 
+/// Dead letters made since start: by hook and reason for a bounded set of hooks, by reason alone
+/// for the others.
+#[derive(Debug, Default)]
+struct DeadCounts {
+    /// Counts of the hooks that have their own, by hook and reason.
+    by_hook: HashMap<(Arc<str>, DeadReason), u64>,
+    /// The hooks that have counts of their own: the first ones to make a dead letter.
+    labelled: HashSet<Arc<str>>,
+    /// Counts of every other hook, by reason.
+    unlabelled: HashMap<DeadReason, u64>,
+}
+
+impl DeadCounts {
+    /// Counts one dead letter of `hook`, under its own name while fewer than `cap` hooks have one
+    /// (or it already has one), together with the other hooks' otherwise.
+    fn count(&mut self, hook: &Arc<str>, reason: DeadReason, cap: usize) {
+        if !self.labelled.contains(hook) && self.labelled.len() < cap {
+            self.labelled.insert(Arc::clone(hook));
+        }
+        let n = if self.labelled.contains(hook) {
+            self.by_hook.entry((Arc::clone(hook), reason)).or_default()
+        } else {
+            self.unlabelled.entry(reason).or_default()
+        };
+        *n += 1;
+    }
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
@@ -118,6 +154,7 @@ impl Default for QueueConfig {
             retry_max: Duration::from_secs(5),
             max_attempts: 0,
             max_dead_letters: 10_000,
+            max_labelled_hooks: 100,
             delivery: DeliveryConfig::default(),
         }
     }
@@ -243,8 +280,8 @@ pub struct Outbox {
     defaults: RwLock<RetryPolicy>,
     /// Dead letters held, across all hooks.
     dead_total: AtomicU64,
-    /// Dead letters made since start, by hook and reason (hooks that never had one are absent).
-    dead_counts: Mutex<HashMap<(Arc<str>, DeadReason), u64>>,
+    /// Dead letters made since start, by hook (up to `max_labelled_hooks` hooks) and reason.
+    dead_counts: Mutex<DeadCounts>,
     /// Names of retiring queues, so that sweeping them never walks every queue.
     retiring: Mutex<Vec<Arc<str>>>,
 }
@@ -273,7 +310,7 @@ impl Outbox {
             journal: OnceLock::new(),
             defaults: RwLock::new(config.policy()),
             dead_total: AtomicU64::new(0),
-            dead_counts: Mutex::new(HashMap::new()),
+            dead_counts: Mutex::new(DeadCounts::default()),
             retiring: Mutex::new(Vec::new()),
             config,
         })
@@ -814,11 +851,9 @@ impl Outbox {
         if let Some(j) = self.journal.get() {
             j.dead(m.seq, reason, at_ms);
         }
-        *self
-            .dead_counts
+        self.dead_counts
             .lock()
-            .entry((Arc::clone(&q.name), reason))
-            .or_default() += 1;
+            .count(&q.name, reason, self.config.max_labelled_hooks);
         self.keep_dead(
             state,
             DeadLetter {
@@ -857,16 +892,29 @@ impl Outbox {
         self.dead_total.load(Relaxed)
     }
 
-    /// Dead letters made since start, by hook and reason, sorted.
+    /// Dead letters made since start, by hook and reason, sorted, for the first
+    /// `max_labelled_hooks` hooks that made any (see [`QueueConfig::max_labelled_hooks`]).
     pub fn dead_letter_counts(&self) -> Vec<(Arc<str>, DeadReason, u64)> {
         let mut v: Vec<_> = self
             .dead_counts
             .lock()
+            .by_hook
             .iter()
             .map(|((h, r), n)| (Arc::clone(h), *r, *n))
             .collect();
         v.sort();
         v
+    }
+
+    /// Dead letters made since start by the hooks past `max_labelled_hooks`, by reason (every
+    /// reason, in [`DeadReason::ALL`]'s order). With [`Outbox::dead_letter_counts`] they add up to
+    /// every dead letter made since start.
+    pub fn dead_letter_counts_unlabelled(&self) -> Vec<(DeadReason, u64)> {
+        let counts = self.dead_counts.lock();
+        DeadReason::ALL
+            .iter()
+            .map(|r| (*r, counts.unlabelled.get(r).copied().unwrap_or(0)))
+            .collect()
     }
 
     /// REDELIVER: queues every dead letter of `hook` again, ahead of its queued messages and in id
@@ -963,6 +1011,38 @@ mod tests {
             key: "k-i".into(),
             body: vec![b'x'; n].into(),
         }
+    }
+
+    #[test]
+    fn dead_letter_counts_name_at_most_the_cap_of_hooks_and_add_up() {
+        let mut counts = DeadCounts::default();
+        let cap = QueueConfig::default().max_labelled_hooks;
+        // 70,000 hooks make a dead letter each, and the first 300 a second one of the other
+        // reason.
+        let names: Vec<Arc<str>> = (0..70_000).map(|i| Arc::from(format!("h{i}"))).collect();
+        for name in &names {
+            counts.count(name, DeadReason::Expired, cap);
+        }
+        for name in &names[..300] {
+            counts.count(name, DeadReason::Retries, cap);
+        }
+        assert_eq!(counts.labelled.len(), cap);
+        assert_eq!(
+            counts.by_hook.len(),
+            2 * cap,
+            "the first hooks keep their own counts"
+        );
+        assert!(counts.labelled.iter().all(|h| names[..cap].contains(h)));
+        let total: u64 =
+            counts.by_hook.values().sum::<u64>() + counts.unlabelled.values().sum::<u64>();
+        assert_eq!(total, 70_300);
+        assert_eq!(counts.unlabelled[&DeadReason::Expired], 70_000 - cap as u64);
+        assert_eq!(counts.unlabelled[&DeadReason::Retries], 300 - cap as u64);
+        // A cap of 0 names no hook.
+        let mut none = DeadCounts::default();
+        none.count(&names[0], DeadReason::Expired, 0);
+        assert!(none.by_hook.is_empty());
+        assert_eq!(none.unlabelled[&DeadReason::Expired], 1);
     }
 
     #[tokio::test]

@@ -220,6 +220,13 @@ pub(crate) struct HookArgs {
     /// REDELIVER); 0 drops such events, counted, as Tile38 does.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) hook_max_dead_letters: usize,
+    /// How many hooks get a `hook` label of their own in
+    /// `geohook_hook_dead_letters_total`: the first ones to make a dead
+    /// letter since start. The others are counted together, by reason, in
+    /// `geohook_hook_dead_letters_unlabelled_total`, so that 70,000 hooks do
+    /// not put 140,000 series on the metrics page.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) hook_metrics_max_hooks: usize,
 }
 
 impl HookArgs {
@@ -230,6 +237,7 @@ impl HookArgs {
             max_queued_bytes: self.hook_max_queued_bytes,
             max_hook_queued_bytes: self.hook_max_hook_queued_bytes,
             max_dead_letters: self.hook_max_dead_letters,
+            max_labelled_hooks: self.hook_metrics_max_hooks,
             delivery: DeliveryConfig {
                 max_connection_lifetime: Duration::from_millis(
                     self.hook_max_connection_lifetime_ms,

@@ -112,6 +112,18 @@ impl Collector for HookCollector {
                 ConstCounter::new(n).encode(made.encode_family(&labels)?)?;
             }
         }
+        let unlabelled: Vec<(&str, u64)> = outbox
+            .dead_letter_counts_unlabelled()
+            .into_iter()
+            .map(|(reason, n)| (reason.as_str(), n))
+            .collect();
+        labelled(
+            e,
+            "geohook_hook_dead_letters_unlabelled",
+            "Events that became dead letters since start, by reason, of the hooks past --hook-metrics-max-hooks",
+            "reason",
+            &unlabelled,
+        )?;
         counter(
             e,
             "geohook_hook_redelivered",
