@@ -272,6 +272,8 @@ impl Drop for MqttPeer {
 pub struct NatsPeer {
     pub port: u16,
     dir: tempfile::TempDir,
+    /// With TLS: the CA, certificate and key (PEM) the server uses; every client must use TLS.
+    tls: Option<[PathBuf; 3]>,
     subject: String,
     broker: Broker,
     pub received: Received,
@@ -280,16 +282,30 @@ pub struct NatsPeer {
 
 impl NatsPeer {
     pub fn start(subject: &str) -> Result<NatsPeer> {
+        Self::start_with(subject, None)
+    }
+
+    /// A broker that requires TLS of every client, with the certificate `cert` and its `key`;
+    /// the peer's own clients verify it with `ca`.
+    pub fn start_tls(subject: &str, ca: &Path, cert: &Path, key: &Path) -> Result<NatsPeer> {
+        Self::start_with(
+            subject,
+            Some([ca.to_owned(), cert.to_owned(), key.to_owned()]),
+        )
+    }
+
+    fn start_with(subject: &str, tls: Option<[PathBuf; 3]>) -> Result<NatsPeer> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
-        let mut broker = Self::spawn(port, dir.path())?;
+        let mut broker = Self::spawn(port, dir.path(), tls.as_ref())?;
         wait_listening(&mut broker, port, Duration::from_secs(10), "nats-server")?;
         let received = Received::default();
         let stop = CancellationToken::new();
         let (sink, token) = (received.clone(), stop.clone());
         let subject_owned = subject.to_owned();
+        let ca = tls.as_ref().map(|[ca, _, _]| ca.clone());
         rt().block_on(async {
-            let client = async_nats::connect(format!("127.0.0.1:{port}")).await?;
+            let client = nats_client(port, ca.as_deref()).await?;
             let js = async_nats::jetstream::new(client.clone());
             js.get_or_create_stream(async_nats::jetstream::stream::Config {
                 name: "GEOHOOK".into(),
@@ -317,6 +333,7 @@ impl NatsPeer {
         Ok(NatsPeer {
             port,
             dir,
+            tls,
             subject: subject.to_owned(),
             broker,
             received,
@@ -324,11 +341,19 @@ impl NatsPeer {
         })
     }
 
-    fn spawn(port: u16, dir: &Path) -> Result<Broker> {
+    fn spawn(port: u16, dir: &Path, tls: Option<&[PathBuf; 3]>) -> Result<Broker> {
         let mut command = Command::new("nats-server");
         command
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir);
+        if let Some([_, cert, key]) = tls {
+            command
+                .arg("--tls")
+                .arg("--tlscert")
+                .arg(cert)
+                .arg("--tlskey")
+                .arg(key);
+        }
         Broker::spawn(command, "nats-server")
     }
 
@@ -342,7 +367,7 @@ impl NatsPeer {
 
     pub fn restart_broker(&mut self) -> Result<()> {
         self.broker.stop(libc::SIGTERM);
-        self.broker = Self::spawn(self.port, self.dir.path())?;
+        self.broker = Self::spawn(self.port, self.dir.path(), self.tls.as_ref())?;
         wait_listening(
             &mut self.broker,
             self.port,
@@ -358,8 +383,9 @@ impl NatsPeer {
 
     /// Every message the stream holds, in stream order.
     pub fn stream_bodies(&self) -> Result<Vec<String>> {
+        let ca = self.tls.as_ref().map(|[ca, _, _]| ca.clone());
         rt().block_on(async {
-            let client = async_nats::connect(format!("127.0.0.1:{}", self.port)).await?;
+            let client = nats_client(self.port, ca.as_deref()).await?;
             let js = async_nats::jetstream::new(client);
             let mut stream = js
                 .get_stream("GEOHOOK")
@@ -405,6 +431,17 @@ impl Drop for NatsPeer {
     }
 }
 
+/// A client of the NATS server on `port`, over TLS verified with `ca` when given.
+async fn nats_client(port: u16, ca: Option<&Path>) -> Result<async_nats::Client> {
+    let options = match ca {
+        Some(ca) => async_nats::ConnectOptions::new()
+            .add_root_certificates(ca.to_owned())
+            .require_tls(true),
+        None => async_nats::ConnectOptions::new(),
+    };
+    Ok(options.connect(format!("127.0.0.1:{port}")).await?)
+}
+
 /// How long RabbitMQ may take to start (the Erlang VM boots first); past it the test fails.
 const RABBIT_START: Duration = Duration::from_secs(90);
 
@@ -425,8 +462,17 @@ pub struct AmqpPeer {
 impl AmqpPeer {
     /// Starts the broker and a consumer of `queue`, declared durable as Tile38's defaults declare it.
     pub fn start(queue: &str) -> Result<AmqpPeer> {
+        Self::start_with(queue, "")
+    }
+
+    /// [`AmqpPeer::start`] with `conf` as the broker's `rabbitmq.conf` (a TLS listener, say); the
+    /// consumer still reads the plain listener.
+    pub fn start_with(queue: &str, conf: &str) -> Result<AmqpPeer> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("enabled_plugins"), "[].")?;
+        if !conf.is_empty() {
+            std::fs::write(dir.path().join("rabbitmq.conf"), conf)?;
+        }
         let (port, epmd_port, dist_port) = (free_port(), free_port(), free_port());
         let mut broker = Self::spawn(dir.path(), port, epmd_port, dist_port)?;
         wait_listening(&mut broker, port, RABBIT_START, "rabbitmq-server").with_context(|| {

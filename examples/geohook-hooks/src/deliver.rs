@@ -547,12 +547,17 @@ impl Deliverer {
         }
         let conn = self
             .checkout(&slot, async {
-                let scheme = if target.secure { "tls" } else { "nats" };
+                let tls = target.secure || target.ca_cert.is_some();
+                let scheme = if tls { "tls" } else { "nats" };
                 let address = format!("{scheme}://{}", host_port(&target.host, target.port));
                 let mut options = async_nats::ConnectOptions::new()
                     .name("geohook")
                     .connection_timeout(self.config.connect_timeout)
-                    .require_tls(target.secure);
+                    .require_tls(tls);
+                if let Some(ca) = &target.ca_cert {
+                    // Only these roots verify the server (the client skips the platform's).
+                    options = options.add_root_certificates(ca.clone());
+                }
                 if let Some((user, pass)) = &target.credentials {
                     options = options.user_and_password(user.clone(), pass.clone());
                 }
@@ -610,8 +615,21 @@ impl Deliverer {
         };
         let conn = self
             .checkout(&slot, async {
-                let connect =
-                    lapin::Connection::connect(&target.uri, lapin::ConnectionProperties::default());
+                let mut builder = lapin::DefaultConnectionBuilder::new()
+                    .map_err(err)?
+                    .with_uri_str(target.uri.clone())
+                    .with_properties(lapin::ConnectionProperties::default());
+                if let Some(ca) = &target.ca_cert {
+                    // The client adds these roots (PEM) to the ones it trusts.
+                    let pem = std::fs::read_to_string(ca).map_err(|e| Error::Tls {
+                        reason: format!("{}: {e}", ca.display()),
+                    })?;
+                    builder = builder.with_tls_config(lapin::tcp::OwnedTLSConfig {
+                        identity: None,
+                        cert_chain: Some(pem),
+                    });
+                }
+                let connect = builder.connect();
                 let connection = tokio::time::timeout(self.config.connect_timeout, connect)
                     .await
                     .map_err(|_| Error::Timeout {

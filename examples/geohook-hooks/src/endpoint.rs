@@ -155,6 +155,9 @@ pub struct NatsTarget {
     pub secure: bool,
     /// `tls=` with `tlscert=` and `tlskey=`: present a client certificate.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `cacert=`: roots (PEM) to verify the server with instead of the platform's store; it turns
+    /// TLS on, as `secure` does. Ours: Tile38's NATS endpoint has no such option.
+    pub ca_cert: Option<PathBuf>,
     /// `jetstream=`: publish through JetStream and wait for the stream's acknowledgement.
     pub jetstream: bool,
 }
@@ -165,6 +168,9 @@ pub struct NatsTarget {
 pub struct AmqpTarget {
     /// `amqps://`.
     pub tls: bool,
+    /// `cacert=` (with `amqps://` only): roots (PEM) to verify the broker with instead of the
+    /// platform's store. Ours: Tile38's AMQP endpoint has no such option.
+    pub ca_cert: Option<PathBuf>,
     /// The broker URI handed to the client: scheme, `user:pass@host:port` and the virtual host
     /// (Tile38's "namespace") when the URL has one.
     pub uri: String,
@@ -395,6 +401,7 @@ impl Endpoint {
                     token: options.get("token").map(str::to_owned),
                     secure: options.flag("secure"),
                     client_cert,
+                    ca_cert: options.get("cacert").map(PathBuf::from),
                     jetstream: options.flag("jetstream"),
                 }))
             }
@@ -413,6 +420,10 @@ impl Endpoint {
                     return Err(bad("missing AMQP queue name"));
                 }
                 let tls = scheme_lower == "amqps";
+                let ca_cert = options.get("cacert").map(PathBuf::from);
+                if ca_cert.is_some() && !tls {
+                    return Err(bad("AMQP cacert needs amqps://"));
+                }
                 let (_, host_port) = split_userinfo(authority)
                     .ok_or_else(|| bad("bad escape in user or password"))?;
                 split_host_port(host_port, if tls { 5671 } else { 5672 })
@@ -429,6 +440,7 @@ impl Endpoint {
                 };
                 Target::Amqp(Box::new(AmqpTarget {
                     tls,
+                    ca_cert,
                     uri,
                     queue,
                     route: options.get("route").unwrap_or("tile38").to_owned(),
@@ -685,7 +697,11 @@ mod tests {
         );
         assert_eq!(n.credentials, Some(("a".into(), "b".into())));
         assert_eq!(n.token.as_deref(), Some("t"));
-        assert!(n.secure && n.jetstream && n.client_cert.is_none());
+        assert!(n.secure && n.jetstream && n.client_cert.is_none() && n.ca_cert.is_none());
+        let Target::Nats(n) = ep("nats://h/s?cacert=/ca.pem") else {
+            panic!("nats")
+        };
+        assert_eq!(n.ca_cert, Some(PathBuf::from("/ca.pem")));
         let Target::Nats(n) = ep("nats://h/s?user=a") else {
             panic!("nats")
         };
@@ -712,7 +728,11 @@ mod tests {
             (a.uri.as_str(), a.queue.as_str()),
             ("amqps://h/vhost1", "q1")
         );
-        assert!(a.tls && a.durable);
+        assert!(a.tls && a.durable && a.ca_cert.is_none());
+        let Target::Amqp(a) = ep("amqps://h/q1?cacert=/ca.pem") else {
+            panic!("amqp")
+        };
+        assert_eq!(a.ca_cert, Some(PathBuf::from("/ca.pem")));
         assert_eq!((a.route.as_str(), a.delivery_mode), ("tile38", 1));
         let Target::Amqp(a) = ep("amqp://h/q1/") else {
             panic!("amqp")
@@ -755,6 +775,7 @@ mod tests {
             ("amqp://h:5672/", "missing AMQP queue name"),
             ("amqp://h:99999/q", "bad host or port"),
             ("amqp://h/q?priority=300", "invalid AMQP number option"),
+            ("amqp://h/q?cacert=/ca.pem", "AMQP cacert needs amqps://"),
             (
                 "kafka://b/t?auth=kerberos",
                 "kafka auth must be none, sasl or tls",
