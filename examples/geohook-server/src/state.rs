@@ -168,18 +168,23 @@ impl Shared {
     /// The write or fsync failed (and is latched); the replies must not go out.
     pub(crate) fn flush_aof(&self) -> Result<(), AofError> {
         let mut core = self.core.write();
+        // The hook events these writes queued are acknowledged with them:
+        // same moment, same fsync policy. The journal goes first, as in
+        // `flush_task`: a crash between the two writes can then leave an
+        // event for a write the log lost (it was never acknowledged), but
+        // never a write in the log whose events are gone, which a client's
+        // retry could not bring back (the object is already there).
+        self.flush_hook_journal(&mut core)?;
         core.aof.flush()?;
         if self.opts.fsync == Fsync::Always {
             core.aof.sync()?;
         }
-        // The hook events these writes queued are acknowledged with them:
-        // same moment, same fsync policy.
-        self.flush_hook_journal(&mut core)
+        Ok(())
     }
 
     /// Writes the hook events that commits made under `core`'s lock queued
-    /// (fsynced under `always`, like the log). A connection's flush calls it
-    /// after the log's, and [`Shared::flush_task`] before it. A failure is
+    /// (fsynced under `always`, like the log). A connection's flush and
+    /// [`Shared::flush_task`] call it before the log's. A failure is
     /// latched like the log's own.
     ///
     /// # Errors
