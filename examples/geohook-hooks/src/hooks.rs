@@ -977,16 +977,16 @@ impl Hooks {
             };
             nearby.sort_by(order);
             before.sort_by(order);
-            let listed = |id: &str| -> Vec<(String, Object)> {
+            let listed = |id: &str, object: &Object| -> Vec<(String, Object)> {
                 let Some(scan) = &roam.scan else {
                     return Vec::new();
                 };
-                roam_scan(near, &roam.key, id, scan)
+                roam_scan(near, &roam.key, id, object, scan)
             };
             for (faraway, list) in [(false, nearby), (true, before)] {
                 out.extend(list.into_iter().map(|(id, object, meters)| RoamEvent {
                     slot,
-                    scan: listed(&id),
+                    scan: listed(&id, &object),
                     neighbour: Some(Neighbour {
                         faraway,
                         id,
@@ -1398,19 +1398,23 @@ fn bare_roams(reg: &Registry, change: &Change<'_>, out: &mut Vec<RoamEvent>) {
     }
 }
 
-/// What `ROAM … SCAN pattern` lists with neighbour `id`: the neighbour itself first, then the
-/// objects of `key` whose id matches `id` followed by `pattern`, in id order.
-fn roam_scan(near: &dyn Neighbors, key: &str, id: &str, pattern: &str) -> Vec<(String, Object)> {
-    let mut own = None;
-    let mut rest = Vec::new();
-    near.scan(key, &format!("{id}{pattern}"), &mut |found, object| {
-        if found == id {
-            own = Some((found.to_owned(), object.clone()));
-        } else {
-            rest.push((found.to_owned(), object.clone()));
+/// What `ROAM … SCAN pattern` lists with neighbour `id`: the neighbour itself first (whether or
+/// not its id matches the pattern, as Tile38 reads it apart), then the other objects of `key`
+/// whose id matches `id` followed by `pattern`, in id order.
+fn roam_scan(
+    near: &dyn Neighbors,
+    key: &str,
+    id: &str,
+    object: &Object,
+    pattern: &str,
+) -> Vec<(String, Object)> {
+    let mut out = vec![(id.to_owned(), object.clone())];
+    near.scan(key, &format!("{id}{pattern}"), &mut |found, o| {
+        if found != id {
+            out.push((found.to_owned(), o.clone()));
         }
     });
-    own.into_iter().chain(rest).collect()
+    out
 }
 
 /// The fields of an event that has none, for WHERE (every field reads as 0).
