@@ -1519,7 +1519,8 @@ fn clip_cuts_intersects_results_to_the_rectangle() {
     // In RESP the object text is the clipped one too.
     let mut r = server.client();
     let resp = render(cmd(&args).query::<redis::Value>(&mut r));
-    assert!(resp.contains(&want.to_string()), "{resp} lacks {want}");
+    let cut = want["coordinates"].to_string();
+    assert!(resp.contains(&cut), "{resp} lacks {cut}");
     // POINTS of a clipped object is the centre of what is left.
     let mut pts = vec!["INTERSECTS", "k", "CLIP", "MATCH", "sq", "POINTS"];
     pts.extend(rect);
