@@ -4,7 +4,9 @@
 //! without `NODWELL` (Tile38's own roaming test data and expected messages,
 //! `tests/fence_roaming_test.go`), `MATCH`, `WHERE` (field ranges and
 //! expressions) and `WHEREIN` on fences, `NOFIELDS`, and `DISTANCE` on a
-//! WITHIN fence. Live fences are read in RESP2 and in JSON output.
+//! WITHIN fence; the outputs `IDS`, `POINTS`, `BOUNDS`, `HASHES` and `COUNT`
+//! on fences, `ROAM … SCAN` and the bare roam event of an FSET. Live fences
+//! are read in RESP2 and in JSON output.
 
 #[path = "hooks_peers.rs"]
 mod peers;
@@ -269,10 +271,10 @@ fn roam_fences_send_tile38s_nearby_and_faraway_messages_on_leader_and_follower()
     let refused = cmd(
         &mut l,
         &[
-            "SETCHAN", "x", "NEARBY", "cars", "FENCE", "ROAM", "cars", "*", "10", "SCAN", "*",
+            "SETCHAN", "x", "NEARBY", "cars", "FENCE", "ROAM", "cars", "*", "10", "SCAN",
         ],
     );
-    assert!(refused.contains("SCAN"), "{refused}");
+    assert!(refused.starts_with("ERR"), "{refused}");
     let refused = cmd(
         &mut l,
         &[
@@ -425,4 +427,233 @@ fn match_where_wherein_nofields_and_distance_filter_fence_events() {
     let bad = cmd(&mut l, &chan("bad", &["WHEREIN", "kind", "9", "a"]));
     assert!(bad.starts_with("ERR"), "{bad}");
     assert!(!run(&mut l, "CHANS *").contains("bad"));
+}
+
+/// `total` messages read from `p`, cleaned and grouped by channel.
+fn by_channel(
+    p: &mut redis::PubSub<'_>,
+    total: usize,
+) -> std::collections::BTreeMap<String, Vec<serde_json::Value>> {
+    let mut got: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for _ in 0..total {
+        let m = p.get_message().unwrap();
+        let body = clean(&m.get_payload::<String>().unwrap());
+        got.entry(m.get_channel_name().to_owned())
+            .or_default()
+            .push(serde_json::from_str(&body).unwrap());
+    }
+    got
+}
+
+#[test]
+fn fence_outputs_shape_the_events_as_tile38s_scan_writer_does() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let chan = |name: &'static str, output: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec![
+            "SETCHAN", name, "WITHIN", "fleet", "FENCE", "DETECT", "enter",
+        ];
+        v.extend(output);
+        v.extend(AREA);
+        v
+    };
+    let ids = chan("ids", &["IDS"]);
+    let points = chan("points", &["POINTS"]);
+    // BOUNDS then a number is the area; BOUNDS then BOUNDS is the output.
+    let bounds = chan("bounds", &["BOUNDS"]);
+    let hashes = chan("hashes", &["HASHES", "5"]);
+    let count = chan("count", &["COUNT"]);
+    let (leader, follower) = pair(&ldir, &fdir, &[&ids, &points, &bounds, &hashes, &count]);
+    let mut l = leader.client();
+
+    // The same outputs reach a hook and a live fence.
+    let http = HttpSink::start();
+    let url = http.url("ids");
+    let mut hook = vec![
+        "SETHOOK",
+        "idshook",
+        url.as_str(),
+        "WITHIN",
+        "fleet",
+        "FENCE",
+    ];
+    hook.extend(["DETECT", "enter", "IDS"]);
+    hook.extend(AREA);
+    assert_eq!(cmd(&mut l, &hook), "1");
+    let mut live_points = live(
+        &follower,
+        true,
+        &[
+            "NEARBY", "fleet", "FENCE", "DETECT", "enter", "POINTS", "POINT", "33.05", "-111.95",
+            "1000",
+        ],
+    );
+    let mut subs: Vec<redis::Connection> = [&leader, &follower]
+        .iter()
+        .map(|s| {
+            let c = s.client();
+            c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            c
+        })
+        .collect();
+    let mut pubsubs: Vec<_> = subs.iter_mut().map(|c| c.as_pubsub()).collect();
+    for p in &mut pubsubs {
+        p.subscribe(&["ids", "points", "bounds", "hashes", "count"])
+            .unwrap();
+    }
+
+    assert_eq!(
+        run(
+            &mut l,
+            "SET fleet truck1 FIELD speed 50 POINT 33.05 -111.95"
+        ),
+        "OK"
+    );
+    let hash = run(&mut l, "GET fleet truck1 HASH 5");
+    assert_eq!(hash.len(), 5, "{hash}");
+    assert_eq!(run(&mut l, "DEL fleet truck1"), "1");
+
+    let set = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({
+            "command": "set", "detect": "enter", "key": "fleet", "id": "truck1",
+        });
+        if let serde_json::Value::Object(m) = extra {
+            v.as_object_mut().unwrap().extend(m);
+        }
+        v
+    };
+    let fields = serde_json::json!({"speed": 50});
+    let del = serde_json::json!({"command": "del", "key": "fleet", "id": "truck1"});
+    let want: std::collections::BTreeMap<String, Vec<serde_json::Value>> = [
+        ("ids", vec![set(serde_json::json!({})), del.clone()]),
+        (
+            "points",
+            vec![
+                set(serde_json::json!({"point": {"lat": 33.05, "lon": -111.95}, "fields": fields})),
+                del.clone(),
+            ],
+        ),
+        (
+            "bounds",
+            vec![
+                set(serde_json::json!({
+                    "bounds": {"sw": {"lat": 33.05, "lon": -111.95}, "ne": {"lat": 33.05, "lon": -111.95}},
+                    "fields": fields,
+                })),
+                del.clone(),
+            ],
+        ),
+        (
+            "hashes",
+            vec![
+                set(serde_json::json!({"hash": hash, "fields": fields})),
+                del.clone(),
+            ],
+        ),
+        // COUNT writes nothing per object: only the delete is sent.
+        ("count", vec![del.clone()]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (n, p) in pubsubs.iter_mut().enumerate() {
+        assert_eq!(by_channel(p, 9), want, "channels on node {n}");
+    }
+    let first: serde_json::Value = serde_json::from_str(&clean(&live_points.read())).unwrap();
+    assert_eq!(
+        first,
+        set(serde_json::json!({"point": {"lat": 33.05, "lon": -111.95}, "fields": fields})),
+        "follower live fence"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || http.events().len() >= 2),
+        "{:?}",
+        http.bodies()
+    );
+    let hook: Vec<serde_json::Value> = http
+        .bodies()
+        .iter()
+        .take(2)
+        .map(|b| serde_json::from_str(&clean(b)).unwrap())
+        .collect();
+    assert_eq!(hook, want["ids"], "hook");
+}
+
+#[test]
+fn roam_scan_lists_each_neighbours_objects_and_fset_sends_the_bare_roam_event() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fence = [
+        "NEARBY", "cars", "FENCE", "ROAM", "people", "p*", "1000", "SCAN", ":*",
+    ];
+    let mut setchan = vec!["SETCHAN", "scan"];
+    setchan.extend(fence);
+    let (leader, follower) = pair(&ldir, &fdir, &[&setchan]);
+    let mut l = leader.client();
+    let mut live_leader = live(&leader, false, &fence);
+    let mut sub_conn = follower.client();
+    sub_conn
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut sub = sub_conn.as_pubsub();
+    sub.subscribe("scan").unwrap();
+    // p1's things are far away, so they are listed but never neighbours;
+    // p10's id starts like them but does not match `p1:*`.
+    for w in [
+        "SET people p1 POINT 33.5 -111.5",
+        "SET people p1:phone POINT 40.5 -100.5",
+        "SET people p1:watch POINT 41.5 -100.5",
+        "SET people p10 POINT 42.5 -100.5",
+        "SET cars car1 POINT 33.501 -111.5",
+        "FSET cars car1 speed 10",
+    ] {
+        let r = run(&mut l, w);
+        assert!(r == "OK" || r == "1", "{w}: {r}");
+    }
+    let point =
+        |lat: f64, lon: f64| serde_json::json!({"type": "Point", "coordinates": [lon, lat]});
+    let nearby = serde_json::json!({
+        "command": "set", "detect": "roam", "key": "cars", "id": "car1",
+        "object": point(33.501, -111.5),
+        "nearby": {
+            "key": "people", "id": "p1", "object": point(33.5, -111.5),
+            "scan": [
+                {"id": "p1", "self": true, "object": point(33.5, -111.5)},
+                {"id": "p1:phone", "object": point(40.5, -100.5)},
+                {"id": "p1:watch", "object": point(41.5, -100.5)},
+            ],
+        },
+    });
+    let fset = serde_json::json!({
+        "command": "fset", "detect": "roam", "key": "cars", "id": "car1",
+        "object": point(33.501, -111.5), "fields": {"speed": 10},
+    });
+    let mut follower_msgs = Vec::new();
+    for _ in 0..2 {
+        follower_msgs.push(sub.get_message().unwrap().get_payload::<String>().unwrap());
+    }
+    let leader_msgs: Vec<String> = (0..2).map(|_| live_leader.read()).collect();
+    for (who, msgs) in [
+        ("leader live", leader_msgs),
+        ("follower channel", follower_msgs),
+    ] {
+        let mut first: serde_json::Value = serde_json::from_str(&clean(&msgs[0])).unwrap();
+        // 111 m between the two positions, to the millimetre.
+        let meters = first["nearby"]
+            .as_object_mut()
+            .unwrap()
+            .remove("meters")
+            .and_then(|m| m.as_f64())
+            .expect("meters");
+        assert!((110.0..112.0).contains(&meters), "{who}: {meters}");
+        assert_eq!(first, nearby, "{who}");
+        let second: serde_json::Value = serde_json::from_str(&clean(&msgs[1])).unwrap();
+        assert_eq!(second, fset, "{who}");
+        // The scan list follows the neighbour's meters, as Tile38 writes it
+        // (the channel is named "scan" too, so the member is found by its
+        // bracket).
+        assert!(
+            msgs[0].find("\"meters\"").is_some()
+                && msgs[0].find("\"meters\"") < msgs[0].find("\"scan\":["),
+            "{who}"
+        );
+    }
 }

@@ -1464,3 +1464,96 @@ fn require_valid_refuses_coordinates_out_of_range() {
         );
     }
 }
+
+/// `CLIP` in INTERSECTS returns each object cut to the area's rectangle,
+/// as TEST's CLIP cuts it (Tile38's clip package); WITHIN takes the word
+/// and returns objects whole (they are inside already); CLIP refuses an
+/// area that is not a rectangle, with Tile38's words.
+#[test]
+fn clip_cuts_intersects_results_to_the_rectangle() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.json_client();
+    let square = r#"{"type":"Polygon","coordinates":[[[-112,33],[-111.8,33],[-111.8,33.2],[-112,33.2],[-112,33]]]}"#;
+    let q = |c: &mut redis::Connection, args: &[&str]| -> Value {
+        let text: String = cmd(args).query(c).unwrap();
+        let mut v: Value = serde_json::from_str(&text).unwrap();
+        v.as_object_mut().unwrap().remove("elapsed");
+        v
+    };
+    assert_eq!(q(&mut c, &["SET", "k", "sq", "OBJECT", square])["ok"], true);
+    assert_eq!(
+        q(&mut c, &["SET", "k", "pt", "POINT", "33.15", "-111.85"])["ok"],
+        true
+    );
+    let rect = ["BOUNDS", "33.1", "-111.9", "33.3", "-111.7"];
+    let mut args = vec!["INTERSECTS", "k", "CLIP"];
+    args.extend(rect);
+    let got = q(&mut c, &args);
+    let objects = got["objects"].as_array().expect("objects");
+    assert_eq!(objects.len(), 2, "{got}");
+    let object = |id: &str| {
+        objects
+            .iter()
+            .find(|o| o["id"] == id)
+            .map(|o| o["object"].clone())
+            .unwrap_or_else(|| panic!("{id} in {got}"))
+    };
+    // TEST's CLIP is the oracle for the cut.
+    let mut test = vec!["TEST", "GET", "k", "sq", "INTERSECTS", "CLIP"];
+    test.extend(rect);
+    let want = q(&mut c, &test)["object"].clone();
+    assert_eq!(object("sq"), want);
+    assert_ne!(object("sq"), serde_json::from_str::<Value>(square).unwrap());
+    for p in object("sq")["coordinates"][0].as_array().unwrap() {
+        let (lon, lat) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+        assert!(
+            (-111.9..=-111.7).contains(&lon) && (33.1..=33.3).contains(&lat),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        object("pt"),
+        json!({"type": "Point", "coordinates": [-111.85, 33.15]})
+    );
+    // In RESP the object text is the clipped one too.
+    let mut r = server.client();
+    let resp = render(cmd(&args).query::<redis::Value>(&mut r));
+    let cut = want["coordinates"].to_string();
+    assert!(resp.contains(&cut), "{resp} lacks {cut}");
+    // POINTS of a clipped object is the centre of what is left.
+    let mut pts = vec!["INTERSECTS", "k", "CLIP", "MATCH", "sq", "POINTS"];
+    pts.extend(rect);
+    let p = &q(&mut c, &pts)["points"][0]["point"];
+    assert!(p["lat"].as_f64().unwrap() > 33.1, "{p}");
+    // WITHIN keeps objects whole.
+    let mut within = vec!["WITHIN", "k", "CLIP"];
+    within.extend(rect);
+    let got = q(&mut c, &within);
+    assert_eq!(got["objects"].as_array().unwrap().len(), 1, "{got}");
+    for bad in [
+        vec!["INTERSECTS", "k", "CLIP", "CIRCLE", "33", "-112", "1000"],
+        vec!["INTERSECTS", "k", "CLIP", "GET", "k", "sq"],
+        vec!["INTERSECTS", "k", "CLIP", "OBJECT", square],
+    ] {
+        let e = q(&mut c, &bad);
+        assert_eq!(e["ok"], false, "{bad:?}");
+        let msg = e["err"].as_str().unwrap();
+        assert!(msg.contains("cannot clip with"), "{bad:?}: {msg}");
+    }
+    let e = q(
+        &mut c,
+        &[
+            "INTERSECTS",
+            "k",
+            "CLIP",
+            "CLIP",
+            "BOUNDS",
+            "1",
+            "2",
+            "3",
+            "4",
+        ],
+    );
+    assert!(e["err"].as_str().unwrap().contains("duplicate"), "{e}");
+}

@@ -128,6 +128,22 @@ impl Point {
         write_position(out, self.lon, self.lat, self.z);
         out.push('}');
     }
+
+    /// Appends the point as Tile38's POINTS output writes it in JSON:
+    /// `{"lat":…,"lon":…}`, with `"z"` when the point has one.
+    pub fn write_latlon_json(&self, out: &mut String) {
+        // `write!` into a String cannot fail, so the results are ignored.
+        let _ = write!(
+            out,
+            "{{\"lat\":{},\"lon\":{}",
+            JsonNum(self.lat),
+            JsonNum(self.lon)
+        );
+        if let Some(z) = self.z {
+            let _ = write!(out, ",\"z\":{}", JsonNum(z));
+        }
+        out.push('}');
+    }
 }
 
 /// A latitude/longitude rectangle: Tile38's `BOUNDS minlat minlon maxlat maxlon`.
@@ -235,6 +251,16 @@ impl Bounds {
 
     pub(crate) fn rect(&self) -> geo::Rect<f64> {
         geo::Rect::new(self.sw.coord(), self.ne.coord())
+    }
+
+    /// Appends the bounds as Tile38's BOUNDS output writes them in JSON:
+    /// `{"sw":{"lat":…,"lon":…},"ne":{"lat":…,"lon":…}}`.
+    pub fn write_latlon_json(&self, out: &mut String) {
+        out.push_str("{\"sw\":");
+        Point { z: None, ..self.sw }.write_latlon_json(out);
+        out.push_str(",\"ne\":");
+        Point { z: None, ..self.ne }.write_latlon_json(out);
+        out.push('}');
     }
 
     /// Appends the GeoJSON Polygon that Tile38 returns for a bounds object.

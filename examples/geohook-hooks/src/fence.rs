@@ -256,6 +256,13 @@ pub trait Neighbors {
     /// Calls `f(id, object, meters)` for every live object of collection `key` whose distance from
     /// `object` is at most `meters`, the object itself included (the caller skips it).
     fn near(&self, key: &str, object: &Object, meters: f64, f: &mut dyn FnMut(&str, &Object, f64));
+
+    /// Calls `f(id, object)` for every live object of collection `key` whose id matches the glob
+    /// `pattern`, in id order: what `ROAM … SCAN pattern` lists with each neighbour. Without a
+    /// database there is nothing to list.
+    fn scan(&self, key: &str, pattern: &str, f: &mut dyn FnMut(&str, &Object)) {
+        let _ = (key, pattern, f);
+    }
 }
 
 /// No database: roam fences find no neighbours.
@@ -279,6 +286,30 @@ pub struct Roam {
     pub meters: f64,
     /// `NODWELL`: a neighbour that was already near before the write is not reported again.
     pub nodwell: bool,
+    /// `SCAN pattern`: each `nearby` or `faraway` member also lists, under `"scan"`, the
+    /// neighbour itself (`"self":true`) and the objects of `key` whose id is the neighbour's id
+    /// followed by this glob (Tile38's `ROAM key pattern meters SCAN pattern`).
+    pub scan: Option<String>,
+}
+
+/// What a fence's `set` and `fset` events say about the object: the search output the fence
+/// was written with (Tile38 writes its events through the same scan writer as a search).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FenceOutput {
+    /// `OBJECTS` (the default): `"object"`, then `"fields"`.
+    #[default]
+    Objects,
+    /// `IDS`: the id alone, no object and no fields.
+    Ids,
+    /// `POINTS`: `"point":{"lat":…,"lon":…}`, then `"fields"`.
+    Points,
+    /// `BOUNDS`: `"bounds":{"sw":…,"ne":…}`, then `"fields"`.
+    Bounds,
+    /// `HASHES precision`: `"hash"`, the geohash of the object's centre, then `"fields"`.
+    Hashes(u8),
+    /// `COUNT`: a search output with nothing to say per object, so the fence sends no `set` or
+    /// `fset` event at all, only `del` and `drop` (what Tile38's scan writer leaves of them).
+    Count,
 }
 
 /// The search options a fence takes besides its area, as Tile38 applies them to events.
@@ -292,6 +323,8 @@ pub struct FenceOptions {
     pub nofields: bool,
     /// A roam fence (its [`HookDef::area`] is then unused).
     pub roam: Option<Roam>,
+    /// `IDS`, `POINTS`, `BOUNDS`, `HASHES precision`, `COUNT` or `OBJECTS`.
+    pub output: FenceOutput,
 }
 
 impl PartialEq for FenceOptions {
@@ -302,6 +335,7 @@ impl PartialEq for FenceOptions {
         self.matches == other.matches
             && self.nofields == other.nofields
             && self.roam == other.roam
+            && self.output == other.output
             && test(&self.test) == test(&other.test)
     }
 }

@@ -17,7 +17,8 @@ use crate::deliver::Payload;
 use crate::error::Error;
 use crate::error::Result;
 use crate::fence::{
-    CommandKind, Delivery, Detect, FenceKind, Filter, HookDef, Neighbors, NoNeighbors, Roam,
+    CommandKind, Delivery, Detect, FenceKind, FenceOutput, Filter, HookDef, Neighbors, NoNeighbors,
+    Roam,
 };
 use crate::metrics::{Counters, Metrics};
 use crate::pubsub::PubSub;
@@ -846,6 +847,8 @@ impl Hooks {
                 self.match_set(reg, change, new, &mut events);
                 if change.command == CommandKind::Set {
                     self.match_roam(reg, change, new, near, &mut roams);
+                } else {
+                    bare_roams(reg, change, &mut roams);
                 }
             }
         }
@@ -864,9 +867,16 @@ impl Hooks {
                     && (leader || s.def.delivery != Delivery::Endpoints)
             })
         };
-        events.retain(|e| speaks(e.1));
+        // A COUNT fence writes nothing per object, so of its events only `del` and `drop`
+        // (which carry no object) remain, as in Tile38.
+        let describes = |slot: u32| {
+            reg.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|s| s.def.options.output != FenceOutput::Count)
+        };
+        events.retain(|e| speaks(e.1) && describes(e.1));
         plain.retain(|p| speaks(p.0));
-        roams.retain(|r| speaks(r.slot));
+        roams.retain(|r| speaks(r.slot) && describes(r.slot));
         if events.is_empty() && plain.is_empty() && roams.is_empty() {
             return produced;
         }
@@ -967,20 +977,24 @@ impl Hooks {
             };
             nearby.sort_by(order);
             before.sort_by(order);
-            out.extend(nearby.into_iter().map(|(id, object, meters)| RoamEvent {
-                slot,
-                faraway: false,
-                id,
-                object,
-                meters,
-            }));
-            out.extend(before.into_iter().map(|(id, object, meters)| RoamEvent {
-                slot,
-                faraway: true,
-                id,
-                object,
-                meters,
-            }));
+            let listed = |id: &str, object: &Object| -> Vec<(String, Object)> {
+                let Some(scan) = &roam.scan else {
+                    return Vec::new();
+                };
+                roam_scan(near, &roam.key, id, object, scan)
+            };
+            for (faraway, list) in [(false, nearby), (true, before)] {
+                out.extend(list.into_iter().map(|(id, object, meters)| RoamEvent {
+                    slot,
+                    scan: listed(&id, &object),
+                    neighbour: Some(Neighbour {
+                        faraway,
+                        id,
+                        object,
+                        meters,
+                    }),
+                }));
+            }
         }
     }
 
@@ -997,8 +1011,12 @@ impl Hooks {
         r: &RoamEvent,
     ) {
         self.write_set(out, def, "roam", group, change, time);
+        // An FSET's roam event is the bare message: Tile38 looks for neighbours on SET only.
+        let Some(n) = &r.neighbour else {
+            return;
+        };
         out.pop();
-        out.push_str(if r.faraway {
+        out.push_str(if n.faraway {
             ",\"faraway\":{\"key\":"
         } else {
             ",\"nearby\":{\"key\":"
@@ -1006,11 +1024,26 @@ impl Hooks {
         let roam = def.options.roam.as_ref().expect("a roam fence");
         write_str(out, &roam.key);
         out.push_str(",\"id\":");
-        write_str(out, &r.id);
+        write_str(out, &n.id);
         out.push_str(",\"object\":");
-        r.object.write_json(out);
-        let meters = (r.meters * 1000.0).floor() / 1000.0;
-        let _ = write!(out, ",\"meters\":{meters}}}}}");
+        n.object.write_json(out);
+        let meters = (n.meters * 1000.0).floor() / 1000.0;
+        let _ = write!(out, ",\"meters\":{meters}");
+        if roam.scan.is_some() {
+            out.push_str(",\"scan\":[");
+            for (i, (id, object)) in r.scan.iter().enumerate() {
+                out.push_str(if i == 0 { "{\"id\":" } else { ",{\"id\":" });
+                write_str(out, id);
+                if *id == n.id {
+                    out.push_str(",\"self\":true");
+                }
+                out.push_str(",\"object\":");
+                object.write_json(out);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        out.push_str("}}");
     }
 
     /// Sends one event where its fence's delivery says. Channel and live messages carry Tile38's
@@ -1279,11 +1312,14 @@ impl Hooks {
         write_str(out, change.key);
         let _ = write!(out, ",\"time\":\"{time}\",\"id\":");
         write_str(out, change.id);
-        out.push_str(",\"object\":");
+        let output = def.options.output;
         if let Some(new) = change.new {
-            new.write_json(out);
+            write_output(out, output, new);
         }
-        if let Some(fields) = change.fields.filter(|_| !def.options.nofields) {
+        let fields = change
+            .fields
+            .filter(|_| !def.options.nofields && output != FenceOutput::Ids);
+        if let Some(fields) = fields {
             let mut first = true;
             for (name, value) in fields.iter().filter(|(_, v)| !v.is_zero()) {
                 out.push_str(if first { ",\"fields\":{" } else { "," });
@@ -1312,13 +1348,92 @@ impl Hooks {
     }
 }
 
+/// The member that describes the object in a `set` or `fset` event, as the fence's output asks:
+/// Tile38's scan writer writes `"object"`, `"point"`, `"bounds"` or `"hash"` here, and nothing
+/// for IDS. (COUNT sends no such event.)
+fn write_output(out: &mut String, output: FenceOutput, object: &Object) {
+    match output {
+        FenceOutput::Objects => {
+            out.push_str(",\"object\":");
+            object.write_json(out);
+        }
+        FenceOutput::Points => {
+            if let Some(c) = object.center() {
+                out.push_str(",\"point\":");
+                c.write_latlon_json(out);
+            }
+        }
+        FenceOutput::Bounds => {
+            if let Some(b) = object.bounds() {
+                out.push_str(",\"bounds\":");
+                b.write_latlon_json(out);
+            }
+        }
+        FenceOutput::Hashes(precision) => {
+            if let Ok(hash) = object.geohash(usize::from(precision)) {
+                out.push_str(",\"hash\":");
+                write_str(out, &hash);
+            }
+        }
+        FenceOutput::Ids | FenceOutput::Count => {}
+    }
+}
+
+/// The bare roam events of an FSET: Tile38 looks for neighbours on SET only, and on FSET sends
+/// each roam fence on the key (without DETECT, and whose MATCH the id passes) the event itself,
+/// `"detect":"roam"` with no `nearby` or `faraway` member. NOFIELDS fences hear no FSET.
+fn bare_roams(reg: &Registry, change: &Change<'_>, out: &mut Vec<RoamEvent>) {
+    let Some(fences) = reg.fences.get(change.key) else {
+        return;
+    };
+    for &slot in &fences.roam {
+        let def = &reg.slots[slot as usize].as_ref().expect("live").def;
+        if def.filter.detects_roam() && !def.options.nofields && def.options.id_matches(change.id) {
+            out.push(RoamEvent {
+                slot,
+                neighbour: None,
+                scan: Vec::new(),
+            });
+        }
+    }
+}
+
+/// What `ROAM … SCAN pattern` lists with neighbour `id`: the neighbour itself first (whether or
+/// not its id matches the pattern, as Tile38 reads it apart), then the other objects of `key`
+/// whose id matches `id` followed by `pattern`, in id order.
+fn roam_scan(
+    near: &dyn Neighbors,
+    key: &str,
+    id: &str,
+    object: &Object,
+    pattern: &str,
+) -> Vec<(String, Object)> {
+    let mut out = vec![(id.to_owned(), object.clone())];
+    near.scan(key, &format!("{id}{pattern}"), &mut |found, o| {
+        if found != id {
+            out.push((found.to_owned(), o.clone()));
+        }
+    });
+    out
+}
+
 /// The fields of an event that has none, for WHERE (every field reads as 0).
 static NO_FIELDS: std::sync::LazyLock<Fields> = std::sync::LazyLock::new(Fields::default);
 
-/// One neighbour a roam fence reports for a write.
+/// One roam event of a write: a neighbour a roam fence reports for a SET, or the bare event of
+/// an FSET.
 #[derive(Debug)]
 struct RoamEvent {
     slot: u32,
+    /// `None` for an FSET's bare event.
+    neighbour: Option<Neighbour>,
+    /// What `ROAM … SCAN` lists with the neighbour (empty without SCAN).
+    scan: Vec<(String, Object)>,
+}
+
+/// A neighbour that came within reach (`nearby`) or went out of it (`faraway`).
+#[derive(Debug)]
+struct Neighbour {
     faraway: bool,
     id: String,
     object: Object,
@@ -1705,6 +1820,7 @@ mod tests {
             pattern: "p*".into(),
             meters: 1000.0,
             nodwell,
+            scan: None,
         });
         d
     }

@@ -124,8 +124,8 @@ pub use endpoint::{
 };
 pub use error::{Error, Result};
 pub use fence::{
-    CommandKind, Delivery, Detect, FenceKind, FenceOptions, Filter, HookDef, Neighbors,
-    NoNeighbors, ObjectTest, Roam,
+    CommandKind, Delivery, Detect, FenceKind, FenceOptions, FenceOutput, Filter, HookDef,
+    Neighbors, NoNeighbors, ObjectTest, Roam,
 };
 pub use hooks::{Change, Expired, HookInfo, Hooks, SetOutcome};
 pub use journal::{DeadReason, Journal, Opened, Replayed};

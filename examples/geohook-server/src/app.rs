@@ -37,6 +37,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             .with_context(|| format!("import Tile38 data from {}", src.display()))?;
     }
     let mut settings = Settings::load(&args.dir)?;
+    settings
+        .ensure_server_id(&args.dir)
+        .context("record the server id")?;
     if let Some(p) = &args.requirepass {
         settings.requirepass = p.clone();
     }

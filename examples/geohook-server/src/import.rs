@@ -183,6 +183,9 @@ fn import_config(src: &Path, dir: &Path) -> anyhow::Result<()> {
                         .with_context(|| format!("{}: property {k}", from.display()))?;
                 }
             }
+            // The node keeps its identity and its READONLY mode.
+            "server_id" if !value.is_empty() => settings.server_id = value,
+            "read_only" => settings.read_only = v.as_bool().unwrap_or(false),
             _ => skipped.push(k.as_str()),
         }
     }

@@ -110,6 +110,19 @@ pub(crate) struct Settings {
     /// Default: 0.
     #[serde(rename = "replica_announce_port")]
     pub(crate) replica_announce_port: u16,
+    /// Tile38's `server_id`: this node's identity, 32 random hex digits made
+    /// on its first start and kept in the file from then on (SERVER's `id`,
+    /// INFO's `tile38_id`). Not a CONFIG property.
+    ///
+    /// Default: empty (filled at start).
+    #[serde(rename = "server_id")]
+    pub(crate) server_id: String,
+    /// Tile38's `read_only`: READONLY yes, kept across restarts. Not a
+    /// CONFIG property.
+    ///
+    /// Default: false.
+    #[serde(rename = "read_only")]
+    pub(crate) read_only: bool,
 }
 
 impl Default for Settings {
@@ -131,6 +144,8 @@ impl Default for Settings {
             replica_priority: -1,
             replica_announce_ip: String::new(),
             replica_announce_port: 0,
+            server_id: String::new(),
+            read_only: false,
         }
     }
 }
@@ -246,6 +261,28 @@ impl Settings {
         crate::fsio::write(&dir.join(CONFIG_NAME), &text)
     }
 
+    /// Gives a node without an id its own (Tile38's `server_id`: 16 random
+    /// bytes in hex) and records it in the settings file, as Tile38 writes
+    /// its config at every start; returns whether an id was made.
+    ///
+    /// # Errors
+    ///
+    /// The random source or the file cannot be read or written.
+    pub(crate) fn ensure_server_id(&mut self, dir: &Path) -> anyhow::Result<bool> {
+        if !self.server_id.is_empty() {
+            return Ok(false);
+        }
+        let mut bytes = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        self.server_id = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        store(
+            dir,
+            "server_id",
+            serde_json::Value::from(self.server_id.clone()),
+        )?;
+        Ok(true)
+    }
+
     /// The compactor's growth rule from `aofshrink-percentage` (0 = off).
     pub(crate) fn growth_percent(&self) -> Option<u32> {
         (self.aofshrink_percentage > 0)
@@ -339,6 +376,31 @@ impl Settings {
     }
 }
 
+/// Sets one member of the settings file in `dir` to `value`, keeping every
+/// other member as it is (the `hook-*` properties that CONFIG REWRITE
+/// stores beside these settings included); creates the file if needed.
+///
+/// # Errors
+///
+/// The file cannot be read, is not a JSON object, or cannot be written.
+pub(crate) fn store(dir: &Path, name: &str, value: serde_json::Value) -> anyhow::Result<()> {
+    let path = dir.join(CONFIG_NAME);
+    let mut doc = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => anyhow::bail!("cannot read config file {}: {e}", path.display()),
+    };
+    let Some(map) = doc.as_object_mut() else {
+        anyhow::bail!("config file {} is not a JSON object", path.display());
+    };
+    map.insert(name.to_owned(), value);
+    let mut text = serde_json::to_vec_pretty(&doc)?;
+    text.push(b'\n');
+    crate::fsio::write(&path, &text)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +470,18 @@ mod tests {
         s.set("logconfig", r#"{"level":"info"}"#).unwrap();
         s.save(dir.path()).unwrap();
         assert_eq!(Settings::load(dir.path()).unwrap(), s);
+        // The id is made once, kept by the file, and written without
+        // losing what else the file holds.
+        let mut t = Settings::load(dir.path()).unwrap();
+        assert!(t.ensure_server_id(dir.path()).unwrap());
+        assert_eq!(t.server_id.len(), 32);
+        assert!(t.server_id.bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut again = Settings::load(dir.path()).unwrap();
+        assert_eq!(again.server_id, t.server_id);
+        assert_eq!(again.keepalive, 42);
+        assert!(!again.ensure_server_id(dir.path()).unwrap());
+        store(dir.path(), "read_only", true.into()).unwrap();
+        assert!(Settings::load(dir.path()).unwrap().read_only);
         assert!(s
             .set("nope", "1")
             .unwrap_err()

@@ -108,10 +108,11 @@ impl Shared {
             heavy: HeavyPool::new(opts.heavy_pool),
             opts,
             core: RwLock::new(core),
+            // READONLY yes survives a restart, as in Tile38.
+            readonly: AtomicBool::new(settings.read_only),
             settings: RwLock::new(settings),
             metrics,
             shutdown: CancellationToken::new(),
-            readonly: AtomicBool::new(false),
             shrinking: AtomicBool::new(false),
             commands_run: AtomicU64::new(0),
             started: Instant::now(),

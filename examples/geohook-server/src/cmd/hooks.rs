@@ -32,14 +32,15 @@ use std::time::{Duration, SystemTime};
 
 use geohook_db::Database;
 use geohook_hooks::{
-    Delivery, Endpoint, FenceKind, FenceOptions, Filter, HookDef, RetryPolicy, Roam, SetOutcome,
+    Delivery, Endpoint, FenceKind, FenceOptions, FenceOutput, Filter, HookDef, RetryPolicy, Roam,
+    SetOutcome,
 };
 
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::cmd::args::{self, lower, text, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::spec::Cmd;
-use crate::cmd::{expr, shapes};
+use crate::cmd::{expr, render, shapes};
 use crate::hooks::engine::HookEngine;
 use crate::state::{Core, Record, Writer};
 use geohook_resp::Reply;
@@ -214,8 +215,9 @@ fn hook_err(e: geohook_hooks::Error) -> CmdError {
 /// The options a fence applies to its events: `MATCH pattern` (ids),
 /// `WHERE …` and `WHEREIN …` (an object that fails them is outside),
 /// `NOFIELDS`, `DISTANCE` (the `distance` member), `BUFFER meters` (the area
-/// grown) and, for NEARBY, `NODWELL` and the area `ROAM key pattern
-/// meters`. `OBJECTS` is the only output a fence writes.
+/// grown), the output (`OBJECTS`, `IDS`, `POINTS`, `BOUNDS`, `HASHES
+/// precision` or `COUNT`: what the events say about the object) and, for
+/// NEARBY, `NODWELL` and the area `ROAM key pattern meters [SCAN pattern]`.
 fn parse_fence(
     a: &mut Args<'_>,
     db: &Database,
@@ -237,13 +239,26 @@ fn parse_fence(
             "distance" => distance = true,
             "nofields" => options.nofields = true,
             "nodwell" => nodwell = true,
-            "objects" => {}
-            // BOUNDS is left to the area parser: after FENCE it is the area.
-            "count" | "ids" | "points" | "hashes" => {
-                return Err(CmdError::Msg(format!(
-                    "a fence sends objects: {} is not supported for fences here",
-                    word.to_uppercase()
-                )))
+            "objects" => options.output = FenceOutput::Objects,
+            "ids" => options.output = FenceOutput::Ids,
+            "points" => options.output = FenceOutput::Points,
+            "count" => options.output = FenceOutput::Count,
+            "hashes" => {
+                a.next()?;
+                let p = render::precision(a.next()?)?;
+                options.output = FenceOutput::Hashes(u8::try_from(p).unwrap_or(12));
+                continue;
+            }
+            // Tile38's rule, as in the searches: on WITHIN and INTERSECTS a BOUNDS followed by
+            // a number is the area, not the output.
+            "bounds" => {
+                let number_follows = all
+                    .get(a.pos() + 1)
+                    .is_some_and(|w| args::finite(w).is_ok());
+                if !nearby && number_follows {
+                    break;
+                }
+                options.output = FenceOutput::Bounds;
             }
             "detect" => {
                 a.next()?;
@@ -298,16 +313,18 @@ fn parse_fence(
         if meters < 0.0 {
             return Err(CmdError::invalid(arg));
         }
-        if a.peek_lower().as_deref() == Some("scan") {
-            return Err(CmdError::Msg(
-                "ROAM … SCAN is not supported here: ask without SCAN".into(),
-            ));
-        }
+        let scan = if a.peek_lower().as_deref() == Some("scan") {
+            a.next()?;
+            Some(args::pattern(a.next()?)?.to_owned())
+        } else {
+            None
+        };
         options.roam = Some(Roam {
             key: roam_key,
             pattern,
             meters,
             nodwell,
+            scan,
         });
         // A roam fence has no area of its own; this stands in for it and is
         // never searched.

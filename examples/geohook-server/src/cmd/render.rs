@@ -57,15 +57,9 @@ pub(crate) fn point_resp(p: &Point) -> Reply {
 }
 
 pub(crate) fn point_json(p: &Point) -> String {
-    match p.z {
-        Some(z) => format!(
-            "{{\"lat\":{},\"lon\":{},\"z\":{}}}",
-            jnum(p.lat),
-            jnum(p.lon),
-            jnum(z)
-        ),
-        None => format!("{{\"lat\":{},\"lon\":{}}}", jnum(p.lat), jnum(p.lon)),
-    }
+    let mut out = String::new();
+    p.write_latlon_json(&mut out);
+    out
 }
 
 pub(crate) fn bounds_resp(b: &Bounds) -> Reply {
@@ -82,11 +76,9 @@ pub(crate) fn bounds_resp(b: &Bounds) -> Reply {
 }
 
 pub(crate) fn bounds_json(b: &Bounds) -> String {
-    format!(
-        "{{\"sw\":{},\"ne\":{}}}",
-        point_json(&Point { z: None, ..b.sw }),
-        point_json(&Point { z: None, ..b.ne })
-    )
+    let mut out = String::new();
+    b.write_latlon_json(&mut out);
+    out
 }
 
 /// An item's fields as a flat `[name, value, …]` array, or `None` when it

@@ -10,7 +10,9 @@
 
 use std::fmt::Write as _;
 
-use geohook_db::{Area, Collection, Database, Glob, Hit, Item, Page, Point, SearchOpts};
+use geohook_db::{
+    Area, Bounds, Collection, Database, Glob, Hit, Item, Object, Page, Point, SearchOpts,
+};
 
 use crate::cmd::args::{self, lower, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
@@ -21,6 +23,7 @@ use crate::cmd::render::{
 };
 use crate::cmd::shapes;
 use crate::cmd::spec::Cmd;
+use crate::cmd::test::clip_json;
 use geohook_resp::{self as resp, Reply};
 
 /// Tile38's default LIMIT for searches.
@@ -54,6 +57,9 @@ struct Search<'a> {
     nofields: bool,
     distance: bool,
     scope: Scope,
+    /// `CLIP` on INTERSECTS: each object is returned cut to this rectangle
+    /// (the area's bounds).
+    clip: Option<Bounds>,
 }
 
 /// The command's name in Tile38's "X is not allowed for CMD" errors.
@@ -85,6 +91,7 @@ impl<'a> Search<'a> {
         let mut distance = false;
         let mut buffer: Option<f64> = None;
         let mut order: Option<bool> = None;
+        let mut clip = false;
         // The options, in any order and number; then at most one output.
         // Options after the output are accepted too (a superset of
         // Tile38, which wants them before it): they are never ambiguous.
@@ -145,6 +152,13 @@ impl<'a> Search<'a> {
                     "distance" => {
                         a.next()?;
                         distance = true;
+                    }
+                    "clip" => {
+                        a.next()?;
+                        if clip {
+                            return Err(CmdError::Msg("duplicate argument 'CLIP'".into()));
+                        }
+                        clip = true;
                     }
                     "asc" | "desc" => {
                         a.next()?;
@@ -234,6 +248,15 @@ impl<'a> Search<'a> {
             Cmd::Within | Cmd::Intersects => {
                 // `BOUNDS` then a number: the output was not given, and
                 // BOUNDS is the area (Tile38's rule).
+                // CLIP cuts by a rectangle, so it refuses the areas that are
+                // not one, with Tile38's words.
+                if let Some(w) = a.peek_lower().filter(|w| {
+                    clip && matches!(w.as_str(), "circle" | "object" | "sector" | "get")
+                }) {
+                    return Err(CmdError::invalid(
+                        format!("cannot clip with {w}").as_bytes(),
+                    ));
+                }
                 let area = if out == Output::Bounds
                     && a.peek_lower()
                         .is_some_and(|w| args::finite(w.as_bytes()).is_ok())
@@ -255,6 +278,12 @@ impl<'a> Search<'a> {
             _ => Scope::All,
         };
         a.finish()?;
+        // Tile38 clips INTERSECTS only: what WITHIN returns is inside the
+        // area already, and the other searches take the word and ignore it.
+        let clip = match &scope {
+            Scope::Intersects(area) if clip => area.bounds(),
+            _ => None,
+        };
         Ok(Search {
             key,
             opts,
@@ -263,6 +292,7 @@ impl<'a> Search<'a> {
             nofields,
             distance: distance && cmd == Cmd::Nearby,
             scope,
+            clip,
         })
     }
 }
@@ -287,7 +317,7 @@ pub(crate) fn search(
     let now = ctx.now();
     if let Some((scope, post)) = off_range(&s.scope) {
         let page = filtered(db, &s, &scope, now, &post);
-        return render(ctx, &page, s.out, s.nofields, s.distance, max_reply);
+        return render(ctx, &page, &s, max_reply);
     }
     let page = match (&s.scope, s.filters.is_empty()) {
         (Scope::Values, _) => match db.collection(s.key) {
@@ -304,7 +334,7 @@ pub(crate) fn search(
         (Scope::Intersects(area), true) => db.intersects(s.key, area, &s.opts, now),
         (scope, false) => filtered(db, &s, scope, now, &|_| Step::Keep),
     };
-    render(ctx, &page, s.out, s.nofields, s.distance, max_reply)
+    render(ctx, &page, &s, max_reply)
 }
 
 /// What a walk does with a candidate after the filters.
@@ -530,14 +560,9 @@ fn too_large(max_reply: usize) -> CmdError {
     ))
 }
 
-fn render(
-    ctx: &Ctx,
-    page: &Page<'_>,
-    out: Output,
-    nofields: bool,
-    distance: bool,
-    max_reply: usize,
-) -> Result<Reply, CmdError> {
+fn render(ctx: &Ctx, page: &Page<'_>, s: &Search<'_>, max_reply: usize) -> Result<Reply, CmdError> {
+    let (out, nofields, distance) = (s.out, s.nofields, s.distance);
+    let clip = s.clip.as_ref();
     let count = page.hits.len();
     if out == Output::Count {
         return Ok(if ctx.json {
@@ -570,7 +595,7 @@ fn render(
         // as it grows, rather than kept apart and joined (a second copy).
         let mut items = String::new();
         for h in &page.hits {
-            let item = json_item(h, out, &names, distance)?;
+            let item = json_item(h, out, &names, distance, clip)?;
             if items.len() + item.len() + 1 > max_reply {
                 return Err(too_large(max_reply));
             }
@@ -606,7 +631,8 @@ fn render(
     Reply::Int(page.cursor as i64).encode(&mut buf);
     resp::encode_array_header(count, &mut buf);
     for h in &page.hits {
-        let obj = h.item.object();
+        let clipped = clip.map(|r| clipped(h.item.object(), r));
+        let obj = clipped.as_ref().unwrap_or(h.item.object());
         if buf.len() > max_reply {
             return Err(too_large(max_reply));
         }
@@ -650,8 +676,21 @@ fn render(
     Ok(Reply::Encoded(buf))
 }
 
-fn json_item(h: &Hit<'_>, out: Output, names: &[&str], distance: bool) -> Result<String, CmdError> {
-    let obj = h.item.object();
+/// The object cut to `rect`, as CLIP returns it; an object the cut leaves
+/// unreadable as GeoJSON is returned whole.
+fn clipped(obj: &Object, rect: &Bounds) -> Object {
+    Object::from_geojson_any_range(&clip_json(obj, rect)).unwrap_or_else(|_| obj.clone())
+}
+
+fn json_item(
+    h: &Hit<'_>,
+    out: Output,
+    names: &[&str],
+    distance: bool,
+    clip: Option<&Bounds>,
+) -> Result<String, CmdError> {
+    let clipped = clip.map(|r| clipped(h.item.object(), r));
+    let obj = clipped.as_ref().unwrap_or(h.item.object());
     let id = json_str(h.id);
     let dist = match (distance, h.distance) {
         (true, Some(d)) => format!(",\"distance\":{}", jnum(d)),

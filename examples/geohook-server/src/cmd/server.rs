@@ -52,6 +52,16 @@ pub(crate) fn aofshrink(shared: &Shared, ctx: &Ctx) -> Result<Reply, CmdError> {
 /// Neither yes nor no.
 pub(crate) fn readonly(shared: &Shared, ctx: &Ctx, args: &[Vec<u8>]) -> Result<Reply, CmdError> {
     let v = parse_yes_no(&lower(&args[1])).ok_or_else(|| CmdError::invalid(&args[1]))?;
+    // The settings lock orders concurrent READONLYs, so that the file ends
+    // with the last one's value.
+    let mut settings = shared.settings.write();
+    if settings.read_only != v {
+        // Kept in the config file at once, as Tile38 does, so that a
+        // restart comes back in the same mode.
+        crate::settings::store(&shared.opts.dir, "read_only", v.into())
+            .map_err(|e| CmdError::Msg(format!("readonly not saved: {e}")))?;
+        settings.read_only = v;
+    }
     shared.readonly.store(v, Ordering::Relaxed);
     Ok(ctx.ok())
 }
@@ -212,8 +222,8 @@ fn figures(shared: &Shared, ctx: &Ctx) -> Figures {
     }
 }
 
-fn server_id() -> String {
-    format!("{:016x}", std::process::id())
+fn server_id(shared: &Shared) -> String {
+    shared.settings.read().server_id.clone()
 }
 
 /// SERVER's statistics: Tile38's basic set (with a follower's `following`,
@@ -221,7 +231,7 @@ fn server_id() -> String {
 fn basic(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
     let avg = f.heap.allocated.checked_div(f.num_points).unwrap_or(0);
     let mut m = vec![
-        ("id", Stat::Str(server_id())),
+        ("id", Stat::Str(server_id(shared))),
         ("http_transport", Stat::Bool(false)),
         ("pid", Stat::Int(i64::from(std::process::id()))),
         ("aof_size", Stat::uint(f.aof_size)),
@@ -373,7 +383,7 @@ fn ext(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
         ("next_gc_bytes", u(0)),
         ("last_gc_time_seconds", Stat::Float(0.0)),
         ("gc_cpu_fraction", Stat::Float(0.0)),
-        ("tile38_id", Stat::Str(server_id())),
+        ("tile38_id", Stat::Str(server_id(shared))),
         ("tile38_pid", Stat::Int(i64::from(std::process::id()))),
         (
             "tile38_version",

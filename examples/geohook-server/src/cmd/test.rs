@@ -336,7 +336,7 @@ pub(crate) fn test(db: &Database, ctx: &Ctx, all: &[Vec<u8>]) -> Result<Reply, C
 type Xy = [f64; 2];
 
 /// The object clipped to `rect`, as GeoJSON text.
-fn clip_json(obj: &Object, rect: &Bounds) -> String {
+pub(crate) fn clip_json(obj: &Object, rect: &Bounds) -> String {
     let r = Rect {
         min: [rect.sw.lon, rect.sw.lat],
         max: [rect.ne.lon, rect.ne.lat],

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use geohook_db::{Database, Object, SearchOpts};
+use geohook_db::{Database, Glob, Object, SearchOpts};
 use geohook_hooks::{Change, Hooks, Journal, Neighbors};
 
 use crate::aof::Fsync;
@@ -188,6 +188,27 @@ impl Neighbors for DbNeighbors<'_> {
         );
         for hit in page.hits {
             f(hit.id, hit.item.object(), hit.distance.unwrap_or(0.0));
+        }
+    }
+
+    fn scan(&self, key: &str, pattern: &str, f: &mut dyn FnMut(&str, &Object)) {
+        let glob = Glob::new(pattern);
+        // Ids are kept in order, so the ids that can match lie in one run that starts at the
+        // pattern's literal part (up to its first wildcard): the walk reads only that run, as
+        // Tile38's range scan does.
+        let prefix = &pattern[..pattern.find(['*', '?']).unwrap_or(pattern.len())];
+        if let Ok(item) = self.db.get(key, prefix, self.now_ms) {
+            if glob.is_match(prefix) {
+                f(prefix, item.object());
+            }
+        }
+        for (k, id, item) in self.db.iter_after(Some((key, prefix)), self.now_ms) {
+            if k != key || !id.starts_with(prefix) {
+                break;
+            }
+            if glob.is_match(id) {
+                f(id, item.object());
+            }
         }
     }
 }
