@@ -73,7 +73,9 @@ fn last_round(ids: &[String], prefix: &str) -> Option<u64> {
 #[test]
 fn a_long_search_sees_writes_made_during_its_walk_and_every_unchanged_object_once() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &[]).unwrap();
+    // The searches here are heavy; at the pool's default SCHED_IDLE they
+    // barely run on a loaded machine, and what is shown is the walk.
+    let server = start(dir.path(), &["--heavy-priority", "normal"]).unwrap();
     load(&server, "fleet");
     let searching = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,7 +135,9 @@ fn a_long_search_sees_writes_made_during_its_walk_and_every_unchanged_object_onc
 #[test]
 fn drop_rename_and_flushdb_during_walks_give_only_whole_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path(), &[]).unwrap();
+    // The searches here are heavy; at the pool's default SCHED_IDLE they
+    // barely run on a loaded machine, and what is shown is the walk.
+    let server = start(dir.path(), &["--heavy-priority", "normal"]).unwrap();
     let base: HashSet<String> = (0..OBJECTS).map(base_id).collect();
     let retry = "ERR:a key was renamed during the search: retry it";
     for op in ["DROP fleet", "RENAME fleet fleet2", "FLUSHDB"] {
