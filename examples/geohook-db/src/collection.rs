@@ -13,6 +13,8 @@ use crate::id::{Id, IdOrder};
 use crate::object::{Area, Object};
 use crate::points::{self, PointEntry, PointTree, Rect};
 
+mod resume;
+
 /// Sentinel for "no expiry", so that an item needs no `Option` tag for it.
 const NEVER: i64 = i64::MAX;
 

@@ -267,6 +267,21 @@ impl IdOrder {
         self.blocks.iter().flatten().copied()
     }
 
+    /// The slots before `pos`, in descending id order.
+    pub(crate) fn iter_before(&self, (b, i): Pos) -> impl Iterator<Item = u32> + '_ {
+        let first = self.blocks.get(b).map_or(&[][..], |v| &v[..i.min(v.len())]);
+        first
+            .iter()
+            .rev()
+            .chain(
+                self.blocks[..b.min(self.blocks.len())]
+                    .iter()
+                    .rev()
+                    .flat_map(|v| v.iter().rev()),
+            )
+            .copied()
+    }
+
     /// The slots from `pos` on, in id order.
     pub(crate) fn iter_from(&self, (b, i): Pos) -> impl Iterator<Item = u32> + '_ {
         let first = self.blocks.get(b).map_or(&[][..], |v| &v[i.min(v.len())..]);

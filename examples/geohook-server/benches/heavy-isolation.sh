@@ -8,6 +8,8 @@
 #   before      the same flood against BEFORE_BIN, when set (a build of an
 #               older commit, e.g. heavy searches on the runtime's workers)
 #   no pool     the same flood with --heavy-pool-size 0
+#   pool P      the pool mode again with --heavy-priority P, for each P in
+#               PRIORITIES (e.g. PRIORITIES="idle batch normal"), when set
 #
 # The heavy search is a WITHIN ... COUNT over every point of a collection of
 # POINTS points (above the 10 000-object line, and COUNT visits every
@@ -92,17 +94,20 @@ PY
         IDLE_GET99=$get99
         IDLE_SET99=$set99
     fi
-    printf '%-8s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' "$label" "$ping50" "$ping99" \
+    printf '%-12s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' "$label" "$ping50" "$ping99" \
         "$(echo "scale=2; $ping99 / $IDLE_PING99" | bc)" "$get50" "$get99" \
         "$(echo "scale=2; $get99 / $IDLE_GET99" | bc)" "$set50" "$set99" \
         "$(echo "scale=2; $set99 / $IDLE_SET99" | bc)" "$((runs - busy))" "$busy" \
         "$(cut -d' ' -f1 /proc/loadavg)"
 }
-printf '%-8s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' mode PING_p50 PING_p99 /idle \
+printf '%-12s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' mode PING_p50 PING_p99 /idle \
     GET_p50 GET_p99 /idle SET_p50 SET_p99 /idle heavy_ok busy load
 run_mode idle "$BIN" no
 run_mode pool "$BIN" yes
 if [ -n "${BEFORE_BIN:-}" ]; then
     run_mode before "$BEFORE_BIN" yes
 fi
+for priority in ${PRIORITIES:-}; do
+    run_mode "pool $priority" "$BIN" yes --heavy-priority "$priority"
+done
 run_mode "no pool" "$BIN" yes --heavy-pool-size 0

@@ -217,6 +217,28 @@ pub(crate) fn is_heavy(
     }
 }
 
+/// The scheduling priority of the heavy pool's threads
+/// (`--heavy-priority`).
+///
+/// At `idle` a search takes only CPU time nothing else wants, which is
+/// what keeps cheap commands fast on a machine with idle time; on a machine
+/// that never idles (load far above the cores) such a thread barely runs,
+/// and a slice of a search that holds the database's read lock when it is
+/// preempted keeps a waiting writer (and every reader queued behind that
+/// writer) waiting until it runs again. `batch` and `normal` trade some
+/// cheap-command latency for searches that finish under such load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum HeavyPriority {
+    /// `SCHED_IDLE` (nice 19 where refused).
+    #[default]
+    Idle,
+    /// `SCHED_BATCH`: a normal share of the CPU, but never preempting
+    /// another thread when it wakes.
+    Batch,
+    /// The process's own priority.
+    Normal,
+}
+
 /// A heavy command's work, run on one of the pool's threads.
 pub(crate) type HeavyJob = Box<dyn FnOnce() + Send + 'static>;
 
@@ -226,15 +248,17 @@ pub(crate) type HeavyJob = Box<dyn FnOnce() + Send + 'static>;
 /// like any other, never refused).
 ///
 /// The commands that get a place run on `size` threads of the pool's own,
-/// started at the first heavy command, each of which lowers its own
-/// scheduling priority once as it starts (`SCHED_IDLE` on Linux, else nice
-/// 19): a heavy search then takes only CPU time that nothing else wants, and
-/// the runtime's workers, which parse, answer cheap commands and write
-/// replies, are never among the threads it competes with. There are exactly
-/// as many threads as places, so a job never waits for a thread.
+/// started at the first heavy command, each of which sets its own
+/// scheduling priority once as it starts ([`HeavyPriority`]; by default
+/// `SCHED_IDLE` on Linux, else nice 19): a heavy search then takes only CPU
+/// time that nothing else wants, and the runtime's workers, which parse,
+/// answer cheap commands and write replies, are never among the threads it
+/// competes with. There are exactly as many threads as places, so a job
+/// never waits for a thread.
 #[derive(Debug)]
 pub(crate) struct HeavyPool {
     size: usize,
+    priority: HeavyPriority,
     in_use: Arc<AtomicUsize>,
     /// The queue the threads take jobs from, once they are started; `None`
     /// inside when they could not be started (jobs then run where asked).
@@ -266,9 +290,15 @@ impl HeavyPool {
     pub(crate) fn new(size: usize) -> HeavyPool {
         HeavyPool {
             size,
+            priority: HeavyPriority::default(),
             in_use: Arc::new(AtomicUsize::new(0)),
             threads: OnceLock::new(),
         }
+    }
+
+    /// The same pool, its threads at `priority`.
+    pub(crate) fn with_priority(self, priority: HeavyPriority) -> HeavyPool {
+        HeavyPool { priority, ..self }
     }
 
     /// The default size: twice the cores this process may use.
@@ -316,7 +346,10 @@ impl HeavyPool {
         if self.size == 0 {
             return Err(job);
         }
-        let Some(queue) = self.threads.get_or_init(|| start_threads(self.size)) else {
+        let Some(queue) = self
+            .threads
+            .get_or_init(|| start_threads(self.size, self.priority))
+        else {
             return Err(job);
         };
         queue.send(job).map_err(|e| e.into_inner())
@@ -326,7 +359,10 @@ impl HeavyPool {
 /// Starts the pool's threads; `None` (logged) when not even one starts.
 /// The threads live as long as the process: the queue's sender is never
 /// dropped while the pool is in use, and each thread waits on it idle.
-fn start_threads(size: usize) -> Option<crossbeam_channel::Sender<HeavyJob>> {
+fn start_threads(
+    size: usize,
+    priority: HeavyPriority,
+) -> Option<crossbeam_channel::Sender<HeavyJob>> {
     let (tx, rx) = crossbeam_channel::unbounded::<HeavyJob>();
     let mut started = 0;
     for n in 0..size {
@@ -334,8 +370,8 @@ fn start_threads(size: usize) -> Option<crossbeam_channel::Sender<HeavyJob>> {
         let spawned = std::thread::Builder::new()
             .name(format!("heavy-{n}"))
             .spawn(move || {
-                if let Err(e) = lower_own_priority() {
-                    tracing::warn!(error = %e, "heavy pool thread keeps normal priority");
+                if let Err(e) = set_own_priority(priority) {
+                    tracing::warn!(error = %e, ?priority, "heavy pool thread keeps normal priority");
                 }
                 for job in rx {
                     // A panicking job loses its own reply (its sender is
@@ -354,23 +390,32 @@ fn start_threads(size: usize) -> Option<crossbeam_channel::Sender<HeavyJob>> {
     (started > 0).then_some(tx)
 }
 
-/// Lowers the calling thread's scheduling priority as far as it goes:
-/// `SCHED_IDLE` (the thread runs only when a CPU has nothing else to run,
-/// and any other thread that wakes preempts it at once), or nice 19 where
-/// that policy is refused. A thread may always lower its own priority; it
+/// Sets the calling thread's scheduling priority. `idle` lowers it as far
+/// as it goes: `SCHED_IDLE` (the thread runs only when a CPU has nothing
+/// else to run, and any other thread that wakes preempts it at once), or
+/// nice 19 where that policy is refused; `batch` sets `SCHED_BATCH`;
+/// `normal` changes nothing. A thread may always lower its own priority; it
 /// cannot raise it back unprivileged, so this happens once, at start.
 ///
 /// # Errors
 ///
-/// Both calls failed (the thread keeps its priority).
-fn lower_own_priority() -> std::io::Result<()> {
+/// The calls failed (the thread keeps its priority).
+fn set_own_priority(priority: HeavyPriority) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
+        let policy = match priority {
+            HeavyPriority::Normal => return Ok(()),
+            HeavyPriority::Batch => libc::SCHED_BATCH,
+            HeavyPriority::Idle => libc::SCHED_IDLE,
+        };
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: pid 0 names the calling thread, and `param` is a valid
         // `sched_param` that outlives the call.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 {
             return Ok(());
+        }
+        if priority == HeavyPriority::Batch {
+            return Err(std::io::Error::last_os_error());
         }
         let idle = std::io::Error::last_os_error();
         // SAFETY: plain system calls on the calling thread's own id.
@@ -383,6 +428,9 @@ fn lower_own_priority() -> std::io::Result<()> {
     }
     #[cfg(not(target_os = "linux"))]
     {
+        if priority == HeavyPriority::Normal {
+            return Ok(());
+        }
         Err(std::io::Error::other(
             "lowering a thread's priority is only done on Linux",
         ))
@@ -496,6 +544,28 @@ mod heavy_tests {
         for _ in 0..2 {
             rx.recv_timeout(std::time::Duration::from_secs(60))
                 .expect("both threads still serve");
+        }
+    }
+
+    #[test]
+    fn the_priority_flag_sets_the_threads_policy() {
+        for (priority, want) in [
+            (HeavyPriority::Batch, libc::SCHED_BATCH),
+            (HeavyPriority::Normal, libc::SCHED_OTHER),
+        ] {
+            let pool = HeavyPool::new(1).with_priority(priority);
+            let (tx, rx) = std::sync::mpsc::channel();
+            let permit = pool.try_acquire().unwrap().unwrap();
+            let job: HeavyJob = Box::new(move || {
+                drop(permit);
+                // SAFETY: a plain query of the calling thread.
+                tx.send(unsafe { libc::sched_getscheduler(0) }).unwrap();
+            });
+            assert!(pool.spawn(job).is_ok());
+            let policy = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the job ran");
+            assert_eq!(policy, want, "{priority:?}");
         }
     }
 }

@@ -94,6 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         heavy_pool: args
             .heavy_pool_size
             .unwrap_or_else(crate::admission::HeavyPool::default_size),
+        heavy_priority: args.heavy_priority,
     };
     let mut shared = Shared::new(opts, core, settings, metrics.clone());
     shared.changes = Some(hooks.clone());

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use geohook_hooks::{DeliveryConfig, QueueConfig};
 
+use crate::admission::HeavyPriority;
 use crate::aof::Fsync;
 use crate::metrics::EndpointLimits;
 use crate::output::OutputLimits;
@@ -104,6 +105,11 @@ pub struct Args {
     /// commands run like any other, never refused).
     #[arg(long)]
     pub(crate) heavy_pool_size: Option<usize>,
+    /// The scheduling priority of the heavy pool's threads: `idle`
+    /// (SCHED_IDLE: only CPU time nothing else wants), `batch`
+    /// (SCHED_BATCH) or `normal` (the server's own).
+    #[arg(long, value_enum, default_value_t = HeavyPriority::default())]
+    pub(crate) heavy_priority: HeavyPriority,
     /// Most commands one connection runs from a pipeline before its replies
     /// are written and other clients get a turn (overrides the config
     /// file's `client-pipeline-max`; 0 = no count cap). Default: 1000.

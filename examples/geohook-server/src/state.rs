@@ -39,6 +39,8 @@ pub(crate) struct Options {
     pub(crate) output: crate::output::OutputLimits,
     /// Most heavy commands running at once (0 = no pool).
     pub(crate) heavy_pool: usize,
+    /// The scheduling priority of the heavy pool's threads.
+    pub(crate) heavy_priority: crate::admission::HeavyPriority,
 }
 
 /// The data and its log, guarded together so that the log order is the
@@ -105,7 +107,7 @@ impl Shared {
         metrics: Arc<Metrics>,
     ) -> Shared {
         Shared {
-            heavy: HeavyPool::new(opts.heavy_pool),
+            heavy: HeavyPool::new(opts.heavy_pool).with_priority(opts.heavy_priority),
             opts,
             core: RwLock::new(core),
             // READONLY yes survives a restart, as in Tile38.
@@ -384,6 +386,7 @@ pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
         listen: String::new(),
         output: crate::output::OutputLimits::default(),
         heavy_pool: 2,
+        heavy_priority: crate::admission::HeavyPriority::default(),
     };
     let core = Core {
         db: geohook_db::Database::new(),

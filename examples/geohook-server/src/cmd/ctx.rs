@@ -116,6 +116,11 @@ impl CmdError {
     }
 }
 
+/// Tile38's error for a command past its `TIMEOUT`.
+pub(crate) fn timed_out() -> CmdError {
+    CmdError::Msg("timeout".into())
+}
+
 /// The context a command runs in.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx {
@@ -125,6 +130,8 @@ pub(crate) struct Ctx {
     pub(crate) start: Instant,
     /// The database clock.
     pub(crate) now_ms: u64,
+    /// When a `TIMEOUT` runs out: a long search stops there.
+    pub(crate) deadline: Option<Instant>,
 }
 
 impl Ctx {
@@ -134,6 +141,19 @@ impl Ctx {
             json,
             start: Instant::now(),
             now_ms: crate::clock::now_ms(),
+            deadline: None,
+        }
+    }
+
+    /// Tile38's `timeout` error once the deadline has passed.
+    ///
+    /// # Errors
+    ///
+    /// `timeout`.
+    pub(crate) fn check_deadline(&self) -> Result<(), CmdError> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(timed_out()),
+            _ => Ok(()),
         }
     }
 

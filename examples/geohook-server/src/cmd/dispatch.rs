@@ -21,7 +21,7 @@ use crate::cmd::{
     write,
 };
 use crate::repl::status::gate;
-use crate::state::Shared;
+use crate::state::{Core, Shared};
 use geohook_resp::Reply;
 
 /// Runs one command from a client and renders its reply, all on the
@@ -291,6 +291,22 @@ fn read(
         };
         return hooks::list(engine, ctx, args);
     }
+    if matches!(
+        spec.cmd,
+        Cmd::Scan | Cmd::Search | Cmd::Nearby | Cmd::Within | Cmd::Intersects
+    ) {
+        // A search takes the lock itself: a long one lets it go between
+        // slices of its walk.
+        return search::search_in(
+            &shared.core,
+            |core: &Core| &core.db,
+            ctx,
+            spec.cmd,
+            spec.name,
+            args,
+            shared.opts.output.max_reply,
+        );
+    }
     let core = shared.core.read();
     let db = &core.db;
     match spec.cmd {
@@ -304,14 +320,6 @@ fn read(
         Cmd::Stats => keys::stats(db, ctx, args),
         Cmd::Bounds => keys::bounds(db, ctx, args),
         Cmd::Test => test::test(db, ctx, args),
-        Cmd::Scan | Cmd::Search | Cmd::Nearby | Cmd::Within | Cmd::Intersects => search::search(
-            db,
-            ctx,
-            spec.cmd,
-            spec.name,
-            args,
-            shared.opts.output.max_reply,
-        ),
         other => Err(CmdError::Msg(format!("no handler for {other:?} as a read"))),
     }
 }
@@ -368,9 +376,10 @@ fn admin(
 
 /// `TIMEOUT seconds command …`, as Tile38 runs it: a write is refused
 /// (`timeout not supported for 'set'`), anything else runs through every
-/// gate as if sent alone, and a command that ends past the limit answers
-/// `timeout` instead of its reply. The command is not cut short while it
-/// runs: the deadline is read when it ends.
+/// gate as if sent alone, with a deadline `seconds` after it started: a
+/// search walked in slices stops as soon as the deadline passes (checked
+/// between slices and every few hundred objects), and any command that
+/// ends past it answers `timeout` instead of its reply.
 fn timeout(
     shared: &Arc<Shared>,
     session: &mut Session,
@@ -389,10 +398,12 @@ fn timeout(
         Some(s) if s.cmd == Cmd::Timeout => return Err(CmdError::invalid(&inner[0])),
         _ => {}
     }
-    let reply = run(shared, session, ctx, spec, inner)?;
-    if ctx.start.elapsed() > limit {
-        return Err(CmdError::Msg("timeout".into()));
-    }
+    let ctx = Ctx {
+        deadline: ctx.start.checked_add(limit),
+        ..*ctx
+    };
+    let reply = run(shared, session, &ctx, spec, inner)?;
+    ctx.check_deadline()?;
     Ok(reply)
 }
 

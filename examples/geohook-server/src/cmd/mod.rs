@@ -42,6 +42,7 @@ pub(crate) mod search;
 pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod shapes;
+pub(crate) mod sliced;
 pub(crate) mod spec;
 pub(crate) mod test;
 pub(crate) mod write;

@@ -22,16 +22,18 @@ use crate::cmd::render::{
     precision, Output,
 };
 use crate::cmd::shapes;
+use crate::cmd::sliced;
 use crate::cmd::spec::Cmd;
 use crate::cmd::test::clip_json;
 use geohook_resp::{self as resp, Reply};
+use parking_lot::RwLock;
 
 /// Tile38's default LIMIT for searches.
 const DEFAULT_LIMIT: usize = 100;
 
 /// Where a search looks.
 #[derive(Debug)]
-enum Scope {
+pub(super) enum Scope {
     /// The whole collection, in id order.
     All,
     /// The collection's string objects, in value order (SEARCH).
@@ -46,17 +48,17 @@ enum Scope {
 
 /// A parsed search.
 #[derive(Debug)]
-struct Search<'a> {
-    key: &'a str,
+pub(super) struct Search<'a> {
+    pub(super) key: &'a str,
     /// What geohook-db applies during its walk: cursor, limit, MATCH,
     /// inclusive WHERE ranges, order.
-    opts: SearchOpts,
+    pub(super) opts: SearchOpts,
     /// The filters geohook-db cannot apply (see `expr`), checked here.
     filters: Vec<Filter>,
-    out: Output,
+    pub(super) out: Output,
     nofields: bool,
     distance: bool,
-    scope: Scope,
+    pub(super) scope: Scope,
     /// `CLIP` on INTERSECTS: each object is returned cut to this rectangle
     /// (the area's bounds).
     clip: Option<Bounds>,
@@ -297,49 +299,226 @@ impl<'a> Search<'a> {
     }
 }
 
-/// Runs SCAN, SEARCH, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`);
-/// its reply may hold at most `max_reply` bytes of items.
+/// Runs SCAN, SEARCH, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`),
+/// reading the database under `lock` (seen through `view`); its reply may
+/// hold at most `max_reply` bytes of items.
+///
+/// A search of a large collection in id order (SCAN) or over an area
+/// (WITHIN, INTERSECTS) is walked in bounded slices with the lock let go
+/// between them, so that writers are never held up by more than one slice
+/// (see [`sliced`] for what such a walk sees of writes made meanwhile) and
+/// the context's deadline (`TIMEOUT`) stops it as it walks; every other
+/// search runs under one read lock and is checked against the deadline
+/// when it ends.
 ///
 /// # Errors
 ///
-/// A bad argument or area, an output the objects cannot give, or a page
+/// A bad argument or area, an output the objects cannot give, a page
 /// whose reply would exceed `max_reply` (refused whole rather than cut, so
-/// that no client mistakes a short page for the end of the walk).
-pub(crate) fn search(
-    db: &Database,
+/// that no client mistakes a short page for the end of the walk),
+/// `timeout` past the deadline, or a walk a RENAME made unsure of its key.
+pub(crate) fn search_in<T>(
+    lock: &RwLock<T>,
+    view: impl Fn(&T) -> &Database,
     ctx: &Ctx,
     cmd: Cmd,
     name: &'static str,
     args: &[Vec<u8>],
     max_reply: usize,
 ) -> Result<Reply, CmdError> {
+    let guard = lock.read();
+    let db = view(&guard);
     let s = Search::parse(cmd, name, args, db, ctx.now())?;
+    if !walks_in_slices(db, &s, ctx.now()) {
+        let reply = run_parsed(db, ctx, &s, max_reply);
+        drop(guard);
+        ctx.check_deadline()?;
+        return reply;
+    }
+    drop(guard);
+    run_sliced(lock, view, &s, ctx, max_reply)
+}
+
+/// Whether a search is walked in slices: a SCAN, WITHIN or INTERSECTS
+/// (server-side filters or not) of a collection larger than one slice.
+/// The choice depends on the collection's size, not on the page asked for,
+/// so that the pages of one walk are numbered alike (a cursor counts the
+/// candidates of the walk that gave it).
+fn walks_in_slices(db: &Database, s: &Search<'_>, now: i64) -> bool {
+    matches!(
+        s.scope,
+        Scope::All | Scope::Within(_) | Scope::Intersects(_)
+    ) && db
+        .collection(s.key)
+        .is_some_and(|c| c.len(now) > sliced::SLICE)
+}
+
+/// What a sliced walk keeps of a search: the count, and for a page a copy
+/// of each hit (the walk lets the lock go, so it cannot keep references).
+struct Found<'f, 'a> {
+    s: &'f Search<'a>,
+    /// The area's exact test, on top of the walk's candidates.
+    area: Option<(&'f Area, bool)>,
+    post: &'f Post<'f>,
+    globs: Vec<Glob>,
+    /// The candidates numbered so far (the cursor's unit).
+    pos: u64,
+    count: usize,
+    hits: Vec<(Box<str>, Item)>,
+    /// The bytes the copies hold, held to at most twice the reply cap.
+    held: usize,
+    max_held: usize,
+    cursor: u64,
+}
+
+impl Found<'_, '_> {
+    /// The copies as a page to render.
+    fn page(&self) -> Page<'_> {
+        Page {
+            hits: self.hits.iter().map(|(id, item)| hit(id, item)).collect(),
+            cursor: self.cursor,
+        }
+    }
+}
+
+impl sliced::Visitor for Found<'_, '_> {
+    type Mark = (u64, usize, usize);
+
+    fn visit(&mut self, id: &str, item: &Item) -> Result<sliced::Flow, CmdError> {
+        let pos = self.pos;
+        self.pos += 1;
+        if pos < self.s.opts.cursor {
+            return Ok(sliced::Flow::Go);
+        }
+        let inside = match self.area {
+            Some((area, true)) => item.object().within(area),
+            Some((area, false)) => item.object().intersects(area),
+            None => true,
+        };
+        let h = hit(id, item);
+        if !inside || !passes(&h, self.s, &self.globs, false, false) {
+            return Ok(sliced::Flow::Go);
+        }
+        match (self.post)(&h) {
+            Step::Keep => {}
+            Step::Skip => return Ok(sliced::Flow::Go),
+            Step::Stop => return Ok(sliced::Flow::Done),
+        }
+        self.count += 1;
+        if self.s.out != Output::Count {
+            self.held += std::mem::size_of::<(Box<str>, Item)>()
+                + id.len()
+                + match item.object() {
+                    geohook_db::Object::String(v) => v.len(),
+                    _ => 0,
+                }
+                + item.fields().len() * 64;
+            if self.held > self.max_held {
+                return Err(too_large(self.max_held / 2));
+            }
+            self.hits.push((id.into(), item.clone()));
+        }
+        if self.s.opts.limit == Some(self.count) {
+            self.cursor = pos + 1;
+            return Ok(sliced::Flow::Done);
+        }
+        Ok(sliced::Flow::Go)
+    }
+
+    fn mark(&self) -> Self::Mark {
+        (self.pos, self.count, self.held)
+    }
+
+    fn rollback(&mut self, (pos, count, held): Self::Mark) {
+        if self.s.out != Output::Count {
+            self.hits.truncate(self.hits.len() - (self.count - count));
+        }
+        (self.pos, self.count, self.held) = (pos, count, held);
+    }
+}
+
+/// Walks a search in slices under `lock` ([`walks_in_slices`] said so)
+/// and renders its reply with the lock let go.
+fn run_sliced<T>(
+    lock: &RwLock<T>,
+    view: impl Fn(&T) -> &Database,
+    s: &Search<'_>,
+    ctx: &Ctx,
+    max_reply: usize,
+) -> Result<Reply, CmdError> {
+    let ranged = off_range(&s.scope);
+    let keep = |_: &Hit<'_>| Step::Keep;
+    let (scope, post): (&Scope, &Post<'_>) = match &ranged {
+        Some((scope, post)) => (scope, &**post),
+        None => (&s.scope, &keep),
+    };
+    let (order, area) = match scope {
+        Scope::Within(a) => (sliced::Order::Area(a), Some((a, true))),
+        Scope::Intersects(a) => (sliced::Order::Area(a), Some((a, false))),
+        _ => (sliced::Order::Ids { desc: s.opts.desc }, None),
+    };
+    let mut found = Found {
+        s,
+        area,
+        post,
+        globs: s.opts.matches.iter().map(|p| Glob::new(p)).collect(),
+        pos: 0,
+        count: 0,
+        hits: Vec::new(),
+        held: 0,
+        max_held: max_reply.saturating_mul(2),
+        cursor: 0,
+    };
+    if s.opts.limit != Some(0) {
+        sliced::walk(
+            lock,
+            view,
+            s.key,
+            order,
+            ctx.now(),
+            ctx.deadline,
+            &mut found,
+        )?;
+    }
+    if s.out == Output::Count {
+        return Ok(count_reply(ctx, found.count, found.cursor));
+    }
+    render(ctx, &found.page(), s, max_reply)
+}
+
+/// Runs a parsed search under the caller's read lock.
+fn run_parsed(
+    db: &Database,
+    ctx: &Ctx,
+    s: &Search<'_>,
+    max_reply: usize,
+) -> Result<Reply, CmdError> {
     let now = ctx.now();
     if let Some((scope, post)) = off_range(&s.scope) {
-        let page = filtered(db, &s, &scope, now, &post);
-        return render(ctx, &page, &s, max_reply);
+        let page = filtered(db, s, &scope, now, &post);
+        return render(ctx, &page, s, max_reply);
     }
     let page = match (&s.scope, s.filters.is_empty()) {
         (Scope::Values, _) => match db.collection(s.key) {
-            Some(c) => walk_values(c, &s, now),
+            Some(c) => walk_values(c, s, now),
             None => Page::default(),
         },
         (Scope::All, false) => match db.collection(s.key) {
-            Some(c) => walk_ids(c, &s, now),
+            Some(c) => walk_ids(c, s, now),
             None => Page::default(),
         },
         (Scope::All, true) => db.scan(s.key, &s.opts, now),
         (Scope::Nearby(p, meters), true) => db.nearby(s.key, p, *meters, &s.opts, now),
         (Scope::Within(area), true) => db.within(s.key, area, &s.opts, now),
         (Scope::Intersects(area), true) => db.intersects(s.key, area, &s.opts, now),
-        (scope, false) => filtered(db, &s, scope, now, &|_| Step::Keep),
+        (scope, false) => filtered(db, s, scope, now, &|_| Step::Keep),
     };
-    render(ctx, &page, &s, max_reply)
+    render(ctx, &page, s, max_reply)
 }
 
 /// What a walk does with a candidate after the filters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(super) enum Step {
     Keep,
     Skip,
     /// The walk is past everything that can match (NEARBY's radius).
@@ -347,7 +526,7 @@ enum Step {
 }
 
 /// A test applied to each hit after the filters.
-type Post<'p> = dyn Fn(&Hit<'_>) -> Step + 'p;
+pub(super) type Post<'p> = dyn Fn(&Hit<'_>) -> Step + 'p;
 
 fn in_range(p: &Point) -> bool {
     (-90.0..=90.0).contains(&p.lat) && (-180.0..=180.0).contains(&p.lon)
@@ -360,7 +539,7 @@ fn in_range(p: &Point) -> bool {
 /// exact test here: NEARBY without its radius, cut where the distance
 /// passes it (the walk is in distance order); WITHIN and INTERSECTS over
 /// every spatial object, tested against the circle.
-fn off_range(scope: &Scope) -> Option<(Scope, Box<Post<'_>>)> {
+pub(super) fn off_range(scope: &Scope) -> Option<(Scope, Box<Post<'_>>)> {
     let everything = || {
         Area::Bounds(geohook_db::Bounds {
             sw: Point {
@@ -440,23 +619,7 @@ fn take<'a>(
         if pos < s.opts.cursor {
             continue;
         }
-        if !globs.is_empty() {
-            let subject: &str = if match_value {
-                match h.item.object() {
-                    geohook_db::Object::String(v) => v,
-                    _ => h.id,
-                }
-            } else {
-                h.id
-            };
-            if !globs.iter().any(|g| g.is_match(subject)) {
-                continue;
-            }
-        }
-        if !db_applied && !s.opts.wheres.iter().all(|w| w.accepts(h.item.fields())) {
-            continue;
-        }
-        if !s.filters.iter().all(|f| f.accepts(h.id, h.item)) {
+        if !passes(&h, s, &globs, match_value, db_applied) {
             continue;
         }
         match post(&h) {
@@ -474,6 +637,35 @@ fn take<'a>(
         }
     }
     (Page { hits, cursor: 0 }, false)
+}
+
+/// MATCH (`globs`, on the id or with `match_value` on a string object's
+/// value), unless `db_applied` the WHERE ranges, and the server-side
+/// filters: true when the hit passes them all.
+pub(super) fn passes(
+    h: &Hit<'_>,
+    s: &Search<'_>,
+    globs: &[Glob],
+    match_value: bool,
+    db_applied: bool,
+) -> bool {
+    if !globs.is_empty() {
+        let subject: &str = if match_value {
+            match h.item.object() {
+                geohook_db::Object::String(v) => v,
+                _ => h.id,
+            }
+        } else {
+            h.id
+        };
+        if !globs.iter().any(|g| g.is_match(subject)) {
+            return false;
+        }
+    }
+    if !db_applied && !s.opts.wheres.iter().all(|w| w.accepts(h.item.fields())) {
+        return false;
+    }
+    s.filters.iter().all(|f| f.accepts(h.id, h.item))
 }
 
 fn hit<'a>(id: &'a str, item: &'a Item) -> Hit<'a> {
@@ -554,7 +746,7 @@ fn filtered<'a>(
 }
 
 /// The error for a page whose reply would exceed `max_reply` bytes.
-fn too_large(max_reply: usize) -> CmdError {
+pub(super) fn too_large(max_reply: usize) -> CmdError {
     CmdError::Msg(format!(
         "reply too large (over {max_reply} bytes): lower LIMIT and page with CURSOR"
     ))
@@ -565,11 +757,7 @@ fn render(ctx: &Ctx, page: &Page<'_>, s: &Search<'_>, max_reply: usize) -> Resul
     let clip = s.clip.as_ref();
     let count = page.hits.len();
     if out == Output::Count {
-        return Ok(if ctx.json {
-            ctx.ok_json(&format!(",\"count\":{count},\"cursor\":{}", page.cursor))
-        } else {
-            Reply::Int(count as i64)
-        });
+        return Ok(count_reply(ctx, count, page.cursor));
     }
     let with_fields =
         !nofields && out != Output::Ids && page.hits.iter().any(|h| !h.item.fields().is_empty());
@@ -674,6 +862,15 @@ fn render(ctx: &Ctx, page: &Page<'_>, s: &Search<'_>, max_reply: usize) -> Resul
         return Err(too_large(max_reply));
     }
     Ok(Reply::Encoded(buf))
+}
+
+/// The reply of a COUNT search.
+fn count_reply(ctx: &Ctx, count: usize, cursor: u64) -> Reply {
+    if ctx.json {
+        ctx.ok_json(&format!(",\"count\":{count},\"cursor\":{cursor}"))
+    } else {
+        Reply::Int(count as i64)
+    }
 }
 
 /// The object cut to `rect`, as CLIP returns it; an object the cut leaves

@@ -1,0 +1,393 @@
+//! Long searches walked in bounded slices, letting the database lock go
+//! between them, so that a search never holds up a writer (and, behind a
+//! waiting writer, every other reader) for longer than one slice.
+//!
+//! A slice is at most [`SLICE`] candidates, read under one read lock; the
+//! lock is then released with a fair unlock, which hands it to a waiting
+//! writer first, and taken again for the next slice. Between slices the walk
+//! keeps no reference into the database, only where to resume:
+//!
+//! - **Id order** (SCAN): after the last id seen (before it, descending).
+//! - **Area** (WITHIN, INTERSECTS): longitude ranges of the area's bounding
+//!   box, west to east, each candidate belonging to exactly one range by its
+//!   own position ([`geohook_db::Collection::area_part`]). A range's width
+//!   adapts to the candidates the last one held; a range that turns out to
+//!   hold more than twice a slice is given up (the visitor rolls back) and
+//!   tried again a quarter as wide, so a slice stays bounded however the
+//!   objects cluster, down to a width of [`MIN_WIDTH`] degrees.
+//!
+//! **What a sliced walk sees of writes made during it.** Like Redis's SCAN
+//! (and unlike Tile38, which walks under its lock and so sees none):
+//! - an object that is present and unchanged for the whole walk is visited
+//!   exactly once;
+//! - an object added, removed or changed during the walk may be visited or
+//!   not, in its old state or its new one, and an object that moves across
+//!   the walk's front (a SET to a new position) may be visited twice or not
+//!   at all;
+//! - when the key disappears during the walk (DROP, FLUSHDB, RENAME away, or
+//!   its last object deleted), the walk ends there with what it has;
+//! - when any key is renamed during the walk and the key still exists, the
+//!   walk cannot tell whether its collection was replaced, and fails with
+//!   [`moved`] rather than mix two collections;
+//! - a cursor counts the candidates of this walk, so paging with the
+//!   returned cursors visits every object once while the collection does
+//!   not change, as before.
+//!
+//! The deadline of a `TIMEOUT` is checked between slices and every
+//! [`CHECK_EVERY`] candidates within one.
+
+use std::time::Instant;
+
+use geohook_db::{Area, Database, Item};
+use parking_lot::{RwLock, RwLockReadGuard};
+
+use crate::cmd::ctx::{timed_out, CmdError};
+
+/// Most candidates read under one read lock.
+pub(crate) const SLICE: usize = 1024;
+/// A slice checks the deadline after this many candidates.
+pub(crate) const CHECK_EVERY: usize = 256;
+/// An area range narrower than this (in degrees of longitude, about 11 m at
+/// the equator, where stored positions are still told apart) is walked
+/// whole, however many candidates it holds.
+pub(crate) const MIN_WIDTH: f64 = 1e-4;
+
+/// What a visitor says after a candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Go on walking.
+    Go,
+    /// The walk is over (the page is full, or nothing further can match).
+    Done,
+}
+
+/// The order a walk goes in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Order<'a> {
+    /// Id order, descending with `desc`.
+    Ids { desc: bool },
+    /// The candidates of an area, by longitude range.
+    Area(&'a Area),
+}
+
+/// What a sliced walk hands each candidate to. The visitor owns what it
+/// keeps (it sees a candidate only while the lock is held).
+pub(crate) trait Visitor {
+    /// A state to go back to ([`Visitor::rollback`]).
+    type Mark: Copy;
+    /// Takes one live candidate.
+    ///
+    /// # Errors
+    ///
+    /// Ends the walk with this error (a reply too large, say).
+    fn visit(&mut self, id: &str, item: &Item) -> Result<Flow, CmdError>;
+    /// The state now.
+    fn mark(&self) -> Self::Mark;
+    /// Forgets every candidate visited since `mark`.
+    fn rollback(&mut self, mark: Self::Mark);
+}
+
+/// The error of a walk whose key may have been replaced by a RENAME.
+pub(crate) fn moved() -> CmdError {
+    CmdError::Msg("a key was renamed during the search: retry it".into())
+}
+
+fn check(deadline: Option<Instant>) -> Result<(), CmdError> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(timed_out()),
+        _ => Ok(()),
+    }
+}
+
+/// Walks the collection at `key` in `order`, in slices under `lock` (the
+/// database seen through `view`), handing every live candidate to `v`
+/// until it says [`Flow::Done`] or the candidates end.
+///
+/// # Errors
+///
+/// The visitor's error, [`timed_out`] once `deadline` has passed, or
+/// [`moved`].
+pub(crate) fn walk<T, V: Visitor>(
+    lock: &RwLock<T>,
+    view: impl Fn(&T) -> &Database,
+    key: &str,
+    order: Order<'_>,
+    now: i64,
+    deadline: Option<Instant>,
+    v: &mut V,
+) -> Result<(), CmdError> {
+    let mut moves = None;
+    // Where the next slice starts: the last id seen, or the next range.
+    let mut last: Option<Box<str>> = None;
+    let mut from = f64::NEG_INFINITY;
+    let mut width: Option<f64> = None;
+    loop {
+        check(deadline)?;
+        let guard = lock.read();
+        let db = view(&guard);
+        let Some(c) = db.collection(key) else {
+            return Ok(());
+        };
+        if *moves.get_or_insert(db.moves()) != db.moves() {
+            return Err(moved());
+        }
+        let mut n = 0;
+        match order {
+            Order::Ids { desc } => {
+                let mut ended = true;
+                for (id, item) in c.ids_from(last.as_deref(), desc, now) {
+                    n += 1;
+                    if n % CHECK_EVERY == 0 {
+                        check(deadline)?;
+                    }
+                    if v.visit(id, item)? == Flow::Done {
+                        return Ok(());
+                    }
+                    if n == SLICE {
+                        last = Some(id.into());
+                        ended = false;
+                        break;
+                    }
+                }
+                if ended {
+                    return Ok(());
+                }
+            }
+            Order::Area(area) => {
+                let Some(b) = area.bounds() else {
+                    return Ok(());
+                };
+                let (west, east) = (b.sw.lon.max(-180.0), b.ne.lon.min(180.0));
+                // The first range's width assumes every object of the
+                // collection is in the area; sparse ranges then widen it.
+                let w = *width.get_or_insert_with(|| {
+                    let len = c.len(now);
+                    if len <= SLICE || east <= west {
+                        f64::INFINITY
+                    } else {
+                        (east - west) * SLICE as f64 / len as f64
+                    }
+                });
+                let start = from.max(west);
+                let end = if start + w >= east {
+                    f64::INFINITY
+                } else {
+                    start + w
+                };
+                let splits = end.min(east) - start > MIN_WIDTH;
+                let mark = v.mark();
+                let mut crowded = false;
+                for (id, item) in c.area_part(area, from..end, now) {
+                    n += 1;
+                    if n % CHECK_EVERY == 0 {
+                        check(deadline)?;
+                    }
+                    if n > 2 * SLICE && splits {
+                        crowded = true;
+                        break;
+                    }
+                    if v.visit(id, item)? == Flow::Done {
+                        return Ok(());
+                    }
+                }
+                if crowded {
+                    v.rollback(mark);
+                    width = Some((end.min(east) - start) / 4.0);
+                } else if end == f64::INFINITY {
+                    return Ok(());
+                } else {
+                    from = end;
+                    width = Some(w * (SLICE as f64 / n.max(1) as f64).clamp(0.25, 4.0));
+                }
+            }
+        }
+        RwLockReadGuard::unlock_fair(guard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geohook_db::{Bounds, Object, Point, SetCondition};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// Keeps the ids visited; rolls back by forgetting the last ones.
+    #[derive(Default)]
+    struct Tally {
+        seen: Vec<String>,
+        /// Every visit, rolled back or not.
+        calls: usize,
+    }
+
+    impl Visitor for Tally {
+        type Mark = usize;
+        fn visit(&mut self, id: &str, _: &Item) -> Result<Flow, CmdError> {
+            self.calls += 1;
+            self.seen.push(id.to_owned());
+            Ok(Flow::Go)
+        }
+        fn mark(&self) -> usize {
+            self.seen.len()
+        }
+        fn rollback(&mut self, mark: usize) {
+            self.seen.truncate(mark);
+        }
+    }
+
+    fn point(lat: f64, lon: f64) -> Object {
+        Object::Point(Point::new(lat, lon).unwrap())
+    }
+
+    fn filled(n: usize) -> Database {
+        let mut db = Database::new();
+        for i in 0..n {
+            let (lat, lon) = ((i % 97) as f64 / 10.0, (i % 101) as f64 / 10.0);
+            db.set(
+                "k",
+                &format!("id{i:05}"),
+                point(lat, lon),
+                &[] as &[(&str, f64)],
+                None,
+                SetCondition::Always,
+                NOW,
+            )
+            .unwrap();
+        }
+        db
+    }
+
+    #[test]
+    fn a_sliced_area_walk_visits_what_one_walk_does_once_each() {
+        // A crowd on one longitude forces the narrowing; the rest spreads.
+        let mut db = filled(5 * SLICE);
+        for i in 0..3 * SLICE {
+            let o = point((i % 50) as f64 / 10.0, 3.3 + (i % 7) as f64 * 1e-6);
+            db.set(
+                "k",
+                &format!("c{i}"),
+                o,
+                &[] as &[(&str, f64)],
+                None,
+                SetCondition::Always,
+                NOW,
+            )
+            .unwrap();
+        }
+        let area = Area::Bounds(Bounds::new(0.0, 0.0, 10.0, 10.0).unwrap());
+        let lock = RwLock::new(db);
+        let mut t = Tally::default();
+        walk(&lock, |d| d, "k", Order::Area(&area), NOW, None, &mut t).unwrap();
+        let db = lock.read();
+        let mut want: Vec<String> = db
+            .within("k", &area, &Default::default(), NOW)
+            .hits
+            .iter()
+            .map(|h| h.id.to_owned())
+            .collect();
+        want.sort();
+        let mut got = t.seen.clone();
+        got.sort();
+        assert_eq!(got, want);
+        assert!(t.calls > t.seen.len(), "the crowded range was rolled back");
+    }
+
+    /// Signals a writer halfway through the first slice and waits until it
+    /// waits for the lock, so that it writes right after that slice.
+    struct Halfway<'l> {
+        lock: &'l RwLock<Database>,
+        go: Option<std::sync::mpsc::Sender<()>>,
+        n: usize,
+    }
+
+    impl Visitor for Halfway<'_> {
+        type Mark = usize;
+        fn visit(&mut self, _: &str, _: &Item) -> Result<Flow, CmdError> {
+            self.n += 1;
+            if self.n == SLICE / 2 {
+                if let Some(go) = self.go.take() {
+                    go.send(()).unwrap();
+                    let give_up = Instant::now() + std::time::Duration::from_secs(60);
+                    while !self.lock.is_locked_exclusive() {
+                        assert!(Instant::now() < give_up, "the writer never came");
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            Ok(Flow::Go)
+        }
+        fn mark(&self) -> usize {
+            self.n
+        }
+        fn rollback(&mut self, mark: usize) {
+            self.n = mark;
+        }
+    }
+
+    #[test]
+    fn a_walk_ends_when_its_key_goes_and_fails_when_a_key_was_renamed() {
+        let world = Area::Bounds(Bounds::new(-90.0, -180.0, 90.0, 180.0).unwrap());
+        for what in ["drop", "flush", "rename", "delete all"] {
+            for order in [
+                Order::Ids { desc: false },
+                Order::Ids { desc: true },
+                Order::Area(&world),
+            ] {
+                let lock = RwLock::new(filled(4 * SLICE));
+                let (tx, rx) = std::sync::mpsc::channel();
+                let mut v = Halfway {
+                    lock: &lock,
+                    go: Some(tx),
+                    n: 0,
+                };
+                let shared = &lock;
+                let r = std::thread::scope(|scope| {
+                    scope.spawn(move || {
+                        rx.recv().unwrap();
+                        let mut db = shared.write();
+                        match what {
+                            "drop" => {
+                                db.drop_key("k");
+                            }
+                            "flush" => db.flushdb(),
+                            "rename" => {
+                                // Away and back: the key holds the same
+                                // collection, but the walk cannot know.
+                                db.rename_key("k", "k2");
+                                db.rename_key("k2", "k");
+                            }
+                            _ => {
+                                db.pdel("k", "*", NOW);
+                            }
+                        }
+                    });
+                    walk(&lock, |d| d, "k", order, NOW, None, &mut v)
+                });
+                match what {
+                    "rename" => assert_eq!(r.unwrap_err().to_string(), moved().to_string()),
+                    _ => r.unwrap(),
+                }
+                // The walk stopped right after its first slice.
+                assert!(v.n <= 2 * SLICE, "{what} {order:?}: {}", v.n);
+            }
+        }
+    }
+
+    #[test]
+    fn a_walk_stops_at_its_deadline() {
+        let lock = RwLock::new(filled(4 * SLICE));
+        let mut t = Tally::default();
+        let past = Some(Instant::now());
+        let r = walk(
+            &lock,
+            |d| d,
+            "k",
+            Order::Ids { desc: false },
+            NOW,
+            past,
+            &mut t,
+        );
+        assert_eq!(r.unwrap_err().to_string(), timed_out().to_string());
+        assert!(t.seen.len() < SLICE, "cut within the first slice");
+    }
+}
