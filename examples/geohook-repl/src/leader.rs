@@ -153,6 +153,9 @@ struct Inner {
     /// Bumped by [`Leader::reset`], so that streams of the old history stop.
     epoch: u64,
     backlog: Backlog,
+    /// False while no follower can resume from the backlog (see
+    /// [`Leader::defer_backlog`]): appends then only move the offset.
+    retain: bool,
 }
 
 struct LinkState {
@@ -252,6 +255,7 @@ impl Leader {
                 replid2: None,
                 epoch: 0,
                 backlog,
+                retain: true,
             }),
             tx,
             full_syncs: AtomicU64::new(0),
@@ -314,9 +318,34 @@ impl Leader {
     /// as [`crate::encode_command`] writes them) and returns the new offset.
     /// Attached followers are woken.
     pub fn append_encoded(&self, bytes: &[u8]) -> u64 {
-        let end = self.inner.lock().backlog.append(bytes);
+        let end = {
+            let mut inner = self.inner.lock();
+            if inner.retain {
+                inner.backlog.append(bytes)
+            } else {
+                let end = inner.backlog.end() + bytes.len() as u64;
+                inner.backlog.reset(end);
+                end
+            }
+        };
         self.tx.send_replace(end);
         end
+    }
+
+    /// Keeps no backlog bytes from now until the first follower sends
+    /// `PSYNC` (the offset still moves with every append), and forgets any
+    /// held. Meant for a history that no follower can know yet, such as the
+    /// one a node starts on a new file: until a follower attaches, nobody
+    /// can hold an offset inside it, so the bytes would serve nobody, and a
+    /// leader without followers need not hold
+    /// [`LeaderConfig::backlog_capacity`] of stream in memory (Redis
+    /// likewise allocates its backlog when the first replica attaches). From
+    /// the first `PSYNC` on, the backlog fills as usual.
+    pub fn defer_backlog(&self) {
+        let mut inner = self.inner.lock();
+        inner.retain = false;
+        let end = inner.backlog.end();
+        inner.backlog.reset(end);
     }
 
     /// Starts a new history: a new replication id at `offset`, an empty
@@ -513,7 +542,10 @@ impl Leader {
         );
 
         let (replid, epoch, continue_at) = {
-            let inner = self.inner.lock();
+            let mut inner = self.inner.lock();
+            // From the first follower on, the stream is kept for its
+            // partial resyncs (and those of any that come after it).
+            inner.retain = true;
             let ok = match (want_id, want_offset) {
                 (Some(id), Some(off)) => {
                     let same_history = id == inner.replid

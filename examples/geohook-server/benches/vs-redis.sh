@@ -7,6 +7,13 @@
 #      BGREWRITEAOF of the same data.
 # Both servers keep an append-only file with appendfsync everysec.
 #
+# GEO_HISTORY=1 starts geohook-server on a file that holds only a replication
+# header at offset 1, as a restarted server with a history does: its leader
+# then keeps its replication backlog from the start (up to
+# --repl-backlog-size, 16 MiB), where a server started on an empty directory
+# keeps none until a follower attaches (as redis-server, which has no replica
+# here either).
+#
 # Usage: examples/geohook-server/benches/vs-redis.sh [points] [requests] [clients] [pipeline]
 set -euo pipefail
 POINTS=${1:-1000000}
@@ -19,6 +26,11 @@ REDIS_PORT=${REDIS_PORT:-29852}
 source "$(dirname "$0")/common.sh"
 
 mkdir -p "$WORK/geo" "$WORK/redis"
+if [ -n "${GEO_HISTORY:-}" ]; then
+    # REPLSTATE <40-hex replid> <offset 1> <base length 0>, numbers padded to 20 digits.
+    printf '*4\r\n$9\r\nREPLSTATE\r\n$40\r\n%s\r\n$20\r\n%020d\r\n$20\r\n%020d\r\n' \
+        "$(printf 'ab%.0s' $(seq 20))" 1 0 >"$WORK/geo/appendonly.aof"
+fi
 "$BIN" --dir "$WORK/geo" --port "$GEO_PORT" --appendfsync everysec 2>"$WORK/geo.log" &
 GEO_PID=$!
 PIDS+=("$GEO_PID")

@@ -58,7 +58,20 @@ impl Kv {
     /// A fresh leader-side store with a new history at offset 0.
     pub fn new_leader(config: LeaderConfig) -> (Arc<Kv>, Arc<Leader>) {
         let replid = ReplId::random();
-        let leader = Arc::new(Leader::new(config, replid, 0).unwrap());
+        Kv::fresh(replid, Leader::new(config, replid, 0).unwrap())
+    }
+
+    /// As [`Kv::new_leader`], with a leader that keeps no backlog until its
+    /// first follower ([`Leader::defer_backlog`]).
+    pub fn new_unfollowed_leader(config: LeaderConfig) -> (Arc<Kv>, Arc<Leader>) {
+        let replid = ReplId::random();
+        let leader = Leader::new(config, replid, 0).unwrap();
+        leader.defer_backlog();
+        Kv::fresh(replid, leader)
+    }
+
+    fn fresh(replid: ReplId, leader: Leader) -> (Arc<Kv>, Arc<Leader>) {
+        let leader = Arc::new(leader);
         let kv = Arc::new(Kv::default());
         {
             let mut inner = kv.inner.lock();

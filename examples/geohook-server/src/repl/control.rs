@@ -76,6 +76,16 @@ pub(crate) fn start(
         } else {
             Leader::recovered(repl.leader_config.clone(), replid, backlog)?
         };
+        // A history at offset 0 (the new file of a first start) or without
+        // a header (a new random id) is one no follower can hold a position
+        // in beyond its start, so the backlog keeps nothing until the first
+        // follower attaches, as Redis's does: a leader nobody follows does
+        // not hold `--repl-backlog-size` of stream in memory. A follower
+        // that knew an offset-0 history and comes back after writes gets a
+        // full sync instead of a partial one, which is still correct.
+        if !had_header || offset == 0 {
+            leader.defer_backlog();
+        }
         let leader = Arc::new(leader);
         *repl.replid.lock() = leader.position().0;
         shared.core.write().aof.set_tap(Some(leader.clone()));
