@@ -1,5 +1,6 @@
-//! INTERSECTS between two large geometries in `O((n + m) log(n + m))`:
-//! whether a segment of one meets a segment of the other.
+//! INTERSECTS and WITHIN between two large geometries in
+//! `O((n + m) log(n + m))`: whether a segment of one meets a segment of
+//! the other, and where positions lie against a geometry's rings.
 //!
 //! `geo`'s own test tries every pair of segments (`n · m`). An R-tree of
 //! each geometry's segments (what Tile38's geometry library does) tests
@@ -18,8 +19,17 @@
 //! first contact). Rings of valid polygons only touch at vertices, which
 //! keeps the order. A self-crossing ring (GeoJSON allows it) is detected at
 //! its first crossing, which the sweep reaches before any misplaced
-//! segment could hide a contact, and the R-tree then finishes, without a
-//! budget: the bound holds for geometries that do not cross themselves.
+//! segment could hide a contact, and the R-tree then goes on within a
+//! budget of pairs (see [`Segments::any_meets`]).
+//!
+//! # Budgets
+//!
+//! Two answers are not exact, by design, so that no shape costs more than
+//! the bound: WITHIN answers no when the two boundaries touch (they meet
+//! without crossing) and the geometries are too large for `geo`'s DE-9IM
+//! (see [`covers`]); and a geometry that crosses itself counts as apart
+//! from the other past a budget of segment pairs, its positions located one
+//! by one within another budget.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
