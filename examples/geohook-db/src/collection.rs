@@ -238,7 +238,13 @@ impl Fields {
         (Self::from_vec(v), changed)
     }
 
-    fn from_vec(v: Vec<FieldSlot>) -> Fields {
+    fn from_vec(mut v: Vec<FieldSlot>) -> Fields {
+        // A merge reserves room for every update, and updates that remove a
+        // field or change nothing leave that room unused: FSETs of zeros
+        // would otherwise leave an item holding thousands of empty slots
+        // that no length or memory estimate shows. A merge is linear in the
+        // fields already, so fitting the allocation costs no more.
+        v.shrink_to_fit();
         Fields(v)
     }
 
@@ -257,6 +263,15 @@ impl Fields {
     /// Adds `updates` (for which [`Fields::appends`] holds) at the end, and
     /// returns the heap bytes they add (as [`Fields::heap_bytes`] counts).
     fn append(&mut self, updates: &[(Arc<str>, FieldValue)]) -> usize {
+        let (len, cap) = (self.0.len(), self.0.capacity());
+        if len + updates.len() > cap {
+            // Grown by an eighth rather than doubled: the slack a vector
+            // keeps for appends is memory no estimate counts, at most an
+            // eighth of the fields this way instead of as many again, while
+            // each field is still copied a bounded number of times (eight)
+            // as a long object's continuations arrive.
+            self.0.reserve_exact(updates.len().max(len / 8));
+        }
         self.0.extend_from_slice(updates);
         updates
             .iter()
@@ -1338,6 +1353,43 @@ mod tests {
             col.put(&format!("id{i}"), point(i), &[], None, 0);
         }
         assert_eq!(col.len(0), live - with_ttl + 5_000);
+    }
+
+    /// Field vectors hold about what they use: a merge that removes or
+    /// changes nothing gives back the room it reserved, and appends keep at
+    /// most an eighth of slack.
+    #[test]
+    fn field_vectors_hold_about_their_length() {
+        let many: Vec<(String, f64)> = (0..2_000).map(|i| (format!("f{i:05}"), 1.0)).collect();
+        let as_fields = |v: f64| -> Vec<(Arc<str>, FieldValue)> {
+            many.iter()
+                .map(|(n, _)| (Arc::from(n.as_str()), FieldValue::Number(v)))
+                .collect()
+        };
+        let base = Fields::default().merged(&fields(&[("a", 1.0)])).0;
+        let (cleared, changed) = base.merged(&as_fields(0.0));
+        assert_eq!((cleared.len(), changed), (1, 0));
+        assert_eq!(cleared.0.capacity(), 1, "room for 2,001 slots kept for 1");
+        let (full, _) = base.merged(&as_fields(1.0));
+        assert_eq!(full.0.capacity(), full.len());
+        let (emptied, _) = full.merged(&as_fields(0.0));
+        assert_eq!(emptied.0.capacity(), 1);
+
+        let mut grown = Fields::default().merged(&fields(&[("a", 1.0)])).0;
+        let mut next = 0u32;
+        for _ in 0..500 {
+            let batch: Vec<(Arc<str>, FieldValue)> = (0..100)
+                .map(|_| {
+                    next += 1;
+                    (Arc::from(format!("b{next:08}")), FieldValue::Number(1.0))
+                })
+                .collect();
+            assert!(grown.appends(&batch));
+            grown.append(&batch);
+            let (len, cap) = (grown.len(), grown.0.capacity());
+            assert!(cap <= len + len / 8 + 100, "{cap} slots for {len} fields");
+        }
+        assert_eq!(grown.len(), 50_001);
     }
 
     #[test]

@@ -401,7 +401,11 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
     match (outer, inner) {
         (Point(p), Point(q)) => p.lat == q.lat && p.lon == q.lon,
         (Point(p), Rect(r)) => r.sw.lat == r.ne.lat && r.sw.lon == r.ne.lon && r.contains_point(p),
-        (Point(p), Geom(g, _)) => guarded(|| geo::Geometry::Point(p.geo()).covers(*g)),
+        // `geo` would relate the two, noding the geometry against itself.
+        (Point(p), Geom(g, _)) => {
+            use geo::CoordsIter;
+            g.coords_iter().all(|c| c == p.coord())
+        }
         (Rect(r), Point(p)) => r.contains_point(p),
         (Rect(r), Rect(s)) => r.contains_bounds(s),
         // A rectangle is convex, so a geometry is inside it exactly when its
@@ -412,10 +416,39 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
                 .is_some_and(|b| r.contains_bounds(&Bounds::from_rect(b)))
         }
         (Geom(g, _), Point(p)) => guarded(|| g.covers(&p.geo())),
-        (Geom(g, _), Rect(r)) => guarded(|| g.covers(&r.rect())),
-        (Geom(g, _), Geom(h, _)) => guarded(|| g.covers(*h)),
+        (Geom(g, gj), Rect(r)) => guarded(|| {
+            let rect = r.rect();
+            if gj.num_points() <= RELATE_MAX {
+                g.covers(&rect)
+            } else if !gj.bounds().contains_bounds(r) {
+                false
+            } else if rect.width() > 0.0 && rect.height() > 0.0 {
+                segments::covers_rect(g, gj.segments(), &rect)
+            } else {
+                // A rectangle without an area is a segment or a point.
+                let flat = geo::Geometry::Line(geo::Line::new(rect.min(), rect.max()));
+                segments::covers(g, gj.segments(), &flat, &segments::Segments::new(&flat))
+            }
+        }),
+        (Geom(g, gj), Geom(h, hj)) => guarded(|| {
+            if gj.num_points().saturating_add(hj.num_points()) <= RELATE_MAX {
+                g.covers(*h)
+            } else {
+                gj.bounds().contains_bounds(&hj.bounds())
+                    && segments::covers(g, gj.segments(), h, hj.segments())
+            }
+        }),
     }
 }
+
+/// Up to this many vertices in the two geometries together, WITHIN runs
+/// `geo`'s DE-9IM test, which is exact whatever the boundaries do but nodes
+/// each geometry against itself and the other through boxes of segments:
+/// shapes made to defeat boxes (long diagonal teeth) make that about the
+/// square of the sizes, a few million segment tests at this size. Above it,
+/// [`segments::covers`] answers in `O((n + m) log(n + m))`, exactly unless
+/// the two boundaries touch (then it answers no).
+const RELATE_MAX: usize = 2_048;
 
 /// Runs a `geo` predicate on client geometry. GeoJSON allows self-intersecting
 /// and collapsed polygons, and `geo`'s DE-9IM code checks internal invariants

@@ -61,11 +61,29 @@ pub(crate) fn start(
         sync: Arc::default(),
     });
     let _ = shared.repl.set(repl.clone());
-    let (host, port) = {
+    let (mut host, port) = {
         let s = shared.settings.read();
         (s.follow_host.clone(), s.follow_port)
     };
     tracing::info!(replid = %replid.as_str(), offset, "replication position recovered");
+    if !host.is_empty() && is_self(&shared.opts.listen, &host, port) {
+        // A saved config (written by hand, or copied from another node)
+        // that names this server's own address as its leader: following it
+        // would only ever reach this node itself, which as a follower
+        // serves no PSYNC, so the link would retry forever and every write
+        // be refused. FOLLOW refuses the same address; here the setting is
+        // dropped, so that the next CONFIG REWRITE does not keep it, and
+        // the node leads.
+        tracing::error!(
+            host = %host,
+            port,
+            "the saved config names this server as its leader; ignoring it and leading"
+        );
+        let mut s = shared.settings.write();
+        s.follow_host.clear();
+        s.follow_port = 0;
+        host.clear();
+    }
     if host.is_empty() {
         // Under `always` every byte a follower can have received was durable
         // here first, so the history continues under the same id; otherwise
