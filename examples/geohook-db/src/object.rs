@@ -428,6 +428,7 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
                 // A rectangle without an area is a segment or a point.
                 let flat = geo::Geometry::Line(geo::Line::new(rect.min(), rect.max()));
                 segments::covers(g, gj.segments(), &flat, &segments::Segments::new(&flat))
+                    .unwrap_or_else(|| g.covers(&flat))
             }
         }),
         (Geom(g, gj), Geom(h, hj)) => guarded(|| {
@@ -436,6 +437,7 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
             } else {
                 gj.bounds().contains_bounds(&hj.bounds())
                     && segments::covers(g, gj.segments(), h, hj.segments())
+                        .unwrap_or_else(|| g.covers(*h))
             }
         }),
     }
@@ -446,8 +448,9 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
 /// each geometry against itself and the other through boxes of segments:
 /// shapes made to defeat boxes (long diagonal teeth) make that about the
 /// square of the sizes, a few million segment tests at this size. Above it,
-/// [`segments::covers`] answers in `O((n + m) log(n + m))`, exactly unless
-/// the two boundaries touch (then it answers no).
+/// [`segments::covers`] answers in `O((n + m) log(n + m))` when the two
+/// boundaries do not meet; when they do, the DE-9IM answers (exact, at its
+/// cost).
 const RELATE_MAX: usize = 2_048;
 
 /// Runs a `geo` predicate on client geometry. GeoJSON allows self-intersecting

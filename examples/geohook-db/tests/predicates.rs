@@ -229,3 +229,35 @@ fn bad_coordinates_are_rejected() {
     assert!(Area::circle(pt(0.0, 0.0), -1.0).is_err());
     assert!(Area::circle(pt(0.0, 0.0), f64::NAN).is_err());
 }
+
+/// A polygon of many vertices that shares its bottom edge with a large
+/// query area is within it (edges included, as in Tile38): above the size
+/// where WITHIN stops running the DE-9IM first, boundaries that touch must
+/// still get the exact answer, not a refusal.
+#[test]
+fn large_shapes_that_share_an_edge_are_within() {
+    // A ring whose top edge is a zigzag of `n` teeth between x = 0 and 10,
+    // with a straight bottom edge at y = 0.
+    let ring = |n: usize, top: f64| {
+        let mut c: Vec<String> = (0..=n)
+            .map(|i| {
+                let x = 10.0 * i as f64 / n as f64;
+                let y = if i % 2 == 0 { top } else { top - 0.5 };
+                format!("[{x},{y}]")
+            })
+            .collect();
+        c.push("[10,0]".into());
+        c.push("[0,0]".into());
+        c.push(c[0].clone());
+        format!(r#"{{"type":"Polygon","coordinates":[[{}]]}}"#, c.join(","))
+    };
+    let area = Area::Object(geo(&ring(1_500, 8.0)));
+    let inside = geo(&ring(1_200, 4.0));
+    assert!(inside.num_points() + 1_500 > 2_048, "past the DE-9IM size");
+    assert!(
+        inside.within(&area),
+        "shares the bottom edge, inside otherwise"
+    );
+    let taller = geo(&ring(1_200, 9.0));
+    assert!(!taller.within(&area), "its teeth cross the area's top");
+}
