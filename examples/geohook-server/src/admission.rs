@@ -403,25 +403,29 @@ fn start_threads(
 fn set_own_priority(priority: HeavyPriority) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
+        // A thread that holds the database lock must be able to get back to
+        // the normal policy while it does (`crate::boost`); a process that
+        // could not raise it back takes SCHED_BATCH instead of SCHED_IDLE.
         let policy = match priority {
             HeavyPriority::Normal => return Ok(()),
             HeavyPriority::Batch => libc::SCHED_BATCH,
-            HeavyPriority::Idle => libc::SCHED_IDLE,
+            HeavyPriority::Idle if crate::boost::can_raise() => libc::SCHED_IDLE,
+            HeavyPriority::Idle => {
+                tracing::info!(
+                    "SCHED_IDLE needs a way back to the normal policy while the \
+                     database lock is held (root, CAP_SYS_NICE or RLIMIT_NICE 20); \
+                     heavy pool threads use SCHED_BATCH"
+                );
+                libc::SCHED_BATCH
+            }
         };
         let param = libc::sched_param { sched_priority: 0 };
         // SAFETY: pid 0 names the calling thread, and `param` is a valid
         // `sched_param` that outlives the call.
         if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 {
-            return Ok(());
-        }
-        if priority == HeavyPriority::Batch {
-            return Err(std::io::Error::last_os_error());
-        }
-        let idle = std::io::Error::last_os_error();
-        // SAFETY: plain system calls on the calling thread's own id.
-        let tid = unsafe { libc::gettid() };
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) } == 0 {
-            tracing::debug!(error = %idle, "SCHED_IDLE refused; heavy pool thread at nice 19");
+            if policy == libc::SCHED_IDLE {
+                crate::boost::lowered_to(policy);
+            }
             return Ok(());
         }
         Err(std::io::Error::last_os_error())

@@ -76,6 +76,7 @@ mod admission;
 mod aof;
 pub mod app;
 mod backoff;
+mod boost;
 mod change;
 pub mod cli;
 mod clock;

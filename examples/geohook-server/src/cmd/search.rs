@@ -326,16 +326,22 @@ pub(crate) fn search_in<T>(
     args: &[Vec<u8>],
     max_reply: usize,
 ) -> Result<Reply, CmdError> {
+    // Declared before the guard, so dropped after it: the lock is only held
+    // at the normal policy, even by a heavy thread at SCHED_IDLE.
+    let boost = crate::boost::Boost::hold();
     let guard = lock.read();
     let db = view(&guard);
     let s = Search::parse(cmd, name, args, db, ctx.now())?;
     if !walks_in_slices(db, &s, ctx.now()) {
         let reply = run_parsed(db, ctx, &s, max_reply);
         drop(guard);
+        drop(boost);
         ctx.check_deadline()?;
         return reply;
     }
     drop(guard);
+    // The walk takes the boost again with each slice's lock.
+    drop(boost);
     run_sliced(lock, view, &s, ctx, max_reply)
 }
 

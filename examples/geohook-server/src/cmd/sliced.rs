@@ -123,6 +123,9 @@ pub(crate) fn walk<T, V: Visitor>(
     let mut width: Option<f64> = None;
     loop {
         check(deadline)?;
+        // Before the guard, so dropped after it (`crate::boost`): between
+        // slices a heavy thread is back at its own low priority.
+        let boost = crate::boost::Boost::hold();
         let guard = lock.read();
         let db = view(&guard);
         let Some(c) = db.collection(key) else {
@@ -202,6 +205,7 @@ pub(crate) fn walk<T, V: Visitor>(
             }
         }
         RwLockReadGuard::unlock_fair(guard);
+        drop(boost);
     }
 }
 
