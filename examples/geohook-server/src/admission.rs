@@ -229,7 +229,8 @@ pub(crate) fn is_heavy(
 /// cheap-command latency for searches that finish under such load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub(crate) enum HeavyPriority {
-    /// `SCHED_IDLE` (nice 19 where refused).
+    /// `SCHED_IDLE`, raised to the normal policy while the database lock is
+    /// held (`SCHED_BATCH` where it could not be raised back).
     #[default]
     Idle,
     /// `SCHED_BATCH`: a normal share of the CPU, but never preempting
@@ -250,7 +251,7 @@ pub(crate) type HeavyJob = Box<dyn FnOnce() + Send + 'static>;
 /// The commands that get a place run on `size` threads of the pool's own,
 /// started at the first heavy command, each of which sets its own
 /// scheduling priority once as it starts ([`HeavyPriority`]; by default
-/// `SCHED_IDLE` on Linux, else nice 19): a heavy search then takes only CPU
+/// `SCHED_IDLE` on Linux, boosted while it holds the lock): a heavy search then takes only CPU
 /// time that nothing else wants, and the runtime's workers, which parse,
 /// answer cheap commands and write replies, are never among the threads it
 /// competes with. There are exactly as many threads as places, so a job
@@ -392,10 +393,9 @@ fn start_threads(
 
 /// Sets the calling thread's scheduling priority. `idle` lowers it as far
 /// as it goes: `SCHED_IDLE` (the thread runs only when a CPU has nothing
-/// else to run, and any other thread that wakes preempts it at once), or
-/// nice 19 where that policy is refused; `batch` sets `SCHED_BATCH`;
-/// `normal` changes nothing. A thread may always lower its own priority; it
-/// cannot raise it back unprivileged, so this happens once, at start.
+/// else to run, and any other thread that wakes preempts it at once), when
+/// the process can raise it back while it holds the lock, else
+/// `SCHED_BATCH`; `batch` sets `SCHED_BATCH`; `normal` changes nothing.
 ///
 /// # Errors
 ///
