@@ -304,6 +304,8 @@ fn parse_fence(
     }
     let area_at = a.pos();
     let by_reference = a.peek_lower().as_deref() == Some("get");
+    // A `GET key id` area as it was resolved, before any BUFFER.
+    let mut resolved: Option<geohook_db::Area> = None;
     let area = if nearby && a.peek_lower().as_deref() == Some("roam") {
         a.next()?;
         let roam_key = a.text()?.to_owned();
@@ -336,7 +338,15 @@ fn parse_fence(
     } else {
         let area = a.area(db, now, true)?;
         match buffer {
-            Some(m) => shapes::buffer(area, m)?,
+            Some(m) => {
+                // The log keeps `BUFFER m` in front of the area, so it must
+                // name the object as it was, not the buffered shape, or a
+                // replay would buffer it again.
+                if by_reference {
+                    resolved = Some(area.clone());
+                }
+                shapes::buffer(area, m)?
+            }
             None => area,
         }
     };
@@ -347,7 +357,13 @@ fn parse_fence(
     let filter = Filter::parse(detect.as_deref(), commands.as_deref())
         .map_err(hook_err)?
         .with_distance(distance);
-    let args = logged_search_args(all, search_start, area_at, by_reference, &area);
+    let args = logged_search_args(
+        all,
+        search_start,
+        area_at,
+        by_reference,
+        resolved.as_ref().unwrap_or(&area),
+    );
     Ok(Fence {
         key,
         filter,
