@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::{metric_value, render, run, start, Server};
+use e2e::{metric_value, render, run, start, Grid, Server};
 
 /// Objects in the searched collection: above the heavy line (10 000).
 const OBJECTS: usize = 20_000;
@@ -17,20 +17,12 @@ const OBJECTS: usize = 20_000;
 const FLOODERS: usize = 8;
 
 fn load(server: &Server) {
-    let mut c = server.client();
-    let mut pipe = redis::pipe();
-    for i in 0..OBJECTS {
-        let lat = 33.0 + (i % 1000) as f64 * 0.001;
-        let lon = -115.0 + (i / 1000) as f64 * 0.001;
-        pipe.cmd("SET")
-            .arg("fleet")
-            .arg(format!("p{i}"))
-            .arg("POINT")
-            .arg(lat)
-            .arg(lon)
-            .ignore();
-    }
-    pipe.query::<()>(&mut c).unwrap();
+    let grid = Grid {
+        rows: 1000,
+        origin: (33.0, -115.0),
+        step: (0.001, 0.001),
+    };
+    grid.load(&mut server.client(), "fleet", OBJECTS, |i| format!("p{i}"));
 }
 
 #[derive(Default)]

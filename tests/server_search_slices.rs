@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e::{render, run, start, Server};
+use e2e::{render, run, start, Grid, Server};
 
 /// Points of the collection: above one slice and above the heavy line.
 const OBJECTS: usize = 30_000;
@@ -30,20 +30,12 @@ fn base_id(i: usize) -> String {
 /// [`OBJECTS`] points spread inside [`AREA`], away from its west and east
 /// edges.
 fn load(server: &Server, key: &str) {
-    let mut c = server.client();
-    let mut pipe = redis::pipe();
-    for i in 0..OBJECTS {
-        let lat = 33.1 + (i % 100) as f64 * 0.008;
-        let lon = -114.9 + (i / 100) as f64 * 0.0026;
-        pipe.cmd("SET")
-            .arg(key)
-            .arg(base_id(i))
-            .arg("POINT")
-            .arg(lat)
-            .arg(lon)
-            .ignore();
-    }
-    pipe.query::<()>(&mut c).unwrap();
+    let grid = Grid {
+        rows: 100,
+        origin: (33.1, -114.9),
+        step: (0.008, 0.0026),
+    };
+    grid.load(&mut server.client(), key, OBJECTS, base_id);
 }
 
 /// The ids of a `[cursor, [id …]]` reply.

@@ -6,7 +6,7 @@
 //! any TIMEOUT; now it answers `timeout`. A generous TIMEOUT changes
 //! nothing.
 
-use e2e::{run, run_json, start};
+use e2e::{run, run_json, start, Grid};
 use serde_json::json;
 
 const OBJECTS: usize = 20_000;
@@ -22,19 +22,12 @@ fn a_tiny_timeout_stops_a_long_search_with_tiles38_error() {
     )
     .unwrap();
     let mut c = server.client();
-    let mut pipe = redis::pipe();
-    for i in 0..OBJECTS {
-        let lat = 33.0 + (i % 100) as f64 * 0.001;
-        let lon = -115.0 + (i / 100) as f64 * 0.001;
-        pipe.cmd("SET")
-            .arg("fleet")
-            .arg(format!("p{i}"))
-            .arg("POINT")
-            .arg(lat)
-            .arg(lon)
-            .ignore();
-    }
-    pipe.query::<()>(&mut c).unwrap();
+    let grid = Grid {
+        rows: 100,
+        origin: (33.0, -115.0),
+        step: (0.001, 0.001),
+    };
+    grid.load(&mut c, "fleet", OBJECTS, |i| format!("p{i}"));
     let area = "BOUNDS 32 -116 35 -114";
     let n = OBJECTS.to_string();
     // A generous limit: the searches' own answers.

@@ -497,3 +497,41 @@ pub fn read_until(s: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     }
     got
 }
+
+/// A grid of points for tests that need a large collection: SETs `n` points
+/// `id(i)` under `key` in one pipeline, point `i` at
+/// `(lat0 + (i % rows) · dlat, lon0 + (i / rows) · dlon)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Grid {
+    /// Points per column.
+    pub rows: usize,
+    /// The first point's latitude and longitude.
+    pub origin: (f64, f64),
+    /// The steps in latitude (within a column) and longitude (between them).
+    pub step: (f64, f64),
+}
+
+impl Grid {
+    /// Loads `n` points of the grid (see [`Grid`]).
+    pub fn load(
+        &self,
+        conn: &mut redis::Connection,
+        key: &str,
+        n: usize,
+        id: impl Fn(usize) -> String,
+    ) {
+        let mut pipe = redis::pipe();
+        for i in 0..n {
+            let lat = self.origin.0 + (i % self.rows) as f64 * self.step.0;
+            let lon = self.origin.1 + (i / self.rows) as f64 * self.step.1;
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(id(i))
+                .arg("POINT")
+                .arg(lat)
+                .arg(lon)
+                .ignore();
+        }
+        pipe.query::<()>(conn).unwrap();
+    }
+}
