@@ -9,7 +9,7 @@ mod replication_common;
 use std::io::Write;
 use std::time::Duration;
 
-use e2e::{read_until, resp, run, start, wait_until};
+use e2e::{fill_padded, read_until, resp, run, start, wait_until};
 use replication_common::{metric, stat_u64};
 
 #[test]
@@ -23,24 +23,7 @@ fn one_full_sync_over_the_bound_is_busy_until_the_slot_frees() {
     // About 12 MB of snapshot: far more than the socket buffers hold, so a
     // follower that does not read keeps its sync (and the slot) open.
     let mut c = leader.client();
-    let pad = "x".repeat(200);
-    for chunk in 0..60 {
-        let mut pipe = redis::pipe();
-        for i in 0..1000 {
-            let id = format!("t{}", chunk * 1000 + i);
-            pipe.cmd("SET")
-                .arg("fleet")
-                .arg(&id)
-                .arg("FIELD")
-                .arg("note")
-                .arg(&pad)
-                .arg("POINT")
-                .arg(33)
-                .arg(-112)
-                .ignore();
-        }
-        pipe.query::<()>(&mut c).unwrap();
-    }
+    fill_padded(&mut c, "fleet", 60_000, 200);
 
     let psync = resp(&[b"PSYNC", b"?", b"-1"]);
     let mut stuck = leader.raw();

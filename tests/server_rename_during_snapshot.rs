@@ -14,30 +14,14 @@ mod replication_common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use e2e::{dump, read_until, resp, run, start, wait_until, Server};
+use e2e::{dump, fill_padded, read_until, resp, run, start, wait_until, Server};
 
 /// 20,000 objects of ~600 bytes in `m` (about 12 MB of snapshot, far more
 /// than socket buffers hold) and ten in `z`; nothing in `a`, which sorts
 /// before both, so the walk has passed its place from the first batch on.
 fn fill(server: &Server) {
     let mut c = server.client();
-    let pad = "x".repeat(600);
-    for chunk in 0..20 {
-        let mut pipe = redis::pipe();
-        for i in 0..1000 {
-            pipe.cmd("SET")
-                .arg("m")
-                .arg(format!("t{}", chunk * 1000 + i))
-                .arg("FIELD")
-                .arg("note")
-                .arg(&pad)
-                .arg("POINT")
-                .arg(33)
-                .arg(-112)
-                .ignore();
-        }
-        pipe.query::<()>(&mut c).unwrap();
-    }
+    fill_padded(&mut c, "m", 20_000, 600);
     for i in 0..10 {
         assert_eq!(
             run(&mut c, &format!("SET z r{i} FIELD speed {i} POINT 1 {i}")),

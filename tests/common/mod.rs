@@ -535,3 +535,26 @@ impl Grid {
         pipe.query::<()>(conn).unwrap();
     }
 }
+
+/// SETs `n` objects `t0`, `t1`, … under `key`, each a point at (33, -112)
+/// with a field `note` of `pad` bytes, in pipelines of 1,000: a large
+/// snapshot for tests of full syncs and shrinks.
+pub fn fill_padded(conn: &mut redis::Connection, key: &str, n: usize, pad: usize) {
+    let pad = "x".repeat(pad);
+    for start in (0..n).step_by(1000) {
+        let mut pipe = redis::pipe();
+        for i in start..n.min(start + 1000) {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(format!("t{i}"))
+                .arg("FIELD")
+                .arg("note")
+                .arg(&pad)
+                .arg("POINT")
+                .arg(33)
+                .arg(-112)
+                .ignore();
+        }
+        pipe.query::<()>(conn).unwrap();
+    }
+}
