@@ -359,6 +359,10 @@ fn walks_in_slices(db: &Database, s: &Search<'_>, now: i64) -> bool {
         .is_some_and(|c| c.len(now) > sliced::SLICE)
 }
 
+/// The least a hit adds to a reply besides its id (RESP's `$n\r\n…\r\n`
+/// and an array's share), for [`Found`]'s bound.
+const HIT_FRAMING: usize = 16;
+
 /// What a sliced walk keeps of a search: the count, and for a page a copy
 /// of each hit (the walk lets the lock go, so it cannot keep references).
 struct Found<'f, 'a> {
@@ -371,7 +375,8 @@ struct Found<'f, 'a> {
     pos: u64,
     count: usize,
     hits: Vec<(Box<str>, Item)>,
-    /// The bytes the copies hold, held to at most twice the reply cap.
+    /// A lower bound of the reply the copies make, held to at most twice
+    /// the reply cap.
     held: usize,
     max_held: usize,
     cursor: u64,
@@ -412,7 +417,12 @@ impl sliced::Visitor for Found<'_, '_> {
         }
         self.count += 1;
         if self.s.out != Output::Count {
-            self.held += std::mem::size_of::<(Box<str>, Item)>()
+            // A lower bound of what the hit adds to the reply (an id and
+            // its framing at least), not the copy's own size: the cap is the
+            // reply's, so an IDS page that fits is not refused for the
+            // copies it needs, while the copies stay within a constant
+            // multiple (the copy's size over this bound) of the cap.
+            self.held += HIT_FRAMING
                 + id.len()
                 + match item.object() {
                     geohook_db::Object::String(v) => v.len(),
