@@ -343,11 +343,17 @@ mod tests {
         .expect("a roam fence");
         assert_eq!((roam.key.as_str(), roam.pattern.as_str()), ("people", "p*"));
         assert!(roam.meters == 100.0 && roam.nodwell);
+        // Tile38's fence outputs and ROAM … SCAN are taken.
         for line in [
             "NEARBY fleet FENCE ROAM fleet * 100 SCAN *",
+            "NEARBY fleet FENCE IDS POINT 33 -112 500",
+        ] {
+            assert!(live_fence(&db, &args(line), 0, 9).is_ok(), "{line}");
+        }
+        for line in [
+            "NEARBY fleet FENCE ROAM fleet * 100 SCAN",
             "WITHIN fleet FENCE ROAM fleet * 100",
             "NEARBY fleet FENCE ROAM fleet * -1",
-            "NEARBY fleet FENCE IDS POINT 33 -112 500",
             "NEARBY fleet FENCE WHEREIN speed 3 1 POINT",
             "NEARBY fleet POINT 33 -112 500",
         ] {
