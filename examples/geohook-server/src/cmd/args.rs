@@ -89,6 +89,17 @@ pub(crate) fn finite(a: &[u8]) -> Result<f64, CmdError> {
         .ok_or_else(|| CmdError::invalid(a))
 }
 
+/// A finite distance in meters, zero or more (BUFFER, ROAM).
+///
+/// # Errors
+///
+/// `invalid argument` for anything else.
+pub(crate) fn meters(a: &[u8]) -> Result<f64, CmdError> {
+    Some(finite(a)?)
+        .filter(|m| *m >= 0.0)
+        .ok_or_else(|| CmdError::invalid(a))
+}
+
 /// A non-negative integer.
 ///
 /// # Errors

@@ -287,12 +287,7 @@ fn parse_fence(
             }
             "buffer" => {
                 a.next()?;
-                let arg = a.next()?;
-                let m = args::finite(arg)?;
-                if m < 0.0 {
-                    return Err(CmdError::invalid(arg));
-                }
-                buffer = Some(m);
+                buffer = Some(args::meters(a.next()?)?);
                 continue;
             }
             _ => break,
@@ -310,11 +305,7 @@ fn parse_fence(
         a.next()?;
         let roam_key = a.text()?.to_owned();
         let pattern = args::pattern(a.next()?)?.to_owned();
-        let arg = a.next()?;
-        let meters = args::finite(arg)?;
-        if meters < 0.0 {
-            return Err(CmdError::invalid(arg));
-        }
+        let meters = args::meters(a.next()?)?;
         let scan = if a.peek_lower().as_deref() == Some("scan") {
             a.next()?;
             Some(args::pattern(a.next()?)?.to_owned())

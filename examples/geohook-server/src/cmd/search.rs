@@ -103,12 +103,7 @@ impl<'a> Search<'a> {
                 match word.as_str() {
                     "buffer" => {
                         a.next()?;
-                        let arg = a.next()?;
-                        let m = args::finite(arg)?;
-                        if m < 0.0 {
-                            return Err(CmdError::invalid(arg));
-                        }
-                        buffer = Some(m);
+                        buffer = Some(args::meters(a.next()?)?);
                     }
                     "cursor" => {
                         a.next()?;
