@@ -30,8 +30,10 @@ pub fn server_bin() -> PathBuf {
             .args([
                 "build",
                 "-q",
-                "-p",
-                "geohook-server",
+                // The features `cargo test --workspace --all-features` resolves,
+                // so the dependencies it built are reused, not built again.
+                "--workspace",
+                "--all-features",
                 "--bin",
                 "geohook-server",
                 "--message-format=json",
@@ -40,10 +42,24 @@ pub fn server_bin() -> PathBuf {
             .stderr(Stdio::inherit())
             .output()
             .expect("run cargo build for geohook-server");
-        assert!(out.status.success(), "cargo build -p geohook-server failed");
         // The executable's path comes from cargo itself, so a custom
         // CARGO_TARGET_DIR or build.target-dir is honoured.
         let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            // With --message-format=json the compiler's diagnostics arrive on
+            // stdout, not on the inherited stderr: show them.
+            let rendered: Vec<String> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["reason"] == "compiler-message")
+                .filter_map(|v| v["message"]["rendered"].as_str().map(str::to_owned))
+                .collect();
+            panic!(
+                "cargo build --bin geohook-server failed ({}):\n{}",
+                out.status,
+                rendered.join("\n")
+            );
+        }
         for line in text.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
