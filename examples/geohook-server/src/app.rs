@@ -79,6 +79,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         .await
         .with_context(|| format!("bind {}:{}", args.bind, args.port))?;
     let local = listener.local_addr()?;
+    // A Lua state needs some tens of kilobytes to start; below a megabyte
+    // every script would fail, and 0 would mean no limit at all.
+    anyhow::ensure!(
+        args.script_memory >= 1 << 20,
+        "--script-memory must be at least 1mb"
+    );
     let opts = Options {
         dir: args.dir.clone(),
         fsync: args.appendfsync,
@@ -95,6 +101,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             .heavy_pool_size
             .unwrap_or_else(crate::admission::HeavyPool::default_size),
         heavy_priority: args.heavy_priority,
+        scripts: crate::scripts::ScriptLimits {
+            time_limit: std::time::Duration::from_millis(args.script_time_limit_ms),
+            memory: usize::try_from(args.script_memory).unwrap_or(usize::MAX),
+            max_scripts: usize::try_from(args.script_cache_max).unwrap_or(usize::MAX),
+            max_bytes: usize::try_from(args.script_cache_bytes).unwrap_or(usize::MAX),
+        },
     };
     let mut shared = Shared::new(opts, core, settings, metrics.clone());
     shared.changes = Some(hooks.clone());

@@ -110,6 +110,22 @@ pub struct Args {
     /// (SCHED_BATCH) or `normal` (the server's own).
     #[arg(long, value_enum, default_value_t = HeavyPriority::default())]
     pub(crate) heavy_priority: HeavyPriority,
+    /// How long one Lua script (EVAL and its kin) may run, in
+    /// milliseconds, before it is stopped with an error; the writes it made
+    /// before the stop are kept, as in Redis.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub(crate) script_time_limit_ms: u64,
+    /// The most memory one script's Lua state may allocate (bytes, or
+    /// kb/mb/gb); past it the script is stopped with an error.
+    #[arg(long, default_value = "64mb", value_parser = parse_size)]
+    pub(crate) script_memory: u64,
+    /// The most scripts SCRIPT LOAD and EVAL keep; one more is refused
+    /// until SCRIPT FLUSH.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) script_cache_max: u64,
+    /// The most bytes of script source kept (bytes, or kb/mb/gb).
+    #[arg(long, default_value = "16mb", value_parser = parse_size)]
+    pub(crate) script_cache_bytes: u64,
     /// Most commands one connection runs from a pipeline before its replies
     /// are written and other clients get a turn (overrides the config
     /// file's `client-pipeline-max`; 0 = no count cap). Default: 1000.

@@ -90,6 +90,7 @@ mod output;
 mod repair;
 mod repl;
 mod replay;
+mod scripts;
 mod settings;
 mod shrink;
 mod state;

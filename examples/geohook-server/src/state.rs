@@ -41,6 +41,8 @@ pub(crate) struct Options {
     pub(crate) heavy_pool: usize,
     /// The scheduling priority of the heavy pool's threads.
     pub(crate) heavy_priority: crate::admission::HeavyPriority,
+    /// The budgets of Lua scripts and of their cache.
+    pub(crate) scripts: crate::scripts::ScriptLimits,
 }
 
 /// The data and its log, guarded together so that the log order is the
@@ -96,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) leader: AtomicBool,
     /// Replication: role, leader backlog, follower task (set once at start).
     pub(crate) repl: OnceLock<Arc<Repl>>,
+    /// The scripts SCRIPT LOAD and EVAL cached, by SHA-1.
+    pub(crate) scripts: crate::scripts::ScriptCache,
 }
 
 impl Shared {
@@ -108,6 +112,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             heavy: HeavyPool::new(opts.heavy_pool).with_priority(opts.heavy_priority),
+            scripts: crate::scripts::ScriptCache::new(opts.scripts),
             opts,
             core: RwLock::new(core),
             // READONLY yes survives a restart, as in Tile38.
@@ -387,6 +392,7 @@ pub(crate) fn shared_on(path: &std::path::Path) -> Shared {
         output: crate::output::OutputLimits::default(),
         heavy_pool: 2,
         heavy_priority: crate::admission::HeavyPriority::default(),
+        scripts: crate::scripts::ScriptLimits::default(),
     };
     let core = Core {
         db: geohook_db::Database::new(),

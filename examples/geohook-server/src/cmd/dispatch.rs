@@ -17,8 +17,7 @@ use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
 use crate::cmd::{
-    chan, client, config, conn, dlq, fields, get, hooks, json, keys, repl, search, server, test,
-    write,
+    chan, client, config, conn, dlq, hooks, read, repl, script, search, server, write,
 };
 use crate::repl::status::gate;
 use crate::state::{Core, Shared};
@@ -55,6 +54,19 @@ pub(crate) async fn execute_async(
     let spec = spec::lookup(&lower(&args[0]));
     let reply = match route(shared, session, &ctx, spec, args) {
         Err(e) => Err(e),
+        // A script runs for as long as its time limit allows, so it runs on
+        // tokio's blocking pool, never on a runtime worker, and not on the
+        // heavy pool either: that pool answers BUSY when full and runs at a
+        // lowered priority, while an EVAL holds the write lock and must
+        // finish at the server's own priority. The blocking pool's bound
+        // (tokio's 512 threads) caps scripts in flight; a script whose
+        // client went away still runs to its end (or its limit).
+        Ok((spec, Route::Here)) if spec.kind == Kind::Script => {
+            let (shared2, ctx2, args2) = (Arc::clone(shared), ctx, args.to_vec());
+            tokio::task::spawn_blocking(move || script::eval(&shared2, &ctx2, spec, &args2))
+                .await
+                .unwrap_or_else(|_| Err(CmdError::Msg("internal error: the script failed".into())))
+        }
         Ok((spec, Route::Here)) => dispatch(shared, session, &ctx, spec, args),
         Ok((spec, Route::Heavy(place))) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -78,7 +90,7 @@ fn finish(
     spec: Option<&'static Spec>,
     reply: Result<Reply, CmdError>,
 ) -> Reply {
-    if spec.is_some_and(|s| s.kind == Kind::Write) {
+    if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
         session.unflushed = true;
     }
     shared.commands_run.fetch_add(1, Ordering::Relaxed);
@@ -276,6 +288,10 @@ fn dispatch(
         }
         Kind::Read => read(shared, ctx, spec, args),
         Kind::Admin => admin(shared, session, ctx, spec.cmd, args),
+        // Here, off the runtime: the worker lends its connections to
+        // another one meanwhile (the connection loop does not come this
+        // way: see `execute_async`).
+        Kind::Script => block_here(|| script::eval(shared, ctx, spec, args)),
     }
 }
 
@@ -308,20 +324,7 @@ fn read(
         );
     }
     let core = shared.core.read();
-    let db = &core.db;
-    match spec.cmd {
-        Cmd::Get => get::get(db, ctx, args),
-        Cmd::Exists => get::exists(db, ctx, args),
-        Cmd::Ttl => get::ttl(db, ctx, args),
-        Cmd::Fget => fields::fget(db, ctx, args),
-        Cmd::Fexists => fields::fexists(db, ctx, args),
-        Cmd::Jget => json::jget(db, ctx, args),
-        Cmd::Keys => keys::keys(db, ctx, args),
-        Cmd::Stats => keys::stats(db, ctx, args),
-        Cmd::Bounds => keys::bounds(db, ctx, args),
-        Cmd::Test => test::test(db, ctx, args),
-        other => Err(CmdError::Msg(format!("no handler for {other:?} as a read"))),
-    }
+    read::on_db(&core.db, ctx, spec.cmd, args)
 }
 
 fn admin(
@@ -365,6 +368,7 @@ fn admin(
         // above already refused.
         Cmd::Psync => Err(CmdError::NoAuth),
         Cmd::Publish => chan::publish(shared, ctx, args),
+        Cmd::Script => script::script(shared, ctx, args),
         Cmd::Subscribe | Cmd::Psubscribe | Cmd::Unsubscribe | Cmd::Punsubscribe => {
             Err(chan::not_on_this_path(cmd))
         }

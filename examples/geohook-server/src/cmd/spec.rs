@@ -78,6 +78,14 @@ pub(crate) enum Cmd {
     Unsubscribe,
     Punsubscribe,
     Publish,
+    // Lua scripts.
+    Eval,
+    Evalsha,
+    Evalro,
+    Evalrosha,
+    Evalna,
+    Evalnasha,
+    Script,
 }
 
 /// What a command does to the data, which decides how it is gated.
@@ -92,6 +100,11 @@ pub(crate) enum Kind {
     Write,
     /// About the connection or the server, never logged.
     Admin,
+    /// Runs a Lua script (EVAL and its kin). Never logged itself and not
+    /// gated as a whole: each command the script calls goes through the
+    /// gates of its own row (a write is refused by a follower and under
+    /// READONLY, and logged and replicated as itself).
+    Script,
 }
 
 /// What a command can cost, which decides whether it may run through the
@@ -176,7 +189,7 @@ const fn open(name: &'static str, cmd: Cmd, arity: i8) -> Spec {
     }
 }
 
-use Kind::{Admin, Read, Write};
+use Kind::{Admin, Read, Script, Write};
 
 /// The table, sorted by name for binary search (a test checks the order).
 pub(crate) static TABLE: &[Spec] = &[
@@ -193,6 +206,12 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("delhook", Cmd::Delhook, Write, 2),
     spec("drop", Cmd::Drop, Write, 2),
     spec("echo", Cmd::Echo, Admin, -1),
+    spec("eval", Cmd::Eval, Script, -3),
+    spec("evalna", Cmd::Evalna, Script, -3),
+    spec("evalnasha", Cmd::Evalnasha, Script, -3),
+    spec("evalro", Cmd::Evalro, Script, -3),
+    spec("evalrosha", Cmd::Evalrosha, Script, -3),
+    spec("evalsha", Cmd::Evalsha, Script, -3),
     spec("exists", Cmd::Exists, Read, 3),
     spec("expire", Cmd::Expire, Write, 4),
     spec("fexists", Cmd::Fexists, Read, 4),
@@ -236,6 +255,7 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("renamenx", Cmd::Renamenx, Write, 3),
     spec("role", Cmd::Role, Admin, 1),
     search("scan", Cmd::Scan, -2),
+    spec("script", Cmd::Script, Admin, -2),
     search("search", Cmd::Search, -2),
     spec("server", Cmd::Server, Admin, -1),
     adds("set", Cmd::Set, -4),
@@ -276,7 +296,8 @@ mod tests {
         cmds.dedup();
         assert_eq!(cmds.len(), TABLE.len());
         assert!(lookup("setchan").is_some() && lookup("jset").is_some());
-        assert!(lookup("eval").is_none());
+        assert!(lookup("eval").is_some() && lookup("evalsha").is_some());
+        assert!(lookup("evaluate").is_none());
     }
 
     #[test]
