@@ -10,10 +10,13 @@
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
 //!    [`json`] and [`rename`] (above [`set`], whose SET they run),
 //!    [`keys`], [`search`], [`test`], [`hooks`], [`chan`], [`conn`],
-//!    [`client`], [`config`], [`server`];
+//!    [`client`], [`config`], [`server`], and [`lua`] (the Lua sandbox and
+//!    value conversions);
 //! 4. [`write`]: applies any write, for clients and for replay alike;
+//!    [`read`]: any read on a lock already held, for clients and scripts;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
-//!    tasks it drives;
+//!    tasks it drives; [`script`] (EVAL*, SCRIPT), which runs a script's
+//!    calls through [`write`] and [`read`];
 //! 6. [`dispatch`]: from a client's arguments to the reply.
 
 pub(crate) mod args;
