@@ -16,7 +16,7 @@
 //!    [`read`]: any read on a lock already held, for clients and scripts;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
 //!    tasks it drives; [`script`] (EVAL*, SCRIPT), which runs a script's
-//!    calls through [`write`] and [`read`];
+//!    calls through `write` and `read`;
 //! 6. [`dispatch`]: from a client's arguments to the reply.
 
 pub(crate) mod args;
