@@ -14,8 +14,10 @@
 //! `type`, `pairs`, `ipairs`, `next`, `select`, `unpack`, `assert`, `error`,
 //! `rawequal`, `rawget`, `getmetatable`, `setmetatable`). That is Tile38's
 //! set (its base subset is `tonumber` and `tostring`) plus pure functions
-//! any script can do without; `pcall` and `xpcall` stay out because a
-//! script could catch the time limit's stop with them and run on. Source
+//! that only work on values the script already has, and Tile38's `json`
+//! module (`json.encode`, `json.decode`). `pcall` and `xpcall` stay out
+//! because a script could catch the time limit's stop with them and run on.
+//! Source
 //! is compiled as text only: Lua 5.1 trusts bytecode, which a peer could
 //! forge to break out of the VM.
 
@@ -337,6 +339,27 @@ fn sandbox(limits: &ScriptLimits) -> mlua::Result<Lua> {
         lua.create_function(|lua, s: Value| one_field(lua, "ok", s))?,
     )?;
     g.raw_set("tile38", t)?;
+    let json = lua.create_table()?;
+    json.raw_set(
+        "encode",
+        lua.create_function(|lua, v: Value| {
+            let mut out = String::new();
+            match json_encode(&v, &mut Vec::new(), &mut out) {
+                Ok(()) => Ok((Value::String(lua.create_string(out)?), Value::Nil)),
+                Err(e) => Ok((Value::Nil, Value::String(lua.create_string(e)?))),
+            }
+        })?,
+    )?;
+    json.raw_set(
+        "decode",
+        lua.create_function(|lua, s: mlua::String| {
+            match serde_json::from_slice::<serde_json::Value>(&s.as_bytes()) {
+                Ok(v) => Ok((json_to_lua(lua, &v)?, Value::Nil)),
+                Err(e) => Ok((Value::Nil, Value::String(lua.create_string(e.to_string())?))),
+            }
+        })?,
+    )?;
+    g.raw_set("json", json)?;
     lua.load(LOCK_GLOBALS).set_name("=sandbox").exec()?;
     lua.set_memory_limit(limits.memory)?;
     Ok(lua)
@@ -369,6 +392,109 @@ fn number(v: &Value) -> f64 {
             .unwrap_or(0.0),
         _ => 0.0,
     }
+}
+
+/// `json.encode`, as Tile38's gopher-json writes values: a table whose
+/// keys run 1, 2, 3… in order is an array, any other an object (keys as
+/// text, sorted), and an empty table is `null`.
+fn json_encode(
+    v: &Value,
+    stack: &mut Vec<*const std::ffi::c_void>,
+    out: &mut String,
+) -> Result<(), String> {
+    match v {
+        Value::Nil => out.push_str("null"),
+        Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Integer(n) => out.push_str(&n.to_string()),
+        Value::Number(f) if f.is_finite() => out.push_str(&number_text(*f)),
+        Value::Number(f) => return Err(format!("json: unsupported value: {f}")),
+        Value::String(s) => out.push_str(&crate::cmd::ctx::json_str(&String::from_utf8_lossy(
+            &s.as_bytes(),
+        ))),
+        Value::Table(t) => {
+            let p = t.to_pointer();
+            if stack.contains(&p) || stack.len() >= MAX_DEPTH {
+                return Err("cannot encode recursively nested tables to JSON".into());
+            }
+            stack.push(p);
+            let mut arr: Vec<String> = Vec::new();
+            let mut obj: Option<std::collections::BTreeMap<String, String>> = None;
+            for pair in t.pairs::<Value, Value>() {
+                let (k, item) = pair.map_err(|e| message(&e))?;
+                let mut text = String::new();
+                json_encode(&item, stack, &mut text)?;
+                let index = match k {
+                    Value::Integer(i) => Some(i as f64),
+                    Value::Number(f) => Some(f),
+                    _ => None,
+                };
+                if obj.is_none() && index == Some(arr.len() as f64 + 1.0) {
+                    arr.push(text);
+                    continue;
+                }
+                let map = obj.get_or_insert_with(|| {
+                    let m = arr.drain(..).enumerate();
+                    m.map(|(i, v)| ((i + 1).to_string(), v)).collect()
+                });
+                let key = match &k {
+                    Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+                    Value::Integer(i) => i.to_string(),
+                    Value::Number(f) => number_text(*f),
+                    Value::Boolean(b) => b.to_string(),
+                    other => other.type_name().to_owned(),
+                };
+                map.insert(key, text);
+            }
+            stack.pop();
+            match obj {
+                Some(map) => {
+                    out.push('{');
+                    for (i, (k, v)) in map.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&crate::cmd::ctx::json_str(k));
+                        out.push(':');
+                        out.push_str(v);
+                    }
+                    out.push('}');
+                }
+                None if arr.is_empty() => out.push_str("null"),
+                None => {
+                    out.push('[');
+                    out.push_str(&arr.join(","));
+                    out.push(']');
+                }
+            }
+        }
+        other => return Err(format!("cannot encode {} to JSON", other.type_name())),
+    }
+    Ok(())
+}
+
+/// `json.decode`: JSON null is nil, numbers are numbers, arrays and objects
+/// are tables.
+fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    Ok(match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::Boolean(*b),
+        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(s) => Value::String(lua.create_string(s)?),
+        serde_json::Value::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+        serde_json::Value::Object(map) => {
+            let t = lua.create_table_with_capacity(0, map.len())?;
+            for (k, item) in map {
+                t.raw_set(k.as_str(), json_to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+    })
 }
 
 /// Tile38's `geo.DistanceTo`: haversine meters on the database's sphere.
@@ -941,6 +1067,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, ScriptError::Memory(4 << 20));
+    }
+
+    #[test]
+    fn the_json_module_encodes_and_decodes_as_tile38s() {
+        assert_eq!(
+            resp(r#"return json.encode({1, 'a', true})"#),
+            Reply::bulk(r#"[1,"a",true]"#)
+        );
+        assert_eq!(
+            resp(r#"return json.encode({b = 2.5, a = {x = 1}})"#),
+            Reply::bulk(r#"{"a":{"x":1},"b":2.5}"#)
+        );
+        assert_eq!(resp(r#"return json.encode({})"#), Reply::bulk("null"));
+        assert_eq!(
+            resp(r#"return json.encode({[1] = 'a', [3] = 'c'})"#),
+            Reply::bulk(r#"{"1":"a","3":"c"}"#)
+        );
+        assert_eq!(
+            resp(r#"local t = {} t.me = t local s, e = json.encode(t) return e"#),
+            Reply::bulk("cannot encode recursively nested tables to JSON")
+        );
+        assert_eq!(
+            resp(
+                r#"local v = json.decode('{"a":[1,2,{"b":"c"}],"n":null}') return {v.a[2], v.a[3].b, v.n == nil}"#
+            ),
+            Reply::Array(vec![Reply::Int(2), Reply::bulk("c"), Reply::Int(1)])
+        );
+        assert_eq!(
+            resp(r#"local v, e = json.decode('{') return v == nil and e ~= nil"#),
+            Reply::Int(1)
+        );
     }
 
     #[test]
