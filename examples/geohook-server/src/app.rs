@@ -106,6 +106,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             memory: usize::try_from(args.script_memory).unwrap_or(usize::MAX),
             max_scripts: usize::try_from(args.script_cache_max).unwrap_or(usize::MAX),
             max_bytes: usize::try_from(args.script_cache_bytes).unwrap_or(usize::MAX),
+            max_running: usize::try_from(args.script_max_running).unwrap_or(usize::MAX),
         },
     };
     let mut shared = Shared::new(opts, core, settings, metrics.clone());

@@ -126,6 +126,9 @@ pub struct Args {
     /// The most bytes of script source kept (bytes, or kb/mb/gb).
     #[arg(long, default_value = "16mb", value_parser = parse_size)]
     pub(crate) script_cache_bytes: u64,
+    /// The most scripts running at once; one more answers `-BUSY`.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) script_max_running: u64,
     /// Most commands one connection runs from a pipeline before its replies
     /// are written and other clients get a turn (overrides the config
     /// file's `client-pipeline-max`; 0 = no count cap). Default: 1000.

@@ -9,6 +9,7 @@
 //! until SCRIPT FLUSH.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub(crate) struct ScriptLimits {
     pub(crate) max_scripts: usize,
     /// The most bytes of source the cache holds. Default: 16 MiB.
     pub(crate) max_bytes: usize,
+    /// The most scripts running at once; one more answers BUSY. Each may
+    /// take `memory`, so this bounds what scripts take together. Default: 16.
+    pub(crate) max_running: usize,
 }
 
 impl Default for ScriptLimits {
@@ -36,6 +40,7 @@ impl Default for ScriptLimits {
             memory: 64 << 20,
             max_scripts: 1_000,
             max_bytes: 16 << 20,
+            max_running: 16,
         }
     }
 }
@@ -54,6 +59,17 @@ pub(crate) enum CacheError {
 pub(crate) struct ScriptCache {
     limits: ScriptLimits,
     inner: Mutex<Cached>,
+    running: AtomicUsize,
+}
+
+/// A place among the scripts running at once, given back on drop.
+#[derive(Debug)]
+pub(crate) struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -67,7 +83,23 @@ impl ScriptCache {
         ScriptCache {
             limits,
             inner: Mutex::new(Cached::default()),
+            running: AtomicUsize::new(0),
         }
+    }
+
+    /// Takes a place among the scripts running at once.
+    ///
+    /// # Errors
+    ///
+    /// All `max_running` places are taken; the error is the bound.
+    pub(crate) fn enter(&self) -> Result<Running<'_>, usize> {
+        let max = self.limits.max_running;
+        self.running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map(|_| Running(&self.running))
+            .map_err(|_| max)
     }
 
     /// The budgets scripts run under.
@@ -159,5 +191,18 @@ mod tests {
         cache.flush();
         assert!(cache.get("a").is_none());
         assert_eq!(cache.insert("c", b"1234567890"), Ok(()));
+    }
+
+    #[test]
+    fn at_most_max_running_scripts_run_at_once() {
+        let cache = ScriptCache::new(ScriptLimits {
+            max_running: 2,
+            ..ScriptLimits::default()
+        });
+        let a = cache.enter().unwrap();
+        let _b = cache.enter().unwrap();
+        assert_eq!(cache.enter().unwrap_err(), 2);
+        drop(a);
+        assert!(cache.enter().is_ok());
     }
 }

@@ -107,6 +107,11 @@ pub(crate) fn eval(
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
     let e = Eval::parse(spec, args)?;
+    let _running = shared.scripts.enter().map_err(|max| {
+        CmdError::Busy(format!(
+            "{max} scripts are running, the most allowed at once; retry later"
+        ))
+    })?;
     let (source, sha) = if e.by_sha {
         let sha = text(e.script)?.to_ascii_lowercase();
         let source = shared
