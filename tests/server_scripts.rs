@@ -277,6 +277,25 @@ fn evalsha_noscript_arguments_and_the_cache_cap() {
     }
     let syntax = q(&mut c, &["EVAL", "return +", "0"]);
     assert!(syntax.starts_with("ERR:f_"), "{syntax}");
+    assert_eq!(q(&mut c, &["SCRIPT", "FLUSH"]), "OK");
+
+    // Tile38's json module.
+    let enc = "return json.encode({name = ARGV[1], list = {1, 2}})";
+    assert_eq!(
+        q(&mut c, &["EVAL", enc, "0", "x"]),
+        r#"{"list":[1,2],"name":"x"}"#
+    );
+    let dec = "return json.decode(ARGV[1]).a[2]";
+    assert_eq!(q(&mut c, &["EVAL", dec, "0", r#"{"a":[5,6]}"#]), "6");
+    // Under TIMEOUT a script stops at the deadline with Tile38's error.
+    assert_eq!(q(&mut c, &["SCRIPT", "FLUSH"]), "OK");
+    assert_eq!(
+        q(
+            &mut c,
+            &["TIMEOUT", "0.2", "EVALRO", "while true do end", "0"]
+        ),
+        "ERR:timeout"
+    );
 }
 
 #[test]
