@@ -122,6 +122,12 @@ fn tile38s_script_tests_in_resp_and_json() {
         ],
     );
 
+    // Tile38's own distance case: RESP floors the number, JSON keeps it.
+    let dist = "return tile38.distance_to(37.7341129, -122.4408378, 37.733, -122.43)";
+    assert_eq!(q(&mut c, &["EVAL", dist, "0"]), "961");
+    let meters = qj(&mut j, &["EVAL", dist, "0"])["result"].as_f64().unwrap();
+    assert!((961.0..962.0).contains(&meters), "{meters}");
+
     // Mirrors Tile38's scripts_ATOMIC_test; the SETs here go to keys the
     // JSON pass then reads back.
     let get = "return tile38.call('get', KEYS[1], ARGV[1])";
