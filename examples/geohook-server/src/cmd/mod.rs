@@ -9,7 +9,8 @@
 //!    ranges), [`render`] (reply shapes);
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
 //!    [`json`] and [`rename`] (above [`set`], whose SET they run),
-//!    [`keys`], [`search`], [`test`], [`hooks`], [`chan`], [`conn`],
+//!    [`keys`], [`search`] (with the [`sliced`] and [`sparse`] walks),
+//!    [`test`], [`hooks`], [`chan`], [`conn`],
 //!    [`client`], [`config`], [`server`];
 //! 4. [`write`]: applies any write, for clients and for replay alike;
 //! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
@@ -43,6 +44,7 @@ pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod shapes;
 pub(crate) mod sliced;
+pub(crate) mod sparse;
 pub(crate) mod spec;
 pub(crate) mod test;
 pub(crate) mod write;
