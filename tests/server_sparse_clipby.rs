@@ -2,7 +2,9 @@
 //! binary, in RESP2 and JSON output: one object per cell of the area's
 //! rectangle cut into `4^spread` cells (north-west, north-east, south-west,
 //! south-east), no limit and cursor 0, and Tile38's refusals (SPARSE on
-//! SCAN, with LIMIT or CURSOR, out of 1..=16, NEARBY without a radius).
+//! SCAN, with LIMIT or CURSOR, out of 1..=16, NEARBY without a radius);
+//! and `CLIPBY rect` on WITHIN and INTERSECTS: the search area cut by
+//! rectangles, with Tile38's cases and refusals.
 
 use e2e::{run, run_json, start, Grid};
 use serde_json::json;
@@ -241,4 +243,99 @@ fn sparse_is_refused_where_tile38_refuses_it() {
     // As in Tile38, a missing key answers an empty page before the radius
     // is looked at.
     assert_eq!(run(&mut c, "NEARBY nokey SPARSE 1 POINT 1 1"), "[0 []]");
+}
+
+/// The polygon of Tile38's `keys_WITHIN_CLIPBY_test` and
+/// `keys_INTERSECTS_CLIPBY_test` (tests/keys_search_test.go).
+const JAGGED: &str = r#"{"type":"Polygon","coordinates":[[[-122.47781753540039,37.74655746554895],[-122.48777389526366,37.7355619376922],[-122.4707794189453,37.73271097867418],[-122.46528625488281,37.735969208590504],[-122.45189666748047,37.73922729512254],[-122.4565315246582,37.75008654795525],[-122.46683120727538,37.75307256315459],[-122.47781753540039,37.74655746554895]]]}"#;
+
+/// Mirrors Tile38's `keys_WITHIN_CLIPBY_test` and
+/// `keys_INTERSECTS_CLIPBY_test`: the jagged polygon cut by one rectangle,
+/// by another, and by both in turn.
+#[test]
+fn clipby_cuts_the_search_area_as_tile38_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    for (id, foo, lat, lon) in [
+        ("point1", 1, 37.73963454585715, -122.4810791015625),
+        ("point2", 2, 37.75130811419222, -122.47438430786133),
+        ("point3", 1, 37.74816932695052, -122.47713088989258),
+        ("point4", 2, 37.74503040657439, -122.47571468353271),
+    ] {
+        let set = format!("SET mykey {id} FIELD foo {foo} POINT {lat} {lon}");
+        assert_eq!(run(&mut c, &set), "OK");
+    }
+    let set = redis::cmd("SET")
+        .arg("other")
+        .arg("jagged")
+        .arg("OBJECT")
+        .arg(JAGGED)
+        .query::<redis::Value>(&mut c);
+    assert_eq!(e2e::render(set), "OK");
+    let a = "BOUNDS 37.737734023260884 -122.47816085815431 37.74886496155229 -122.45464324951172";
+    let b = "BOUNDS 37.74411415606583 -122.48034954071045 37.7536833241461 -122.47163772583008";
+    let mut j = server.json_client();
+    for cmd in ["WITHIN", "INTERSECTS"] {
+        for (tail, ids) in [
+            ("GET other jagged".to_string(), vec!["point1", "point4"]),
+            (a.to_string(), vec!["point3", "point4"]),
+            (format!("GET other jagged CLIPBY {a}"), vec!["point4"]),
+            (b.to_string(), vec!["point2", "point3", "point4"]),
+            (format!("GET other jagged CLIPBY {b}"), vec!["point4"]),
+            (
+                format!("GET other jagged CLIPBY {b} CLIPBY {a}"),
+                vec!["point4"],
+            ),
+        ] {
+            let line = format!("{cmd} mykey IDS {tail}");
+            // Tile38's replies list these in its R-tree's order; the ids
+            // are compared as a set here.
+            let got = run(&mut c, &line);
+            let inner = got
+                .strip_prefix("[0 [")
+                .and_then(|s| s.strip_suffix("]]"))
+                .unwrap_or_else(|| panic!("{line}: {got}"));
+            let mut got: Vec<&str> = inner.split(' ').filter(|s| !s.is_empty()).collect();
+            got.sort_unstable();
+            assert_eq!(got, ids, "{line}");
+            let v = run_json(&mut j, &line);
+            assert_eq!(v["count"], json!(ids.len()), "{line}: {v}");
+            assert_eq!(v["cursor"], json!(0), "{line}: {v}");
+        }
+        // A HASH, TILE or QUADKEY rectangle may follow CLIPBY too; a
+        // rectangle apart from the area leaves nothing to find.
+        for (clip, want) in [
+            ("HASH 9q8y", "2"),
+            ("TILE 0 0 0", "2"),
+            ("QUADKEY 0", "2"),
+            ("TILE 1 0 1", "0"),
+            ("QUADKEY 1", "0"),
+        ] {
+            let line = format!("{cmd} mykey COUNT GET other jagged CLIPBY {clip}");
+            assert_eq!(run(&mut c, &line), want, "{line}");
+        }
+        // Only rectangles may follow CLIPBY, in Tile38's words.
+        for (clip, kind) in [
+            ("CIRCLE 37.74 -122.47 100", "circle"),
+            ("POINT 37.74 -122.47", "point"),
+            ("GET other jagged", "get"),
+            ("OBJECT {}", "object"),
+            ("SECTOR 37.74 -122.47 100 0 90", "sector"),
+        ] {
+            let line = format!("{cmd} mykey IDS GET other jagged CLIPBY {clip}");
+            let err = format!("invalid argument 'cannot clipby {kind}'");
+            assert_eq!(run(&mut c, &line), format!("ERR:{err}"), "{line}");
+            assert_eq!(
+                run_json(&mut j, &line),
+                json!({"ok":false,"err":err}),
+                "{line}"
+            );
+        }
+        let line = format!("{cmd} mykey IDS GET other jagged CLIPBY");
+        assert!(
+            run(&mut c, &line).contains("wrong number of arguments"),
+            "{line}"
+        );
+    }
 }

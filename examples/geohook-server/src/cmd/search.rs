@@ -303,7 +303,7 @@ impl<'a> Search<'a> {
                         format!("cannot clip with {w}").as_bytes(),
                     ));
                 }
-                let area = if out == Output::Bounds
+                let mut area = if out == Output::Bounds
                     && a.peek_lower()
                         .is_some_and(|w| args::finite(w.as_bytes()).is_ok())
                 {
@@ -315,6 +315,13 @@ impl<'a> Search<'a> {
                 } else {
                     a.area(db, now, false)?
                 };
+                // `CLIPBY rect`, any number of times: the area cut by each
+                // rectangle in turn, before BUFFER grows it (Tile38's order).
+                while a.peek_lower().as_deref() == Some("clipby") {
+                    a.next()?;
+                    let rect = clipby_rect(&mut a, db, now)?;
+                    area = clip_area(area, &rect);
+                }
                 let area = grow(area)?;
                 if cmd == Cmd::Within {
                     Scope::Within(area)
@@ -358,6 +365,44 @@ impl<'a> Search<'a> {
             ..*ctx
         }
     }
+}
+
+/// The rectangle after `CLIPBY`: `BOUNDS`, `HASH`, `TILE` or `QUADKEY`, as
+/// Tile38 takes them.
+///
+/// # Errors
+///
+/// `invalid argument 'cannot clipby <type>'` for any other area type (in
+/// lower case, as Tile38 writes it), an argument count error when the type
+/// is missing, and the area's own errors.
+fn clipby_rect(a: &mut Args<'_>, db: &Database, now: i64) -> Result<Bounds, CmdError> {
+    let Some(kind) = a.peek_lower() else {
+        return Err(a.next().unwrap_err());
+    };
+    if !matches!(kind.as_str(), "bounds" | "hash" | "tile" | "quadkey") {
+        return Err(CmdError::Invalid(format!("cannot clipby {kind}")));
+    }
+    a.area(db, now, false)?
+        .bounds()
+        .ok_or_else(|| CmdError::Invalid(format!("cannot clipby {kind}")))
+}
+
+/// `area` cut to `rect` by TEST's clipping, as an object area. A circle is
+/// left whole, as Tile38 leaves it; an area the cut leaves empty matches
+/// nothing.
+fn clip_area(area: Area, rect: &Bounds) -> Area {
+    let obj = match area {
+        Area::Circle { .. } => return area,
+        Area::Point(p) => Object::Point(p),
+        Area::Bounds(b) => Object::Bounds(Box::new(b)),
+        Area::Hash(h) => Object::Bounds(Box::new(h.bounds())),
+        Area::Object(o) => o,
+    };
+    // A string object, as an area, matches nothing.
+    Area::Object(
+        Object::from_geojson_any_range(&clip_json(&obj, rect))
+            .unwrap_or_else(|_| Object::String(String::new().into())),
+    )
 }
 
 /// The seconds of a `TIMEOUT` search option, read as the `TIMEOUT`
@@ -1215,6 +1260,83 @@ mod tests {
             ("SCAN k TIMEOUT 1 TIMEOUT 2", "duplicate argument 'TIMEOUT'"),
         ] {
             assert_eq!(parse(line).unwrap_err(), err, "{line}");
+        }
+    }
+
+    /// The area a WITHIN parses to, as its bounds (min lat, min lon, max
+    /// lat, max lon), or the parse's error.
+    fn area_bounds(line: &str) -> Result<Option<(f64, f64, f64, f64)>, String> {
+        let db = Database::new();
+        let a = args(line);
+        let (cmd, name) = cmd_of(line);
+        let s = Search::parse(cmd, name, &a, &db, 0).map_err(|e| e.to_string())?;
+        let (Scope::Within(area) | Scope::Intersects(area)) = &s.scope else {
+            panic!("{line}: not an area search")
+        };
+        Ok(area
+            .bounds()
+            .map(|b| (b.sw.lat, b.sw.lon, b.ne.lat, b.ne.lon)))
+    }
+
+    #[test]
+    fn clipby_cuts_the_area_by_each_rectangle_in_turn() {
+        assert_eq!(
+            area_bounds("WITHIN k IDS BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3").unwrap(),
+            Some((1.0, 1.0, 2.0, 2.0))
+        );
+        assert_eq!(
+            area_bounds(
+                "INTERSECTS k BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3 CLIPBY BOUNDS 0 0 1.5 1.5"
+            )
+            .unwrap(),
+            Some((1.0, 1.0, 1.5, 1.5))
+        );
+        // A polygon area is cut along the rectangle.
+        let tri = r#"{"type":"Polygon","coordinates":[[[0,0],[4,0],[0,4],[0,0]]]}"#;
+        assert_eq!(
+            area_bounds(&format!("WITHIN k OBJECT {tri} CLIPBY BOUNDS 0 0 1 1")).unwrap(),
+            Some((0.0, 0.0, 1.0, 1.0))
+        );
+        // A rectangle apart from the area leaves nothing to match.
+        assert_eq!(
+            area_bounds("WITHIN k BOUNDS 0 0 1 1 CLIPBY BOUNDS 5 5 6 6").unwrap(),
+            None
+        );
+        // A circle is left whole, as in Tile38.
+        let circle = area_bounds("WITHIN k CIRCLE 0 0 1000 CLIPBY BOUNDS 0 0 1 1").unwrap();
+        assert!(circle.is_some_and(|b| b.0 < 0.0), "{circle:?}");
+        // BUFFER grows the area after the cut.
+        let grown = area_bounds("WITHIN k BUFFER 1000 BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3")
+            .unwrap()
+            .unwrap();
+        assert!(grown.0 < 1.0 && grown.2 > 2.0, "{grown:?}");
+        for (line, err) in [
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY CIRCLE 0 0 10",
+                "invalid argument 'cannot clipby circle'",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY get k id",
+                "invalid argument 'cannot clipby get'",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY MVT 0 0 0",
+                "invalid argument 'cannot clipby mvt'",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY",
+                "wrong number of arguments for 'within' command",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY BOUNDS 0 0",
+                "wrong number of arguments for 'within' command",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY TILE 0 0 x",
+                "invalid argument 'x'",
+            ),
+        ] {
+            assert_eq!(area_bounds(line).unwrap_err(), err, "{line}");
         }
     }
 
