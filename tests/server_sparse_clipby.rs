@@ -338,4 +338,13 @@ fn clipby_cuts_the_search_area_as_tile38_does() {
             "{line}"
         );
     }
+    // NEARBY reads CLIPBY after its radius, as Tile38 does, and its
+    // circle stays whole.
+    let near = "NEARBY mykey COUNT POINT 37.745 -122.475 2000";
+    assert_eq!(run(&mut c, near), "4");
+    assert_eq!(run(&mut c, &format!("{near} CLIPBY {a}")), "4");
+    assert_eq!(
+        run(&mut c, &format!("{near} CLIPBY CIRCLE 1 1 1")),
+        "ERR:invalid argument 'cannot clipby circle'"
+    );
 }

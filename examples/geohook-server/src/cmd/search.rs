@@ -288,6 +288,13 @@ impl<'a> Search<'a> {
                 if meters.is_some_and(|m| m < 0.0) {
                     return Err(CmdError::invalid(&all[a.pos() - 1]));
                 }
+                // Tile38 reads CLIPBY after a radius too, and its clipping
+                // leaves a circle whole: the rectangles are checked, and
+                // change nothing.
+                while a.peek_lower().as_deref() == Some("clipby") {
+                    a.next()?;
+                    clipby_rect(&mut a, db, now)?;
+                }
                 // A buffer widens the radius (Tile38 buffers the circle).
                 Scope::Nearby(p, meters.map(|m| m + buffer.unwrap_or(0.0)))
             }
@@ -1305,6 +1312,25 @@ mod tests {
         // A circle is left whole, as in Tile38.
         let circle = area_bounds("WITHIN k CIRCLE 0 0 1000 CLIPBY BOUNDS 0 0 1 1").unwrap();
         assert!(circle.is_some_and(|b| b.0 < 0.0), "{circle:?}");
+        // NEARBY takes CLIPBY after a radius and keeps its circle.
+        let db = Database::new();
+        let a = args("NEARBY k POINT 1 2 100 CLIPBY BOUNDS 0 0 1 1 CLIPBY HASH 9q");
+        let s = Search::parse(Cmd::Nearby, "nearby", &a, &db, 0).unwrap();
+        assert!(matches!(s.scope, Scope::Nearby(_, Some(m)) if m == 100.0));
+        for (line, err) in [
+            (
+                "NEARBY k POINT 1 2 100 CLIPBY CIRCLE 0 0 1",
+                "invalid argument 'cannot clipby circle'",
+            ),
+            (
+                "NEARBY k POINT 1 2 CLIPBY BOUNDS 0 0 1 1",
+                "invalid argument 'CLIPBY'",
+            ),
+        ] {
+            let a = args(line);
+            let e = Search::parse(Cmd::Nearby, "nearby", &a, &db, 0).unwrap_err();
+            assert_eq!(e.to_string(), err, "{line}");
+        }
         // BUFFER grows the area after the cut.
         let grown = area_bounds("WITHIN k BUFFER 1000 BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3")
             .unwrap()
