@@ -28,6 +28,17 @@ pub struct FollowerConfig {
     ///
     /// Default: none.
     pub auth: Option<String>,
+    /// The port this node serves clients on, announced to the leader with
+    /// `REPLCONF listening-port` before `PSYNC` (the leader shows it in
+    /// ROLE), as Tile38 and Redis followers do.
+    ///
+    /// Default: none (nothing is announced).
+    pub announce_port: Option<u16>,
+    /// The address announced with `REPLCONF ip-address` (Tile38's
+    /// `replica_announce_ip`).
+    ///
+    /// Default: none (the leader sees the connection's address).
+    pub announce_ip: Option<String>,
     /// Deadline for the TCP connect and for each handshake reply.
     ///
     /// Default: 2 s.
@@ -68,6 +79,8 @@ impl Default for FollowerConfig {
             host: "127.0.0.1".to_owned(),
             port: 9851,
             auth: None,
+            announce_port: None,
+            announce_ip: None,
             connect_timeout: Duration::from_secs(2),
             leader_timeout: Duration::from_secs(10),
             ack_interval: Duration::from_secs(1),
@@ -300,6 +313,35 @@ impl<R: Replica + ?Sized> Follower<R> {
                 Some(Frame::Error(message, _)) => return Err(Error::Leader { message }),
                 Some(Frame::Command(..)) => {
                     return Err(Error::protocol(&addr, "expected a reply to AUTH"))
+                }
+                None => return Ok(()),
+            }
+        }
+        let port = self.config.announce_port.map(|p| p.to_string());
+        let announce = [
+            port.as_deref().map(|p| (b"listening-port".as_slice(), p)),
+            self.config
+                .announce_ip
+                .as_deref()
+                .map(|ip| (b"ip-address".as_slice(), ip)),
+        ];
+        for (option, value) in announce.into_iter().flatten() {
+            let mut cmd = Vec::new();
+            geohook_resp::encode_command(
+                &mut cmd,
+                &[b"REPLCONF".as_slice(), option, value.as_bytes()],
+            );
+            self.write(&mut wr, &cmd, &addr).await?;
+            match self.handshake_reply(&mut rd, &mut buf, cancel).await? {
+                Some(Frame::Status(..)) => {}
+                // Not critical, as for Redis's replicas: a leader that does
+                // not know the option is followed all the same, it only
+                // cannot show this node's port.
+                Some(Frame::Error(message, _)) => {
+                    tracing::info!(leader = %addr, %message, "leader refused REPLCONF");
+                }
+                Some(Frame::Command(..)) => {
+                    return Err(Error::protocol(&addr, "expected a reply to REPLCONF"))
                 }
                 None => return Ok(()),
             }

@@ -118,6 +118,53 @@ pub struct FollowerLink {
     pub since_ack: Duration,
     /// False while a full sync's snapshot is being sent.
     pub streaming: bool,
+    /// What the follower announced before `PSYNC`.
+    pub announced: Announced,
+}
+
+/// What a follower says of itself before `PSYNC` with Redis's and Tile38's
+/// `REPLCONF listening-port <port>` and `REPLCONF ip-address <ip>`: where
+/// clients reach it, which its connection's own address does not tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// The port it serves clients on. Default: none announced.
+    pub port: Option<u16>,
+    /// The address it serves clients on. Default: none announced (the
+    /// connection's address stands for it).
+    pub ip: Option<String>,
+}
+
+impl Announced {
+    /// Takes one `REPLCONF` command's arguments (after the name): a
+    /// `listening-port` or an `ip-address`; any other option is left alone,
+    /// as Redis leaves the ones it does not know.
+    ///
+    /// # Errors
+    ///
+    /// The text of the error to answer: a missing value, or a port that is
+    /// not a number from 1 to 65535.
+    pub fn take(&mut self, args: &[Vec<u8>]) -> Result<(), String> {
+        let [option, value, ..] = args else {
+            return Err("wrong number of arguments for 'replconf' command".into());
+        };
+        let value_text = String::from_utf8_lossy(value);
+        if option.eq_ignore_ascii_case(b"listening-port") {
+            let port = value_text
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("invalid argument '{value_text}'"))?;
+            self.port = Some(port);
+        } else if option.eq_ignore_ascii_case(b"ip-address") {
+            // An address is a host name or a literal; anything longer than
+            // a DNS name is refused rather than kept.
+            if value.is_empty() || value.len() > 255 {
+                return Err(format!("invalid argument '{value_text}'"));
+            }
+            self.ip = Some(value_text.into_owned());
+        }
+        Ok(())
+    }
 }
 
 /// Counters and positions of a leader.
@@ -160,6 +207,7 @@ struct Inner {
 
 struct LinkState {
     peer: String,
+    announced: Announced,
     ack_offset: u64,
     ack_at: Instant,
     streaming: bool,
@@ -382,6 +430,7 @@ impl Leader {
                 lag_bytes: offset.saturating_sub(l.ack_offset),
                 since_ack: l.ack_at.elapsed(),
                 streaming: l.streaming,
+                announced: l.announced.clone(),
             })
             .collect();
         LeaderStats {
@@ -426,6 +475,7 @@ impl Leader {
         let deadline = tokio::time::Instant::now() + self.config.handshake_timeout;
         let mut buf = Vec::new();
         let mut authed = self.config.password.is_none();
+        let mut announced = Announced::default();
         loop {
             let (args, used) = loop {
                 match geohook_resp::parse_command(&buf, &HANDSHAKE_LIMITS) {
@@ -461,9 +511,14 @@ impl Leader {
                     _ => b"-ERR invalid password\r\n",
                 },
                 b"PING" => b"+PONG\r\n",
-                b"REPLCONF" if authed => b"+OK\r\n",
+                b"REPLCONF" if authed => match announced.take(&args[1..]) {
+                    Ok(()) => b"+OK\r\n",
+                    Err(_) => b"-ERR invalid argument\r\n",
+                },
                 b"PSYNC" if authed => {
-                    return self.serve_psync(io, peer, &args, buf, source, cancel).await;
+                    return self
+                        .serve_psync_announced(io, peer, announced, &args, buf, source, cancel)
+                        .await;
                 }
                 b"REPLCONF" | b"PSYNC" => b"-ERR authentication required\r\n",
                 _ => {
@@ -517,6 +572,44 @@ impl Leader {
         IO: AsyncRead + AsyncWrite + Unpin,
         S: SnapshotSource + ?Sized,
     {
+        self.serve_psync_announced(
+            io,
+            peer,
+            Announced::default(),
+            args,
+            pending,
+            source,
+            cancel,
+        )
+        .await
+    }
+
+    /// [`Leader::serve_psync`] for a follower that announced itself
+    /// (`REPLCONF listening-port`, `ip-address`) before `PSYNC`; the
+    /// announcement is shown in [`FollowerLink::announced`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Leader::serve_psync`].
+    ///
+    /// # Cancellation safety
+    ///
+    /// As [`Leader::serve_psync`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn serve_psync_announced<IO, S>(
+        &self,
+        io: IO,
+        peer: &str,
+        announced: Announced,
+        args: &[Vec<u8>],
+        pending: Vec<u8>,
+        source: &S,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+        S: SnapshotSource + ?Sized,
+    {
         let (mut reader, mut writer) = tokio::io::split(io);
         if args.len() != 3 {
             let _ = writer
@@ -535,6 +628,7 @@ impl Leader {
             link,
             LinkState {
                 peer: peer.to_owned(),
+                announced,
                 ack_offset: want_offset.unwrap_or(0),
                 ack_at: Instant::now(),
                 streaming: false,

@@ -93,7 +93,7 @@ pub use error::{BoxError, Error};
 pub use follower::{Follower, FollowerConfig, FollowerState};
 pub use geohook_resp::{encode_command, encoded_len};
 pub use header::{encode_header, recover, Header, Recovered, ReplId, HEADER_COMMAND, HEADER_LEN};
-pub use leader::{FollowerLink, Leader, LeaderConfig, LeaderStats};
+pub use leader::{Announced, FollowerLink, Leader, LeaderConfig, LeaderStats};
 pub use limits::Limits;
 
 /// One command: its arguments, the command name first.

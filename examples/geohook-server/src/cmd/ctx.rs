@@ -28,6 +28,8 @@ pub(crate) struct Session {
     /// A write ran since the last flush of the log: the log must be flushed
     /// before this connection's replies go out.
     pub(crate) unflushed: bool,
+    /// What a follower announced with `REPLCONF` before its `PSYNC`.
+    pub(crate) announced: geohook_repl::Announced,
 }
 
 impl Session {
@@ -42,6 +44,7 @@ impl Session {
             authed,
             quit: false,
             unflushed: false,
+            announced: geohook_repl::Announced::default(),
         }
     }
 }

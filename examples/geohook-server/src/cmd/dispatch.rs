@@ -353,6 +353,7 @@ fn admin(
         Cmd::Healthz => repl::health(shared, ctx),
         Cmd::Follow => repl::follow(shared, ctx, args),
         Cmd::Role => Ok(repl::role(shared, ctx)),
+        Cmd::Replconf => repl::replconf(session, ctx, args),
         Cmd::Hookdlq | Cmd::Redeliver => {
             let Some(engine) = shared.hooks.get() else {
                 return Err(CmdError::Msg("hooks are not enabled".into()));

@@ -9,12 +9,12 @@
 //!    ranges), [`render`] (reply shapes);
 //! 3. the families: [`set`], [`del`], [`expire`], [`fields`], [`get`],
 //!    [`json`] and [`rename`] (above [`set`], whose SET they run),
-//!    [`keys`], [`search`], [`test`], [`hooks`], [`chan`], [`conn`],
-//!    [`client`], [`config`], [`server`], and [`lua`] (the Lua sandbox and
-//!    value conversions);
+//!    [`keys`], [`search`] (with the [`sliced`] and [`sparse`] walks),
+//!    [`test`], [`hooks`], [`chan`], [`conn`], [`client`], [`config`],
+//!    [`server`], and [`lua`] (the Lua sandbox and value conversions);
 //! 4. [`write`]: applies any write, for clients and for replay alike;
 //!    [`read`]: any read on a lock already held, for clients and scripts;
-//! 5. [`repl`] (FOLLOW, ROLE, HEALTHZ), which sits above the replication
+//! 5. [`repl`] (FOLLOW, ROLE, REPLCONF, HEALTHZ), which sits above the replication
 //!    tasks it drives; [`script`] (EVAL*, SCRIPT), which runs a script's
 //!    calls through `write` and `read`;
 //! 6. [`dispatch`]: from a client's arguments to the reply.
@@ -49,6 +49,7 @@ pub(crate) mod server;
 pub(crate) mod set;
 pub(crate) mod shapes;
 pub(crate) mod sliced;
+pub(crate) mod sparse;
 pub(crate) mod spec;
 pub(crate) mod test;
 pub(crate) mod write;

@@ -2,13 +2,15 @@
 //! [output]` (string objects by value) and `NEARBY|WITHIN|INTERSECTS key
 //! [options] [output] AREA`, read in Tile38's order (token.go): first any
 //! number of options (BUFFER, CURSOR, LIMIT, MATCH, WHERE, WHEREIN,
-//! NOFIELDS, DISTANCE, ASC/DESC), then at most one output (COUNT, IDS,
+//! NOFIELDS, DISTANCE, ASC/DESC, SPARSE, and TIMEOUT, which is this
+//! server's own), then at most one output (COUNT, IDS,
 //! OBJECTS, POINTS, BOUNDS, HASHES precision), then the area. That order
 //! is what tells `BOUNDS` the output from `BOUNDS` the area: after the
 //! options the first BOUNDS is the output, unless (WITHIN and INTERSECTS
 //! only, as Tile38) a number follows it, in which case it was the area.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use geohook_db::{
     Area, Bounds, Collection, Database, Glob, Hit, Item, Object, Page, Point, SearchOpts,
@@ -23,6 +25,7 @@ use crate::cmd::render::{
 };
 use crate::cmd::shapes;
 use crate::cmd::sliced;
+use crate::cmd::sparse;
 use crate::cmd::spec::Cmd;
 use crate::cmd::test::clip_json;
 use geohook_resp::{self as resp, Reply};
@@ -62,6 +65,12 @@ pub(super) struct Search<'a> {
     /// `CLIP` on INTERSECTS: each object is returned cut to this rectangle
     /// (the area's bounds).
     clip: Option<Bounds>,
+    /// `SPARSE spread`: at most one object per cell of the area (see
+    /// [`sparse`]).
+    spread: Option<u8>,
+    /// `TIMEOUT seconds` given as an option: the search's own deadline,
+    /// counted from the command's start like the `TIMEOUT` prefix's.
+    timeout: Option<Duration>,
 }
 
 /// The command's name in Tile38's "X is not allowed for CMD" errors.
@@ -94,6 +103,9 @@ impl<'a> Search<'a> {
         let mut buffer: Option<f64> = None;
         let mut order: Option<bool> = None;
         let mut clip = false;
+        let mut cursor_given = false;
+        let mut spread: Option<&[u8]> = None;
+        let mut timeout: Option<Duration> = None;
         // The options, in any order and number; then at most one output.
         // Options after the output are accepted too (a superset of
         // Tile38, which wants them before it): they are never ambiguous.
@@ -108,6 +120,22 @@ impl<'a> Search<'a> {
                     "cursor" => {
                         a.next()?;
                         opts.cursor = args::uint(a.next()?)?;
+                        cursor_given = true;
+                    }
+                    "sparse" => {
+                        a.next()?;
+                        if spread.is_some() {
+                            return Err(CmdError::Msg("duplicate argument 'SPARSE'".into()));
+                        }
+                        // Read after the output, where Tile38 reads it.
+                        spread = Some(a.next()?);
+                    }
+                    "timeout" => {
+                        a.next()?;
+                        if timeout.is_some() {
+                            return Err(CmdError::Msg("duplicate argument 'TIMEOUT'".into()));
+                        }
+                        timeout = Some(option_timeout(a.next()?)?);
                     }
                     "limit" => {
                         a.next()?;
@@ -196,6 +224,14 @@ impl<'a> Search<'a> {
                 }
             }
         }
+        // Tile38's order of refusals: SPARSE on SCAN or SEARCH, then ASC or
+        // DESC on the others, then LIMIT or CURSOR with SPARSE.
+        if spread.is_some() && matches!(cmd, Cmd::Scan | Cmd::Search) {
+            return Err(CmdError::Msg(format!(
+                "SPARSE is not allowed for {}",
+                upper(cmd)
+            )));
+        }
         if let Some(desc) = order {
             if !matches!(cmd, Cmd::Scan | Cmd::Search) {
                 let w = if desc { "DESC" } else { "ASC" };
@@ -206,6 +242,17 @@ impl<'a> Search<'a> {
             }
             opts.desc = desc;
         }
+        if spread.is_some() && limit.is_some() {
+            return Err(CmdError::Msg(
+                "LIMIT is not allowed when SPARSE is specified".into(),
+            ));
+        }
+        if spread.is_some() && cursor_given {
+            return Err(CmdError::Msg(
+                "CURSOR is not allowed when SPARSE is specified".into(),
+            ));
+        }
+        let spread = spread.map(sparse::spread).transpose()?;
         if cmd == Cmd::Search && !matches!(out, Output::Count | Output::Ids | Output::Objects) {
             return Err(CmdError::Msg(
                 "SEARCH returns string objects: use COUNT, IDS or OBJECTS".into(),
@@ -220,7 +267,9 @@ impl<'a> Search<'a> {
                 None => kept.push(f),
             }
         }
+        // SPARSE lifts the limit: the cells bound the page.
         opts.limit = match out {
+            _ if spread.is_some() => None,
             Output::Count => limit,
             _ => Some(limit.unwrap_or(DEFAULT_LIMIT)),
         };
@@ -239,6 +288,13 @@ impl<'a> Search<'a> {
                 if meters.is_some_and(|m| m < 0.0) {
                     return Err(CmdError::invalid(&all[a.pos() - 1]));
                 }
+                // Tile38 reads CLIPBY after a radius too, and its clipping
+                // leaves a circle whole: the rectangles are checked, and
+                // change nothing.
+                while a.peek_lower().as_deref() == Some("clipby") {
+                    a.next()?;
+                    clipby_rect(&mut a, db, now)?;
+                }
                 // A buffer widens the radius (Tile38 buffers the circle).
                 Scope::Nearby(p, meters.map(|m| m + buffer.unwrap_or(0.0)))
             }
@@ -254,16 +310,25 @@ impl<'a> Search<'a> {
                         format!("cannot clip with {w}").as_bytes(),
                     ));
                 }
-                let area = if out == Output::Bounds
+                let mut area = if out == Output::Bounds
                     && a.peek_lower()
                         .is_some_and(|w| args::finite(w.as_bytes()).is_ok())
                 {
                     out = Output::Objects;
-                    opts.limit = Some(limit.unwrap_or(DEFAULT_LIMIT));
+                    if spread.is_none() {
+                        opts.limit = Some(limit.unwrap_or(DEFAULT_LIMIT));
+                    }
                     Area::Bounds(a.bounds()?)
                 } else {
                     a.area(db, now, false)?
                 };
+                // `CLIPBY rect`, any number of times: the area cut by each
+                // rectangle in turn, before BUFFER grows it (Tile38's order).
+                while a.peek_lower().as_deref() == Some("clipby") {
+                    a.next()?;
+                    let rect = clipby_rect(&mut a, db, now)?;
+                    area = clip_area(area, &rect);
+                }
                 let area = grow(area)?;
                 if cmd == Cmd::Within {
                     Scope::Within(area)
@@ -290,8 +355,75 @@ impl<'a> Search<'a> {
             distance: distance && cmd == Cmd::Nearby,
             scope,
             clip,
+            spread,
+            timeout,
         })
     }
+
+    /// The context the search runs in: `ctx` with the earlier of its own
+    /// deadline (a `TIMEOUT` prefix) and this search's `TIMEOUT` option.
+    fn ctx(&self, ctx: &Ctx) -> Ctx {
+        let own = self.timeout.and_then(|t| ctx.start.checked_add(t));
+        Ctx {
+            deadline: match (ctx.deadline, own) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            ..*ctx
+        }
+    }
+}
+
+/// The rectangle after `CLIPBY`: `BOUNDS`, `HASH`, `TILE` or `QUADKEY`, as
+/// Tile38 takes them.
+///
+/// # Errors
+///
+/// `invalid argument 'cannot clipby <type>'` for any other area type (in
+/// lower case, as Tile38 writes it), an argument count error when the type
+/// is missing, and the area's own errors.
+fn clipby_rect(a: &mut Args<'_>, db: &Database, now: i64) -> Result<Bounds, CmdError> {
+    let Some(kind) = a.peek_lower() else {
+        return Err(a.next().unwrap_err());
+    };
+    if !matches!(kind.as_str(), "bounds" | "hash" | "tile" | "quadkey") {
+        return Err(CmdError::Invalid(format!("cannot clipby {kind}")));
+    }
+    a.area(db, now, false)?
+        .bounds()
+        .ok_or_else(|| CmdError::Invalid(format!("cannot clipby {kind}")))
+}
+
+/// `area` cut to `rect` by TEST's clipping, as an object area. A circle is
+/// left whole, as Tile38 leaves it; an area the cut leaves empty matches
+/// nothing.
+fn clip_area(area: Area, rect: &Bounds) -> Area {
+    let obj = match area {
+        Area::Circle { .. } => return area,
+        Area::Point(p) => Object::Point(p),
+        Area::Bounds(b) => Object::Bounds(Box::new(b)),
+        Area::Hash(h) => Object::Bounds(Box::new(h.bounds())),
+        Area::Object(o) => o,
+    };
+    // A string object, as an area, matches nothing.
+    Area::Object(
+        Object::from_geojson_any_range(&clip_json(&obj, rect))
+            .unwrap_or_else(|_| Object::String(String::new().into())),
+    )
+}
+
+/// The seconds of a `TIMEOUT` search option, read as the `TIMEOUT`
+/// prefix reads its own: a number, zero or more.
+///
+/// # Errors
+///
+/// `invalid argument` for anything else.
+fn option_timeout(arg: &[u8]) -> Result<Duration, CmdError> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| CmdError::invalid(arg))
 }
 
 /// Runs SCAN, SEARCH, NEARBY, WITHIN or INTERSECTS (`cmd`, named `name`),
@@ -327,6 +459,14 @@ pub(crate) fn search_in<T>(
     let guard = lock.read();
     let db = view(&guard);
     let s = Search::parse(cmd, name, args, db, ctx.now())?;
+    let ctx = &s.ctx(ctx);
+    if let Some(spread) = s.spread {
+        let reply = run_sparse(db, ctx, &s, spread, max_reply);
+        drop(guard);
+        drop(boost);
+        ctx.check_deadline()?;
+        return reply;
+    }
     if !walks_in_slices(db, &s, ctx.now()) {
         let reply = run_parsed(db, ctx, &s, max_reply);
         drop(guard);
@@ -337,7 +477,93 @@ pub(crate) fn search_in<T>(
     drop(guard);
     // The walk takes the boost again with each slice's lock.
     drop(boost);
-    run_sliced(lock, view, &s, ctx, max_reply)
+    let reply = run_sliced(lock, view, &s, ctx, max_reply)?;
+    ctx.check_deadline()?;
+    Ok(reply)
+}
+
+/// Runs a `SPARSE` search under the caller's read lock: the cells of the
+/// area's bounding rectangle (see [`sparse`]), each object a cell keeps
+/// put to the filters, in cell order, with no limit and cursor 0. A NEARBY
+/// is an INTERSECTS of its circle, as in Tile38, and needs a radius.
+fn run_sparse(
+    db: &Database,
+    ctx: &Ctx,
+    s: &Search<'_>,
+    spread: u8,
+    max_reply: usize,
+) -> Result<Reply, CmdError> {
+    let now = ctx.now();
+    let Some(c) = db.collection(s.key) else {
+        return render(ctx, &Page::default(), s, max_reply);
+    };
+    let circle;
+    let (area, within, from) = match &s.scope {
+        Scope::Nearby(p, Some(meters)) => {
+            circle = Area::Circle {
+                center: *p,
+                meters: *meters,
+            };
+            (&circle, false, Some(*p))
+        }
+        Scope::Nearby(_, None) => {
+            return Err(CmdError::Msg(
+                "cannot use SPARSE without a point distance".into(),
+            ))
+        }
+        Scope::Within(area) => (area, true, None),
+        Scope::Intersects(area) => (area, false, None),
+        Scope::All | Scope::Values => {
+            return Err(CmdError::Msg("SPARSE is not allowed here".into()))
+        }
+    };
+    let Some(rect) = area.bounds() else {
+        return render(ctx, &Page::default(), s, max_reply);
+    };
+    let test = |item: &Item| {
+        if within {
+            item.object().within(area)
+        } else {
+            item.object().intersects(area)
+        }
+    };
+    let globs: Vec<Glob> = s.opts.matches.iter().map(|p| Glob::new(p)).collect();
+    let mut hits = Vec::new();
+    let mut count = 0;
+    sparse::walk(
+        c,
+        &rect,
+        spread,
+        now,
+        ctx.deadline,
+        &test,
+        &mut |id, item| {
+            let h = Hit {
+                id,
+                item,
+                distance: from
+                    .filter(|_| s.distance)
+                    .and_then(|p| item.object().distance_to(&p)),
+            };
+            if !passes(&h, s, &globs, false, false) {
+                return Ok(sliced::Flow::Go);
+            }
+            count += 1;
+            if s.out != Output::Count {
+                // Every hit adds at least four bytes to any reply (`"x",`), so
+                // a page past this many is refused before it is all held.
+                if hits.len() >= max_reply / 4 {
+                    return Err(too_large(max_reply));
+                }
+                hits.push(h);
+            }
+            Ok(sliced::Flow::Go)
+        },
+    )?;
+    if s.out == Output::Count {
+        return Ok(count_reply(ctx, count, 0));
+    }
+    render(ctx, &Page { hits, cursor: 0 }, s, max_reply)
 }
 
 /// Whether a search is walked in slices: a SCAN, WITHIN or INTERSECTS
@@ -936,4 +1162,228 @@ fn json_item(
         }
         _ => format!("{{\"id\":{id},\"object\":{}{fields}{dist}}}", obj.to_json()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<Vec<u8>> {
+        line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    fn cmd_of(line: &str) -> (Cmd, &'static str) {
+        match line.split(' ').next().unwrap() {
+            "SCAN" => (Cmd::Scan, "scan"),
+            "SEARCH" => (Cmd::Search, "search"),
+            "NEARBY" => (Cmd::Nearby, "nearby"),
+            "WITHIN" => (Cmd::Within, "within"),
+            _ => (Cmd::Intersects, "intersects"),
+        }
+    }
+
+    /// What these tests read of a parse: spread, timeout, limit.
+    type Parsed = (Option<u8>, Option<Duration>, Option<usize>);
+
+    /// The parse's [`Parsed`] or its error.
+    fn parse(line: &str) -> Result<Parsed, String> {
+        let db = Database::new();
+        let a = args(line);
+        let (cmd, name) = cmd_of(line);
+        Search::parse(cmd, name, &a, &db, 0)
+            .map(|s| (s.spread, s.timeout, s.opts.limit))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sparse_is_read_and_refused_as_tile38_does() {
+        for (line, spread) in [
+            ("NEARBY k SPARSE 1 POINT 1 2 100", 1),
+            ("NEARBY k SPARSE 2 DISTANCE IDS POINT 1 2 100", 2),
+            ("WITHIN k SPARSE 16 BOUNDS 0 0 1 1", 16),
+            ("WITHIN k SPARSE 3 COUNT BOUNDS 0 0 1 1", 3),
+            ("INTERSECTS k MATCH a* SPARSE 4 IDS CIRCLE 1 2 30", 4),
+            // BOUNDS then a number is the area, and SPARSE still holds.
+            ("WITHIN k SPARSE 2 BOUNDS 0 0 1 1", 2),
+        ] {
+            assert_eq!(parse(line).unwrap(), (Some(spread), None, None), "{line}");
+        }
+        for (line, err) in [
+            ("SCAN k SPARSE 1", "SPARSE is not allowed for SCAN"),
+            ("SEARCH k SPARSE 1", "SPARSE is not allowed for SEARCH"),
+            (
+                "WITHIN k SPARSE 1 LIMIT 5 BOUNDS 0 0 1 1",
+                "LIMIT is not allowed when SPARSE is specified",
+            ),
+            (
+                "NEARBY k CURSOR 0 SPARSE 1 POINT 1 2 3",
+                "CURSOR is not allowed when SPARSE is specified",
+            ),
+            (
+                "WITHIN k SPARSE 1 SPARSE 2 BOUNDS 0 0 1 1",
+                "duplicate argument 'SPARSE'",
+            ),
+            ("WITHIN k SPARSE 0 BOUNDS 0 0 1 1", "invalid argument '0'"),
+            ("WITHIN k SPARSE 17 BOUNDS 0 0 1 1", "invalid argument '17'"),
+            (
+                "WITHIN k SPARSE 300 BOUNDS 0 0 1 1",
+                "invalid argument '300'",
+            ),
+            ("WITHIN k SPARSE -1 BOUNDS 0 0 1 1", "invalid argument '-1'"),
+            ("WITHIN k SPARSE x BOUNDS 0 0 1 1", "invalid argument 'x'"),
+            (
+                "NEARBY k SPARSE",
+                "wrong number of arguments for 'nearby' command",
+            ),
+        ] {
+            assert_eq!(parse(line).unwrap_err(), err, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_timeout_option_is_read_as_the_prefix_reads_its_seconds() {
+        for (line, limit) in [
+            ("SCAN k TIMEOUT 0.5", Duration::from_millis(500)),
+            ("SCAN k TIMEOUT 0 IDS", Duration::ZERO),
+            ("SEARCH k MATCH a* TIMEOUT 2 COUNT", Duration::from_secs(2)),
+            ("NEARBY k TIMEOUT 1 POINT 1 2", Duration::from_secs(1)),
+            ("WITHIN k TIMEOUT 1 BOUNDS 0 0 1 1", Duration::from_secs(1)),
+            (
+                "INTERSECTS k IDS TIMEOUT 1 BOUNDS 0 0 1 1",
+                Duration::from_secs(1),
+            ),
+        ] {
+            assert_eq!(parse(line).unwrap().1, Some(limit), "{line}");
+        }
+        for (line, err) in [
+            (
+                "SCAN k TIMEOUT",
+                "wrong number of arguments for 'scan' command",
+            ),
+            ("SCAN k TIMEOUT x", "invalid argument 'x'"),
+            ("SCAN k TIMEOUT -1", "invalid argument '-1'"),
+            ("SCAN k TIMEOUT NaN", "invalid argument 'NaN'"),
+            ("SCAN k TIMEOUT inf", "invalid argument 'inf'"),
+            ("SCAN k TIMEOUT 1 TIMEOUT 2", "duplicate argument 'TIMEOUT'"),
+        ] {
+            assert_eq!(parse(line).unwrap_err(), err, "{line}");
+        }
+    }
+
+    /// The area a WITHIN parses to, as its bounds (min lat, min lon, max
+    /// lat, max lon), or the parse's error.
+    fn area_bounds(line: &str) -> Result<Option<(f64, f64, f64, f64)>, String> {
+        let db = Database::new();
+        let a = args(line);
+        let (cmd, name) = cmd_of(line);
+        let s = Search::parse(cmd, name, &a, &db, 0).map_err(|e| e.to_string())?;
+        let (Scope::Within(area) | Scope::Intersects(area)) = &s.scope else {
+            panic!("{line}: not an area search")
+        };
+        Ok(area
+            .bounds()
+            .map(|b| (b.sw.lat, b.sw.lon, b.ne.lat, b.ne.lon)))
+    }
+
+    #[test]
+    fn clipby_cuts_the_area_by_each_rectangle_in_turn() {
+        assert_eq!(
+            area_bounds("WITHIN k IDS BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3").unwrap(),
+            Some((1.0, 1.0, 2.0, 2.0))
+        );
+        assert_eq!(
+            area_bounds(
+                "INTERSECTS k BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3 CLIPBY BOUNDS 0 0 1.5 1.5"
+            )
+            .unwrap(),
+            Some((1.0, 1.0, 1.5, 1.5))
+        );
+        // A polygon area is cut along the rectangle.
+        let tri = r#"{"type":"Polygon","coordinates":[[[0,0],[4,0],[0,4],[0,0]]]}"#;
+        assert_eq!(
+            area_bounds(&format!("WITHIN k OBJECT {tri} CLIPBY BOUNDS 0 0 1 1")).unwrap(),
+            Some((0.0, 0.0, 1.0, 1.0))
+        );
+        // A rectangle apart from the area leaves nothing to match.
+        assert_eq!(
+            area_bounds("WITHIN k BOUNDS 0 0 1 1 CLIPBY BOUNDS 5 5 6 6").unwrap(),
+            None
+        );
+        // A circle is left whole, as in Tile38.
+        let circle = area_bounds("WITHIN k CIRCLE 0 0 1000 CLIPBY BOUNDS 0 0 1 1").unwrap();
+        assert!(circle.is_some_and(|b| b.0 < 0.0), "{circle:?}");
+        // NEARBY takes CLIPBY after a radius and keeps its circle.
+        let db = Database::new();
+        let a = args("NEARBY k POINT 1 2 100 CLIPBY BOUNDS 0 0 1 1 CLIPBY HASH 9q");
+        let s = Search::parse(Cmd::Nearby, "nearby", &a, &db, 0).unwrap();
+        assert!(matches!(s.scope, Scope::Nearby(_, Some(m)) if m == 100.0));
+        for (line, err) in [
+            (
+                "NEARBY k POINT 1 2 100 CLIPBY CIRCLE 0 0 1",
+                "invalid argument 'cannot clipby circle'",
+            ),
+            (
+                "NEARBY k POINT 1 2 CLIPBY BOUNDS 0 0 1 1",
+                "invalid argument 'CLIPBY'",
+            ),
+        ] {
+            let a = args(line);
+            let e = Search::parse(Cmd::Nearby, "nearby", &a, &db, 0).unwrap_err();
+            assert_eq!(e.to_string(), err, "{line}");
+        }
+        // BUFFER grows the area after the cut.
+        let grown = area_bounds("WITHIN k BUFFER 1000 BOUNDS 0 0 2 2 CLIPBY BOUNDS 1 1 3 3")
+            .unwrap()
+            .unwrap();
+        assert!(grown.0 < 1.0 && grown.2 > 2.0, "{grown:?}");
+        for (line, err) in [
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY CIRCLE 0 0 10",
+                "invalid argument 'cannot clipby circle'",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY get k id",
+                "invalid argument 'cannot clipby get'",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY MVT 0 0 0",
+                "invalid argument 'cannot clipby mvt'",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY",
+                "wrong number of arguments for 'within' command",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY BOUNDS 0 0",
+                "wrong number of arguments for 'within' command",
+            ),
+            (
+                "WITHIN k BOUNDS 0 0 1 1 CLIPBY TILE 0 0 x",
+                "invalid argument 'x'",
+            ),
+        ] {
+            assert_eq!(area_bounds(line).unwrap_err(), err, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_earlier_deadline_of_the_prefix_and_the_option_wins() {
+        let db = Database::new();
+        let a = args("SCAN k TIMEOUT 10");
+        let s = Search::parse(Cmd::Scan, "scan", &a, &db, 0).unwrap();
+        let ctx = Ctx::new(false);
+        assert_eq!(
+            s.ctx(&ctx).deadline,
+            ctx.start.checked_add(Duration::from_secs(10))
+        );
+        let prefix = Ctx {
+            deadline: ctx.start.checked_add(Duration::from_secs(1)),
+            ..ctx
+        };
+        assert_eq!(s.ctx(&prefix).deadline, prefix.deadline);
+        let a = args("SCAN k");
+        let s = Search::parse(Cmd::Scan, "scan", &a, &db, 0).unwrap();
+        assert_eq!(s.ctx(&prefix).deadline, prefix.deadline);
+        assert_eq!(s.ctx(&ctx).deadline, None);
+    }
 }

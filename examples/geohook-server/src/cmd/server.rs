@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx};
-use crate::repl::status::server_fields;
+use crate::repl::status::{role, server_fields, Role};
 use crate::settings::parse_yes_no;
 use crate::state::Shared;
 use geohook_resp::Reply;
@@ -173,6 +173,9 @@ struct Figures {
     follower: Option<(String, u16)>,
     /// The attached followers' addresses, on a leader.
     followers: Vec<String>,
+    /// The followers that announced a port (REPLCONF), by their announced
+    /// address or else their connection's, as ROLE lists them.
+    announced: Vec<(String, u16)>,
     rewriting: bool,
     rewrites: u64,
     last_rewrite: Option<std::time::Duration>,
@@ -200,6 +203,13 @@ fn figures(shared: &Shared, ctx: &Ctx) -> Figures {
         .and_then(|r| r.leader.lock().clone())
         .map(|l| l.stats().followers.into_iter().map(|f| f.peer).collect())
         .unwrap_or_default();
+    let announced = match role(shared) {
+        Role::Master { followers, .. } => followers
+            .into_iter()
+            .map(|(ip, port, _)| (ip, port))
+            .collect(),
+        Role::Slave { .. } => Vec::new(),
+    };
     Figures {
         heap: heap(),
         aof_size,
@@ -214,6 +224,7 @@ fn figures(shared: &Shared, ctx: &Ctx) -> Figures {
         repl: server_fields(shared),
         follower,
         followers,
+        announced,
         rewriting: shared.shrinking.load(Ordering::Relaxed),
         rewrites: status.as_ref().map_or(0, |s| s.runs),
         last_rewrite: status.as_ref().and_then(|s| s.last_duration),
@@ -556,8 +567,9 @@ fn section(shared: &Shared, f: &Figures, name: &str, own: bool) -> String {
                 }
                 None => {
                     line("role", &"master");
-                    for (i, peer) in f.followers.iter().enumerate() {
-                        let (ip, port) = peer.rsplit_once(':').unwrap_or((peer, "0"));
+                    // Tile38 lists the followers that announced their port,
+                    // and counts every link.
+                    for (i, (ip, port)) in f.announced.iter().enumerate() {
                         line(
                             &format!("slave{i}"),
                             &format!("ip={ip},port={port},state=online"),

@@ -31,6 +31,7 @@ pub(crate) enum Cmd {
     Follow,
     Role,
     Psync,
+    Replconf,
     // Data writes.
     Set,
     Del,
@@ -253,6 +254,9 @@ pub(crate) static TABLE: &[Spec] = &[
     spec("redeliver", Cmd::Redeliver, Admin, 2),
     spec("rename", Cmd::Rename, Write, 3),
     spec("renamenx", Cmd::Renamenx, Write, 3),
+    // A follower announces its port and address before PSYNC, as Tile38's
+    // followers do; ROLE shows them.
+    spec("replconf", Cmd::Replconf, Admin, -3),
     spec("role", Cmd::Role, Admin, 1),
     search("scan", Cmd::Scan, -2),
     spec("script", Cmd::Script, Admin, -2),

@@ -88,7 +88,8 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                         let pending = buf[start..].to_vec();
                         let args = args.to_vec();
                         drop(registered);
-                        serve_psync(shared, stream, args, pending).await;
+                        let announced = std::mem::take(&mut session.announced);
+                        serve_psync(shared, stream, announced, args, pending).await;
                         return Ok(());
                     }
                     let listens = session.authed && SubCmd::of(args).is_some();

@@ -134,10 +134,28 @@ fn follow(
         cancel: cancel.clone(),
         sync: repl.sync.clone(),
     });
+    // This node's port and address, announced to the leader (REPLCONF) for
+    // its ROLE: Tile38's `replica_announce_port` and `replica_announce_ip`
+    // when set, else the port it listens on.
+    let (announce_port, announce_ip) = {
+        let s = shared.settings.read();
+        let own = shared
+            .opts
+            .listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .filter(|p| *p != 0);
+        (
+            Some(s.replica_announce_port).filter(|p| *p != 0).or(own),
+            Some(s.replica_announce_ip.clone()).filter(|ip| !ip.is_empty()),
+        )
+    };
     let config = FollowerConfig {
         host: host.clone(),
         port,
         auth,
+        announce_port,
+        announce_ip,
         ..Default::default()
     };
     let follower = Follower::new(config, replica, position)?;

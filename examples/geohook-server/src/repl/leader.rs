@@ -49,6 +49,7 @@ pub(crate) fn fullsync_path(live: &Path) -> PathBuf {
 pub(crate) async fn serve_psync(
     shared: &Arc<Shared>,
     mut stream: TcpStream,
+    announced: geohook_repl::Announced,
     args: Vec<Vec<u8>>,
     pending: Vec<u8>,
 ) {
@@ -72,7 +73,9 @@ pub(crate) async fn serve_psync(
     let cancel = links.child_token();
     let shutdown = shared.shutdown.clone();
     let done = tokio::select! {
-        r = leader.serve_psync(stream, &peer, &args, pending, &source, &cancel) => r,
+        r = leader.serve_psync_announced(
+            stream, &peer, announced, &args, pending, &source, &cancel,
+        ) => r,
         () = shutdown.cancelled() => Ok(()),
     };
     match done {

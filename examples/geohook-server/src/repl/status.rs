@@ -140,6 +140,83 @@ pub(crate) fn status(shared: &Shared) -> Status {
     }
 }
 
+/// What ROLE shows of a node, in Tile38's (and Redis's) terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A leader: its offset and the followers that announced a port.
+    Master {
+        offset: u64,
+        /// Each follower's address (announced, or its connection's), its
+        /// announced port and the offset it last acknowledged.
+        followers: Vec<(String, u16, u64)>,
+    },
+    /// A follower: its leader, the link's state and its own offset.
+    Slave {
+        host: String,
+        port: u16,
+        state: &'static str,
+        offset: u64,
+    },
+}
+
+/// The node's role for ROLE.
+pub(crate) fn role(shared: &Shared) -> Role {
+    let offset = shared.core.read().aof.offset();
+    let Some(repl) = shared.repl.get() else {
+        return Role::Master {
+            offset,
+            followers: Vec::new(),
+        };
+    };
+    if let Some(f) = repl.following.lock().as_ref() {
+        let s = f.status.borrow();
+        // Redis's link states: streaming, receiving a snapshot, or not
+        // connected (and trying).
+        let state = if !s.connected {
+            "connecting"
+        } else if s.caught_up_once {
+            "connected"
+        } else {
+            "sync"
+        };
+        return Role::Slave {
+            host: f.host.clone(),
+            port: f.port,
+            state,
+            offset: s.offset,
+        };
+    }
+    let leader = repl.leader.lock().clone();
+    let followers = leader
+        .map(|l| l.stats().followers)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|link| {
+            let port = link.announced.port?;
+            let ip = link
+                .announced
+                .ip
+                .clone()
+                .unwrap_or_else(|| host_of(&link.peer));
+            Some((ip, port, link.ack_offset))
+        })
+        .collect();
+    Role::Master { offset, followers }
+}
+
+/// The host part of a connection's `ip:port` (`[::1]` read as `localhost`,
+/// as Tile38 writes it).
+fn host_of(peer: &str) -> String {
+    let host = peer.rsplit_once(':').map_or(peer, |(h, _)| h);
+    if host == "[::1]" {
+        "localhost".to_owned()
+    } else {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    }
+}
+
 /// The fields SERVER adds for replication, as (name, value) pairs.
 pub(crate) fn server_fields(shared: &Shared) -> Vec<(&'static str, String)> {
     let s = status(shared);
