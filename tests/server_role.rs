@@ -1,14 +1,13 @@
 //! ROLE on a leader and its follower in Tile38's shape (RESP2, RESP3 and
-//! JSON), the follower's announcement (`REPLCONF listening-port`, and
-//! `replica_announce_port` over it), and the TIMEOUT search option, which
-//! stops a search exactly where the TIMEOUT prefix does.
+//! JSON), and the follower's announcement (`REPLCONF listening-port`, and
+//! `replica_announce_port` over it).
 
 #[path = "replication_common.rs"]
 mod replication_common;
 
 use std::time::Duration;
 
-use e2e::{render, run, run_json, start, wait_until, Grid, Server};
+use e2e::{render, run, run_json, start, wait_until, Server};
 use replication_common::{caught_up, free_port, stat_u64};
 use serde_json::json;
 
@@ -101,91 +100,4 @@ fn role_answers_tile38s_shape_on_a_leader_and_its_follower() {
         run(&mut lc, "REPLCONF listening-port x"),
         "ERR:invalid argument 'x'"
     );
-}
-
-const OBJECTS: usize = 20_000;
-
-/// The TIMEOUT search option runs the prefix's deadline (Tile38's
-/// tests/timeout_test.go `timeout_spatial_test` and `timeout_search_test`
-/// are the prefix's cases: a tiny limit answers `timeout`, a large one the
-/// count). The proof that the walk stops at the deadline rather than
-/// at its end: with `--max-reply 4096` a page too large is only found at
-/// the end, so such a search answers `timeout` under a tiny limit.
-#[test]
-fn the_timeout_option_stops_a_search_as_the_prefix_does() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(
-        dir.path(),
-        &["--max-reply", "4096", "--heavy-priority", "normal"],
-    )
-    .unwrap();
-    let mut c = server.client();
-    let grid = Grid {
-        rows: 100,
-        origin: (33.0, -115.0),
-        step: (0.001, 0.001),
-    };
-    grid.load(&mut c, "fleet", OBJECTS, |i| format!("p{i}"));
-    let area = "BOUNDS 32 -116 35 -114";
-    let n = OBJECTS.to_string();
-    for search in [
-        "SCAN fleet TIMEOUT 600 COUNT".to_string(),
-        format!("WITHIN fleet TIMEOUT 600 COUNT {area}"),
-        format!("INTERSECTS fleet COUNT TIMEOUT 600 {area}"),
-        "NEARBY fleet TIMEOUT 600 COUNT POINT 33 -115".to_string(),
-    ] {
-        assert_eq!(run(&mut c, &search), n, "{search}");
-    }
-    let too_large = "ERR:reply too large (over 4096 bytes): lower LIMIT and page with CURSOR";
-    assert_eq!(
-        run(&mut c, "SCAN fleet TIMEOUT 600 LIMIT 100000 IDS"),
-        too_large
-    );
-    for search in [
-        "SCAN fleet TIMEOUT 0.000001 COUNT".to_string(),
-        "SCAN fleet TIMEOUT 0.000001 DESC LIMIT 100000 IDS".to_string(),
-        "SCAN fleet MATCH p1* TIMEOUT 0.000001 LIMIT 100000 IDS".to_string(),
-        format!("WITHIN fleet TIMEOUT 0.000001 LIMIT 100000 IDS {area}"),
-        format!("INTERSECTS fleet WHERE speed 0 0 TIMEOUT 0.000001 COUNT {area}"),
-        format!("WITHIN fleet SPARSE 8 TIMEOUT 0.000001 IDS {area}"),
-        "NEARBY fleet TIMEOUT 0.000001 COUNT POINT 33 -115".to_string(),
-        "SEARCH fleet TIMEOUT 0.000001 COUNT".to_string(),
-        // The earlier deadline wins when both forms are given.
-        "TIMEOUT 600 SCAN fleet TIMEOUT 0.000001 COUNT".to_string(),
-        "TIMEOUT 0.000001 SCAN fleet TIMEOUT 600 COUNT".to_string(),
-    ] {
-        assert_eq!(run(&mut c, &search), "ERR:timeout", "{search}");
-    }
-    let mut j = server.json_client();
-    assert_eq!(
-        run_json(
-            &mut j,
-            &format!("WITHIN fleet TIMEOUT 0.000001 COUNT {area}")
-        ),
-        json!({"ok":false,"err":"timeout"})
-    );
-    assert_eq!(
-        run_json(&mut j, "SCAN fleet TIMEOUT 600 COUNT"),
-        json!({"ok":true,"count":OBJECTS,"cursor":0})
-    );
-    for (line, err) in [
-        ("SCAN fleet TIMEOUT x COUNT", "invalid argument 'x'"),
-        ("SCAN fleet TIMEOUT -1 COUNT", "invalid argument '-1'"),
-        (
-            "SCAN fleet TIMEOUT 1 TIMEOUT 1 COUNT",
-            "duplicate argument 'TIMEOUT'",
-        ),
-        // Tile38 has no session form: TIMEOUT alone lacks its command.
-        (
-            "TIMEOUT 5",
-            "wrong number of arguments for 'timeout' command",
-        ),
-    ] {
-        assert_eq!(run(&mut c, line), format!("ERR:{err}"), "{line}");
-        assert_eq!(
-            run_json(&mut j, line),
-            json!({"ok":false,"err":err}),
-            "{line}"
-        );
-    }
 }
