@@ -87,6 +87,8 @@ pub(crate) struct Metrics {
     heavy_rejected: Family<CmdLabel, Counter>,
     /// jemalloc purges asked for by memory pressure (not by GC).
     pub(crate) pressure_purges: Counter,
+    /// jemalloc purges run by `autogc`.
+    pub(crate) autogc_purges: Counter,
     /// Pipelined batches cut at `client-pipeline-max` commands, the rest
     /// run after other clients had their turn.
     pub(crate) pipeline_slices: Counter,
@@ -169,6 +171,7 @@ impl Metrics {
             connections_rejected: Counter::default(),
             refusals: Family::default(),
             pressure_purges: Counter::default(),
+            autogc_purges: Counter::default(),
             pipeline_slices: Counter::default(),
             heavy_in_use: Gauge::default(),
             heavy_rejected: Family::default(),
@@ -280,6 +283,11 @@ impl Metrics {
             "geohook_pressure_purges",
             "jemalloc purges of dirty pages asked for by memory pressure",
             m.pressure_purges.clone(),
+        );
+        r.register(
+            "geohook_autogc_purges",
+            "jemalloc purges of dirty pages run by the autogc property",
+            m.autogc_purges.clone(),
         );
         r.register(
             "geohook_pipeline_slices",

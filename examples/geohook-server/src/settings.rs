@@ -77,14 +77,14 @@ pub(crate) struct Settings {
     /// Default: empty.
     pub(crate) leaderauth: String,
     /// Tile38's `keepalive`: the TCP keep-alive period for client
-    /// connections, in seconds. Stored, shown and persisted for Tile38's
-    /// tooling; the listener does not set it on sockets yet.
+    /// connections, in seconds, set on each connection when it is accepted;
+    /// 0 leaves the system's default (off).
     ///
     /// Default: 300.
     pub(crate) keepalive: u64,
-    /// Tile38's `autogc`: run a GC every this many seconds; 0 is off.
-    /// Stored, shown and persisted; jemalloc's own decay returns memory
-    /// meanwhile.
+    /// Tile38's `autogc`: every this many seconds, jemalloc's dirty pages
+    /// are returned to the system (what `GC` does); 0 is off, and jemalloc's
+    /// own decay returns memory meanwhile.
     ///
     /// Default: 0.
     pub(crate) autogc: u64,

@@ -213,18 +213,30 @@ pub(crate) fn allocator_options() -> Option<(bool, isize, isize)> {
 /// elevated or `maxmemory` is exceeded it asks jemalloc to return its dirty
 /// pages, at most once per [`PURGE_EVERY`]. The purge lowers the resident
 /// figure memwatch watches long before the threshold, so that memory freed
-/// by deletes counts at once rather than after the decay time. Ends at
-/// shutdown.
+/// by deletes counts at once rather than after the decay time. It also runs
+/// Tile38's `autogc`: a purge every `autogc` seconds, counted from the last
+/// one (a change of the setting applies at the next tick). Ends at shutdown.
 pub(crate) async fn memory_loop(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(MEMORY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_purge: Option<Instant> = None;
+    let mut last_autogc = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = shared.shutdown.cancelled() => return,
         }
-        let maxmemory = shared.settings.read().maxmemory;
+        let (maxmemory, autogc) = {
+            let s = shared.settings.read();
+            (s.maxmemory, s.autogc)
+        };
+        if autogc > 0 && last_autogc.elapsed() >= Duration::from_secs(autogc) {
+            last_autogc = Instant::now();
+            tokio::task::spawn_blocking(crate::metrics::purge_jemalloc);
+            shared.metrics.autogc_purges.inc();
+        } else if autogc == 0 {
+            last_autogc = Instant::now();
+        }
         let over = if maxmemory > 0 {
             let allocated = crate::metrics::jemalloc_stats().map_or(0, |(a, _)| a);
             let was = shared.maxmemory.is_over();

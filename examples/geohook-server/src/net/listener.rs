@@ -181,6 +181,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, trac
             ));
             continue;
         };
+        keep_alive(&stream, shared.settings.read().keepalive);
         let shared = shared.clone();
         tracker.spawn(async move {
             let _permit = permit;
@@ -188,6 +189,22 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, trac
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+/// Turns on TCP keep-alive with Tile38's `keepalive` period (seconds of
+/// idleness before the first probe), as Tile38 does for every accepted
+/// connection, so that a client that vanished without a FIN (a cut cable, a
+/// dropped NAT entry) is found and its connection slot freed. `0` leaves the
+/// system's default (off). The period is read at accept, so `CONFIG SET
+/// keepalive` applies to connections accepted after it, as in Tile38.
+fn keep_alive(stream: &TcpStream, secs: u64) {
+    if secs == 0 {
+        return;
+    }
+    let probe = socket2::TcpKeepalive::new().with_time(std::time::Duration::from_secs(secs));
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probe) {
+        tracing::debug!(error = %e, "cannot set TCP keep-alive");
     }
 }
 
