@@ -6,7 +6,13 @@
 //! TTL then answer as Tile38 would after loading it, the Tile38 files are
 //! untouched, a restart does not extend the TTLs, a second import is
 //! refused, and commands this server lacks are refused unless
-//! `--accept-data-loss`.
+//! `--accept-data-loss`. The events Tile38 still had queued in its hook
+//! queue (`queue.db`, a BuntDB file) are delivered to the hook's endpoint
+//! after the import, in Tile38's order, and those past BuntDB's
+//! time-to-live are not.
+
+#[path = "hooks_peers.rs"]
+mod peers;
 
 use std::path::Path;
 use std::time::Duration;
@@ -222,4 +228,132 @@ fn unsupported_commands_are_counted_and_refused_unless_data_loss_is_accepted() {
     assert_eq!(run(&mut c, "KEYS *"), "[fleet inline-key strs user]");
     assert_eq!(run(&mut c, "JGET user 901 name"), "Tom");
     assert!(server.log().contains("xset x2"), "{}", server.log());
+}
+
+/// A BuntDB `set` record, with `ex seconds` when given.
+fn buntdb_set(out: &mut Vec<u8>, key: &str, value: &str, ex: Option<u64>) {
+    let ex = ex.map(|n| n.to_string());
+    let mut args: Vec<&[u8]> = vec![b"set", key.as_bytes(), value.as_bytes()];
+    if let Some(n) = &ex {
+        args.push(b"ex");
+        args.push(n.as_bytes());
+    }
+    out.extend(resp(&args));
+}
+
+/// An event as Tile38 queues it for a hook.
+fn tile38_event(hook: &str, id: &str) -> String {
+    format!(
+        r#"{{"command":"set","group":"g-{id}","detect":"enter","hook":"{hook}","key":"fleet","time":"2026-12-02T10:00:00.000000000Z","id":"{id}","object":{{"type":"Point","coordinates":[-112.2,33.5]}}}}"#
+    )
+}
+
+#[test]
+fn events_queued_in_tile38s_hook_queue_are_delivered_after_the_import() {
+    let port = peers::free_port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let t38 = tempfile::tempdir().unwrap();
+    let records: Vec<Vec<&str>> = vec![
+        vec!["SET", "fleet", "truck1", "POINT", "33.5", "-112.2"],
+        vec![
+            "SETHOOK",
+            "warehouse",
+            &url,
+            "NEARBY",
+            "fleet",
+            "FENCE",
+            "POINT",
+            "33.5",
+            "-112.2",
+            "500",
+        ],
+        vec![
+            "SETHOOK", "old", &url, "NEARBY", "fleet", "FENCE", "POINT", "1", "1", "10",
+        ],
+        vec!["DELHOOK", "old"],
+    ];
+    let records: Vec<&[&str]> = records.iter().map(Vec::as_slice).collect();
+    tile38_dir(t38.path(), &records, b"");
+    // Tile38's queue: events 1 to 5 for `warehouse`, 2 already sent
+    // (deleted), 4 with a time-to-live that has passed; one for the deleted
+    // hook `old`; and Tile38's own counter.
+    let mut q = Vec::new();
+    buntdb_set(&mut q, "hook:idx", "6", None);
+    for n in 1..=5u64 {
+        let ex = if n == 4 { 0 } else { 3600 };
+        buntdb_set(
+            &mut q,
+            &format!("hook:log:{n}"),
+            &tile38_event("warehouse", &format!("t{n}")),
+            Some(ex),
+        );
+    }
+    buntdb_set(&mut q, "hook:log:6", &tile38_event("old", "t6"), Some(3600));
+    q.extend(resp(&[b"del", b"hook:log:2"]));
+    std::fs::write(t38.path().join("queue.db"), &q).unwrap();
+    let before = std::fs::read(t38.path().join("queue.db")).unwrap();
+
+    let ours = tempfile::tempdir().unwrap();
+    let src = t38.path().to_str().unwrap();
+    let server = start(ours.path(), &["--import-tile38", src]).unwrap();
+    assert!(
+        server.wait_log("hook_events=4", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains("hook_events_expired=1"),
+        "{}",
+        server.log()
+    );
+    // The event of the deleted hook is dropped when the journal opens.
+    assert!(
+        server.wait_log(
+            "hook journal: events queued again events=3",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.log()
+    );
+    let http = peers::sink_on(port);
+    let events = http.wait_events(3);
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["t1", "t3", "t5"],
+        "in Tile38's order, sent and expired ones left out"
+    );
+    assert!(events.iter().all(|e| e["hook"] == "warehouse"
+        && e["detect"] == "enter"
+        && e["event_id"].as_u64().is_some()));
+    assert_eq!(
+        std::fs::read(t38.path().join("queue.db")).unwrap(),
+        before,
+        "Tile38's queue is left untouched"
+    );
+    drop(server);
+
+    // A queue.db BuntDB would refuse stops the import unless data loss is
+    // accepted.
+    std::fs::write(
+        t38.path().join("queue.db"),
+        b"*2\r\n$4\r\nincr\r\n$1\r\na\r\n",
+    )
+    .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    match try_start(other.path(), &["--import-tile38", src], &[]).unwrap() {
+        Started::Exited(st, log) => {
+            assert!(!st.success());
+            assert!(log.contains("queue.db"), "{log}");
+            assert!(log.contains("--accept-data-loss"), "{log}");
+        }
+        Started::Up(_) => panic!("an import with a damaged queue.db started"),
+    }
+    let server = start(
+        other.path(),
+        &["--import-tile38", src, "--accept-data-loss"],
+    )
+    .unwrap();
+    let mut c = server.client();
+    assert_eq!(run(&mut c, "SCAN fleet IDS"), "[0 [truck1]]");
 }

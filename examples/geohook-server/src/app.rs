@@ -33,8 +33,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(src) = &args.import_tile38 {
         // Before anything reads the data directory, which it fills.
         let now = i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX);
-        crate::import::import_tile38(src, &args.dir, args.accept_data_loss, &args.hooks, now)
-            .with_context(|| format!("import Tile38 data from {}", src.display()))?;
+        crate::import::import_tile38(
+            src,
+            &args.dir,
+            args.accept_data_loss,
+            &args.hooks,
+            args.hook_journal,
+            now,
+        )
+        .with_context(|| format!("import Tile38 data from {}", src.display()))?;
     }
     let mut settings = Settings::load(&args.dir)?;
     settings

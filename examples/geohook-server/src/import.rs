@@ -25,19 +25,20 @@
 //! Tile38 drops it when it loads the file. Tile38's `config` file is
 //! carried over for the properties this server has (`requirepass`,
 //! `leaderauth`, `protected-mode`, `maxmemory`); the others are named in
-//! the log. The hook queue (`queue.db`) is not imported.
+//! the log. The events still queued in Tile38's hook queue (`queue.db`)
+//! go into the hook journal (see [`crate::import_queue`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
-use geohook_resp::Limits;
 
 use crate::aof::{Aof, AOF_NAME};
 use crate::cli::HookArgs;
 use crate::cmd::args::lower;
 use crate::cmd::spec::{self, Kind};
 use crate::hooks::engine::HookEngine;
+use crate::import_queue::file_limits;
 use crate::settings::{Settings, CONFIG_NAME};
 use crate::state::Core;
 
@@ -54,6 +55,14 @@ pub(crate) struct Report {
     pub(crate) torn_tail: u64,
     /// Relative TTLs turned into absolute deadlines.
     pub(crate) ttls: u64,
+    /// Hook events still queued in Tile38's `queue.db`, written to the hook
+    /// journal.
+    pub(crate) events: u64,
+    /// Queued events whose time-to-live had passed (BuntDB's rule).
+    pub(crate) events_expired: u64,
+    /// Queued events that were not imported: unreadable values, or the
+    /// hook journal is off.
+    pub(crate) events_dropped: u64,
 }
 
 fn counts(m: &BTreeMap<String, u64>) -> String {
@@ -73,7 +82,7 @@ fn has_data(path: &Path) -> anyhow::Result<bool> {
     };
     let mut at = 0;
     while at < bytes.len() {
-        match geohook_resp::parse(&bytes[at..], &limits()) {
+        match geohook_resp::parse(&bytes[at..], &file_limits()) {
             Ok(Some((args, used))) => {
                 if !args.is_empty()
                     && !args[0].eq_ignore_ascii_case(geohook_repl::HEADER_COMMAND.as_bytes())
@@ -87,15 +96,6 @@ fn has_data(path: &Path) -> anyhow::Result<bool> {
         }
     }
     Ok(false)
-}
-
-/// Generous request limits for reading a file a server wrote.
-fn limits() -> Limits {
-    Limits {
-        max_args: 1 << 20,
-        max_bulk: 512 << 20,
-        max_request: 1 << 30,
-    }
 }
 
 /// An absolute deadline in ms for `secs` seconds after `now_ms`.
@@ -209,6 +209,7 @@ pub(crate) fn import_tile38(
     dir: &Path,
     accept_data_loss: bool,
     hook_args: &HookArgs,
+    journal: bool,
     now_ms: i64,
 ) -> anyhow::Result<Report> {
     let target = dir.join(AOF_NAME);
@@ -244,7 +245,7 @@ pub(crate) fn import_tile38(
             if at >= bytes.len() {
                 break;
             }
-            let (args, used) = match geohook_resp::parse(&bytes[at..], &limits()) {
+            let (args, used) = match geohook_resp::parse(&bytes[at..], &file_limits()) {
                 Ok(Some(x)) => x,
                 Ok(None) => {
                     report.torn_tail = (bytes.len() - at) as u64;
@@ -310,6 +311,9 @@ pub(crate) fn import_tile38(
             why.join("; ")
         );
     }
+    // The journal before the data file: the data file's presence is what
+    // makes a second import refuse, so every event is in place by then.
+    import_queue(src, dir, accept_data_loss, journal, now_ms, &mut report)?;
     crate::fsio::write(&target, &out).with_context(|| format!("write {}", target.display()))?;
     import_config(src, dir)?;
     tracing::info!(
@@ -318,10 +322,75 @@ pub(crate) fn import_tile38(
         unsupported = %counts(&report.unsupported),
         failed = %counts(&report.failed),
         torn_tail = report.torn_tail,
+        hook_events = report.events,
+        hook_events_expired = report.events_expired,
+        hook_events_dropped = report.events_dropped,
         "Tile38 data imported from {}",
         src.display()
     );
     Ok(report)
+}
+
+/// Carries the events still queued in `src/queue.db` (if there is one)
+/// into the hook journal of `dir`. A `queue.db` BuntDB would refuse stops
+/// the import unless `accept_data_loss`; with the journal off
+/// (`--hook-journal no`) the events cannot be kept and are counted as
+/// dropped.
+fn import_queue(
+    src: &Path,
+    dir: &Path,
+    accept_data_loss: bool,
+    journal: bool,
+    now_ms: i64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let from = src.join("queue.db");
+    let bytes = match std::fs::read(&from) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", from.display())),
+    };
+    let mod_ms = std::fs::metadata(&from)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(now_ms, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let queue = match crate::import_queue::read(&bytes, mod_ms, now_ms) {
+        Ok(q) => q,
+        Err(e) if accept_data_loss => {
+            tracing::warn!(error = %e, "{}: hook queue not imported", from.display());
+            return Ok(());
+        }
+        Err(e) => bail!(
+            "{}: {e:#}; nothing was imported (add --accept-data-loss to import without \
+             the queued hook events)",
+            from.display()
+        ),
+    };
+    if queue.torn_tail > 0 {
+        tracing::warn!(
+            bytes = queue.torn_tail,
+            "{}: dropping an incomplete last command, as BuntDB does",
+            from.display()
+        );
+    }
+    report.events_expired = queue.expired;
+    report.events_dropped = queue.unreadable;
+    if queue.events.is_empty() {
+        return Ok(());
+    }
+    if !journal {
+        tracing::warn!(
+            events = queue.events.len(),
+            "{}: queued hook events not imported: the hook journal is off (--hook-journal no)",
+            from.display()
+        );
+        report.events_dropped += queue.events.len() as u64;
+        return Ok(());
+    }
+    crate::import_queue::write_journal(dir, &queue.events, now_ms)?;
+    report.events = queue.events.len() as u64;
+    Ok(())
 }
 
 #[cfg(test)]

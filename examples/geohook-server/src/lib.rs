@@ -84,6 +84,7 @@ mod cmd;
 mod fsio;
 mod hooks;
 mod import;
+mod import_queue;
 mod metrics;
 mod net;
 mod output;
