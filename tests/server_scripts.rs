@@ -345,12 +345,34 @@ fn a_scripts_writes_survive_a_restart_and_reach_a_follower() {
     assert!(wait_until(Duration::from_secs(20), || {
         run(&mut fc, "SCAN fleet IDS") == "[0 [a b c d]]"
     }));
-    // The follower refuses a script's write as it refuses any write, and
-    // runs its reads.
+    // The follower refuses EVAL and EVALSHA whole, reads or not, as
+    // Tile38 does (they take the write lock); EVALRO and EVALNA run, and
+    // EVALNA's writes are refused one by one.
     let err = q(&mut fc, &["EVAL", one_set, "1", "fleet"]);
-    assert!(err.contains("not the leader"), "{err}");
-    assert_eq!(q(&mut fc, &["EVAL", scan, "1", "fleet"]), "[0 [a b c d]]");
+    assert_eq!(err, "ERR:not the leader");
+    assert_eq!(
+        q(&mut fc, &["EVAL", scan, "1", "fleet"]),
+        "ERR:not the leader"
+    );
+    let sha = q(&mut lc, &["SCRIPT", "LOAD", scan]);
+    assert_eq!(
+        q(&mut fc, &["EVALSHA", &sha, "1", "fleet"]),
+        "ERR:not the leader"
+    );
+    assert_eq!(q(&mut fc, &["EVALRO", scan, "1", "fleet"]), "[0 [a b c d]]");
     assert_eq!(q(&mut fc, &["EVALNA", scan, "1", "fleet"]), "[0 [a b c d]]");
+    let err = q(&mut fc, &["EVALNA", one_set, "1", "fleet"]);
+    assert!(err.contains("not the leader"), "{err}");
+    let mut fj = follower.json_client();
+    let refused = qj(&mut fj, &["EVAL", scan, "1", "fleet"]);
+    assert_eq!(refused["ok"], json!(false), "{refused}");
+    assert_eq!(refused["err"], json!("not the leader"), "{refused}");
+
+    // READONLY refuses EVAL whole too, and EVALRO still runs.
+    assert_eq!(run(&mut lc, "READONLY yes"), "OK");
+    assert_eq!(q(&mut lc, &["EVAL", scan, "1", "fleet"]), "ERR:read only");
+    assert_eq!(q(&mut lc, &["EVALRO", scan, "1", "fleet"]), "[0 [a b c d]]");
+    assert_eq!(run(&mut lc, "READONLY no"), "OK");
 }
 
 #[test]

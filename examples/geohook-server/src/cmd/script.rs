@@ -106,6 +106,18 @@ pub(crate) fn eval(
     spec: &'static Spec,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
+    // EVAL and EVALSHA take the write lock, so Tile38 refuses them whole on
+    // a follower and on a read-only server, before reading any argument,
+    // even when the script would only read (EVALRO is the way to run one
+    // there).
+    if matches!(spec.cmd, Cmd::Eval | Cmd::Evalsha) {
+        if !shared.is_leader() {
+            return Err(CmdError::NotLeader);
+        }
+        if shared.is_readonly() {
+            return Err(CmdError::ReadOnly);
+        }
+    }
     let e = Eval::parse(spec, args)?;
     let _running = shared.scripts.enter().map_err(|max| {
         CmdError::Busy(format!(
