@@ -29,7 +29,7 @@
 //! past a budget of segment pairs, its positions located one by one within
 //! another budget. WITHIN of large geometries whose boundaries meet is
 //! answered by sweeps too (see [`touching`]): each segment is split at the
-//! other geometry's vertices on it, a sweep looks for a proper crossing,
+//! vertices that lie on it, a sweep looks for a proper crossing,
 //! and the pieces' midpoints and shared pieces' sides decide. Only when one
 //! of the two geometries crosses or overlaps itself (or the outer one is
 //! not areal) is it left to `geo`'s exact DE-9IM, which costs what it cost
@@ -980,7 +980,7 @@ fn midpoint(s: &Seg) -> Coord<f64> {
 /// 2. Every contact between a segment of one and a segment of the other is
 ///    then a proper crossing (interiors meeting at one point) or lies at an
 ///    endpoint of one of them (a touch, or an end of a collinear overlap).
-///    So each segment is split at the other geometry's vertices in its
+///    So each segment is split at the vertices (of either geometry) in its
 ///    relative interior, which one sweep per side finds ([`locate_on`]);
 ///    the pieces are segments between existing positions, no coordinate is
 ///    computed. Now any two pieces of different geometries are identical
@@ -1016,24 +1016,33 @@ fn touching(outer: &Geometry<f64>, inner: &Geometry<f64>) -> Option<bool> {
     if sweep(&so, &none) != Sweep::Apart || sweep(&si, &none) != Sweep::Apart {
         return None;
     }
-    // Step 2: the vertices of each on the segments of the other.
+    // Step 2: the vertices of both on the segments of each. A vertex of one
+    // geometry in the relative interior of its own segment (a hole that
+    // touches its shell there) splits that segment too, so that where a
+    // ring of the other passes through it, the pieces meet end to end.
     let vi = ei.vertices();
-    let (places, holders) = locate_on(&so, &vi)?;
-    if places.contains(&Place::Outside) {
+    let mut all: Vec<(Coord<f64>, bool)> = vi.iter().map(|&c| (c, true)).collect();
+    all.extend(eo.vertices().into_iter().map(|c| (c, false)));
+    all.sort_by(|a, b| sweep_cmp(a.0, b.0).then(b.1.cmp(&a.1)));
+    all.dedup_by(|a, b| a.0 == b.0);
+    let all_at: Vec<Coord<f64>> = all.iter().map(|a| a.0).collect();
+    let (places, holders) = locate_on(&so, &all_at)?;
+    if all
+        .iter()
+        .zip(&places)
+        .any(|(a, p)| a.1 && *p == Place::Outside)
+    {
         return Some(false);
     }
-    let cuts_outer = holders
-        .iter()
-        .zip(&vi)
-        .filter_map(|(h, c)| h.map(|h| (h, *c)))
-        .collect();
-    let vo = eo.vertices();
-    let (_, holders) = locate_on(&si, &vo)?;
-    let cuts_inner = holders
-        .iter()
-        .zip(&vo)
-        .filter_map(|(h, c)| h.map(|h| (h, *c)))
-        .collect();
+    let cuts = |holders: Vec<Option<u32>>| -> Vec<(u32, Coord<f64>)> {
+        holders
+            .iter()
+            .zip(&all_at)
+            .filter_map(|(h, c)| h.map(|h| (h, *c)))
+            .collect()
+    };
+    let cuts_outer = cuts(holders);
+    let cuts_inner = cuts(locate_on(&si, &all_at)?.1);
     let mut pieces = Vec::new();
     split(&eo.edges, cuts_outer, false, &mut pieces);
     split(&ei.edges, cuts_inner, true, &mut pieces);
@@ -1584,6 +1593,20 @@ mod tests {
                 any::<u64>()
             )
                 .prop_map(|(r, k, h, kh)| { vec![grid_rect(r, k, false), grid_rect(h, kh, true)] }),
+            // A triangle hole, which may touch the shell at a vertex.
+            (
+                rect.clone(),
+                any::<u64>(),
+                proptest::collection::vec((0..9, 0..9), 3)
+            )
+                .prop_map(|(r, k, v)| {
+                    let mut hole: Vec<(f64, f64)> = v
+                        .into_iter()
+                        .map(|(x, y)| (f64::from(x) / 2.0, f64::from(y) / 2.0))
+                        .collect();
+                    hole.push(hole[0]);
+                    vec![grid_rect(r, k, false), hole]
+                }),
             proptest::collection::vec((0..6, 0..6), 3).prop_map(|v| {
                 let mut ring: Vec<(f64, f64)> = v
                     .into_iter()
@@ -1778,6 +1801,31 @@ mod tests {
             let (so, si) = (Segments::new(&outer), Segments::new(&inner));
             assert!(so.any_meets(&si), "{name}: the boundaries touch");
             assert_eq!(covers(&outer, &so, &inner, &si), Some(want), "{name}");
+        }
+    }
+
+    /// A hole that touches its shell at a vertex lying on the shell's
+    /// edge, with the other geometry's rings through that vertex.
+    #[test]
+    fn holes_touching_their_shell() {
+        let shell = vec![(0.0, 0.0), (6.0, 0.0), (6.0, 6.0), (0.0, 6.0), (0.0, 0.0)];
+        let hole = vec![(0.0, 2.0), (2.0, 3.0), (2.0, 1.0), (0.0, 2.0)];
+        let holed = polygon(&[shell.clone(), hole.clone()]);
+        let full = polygon(std::slice::from_ref(&shell));
+        let filler = polygon(&[vec![(0.0, 2.0), (2.0, 1.0), (2.0, 3.0), (0.0, 2.0)]]);
+        let wedge = polygon(&[vec![(0.0, 0.0), (2.0, 1.0), (0.0, 2.0), (0.0, 0.0)]]);
+        let across = polygon(&[vec![(0.0, 1.0), (1.0, 2.0), (0.0, 3.0), (0.0, 1.0)]]);
+        let cases = [
+            ("holed in full", &full, &holed, true),
+            ("full in holed", &holed, &full, false),
+            ("hole filled", &holed, &filler, false),
+            ("wedge beside the hole", &holed, &wedge, true),
+            ("across the touching vertex", &holed, &across, false),
+            ("holed in itself", &holed, &holed, true),
+        ];
+        for (name, outer, inner, want) in cases {
+            assert_eq!(outer.covers(inner), want, "geo: {name}");
+            assert_eq!(touching(outer, inner), Some(want), "{name}");
         }
     }
 }
