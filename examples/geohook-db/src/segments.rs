@@ -1731,34 +1731,13 @@ mod tests {
         }
     }
 
-    /// A comb of `t` teeth on integer positions, each leaning right by one
-    /// per unit of height (every box of a tooth meets every other's when
-    /// `h` is `4 t`), teeth `h` high: a base from (0, 0) to (4 t, 1),
-    /// tooth `i` from x `4 i + 1` to `4 i + 2` at its foot. Every position
-    /// and every vertex of one such comb on another's edge is exact.
-    fn leaning_comb(t: i32, h: i32) -> Vec<(f64, f64)> {
-        let mut ring = vec![(0, 0), (4 * t, 0), (4 * t, 1)];
-        for i in (0..t).rev() {
-            ring.extend([
-                (4 * i + 2, 1),
-                (4 * i + 2, h),
-                (4 * i + 1, h),
-                (4 * i + 1, 1),
-            ]);
-        }
-        ring.extend([(0, 1), (0, 0)]);
-        ring.into_iter()
-            .map(|(x, y)| (f64::from(x + y), f64::from(y)))
-            .collect()
-    }
-
     /// The leaning combs, touching: teeth cut half way (vertices on the
     /// other's edges, overlapping edges), the same comb, its base alone
     /// (every tooth's foot on its top edge), and teeth one taller (out at
     /// the top). Small enough for `geo` to check each answer.
     fn touching_combs(t: i32) -> Vec<(&'static str, Geometry<f64>, Geometry<f64>, bool)> {
         let h = 4 * t;
-        let comb = polygon(&[leaning_comb(t, h)]);
+        let comb = polygon(&[combs::leaning_comb(t, h)]);
         let base = polygon(&[vec![
             (0.0, 0.0),
             (f64::from(4 * t), 0.0),
@@ -1770,7 +1749,7 @@ mod tests {
             (
                 "cut teeth",
                 comb.clone(),
-                polygon(&[leaning_comb(t, h / 2)]),
+                polygon(&[combs::leaning_comb(t, h / 2)]),
                 true,
             ),
             ("same comb", comb.clone(), comb.clone(), true),
@@ -1778,7 +1757,7 @@ mod tests {
             (
                 "taller teeth",
                 comb.clone(),
-                polygon(&[leaning_comb(t, h + 1)]),
+                polygon(&[combs::leaning_comb(t, h + 1)]),
                 false,
             ),
             ("comb in its base", base, comb, false),
