@@ -88,10 +88,12 @@ pub fn leaning_comb(t: i32, h: i32) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A GeoJSON polygon of [`leaning_comb`], scaled by 2^-16 of a degree
-/// (exact) from longitude -112, latitude 33.
+/// A GeoJSON polygon of [`leaning_comb`], scaled by 2^-10 of a degree from
+/// longitude -112, latitude 33: exact in binary, and at most 13 significant
+/// decimal digits, which JSON parsers read back exactly (longer decimals
+/// may come back an ulp off, and the combs would cross instead of touch).
 pub fn leaning_comb_geojson(t: i32, h: i32) -> String {
-    let scale = 1.0 / 65_536.0;
+    let scale = 1.0 / 1_024.0;
     let coords: Vec<String> = leaning_comb(t, h)
         .iter()
         .map(|(x, y)| format!("[{},{}]", -112.0 + x * scale, 33.0 + y * scale))
