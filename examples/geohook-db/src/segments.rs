@@ -993,7 +993,9 @@ fn midpoint(s: &Seg) -> Coord<f64> {
 ///    meets no boundary of the other, so it lies wholly inside or outside
 ///    the other, which its midpoint tells (one sweep per side): a piece of
 ///    `inner` outside `outer` is uncovered, and a piece of `outer` inside
-///    `inner` leaves the outside of `outer` inside `inner` (false). A
+///    `inner` leaves the outside of `outer` inside `inner` (false). A piece
+///    of `outer` shared with a line of `inner` counts as one of `outer`
+///    alone against the rings of `inner`. A
 ///    rounded midpoint that lands on the other's boundary (the piece
 ///    passes within a rounding of it) answers `None`.
 /// 5. Then no boundary of `outer` passes through the interior of a
@@ -1079,6 +1081,10 @@ fn touching(outer: &Geometry<f64>, inner: &Geometry<f64>) -> Option<bool> {
         return Some(false);
     }
     // Step 4.
+    // A piece of `outer` that a line of `inner` shares is off the rings of
+    // `inner` as much as one of `outer` alone, and may run through the
+    // interior of one of its polygons (a collection of both).
+    let on_ring = |i: Option<u32>| i.is_some_and(|i| ei.edges[i as usize].polygon != NO_POLYGON);
     let alone = |inner: bool| -> Vec<Coord<f64>> {
         merged
             .iter()
@@ -1086,7 +1092,7 @@ fn touching(outer: &Geometry<f64>, inner: &Geometry<f64>) -> Option<bool> {
                 if inner {
                     p.outer.is_none()
                 } else {
-                    p.inner.is_none()
+                    !on_ring(p.inner)
                 }
             })
             .map(|p| midpoint(&p.seg))
@@ -1663,6 +1669,14 @@ mod tests {
                     .collect()
             })
             .collect();
+        // Its shells filled, with its holes' rings as line strings.
+        let mut parts: Vec<Geometry<f64>> = outer.iter().map(|p| polygon(&p[..1])).collect();
+        parts.extend(outer.iter().flat_map(|p| {
+            p[1..]
+                .iter()
+                .map(|h| Geometry::LineString(h.clone().into()))
+        }));
+        let lined = Geometry::GeometryCollection(geo::GeometryCollection(parts));
         let point = |(x, y): (i32, i32)| Coord {
             x: f64::from(x) / 2.0,
             y: f64::from(y) / 2.0,
@@ -1671,10 +1685,21 @@ mod tests {
             Just(same),
             Just(filled),
             Just(multi(&halved)),
+            Just(lined),
             grid_polygon().prop_map(|p| polygon(&p)),
             (grid_polygon(), grid_polygon()).prop_map(|(a, b)| multi(&[a, b])),
             proptest::collection::vec((0..12, 0..12), 2..5)
                 .prop_map(move |v| { Geometry::LineString(v.into_iter().map(point).collect()) }),
+            (
+                grid_polygon(),
+                proptest::collection::vec((0..12, 0..12), 2..4)
+            )
+                .prop_map(move |(p, v)| {
+                    Geometry::GeometryCollection(geo::GeometryCollection(vec![
+                        polygon(&p),
+                        Geometry::LineString(v.into_iter().map(point).collect()),
+                    ]))
+                }),
             proptest::collection::vec((0..12, 0..12), 1..5).prop_map(move |v| {
                 Geometry::MultiPoint(v.into_iter().map(|c| geo::Point(point(c))).collect())
             }),
@@ -1710,12 +1735,13 @@ mod tests {
             if !outer.is_valid() || !inner.is_valid() || flat(&outer) || flat(&inner) {
                 return Ok(());
             }
-            let line = matches!(inner, Geometry::LineString(_));
+            let line = matches!(inner, Geometry::LineString(_) | Geometry::GeometryCollection(_));
             let check = |outer: &Geometry<f64>, inner: &Geometry<f64>| -> Result<(), TestCaseError> {
                 let want = outer.covers(inner);
                 match touching(outer, inner) {
                     Some(got) => prop_assert_eq!(got, want, "touching"),
-                    // A valid line string may cross itself.
+                    // A valid line string may cross itself, or a polygon
+                    // of its collection.
                     None => prop_assert!(line && !matches!(outer, Geometry::LineString(_)), "no answer"),
                 }
                 let (so, si) = (Segments::new(outer), Segments::new(inner));
@@ -1725,7 +1751,7 @@ mod tests {
                 Ok(())
             };
             check(&outer, &inner)?;
-            if !matches!(inner, Geometry::LineString(_) | Geometry::MultiPoint(_)) {
+            if !matches!(inner, Geometry::LineString(_) | Geometry::MultiPoint(_) | Geometry::GeometryCollection(_)) {
                 check(&inner, &outer)?;
             }
         }
@@ -1806,5 +1832,24 @@ mod tests {
             assert_eq!(outer.covers(inner), want, "geo: {name}");
             assert_eq!(touching(outer, inner), Some(want), "{name}");
         }
+    }
+
+    /// A collection of a polygon and a line string inside it, against the
+    /// polygon with a hole whose ring is that line string: the line covers
+    /// the hole's ring, but the hole lies in the polygon's interior.
+    #[test]
+    fn a_line_of_the_inner_collection_along_a_hole() {
+        let shell = vec![(0.0, 0.0), (6.0, 0.0), (6.0, 6.0), (0.0, 6.0), (0.0, 0.0)];
+        let hole = vec![(1.0, 1.0), (2.0, 3.0), (3.0, 1.0), (1.0, 1.0)];
+        let outer = polygon(&[shell.clone(), hole.clone()]);
+        let line = Geometry::LineString(geo::LineString::from(hole.clone()));
+        let both = Geometry::GeometryCollection(geo::GeometryCollection(vec![
+            polygon(std::slice::from_ref(&shell)),
+            line.clone(),
+        ]));
+        assert!(!outer.covers(&both), "geo");
+        assert_eq!(touching(&outer, &both), Some(false));
+        assert!(outer.covers(&line), "geo");
+        assert_eq!(touching(&outer, &line), Some(true));
     }
 }
