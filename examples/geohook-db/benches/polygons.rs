@@ -243,3 +243,41 @@ fn within_teeth_base_geo(bencher: Bencher<'_, '_>, n: usize) {
         assert!(geometry(&q).covers(geometry(&stored)));
     });
 }
+
+/// A comb of `n / 4` leaning teeth (every tooth's box meets every other's)
+/// and the same comb with its teeth cut half way: the boundaries touch all
+/// along (the cut teeth's tops on the full teeth's edges, the sides and
+/// base shared), and the cut comb is within the full one. The query is the
+/// full comb.
+fn touching_teeth(n: usize) -> (Object, String) {
+    let t = i32::try_from(n / 4).expect("a small comb");
+    let cut = combs::leaning_comb_geojson(t, 2 * t);
+    (
+        Object::from_geojson(&cut).unwrap(),
+        combs::leaning_comb_geojson(t, 4 * t),
+    )
+}
+
+/// WITHIN of the cut comb in the full one, as the server answers it now:
+/// above 2,048 vertices in the two, the sweeps, which split the touching
+/// boundaries at each other's vertices (it ran `geo`'s DE-9IM before).
+#[divan::bench(args = SIZES, sample_count = 5, sample_size = 1)]
+fn within_touching_teeth(bencher: Bencher<'_, '_>, n: usize) {
+    let (stored, query) = touching_teeth(n);
+    bencher.bench_local(|| {
+        let area = Area::Object(Object::from_geojson(&query).unwrap());
+        assert!(stored.within(&area));
+    });
+}
+
+/// The same through `geo`'s DE-9IM, which the server ran for touching
+/// boundaries at every size before.
+#[divan::bench(args = SIZES, sample_count = 1, sample_size = 1)]
+fn within_touching_teeth_geo(bencher: Bencher<'_, '_>, n: usize) {
+    use geo::Covers;
+    let (stored, query) = touching_teeth(n);
+    bencher.bench_local(|| {
+        let q = Object::from_geojson(&query).unwrap();
+        assert!(geometry(&q).covers(geometry(&stored)));
+    });
+}

@@ -448,9 +448,11 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
 /// each geometry against itself and the other through boxes of segments:
 /// shapes made to defeat boxes (long diagonal teeth) make that about the
 /// square of the sizes, a few million segment tests at this size. Above it,
-/// [`segments::covers`] answers in `O((n + m) log(n + m))` when the two
-/// boundaries do not meet; when they do, the DE-9IM answers (exact, at its
-/// cost).
+/// [`segments::covers`] answers in `O((n + m) log(n + m))`, whether the two
+/// boundaries meet or not; the DE-9IM answers (exact, at its cost) only
+/// where that gives up: boundaries that meet when one geometry crosses or
+/// overlaps itself, when the area is not a polygon, or when a rounded
+/// midpoint of a piece of boundary lands on the other's boundary.
 const RELATE_MAX: usize = 2_048;
 
 /// Runs a `geo` predicate on client geometry. GeoJSON allows self-intersecting

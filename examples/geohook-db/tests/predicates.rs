@@ -261,3 +261,21 @@ fn large_shapes_that_share_an_edge_are_within() {
     let taller = geo(&ring(1_200, 9.0));
     assert!(!taller.within(&area), "its teeth cross the area's top");
 }
+
+#[path = "common/combs.rs"]
+mod combs;
+
+/// Two combs of 2,500 leaning teeth whose boundaries touch all along (the
+/// shorter one's tooth tops on the taller one's tooth edges, sides and
+/// base shared): WITHIN answers through the sweeps above 2,048 vertices,
+/// both ways round.
+#[test]
+fn large_combs_that_touch_all_along() {
+    let t = 2_500;
+    let full = geo(&combs::leaning_comb_geojson(t, 4 * t));
+    let cut = geo(&combs::leaning_comb_geojson(t, 2 * t));
+    assert!(cut.num_points() > 2_048);
+    assert!(cut.within(&Area::Object(full.clone())), "cut teeth in full");
+    assert!(!full.within(&Area::Object(cut)), "full teeth out of cut");
+    assert!(full.within(&Area::Object(full.clone())), "itself");
+}

@@ -64,3 +64,42 @@ pub fn teeth_geojson(t: usize, up: bool, dx: f64, lean: f64) -> String {
         coords.join(",")
     )
 }
+
+/// The closed ring of a comb of `t` teeth on integer positions, each tooth
+/// leaning right by one per unit of height: a base from (0, 0) to (4 t, 1),
+/// tooth `i` from x `4 i + 1` to `4 i + 2` at its foot and `h` high. At
+/// `h = 4 t` every tooth's box meets every other's. Every position, and
+/// every vertex of one such comb on another's edge, is exact, so combs of
+/// different heights touch exactly: the shorter one's tooth tops lie on
+/// the taller one's tooth edges, which they overlap.
+pub fn leaning_comb(t: i32, h: i32) -> Vec<(f64, f64)> {
+    let mut ring = vec![(0, 0), (4 * t, 0), (4 * t, 1)];
+    for i in (0..t).rev() {
+        ring.extend([
+            (4 * i + 2, 1),
+            (4 * i + 2, h),
+            (4 * i + 1, h),
+            (4 * i + 1, 1),
+        ]);
+    }
+    ring.extend([(0, 1), (0, 0)]);
+    ring.into_iter()
+        .map(|(x, y)| (f64::from(x + y), f64::from(y)))
+        .collect()
+}
+
+/// A GeoJSON polygon of [`leaning_comb`], scaled by 2^-10 of a degree from
+/// longitude -112, latitude 33: exact in binary, and at most 13 significant
+/// decimal digits, which JSON parsers read back exactly (longer decimals
+/// may come back an ulp off, and the combs would cross instead of touch).
+pub fn leaning_comb_geojson(t: i32, h: i32) -> String {
+    let scale = 1.0 / 1_024.0;
+    let coords: Vec<String> = leaning_comb(t, h)
+        .iter()
+        .map(|(x, y)| format!("[{},{}]", -112.0 + x * scale, 33.0 + y * scale))
+        .collect();
+    format!(
+        r#"{{"type":"Polygon","coordinates":[[{}]]}}"#,
+        coords.join(",")
+    )
+}
