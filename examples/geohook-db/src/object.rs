@@ -428,7 +428,9 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
                 // A rectangle without an area is a segment or a point.
                 let flat = geo::Geometry::Line(geo::Line::new(rect.min(), rect.max()));
                 segments::covers(g, gj.segments(), &flat, &segments::Segments::new(&flat))
-                    .unwrap_or_else(|| g.covers(&flat))
+                    .unwrap_or_else(|| {
+                        relate_within_budget(gj.num_points(), 2, RELATE_BUDGET, || g.covers(&flat))
+                    })
             }
         }),
         (Geom(g, gj), Geom(h, hj)) => guarded(|| {
@@ -436,8 +438,14 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
                 g.covers(*h)
             } else {
                 gj.bounds().contains_bounds(&hj.bounds())
-                    && segments::covers(g, gj.segments(), h, hj.segments())
-                        .unwrap_or_else(|| g.covers(*h))
+                    && segments::covers(g, gj.segments(), h, hj.segments()).unwrap_or_else(|| {
+                        relate_within_budget(
+                            gj.num_points(),
+                            hj.num_points(),
+                            RELATE_BUDGET,
+                            || g.covers(*h),
+                        )
+                    })
             }
         }),
     }
@@ -454,6 +462,24 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
 /// overlaps itself, when the area is not a polygon, or when a rounded
 /// midpoint of a piece of boundary lands on the other's boundary.
 const RELATE_MAX: usize = 2_048;
+
+/// The largest product of the two geometries' vertex counts for which a
+/// WITHIN that the sweeps leave open (boundaries that meet while one
+/// geometry crosses or overlaps itself, an area that is not a polygon, or a
+/// rounded midpoint on a boundary: see [`segments::covers`]) is handed to
+/// `geo`'s DE-9IM. Its cost grows with that product for shapes made
+/// against it (two 10,000-vertex combs: seconds, under the database lock);
+/// up to this budget it is about a tenth of a second. Past it the answer is
+/// "not within": the shapes that get there are invalid (self-crossing) or
+/// degenerate, for which the DE-9IM's answer is not defined either, and an
+/// unbounded test would let one client stall every other.
+const RELATE_BUDGET: usize = 4_000_000;
+
+/// `relate()` when `n · m` is within `budget`, else false (see
+/// [`RELATE_BUDGET`]).
+fn relate_within_budget(n: usize, m: usize, budget: usize, relate: impl FnOnce() -> bool) -> bool {
+    n.saturating_mul(m) <= budget && relate()
+}
 
 /// Runs a `geo` predicate on client geometry. GeoJSON allows self-intersecting
 /// and collapsed polygons, and `geo`'s DE-9IM code checks internal invariants

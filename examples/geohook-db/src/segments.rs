@@ -32,8 +32,8 @@
 //! vertices that lie on it, a sweep looks for a proper crossing,
 //! and the pieces' midpoints and shared pieces' sides decide. Only when one
 //! of the two geometries crosses or overlaps itself (or the outer one is
-//! not areal) is it left to `geo`'s exact DE-9IM, which costs what it cost
-//! before these sweeps.
+//! not areal) is it left to `geo`'s DE-9IM, within a budget of vertex
+//! pairs set by the caller (`RELATE_BUDGET` in `object.rs`).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;

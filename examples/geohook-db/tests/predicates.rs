@@ -279,3 +279,45 @@ fn large_combs_that_touch_all_along() {
     assert!(!full.within(&Area::Object(cut)), "full teeth out of cut");
     assert!(full.within(&Area::Object(full.clone())), "itself");
 }
+
+/// A large area whose ring crosses itself (a small loop on its top edge),
+/// and a large polygon sharing part of its bottom edge: the sweeps leave
+/// that pair to the DE-9IM, and past its budget of vertex pairs WITHIN
+/// answers "not within" at once instead of running it (seconds for shapes
+/// made against it, under the database lock). Below the budget the DE-9IM
+/// still answers, and finds it within.
+#[test]
+fn a_self_crossing_area_past_the_relate_budget_is_not_within() {
+    let ring = |n: usize, side: f64, rest: &[(f64, f64)]| {
+        let mut c: Vec<String> = (0..n)
+            .map(|i| format!("[{},0]", side * i as f64 / n as f64))
+            .collect();
+        c.extend(rest.iter().map(|(x, y)| format!("[{x},{y}]")));
+        format!(r#"{{"type":"Polygon","coordinates":[[{}]]}}"#, c.join(","))
+    };
+    // The area: a 50 x 50 square with `n` vertices along its bottom edge
+    // and a loop on its top edge whose two segments cross.
+    let area = |n: usize| {
+        let top = [
+            (50.0, 0.0),
+            (50.0, 50.0),
+            (30.0, 50.0),
+            (20.0, 50.5),
+            (30.0, 50.5),
+            (20.0, 50.0),
+            (0.0, 50.0),
+            (0.0, 0.0),
+        ];
+        geo(&ring(n, 50.0, &top))
+    };
+    // The object: a 5 x 5 square in the corner, `n` vertices along the
+    // shared bottom edge.
+    let object = |n: usize| {
+        let rest = [(5.0, 0.0), (5.0, 5.0), (0.0, 5.0), (0.0, 0.0)];
+        geo(&ring(n, 5.0, &rest))
+    };
+    // 1,200 x 1,300 vertices: past the sweeps' size, within the budget.
+    assert!(object(1_200).within(&Area::Object(area(1_300))), "DE-9IM");
+    // 1,600 x 3,000: past the budget of 4,000,000 pairs.
+    assert!(!object(1_600).within(&Area::Object(area(3_000))), "budget");
+}
