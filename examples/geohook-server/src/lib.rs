@@ -85,6 +85,7 @@ mod fsio;
 mod hooks;
 mod import;
 mod metrics;
+mod monitor;
 mod net;
 mod output;
 mod repair;
