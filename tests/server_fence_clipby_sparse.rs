@@ -6,7 +6,8 @@
 //! NEARBY circle is left whole; a cut that leaves nothing matches nothing.
 //! Hooks and channels keep their cut after a restart, also when the area was
 //! `GET key id` and that object has since changed and been deleted: the log
-//! names the object as it was, before the cut, and the replay cuts it once.
+//! names the object as it was, before the cut, and the replay cuts it once;
+//! a follower gets the same fence.
 
 #[path = "hooks_peers.rs"]
 mod peers;
@@ -319,4 +320,52 @@ fn a_live_fence_hears_only_its_cut_area_in_resp_and_json() {
     }
     assert_eq!(run(&mut c, "CHANS *"), "[]");
     assert!(wait_until(Duration::from_secs(5), || run(&mut c, "PING") == "PONG"));
+}
+
+#[test]
+fn a_follower_gets_the_cut_fence_and_hears_only_the_cut_area() {
+    let (ldir, fdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = start(ldir.path(), &[]).unwrap();
+    let follower = start(fdir.path(), &[]).unwrap();
+    let mut l = leader.client();
+    assert_eq!(
+        send(&mut l, &words(&[&["SET", "zones", "z1", "OBJECT", ZONE]])),
+        "OK"
+    );
+    let def = words(&[
+        &[
+            "SETCHAN", "g", "WITHIN", "fleet", "FENCE", "DETECT", "enter",
+        ],
+        &["SPARSE", "2", "GET", "zones", "z1"],
+        CLIP,
+    ]);
+    assert_eq!(send(&mut l, &def), "1");
+    // The zone is gone before the follower syncs: it gets the fence as
+    // logged, the zone's shape then, cut once.
+    assert_eq!(run(&mut l, "DEL zones z1"), "1");
+    let mut f = follower.client();
+    assert_eq!(
+        run(&mut f, &format!("FOLLOW 127.0.0.1 {}", leader.port)),
+        "OK"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || follower
+            .stat(&mut f, "caught_up")
+            == "true"),
+        "the follower never caught up:\n{}",
+        follower.log()
+    );
+    assert_eq!(run(&mut f, "CHANS *"), run(&mut l, "CHANS *"));
+    let mut sub_conn = follower.client();
+    let mut sub = sub_conn.as_pubsub();
+    sub.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    sub.subscribe("g").unwrap();
+    set(&mut l, "out", OUT);
+    set(&mut l, "in", IN);
+    let body: String = sub.get_message().unwrap().get_payload().unwrap();
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&e["detect"], &e["id"]),
+        (&serde_json::json!("enter"), &serde_json::json!("in"))
+    );
 }
