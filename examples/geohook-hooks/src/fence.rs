@@ -325,6 +325,9 @@ pub struct FenceOptions {
     pub roam: Option<Roam>,
     /// `IDS`, `POINTS`, `BOUNDS`, `HASHES precision`, `COUNT` or `OBJECTS`.
     pub output: FenceOutput,
+    /// `CLIPBY` cut the area. A cut may leave nothing of it; such a fence is valid, as in Tile38,
+    /// and matches no object.
+    pub clipped: bool,
 }
 
 impl PartialEq for FenceOptions {
@@ -336,6 +339,7 @@ impl PartialEq for FenceOptions {
             && self.nofields == other.nofields
             && self.roam == other.roam
             && self.output == other.output
+            && self.clipped == other.clipped
             && test(&self.test) == test(&other.test)
     }
 }
@@ -434,7 +438,7 @@ impl HookDef {
             }
             return Ok(());
         }
-        if self.area.bounds().is_none() {
+        if self.area.bounds().is_none() && !self.options.clipped {
             return bad("the fence area has no position");
         }
         if self.kind == FenceKind::Nearby

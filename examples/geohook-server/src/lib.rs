@@ -86,6 +86,7 @@ mod hooks;
 mod import;
 mod import_queue;
 mod metrics;
+mod monitor;
 mod net;
 mod output;
 mod repair;

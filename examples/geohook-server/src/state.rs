@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) repl: OnceLock<Arc<Repl>>,
     /// The scripts SCRIPT LOAD and EVAL cached, by SHA-1.
     pub(crate) scripts: crate::scripts::ScriptCache,
+    /// The MONITOR connections and their queues.
+    pub(crate) monitors: crate::monitor::Monitors,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ impl Shared {
             last_shrink: parking_lot::Mutex::new(None),
             leader: AtomicBool::new(true),
             repl: OnceLock::new(),
+            monitors: crate::monitor::Monitors::default(),
         }
     }
 

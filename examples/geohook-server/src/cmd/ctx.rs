@@ -30,6 +30,8 @@ pub(crate) struct Session {
     pub(crate) unflushed: bool,
     /// What a follower announced with `REPLCONF` before its `PSYNC`.
     pub(crate) announced: geohook_repl::Announced,
+    /// The peer's address (`ip:port`), as MONITOR lines show it.
+    pub(crate) addr: String,
 }
 
 impl Session {
@@ -45,6 +47,7 @@ impl Session {
             quit: false,
             unflushed: false,
             announced: geohook_repl::Announced::default(),
+            addr: String::new(),
         }
     }
 }

@@ -32,7 +32,7 @@ pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u
     client::touch(session.id);
     let spec = spec::lookup(&lower(&args[0]));
     let reply = run(shared, session, &ctx, spec, args);
-    finish(shared, session, &ctx, spec, reply)
+    finish(shared, session, &ctx, spec, args, reply)
 }
 
 /// Runs one command from a client and renders its reply, as
@@ -79,17 +79,26 @@ pub(crate) async fn execute_async(
             rx.await.unwrap_or_else(|_| Err(lost()))
         }
     };
-    finish(shared, session, &ctx, spec, reply)
+    finish(shared, session, &ctx, spec, args, reply)
 }
 
-/// Counts a command and renders its reply or error.
+/// Counts a command, shows it to the monitors, and renders its reply or
+/// error.
 fn finish(
     shared: &Shared,
     session: &mut Session,
     ctx: &Ctx,
     spec: Option<&'static Spec>,
+    args: &[Vec<u8>],
     reply: Result<Reply, CmdError>,
 ) -> Reply {
+    // As Tile38, a command refused for its name or its argument count is
+    // not shown (nor one refused before AUTH).
+    if let Some(s) = spec {
+        if !matches!(reply, Err(CmdError::Arity(_) | CmdError::NoAuth)) {
+            shared.monitors.feed(s.name, &session.addr, args);
+        }
+    }
     if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
         session.unflushed = true;
     }

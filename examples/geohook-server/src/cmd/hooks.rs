@@ -40,7 +40,7 @@ use crate::clock::{from_unix_ms, unix_ms};
 use crate::cmd::args::{self, lower, text, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::spec::Cmd;
-use crate::cmd::{expr, render, shapes};
+use crate::cmd::{expr, render, search, shapes, sparse};
 use crate::hooks::engine::HookEngine;
 use crate::state::{Core, Record, Writer};
 use geohook_resp::Reply;
@@ -216,8 +216,10 @@ fn hook_err(e: geohook_hooks::Error) -> CmdError {
 /// `WHERE …` and `WHEREIN …` (an object that fails them is outside),
 /// `NOFIELDS`, `DISTANCE` (the `distance` member), `BUFFER meters` (the area
 /// grown), the output (`OBJECTS`, `IDS`, `POINTS`, `BOUNDS`, `HASHES
-/// precision` or `COUNT`: what the events say about the object) and, for
-/// NEARBY, `NODWELL` and the area `ROAM key pattern meters [SCAN pattern]`.
+/// precision` or `COUNT`: what the events say about the object), `SPARSE
+/// n` (checked, and of no effect on events), `CLIPBY rect` after the area
+/// (the area cut, as the search cuts it) and, for NEARBY, `NODWELL` and
+/// the area `ROAM key pattern meters [SCAN pattern]`.
 fn parse_fence(
     a: &mut Args<'_>,
     db: &Database,
@@ -231,6 +233,7 @@ fn parse_fence(
     let mut distance = false;
     let mut nodwell = false;
     let mut buffer: Option<f64> = None;
+    let mut sparse_given = false;
     let mut options = FenceOptions::default();
     let mut filters = Vec::new();
     while let Some(word) = a.peek_lower() {
@@ -290,6 +293,19 @@ fn parse_fence(
                 buffer = Some(args::meters(a.next()?)?);
                 continue;
             }
+            // Tile38 reads a fence with the search's parser, so SPARSE is
+            // taken and checked as a search checks it. Fence matching tests
+            // each written object alone, with no walk to thin out, so the
+            // value changes nothing after that.
+            "sparse" => {
+                a.next()?;
+                if sparse_given {
+                    return Err(CmdError::Msg("duplicate argument 'SPARSE'".into()));
+                }
+                sparse::spread(a.next()?)?;
+                sparse_given = true;
+                continue;
+            }
             _ => break,
         }
         a.next()?;
@@ -299,8 +315,10 @@ fn parse_fence(
     }
     let area_at = a.pos();
     let by_reference = a.peek_lower().as_deref() == Some("get");
-    // A `GET key id` area as it was resolved, before any BUFFER.
+    // A `GET key id` area as it was resolved, before any CLIPBY or BUFFER.
     let mut resolved: Option<geohook_db::Area> = None;
+    // Where the area's own words end and any CLIPBY begins.
+    let mut area_end = all.len();
     let area = if nearby && a.peek_lower().as_deref() == Some("roam") {
         a.next()?;
         let roam_key = a.text()?.to_owned();
@@ -319,6 +337,13 @@ fn parse_fence(
             nodwell,
             scan,
         });
+        // Tile38 reads CLIPBY after a roam too, and its clipping leaves an
+        // area it does not have alone: the rectangles are checked, and
+        // change nothing.
+        while a.peek_lower().as_deref() == Some("clipby") {
+            a.next()?;
+            search::clipby_rect(a, db, now)?;
+        }
         // A roam fence has no area of its own; this stands in for it and is
         // never searched.
         geohook_db::Area::Point(geohook_db::Point {
@@ -327,17 +352,25 @@ fn parse_fence(
             z: None,
         })
     } else {
-        let area = a.area(db, now, true)?;
+        let mut area = a.area(db, now, true)?;
+        area_end = a.pos();
+        // The log keeps `BUFFER m` in front of the area and any `CLIPBY`
+        // after it, so it must name the object as it was, not the cut or
+        // buffered shape, or a replay would cut or buffer it again.
+        if by_reference {
+            resolved = Some(area.clone());
+        }
+        // `CLIPBY rect`, any number of times: the area cut by each rectangle
+        // in turn, before BUFFER grows it, as the search does (a circle is
+        // left whole, and a cut that leaves nothing matches nothing).
+        while a.peek_lower().as_deref() == Some("clipby") {
+            a.next()?;
+            let rect = search::clipby_rect(a, db, now)?;
+            area = search::clip_area(area, &rect);
+            options.clipped = true;
+        }
         match buffer {
-            Some(m) => {
-                // The log keeps `BUFFER m` in front of the area, so it must
-                // name the object as it was, not the buffered shape, or a
-                // replay would buffer it again.
-                if by_reference {
-                    resolved = Some(area.clone());
-                }
-                shapes::buffer(area, m)?
-            }
+            Some(m) => shapes::buffer(area, m)?,
             None => area,
         }
     };
@@ -348,13 +381,7 @@ fn parse_fence(
     let filter = Filter::parse(detect.as_deref(), commands.as_deref())
         .map_err(hook_err)?
         .with_distance(distance);
-    let args = logged_search_args(
-        all,
-        search_start,
-        area_at,
-        by_reference,
-        resolved.as_ref().unwrap_or(&area),
-    );
+    let args = logged_search_args(all, search_start, (area_at, area_end), resolved.as_ref());
     Ok(Fence {
         key,
         filter,
@@ -484,23 +511,25 @@ impl SetHook {
 }
 
 /// The search arguments a hook is logged (and listed) with. An area given
-/// as `GET key id` is stored resolved, as `OBJECT <geojson>` of the object
-/// it named then: the hook's fence is that shape from then on, and the
-/// logged form must not depend on an object that may expire or be deleted
-/// before the file is replayed.
+/// as `GET key id` (the words `all[area.0..area.1]`) is stored resolved, as
+/// `OBJECT <geojson>` of the object it named then, with whatever followed
+/// it (CLIPBY) kept as sent: the hook's fence is that shape from then on,
+/// and the logged form must not depend on an object that may expire or be
+/// deleted before the file is replayed. The object is the one before any
+/// cut or buffer, which the replay applies again, once.
 fn logged_search_args(
     all: &[Vec<u8>],
     start: usize,
-    area_at: usize,
-    by_reference: bool,
-    area: &geohook_db::Area,
+    (area_at, area_end): (usize, usize),
+    resolved: Option<&geohook_db::Area>,
 ) -> Vec<String> {
     let lossy = |a: &Vec<u8>| String::from_utf8_lossy(a).into_owned();
-    match area {
-        geohook_db::Area::Object(obj) if by_reference => all[start..area_at]
+    match resolved {
+        Some(geohook_db::Area::Object(obj)) => all[start..area_at]
             .iter()
             .map(lossy)
             .chain(["OBJECT".to_owned(), obj.to_json()])
+            .chain(all[area_end..].iter().map(lossy))
             .collect(),
         _ => all[start..].iter().map(lossy).collect(),
     }

@@ -382,7 +382,7 @@ impl<'a> Search<'a> {
 /// `invalid argument 'cannot clipby <type>'` for any other area type (in
 /// lower case, as Tile38 writes it), an argument count error when the type
 /// is missing, and the area's own errors.
-fn clipby_rect(a: &mut Args<'_>, db: &Database, now: i64) -> Result<Bounds, CmdError> {
+pub(crate) fn clipby_rect(a: &mut Args<'_>, db: &Database, now: i64) -> Result<Bounds, CmdError> {
     let Some(kind) = a.peek_lower() else {
         return Err(a.next().unwrap_err());
     };
@@ -397,7 +397,7 @@ fn clipby_rect(a: &mut Args<'_>, db: &Database, now: i64) -> Result<Bounds, CmdE
 /// `area` cut to `rect` by TEST's clipping, as an object area. A circle is
 /// left whole, as Tile38 leaves it; an area the cut leaves empty matches
 /// nothing.
-fn clip_area(area: Area, rect: &Bounds) -> Area {
+pub(crate) fn clip_area(area: Area, rect: &Bounds) -> Area {
     let obj = match area {
         Area::Circle { .. } => return area,
         Area::Point(p) => Object::Point(p),

@@ -16,7 +16,8 @@
 //! An authenticated (P)(UN)SUBSCRIBE turns the connection into a subscriber
 //! and a `NEARBY|WITHIN|INTERSECTS … FENCE` request into a live fence; both
 //! are served by `net/pubsub.rs`, a subscriber coming back here once it has
-//! no subscription left.
+//! no subscription left. An authenticated MONITOR hands the connection to
+//! `net/monitor.rs` for good.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -25,9 +26,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cmd::chan::{self, SubCmd};
-use crate::cmd::ctx::Session;
+use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::dispatch::execute_async;
 use crate::cmd::hooks::is_live_fence;
+use crate::net::monitor::serve_monitor;
 use crate::net::pubsub::{serve_live, serve_subscriber, Next};
 use crate::output::{write_replies, Sent};
 use crate::repl::leader::serve_psync;
@@ -53,6 +55,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    session.addr.clone_from(&peer);
     let registered = crate::cmd::client::register(session.id, peer, stream.as_raw_fd());
     let limits = shared.opts.limits;
     let budget = shared.opts.output;
@@ -91,6 +94,24 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                         let announced = std::mem::take(&mut session.announced);
                         serve_psync(shared, stream, announced, args, pending).await;
                         return Ok(());
+                    }
+                    if session.authed && args[0].eq_ignore_ascii_case(b"monitor") {
+                        if args.len() != 1 {
+                            Ctx::new(session.json)
+                                .err(&CmdError::Arity("monitor"))
+                                .encode_as(session.proto, &mut out);
+                            continue;
+                        }
+                        // The replies before it go out first, after the log
+                        // has what they acknowledge; the connection then
+                        // only listens.
+                        let pending = buf[start..].to_vec();
+                        let flushed = flush_before_replies(shared, &mut session, &mut out);
+                        stream.write_all(&out).await?;
+                        if !flushed {
+                            return Ok(());
+                        }
+                        return serve_monitor(shared, stream, pending, &session).await;
                     }
                     let listens = session.authed && SubCmd::of(args).is_some();
                     let live = session.authed && !listens && is_live_fence(args);

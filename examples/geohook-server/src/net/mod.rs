@@ -4,4 +4,5 @@
 
 pub(crate) mod conn;
 pub(crate) mod listener;
+pub(crate) mod monitor;
 pub(crate) mod pubsub;
