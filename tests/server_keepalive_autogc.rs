@@ -107,6 +107,11 @@ fn accepted_connections_get_the_keepalive_period() {
 fn autogc_purges_on_its_period_and_stops_at_zero() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &["--metrics-addr", "127.0.0.1:0"]).unwrap();
+    assert!(
+        server.wait_log("metrics endpoint up", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
     let purges = || {
         metric_value(&server.metrics_page(), "geohook_autogc_purges_total")
             .expect("the autogc counter is on the metrics page")
