@@ -369,3 +369,32 @@ fn a_follower_gets_the_cut_fence_and_hears_only_the_cut_area() {
         (&serde_json::json!("enter"), &serde_json::json!("in"))
     );
 }
+
+/// A POINT area takes a radius on NEARBY only, as in Tile38: on WITHIN the
+/// word after the point is the next option, so CLIPBY follows it, and a
+/// number there is refused.
+#[test]
+fn a_within_fence_on_a_point_takes_clipby_and_no_radius() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    assert_eq!(
+        run(
+            &mut c,
+            "SETCHAN p WITHIN fleet FENCE POINT 33.01 -111.99 CLIPBY BOUNDS 33 -112 33.05 -111.95"
+        ),
+        "1"
+    );
+    let err = run(
+        &mut c,
+        "SETCHAN r WITHIN fleet FENCE POINT 33.01 -111.99 100",
+    );
+    assert!(err.starts_with("ERR"), "{err}");
+    assert_eq!(
+        run(
+            &mut c,
+            "SETCHAN n NEARBY fleet FENCE POINT 33.01 -111.99 100"
+        ),
+        "1"
+    );
+}

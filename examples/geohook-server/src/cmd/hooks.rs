@@ -352,7 +352,10 @@ fn parse_fence(
             z: None,
         })
     } else {
-        let mut area = a.area(db, now, true)?;
+        // A radius after POINT is NEARBY's only, as in Tile38: on WITHIN
+        // and INTERSECTS the point is the area, and a word after it is the
+        // next option (`CLIPBY`).
+        let mut area = a.area(db, now, nearby)?;
         area_end = a.pos();
         // The log keeps `BUFFER m` in front of the area and any `CLIPBY`
         // after it, so it must name the object as it was, not the cut or
