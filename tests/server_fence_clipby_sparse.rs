@@ -398,3 +398,58 @@ fn a_within_fence_on_a_point_takes_clipby_and_no_radius() {
         "1"
     );
 }
+
+/// LIMIT on a fence is taken and checked, as the search's parser takes it
+/// in Tile38, and limits nothing; CURSOR, and LIMIT with SPARSE, are refused
+/// with Tile38's messages.
+#[test]
+fn fences_take_limit_and_refuse_cursor_as_tile38() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &[]).unwrap();
+    let mut c = server.client();
+    assert_eq!(
+        run(
+            &mut c,
+            "SETCHAN a NEARBY fleet LIMIT 5 FENCE POINT 33 -112 1000"
+        ),
+        "1"
+    );
+    for (line, want) in [
+        (
+            "SETCHAN b NEARBY fleet LIMIT 0 FENCE POINT 33 -112 1000",
+            "ERR:invalid argument '0'",
+        ),
+        (
+            "SETCHAN b NEARBY fleet LIMIT 1 LIMIT 2 FENCE POINT 33 -112 1000",
+            "ERR:duplicate argument 'LIMIT'",
+        ),
+        (
+            "SETCHAN b NEARBY fleet CURSOR 1 FENCE POINT 33 -112 1000",
+            "ERR:CURSOR is not allowed when FENCE is specified",
+        ),
+        (
+            "SETCHAN b NEARBY fleet SPARSE 2 LIMIT 5 FENCE POINT 33 -112 1000",
+            "ERR:LIMIT is not allowed when SPARSE is specified",
+        ),
+    ] {
+        assert_eq!(run(&mut c, line), want, "{line}");
+    }
+    // The LIMIT limits nothing: two objects entering are both heard.
+    let mut sub = server.client();
+    let mut ps = sub.as_pubsub();
+    ps.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ps.subscribe("a").unwrap();
+    for id in ["p1", "p2"] {
+        assert_eq!(run(&mut c, &format!("SET fleet {id} POINT 33 -112")), "OK");
+    }
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let msg = ps.get_message().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+        if v["detect"] == "enter" {
+            heard.push(v["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(heard, ["p1", "p2"]);
+}

@@ -234,6 +234,7 @@ fn parse_fence(
     let mut nodwell = false;
     let mut buffer: Option<f64> = None;
     let mut sparse_given = false;
+    let (mut limit_given, mut cursor_given) = (false, false);
     let mut options = FenceOptions::default();
     let mut filters = Vec::new();
     while let Some(word) = a.peek_lower() {
@@ -306,9 +307,49 @@ fn parse_fence(
                 sparse_given = true;
                 continue;
             }
+            // The search's parser takes LIMIT on a fence too, checked; a
+            // fence tests one written object at a time, so it limits
+            // nothing. CURSOR is read, then refused below, as in Tile38.
+            "limit" => {
+                a.next()?;
+                if limit_given {
+                    return Err(CmdError::Msg("duplicate argument 'LIMIT'".into()));
+                }
+                let n = a.next()?;
+                if args::uint(n)? == 0 {
+                    return Err(CmdError::invalid(n));
+                }
+                limit_given = true;
+                continue;
+            }
+            "cursor" => {
+                a.next()?;
+                if cursor_given {
+                    return Err(CmdError::Msg("duplicate argument 'CURSOR'".into()));
+                }
+                a.next()?;
+                cursor_given = true;
+                continue;
+            }
             _ => break,
         }
         a.next()?;
+    }
+    // Tile38's conflicts, in its order.
+    if sparse_given && limit_given {
+        return Err(CmdError::Msg(
+            "LIMIT is not allowed when SPARSE is specified".into(),
+        ));
+    }
+    if sparse_given && cursor_given {
+        return Err(CmdError::Msg(
+            "CURSOR is not allowed when SPARSE is specified".into(),
+        ));
+    }
+    if cursor_given && fence {
+        return Err(CmdError::Msg(
+            "CURSOR is not allowed when FENCE is specified".into(),
+        ));
     }
     if !filters.is_empty() {
         options.test = Some(Arc::new(expr::FenceTest(filters)));
