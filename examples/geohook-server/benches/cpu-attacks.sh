@@ -10,6 +10,10 @@
 #   polygon   INTERSECTS of a stored polygon of 10,000 vertices with a query
 #             polygon of 10,000 vertices, the two interleaved combs of
 #             diagonal teeth (`combs::teeth_geojson`), in a loop
+#   touching  WITHIN of a stored comb of 10,000 vertices in a query comb of
+#             10,000 whose boundary it touches all along (leaning teeth, the
+#             stored teeth half as tall: `combs::leaning_comb_geojson`), in a
+#             loop; the case `geo`'s DE-9IM took seconds for
 #   fields    SCAN ... LIMIT 10000 in JSON output of 10,000 points with one
 #             distinct field each (every hit lists the page's field names),
 #             in a loop
@@ -79,6 +83,14 @@ def teeth(t, up, lean=1.0):
     pts = ",".join("[%r,%r]" % (-112.0 + (x + lean * y) / (1.0 + 1.2 * lean) * 0.1, 33.0 + y * 0.1) for x, y in ring)
     return '{"type":"Polygon","coordinates":[[%s]]}' % pts
 s.sendall(cmd("SET", "zones", "comb", "OBJECT", teeth(2500, True))); reply()
+def leaning(t, h):
+    ring = [(0, 0), (4 * t, 0), (4 * t, 1)]
+    for i in reversed(range(t)):
+        ring += [(4 * i + 2, 1), (4 * i + 2, h), (4 * i + 1, h), (4 * i + 1, 1)]
+    ring += [(0, 1), (0, 0)]
+    pts = ",".join("[%r,%r]" % (-112.0 + (x + y) / 1024.0, 33.0 + y / 1024.0) for x, y in ring)
+    return '{"type":"Polygon","coordinates":[[%s]]}' % pts
+s.sendall(cmd("SET", "tzones", "cut", "OBJECT", leaning(2500, 5000))); reply()
 PY
 python3 - <<'PY' >"$WORK/query.json"
 def teeth(t, up, lean=1.0):
@@ -130,6 +142,15 @@ if name == "glob":
     req = cmd("SCAN", "glob", "MATCH", b"*a" * 50_000 + b"*b", "IDS")
 elif name == "polygon":
     req = cmd("INTERSECTS", "zones", "IDS", "OBJECT", query)
+elif name == "touching":
+    t, h = 2500, 10000
+    ring = [(0, 0), (4 * t, 0), (4 * t, 1)]
+    for i in reversed(range(t)):
+        ring += [(4 * i + 2, 1), (4 * i + 2, h), (4 * i + 1, h), (4 * i + 1, 1)]
+    ring += [(0, 1), (0, 0)]
+    pts = ",".join("[%r,%r]" % (-112.0 + (x + y) / 1024.0, 33.0 + y / 1024.0) for x, y in ring)
+    full = '{"type":"Polygon","coordinates":[[%s]]}' % pts
+    req = cmd("WITHIN", "tzones", "IDS", "OBJECT", full)
 elif name == "fields":
     s.sendall(cmd("OUTPUT", "json")); reply(f)
     req = cmd("SCAN", "jf", "LIMIT", 10_000)
@@ -188,5 +209,6 @@ row idle ""
 row glob glob
 row drip drip
 row polygon polygon
+row touching touching
 row fields fields
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
