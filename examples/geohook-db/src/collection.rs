@@ -1044,6 +1044,12 @@ fn collect<'a>(
     Page { hits, cursor: 0 }
 }
 
+/// Meters of rounding a resumed nearest walk allows for when it decides
+/// that a node lies wholly behind its front: far above the error of the
+/// haversine (a few centimetres at worst, near the antipode), and small
+/// enough that a node is seldom opened again for nothing.
+const NEAR_SLACK: f64 = 1.0;
+
 /// A candidate of the best-first walk.
 enum Cand<'a> {
     Node(&'a rstar::ParentNode<Entry>),
@@ -1115,6 +1121,13 @@ struct Nearest<'a> {
     /// With a radius, the latitude/longitude box around the circle: a child
     /// whose box misses it is skipped by four comparisons, before its bound.
     window: Option<Rect>,
+    /// Items at this distance or nearer are left out (a walk resumed after
+    /// it, see [`Collection::nearest_after`]); minus infinity otherwise.
+    after: f64,
+    /// The centre's antipode, when the centre is in range and the walk
+    /// resumes: a node's farthest point from the centre is its nearest
+    /// from the antipode, so nodes wholly nearer than `after` are skipped.
+    antipode: Option<Point>,
     heap: BinaryHeap<Queued<'a>>,
 }
 
@@ -1151,8 +1164,52 @@ impl<'a> Nearest<'a> {
             bound: LowerBound::new(&center),
             max,
             window,
+            after: f64::NEG_INFINITY,
+            antipode: None,
             heap,
         }
+    }
+
+    /// Leaves out every item at `after` meters or nearer.
+    fn after(mut self, after: f64) -> Self {
+        self.after = after;
+        let c = self.center;
+        let in_range = (-90.0..=90.0).contains(&c.lat) && (-180.0..=180.0).contains(&c.lon);
+        self.antipode = (in_range && after.is_finite()).then(|| Point {
+            lat: -c.lat,
+            lon: if c.lon > 0.0 {
+                c.lon - 180.0
+            } else {
+                c.lon + 180.0
+            },
+            z: None,
+        });
+        self
+    }
+
+    /// True when every item in the node of box `r` is at `after` meters or
+    /// nearer, so that a resumed walk need not open it. The farthest point
+    /// of a box from the centre is the nearest from the antipode, at half a
+    /// circumference less that distance; [`NEAR_SLACK`] absorbs the
+    /// rounding of that difference, which is worst near the antipode.
+    fn wholly_passed(&self, r: &Rect) -> bool {
+        let Some(a) = &self.antipode else {
+            return false;
+        };
+        let (lo, hi) = (r.lo, r.hi);
+        let in_range = lo[1] >= -90.0 && hi[1] <= 90.0 && lo[0] >= -180.0 && hi[0] <= 180.0;
+        if !in_range {
+            return false;
+        }
+        let near = crate::geom::rect_distance(
+            a,
+            f64::from(lo[0]),
+            f64::from(lo[1]),
+            f64::from(hi[0]),
+            f64::from(hi[1]),
+        );
+        let farthest = std::f64::consts::PI * crate::geom::EARTH_RADIUS_M - near;
+        farthest + NEAR_SLACK <= self.after
     }
 
     /// False when `r` lies wholly outside the radius's window.
@@ -1164,6 +1221,13 @@ impl<'a> Nearest<'a> {
     /// true when it was queued.
     fn offer(&mut self, r: &Rect, cand: Cand<'a>) -> bool {
         if !self.in_window(r) {
+            return false;
+        }
+        // Only nodes: a leaf's exact distance is as cheap as this test.
+        if self.antipode.is_some()
+            && matches!(cand, Cand::Node(_) | Cand::Points(_))
+            && self.wholly_passed(r)
+        {
             return false;
         }
         let dist = self.bound(r);
@@ -1238,7 +1302,7 @@ impl<'a> Iterator for Nearest<'a> {
                         Object::Point(p) => self.bound.distance_to_point(p),
                         other => other.distance_to(&self.center).unwrap_or(f64::INFINITY),
                     };
-                    if dist > self.max {
+                    if dist > self.max || dist <= self.after {
                         continue;
                     }
                     // Strictly nearer than everything queued: yield at once and
