@@ -1,8 +1,9 @@
 //! A long search lets writers in between the slices of its walk.
 //!
 //! A writer adds, round after round, one object at the start of the walk's
-//! order and then one at its end (ids before and after every other id for
-//! SCAN; points west and east of every other point for WITHIN). A walk under
+//! order and then one further on (ids before and after every other id for
+//! SCAN; points west and east of every other point for WITHIN; for NEARBY a
+//! point on the centre and one beyond most of the collection). A walk under
 //! one lock sees a snapshot, which can never hold more end rounds than
 //! start rounds; a single sliced walk does, because rounds complete while
 //! it runs. Objects present and unchanged for the whole walk are returned
@@ -96,6 +97,9 @@ fn a_long_search_sees_writes_made_during_its_walk_and_every_unchanged_object_onc
     for search in [
         "SCAN fleet LIMIT 10000000 IDS".to_string(),
         format!("WITHIN fleet LIMIT 10000000 IDS {AREA}"),
+        // Centred on the `0w` points: they come first, at distance 0, and
+        // the `~e` ones after most of the collection.
+        "NEARBY fleet LIMIT 10000000 IDS POINT 33.5 -114.99".to_string(),
     ] {
         let deadline = Instant::now() + Duration::from_secs(240);
         let mut tries = 0;
@@ -145,6 +149,8 @@ fn drop_rename_and_flushdb_during_walks_give_only_whole_answers() {
                         format!("WITHIN fleet COUNT {AREA}"),
                         "SCAN fleet DESC LIMIT 10000000 IDS".to_string(),
                         format!("INTERSECTS fleet LIMIT 10000000 IDS {AREA}"),
+                        "NEARBY fleet LIMIT 10000000 IDS POINT 33.5 -114.5".to_string(),
+                        "NEARBY fleet COUNT POINT 33.5 -114.5 30000".to_string(),
                     ] {
                         let _ = tx.send(());
                         let r = e2e::cmd_of(&search).query::<redis::Value>(&mut c);
