@@ -430,8 +430,9 @@ fn option_timeout(arg: &[u8]) -> Result<Duration, CmdError> {
 /// reading the database under `lock` (seen through `view`); its reply may
 /// hold at most `max_reply` bytes of items.
 ///
-/// A search of a large collection in id order (SCAN), in distance order
-/// (NEARBY) or over an area (WITHIN, INTERSECTS) is walked in bounded slices with the lock let go
+/// A search of a large collection in id order (SCAN), in value order
+/// (SEARCH), in distance order (NEARBY) or over an area (WITHIN,
+/// INTERSECTS) is walked in bounded slices with the lock let go
 /// between them, so that writers are never held up by more than one slice
 /// (see [`sliced`] for what such a walk sees of writes made meanwhile) and
 /// the context's deadline (`TIMEOUT`) stops it as it walks; every other
@@ -566,7 +567,7 @@ fn run_sparse(
     render(ctx, &Page { hits, cursor: 0 }, s, max_reply)
 }
 
-/// Whether a search is walked in slices: a SCAN, NEARBY, WITHIN or
+/// Whether a search is walked in slices: a SCAN, SEARCH, NEARBY, WITHIN or
 /// INTERSECTS (server-side filters or not) of a collection larger than one
 /// slice. The choice depends on the collection's size, not on the page
 /// asked for, so that the pages of one walk are numbered alike (a cursor
@@ -579,7 +580,7 @@ fn walks_in_slices(db: &Database, s: &Search<'_>, now: i64) -> bool {
     let sliceable = match &s.scope {
         Scope::All | Scope::Within(_) | Scope::Intersects(_) => true,
         Scope::Nearby(p, _) => in_range(p),
-        Scope::Values => false,
+        Scope::Values => true,
     };
     sliceable
         && db
@@ -599,6 +600,8 @@ struct Found<'f, 'a> {
     area: Option<(&'f Area, bool)>,
     post: &'f Post<'f>,
     globs: Vec<Glob>,
+    /// MATCH applies to a string object's value (SEARCH).
+    match_value: bool,
     /// The candidates numbered so far (the cursor's unit).
     pos: u64,
     count: usize,
@@ -638,6 +641,10 @@ impl sliced::Visitor for Found<'_, '_> {
         item: &Item,
         distance: Option<f64>,
     ) -> Result<sliced::Flow, CmdError> {
+        // A SEARCH counted in id order meets every object.
+        if self.match_value && !matches!(item.object(), geohook_db::Object::String(_)) {
+            return Ok(sliced::Flow::Go);
+        }
         let pos = self.pos;
         self.pos += 1;
         if pos < self.s.opts.cursor {
@@ -649,7 +656,7 @@ impl sliced::Visitor for Found<'_, '_> {
             None => true,
         };
         let h = Hit { id, item, distance };
-        if !inside || !passes(&h, self.s, &self.globs, false, false) {
+        if !inside || !passes(&h, self.s, &self.globs, self.match_value, false) {
             return Ok(sliced::Flow::Go);
         }
         match (self.post)(&h) {
@@ -714,6 +721,12 @@ fn run_sliced<T>(
         Scope::Within(a) => (sliced::Order::Area(a), Some((a, true))),
         Scope::Intersects(a) => (sliced::Order::Area(a), Some((a, false))),
         Scope::Nearby(p, meters) => (sliced::Order::Nearby(p, *meters), None),
+        // A count of every match needs no order: the id walk counts it
+        // in one pass.
+        Scope::Values if s.out == Output::Count && s.opts.cursor == 0 && s.opts.limit.is_none() => {
+            (sliced::Order::Ids { desc: false }, None)
+        }
+        Scope::Values => (sliced::Order::Values { desc: s.opts.desc }, None),
         _ => (sliced::Order::Ids { desc: s.opts.desc }, None),
     };
     let mut found = Found {
@@ -721,6 +734,7 @@ fn run_sliced<T>(
         area,
         post,
         globs: s.opts.matches.iter().map(|p| Glob::new(p)).collect(),
+        match_value: matches!(s.scope, Scope::Values),
         pos: 0,
         count: 0,
         hits: Vec::new(),
@@ -1595,6 +1609,113 @@ mod tests {
                     ),
                 ] {
                     let [whole, sliced] = pages_both_ways(&lock, line, cursors);
+                    assert!(whole.len() > 2, "{line}: {} pages", whole.len());
+                    assert_eq!(sliced, whole, "{line} (slice {slice})");
+                }
+            }
+        }
+        sliced::set_slice(sliced::SLICE);
+    }
+
+    /// A collection of string objects from `seed`: values from a small
+    /// alphabet (many equal), some with fields, among points; with `big`,
+    /// sixty values of 300 KB too, more than one pass keeps (`sliced::PASS_BYTES`).
+    fn values_db(seed: u64, big: bool) -> Database {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut db = Database::new();
+        let mut put = |id: String, o: Object, speed: f64| {
+            let fields: &[(&str, f64)] = if speed > 0.0 {
+                &[("speed", speed)]
+            } else {
+                &[]
+            };
+            db.set(
+                "k",
+                &id,
+                o,
+                fields,
+                None,
+                geohook_db::SetCondition::Always,
+                0,
+            )
+            .unwrap();
+        };
+        for i in 0..1200 {
+            let len = next(4) as usize;
+            let v: String = (0..len).map(|_| (b'a' + next(3) as u8) as char).collect();
+            put(
+                format!("v{}", next(100_000)),
+                Object::String(v.into()),
+                next(50) as f64,
+            );
+            if i % 5 == 0 {
+                let p = Point::new(next(80) as f64, next(80) as f64).unwrap();
+                put(format!("p{i}"), Object::Point(p), 0.0);
+            }
+        }
+        if big {
+            for i in 0..60 {
+                let v = format!("{}{}", (b'a' + next(3) as u8) as char, "x".repeat(300_000));
+                put(format!("big{i}"), Object::String(v.into()), 0.0);
+            }
+        }
+        db
+    }
+
+    #[test]
+    fn a_sliced_search_answers_as_one_walk_does() {
+        for (seed, big, slice) in [(1, false, 4), (2, false, 1024), (3, true, 1024)] {
+            {
+                sliced::set_slice(slice);
+                let lock = RwLock::new(values_db(seed, big));
+                for order in ["", "ASC", "DESC"] {
+                    for out in ["COUNT", "IDS", "OBJECTS", "NOFIELDS OBJECTS"] {
+                        // The large values make the passes short; their
+                        // objects, rendered, would only make the test slow.
+                        if big && out.contains("OBJECTS") {
+                            continue;
+                        }
+                        for filters in [
+                            "",
+                            "LIMIT 100000",
+                            "LIMIT 7",
+                            "CURSOR 333 LIMIT 50",
+                            "MATCH b* LIMIT 100000",
+                            "MATCH ?a LIMIT 100000",
+                            "WHERE speed 10 20 LIMIT 100000",
+                            "WHEREIN speed 3 1 2 3 LIMIT 100000",
+                        ] {
+                            let line = format!("SEARCH k {order} {filters} {out}");
+                            let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+                            for json in [false, true] {
+                                let (cmd, name) = cmd_of(&line);
+                                let a = args(&line);
+                                let ctx = Ctx::new(json);
+                                let (whole, s) = {
+                                    let db = lock.read();
+                                    let s = Search::parse(cmd, name, &a, &db, ctx.now()).unwrap();
+                                    assert!(walks_in_slices(&db, &s, ctx.now()), "{line}");
+                                    (text(run_parsed(&db, &ctx, &s, 1 << 30)), s)
+                                };
+                                let sliced = text(run_sliced(&lock, |d| d, &s, &ctx, 1 << 30));
+                                assert_eq!(sliced, whole, "{line} (json {json}, slice {slice})");
+                            }
+                        }
+                    }
+                }
+                for line in [
+                    "SEARCH k CURSOR 0 LIMIT 97 IDS",
+                    "SEARCH k DESC CURSOR 0 LIMIT 41 OBJECTS",
+                    "SEARCH k CURSOR 0 MATCH c* LIMIT 50 IDS",
+                    "SEARCH k DESC CURSOR 0 WHEREIN speed 2 4 8 LIMIT 7 IDS",
+                ] {
+                    let [whole, sliced] = pages_both_ways(&lock, line, true);
                     assert!(whole.len() > 2, "{line}: {} pages", whole.len());
                     assert_eq!(sliced, whole, "{line} (slice {slice})");
                 }

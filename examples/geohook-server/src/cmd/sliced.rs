@@ -24,6 +24,16 @@
 //!   walk resumes by distance alone. With a radius the walk ends there;
 //!   without one it goes on until the page is full or the collection is
 //!   exhausted.
+//! - **Value** (SEARCH): string objects by value then id (both descending
+//!   with DESC), in passes. A pass reads the whole collection in id order,
+//!   a slice at a time, and keeps copies of the first strings after the
+//!   last (value, id) the walk has given, at most [`PASS_SLICES`] slices of
+//!   them and [`PASS_BYTES`] bytes (one at least); once the pass has read
+//!   the last id they are handed to the visitor in order, with the lock let
+//!   go, and the next pass resumes after the last of them. A walk of `n`
+//!   objects giving `k` strings takes about `k / (PASS_SLICES * SLICE)`
+//!   passes of `n` each; a COUNT of every match needs no order and is one
+//!   id walk.
 //!
 //! **What a sliced walk sees of writes made during it.** Like Redis's SCAN
 //! (and unlike Tile38, which walks under its lock and so sees none):
@@ -43,6 +53,12 @@
 //!   behind the front to beyond it is seen twice, once at each distance,
 //!   and the page stays in distance order only for what was not moved
 //!   meanwhile;
+//! - in a SEARCH the front is a (value, id): a string whose value changes
+//!   from beyond it to behind it is not seen, one whose value changes from
+//!   behind to beyond is seen twice; within one pass a string is copied in
+//!   the state its slice saw, and an object added or changed behind the
+//!   pass's id front is missed by that pass (and by the walk, if the pass
+//!   gives strings beyond its value);
 //! - a cursor counts the candidates of this walk, so paging with the
 //!   returned cursors visits every object once while the collection does
 //!   not change, as before.
@@ -109,6 +125,70 @@ pub(crate) enum Order<'a> {
     Area(&'a Area),
     /// Nearest first from a point, within a radius in meters when given.
     Nearby(&'a Point, Option<f64>),
+    /// String objects by value then id, descending with `desc` (SEARCH).
+    Values { desc: bool },
+}
+
+/// Most bytes of string objects (values, ids and a share for fields) a
+/// SEARCH pass keeps copies of, besides the one it always keeps.
+pub(crate) const PASS_BYTES: usize = 16 << 20;
+/// Most string objects a SEARCH pass keeps, in slices: a pass reads the
+/// whole collection, so the more it keeps the fewer passes a long SEARCH
+/// takes, while what one slice holds the lock for stays one slice.
+pub(crate) const PASS_SLICES: usize = 64;
+
+/// A string object a SEARCH pass keeps: a copy, ordered by value then id
+/// (reversed with `desc`).
+struct Kept {
+    id: Box<str>,
+    item: Item,
+    desc: bool,
+}
+
+impl Kept {
+    fn key(&self) -> (&str, &str) {
+        (value(&self.item), &self.id)
+    }
+
+    /// Bytes the copy holds, as [`PASS_BYTES`] counts them.
+    fn bytes(&self) -> usize {
+        self.id.len() + value(&self.item).len() + 64 * (1 + self.item.fields().len())
+    }
+}
+
+/// The value of a string object ("" for any other).
+fn value(item: &Item) -> &str {
+    match item.object() {
+        geohook_db::Object::String(v) => v,
+        _ => "",
+    }
+}
+
+/// `a` against `b` in the walk's order of (value, id).
+fn value_order(a: (&str, &str), b: (&str, &str), desc: bool) -> std::cmp::Ordering {
+    let o = a.cmp(&b);
+    if desc {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        value_order(self.key(), o.key(), self.desc)
+    }
 }
 
 /// What a sliced walk hands each candidate to. The visitor owns what it
@@ -164,6 +244,13 @@ pub(crate) fn walk<T, V: Visitor>(
     let mut from = f64::NEG_INFINITY;
     let mut width: Option<f64> = None;
     let mut beyond: Option<f64> = None;
+    // A SEARCH pass: the first strings after `after` in the walk's order,
+    // every one below `cap` among those seen so far.
+    let mut kept: std::collections::BinaryHeap<Kept> = std::collections::BinaryHeap::new();
+    let mut kept_bytes = 0;
+    let mut cap: Option<Kept> = None;
+    let mut after: Option<Kept> = None;
+    let mut pending: Option<Vec<Kept>> = None;
     loop {
         check(deadline)?;
         // Before the guard, so dropped after it (`crate::boost`): between
@@ -246,6 +333,56 @@ pub(crate) fn walk<T, V: Visitor>(
                     width = Some(w * (slice as f64 / n.max(1) as f64).clamp(0.25, 4.0));
                 }
             }
+            Order::Values { desc } => {
+                let mut ended = true;
+                for (id, item) in c.ids_from(last.as_deref(), false, now) {
+                    n += 1;
+                    if n % CHECK_EVERY == 0 {
+                        check(deadline)?;
+                    }
+                    if n == slice {
+                        last = Some(id.into());
+                        ended = false;
+                    }
+                    if matches!(item.object(), geohook_db::Object::String(_)) {
+                        let k = (value(item), id);
+                        let behind = after
+                            .as_ref()
+                            .is_some_and(|a| value_order(k, a.key(), desc).is_le());
+                        let beyond_cap = cap
+                            .as_ref()
+                            .is_some_and(|c| value_order(k, c.key(), desc).is_ge());
+                        if !behind && !beyond_cap {
+                            let copy = Kept {
+                                id: id.into(),
+                                item: item.clone(),
+                                desc,
+                            };
+                            kept_bytes += copy.bytes();
+                            kept.push(copy);
+                            // The largest copies go while there are too
+                            // many, and nothing larger is taken after.
+                            while kept.len() > PASS_SLICES * slice
+                                || (kept_bytes > PASS_BYTES && kept.len() > 1)
+                            {
+                                let out = kept.pop().expect("more than one kept");
+                                kept_bytes -= out.bytes();
+                                cap = Some(out);
+                            }
+                        }
+                    }
+                    if !ended {
+                        break;
+                    }
+                }
+                if ended {
+                    // The pass is over: what it kept is the next part of
+                    // the walk, visited once the lock is let go.
+                    pending = Some(std::mem::take(&mut kept).into_sorted_vec());
+                    kept_bytes = 0;
+                    last = None;
+                }
+            }
             Order::Nearby(center, meters) => {
                 let mut it = c.nearest_after(center, meters, beyond, now).peekable();
                 let mut ended = true;
@@ -272,6 +409,21 @@ pub(crate) fn walk<T, V: Visitor>(
         }
         RwLockReadGuard::unlock_fair(guard);
         drop(boost);
+        if let Some(part) = pending.take() {
+            for (i, k) in part.iter().enumerate() {
+                if (i + 1) % CHECK_EVERY == 0 {
+                    check(deadline)?;
+                }
+                if v.visit(&k.id, &k.item, None)? == Flow::Done {
+                    return Ok(());
+                }
+            }
+            // Nothing was left out: the walk is complete.
+            if cap.take().is_none() {
+                return Ok(());
+            }
+            after = part.into_iter().next_back();
+        }
     }
 }
 
