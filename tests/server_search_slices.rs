@@ -128,6 +128,75 @@ fn a_long_search_sees_writes_made_during_its_walk_and_every_unchanged_object_onc
     writer.join().unwrap();
 }
 
+/// A SEARCH walks string objects by value in passes over the id order: the
+/// writer's `0w<k>` (value `a`, first in both orders) and `~e<k>` (value
+/// `z`, last in both) show writes landing inside one walk as above.
+#[test]
+fn a_long_search_by_value_sees_writes_made_during_its_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--heavy-priority", "normal"]).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..OBJECTS {
+        pipe.cmd("SET")
+            .arg("names")
+            .arg(base_id(i))
+            .arg("STRING")
+            .arg(format!("m{}", i % 977))
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.client()).unwrap();
+    let searching = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut c = server.client();
+        let (searching, stop) = (searching.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if !searching.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                    continue;
+                }
+                assert_eq!(run(&mut c, &format!("SET names 0w{k:07} STRING a")), "OK");
+                assert_eq!(run(&mut c, &format!("SET names ~e{k:07} STRING z")), "OK");
+                k += 1;
+            }
+        })
+    };
+    let base: HashSet<String> = (0..OBJECTS).map(base_id).collect();
+    let mut reader = server.client();
+    for search in [
+        "SEARCH names LIMIT 10000000 IDS",
+        "SEARCH names DESC LIMIT 10000000 IDS",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            searching.store(true, Ordering::Release);
+            let got = ids(e2e::cmd_of(search).query(&mut reader).unwrap());
+            searching.store(false, Ordering::Release);
+            let distinct: HashSet<&String> = got.iter().collect();
+            assert_eq!(distinct.len(), got.len(), "{search}: an id twice");
+            let missing = base.iter().filter(|id| !distinct.contains(id)).count();
+            assert_eq!(missing, 0, "{search}: unchanged objects missing");
+            let (w, e) = (last_round(&got, "0w"), last_round(&got, "~e"));
+            // The id order reads every `0w` before every `~e`, and a
+            // snapshot holds every `0w` written before its `~e`.
+            if e.is_some_and(|e| w.is_none_or(|w| e > w)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{search}: no write landed inside one walk in {tries} tries (last: {w:?} {e:?})"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    searching.store(true, Ordering::Release);
+    writer.join().unwrap();
+}
+
 #[test]
 fn drop_rename_and_flushdb_during_walks_give_only_whole_answers() {
     let dir = tempfile::tempdir().unwrap();
