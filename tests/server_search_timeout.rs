@@ -66,6 +66,7 @@ fn a_tiny_timeout_stops_a_long_search_with_tiles38_error() {
         "NEARBY fleet COUNT POINT 33 -115".to_string(),
         "NEARBY fleet LIMIT 100000 DISTANCE IDS POINT 33 -115".to_string(),
         "NEARBY fleet MATCH p1* LIMIT 100000 IDS POINT 33 -115 1000000".to_string(),
+        "SEARCH fleet DESC LIMIT 100000 IDS".to_string(),
     ] {
         assert_eq!(
             run(&mut c, &format!("TIMEOUT 0.000001 {search}")),
