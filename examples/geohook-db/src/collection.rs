@@ -1124,9 +1124,10 @@ struct Nearest<'a> {
     /// Items at this distance or nearer are left out (a walk resumed after
     /// it, see [`Collection::nearest_after`]); minus infinity otherwise.
     after: f64,
-    /// The centre's antipode, when the centre is in range and the walk
-    /// resumes: a node's farthest point from the centre is its nearest
+    /// The centre's antipode, when the centre is in range and the walk may
+    /// be resumed: a node's farthest point from the centre is its nearest
     /// from the antipode, so nodes wholly nearer than `after` are skipped.
+    /// Such a walk also keys nodes by their exact distance (see `bound`).
     antipode: Option<Point>,
     heap: BinaryHeap<Queued<'a>>,
 }
@@ -1170,12 +1171,13 @@ impl<'a> Nearest<'a> {
         }
     }
 
-    /// Leaves out every item at `after` meters or nearer.
+    /// Leaves out every item at `after` meters or nearer (none at minus
+    /// infinity), for a walk that may be resumed.
     fn after(mut self, after: f64) -> Self {
         self.after = after;
         let c = self.center;
         let in_range = (-90.0..=90.0).contains(&c.lat) && (-180.0..=180.0).contains(&c.lon);
-        self.antipode = (in_range && after.is_finite()).then(|| Point {
+        self.antipode = in_range.then(|| Point {
             lat: -c.lat,
             lon: if c.lon > 0.0 {
                 c.lon - 180.0
@@ -1196,11 +1198,13 @@ impl<'a> Nearest<'a> {
         let Some(a) = &self.antipode else {
             return false;
         };
-        let (lo, hi) = (r.lo, r.hi);
-        let in_range = lo[1] >= -90.0 && hi[1] <= 90.0 && lo[0] >= -180.0 && hi[0] <= 180.0;
-        if !in_range {
+        if self.after == f64::NEG_INFINITY {
             return false;
         }
+        if !in_range(r) {
+            return false;
+        }
+        let (lo, hi) = (r.lo, r.hi);
         let near = crate::geom::rect_distance(
             a,
             f64::from(lo[0]),
@@ -1240,13 +1244,32 @@ impl<'a> Nearest<'a> {
 
     fn bound(&self, r: &Rect) -> f64 {
         let (lo, hi) = (r.lo, r.hi);
-        self.bound.rect(
+        let (x0, y0, x1, y1) = (
             f64::from(lo[0]),
             f64::from(lo[1]),
             f64::from(hi[0]),
             f64::from(hi[1]),
-        )
+        );
+        let cheap = self.bound.rect(x0, y0, x1, y1);
+        // A resumed walk starts again from the root each time, and the
+        // cheap bound is loose far from the centre (by several percent a
+        // quarter turn away): every node within that slack beyond the front
+        // would be opened again by every resumed walk. The exact distance,
+        // less the cheap bound's own slack for rounding, opens only the
+        // nodes across the front.
+        if self.antipode.is_some() && in_range(r) {
+            let exact = crate::geom::rect_distance(&self.center, x0, y0, x1, y1);
+            cheap.max(exact * (1.0 - 1e-9) - 1e-6)
+        } else {
+            cheap
+        }
     }
+}
+
+/// True when the box lies within the latitude and longitude ranges, where
+/// the bounds of [`Nearest`] hold.
+fn in_range(r: &Rect) -> bool {
+    r.lo[1] >= -90.0 && r.hi[1] <= 90.0 && r.lo[0] >= -180.0 && r.hi[0] <= 180.0
 }
 
 impl<'a> Iterator for Nearest<'a> {

@@ -55,8 +55,11 @@ impl Collection {
     /// inside a run of items at one distance.
     ///
     /// Nodes of the index wholly within `after` of the centre are not
-    /// opened, so a resumed walk costs about what the items it yields and
-    /// the nodes across its front cost, not what lies behind the front.
+    /// opened, and nodes are keyed by their exact distance rather than
+    /// [`Collection::nearby`]'s cheaper bound, which is loose far from the
+    /// centre; so a resumed walk costs about what the items it yields and
+    /// the nodes across its front cost, not what lies behind the front or
+    /// within the bound's slack beyond it.
     pub fn nearest_after<'a>(
         &'a self,
         center: &Point,
@@ -64,11 +67,8 @@ impl Collection {
         after: Option<f64>,
         now_ms: i64,
     ) -> impl Iterator<Item = (&'a str, &'a Item, f64)> + 'a {
-        let walk = Nearest::new(self, *center, meters.unwrap_or(f64::INFINITY));
-        let walk = match after {
-            Some(a) => walk.after(a),
-            None => walk,
-        };
+        let walk = Nearest::new(self, *center, meters.unwrap_or(f64::INFINITY))
+            .after(after.unwrap_or(f64::NEG_INFINITY));
         walk.filter(move |(_, item, _)| item.is_live(now_ms))
     }
 
