@@ -1,8 +1,9 @@
 //! A long search lets writers in between the slices of its walk.
 //!
 //! A writer adds, round after round, one object at the start of the walk's
-//! order and then one at its end (ids before and after every other id for
-//! SCAN; points west and east of every other point for WITHIN). A walk under
+//! order and then one further on (ids before and after every other id for
+//! SCAN; points west and east of every other point for WITHIN; for NEARBY a
+//! point on the centre and one beyond most of the collection). A walk under
 //! one lock sees a snapshot, which can never hold more end rounds than
 //! start rounds; a single sliced walk does, because rounds complete while
 //! it runs. Objects present and unchanged for the whole walk are returned
@@ -96,6 +97,9 @@ fn a_long_search_sees_writes_made_during_its_walk_and_every_unchanged_object_onc
     for search in [
         "SCAN fleet LIMIT 10000000 IDS".to_string(),
         format!("WITHIN fleet LIMIT 10000000 IDS {AREA}"),
+        // Centred on the `0w` points: they come first, at distance 0, and
+        // the `~e` ones after most of the collection.
+        "NEARBY fleet LIMIT 10000000 IDS POINT 33.5 -114.99".to_string(),
     ] {
         let deadline = Instant::now() + Duration::from_secs(240);
         let mut tries = 0;
@@ -110,6 +114,75 @@ fn a_long_search_sees_writes_made_during_its_walk_and_every_unchanged_object_onc
             assert_eq!(missing, 0, "{search}: unchanged objects missing");
             let (w, e) = (last_round(&got, "0w"), last_round(&got, "~e"));
             // A snapshot holds every `0w` written before its `~e`.
+            if e.is_some_and(|e| w.is_none_or(|w| e > w)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{search}: no write landed inside one walk in {tries} tries (last: {w:?} {e:?})"
+            );
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    searching.store(true, Ordering::Release);
+    writer.join().unwrap();
+}
+
+/// A SEARCH walks string objects by value in passes over the id order: the
+/// writer's `0w<k>` (value `a`, first in both orders) and `~e<k>` (value
+/// `z`, last in both) show writes landing inside one walk as above.
+#[test]
+fn a_long_search_by_value_sees_writes_made_during_its_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &["--heavy-priority", "normal"]).unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..OBJECTS {
+        pipe.cmd("SET")
+            .arg("names")
+            .arg(base_id(i))
+            .arg("STRING")
+            .arg(format!("m{}", i % 977))
+            .ignore();
+    }
+    pipe.query::<()>(&mut server.client()).unwrap();
+    let searching = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let mut c = server.client();
+        let (searching, stop) = (searching.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if !searching.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                    continue;
+                }
+                assert_eq!(run(&mut c, &format!("SET names 0w{k:07} STRING a")), "OK");
+                assert_eq!(run(&mut c, &format!("SET names ~e{k:07} STRING z")), "OK");
+                k += 1;
+            }
+        })
+    };
+    let base: HashSet<String> = (0..OBJECTS).map(base_id).collect();
+    let mut reader = server.client();
+    for search in [
+        "SEARCH names LIMIT 10000000 IDS",
+        "SEARCH names DESC LIMIT 10000000 IDS",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            searching.store(true, Ordering::Release);
+            let got = ids(e2e::cmd_of(search).query(&mut reader).unwrap());
+            searching.store(false, Ordering::Release);
+            let distinct: HashSet<&String> = got.iter().collect();
+            assert_eq!(distinct.len(), got.len(), "{search}: an id twice");
+            let missing = base.iter().filter(|id| !distinct.contains(id)).count();
+            assert_eq!(missing, 0, "{search}: unchanged objects missing");
+            let (w, e) = (last_round(&got, "0w"), last_round(&got, "~e"));
+            // The id order reads every `0w` before every `~e`, and a
+            // snapshot holds every `0w` written before its `~e`.
             if e.is_some_and(|e| w.is_none_or(|w| e > w)) {
                 break;
             }
@@ -145,6 +218,8 @@ fn drop_rename_and_flushdb_during_walks_give_only_whole_answers() {
                         format!("WITHIN fleet COUNT {AREA}"),
                         "SCAN fleet DESC LIMIT 10000000 IDS".to_string(),
                         format!("INTERSECTS fleet LIMIT 10000000 IDS {AREA}"),
+                        "NEARBY fleet LIMIT 10000000 IDS POINT 33.5 -114.5".to_string(),
+                        "NEARBY fleet COUNT POINT 33.5 -114.5 30000".to_string(),
                     ] {
                         let _ = tx.send(());
                         let r = e2e::cmd_of(&search).query::<redis::Value>(&mut c);

@@ -63,6 +63,10 @@ fn a_tiny_timeout_stops_a_long_search_with_tiles38_error() {
         "SCAN fleet MATCH p1* LIMIT 100000 IDS".to_string(),
         format!("WITHIN fleet LIMIT 100000 IDS {area}"),
         format!("INTERSECTS fleet WHERE speed 0 0 COUNT {area}"),
+        "NEARBY fleet COUNT POINT 33 -115".to_string(),
+        "NEARBY fleet LIMIT 100000 DISTANCE IDS POINT 33 -115".to_string(),
+        "NEARBY fleet MATCH p1* LIMIT 100000 IDS POINT 33 -115 1000000".to_string(),
+        "SEARCH fleet DESC LIMIT 100000 IDS".to_string(),
     ] {
         assert_eq!(
             run(&mut c, &format!("TIMEOUT 0.000001 {search}")),

@@ -1044,6 +1044,12 @@ fn collect<'a>(
     Page { hits, cursor: 0 }
 }
 
+/// Meters of rounding a resumed nearest walk allows for when it decides
+/// that a node lies wholly behind its front: far above the error of the
+/// haversine (a few centimetres at worst, near the antipode), and small
+/// enough that a node is seldom opened again for nothing.
+const NEAR_SLACK: f64 = 1.0;
+
 /// A candidate of the best-first walk.
 enum Cand<'a> {
     Node(&'a rstar::ParentNode<Entry>),
@@ -1115,6 +1121,14 @@ struct Nearest<'a> {
     /// With a radius, the latitude/longitude box around the circle: a child
     /// whose box misses it is skipped by four comparisons, before its bound.
     window: Option<Rect>,
+    /// Items at this distance or nearer are left out (a walk resumed after
+    /// it, see [`Collection::nearest_after`]); minus infinity otherwise.
+    after: f64,
+    /// The centre's antipode, when the centre is in range and the walk may
+    /// be resumed: a node's farthest point from the centre is its nearest
+    /// from the antipode, so nodes wholly nearer than `after` are skipped.
+    /// Such a walk also keys nodes by their exact distance (see `bound`).
+    antipode: Option<Point>,
     heap: BinaryHeap<Queued<'a>>,
 }
 
@@ -1151,8 +1165,55 @@ impl<'a> Nearest<'a> {
             bound: LowerBound::new(&center),
             max,
             window,
+            after: f64::NEG_INFINITY,
+            antipode: None,
             heap,
         }
+    }
+
+    /// Leaves out every item at `after` meters or nearer (none at minus
+    /// infinity), for a walk that may be resumed.
+    fn after(mut self, after: f64) -> Self {
+        self.after = after;
+        let c = self.center;
+        let in_range = (-90.0..=90.0).contains(&c.lat) && (-180.0..=180.0).contains(&c.lon);
+        self.antipode = in_range.then(|| Point {
+            lat: -c.lat,
+            lon: if c.lon > 0.0 {
+                c.lon - 180.0
+            } else {
+                c.lon + 180.0
+            },
+            z: None,
+        });
+        self
+    }
+
+    /// True when every item in the node of box `r` is at `after` meters or
+    /// nearer, so that a resumed walk need not open it. The farthest point
+    /// of a box from the centre is the nearest from the antipode, at half a
+    /// circumference less that distance; [`NEAR_SLACK`] absorbs the
+    /// rounding of that difference, which is worst near the antipode.
+    fn wholly_passed(&self, r: &Rect) -> bool {
+        let Some(a) = &self.antipode else {
+            return false;
+        };
+        if self.after == f64::NEG_INFINITY {
+            return false;
+        }
+        if !in_range(r) {
+            return false;
+        }
+        let (lo, hi) = (r.lo, r.hi);
+        let near = crate::geom::rect_distance(
+            a,
+            f64::from(lo[0]),
+            f64::from(lo[1]),
+            f64::from(hi[0]),
+            f64::from(hi[1]),
+        );
+        let farthest = std::f64::consts::PI * crate::geom::EARTH_RADIUS_M - near;
+        farthest + NEAR_SLACK <= self.after
     }
 
     /// False when `r` lies wholly outside the radius's window.
@@ -1166,6 +1227,13 @@ impl<'a> Nearest<'a> {
         if !self.in_window(r) {
             return false;
         }
+        // Only nodes: a leaf's exact distance is as cheap as this test.
+        if self.antipode.is_some()
+            && matches!(cand, Cand::Node(_) | Cand::Points(_))
+            && self.wholly_passed(r)
+        {
+            return false;
+        }
         let dist = self.bound(r);
         if dist <= self.max {
             self.heap.push(Queued { dist, cand });
@@ -1176,13 +1244,32 @@ impl<'a> Nearest<'a> {
 
     fn bound(&self, r: &Rect) -> f64 {
         let (lo, hi) = (r.lo, r.hi);
-        self.bound.rect(
+        let (x0, y0, x1, y1) = (
             f64::from(lo[0]),
             f64::from(lo[1]),
             f64::from(hi[0]),
             f64::from(hi[1]),
-        )
+        );
+        let cheap = self.bound.rect(x0, y0, x1, y1);
+        // A resumed walk starts again from the root each time, and the
+        // cheap bound is loose far from the centre (by several percent a
+        // quarter turn away): every node within that slack beyond the front
+        // would be opened again by every resumed walk. The exact distance,
+        // less the cheap bound's own slack for rounding, opens only the
+        // nodes across the front.
+        if self.antipode.is_some() && in_range(r) {
+            let exact = crate::geom::rect_distance(&self.center, x0, y0, x1, y1);
+            cheap.max(exact * (1.0 - 1e-9) - 1e-6)
+        } else {
+            cheap
+        }
     }
+}
+
+/// True when the box lies within the latitude and longitude ranges, where
+/// the bounds of [`Nearest`] hold.
+fn in_range(r: &Rect) -> bool {
+    r.lo[1] >= -90.0 && r.hi[1] <= 90.0 && r.lo[0] >= -180.0 && r.hi[0] <= 180.0
 }
 
 impl<'a> Iterator for Nearest<'a> {
@@ -1238,7 +1325,7 @@ impl<'a> Iterator for Nearest<'a> {
                         Object::Point(p) => self.bound.distance_to_point(p),
                         other => other.distance_to(&self.center).unwrap_or(f64::INFINITY),
                     };
-                    if dist > self.max {
+                    if dist > self.max || dist <= self.after {
                         continue;
                     }
                     // Strictly nearer than everything queued: yield at once and

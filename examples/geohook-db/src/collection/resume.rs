@@ -1,18 +1,20 @@
-//! Walks that stop and resume: the two orders a long search can be cut into
+//! Walks that stop and resume: the orders a long search can be cut into
 //! bounded parts by, so that a caller holding a lock around the collection
 //! can let it go between parts.
 //!
-//! Neither order refers to a position in a structure that a write may
-//! reshape: the id walk resumes after the last id it saw, and the area walk
-//! is cut into longitude ranges that each item belongs to by its own
-//! position. So whatever is written between two parts, an item that is
-//! present and unchanged for the whole walk is visited exactly once.
+//! No order refers to a position in a structure that a write may reshape:
+//! the id walk resumes after the last id it saw, the area walk is cut into
+//! longitude ranges that each item belongs to by its own position, and the
+//! nearest walk resumes beyond the last distance it saw. So whatever is
+//! written between two parts, an item that is present and unchanged for the
+//! whole walk is visited exactly once.
 
 use std::ops::Range;
 
 use rstar::AABB;
 
-use super::{down, envelope, slot_id, up, Collection, Item};
+use super::{down, envelope, slot_id, up, Collection, Item, Nearest};
+use crate::geom::Point;
 use crate::object::Area;
 use crate::points::Rect;
 
@@ -41,6 +43,33 @@ impl Collection {
                 .filter(move |s| s.item.is_live(now_ms))
                 .map(|s| (s.id.as_str(), &s.item)),
         )
+    }
+
+    /// NEARBY's walk from `after` on: the live spatial items farther than
+    /// `after` meters from `center` (every one without it) and within
+    /// `meters` when given, with their distances, nearest first and ties by
+    /// id, in the order and with the distances of
+    /// [`Collection::nearby`]. A walk cut after an item and resumed after
+    /// its distance visits every item present and unchanged for the whole
+    /// walk exactly once, provided it was cut between two distances, not
+    /// inside a run of items at one distance.
+    ///
+    /// Nodes of the index wholly within `after` of the centre are not
+    /// opened, and nodes are keyed by their exact distance rather than
+    /// [`Collection::nearby`]'s cheaper bound, which is loose far from the
+    /// centre; so a resumed walk costs about what the items it yields and
+    /// the nodes across its front cost, not what lies behind the front or
+    /// within the bound's slack beyond it.
+    pub fn nearest_after<'a>(
+        &'a self,
+        center: &Point,
+        meters: Option<f64>,
+        after: Option<f64>,
+        now_ms: i64,
+    ) -> impl Iterator<Item = (&'a str, &'a Item, f64)> + 'a {
+        let walk = Nearest::new(self, *center, meters.unwrap_or(f64::INFINITY))
+            .after(after.unwrap_or(f64::NEG_INFINITY));
+        walk.filter(move |(_, item, _)| item.is_live(now_ms))
     }
 
     /// The candidates of one part of a search of `area`: the live items
@@ -265,6 +294,90 @@ mod tests {
                 }
             }
             assert_eq!(parts, whole, "cut at {cuts:?}");
+        }
+    }
+
+    /// Walks `nearest_after` in parts of at least `n` items, each part
+    /// finishing the run of items at its last distance, as a sliced walk
+    /// does.
+    fn nearest_in_parts(
+        db: &Database,
+        center: &Point,
+        meters: Option<f64>,
+        n: usize,
+    ) -> Vec<(String, f64)> {
+        let col = db.collection("k").unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let mut part = Vec::new();
+            let mut it = col.nearest_after(center, meters, after, NOW).peekable();
+            while let Some((id, _, d)) = it.next() {
+                part.push((id.to_owned(), d));
+                if part.len() >= n && it.peek().is_none_or(|next| next.2 != d) {
+                    break;
+                }
+            }
+            let Some(last) = part.last() else {
+                return seen;
+            };
+            after = Some(last.1);
+            seen.extend(part);
+        }
+    }
+
+    #[test]
+    fn a_nearest_walk_resumed_after_each_part_is_the_whole_walk() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut db = Database::new();
+        // Spread over the whole globe, a tight cluster, a pile on one spot
+        // (equal distances), and boxes.
+        for i in 0..1500 {
+            let (lat, lon) = (
+                next(18_000) as f64 / 100.0 - 90.0,
+                next(36_000) as f64 / 100.0 - 180.0,
+            );
+            put(&mut db, &format!("g{i}"), point(lat, lon));
+        }
+        for i in 0..800 {
+            let (lat, lon) = (
+                33.0 + next(1000) as f64 * 1e-5,
+                -115.0 + next(1000) as f64 * 1e-5,
+            );
+            put(&mut db, &format!("c{i}"), point(lat, lon));
+        }
+        for i in 0..300 {
+            put(&mut db, &format!("pile{i}"), point(33.001, -115.001));
+        }
+        for i in 0..200 {
+            let (lat, lon) = (next(170) as f64 - 85.0, next(350) as f64 - 175.0);
+            let b = Bounds::new(lat, lon, lat + 0.5, lon + 2.0).unwrap();
+            put(&mut db, &format!("b{i}"), Object::Bounds(Box::new(b)));
+        }
+        for (center, meters) in [
+            (Point::new(33.0, -115.0).unwrap(), None),
+            (Point::new(33.0, -115.0).unwrap(), Some(2_000_000.0)),
+            (Point::new(33.001, -115.001).unwrap(), Some(500.0)),
+            (Point::new(-60.0, 170.0).unwrap(), None),
+            (Point::new(90.0, 0.0).unwrap(), None),
+        ] {
+            let whole: Vec<(String, f64)> = db
+                .nearby("k", &center, meters, &Default::default(), NOW)
+                .hits
+                .iter()
+                .map(|h| (h.id.to_owned(), h.distance.unwrap()))
+                .collect();
+            assert!(!whole.is_empty());
+            for n in [1, 7, 64, 1000] {
+                let parts = nearest_in_parts(&db, &center, meters, n);
+                assert_eq!(parts, whole, "{center:?} {meters:?} in parts of {n}");
+            }
         }
     }
 }

@@ -430,8 +430,9 @@ fn option_timeout(arg: &[u8]) -> Result<Duration, CmdError> {
 /// reading the database under `lock` (seen through `view`); its reply may
 /// hold at most `max_reply` bytes of items.
 ///
-/// A search of a large collection in id order (SCAN) or over an area
-/// (WITHIN, INTERSECTS) is walked in bounded slices with the lock let go
+/// A search of a large collection in id order (SCAN), in value order
+/// (SEARCH), in distance order (NEARBY) or over an area (WITHIN,
+/// INTERSECTS) is walked in bounded slices with the lock let go
 /// between them, so that writers are never held up by more than one slice
 /// (see [`sliced`] for what such a walk sees of writes made meanwhile) and
 /// the context's deadline (`TIMEOUT`) stops it as it walks; every other
@@ -566,18 +567,25 @@ fn run_sparse(
     render(ctx, &Page { hits, cursor: 0 }, s, max_reply)
 }
 
-/// Whether a search is walked in slices: a SCAN, WITHIN or INTERSECTS
-/// (server-side filters or not) of a collection larger than one slice.
-/// The choice depends on the collection's size, not on the page asked for,
-/// so that the pages of one walk are numbered alike (a cursor counts the
-/// candidates of the walk that gave it).
+/// Whether a search is walked in slices: a SCAN, SEARCH, NEARBY, WITHIN or
+/// INTERSECTS (server-side filters or not) of a collection larger than one
+/// slice. The choice depends on the collection's size, not on the page
+/// asked for, so that the pages of one walk are numbered alike (a cursor
+/// counts the candidates of the walk that gave it). A NEARBY around a
+/// centre outside the lat/lon range is not: its resumed walks could not
+/// leave out what lies behind their front (see
+/// [`geohook_db::Collection::nearest_after`]), and each slice would walk
+/// again everything before it.
 fn walks_in_slices(db: &Database, s: &Search<'_>, now: i64) -> bool {
-    matches!(
-        s.scope,
-        Scope::All | Scope::Within(_) | Scope::Intersects(_)
-    ) && db
-        .collection(s.key)
-        .is_some_and(|c| c.len(now) > sliced::SLICE)
+    let sliceable = match &s.scope {
+        Scope::All | Scope::Within(_) | Scope::Intersects(_) => true,
+        Scope::Nearby(p, _) => in_range(p),
+        Scope::Values => true,
+    };
+    sliceable
+        && db
+            .collection(s.key)
+            .is_some_and(|c| c.len(now) > sliced::slice())
 }
 
 /// The least a hit adds to a reply besides its id (RESP's `$n\r\n…\r\n`
@@ -592,10 +600,13 @@ struct Found<'f, 'a> {
     area: Option<(&'f Area, bool)>,
     post: &'f Post<'f>,
     globs: Vec<Glob>,
+    /// MATCH applies to a string object's value (SEARCH).
+    match_value: bool,
     /// The candidates numbered so far (the cursor's unit).
     pos: u64,
     count: usize,
-    hits: Vec<(Box<str>, Item)>,
+    /// Each hit's id, item and distance (NEARBY's).
+    hits: Vec<(Box<str>, Item, Option<f64>)>,
     /// A lower bound of the reply the copies make, held to at most twice
     /// the reply cap.
     held: usize,
@@ -607,7 +618,15 @@ impl Found<'_, '_> {
     /// The copies as a page to render.
     fn page(&self) -> Page<'_> {
         Page {
-            hits: self.hits.iter().map(|(id, item)| hit(id, item)).collect(),
+            hits: self
+                .hits
+                .iter()
+                .map(|(id, item, distance)| Hit {
+                    id,
+                    item,
+                    distance: *distance,
+                })
+                .collect(),
             cursor: self.cursor,
         }
     }
@@ -616,7 +635,16 @@ impl Found<'_, '_> {
 impl sliced::Visitor for Found<'_, '_> {
     type Mark = (u64, usize, usize);
 
-    fn visit(&mut self, id: &str, item: &Item) -> Result<sliced::Flow, CmdError> {
+    fn visit(
+        &mut self,
+        id: &str,
+        item: &Item,
+        distance: Option<f64>,
+    ) -> Result<sliced::Flow, CmdError> {
+        // A SEARCH counted in id order meets every object.
+        if self.match_value && !matches!(item.object(), geohook_db::Object::String(_)) {
+            return Ok(sliced::Flow::Go);
+        }
         let pos = self.pos;
         self.pos += 1;
         if pos < self.s.opts.cursor {
@@ -627,8 +655,8 @@ impl sliced::Visitor for Found<'_, '_> {
             Some((area, false)) => item.object().intersects(area),
             None => true,
         };
-        let h = hit(id, item);
-        if !inside || !passes(&h, self.s, &self.globs, false, false) {
+        let h = Hit { id, item, distance };
+        if !inside || !passes(&h, self.s, &self.globs, self.match_value, false) {
             return Ok(sliced::Flow::Go);
         }
         match (self.post)(&h) {
@@ -653,7 +681,7 @@ impl sliced::Visitor for Found<'_, '_> {
             if self.held > self.max_held {
                 return Err(too_large(self.max_held / 2));
             }
-            self.hits.push((id.into(), item.clone()));
+            self.hits.push((id.into(), item.clone(), distance));
         }
         if self.s.opts.limit == Some(self.count) {
             self.cursor = pos + 1;
@@ -692,6 +720,13 @@ fn run_sliced<T>(
     let (order, area) = match scope {
         Scope::Within(a) => (sliced::Order::Area(a), Some((a, true))),
         Scope::Intersects(a) => (sliced::Order::Area(a), Some((a, false))),
+        Scope::Nearby(p, meters) => (sliced::Order::Nearby(p, *meters), None),
+        // A count of every match needs no order: the id walk counts it
+        // in one pass.
+        Scope::Values if s.out == Output::Count && s.opts.cursor == 0 && s.opts.limit.is_none() => {
+            (sliced::Order::Ids { desc: false }, None)
+        }
+        Scope::Values => (sliced::Order::Values { desc: s.opts.desc }, None),
         _ => (sliced::Order::Ids { desc: s.opts.desc }, None),
     };
     let mut found = Found {
@@ -699,6 +734,7 @@ fn run_sliced<T>(
         area,
         post,
         globs: s.opts.matches.iter().map(|p| Glob::new(p)).collect(),
+        match_value: matches!(s.scope, Scope::Values),
         pos: 0,
         count: 0,
         hits: Vec::new(),
@@ -1167,6 +1203,7 @@ fn json_item(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use geohook_resp::Reply;
 
     fn args(line: &str) -> Vec<Vec<u8>> {
         line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
@@ -1385,5 +1422,305 @@ mod tests {
         let s = Search::parse(Cmd::Scan, "scan", &a, &db, 0).unwrap();
         assert_eq!(s.ctx(&prefix).deadline, prefix.deadline);
         assert_eq!(s.ctx(&ctx).deadline, None);
+    }
+
+    /// A collection of points around (33, -115) from `seed`: spread over
+    /// degrees, clustered within metres, piled on one spot and mirrored
+    /// about the centre's meridian (equal distances), some with fields, a
+    /// few boxes and strings.
+    fn nearby_db(seed: u64) -> Database {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move |m: f64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m as u64) as f64
+        };
+        let mut db = Database::new();
+        let put = |db: &mut Database, id: String, o: Object, speed: f64| {
+            let fields: &[(&str, f64)] = if speed > 0.0 {
+                &[("speed", speed)]
+            } else {
+                &[]
+            };
+            db.set(
+                "k",
+                &id,
+                o,
+                fields,
+                None,
+                geohook_db::SetCondition::Always,
+                0,
+            )
+            .unwrap();
+        };
+        let pt = |lat: f64, lon: f64| Object::Point(Point::new(lat, lon).unwrap());
+        for i in 0..600 {
+            let o = pt(30.0 + next(600.0) / 100.0, -118.0 + next(600.0) / 100.0);
+            put(&mut db, format!("s{i}"), o, next(60.0));
+        }
+        for i in 0..300 {
+            let o = pt(33.0 + next(1000.0) * 1e-6, -115.0 + next(1000.0) * 1e-6);
+            put(&mut db, format!("c{i}"), o, next(60.0));
+        }
+        for i in 0..100 {
+            put(
+                &mut db,
+                format!("pile{i}"),
+                pt(33.0005, -115.0005),
+                next(60.0),
+            );
+        }
+        for i in 0..100 {
+            let (lat, d) = (33.0 + next(100.0) * 1e-4, next(100.0) * 1e-4);
+            put(&mut db, format!("w{i}"), pt(lat, -115.0 - d), 0.0);
+            put(&mut db, format!("e{i}"), pt(lat, -115.0 + d), 0.0);
+        }
+        for i in 0..30 {
+            let (lat, lon) = (32.0 + next(200.0) / 100.0, -116.0 + next(200.0) / 100.0);
+            let b = Bounds::new(lat, lon, lat + 0.01, lon + 0.02).unwrap();
+            put(&mut db, format!("b{i}"), Object::Bounds(Box::new(b)), 0.0);
+        }
+        for i in 0..10 {
+            put(&mut db, format!("t{i}"), Object::String("text".into()), 0.0);
+        }
+        db
+    }
+
+    /// A reply as text to compare, JSON without its elapsed time.
+    fn text(r: Result<Reply, CmdError>) -> String {
+        match r {
+            Ok(Reply::Bulk(b)) => {
+                let t = String::from_utf8(b).unwrap();
+                t[..t.find(",\"elapsed\"").unwrap()].to_owned()
+            }
+            Ok(other) => {
+                let mut buf = Vec::new();
+                other.encode(&mut buf);
+                String::from_utf8_lossy(&buf).into_owned()
+            }
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    /// The pages of `line` from cursor 0, each asked from the last one's
+    /// cursor, walked whole under one lock and walked in slices; the
+    /// replies are in JSON, without their cursors when `cursors` is false.
+    fn pages_both_ways(lock: &RwLock<Database>, line: &str, cursors: bool) -> [Vec<String>; 2] {
+        let pages = |sliced: bool| {
+            let mut out = Vec::new();
+            let mut cursor = 0;
+            loop {
+                let a = args(&line.replace("CURSOR 0", &format!("CURSOR {cursor}")));
+                let (cmd, name) = cmd_of(line);
+                let ctx = Ctx::new(true);
+                let db = lock.read();
+                let s = Search::parse(cmd, name, &a, &db, ctx.now()).unwrap();
+                let reply = if sliced {
+                    assert!(walks_in_slices(&db, &s, ctx.now()), "{line}");
+                    drop(db);
+                    run_sliced(lock, |d| d, &s, &ctx, 1 << 30)
+                } else {
+                    run_parsed(&db, &ctx, &s, 1 << 30)
+                };
+                let t = text(reply);
+                let v: serde_json::Value = serde_json::from_str(&format!("{t}}}")).unwrap();
+                cursor = v["cursor"].as_u64().unwrap();
+                let kept = if cursors {
+                    t
+                } else {
+                    t[..t.find(",\"cursor\"").unwrap()].to_owned()
+                };
+                out.push(kept);
+                if cursor == 0 {
+                    return out;
+                }
+                assert!(out.len() < 10_000, "{line}: no end");
+            }
+        };
+        [pages(false), pages(true)]
+    }
+
+    #[test]
+    fn a_sliced_nearby_answers_as_one_walk_does() {
+        for seed in 1..=4u64 {
+            for slice in [7, 64, 1024] {
+                sliced::set_slice(slice);
+                let lock = RwLock::new(nearby_db(seed));
+                let c = "POINT 33 -115";
+                // Every output in RESP and in JSON, whole pages.
+                for out in [
+                    "COUNT",
+                    "IDS",
+                    "OBJECTS",
+                    "POINTS",
+                    "BOUNDS",
+                    "HASHES 7",
+                    "DISTANCE IDS",
+                    "DISTANCE POINTS",
+                    "NOFIELDS OBJECTS",
+                ] {
+                    for (filters, area) in [
+                        ("", c),
+                        ("", "POINT 33 -115 5000"),
+                        ("LIMIT 250", c),
+                        // The pile alone, at distance 0.
+                        ("LIMIT 100000", "POINT 33.0005 -115.0005 0"),
+                        ("MATCH c* LIMIT 100000", "POINT 33 -115 200000"),
+                        ("WHERE speed 10 30 LIMIT 300", c),
+                        ("WHEREIN speed 3 5 7 9 LIMIT 100000", c),
+                        ("CURSOR 517 LIMIT 40", c),
+                    ] {
+                        let line = format!("NEARBY k {filters} {out} {area}");
+                        let line = line.replace("  ", " ");
+                        for json in [false, true] {
+                            let (cmd, name) = cmd_of(&line);
+                            let a = args(&line);
+                            let ctx = Ctx::new(json);
+                            let (whole, s) = {
+                                let db = lock.read();
+                                let s = Search::parse(cmd, name, &a, &db, ctx.now()).unwrap();
+                                assert!(walks_in_slices(&db, &s, ctx.now()), "{line}");
+                                (text(run_parsed(&db, &ctx, &s, 1 << 30)), s)
+                            };
+                            let sliced = text(run_sliced(&lock, |d| d, &s, &ctx, 1 << 30));
+                            assert_eq!(sliced, whole, "{line} (json {json}, slice {slice})");
+                        }
+                    }
+                }
+                // Paging with the returned cursors: the same pages, and the
+                // same cursors where geohook-db applies every filter.
+                for (line, cursors) in [
+                    (
+                        "NEARBY k CURSOR 0 LIMIT 97 DISTANCE IDS POINT 33 -115",
+                        true,
+                    ),
+                    (
+                        "NEARBY k CURSOR 0 LIMIT 33 POINTS POINT 33 -115 30000",
+                        true,
+                    ),
+                    (
+                        "NEARBY k CURSOR 0 MATCH c* LIMIT 50 IDS POINT 33 -115",
+                        true,
+                    ),
+                    (
+                        "NEARBY k CURSOR 0 WHEREIN speed 2 4 8 LIMIT 7 IDS POINT 33 -115",
+                        false,
+                    ),
+                ] {
+                    let [whole, sliced] = pages_both_ways(&lock, line, cursors);
+                    assert!(whole.len() > 2, "{line}: {} pages", whole.len());
+                    assert_eq!(sliced, whole, "{line} (slice {slice})");
+                }
+            }
+        }
+        sliced::set_slice(sliced::SLICE);
+    }
+
+    /// A collection of string objects from `seed`: values from a small
+    /// alphabet (many equal), some with fields, among points; with `big`,
+    /// sixty values of 300 KB too, more than one pass keeps (`sliced::PASS_BYTES`).
+    fn values_db(seed: u64, big: bool) -> Database {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let mut db = Database::new();
+        let mut put = |id: String, o: Object, speed: f64| {
+            let fields: &[(&str, f64)] = if speed > 0.0 {
+                &[("speed", speed)]
+            } else {
+                &[]
+            };
+            db.set(
+                "k",
+                &id,
+                o,
+                fields,
+                None,
+                geohook_db::SetCondition::Always,
+                0,
+            )
+            .unwrap();
+        };
+        for i in 0..1200 {
+            let len = next(4) as usize;
+            let v: String = (0..len).map(|_| (b'a' + next(3) as u8) as char).collect();
+            put(
+                format!("v{}", next(100_000)),
+                Object::String(v.into()),
+                next(50) as f64,
+            );
+            if i % 5 == 0 {
+                let p = Point::new(next(80) as f64, next(80) as f64).unwrap();
+                put(format!("p{i}"), Object::Point(p), 0.0);
+            }
+        }
+        if big {
+            for i in 0..60 {
+                let v = format!("{}{}", (b'a' + next(3) as u8) as char, "x".repeat(300_000));
+                put(format!("big{i}"), Object::String(v.into()), 0.0);
+            }
+        }
+        db
+    }
+
+    #[test]
+    fn a_sliced_search_answers_as_one_walk_does() {
+        for (seed, big, slice) in [(1, false, 4), (2, false, 1024), (3, true, 1024)] {
+            {
+                sliced::set_slice(slice);
+                let lock = RwLock::new(values_db(seed, big));
+                for order in ["", "ASC", "DESC"] {
+                    for out in ["COUNT", "IDS", "OBJECTS", "NOFIELDS OBJECTS"] {
+                        // The large values make the passes short; their
+                        // objects, rendered, would only make the test slow.
+                        if big && out.contains("OBJECTS") {
+                            continue;
+                        }
+                        for filters in [
+                            "",
+                            "LIMIT 100000",
+                            "LIMIT 7",
+                            "CURSOR 333 LIMIT 50",
+                            "MATCH b* LIMIT 100000",
+                            "MATCH ?a LIMIT 100000",
+                            "WHERE speed 10 20 LIMIT 100000",
+                            "WHEREIN speed 3 1 2 3 LIMIT 100000",
+                        ] {
+                            let line = format!("SEARCH k {order} {filters} {out}");
+                            let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+                            for json in [false, true] {
+                                let (cmd, name) = cmd_of(&line);
+                                let a = args(&line);
+                                let ctx = Ctx::new(json);
+                                let (whole, s) = {
+                                    let db = lock.read();
+                                    let s = Search::parse(cmd, name, &a, &db, ctx.now()).unwrap();
+                                    assert!(walks_in_slices(&db, &s, ctx.now()), "{line}");
+                                    (text(run_parsed(&db, &ctx, &s, 1 << 30)), s)
+                                };
+                                let sliced = text(run_sliced(&lock, |d| d, &s, &ctx, 1 << 30));
+                                assert_eq!(sliced, whole, "{line} (json {json}, slice {slice})");
+                            }
+                        }
+                    }
+                }
+                for line in [
+                    "SEARCH k CURSOR 0 LIMIT 97 IDS",
+                    "SEARCH k DESC CURSOR 0 LIMIT 41 OBJECTS",
+                    "SEARCH k CURSOR 0 MATCH c* LIMIT 50 IDS",
+                    "SEARCH k DESC CURSOR 0 WHEREIN speed 2 4 8 LIMIT 7 IDS",
+                ] {
+                    let [whole, sliced] = pages_both_ways(&lock, line, true);
+                    assert!(whole.len() > 2, "{line}: {} pages", whole.len());
+                    assert_eq!(sliced, whole, "{line} (slice {slice})");
+                }
+            }
+        }
+        sliced::set_slice(sliced::SLICE);
     }
 }

@@ -15,6 +15,25 @@
 //!   hold more than twice a slice is given up (the visitor rolls back) and
 //!   tried again a quarter as wide, so a slice stays bounded however the
 //!   objects cluster, down to a width of [`MIN_WIDTH`] degrees.
+//! - **Distance** (NEARBY): nearest first, ties by id, resuming beyond the
+//!   last distance seen ([`geohook_db::Collection::nearest_after`]), so a
+//!   slice is the next [`SLICE`] candidates in the order of the walk under
+//!   one lock, with the same distances. A slice that ends inside a run of
+//!   candidates at one distance goes on to the end of the run (objects
+//!   piled on one spot are walked together, however many), because the
+//!   walk resumes by distance alone. With a radius the walk ends there;
+//!   without one it goes on until the page is full or the collection is
+//!   exhausted.
+//! - **Value** (SEARCH): string objects by value then id (both descending
+//!   with DESC), in passes. A pass reads the whole collection in id order,
+//!   a slice at a time, and keeps copies of the first strings after the
+//!   last (value, id) the walk has given, at most [`PASS_SLICES`] slices of
+//!   them and [`PASS_BYTES`] bytes (one at least); once the pass has read
+//!   the last id they are handed to the visitor in order, with the lock let
+//!   go, and the next pass resumes after the last of them. A walk of `n`
+//!   objects giving `k` strings takes about `k / (PASS_SLICES * SLICE)`
+//!   passes of `n` each; a COUNT of every match needs no order and is one
+//!   id walk.
 //!
 //! **What a sliced walk sees of writes made during it.** Like Redis's SCAN
 //! (and unlike Tile38, which walks under its lock and so sees none):
@@ -29,6 +48,17 @@
 //! - when any key is renamed during the walk and the key still exists, the
 //!   walk cannot tell whether its collection was replaced, and fails with
 //!   [`moved`] rather than mix two collections;
+//! - in a NEARBY the front is a distance: an object moved from beyond the
+//!   front to nearer than it (or added there) is not seen, one moved from
+//!   behind the front to beyond it is seen twice, once at each distance,
+//!   and the page stays in distance order only for what was not moved
+//!   meanwhile;
+//! - in a SEARCH the front is a (value, id): a string whose value changes
+//!   from beyond it to behind it is not seen, one whose value changes from
+//!   behind to beyond is seen twice; within one pass a string is copied in
+//!   the state its slice saw, and an object added or changed behind the
+//!   pass's id front is missed by that pass (and by the walk, if the pass
+//!   gives strings beyond its value);
 //! - a cursor counts the candidates of this walk, so paging with the
 //!   returned cursors visits every object once while the collection does
 //!   not change, as before.
@@ -38,13 +68,38 @@
 
 use std::time::Instant;
 
-use geohook_db::{Area, Database, Item};
+use geohook_db::{Area, Database, Item, Point};
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::cmd::ctx::{timed_out, CmdError};
 
 /// Most candidates read under one read lock.
 pub(crate) const SLICE: usize = 1024;
+/// The slice length the walks use: [`SLICE`], or in unit tests what the
+/// test set with [`set_slice`], so that small collections cross many slice
+/// boundaries.
+pub(crate) fn slice() -> usize {
+    #[cfg(test)]
+    {
+        TEST_SLICE.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        SLICE
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    static TEST_SLICE: std::cell::Cell<usize> = const { std::cell::Cell::new(SLICE) };
+}
+
+/// Sets this thread's slice length (unit tests only).
+#[cfg(test)]
+pub(crate) fn set_slice(n: usize) {
+    TEST_SLICE.with(|c| c.set(n));
+}
+
 /// A slice checks the deadline after this many candidates.
 pub(crate) const CHECK_EVERY: usize = 256;
 /// An area range narrower than this (in degrees of longitude, about 11 m at
@@ -68,6 +123,72 @@ pub(crate) enum Order<'a> {
     Ids { desc: bool },
     /// The candidates of an area, by longitude range.
     Area(&'a Area),
+    /// Nearest first from a point, within a radius in meters when given.
+    Nearby(&'a Point, Option<f64>),
+    /// String objects by value then id, descending with `desc` (SEARCH).
+    Values { desc: bool },
+}
+
+/// Most bytes of string objects (values, ids and a share for fields) a
+/// SEARCH pass keeps copies of, besides the one it always keeps.
+pub(crate) const PASS_BYTES: usize = 16 << 20;
+/// Most string objects a SEARCH pass keeps, in slices: a pass reads the
+/// whole collection, so the more it keeps the fewer passes a long SEARCH
+/// takes, while what one slice holds the lock for stays one slice.
+pub(crate) const PASS_SLICES: usize = 64;
+
+/// A string object a SEARCH pass keeps: a copy, ordered by value then id
+/// (reversed with `desc`).
+struct Kept {
+    id: Box<str>,
+    item: Item,
+    desc: bool,
+}
+
+impl Kept {
+    fn key(&self) -> (&str, &str) {
+        (value(&self.item), &self.id)
+    }
+
+    /// Bytes the copy holds, as [`PASS_BYTES`] counts them.
+    fn bytes(&self) -> usize {
+        self.id.len() + value(&self.item).len() + 64 * (1 + self.item.fields().len())
+    }
+}
+
+/// The value of a string object ("" for any other).
+fn value(item: &Item) -> &str {
+    match item.object() {
+        geohook_db::Object::String(v) => v,
+        _ => "",
+    }
+}
+
+/// `a` against `b` in the walk's order of (value, id).
+fn value_order(a: (&str, &str), b: (&str, &str), desc: bool) -> std::cmp::Ordering {
+    let o = a.cmp(&b);
+    if desc {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, o: &Self) -> bool {
+        self.key() == o.key()
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        value_order(self.key(), o.key(), self.desc)
+    }
 }
 
 /// What a sliced walk hands each candidate to. The visitor owns what it
@@ -75,12 +196,12 @@ pub(crate) enum Order<'a> {
 pub(crate) trait Visitor {
     /// A state to go back to ([`Visitor::rollback`]).
     type Mark: Copy;
-    /// Takes one live candidate.
+    /// Takes one live candidate, with its distance in meters in a NEARBY.
     ///
     /// # Errors
     ///
     /// Ends the walk with this error (a reply too large, say).
-    fn visit(&mut self, id: &str, item: &Item) -> Result<Flow, CmdError>;
+    fn visit(&mut self, id: &str, item: &Item, distance: Option<f64>) -> Result<Flow, CmdError>;
     /// The state now.
     fn mark(&self) -> Self::Mark;
     /// Forgets every candidate visited since `mark`.
@@ -116,11 +237,20 @@ pub(crate) fn walk<T, V: Visitor>(
     deadline: Option<Instant>,
     v: &mut V,
 ) -> Result<(), CmdError> {
+    let slice = slice();
     let mut moves = None;
     // Where the next slice starts: the last id seen, or the next range.
     let mut last: Option<Box<str>> = None;
     let mut from = f64::NEG_INFINITY;
     let mut width: Option<f64> = None;
+    let mut beyond: Option<f64> = None;
+    // A SEARCH pass: the first strings after `after` in the walk's order,
+    // every one below `cap` among those seen so far.
+    let mut kept: std::collections::BinaryHeap<Kept> = std::collections::BinaryHeap::new();
+    let mut kept_bytes = 0;
+    let mut cap: Option<Kept> = None;
+    let mut after: Option<Kept> = None;
+    let mut pending: Option<Vec<Kept>> = None;
     loop {
         check(deadline)?;
         // Before the guard, so dropped after it (`crate::boost`): between
@@ -143,10 +273,10 @@ pub(crate) fn walk<T, V: Visitor>(
                     if n % CHECK_EVERY == 0 {
                         check(deadline)?;
                     }
-                    if v.visit(id, item)? == Flow::Done {
+                    if v.visit(id, item, None)? == Flow::Done {
                         return Ok(());
                     }
-                    if n == SLICE {
+                    if n == slice {
                         last = Some(id.into());
                         ended = false;
                         break;
@@ -165,10 +295,10 @@ pub(crate) fn walk<T, V: Visitor>(
                 // collection is in the area; sparse ranges then widen it.
                 let w = *width.get_or_insert_with(|| {
                     let len = c.len(now);
-                    if len <= SLICE || east <= west {
+                    if len <= slice || east <= west {
                         f64::INFINITY
                     } else {
-                        (east - west) * SLICE as f64 / len as f64
+                        (east - west) * slice as f64 / len as f64
                     }
                 });
                 let start = from.max(west);
@@ -185,11 +315,11 @@ pub(crate) fn walk<T, V: Visitor>(
                     if n % CHECK_EVERY == 0 {
                         check(deadline)?;
                     }
-                    if n > 2 * SLICE && splits {
+                    if n > 2 * slice && splits {
                         crowded = true;
                         break;
                     }
-                    if v.visit(id, item)? == Flow::Done {
+                    if v.visit(id, item, None)? == Flow::Done {
                         return Ok(());
                     }
                 }
@@ -200,12 +330,100 @@ pub(crate) fn walk<T, V: Visitor>(
                     return Ok(());
                 } else {
                     from = end;
-                    width = Some(w * (SLICE as f64 / n.max(1) as f64).clamp(0.25, 4.0));
+                    width = Some(w * (slice as f64 / n.max(1) as f64).clamp(0.25, 4.0));
+                }
+            }
+            Order::Values { desc } => {
+                let mut ended = true;
+                for (id, item) in c.ids_from(last.as_deref(), false, now) {
+                    n += 1;
+                    if n % CHECK_EVERY == 0 {
+                        check(deadline)?;
+                    }
+                    if n == slice {
+                        last = Some(id.into());
+                        ended = false;
+                    }
+                    if matches!(item.object(), geohook_db::Object::String(_)) {
+                        let k = (value(item), id);
+                        let behind = after
+                            .as_ref()
+                            .is_some_and(|a| value_order(k, a.key(), desc).is_le());
+                        let beyond_cap = cap
+                            .as_ref()
+                            .is_some_and(|c| value_order(k, c.key(), desc).is_ge());
+                        if !behind && !beyond_cap {
+                            let copy = Kept {
+                                id: id.into(),
+                                item: item.clone(),
+                                desc,
+                            };
+                            kept_bytes += copy.bytes();
+                            kept.push(copy);
+                            // The largest copies go while there are too
+                            // many, and nothing larger is taken after.
+                            while kept.len() > PASS_SLICES * slice
+                                || (kept_bytes > PASS_BYTES && kept.len() > 1)
+                            {
+                                let out = kept.pop().expect("more than one kept");
+                                kept_bytes -= out.bytes();
+                                cap = Some(out);
+                            }
+                        }
+                    }
+                    if !ended {
+                        break;
+                    }
+                }
+                if ended {
+                    // The pass is over: what it kept is the next part of
+                    // the walk, visited once the lock is let go.
+                    pending = Some(std::mem::take(&mut kept).into_sorted_vec());
+                    kept_bytes = 0;
+                    last = None;
+                }
+            }
+            Order::Nearby(center, meters) => {
+                let mut it = c.nearest_after(center, meters, beyond, now).peekable();
+                let mut ended = true;
+                while let Some((id, item, d)) = it.next() {
+                    n += 1;
+                    if n % CHECK_EVERY == 0 {
+                        check(deadline)?;
+                    }
+                    if v.visit(id, item, Some(d))? == Flow::Done {
+                        return Ok(());
+                    }
+                    // The next slice starts beyond this distance, so the
+                    // run of candidates at it is finished here.
+                    if n >= slice && it.peek().is_none_or(|next| next.2 != d) {
+                        beyond = Some(d);
+                        ended = it.peek().is_none();
+                        break;
+                    }
+                }
+                if ended {
+                    return Ok(());
                 }
             }
         }
         RwLockReadGuard::unlock_fair(guard);
         drop(boost);
+        if let Some(part) = pending.take() {
+            for (i, k) in part.iter().enumerate() {
+                if (i + 1) % CHECK_EVERY == 0 {
+                    check(deadline)?;
+                }
+                if v.visit(&k.id, &k.item, None)? == Flow::Done {
+                    return Ok(());
+                }
+            }
+            // Nothing was left out: the walk is complete.
+            if cap.take().is_none() {
+                return Ok(());
+            }
+            after = part.into_iter().next_back();
+        }
     }
 }
 
@@ -226,7 +444,7 @@ mod tests {
 
     impl Visitor for Tally {
         type Mark = usize;
-        fn visit(&mut self, id: &str, _: &Item) -> Result<Flow, CmdError> {
+        fn visit(&mut self, id: &str, _: &Item, _: Option<f64>) -> Result<Flow, CmdError> {
             self.calls += 1;
             self.seen.push(id.to_owned());
             Ok(Flow::Go)
@@ -306,7 +524,7 @@ mod tests {
 
     impl Visitor for Halfway<'_> {
         type Mark = usize;
-        fn visit(&mut self, _: &str, _: &Item) -> Result<Flow, CmdError> {
+        fn visit(&mut self, _: &str, _: &Item, _: Option<f64>) -> Result<Flow, CmdError> {
             self.n += 1;
             if self.n == SLICE / 2 {
                 if let Some(go) = self.go.take() {
@@ -331,11 +549,13 @@ mod tests {
     #[test]
     fn a_walk_ends_when_its_key_goes_and_fails_when_a_key_was_renamed() {
         let world = Area::Bounds(Bounds::new(-90.0, -180.0, 90.0, 180.0).unwrap());
+        let here = Point::new(5.0, 5.0).unwrap();
         for what in ["drop", "flush", "rename", "delete all"] {
             for order in [
                 Order::Ids { desc: false },
                 Order::Ids { desc: true },
                 Order::Area(&world),
+                Order::Nearby(&here, None),
             ] {
                 let lock = RwLock::new(filled(4 * SLICE));
                 let (tx, rx) = std::sync::mpsc::channel();
