@@ -1428,6 +1428,26 @@ mod tests {
     /// degrees, clustered within metres, piled on one spot and mirrored
     /// about the centre's meridian (equal distances), some with fields, a
     /// few boxes and strings.
+    /// Stores `o` as `id` in key `k`, with a `speed` field when `speed` is
+    /// above 0.
+    fn put(db: &mut Database, id: String, o: Object, speed: f64) {
+        let fields: &[(&str, f64)] = if speed > 0.0 {
+            &[("speed", speed)]
+        } else {
+            &[]
+        };
+        db.set(
+            "k",
+            &id,
+            o,
+            fields,
+            None,
+            geohook_db::SetCondition::Always,
+            0,
+        )
+        .unwrap();
+    }
+
     fn nearby_db(seed: u64) -> Database {
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         let mut next = move |m: f64| {
@@ -1437,23 +1457,6 @@ mod tests {
             (x % m as u64) as f64
         };
         let mut db = Database::new();
-        let put = |db: &mut Database, id: String, o: Object, speed: f64| {
-            let fields: &[(&str, f64)] = if speed > 0.0 {
-                &[("speed", speed)]
-            } else {
-                &[]
-            };
-            db.set(
-                "k",
-                &id,
-                o,
-                fields,
-                None,
-                geohook_db::SetCondition::Always,
-                0,
-            )
-            .unwrap();
-        };
         let pt = |lat: f64, lon: f64| Object::Point(Point::new(lat, lon).unwrap());
         for i in 0..600 {
             let o = pt(30.0 + next(600.0) / 100.0, -118.0 + next(600.0) / 100.0);
@@ -1629,40 +1632,24 @@ mod tests {
             x % m
         };
         let mut db = Database::new();
-        let mut put = |id: String, o: Object, speed: f64| {
-            let fields: &[(&str, f64)] = if speed > 0.0 {
-                &[("speed", speed)]
-            } else {
-                &[]
-            };
-            db.set(
-                "k",
-                &id,
-                o,
-                fields,
-                None,
-                geohook_db::SetCondition::Always,
-                0,
-            )
-            .unwrap();
-        };
         for i in 0..1200 {
             let len = next(4) as usize;
             let v: String = (0..len).map(|_| (b'a' + next(3) as u8) as char).collect();
             put(
+                &mut db,
                 format!("v{}", next(100_000)),
                 Object::String(v.into()),
                 next(50) as f64,
             );
             if i % 5 == 0 {
                 let p = Point::new(next(80) as f64, next(80) as f64).unwrap();
-                put(format!("p{i}"), Object::Point(p), 0.0);
+                put(&mut db, format!("p{i}"), Object::Point(p), 0.0);
             }
         }
         if big {
             for i in 0..60 {
                 let v = format!("{}{}", (b'a' + next(3) as u8) as char, "x".repeat(300_000));
-                put(format!("big{i}"), Object::String(v.into()), 0.0);
+                put(&mut db, format!("big{i}"), Object::String(v.into()), 0.0);
             }
         }
         db
