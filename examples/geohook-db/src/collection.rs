@@ -1124,8 +1124,8 @@ struct Nearest<'a> {
     /// Items at this distance or nearer are left out (a walk resumed after
     /// it, see [`Collection::nearest_after`]); minus infinity otherwise.
     after: f64,
-    /// The centre's antipode, when the centre is in range and the walk may
-    /// be resumed: a node's farthest point from the centre is its nearest
+    /// The centre's antipode, when the centre is in range and the walk was
+    /// resumed after a distance: a node's farthest point from the centre is its nearest
     /// from the antipode, so nodes wholly nearer than `after` are skipped.
     /// Such a walk also keys nodes by their exact distance (see `bound`).
     antipode: Option<Point>,
@@ -1177,7 +1177,12 @@ impl<'a> Nearest<'a> {
         self.after = after;
         let c = self.center;
         let in_range = (-90.0..=90.0).contains(&c.lat) && (-180.0..=180.0).contains(&c.lon);
-        self.antipode = in_range.then(|| Point {
+        // Only a resumed walk pays for exact node distances and the
+        // antipode test: a first part (nothing passed yet) is the plain
+        // walk, whose cheap bound is as good where it starts, so a short
+        // NEARBY (a small LIMIT, one part) costs what it cost unsliced.
+        let resumed = after > f64::NEG_INFINITY;
+        self.antipode = (in_range && resumed).then(|| Point {
             lat: -c.lat,
             lon: if c.lon > 0.0 {
                 c.lon - 180.0
