@@ -433,21 +433,60 @@ fn covers(outer: &Shape<'_>, inner: &Shape<'_>) -> bool {
                     })
             }
         }),
-        (Geom(g, gj), Geom(h, hj)) => guarded(|| {
-            if gj.num_points().saturating_add(hj.num_points()) <= RELATE_MAX {
-                g.covers(*h)
-            } else {
-                gj.bounds().contains_bounds(&hj.bounds())
-                    && segments::covers(g, gj.segments(), h, hj.segments()).unwrap_or_else(|| {
-                        relate_within_budget(
-                            gj.num_points(),
-                            hj.num_points(),
-                            RELATE_BUDGET,
-                            || g.covers(*h),
-                        )
-                    })
-            }
+        (Geom(g, gj), Geom(h, hj)) => guarded(|| match h {
+            geo::Geometry::GeometryCollection(_) => covers_members(g, gj, h),
+            _ => covers_geometry(g, gj, h, hj.segments(), hj.num_points(), &hj.bounds()),
         }),
+    }
+}
+
+/// `outer` covers a collection when it covers each of its members, which
+/// is what "no point of the collection outside" means for their union, and
+/// how Tile38 reads a collection. `geo`'s DE-9IM of a whole collection
+/// answers otherwise when its members overlap (a line inside one of its
+/// own polygons) or one lies along the area's edge, and the sweeps take a
+/// collection's parts as one boundary, so each member is tested alone.
+fn covers_members(g: &geo::Geometry<f64>, gj: &GeoJson, h: &geo::Geometry<f64>) -> bool {
+    use geo::{BoundingRect, CoordsIter};
+    match h {
+        geo::Geometry::GeometryCollection(members) => {
+            !members.is_empty() && members.iter().all(|m| covers_members(g, gj, m))
+        }
+        member => {
+            let Some(b) = member.bounding_rect() else {
+                return false;
+            };
+            let sm = segments::Segments::new(member);
+            covers_geometry(
+                g,
+                gj,
+                member,
+                &sm,
+                member.coords_count(),
+                &Bounds::from_rect(b),
+            )
+        }
+    }
+}
+
+/// `g.covers(h)` for two geometries that are not collections: `geo`'s
+/// DE-9IM up to [`RELATE_MAX`] vertices together, the sweeps above it, and
+/// the DE-9IM within [`RELATE_BUDGET`] where the sweeps give no answer.
+fn covers_geometry(
+    g: &geo::Geometry<f64>,
+    gj: &GeoJson,
+    h: &geo::Geometry<f64>,
+    sh: &segments::Segments,
+    h_points: usize,
+    h_bounds: &Bounds,
+) -> bool {
+    if gj.num_points().saturating_add(h_points) <= RELATE_MAX {
+        g.covers(h)
+    } else {
+        gj.bounds().contains_bounds(h_bounds)
+            && segments::covers(g, gj.segments(), h, sh).unwrap_or_else(|| {
+                relate_within_budget(gj.num_points(), h_points, RELATE_BUDGET, || g.covers(h))
+            })
     }
 }
 

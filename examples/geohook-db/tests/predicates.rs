@@ -321,3 +321,29 @@ fn a_self_crossing_area_past_the_relate_budget_is_not_within() {
     // 1,600 x 3,000: past the budget of 4,000,000 pairs.
     assert!(!object(1_600).within(&Area::Object(area(3_000))), "budget");
 }
+
+/// A collection is within an area when each of its members is: a polygon
+/// inside a square with a line along the square's own edge, and a line
+/// inside the collection's own polygon, are within it; a line that leaves
+/// the square is not.
+#[test]
+fn a_collection_is_within_when_each_member_is() {
+    let square = r#"{"type":"Polygon","coordinates":[[[0,0],[3,0],[3,3],[0,3],[0,0]]]}"#;
+    let area = Area::Object(geo(square));
+    let collection = |polygon: &str, line: &str| {
+        geo(&format!(
+            r#"{{"type":"GeometryCollection","geometries":[{{"type":"Polygon","coordinates":[{polygon}]}},{{"type":"LineString","coordinates":{line}}}]}}"#
+        ))
+    };
+    let low = "[[1,0],[2,0],[2,1],[1,1],[1,0]]";
+    assert!(
+        collection(low, "[[0,1],[0,0]]").within(&area),
+        "line on the edge"
+    );
+    let tall = "[[0,0],[1,0],[1,3],[0,3],[0,0]]";
+    assert!(
+        collection(tall, "[[0,0],[0.5,0.5]]").within(&area),
+        "line in its polygon"
+    );
+    assert!(!collection(low, "[[2,2],[4,2]]").within(&area), "line out");
+}
