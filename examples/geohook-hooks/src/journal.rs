@@ -117,6 +117,12 @@ struct Inner {
     buf: Vec<u8>,
     /// Bytes written to `file`, header included.
     written: u64,
+    /// How much of `written` an fsync of this process is known to have made
+    /// durable; a flush with nothing beyond it has nothing to fsync.
+    synced: u64,
+    /// Bumped when a compaction replaces `file`, so that an fsync of the old file does not count for
+    /// the new one's offsets.
+    generation: u64,
     pending: HashMap<u64, Entry>,
     /// One above the highest id ever recorded.
     next_id: u64,
@@ -129,6 +135,8 @@ pub struct Journal {
     inner: Mutex<Inner>,
     /// `written` plus the buffered bytes, readable without the lock (for the compactor's size check).
     len: AtomicU64,
+    /// The fsyncs made, for [`Journal::syncs`].
+    syncs: AtomicU64,
 }
 
 const ENQUEUE: u8 = b'E';
@@ -320,10 +328,15 @@ impl Journal {
                 file,
                 buf: Vec::new(),
                 written,
+                // What an earlier process wrote may still be only in the
+                // page cache: the first fsync covers it.
+                synced: 0,
+                generation: 0,
                 pending: pending.into_iter().collect(),
                 next_id,
             }),
             len: AtomicU64::new(written),
+            syncs: AtomicU64::new(0),
             path,
         };
         Ok(Opened {
@@ -417,31 +430,54 @@ impl Journal {
             .fetch_add((inner.buf.len() - before) as u64, Relaxed);
     }
 
-    /// Writes the buffered records with one `write(2)`, then fsyncs when `sync` is true.
+    /// Writes the buffered records with one `write(2)`, then fsyncs when `sync` is true and
+    /// something written is not yet known to be durable: a flush after every command under
+    /// `appendfsync always` costs no fsync when the command queued no event.
     ///
     /// # Errors
     /// [`Error::JournalIo`] when the write or the fsync fails; the records stay buffered.
     pub fn flush(&self, sync: bool) -> Result<()> {
         let mut inner = self.inner.lock();
         Self::write_buf(&self.path, &mut inner)?;
-        if sync {
+        if sync && inner.written > inner.synced {
             inner.file.sync_data().map_err(io_err(&self.path))?;
+            inner.synced = inner.written;
+            self.syncs.fetch_add(1, Relaxed);
         }
         Ok(())
     }
 
     /// Writes the buffered records, then fsyncs without holding the lock, so that events queued
-    /// meanwhile are not held up by the disk (the once-a-second fsync).
+    /// meanwhile are not held up by the disk (the once-a-second fsync). Nothing new since the last
+    /// fsync: no fsync.
     ///
     /// # Errors
     /// [`Error::JournalIo`] when the write or the fsync fails.
     pub fn sync(&self) -> Result<()> {
-        let file = {
+        let (file, upto) = {
             let mut inner = self.inner.lock();
             Self::write_buf(&self.path, &mut inner)?;
-            inner.file.try_clone().map_err(io_err(&self.path))?
+            if inner.written <= inner.synced {
+                return Ok(());
+            }
+            let file = inner.file.try_clone().map_err(io_err(&self.path))?;
+            (file, (inner.generation, inner.written))
         };
-        file.sync_data().map_err(io_err(&self.path))
+        file.sync_data().map_err(io_err(&self.path))?;
+        self.syncs.fetch_add(1, Relaxed);
+        let mut inner = self.inner.lock();
+        // A compaction that swapped the file meanwhile fsynced the new one itself; `upto` counts
+        // the old one's bytes and says nothing of the new one's.
+        if inner.generation == upto.0 {
+            inner.synced = inner.synced.max(upto.1);
+        }
+        Ok(())
+    }
+
+    /// The fsyncs this journal has made since it was opened.
+    #[must_use]
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Relaxed)
     }
 
     fn write_buf(path: &Path, inner: &mut Inner) -> Result<()> {
@@ -505,6 +541,9 @@ impl Journal {
         let committed = rewrite.commit().map_err(rewrite_err)?;
         let old = std::mem::replace(&mut inner.file, committed.file);
         inner.written = committed.len;
+        // The commit fsynced the new file before it replaced the old one.
+        inner.synced = committed.len;
+        inner.generation += 1;
         self.len
             .store(committed.len + inner.buf.len() as u64, Relaxed);
         drop(inner);
@@ -556,6 +595,43 @@ mod tests {
         assert_eq!((&*r.hook, r.queued_ms), ("b", 1013));
         assert_eq!(r.payload, payload(13));
         assert_eq!(opened.journal.pending(), 7);
+    }
+
+    #[test]
+    fn an_fsync_happens_only_when_something_new_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.journal");
+        let j = Journal::open(&path).unwrap().journal;
+        let hook: Arc<str> = Arc::from("h");
+        // The header an earlier process may have left in the page cache is fsynced once.
+        j.flush(true).unwrap();
+        assert_eq!(j.syncs(), 1);
+        // Commands that queued no event: a flush under `always` and the once-a-second sync
+        // have nothing to make durable.
+        for _ in 0..5 {
+            j.flush(true).unwrap();
+            j.sync().unwrap();
+        }
+        assert_eq!(j.syncs(), 1);
+        j.enqueue(1, &hook, 100, &payload(1));
+        j.flush(false).unwrap();
+        assert_eq!(j.syncs(), 1, "flush(false) never fsyncs");
+        j.sync().unwrap();
+        assert_eq!(j.syncs(), 2, "written but not fsynced: sync fsyncs");
+        j.flush(true).unwrap();
+        assert_eq!(j.syncs(), 2);
+        j.done(1);
+        j.flush(true).unwrap();
+        assert_eq!(j.syncs(), 3);
+        // A compaction's commit fsyncs the new file; the offsets start again from its length,
+        // and the next record written to it is fsynced.
+        j.enqueue(2, &hook, 100, &payload(2));
+        j.compact().unwrap();
+        j.flush(true).unwrap();
+        assert_eq!(j.syncs(), 3, "the compaction made everything durable");
+        j.done(2);
+        j.flush(true).unwrap();
+        assert_eq!(j.syncs(), 4);
     }
 
     #[test]
