@@ -8,12 +8,11 @@
 #[path = "hooks_peers.rs"]
 mod peers;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, Read, Write};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use e2e::{resp, run, run_json, start, wait_until, Server};
+use e2e::{resp, run, run_json, start, wait_until, Raw, Server};
 use peers::{cmd, metric, HttpSink};
 use redis::{PushKind, Value};
 
@@ -59,31 +58,20 @@ fn read_resp(r: &mut impl BufRead) -> Resp {
     }
 }
 
-/// A raw connection with a reader over it.
-struct Raw {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
+/// Replies read as [`Resp`] values, for the push and map shapes these tests
+/// tell apart.
+trait Typed {
+    fn ask_typed(&mut self, args: &[&str]) -> Resp;
+    fn read_typed(&mut self) -> Resp;
 }
 
-impl Raw {
-    fn open(server: &Server) -> Raw {
-        let w = server.raw();
-        w.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Raw { w, r }
-    }
-
-    fn send(&mut self, args: &[&str]) {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        self.w.write_all(&resp(&args)).unwrap();
-    }
-
-    fn ask(&mut self, args: &[&str]) -> Resp {
+impl Typed for Raw {
+    fn ask_typed(&mut self, args: &[&str]) -> Resp {
         self.send(args);
-        self.read()
+        self.read_typed()
     }
 
-    fn read(&mut self) -> Resp {
+    fn read_typed(&mut self) -> Resp {
         read_resp(&mut self.r)
     }
 }
@@ -96,20 +84,20 @@ fn live(server: &Server, mode: &str) -> Raw {
     ];
     match mode {
         "resp3" => {
-            assert!(matches!(c.ask(&["HELLO", "3"]), Resp::Many(false, _)));
-            assert_eq!(c.ask(&args), Resp::Simple("OK".into()));
+            assert!(matches!(c.ask_typed(&["HELLO", "3"]), Resp::Many(false, _)));
+            assert_eq!(c.ask_typed(&args), Resp::Simple("OK".into()));
         }
         "json" => {
-            assert!(matches!(c.ask(&["OUTPUT", "json"]), Resp::Bulk(_)));
+            assert!(matches!(c.ask_typed(&["OUTPUT", "json"]), Resp::Bulk(_)));
             assert_eq!(
-                c.ask(&args),
+                c.ask_typed(&args),
                 Resp::Bulk(r#"{"ok":true,"live":true}"#.into())
             );
         }
         _ => {
             // Tile38's words may come in any case and order before the area.
             args[2] = "fence";
-            assert_eq!(c.ask(&args), Resp::Simple("OK".into()));
+            assert_eq!(c.ask_typed(&args), Resp::Simple("OK".into()));
         }
     }
     c
@@ -135,7 +123,7 @@ fn json(s: &str) -> serde_json::Value {
 /// The events of a live connection, `n` of them.
 fn live_events(c: &mut Raw, n: usize) -> Vec<serde_json::Value> {
     (0..n)
-        .map(|_| match c.read() {
+        .map(|_| match c.read_typed() {
             Resp::Bulk(b) => json(&b),
             other => panic!("expected an event, got {other:?}"),
         })
@@ -337,7 +325,7 @@ fn psubscribe_patterns_and_delchan_stop_delivery() {
     // A subscribed RESP2 connection refuses other commands, in Tile38's words.
     let mut raw = Raw::open(&server);
     assert_eq!(
-        raw.ask(&["SUBSCRIBE", "a", "b"]),
+        raw.ask_typed(&["SUBSCRIBE", "a", "b"]),
         Resp::Many(
             false,
             vec![
@@ -347,9 +335,9 @@ fn psubscribe_patterns_and_delchan_stop_delivery() {
             ]
         )
     );
-    assert!(matches!(raw.read(), Resp::Many(false, v) if v[2] == Resp::Int(2)));
+    assert!(matches!(raw.read_typed(), Resp::Many(false, v) if v[2] == Resp::Int(2)));
     assert_eq!(
-        raw.ask(&["GET", "fleet", "t"]),
+        raw.ask_typed(&["GET", "fleet", "t"]),
         Resp::Error(
             "ERR only (P)SUBSCRIBE / (P)UNSUBSCRIBE / PING / QUIT allowed in this context".into()
         )
@@ -357,9 +345,9 @@ fn psubscribe_patterns_and_delchan_stop_delivery() {
     // With no subscription left it is an ordinary connection again.
     raw.send(&["UNSUBSCRIBE"]);
     for left in [1, 0] {
-        assert!(matches!(raw.read(), Resp::Many(false, v) if v[2] == Resp::Int(left)));
+        assert!(matches!(raw.read_typed(), Resp::Many(false, v) if v[2] == Resp::Int(left)));
     }
-    assert_eq!(raw.ask(&["PING"]), Resp::Simple("PONG".into()));
+    assert_eq!(raw.ask_typed(&["PING"]), Resp::Simple("PONG".into()));
 }
 
 #[test]
@@ -418,8 +406,8 @@ fn channels_survive_restart_and_shrink_with_their_json_shapes() {
 
     // A JSON subscriber gets Tile38's objects, and the channel still speaks.
     let mut sub = Raw::open(&server);
-    assert!(matches!(sub.ask(&["OUTPUT", "json"]), Resp::Bulk(_)));
-    let Resp::Bulk(ok) = sub.ask(&["SUBSCRIBE", "keep"]) else {
+    assert!(matches!(sub.ask_typed(&["OUTPUT", "json"]), Resp::Bulk(_)));
+    let Resp::Bulk(ok) = sub.ask_typed(&["SUBSCRIBE", "keep"]) else {
         panic!("expected a JSON confirmation")
     };
     let ok = json(&ok);
@@ -434,7 +422,7 @@ fn channels_survive_restart_and_shrink_with_their_json_shapes() {
     );
     let mut c = server.client();
     set(&mut c, "t", 33.05, -111.95);
-    let Resp::Bulk(e) = sub.read() else {
+    let Resp::Bulk(e) = sub.read_typed() else {
         panic!("expected an event")
     };
     let e = json(&e);
@@ -468,13 +456,19 @@ fn a_subscriber_that_does_not_read_is_cut_off_at_its_cap() {
     // The slow one subscribes and then reads nothing; a reader alongside
     // takes everything.
     let mut slow = Raw::open(&server);
-    assert!(matches!(slow.ask(&["SUBSCRIBE", "c"]), Resp::Many(..)));
+    assert!(matches!(
+        slow.ask_typed(&["SUBSCRIBE", "c"]),
+        Resp::Many(..)
+    ));
     let mut fast = Raw::open(&server);
-    assert!(matches!(fast.ask(&["SUBSCRIBE", "c"]), Resp::Many(..)));
+    assert!(matches!(
+        fast.ask_typed(&["SUBSCRIBE", "c"]),
+        Resp::Many(..)
+    ));
     let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&received);
     let reader = std::thread::spawn(move || loop {
-        match fast.read() {
+        match fast.read_typed() {
             Resp::Many(false, m) if m[2] == Resp::Bulk("end".into()) => {
                 return counter.load(std::sync::atomic::Ordering::SeqCst);
             }
@@ -523,7 +517,7 @@ fn a_subscriber_that_does_not_read_is_cut_off_at_its_cap() {
             }
             writer.w.write_all(&batch).unwrap();
             for _ in 0..20 {
-                assert_eq!(writer.read(), Resp::Simple("OK".into()));
+                assert_eq!(writer.read_typed(), Resp::Simple("OK".into()));
             }
             sent += 20;
             let n = 2 * sent;

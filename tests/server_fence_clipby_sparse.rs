@@ -12,11 +12,9 @@
 #[path = "hooks_peers.rs"]
 mod peers;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use e2e::{resp, run, run_json, start, wait_until, Server};
+use e2e::{run, run_json, start, wait_until, Raw, Server};
 use peers::{cmd, HttpSink};
 
 /// The fence's area, and the south-west quarter it is cut to.
@@ -196,42 +194,6 @@ fn hooks_and_channels_keep_their_cut_after_a_restart() {
     );
     assert_eq!(round(&server, "2"), want("2"));
     assert_eq!(hook_ids(&http, 2), ["in1", "in2"]);
-}
-
-/// A raw connection that reads RESP2 simple strings, errors and bulks.
-struct Raw {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Raw {
-    fn open(server: &Server) -> Raw {
-        let w = server.raw();
-        w.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Raw { w, r }
-    }
-
-    /// Sends a command and reads one reply.
-    fn ask(&mut self, args: &[String]) -> String {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        self.w.write_all(&resp(&args)).unwrap();
-        self.read()
-    }
-
-    /// One reply: `+text`, `-text` or a bulk's text.
-    fn read(&mut self) -> String {
-        let mut line = String::new();
-        self.r.read_line(&mut line).unwrap();
-        let line = line.trim_end().to_owned();
-        let Some(n) = line.strip_prefix('$') else {
-            return line;
-        };
-        let mut body = vec![0; n.parse::<usize>().unwrap() + 2];
-        std::io::Read::read_exact(&mut self.r, &mut body).unwrap();
-        body.truncate(body.len() - 2);
-        String::from_utf8(body).unwrap()
-    }
 }
 
 #[test]

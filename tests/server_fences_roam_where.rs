@@ -11,52 +11,10 @@
 #[path = "hooks_peers.rs"]
 mod peers;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use e2e::{resp, run, start, wait_until, Server};
+use e2e::{run, start, wait_until, Raw, Server};
 use peers::{cmd, HttpSink};
-
-/// A raw connection that reads simple strings and bulk strings, which is
-/// all a live fence sends.
-struct Raw {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Raw {
-    fn open(server: &Server) -> Raw {
-        let w = server.raw();
-        w.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Raw { w, r }
-    }
-
-    fn ask(&mut self, args: &[&str]) -> String {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        self.w.write_all(&resp(&args)).unwrap();
-        self.read()
-    }
-
-    /// One reply: a simple string or an error as its line, a bulk string as
-    /// its body.
-    fn read(&mut self) -> String {
-        let mut line = String::new();
-        self.r.read_line(&mut line).expect("a reply line");
-        let line = line.trim_end().to_owned();
-        match line.split_at(1) {
-            ("$", n) => {
-                let n: usize = n.parse().expect("a bulk length");
-                let mut b = vec![0; n + 2];
-                self.r.read_exact(&mut b).expect("a bulk body");
-                b.truncate(n);
-                String::from_utf8(b).expect("utf-8")
-            }
-            _ => line,
-        }
-    }
-}
 
 /// A live fence on `server`: `json` switches the connection to JSON output
 /// first.

@@ -9,75 +9,11 @@
 #[path = "hooks_peers.rs"]
 mod peers;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::time::Duration;
 
-use e2e::{resp, start, Server};
+use e2e::{resp, start, Raw, Server};
 use peers::metric;
-
-/// One RESP value read from a raw socket, as far as these tests need:
-/// simple strings and errors as their line, integers, bulks as their
-/// text, aggregates (arrays, maps) as their items.
-fn read_resp(r: &mut impl BufRead) -> String {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("read a reply line");
-    assert!(line.ends_with("\r\n"), "cut reply: {line:?}");
-    let line = line.trim_end();
-    let (kind, rest) = line.split_at(1);
-    match kind {
-        "$" | "*" if rest.starts_with('-') => "nil".to_owned(),
-        "$" => {
-            let mut b = vec![0; rest.parse::<usize>().unwrap() + 2];
-            r.read_exact(&mut b).unwrap();
-            b.truncate(b.len() - 2);
-            String::from_utf8(b).unwrap()
-        }
-        "*" | "%" => {
-            let n = rest.parse::<usize>().unwrap() * if kind == "%" { 2 } else { 1 };
-            let items: Vec<String> = (0..n).map(|_| read_resp(r)).collect();
-            format!("[{}]", items.join(" "))
-        }
-        ":" => rest.to_owned(),
-        _ => line.to_owned(),
-    }
-}
-
-struct Raw {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-}
-
-impl Raw {
-    fn open(server: &Server) -> Raw {
-        let w = server.raw();
-        w.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let r = BufReader::new(w.try_clone().unwrap());
-        Raw { w, r }
-    }
-
-    fn send(&mut self, args: &[&[u8]]) {
-        self.w.write_all(&resp(args)).unwrap();
-    }
-
-    fn ask(&mut self, args: &[&[u8]]) -> String {
-        self.send(args);
-        read_resp(&mut self.r)
-    }
-
-    fn line(&mut self) -> String {
-        read_resp(&mut self.r)
-    }
-
-    /// What is left until the server closes the connection.
-    fn rest(&mut self) -> Vec<u8> {
-        let mut rest = Vec::new();
-        self.r
-            .read_to_end(&mut rest)
-            .expect("closed, not timed out");
-        rest
-    }
-}
 
 /// A monitor line's parts after the `+`: its time, the client, the args.
 fn parts(line: &str) -> (String, String, String) {
@@ -91,13 +27,13 @@ fn parts(line: &str) -> (String, String, String) {
 /// `json`), past its `+OK`.
 fn monitor(server: &Server, mode: &str) -> Raw {
     let mut m = Raw::open(server);
-    assert_eq!(m.ask(&[b"AUTH", b"s3cret"]), "+OK");
+    assert_eq!(m.ask(&["AUTH", "s3cret"]), "+OK");
     match mode {
-        "resp3" => assert!(m.ask(&[b"HELLO", b"3"]).contains("proto 3")),
-        "json" => assert!(m.ask(&[b"OUTPUT", b"json"]).contains("\"ok\":true")),
+        "resp3" => assert!(m.ask(&["HELLO", "3"]).contains("proto 3")),
+        "json" => assert!(m.ask(&["OUTPUT", "json"]).contains("\"ok\":true")),
         _ => {}
     }
-    assert_eq!(m.ask(&[b"MONITOR"]), "+OK", "{mode}");
+    assert_eq!(m.ask(&["MONITOR"]), "+OK", "{mode}");
     m
 }
 
@@ -160,7 +96,7 @@ fn a_monitor_sees_every_command_in_order_in_every_mode() {
         for w in want {
             // The monitors opened after this one ran commands too.
             let (time, client, args) = loop {
-                let (time, client, args) = parts(&m.line());
+                let (time, client, args) = parts(&m.read());
                 if client == addr {
                     break (time, client, args);
                 }
@@ -180,22 +116,22 @@ fn a_monitor_sees_every_command_in_order_in_every_mode() {
     // A monitor takes QUIT (`+OK`, closed) and nothing else (an error, and
     // closed, as Tile38 ends a monitor on any input).
     let (_, mut resp2) = mons.remove(0);
-    resp2.send(&[b"PING"]);
+    resp2.send(&["PING"]);
     assert_eq!(
         String::from_utf8(resp2.rest()).unwrap(),
         "-ERR only QUIT is allowed after MONITOR\r\n"
     );
     for (mode, mut m) in mons {
-        m.send(&[b"QUIT"]);
+        m.send(&["QUIT"]);
         assert_eq!(String::from_utf8(m.rest()).unwrap(), "+OK\r\n", "{mode}");
     }
     // MONITOR with an argument is an argument count error, and the
     // connection stays ordinary.
     assert_eq!(
-        c.ask(&[b"MONITOR", b"x"]),
+        c.ask(&["MONITOR", "x"]),
         "-ERR wrong number of arguments for 'monitor' command"
     );
-    assert_eq!(c.ask(&[b"PING"]), "+PONG");
+    assert_eq!(c.ask(&["PING"]), "+PONG");
 }
 
 /// The server's resident memory in KiB.
@@ -227,7 +163,7 @@ fn a_monitor_that_reads_nothing_is_closed_at_its_cap_and_costs_a_bounded_memory(
     .unwrap();
     let mut slow = monitor(&server, "resp2");
     let mut c = Raw::open(&server);
-    assert_eq!(c.ask(&[b"AUTH", b"s3cret"]), "+OK");
+    assert_eq!(c.ask(&["AUTH", "s3cret"]), "+OK");
     // A kilobyte id makes each line about 1 KiB: 200,000 of them would be
     // about 200 MiB held for the monitor if its queue had no bound.
     let id = vec![b'i'; 1000];
@@ -238,7 +174,7 @@ fn a_monitor_that_reads_nothing_is_closed_at_its_cap_and_costs_a_bounded_memory(
     for _ in 0..COMMANDS / 1000 {
         c.w.write_all(&batch).unwrap();
         for _ in 0..1000 {
-            c.line();
+            c.read();
         }
     }
     let after = rss_kib(&server);
@@ -258,5 +194,5 @@ fn a_monitor_that_reads_nothing_is_closed_at_its_cap_and_costs_a_bounded_memory(
     let got = slow.rest();
     let lines = got.windows(4).filter(|w| w == b"\"GET").count();
     assert!(lines > 0 && lines < COMMANDS, "{lines} lines");
-    assert_eq!(c.ask(&[b"PING"]), "+PONG");
+    assert_eq!(c.ask(&["PING"]), "+PONG");
 }

@@ -385,6 +385,78 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A raw connection with a buffered reader over it, for the replies the typed
+/// client does not read: live fences, monitors, pushes.
+#[derive(Debug)]
+pub struct Raw {
+    pub w: TcpStream,
+    pub r: BufReader<TcpStream>,
+}
+
+impl Raw {
+    /// Connects to `server`, waiting up to 60 s for each read.
+    pub fn open(server: &Server) -> Raw {
+        let w = server.raw();
+        w.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let r = BufReader::new(w.try_clone().expect("clone the socket"));
+        Raw { w, r }
+    }
+
+    /// Sends one command.
+    pub fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
+        self.w.write_all(&resp(&args)).expect("send a command");
+    }
+
+    /// Sends one command and reads one reply with [`read_reply`].
+    pub fn ask<A: AsRef<[u8]>>(&mut self, args: &[A]) -> String {
+        self.send(args);
+        self.read()
+    }
+
+    /// Reads one reply with [`read_reply`].
+    pub fn read(&mut self) -> String {
+        read_reply(&mut self.r)
+    }
+
+    /// What is left until the server closes the connection.
+    pub fn rest(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        self.r
+            .read_to_end(&mut rest)
+            .expect("closed, not timed out");
+        rest
+    }
+}
+
+/// One RESP value as text, as far as the raw tests need it: simple strings
+/// and errors as their line, integers as their digits, bulks as their body,
+/// a nil as `nil`, aggregates (arrays, maps, pushes) as `[items]`.
+pub fn read_reply(r: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("read a reply line");
+    assert!(line.ends_with("\r\n"), "cut reply: {line:?}");
+    let line = line.trim_end();
+    let (kind, rest) = line.split_at(1);
+    match kind {
+        "$" | "*" if rest.starts_with('-') => "nil".to_owned(),
+        "$" => {
+            let mut b = vec![0; rest.parse::<usize>().expect("a bulk length") + 2];
+            r.read_exact(&mut b).expect("a bulk body");
+            b.truncate(b.len() - 2);
+            String::from_utf8(b).expect("utf-8")
+        }
+        "*" | "%" | ">" => {
+            let n = rest.parse::<usize>().expect("a length") * if kind == "%" { 2 } else { 1 };
+            let items: Vec<String> = (0..n).map(|_| read_reply(r)).collect();
+            format!("[{}]", items.join(" "))
+        }
+        ":" => rest.to_owned(),
+        _ => line.to_owned(),
+    }
+}
+
 /// Encodes a command as RESP, with the encoder the server and its
 /// append-only file use.
 pub fn resp(args: &[&[u8]]) -> Vec<u8> {
