@@ -3,8 +3,8 @@
 # steady write rate, side by side with redis-server (master -> replica) driven
 # the same way in the same run.
 #
-# A writer sends SETs to the leader at the target rate (pipelined once per
-# millisecond). A prober, every 5 ms, writes a probe object with a sequence
+# A writer process sends SETs to the leader at the target rate (pipelined
+# once per millisecond). A prober in another process, every 5 ms, writes a probe object with a sequence
 # number to the leader and, as soon as the leader acknowledged it, polls the
 # follower until the follower returns that sequence number: the time from the
 # leader's acknowledgement to the follower's answer is one lag sample.
@@ -24,7 +24,7 @@ start_pairs
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, ${SECS}s per rate"
 python3 - "$LP" "$FP" "$RM" "$RR" "$RATES" "$SECS" <<'PY'
-import socket, sys, threading, time
+import multiprocessing, socket, sys, threading, time
 
 lp, fp, rm, rr = (int(x) for x in sys.argv[1:5])
 rates = [int(x) for x in sys.argv[5].split(",")]
@@ -84,8 +84,13 @@ def follower_offset(c, redis):
     return int(d[b"repl_offset"])
 
 def run(name, lport, fport, redis, rate):
-    stop = threading.Event()
-    sent = [0]
+    # The writer runs in a process of its own: as a thread beside the prober
+    # it would share one interpreter lock with it, and the prober would wait
+    # for the writer's turns (Python switches threads every 5 ms), which
+    # shows up in the lag figures of both servers alike.
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    sent = ctx.Value("q", 0, lock=False)
     def writer():
         c = Conn(lport)
         cmds = []
@@ -98,7 +103,7 @@ def run(name, lport, fport, redis, rate):
         i = 0
         while not stop.is_set():
             due = int((time.perf_counter() - start) * rate)
-            n = due - sent[0]
+            n = due - sent.value
             if n <= 0:
                 time.sleep(0.0005)
                 continue
@@ -108,7 +113,7 @@ def run(name, lport, fport, redis, rate):
             c.s.sendall(batch)
             for _ in range(n):
                 c.line()
-            sent[0] += n
+            sent.value += n
     samples = []
     def prober():
         lc, fc = Conn(lport), Conn(fport)
@@ -131,12 +136,13 @@ def run(name, lport, fport, redis, rate):
                     break
             samples.append(time.perf_counter() - t0)
             time.sleep(0.005)
-    w = threading.Thread(target=writer); p = threading.Thread(target=prober)
+    w = ctx.Process(target=writer)
+    p = threading.Thread(target=prober)
     t0 = time.perf_counter()
     w.start(); p.start()
     time.sleep(secs)
     stop.set(); w.join(); p.join()
-    achieved = sent[0] / (time.perf_counter() - t0)
+    achieved = sent.value / (time.perf_counter() - t0)
     lc, fc = Conn(lport), Conn(fport)
     target = leader_offset(lc, redis)
     drained = False
