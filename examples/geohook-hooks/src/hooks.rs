@@ -710,6 +710,13 @@ impl Hooks {
         self.len() == 0
     }
 
+    /// Whether any hook, channel or live fence is on `key`. A write to a key
+    /// nobody watches matches nothing, so the caller need not read the
+    /// written object back to build its change.
+    pub fn watches(&self, key: &str) -> bool {
+        self.registry.lock().fences.contains_key(key)
+    }
+
     /// Removes hooks and channels whose EX has passed and returns them, so that the server can
     /// log a DELHOOK or DELCHAN for each (Tile38 writes `delhook name` to the AOF on expiry).
     pub fn expire_due(&self, now: SystemTime) -> Vec<Expired> {
@@ -1619,9 +1626,12 @@ mod tests {
     fn hooks_channels_and_live_fences_hear_the_same_events() {
         let hooks = Hooks::new(QueueConfig::default()).unwrap();
         let now = SystemTime::now();
+        assert!(!hooks.watches("fleet"));
+        hooks.set_live(def("", Delivery::Live(7)), now).unwrap();
+        // A live fence alone makes its key watched; other keys stay unwatched.
+        assert!(hooks.watches("fleet") && !hooks.watches("other"));
         hooks.set_hook(def("h", Delivery::Endpoints), now).unwrap();
         hooks.set_hook(def("c", Delivery::Channel), now).unwrap();
-        hooks.set_live(def("", Delivery::Live(7)), now).unwrap();
         let (sub, live) = (Inbox::new(1 << 20), Inbox::new(1 << 20));
         hooks.pubsub().subscribe("c", 1, &sub);
         hooks.pubsub().attach_live(7, &live);
@@ -1645,8 +1655,10 @@ mod tests {
         assert!(hooks.set_hook(def("c", Delivery::Endpoints), now).is_err());
         assert!(!hooks.del_hook("c") && hooks.pdel_hooks("*") == ["h"]);
         assert!(hooks.del_live(7) && !hooks.del_live(7));
+        assert!(hooks.watches("fleet"), "the channel is still on the key");
         assert_eq!(hooks.pdel_chans("*"), ["c"]);
         assert!(hooks.is_empty());
+        assert!(!hooks.watches("fleet"));
         assert_eq!(hooks.metrics().fence_groups, 0);
     }
 

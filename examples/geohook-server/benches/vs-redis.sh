@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs geohook-server and redis-server side by side on this machine, in the
 # same run, with the same data, clients and pipelining, and prints:
-#   1. redis-benchmark throughput: SET … POINT vs GEOADD, NEARBY vs GEOSEARCH;
+#   1. redis-benchmark throughput: SET … POINT vs GEOADD, NEARBY vs GEOSEARCH,
+#      and each server's CPU seconds for those requests;
 #   2. resident memory per million points for both;
 #   3. append-only file size before and after AOFSHRINK, against Redis's
 #      BGREWRITEAOF of the same data.
@@ -57,14 +58,35 @@ bench() { # port, then the command
     redis-benchmark -p "$port" -n "$REQUESTS" -c "$CLIENTS" -P "$PIPELINE" -r 1000000 -q "$@" 2>/dev/null |
         tr '\r' '\n' | grep -E 'requests per second' | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/'
 }
+# CPU time (user + system, in clock ticks) a server process has used, so that
+# each phase's cost can be read apart from the machine's other load, which
+# moves requests/s far more than it moves the work each request takes.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+# Runs bench as given and prints its requests/s and the server's CPU seconds.
+timed_bench() { # pid, port, then the command
+    local pid=$1 before rate
+    shift
+    before=$(cpu_ticks "$pid")
+    rate=$(bench "$@")
+    echo "$rate $(echo "scale=2; ($(cpu_ticks "$pid") - $before) / $HZ" | bc)"
+}
 echo "== throughput (requests/s; $REQUESTS requests, $CLIENTS clients, pipeline $PIPELINE, $POINTS points loaded)"
-GEO_SET=$(bench "$GEO_PORT" SET fleet __rand_int__ POINT 33.5 -115.5)
-REDIS_SET=$(bench "$REDIS_PORT" GEOADD fleet -115.5 33.5 __rand_int__)
-GEO_NEAR=$(bench "$GEO_PORT" NEARBY fleet LIMIT 10 IDS POINT 33 -115 1000)
-REDIS_NEAR=$(bench "$REDIS_PORT" GEOSEARCH fleet FROMLONLAT -115 33 BYRADIUS 1000 m ASC COUNT 10)
+GEO_SET=$(timed_bench "$GEO_PID" "$GEO_PORT" SET fleet __rand_int__ POINT 33.5 -115.5)
+REDIS_SET=$(timed_bench "$REDIS_PID" "$REDIS_PORT" GEOADD fleet -115.5 33.5 __rand_int__)
+GEO_NEAR=$(timed_bench "$GEO_PID" "$GEO_PORT" NEARBY fleet LIMIT 10 IDS POINT 33 -115 1000)
+REDIS_NEAR=$(timed_bench "$REDIS_PID" "$REDIS_PORT" GEOSEARCH fleet FROMLONLAT -115 33 BYRADIUS 1000 m ASC COUNT 10)
+read -r GEO_SET GEO_SET_CPU <<<"$GEO_SET"
+read -r REDIS_SET REDIS_SET_CPU <<<"$REDIS_SET"
+read -r GEO_NEAR GEO_NEAR_CPU <<<"$GEO_NEAR"
+read -r REDIS_NEAR REDIS_NEAR_CPU <<<"$REDIS_NEAR"
 printf '%-34s %12s %12s %7s\n' "" geohook redis ratio
 printf '%-34s %12s %12s %7s\n' "SET POINT vs GEOADD" "$GEO_SET" "$REDIS_SET" "$(echo "scale=2; $GEO_SET / $REDIS_SET" | bc)"
 printf '%-34s %12s %12s %7s\n' "NEARBY LIMIT 10 vs GEOSEARCH 10" "$GEO_NEAR" "$REDIS_NEAR" "$(echo "scale=2; $GEO_NEAR / $REDIS_NEAR" | bc)"
+
+echo "== server CPU seconds for the same requests (user + system; ratio geohook / redis)"
+printf '%-34s %12s %12s %7s\n' "SET POINT vs GEOADD" "$GEO_SET_CPU" "$REDIS_SET_CPU" "$(echo "scale=2; $GEO_SET_CPU / $REDIS_SET_CPU" | bc)"
+printf '%-34s %12s %12s %7s\n' "NEARBY LIMIT 10 vs GEOSEARCH 10" "$GEO_NEAR_CPU" "$REDIS_NEAR_CPU" "$(echo "scale=2; $GEO_NEAR_CPU / $REDIS_NEAR_CPU" | bc)"
 
 echo "== resident memory for $POINTS points (VmRSS growth while loading)"
 GEO_PER=$(( (GEO_RSS1 - GEO_RSS0) * 1000000 / POINTS / 1024 ))
