@@ -18,14 +18,15 @@
 # match). The flood is 64 connections from flood.py-style threads below, each
 # sending one search at a time and, on a BUSY reply, waiting the 50 ms the
 # reply asks for before the next (redis-benchmark cannot flood here: it stops
-# a client at its first error reply). Cheap commands are PING and GET of one object, measured by
-# redis-benchmark (4 clients, REQUESTS requests each) while the flood runs,
-# and SET of one point; the columns are its p50 and p99 in milliseconds, the
-# p99 as a ratio to the idle server's, and the heavy searches refused with
-# BUSY during the run (from the metrics). The idle p99 the ratios divide by
-# is the mean of the two idle rows', one measured before every flood and one
-# after, so that one noisy idle figure does not decide the ratios; the rows
-# are printed once both are known.
+# a client at its first error reply). Cheap commands are PING, GET of one
+# object and SET of one point into the flooded collection, each measured by
+# redis-benchmark (4 clients, REQUESTS requests in all) while the flood runs;
+# the columns are its p50 and p99 in milliseconds, the p99 as a ratio to the
+# idle server's, the heavy searches answered (in all and per second of
+# flood) and refused with BUSY during the run (from the metrics). The idle
+# p99 the ratios divide by is the mean of the two idle rows', one measured
+# before every flood and one after, so that one noisy idle figure does not
+# decide the ratios; the rows are printed once both are known.
 #
 # The flood's own process shares the two cores with the server and with
 # redis-benchmark; FLOOD_NICE (default 0) runs it at a lower priority, as if
@@ -52,7 +53,7 @@ latency() { # port, then the command
 }
 
 run_mode() { # label, binary, flood (yes/no), then server flags
-    local label=$1 bin=$2 flood=$3 port mport pid fpid=""
+    local label=$1 bin=$2 flood=$3 port mport pid fpid="" started=""
     shift 3
     port=$(free_port); mport=$(free_port)
     mkdir -p "$WORK/s$port"
@@ -89,6 +90,7 @@ time.sleep(3600)
 PY
         fpid=$!
         PIDS+=("$fpid")
+        started=$(date +%s.%N)
         sleep 2
     fi
     read -r ping50 ping99 <<<"$(latency "$port" PING)"
@@ -98,9 +100,15 @@ PY
     page=$(curl -s "127.0.0.1:$mport/metrics")
     busy=$(awk '/^geohook_heavy_rejected_total/ {s += $2} END {print s + 0}' <<<"$page")
     runs=$(awk '/^geohook_commands_total\{cmd="within"\}/ {s += $2} END {print s + 0}' <<<"$page")
+    # Heavy searches answered per second of flood: the modes' floods last
+    # as long as their cheap commands take, so counts alone do not compare.
+    local rate=0
+    if [ -n "$started" ]; then
+        rate=$(echo "($runs - $busy) / ($(date +%s.%N) - $started)" | bc)
+    fi
     [ -n "$fpid" ] && kill "$fpid" 2>/dev/null || true
     kill "$pid"
-    ROWS+=("$label|$ping50|$ping99|$get50|$get99|$set50|$set99|$((runs - busy))|$busy|$(cut -d' ' -f1 /proc/loadavg)")
+    ROWS+=("$label|$ping50|$ping99|$get50|$get99|$set50|$set99|$((runs - busy))|$rate|$busy|$(cut -d' ' -f1 /proc/loadavg)")
     echo "measured: $label" >&2
 }
 ROWS=()
@@ -126,13 +134,13 @@ idle99() { # field number
 IDLE_PING99=$(idle99 3)
 IDLE_GET99=$(idle99 5)
 IDLE_SET99=$(idle99 7)
-printf '%-12s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' mode PING_p50 PING_p99 /idle \
-    GET_p50 GET_p99 /idle SET_p50 SET_p99 /idle heavy_ok busy load
+printf '%-12s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %8s %6s\n' mode PING_p50 PING_p99 /idle \
+    GET_p50 GET_p99 /idle SET_p50 SET_p99 /idle heavy_ok heavy/s busy load
 for row in "${ROWS[@]}"; do
-    IFS='|' read -r label ping50 ping99 get50 get99 set50 set99 ok busy load <<<"$row"
-    printf '%-12s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n' "$label" "$ping50" "$ping99" \
+    IFS='|' read -r label ping50 ping99 get50 get99 set50 set99 ok rate busy load <<<"$row"
+    printf '%-12s %8s %8s %6s %8s %8s %6s %8s %8s %6s %8s %8s %8s %6s\n' "$label" "$ping50" "$ping99" \
         "$(echo "scale=2; $ping99 / $IDLE_PING99" | bc)" "$get50" "$get99" \
         "$(echo "scale=2; $get99 / $IDLE_GET99" | bc)" "$set50" "$set99" \
-        "$(echo "scale=2; $set99 / $IDLE_SET99" | bc)" "$ok" "$busy" "$load"
+        "$(echo "scale=2; $set99 / $IDLE_SET99" | bc)" "$ok" "$rate" "$busy" "$load"
 done
 printf 'idle p99 (mean of the two idle rows): PING %s GET %s SET %s ms\n' "$IDLE_PING99" "$IDLE_GET99" "$IDLE_SET99"
