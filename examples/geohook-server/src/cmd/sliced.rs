@@ -6,8 +6,9 @@
 //! lock is then released with a fair unlock, which hands it to a waiting
 //! writer first, and taken again for the next slice. A slice also ends
 //! early, at the first point the walk can resume from, as soon as a writer
-//! waits for the lock ([`writer_waits`]), so that a write waits for about
-//! one candidate rather than the rest of a slice; an area range that a
+//! waits for the lock ([`writer_waits`]) once it has read
+//! [`WRITER_FLOOR`] candidates, so that a write waits for about one
+//! candidate rather than the rest of a slice; an area range that a
 //! writer interrupts is given up (the visitor rolls back) and tried again
 //! half as wide. Between slices the walk keeps no reference into the
 //! database, only where to resume:
@@ -228,6 +229,16 @@ pub(crate) fn writer_waits<T>(lock: &RwLock<T>) -> bool {
     lock.is_locked_exclusive()
 }
 
+/// The fewest candidates a slice reads before a waiting writer ends it, so
+/// that a stream of writers, each arriving as the last one leaves, cannot
+/// make a walk pay a round of the lock for every candidate.
+pub(crate) const WRITER_FLOOR: usize = 32;
+
+/// Whether the slice that has read `n` candidates ends now for a writer.
+fn yields<T>(lock: &RwLock<T>, n: usize) -> bool {
+    n >= WRITER_FLOOR && writer_waits(lock)
+}
+
 fn check(deadline: Option<Instant>) -> Result<(), CmdError> {
     match deadline {
         Some(d) if Instant::now() >= d => Err(timed_out()),
@@ -291,7 +302,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     if v.visit(id, item, None)? == Flow::Done {
                         return Ok(());
                     }
-                    if n == slice || writer_waits(lock) {
+                    if n == slice || yields(lock, n) {
                         last = Some(id.into());
                         ended = false;
                         break;
@@ -339,7 +350,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     // the writer and tried again narrower, so that it ends
                     // sooner. A range too narrow to split is walked whole,
                     // so the walk always moves on.
-                    if splits && writer_waits(lock) {
+                    if splits && yields(lock, n) {
                         interrupted = true;
                         break;
                     }
@@ -367,7 +378,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     if n % CHECK_EVERY == 0 {
                         check(deadline)?;
                     }
-                    if n == slice || writer_waits(lock) {
+                    if n == slice || yields(lock, n) {
                         last = Some(id.into());
                         ended = false;
                     }
@@ -423,9 +434,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     }
                     // The next slice starts beyond this distance, so the
                     // run of candidates at it is finished here.
-                    if (n >= slice || writer_waits(lock))
-                        && it.peek().is_none_or(|next| next.2 != d)
-                    {
+                    if (n >= slice || yields(lock, n)) && it.peek().is_none_or(|next| next.2 != d) {
                         beyond = Some(d);
                         ended = it.peek().is_none();
                         break;
@@ -664,12 +673,13 @@ mod tests {
     fn a_waiting_writer_ends_a_slice_at_the_next_candidate() {
         let world = Area::Bounds(Bounds::new(-90.0, -180.0, 90.0, 180.0).unwrap());
         let here = Point::new(5.03, 5.07).unwrap();
-        let every = 100;
-        for order in [
-            Order::Ids { desc: false },
-            Order::Ids { desc: true },
-            Order::Nearby(&here, None),
-            Order::Area(&world),
+        for (every, order) in [
+            (100, Order::Ids { desc: false }),
+            (100, Order::Ids { desc: true }),
+            (100, Order::Nearby(&here, None)),
+            (100, Order::Area(&world)),
+            // Below the floor: each slice still reads WRITER_FLOOR.
+            (10, Order::Ids { desc: false }),
         ] {
             let lock = RwLock::new(filled(4 * SLICE));
             let calls = std::sync::atomic::AtomicUsize::new(0);
@@ -699,9 +709,11 @@ mod tests {
                 (writer.join().unwrap(), seen)
             });
             // Without the early end a writer would wait for the rest of a
-            // slice of SLICE candidates; here the first one waits for none.
-            assert_eq!(at.first(), Some(&every), "{order:?}");
-            if !matches!(order, Order::Area(_)) {
+            // slice of SLICE candidates; here the first one waits for none
+            // past the floor.
+            let first = every.max(WRITER_FLOOR);
+            assert_eq!(at.first(), Some(&first), "{order:?}");
+            if !matches!(order, Order::Area(_)) && every >= WRITER_FLOOR {
                 let want: Vec<usize> = (1..=at.len()).map(|i| i * every).collect();
                 assert_eq!(at, want, "{order:?}: every write right after its candidate");
             }
