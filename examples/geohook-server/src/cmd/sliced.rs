@@ -263,6 +263,8 @@ pub(crate) fn walk<T, V: Visitor>(
     deadline: Option<Instant>,
     v: &mut V,
 ) -> Result<(), CmdError> {
+    // A heavy thread keeps one turn for the whole walk (`crate::boost`).
+    let _turn = crate::boost::Turn::hold();
     let slice = slice();
     let mut moves = None;
     // Where the next slice starts: the last id seen, or the next range.
