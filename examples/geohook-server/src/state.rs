@@ -178,14 +178,25 @@ impl Shared {
     ///
     /// The write or fsync failed (and is latched); the replies must not go out.
     pub(crate) fn flush_aof(&self) -> Result<(), AofError> {
-        let mut core = self.core.write();
+        self.flush_aof_locked(&mut self.core.write())
+    }
+
+    /// [`Shared::flush_aof`] under a write lock the caller already holds:
+    /// a write that ends its connection's batch flushes before it lets the
+    /// lock go, rather than take it a second time for the flush (each take
+    /// may wait for a slice of a heavy search).
+    ///
+    /// # Errors
+    ///
+    /// As [`Shared::flush_aof`].
+    pub(crate) fn flush_aof_locked(&self, core: &mut Core) -> Result<(), AofError> {
         // The hook events these writes queued are acknowledged with them:
         // same moment, same fsync policy. The journal goes first, as in
         // `flush_task`: a crash between the two writes can then leave an
         // event for a write the log lost (it was never acknowledged), but
         // never a write in the log whose events are gone, which a client's
         // retry could not bring back (the object is already there).
-        self.flush_hook_journal(&mut core)?;
+        self.flush_hook_journal(core)?;
         core.aof.flush()?;
         if self.opts.fsync == Fsync::Always {
             core.aof.sync()?;

@@ -28,6 +28,13 @@ pub(crate) struct Session {
     /// A write ran since the last flush of the log: the log must be flushed
     /// before this connection's replies go out.
     pub(crate) unflushed: bool,
+    /// The command now running is the last complete one the connection has
+    /// read: a write then flushes the log under its own lock, and the
+    /// connection need not take the lock again to flush before replying.
+    pub(crate) last_in_batch: bool,
+    /// The write that just ran flushed the log (and so every earlier write
+    /// of the batch) under its own lock.
+    pub(crate) flushed_in_place: bool,
     /// What a follower announced with `REPLCONF` before its `PSYNC`.
     pub(crate) announced: geohook_repl::Announced,
     /// The peer's address (`ip:port`), as MONITOR lines show it.
@@ -46,6 +53,8 @@ impl Session {
             authed,
             quit: false,
             unflushed: false,
+            last_in_batch: false,
+            flushed_in_place: false,
             announced: geohook_repl::Announced::default(),
             addr: String::new(),
         }

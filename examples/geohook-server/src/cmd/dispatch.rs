@@ -100,7 +100,7 @@ fn finish(
         }
     }
     if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
-        session.unflushed = true;
+        session.unflushed = !std::mem::take(&mut session.flushed_in_place);
     }
     shared.commands_run.fetch_add(1, Ordering::Relaxed);
     shared
@@ -286,14 +286,20 @@ fn dispatch(
             let mut core = shared.core.write();
             core.writable()?;
             let engine = shared.hooks.get().map(|h| &**h);
-            write::apply(
+            let reply = write::apply(
                 &mut core,
                 engine,
                 &shared.client_writer(),
                 ctx,
                 spec.cmd,
                 args,
-            )
+            );
+            // A failed flush is left to the connection's own, which fails
+            // the same way (the error is latched) and replaces the replies.
+            if session.last_in_batch && shared.flush_aof_locked(&mut core).is_ok() {
+                session.flushed_in_place = true;
+            }
+            reply
         }
         Kind::Read => read(shared, ctx, spec, args),
         Kind::Admin => admin(shared, session, ctx, spec.cmd, args),
@@ -552,6 +558,28 @@ mod data_tests {
             page.contains("geohook_refused_commands_total{reason=\"maxmemory\",cmd=\"set\"} 1"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn the_last_write_of_a_batch_reaches_the_file_under_its_own_lock() {
+        let (dir, shared) = seeded(&[]);
+        let path = dir.path().join("a.aof");
+        let mut session = Session::new(true);
+        // Not the last of its batch: pending until the connection flushes.
+        execute(&shared, &mut session, &args("SET fleet a POINT 1 1"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        assert!(session.unflushed);
+        // The last: written with its own commit, the earlier one first, and
+        // nothing is left for the connection to flush.
+        session.last_in_batch = true;
+        execute(&shared, &mut session, &args("SET fleet b POINT 2 2"));
+        let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+        let (a, b) = (text.find("\r\na\r\n"), text.find("\r\nb\r\n"));
+        assert!(a.is_some() && a < b, "{text:?}");
+        assert!(!session.unflushed);
+        // A read ends the batch without touching the flag.
+        execute(&shared, &mut session, &args("GET fleet a"));
+        assert!(!session.unflushed);
     }
 
     #[test]

@@ -4,8 +4,14 @@
 //!
 //! A slice is at most [`SLICE`] candidates, read under one read lock; the
 //! lock is then released with a fair unlock, which hands it to a waiting
-//! writer first, and taken again for the next slice. Between slices the walk
-//! keeps no reference into the database, only where to resume:
+//! writer first, and taken again for the next slice. A slice also ends
+//! early, at the first point the walk can resume from, as soon as a writer
+//! waits for the lock ([`writer_waits`]) once it has read
+//! [`WRITER_FLOOR`] candidates, so that a write waits for about one
+//! candidate rather than the rest of a slice; an area range that a
+//! writer interrupts is given up (the visitor rolls back) and tried again
+//! half as wide. Between slices the walk keeps no reference into the
+//! database, only where to resume:
 //!
 //! - **Id order** (SCAN): after the last id seen (before it, descending).
 //! - **Area** (WITHIN, INTERSECTS): longitude ranges of the area's bounding
@@ -213,6 +219,26 @@ pub(crate) fn moved() -> CmdError {
     CmdError::Msg("a key was renamed during the search: retry it".into())
 }
 
+/// Whether a writer waits for `lock`, asked by a thread that holds a read
+/// guard of it. parking_lot's writer claims the lock's exclusive bit first
+/// and only then waits for the readers inside to leave, and no writer can
+/// hold the lock while a read guard lives, so the bit set means exactly
+/// that a writer is waiting (and, the lock being fair, every reader that
+/// comes after it waits too).
+pub(crate) fn writer_waits<T>(lock: &RwLock<T>) -> bool {
+    lock.is_locked_exclusive()
+}
+
+/// The fewest candidates a slice reads before a waiting writer ends it, so
+/// that a stream of writers, each arriving as the last one leaves, cannot
+/// make a walk pay a round of the lock for every candidate.
+pub(crate) const WRITER_FLOOR: usize = 32;
+
+/// Whether the slice that has read `n` candidates ends now for a writer.
+fn yields<T>(lock: &RwLock<T>, n: usize) -> bool {
+    n >= WRITER_FLOOR && writer_waits(lock)
+}
+
 fn check(deadline: Option<Instant>) -> Result<(), CmdError> {
     match deadline {
         Some(d) if Instant::now() >= d => Err(timed_out()),
@@ -237,6 +263,8 @@ pub(crate) fn walk<T, V: Visitor>(
     deadline: Option<Instant>,
     v: &mut V,
 ) -> Result<(), CmdError> {
+    // A heavy thread keeps one turn for the whole walk (`crate::boost`).
+    let _turn = crate::boost::Turn::hold();
     let slice = slice();
     let mut moves = None;
     // Where the next slice starts: the last id seen, or the next range.
@@ -276,7 +304,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     if v.visit(id, item, None)? == Flow::Done {
                         return Ok(());
                     }
-                    if n == slice {
+                    if n == slice || yields(lock, n) {
                         last = Some(id.into());
                         ended = false;
                         break;
@@ -310,6 +338,7 @@ pub(crate) fn walk<T, V: Visitor>(
                 let splits = end.min(east) - start > MIN_WIDTH;
                 let mark = v.mark();
                 let mut crowded = false;
+                let mut interrupted = false;
                 for (id, item) in c.area_part(area, from..end, now) {
                     n += 1;
                     if n % CHECK_EVERY == 0 {
@@ -319,6 +348,14 @@ pub(crate) fn walk<T, V: Visitor>(
                         crowded = true;
                         break;
                     }
+                    // A range cannot be resumed halfway: it is given up for
+                    // the writer and tried again narrower, so that it ends
+                    // sooner. A range too narrow to split is walked whole,
+                    // so the walk always moves on.
+                    if splits && yields(lock, n) {
+                        interrupted = true;
+                        break;
+                    }
                     if v.visit(id, item, None)? == Flow::Done {
                         return Ok(());
                     }
@@ -326,6 +363,9 @@ pub(crate) fn walk<T, V: Visitor>(
                 if crowded {
                     v.rollback(mark);
                     width = Some((end.min(east) - start) / 4.0);
+                } else if interrupted {
+                    v.rollback(mark);
+                    width = Some((end.min(east) - start) / 2.0);
                 } else if end == f64::INFINITY {
                     return Ok(());
                 } else {
@@ -340,7 +380,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     if n % CHECK_EVERY == 0 {
                         check(deadline)?;
                     }
-                    if n == slice {
+                    if n == slice || yields(lock, n) {
                         last = Some(id.into());
                         ended = false;
                     }
@@ -396,7 +436,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     }
                     // The next slice starts beyond this distance, so the
                     // run of candidates at it is finished here.
-                    if n >= slice && it.peek().is_none_or(|next| next.2 != d) {
+                    if (n >= slice || yields(lock, n)) && it.peek().is_none_or(|next| next.2 != d) {
                         beyond = Some(d);
                         ended = it.peek().is_none();
                         break;
@@ -594,6 +634,97 @@ mod tests {
                 // The walk stopped right after its first slice.
                 assert!(v.n <= 2 * SLICE, "{what} {order:?}: {}", v.n);
             }
+        }
+    }
+
+    /// Asks a writer for the lock every `every` visits (rolled back or not)
+    /// and waits until it waits, so that the walk meets a waiting writer at
+    /// known candidates.
+    struct Interrupting<'l> {
+        lock: &'l RwLock<Database>,
+        ask: std::sync::mpsc::Sender<()>,
+        every: usize,
+        calls: &'l std::sync::atomic::AtomicUsize,
+        seen: Vec<String>,
+    }
+
+    impl Visitor for Interrupting<'_> {
+        type Mark = usize;
+        fn visit(&mut self, id: &str, _: &Item, _: Option<f64>) -> Result<Flow, CmdError> {
+            let calls = 1 + self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.seen.push(id.to_owned());
+            if calls.is_multiple_of(self.every) {
+                self.ask.send(()).unwrap();
+                let give_up = Instant::now() + std::time::Duration::from_secs(60);
+                while !self.lock.is_locked_exclusive() {
+                    assert!(Instant::now() < give_up, "the writer never came");
+                    std::thread::yield_now();
+                }
+            }
+            Ok(Flow::Go)
+        }
+        fn mark(&self) -> usize {
+            self.seen.len()
+        }
+        fn rollback(&mut self, mark: usize) {
+            self.seen.truncate(mark);
+        }
+    }
+
+    #[test]
+    fn a_waiting_writer_ends_a_slice_at_the_next_candidate() {
+        let world = Area::Bounds(Bounds::new(-90.0, -180.0, 90.0, 180.0).unwrap());
+        let here = Point::new(5.03, 5.07).unwrap();
+        for (every, order) in [
+            (100, Order::Ids { desc: false }),
+            (100, Order::Ids { desc: true }),
+            (100, Order::Nearby(&here, None)),
+            (100, Order::Area(&world)),
+            // Below the floor: each slice still reads WRITER_FLOOR.
+            (10, Order::Ids { desc: false }),
+        ] {
+            let lock = RwLock::new(filled(4 * SLICE));
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            let (ask, asked) = std::sync::mpsc::channel::<()>();
+            let mut v = Interrupting {
+                lock: &lock,
+                ask,
+                every,
+                calls: &calls,
+                seen: Vec::new(),
+            };
+            // The visits counted when each write got the lock, and the
+            // visitor's ids.
+            let (at, seen) = std::thread::scope(|scope| {
+                let (lock, calls) = (&lock, &calls);
+                let writer = scope.spawn(move || {
+                    let mut at = Vec::new();
+                    for () in asked {
+                        let _db = lock.write();
+                        at.push(calls.load(std::sync::atomic::Ordering::SeqCst));
+                    }
+                    at
+                });
+                walk(lock, |d| d, "k", order, NOW, None, &mut v).unwrap();
+                let Interrupting { ask, seen, .. } = v;
+                drop(ask);
+                (writer.join().unwrap(), seen)
+            });
+            // Without the early end a writer would wait for the rest of a
+            // slice of SLICE candidates; here the first one waits for none
+            // past the floor.
+            let first = every.max(WRITER_FLOOR);
+            assert_eq!(at.first(), Some(&first), "{order:?}");
+            if !matches!(order, Order::Area(_)) && every >= WRITER_FLOOR {
+                let want: Vec<usize> = (1..=at.len()).map(|i| i * every).collect();
+                assert_eq!(at, want, "{order:?}: every write right after its candidate");
+            }
+            // Every object is still visited exactly once.
+            let mut got = seen;
+            got.sort();
+            let mut want: Vec<String> = (0..4 * SLICE).map(|i| format!("id{i:05}")).collect();
+            want.sort();
+            assert_eq!(got, want, "{order:?}");
         }
     }
 

@@ -149,7 +149,9 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
                             Next::Close => return Ok(()),
                         }
                     }
+                    session.last_in_batch = start == buf.len();
                     let reply = execute_async(shared, &mut session, args).await;
+                    session.last_in_batch = false;
                     reply.encode_as(session.proto, &mut out);
                     if session.quit {
                         close = true;
