@@ -145,7 +145,9 @@ pub use crate::compactor::{
 pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::pacing::{Pacing, PacingStats, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
-pub use crate::rewrite::{clean_leftovers, Committed, Rewrite, DEFAULT_SYNC_EVERY};
+pub use crate::rewrite::{
+    clean_leftovers, Committed, Replaced, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY,
+};
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
 
 /// The README's code blocks, compiled and run as doc tests so that the
