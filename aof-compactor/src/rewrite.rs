@@ -122,6 +122,9 @@ struct Step {
     len: u64,
 }
 
+/// The page size the adaptive steps are aligned to.
+const WRITEBACK_ALIGN: u64 = 4096;
+
 /// Bytes written between two checks of the rate cap: small enough that a pause is a few
 /// milliseconds at the rates a cap is useful for, large enough that reading the clock costs nothing.
 const RATE_CHECK_BYTES: u64 = 256 * 1024;
@@ -576,13 +579,24 @@ impl Rewrite {
     fn end_step(&mut self) -> io::Result<()> {
         self.temp.flush()?;
         let offset = self.written - self.unsynced;
-        let len = self.unsynced;
-        self.unsynced = 0;
+        if !self.pace.pacing.adaptive {
+            let len = self.unsynced;
+            self.unsynced = 0;
+            return start_writeback(self.temp.get_ref(), offset, len);
+        }
+        // An adaptive step ends at a page boundary and leaves the partial
+        // page to the next step. A step that ended inside a page would send
+        // that page to the disk, the next step's bytes would dirty it again,
+        // and waiting for the step would write it once more, synchronously:
+        // a second request per step, each one in front of the appender's.
+        let end = self.written / WRITEBACK_ALIGN * WRITEBACK_ALIGN;
+        if end <= offset {
+            return Ok(());
+        }
+        let len = end - offset;
+        self.unsynced = self.written - end;
         let file = self.temp.get_ref();
         let pace = &mut *self.pace;
-        if !pace.pacing.adaptive {
-            return start_writeback(file, offset, len);
-        }
         // One fstat: whether an appender wrote during this step.
         let live_len = self.source.metadata()?.len();
         let grown = live_len > pace.live_len;
