@@ -34,10 +34,11 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    temporary file beside the live one, and is written back in steps as it
 ///    goes so that no fsync, the appender's or the commit's, has a mountain
 ///    of dirty pages to wait for. By default the steps are paced
-///    ([`Pacing::adaptive`]): at most two under write-back at once, and
-///    shorter (down to 64 KiB, one at a time) while the live file grows and
-///    for a second after, so that an appender's sync finds little of the
-///    rewrite in front of it.
+///    ([`Pacing::adaptive`]): at most two under write-back at once, starting
+///    at 64 KiB and doubling up to [`Rewrite::sync_every`], and back to
+///    64 KiB, one at a time, while the live file grows and for a second
+///    after, so that an appender's sync finds little of the rewrite in front
+///    of it.
 /// 3. Call [`Rewrite::catch_up`] (appender still running): it copies what was
 ///    appended meanwhile and fsyncs, so that step 4, which blocks the
 ///    appender, only copies and fsyncs the last few records. Optional but
@@ -311,10 +312,10 @@ impl Rewrite {
     /// Call it before writing.
     ///
     /// Default: [`Pacing::adaptive`]: at most two steps under write-back at
-    /// once, each step [`Rewrite::sync_every`] bytes while the live file does
-    /// not grow; while it does, and for a second after, steps of 64 KiB,
-    /// one at a time. [`Pacing::off`] writes as fast as the page
-    /// cache takes it.
+    /// once, doubling from 64 KiB up to [`Rewrite::sync_every`] bytes while
+    /// the live file does not grow; while it does, and for a second after,
+    /// steps of 64 KiB, one at a time. [`Pacing::off`] writes as fast as the
+    /// page cache takes it.
     pub fn pacing(mut self, pacing: Pacing) -> Self {
         self.pace = Box::new(Pace::new(pacing, self.sync_every, self.start_len));
         self
