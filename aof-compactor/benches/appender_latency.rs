@@ -6,8 +6,11 @@
 //! (Redis's `appendfsync always`), timing each append from taking the lock to
 //! releasing it. In the second and third phases a rewriter thread loops over full
 //! rewrites of a state of `STATE_MB` megabytes with the [`Rewrite`] protocol:
-//! begin under the lock, write the state outside it, catch up outside it, then
-//! commit and swap the file under the lock. Sorted samples give the
+//! begin under the lock, write the state outside it, catch up outside it,
+//! commit and swap the file under the lock, then, outside it, close the
+//! appender's old handle and free the replaced file with
+//! [`Replaced::release`](aof_compactor::Replaced::release) (the third phase
+//! closes it at once, as before `release` existed). Sorted samples give the
 //! percentiles. Before each phase the file system is synced and left alone
 //! for 250 ms, so that one phase's write-back does not land on the next.
 //!
@@ -20,7 +23,17 @@
 //! [`Rewrite::sync_every`], default the crate's; `PACING=off` for
 //! [`Pacing::off`], the behaviour before pacing; `IN_FLIGHT` and `MIN_STEP_KB`, the
 //! adaptive pacing's [`Pacing::in_flight`] and [`Pacing::min_step`]; `MAX_RATE_MB`, the rewrite's
-//! [`Rewrite::max_rate`] in MB/s, default 0 = no cap).
+//! [`Rewrite::max_rate`] in MB/s, default 0 = no cap; `RELEASE_KB`, the step of
+//! `Replaced::release_in_steps`, default the crate's, 0 to close the replaced
+//! file at once).
+//!
+//! `PHASES=1` also prints, for the appends at or above each rewrite phase's
+//! p99, which parts of the rewrite overlapped them (begin and commit under the
+//! lock, the state write, catch-up, the release of the replaced file, and the
+//! first append after it) against the share of the time each part took.
+//! `PHASES_VERBOSE=1` lists those appends one by one with their start in
+//! `CLOCK_MONOTONIC` nanoseconds, the clock of `perf record -k mono`, so that
+//! they can be matched with a block-layer trace.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -29,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aof_compactor::{Pacing, PacingStats, Rewrite, DEFAULT_SYNC_EVERY};
+use aof_compactor::{Pacing, PacingStats, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY};
 use parking_lot::Mutex;
 
 const RECORD: &[u8] = b"*6\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$9\r\ntruck1234\r\n$5\r\nPOINT\r\n$9\r\n33.512345\r\n$10\r\n-112.26789\r\n";
@@ -47,6 +60,9 @@ struct Settings {
     sync_every: Option<u64>,
     pacing: Option<Pacing>,
     max_rate: u64,
+    /// The step of `Replaced::release_in_steps`, or `None` to close the
+    /// replaced file at once, as before it existed.
+    release_step: Option<u64>,
 }
 
 impl Settings {
@@ -71,6 +87,10 @@ impl Settings {
                 .map(|v| v.parse::<u64>().expect("SYNC_EVERY_KB is a number") * 1024),
             pacing,
             max_rate: env_u64("MAX_RATE_MB", 0) * 1_000_000,
+            release_step: match env_u64("RELEASE_KB", DEFAULT_RELEASE_STEP / 1024) {
+                0 => None,
+                kb => Some(kb * 1024),
+            },
         }
     }
 
@@ -90,7 +110,7 @@ impl Settings {
 
     fn describe(&self) -> String {
         format!(
-            "write-back every {} KiB, pacing {}, rate cap {}",
+            "write-back every {} KiB, pacing {}, rate cap {}, replaced file {}",
             self.sync_every.unwrap_or(DEFAULT_SYNC_EVERY) / 1024,
             match &self.pacing {
                 None => "default (adaptive)".to_owned(),
@@ -101,6 +121,10 @@ impl Settings {
                 "none".to_owned()
             } else {
                 format!("{} MB/s", self.max_rate / 1_000_000)
+            },
+            match self.release_step {
+                None => "closed at once".to_owned(),
+                Some(step) => format!("released in {} KiB steps", step / 1024),
             }
         )
     }
@@ -118,8 +142,44 @@ struct RewriterLog {
     busy: Duration,
 }
 
-/// Appends for `duration` and returns each append's latency in nanoseconds.
-fn append_for(file: &Mutex<File>, duration: Duration) -> Vec<u64> {
+/// One timed interval of the rewriter: what it was doing, from when to when.
+type Event = (&'static str, Instant, Instant);
+
+/// The rewriter's phases, recorded so that slow appends can be matched with
+/// what the rewrite was doing at the time.
+static PHASES: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+
+/// `t` in `CLOCK_MONOTONIC` nanoseconds, which `Instant` does not expose:
+/// both clocks are read once, and `t` is placed by its distance to that
+/// instant.
+fn mono_ns(t: Instant) -> u64 {
+    static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let &(i0, n0) = BASE.get_or_init(|| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec that the call fills in.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        (
+            Instant::now(),
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        )
+    });
+    if t >= i0 {
+        n0 + (t - i0).as_nanos() as u64
+    } else {
+        n0 - (i0 - t).as_nanos() as u64
+    }
+}
+
+fn mark(name: &'static str, start: Instant) {
+    PHASES.lock().push((name, start, Instant::now()));
+}
+
+/// Appends for `duration` and returns each append's start and latency in
+/// nanoseconds.
+fn append_for(file: &Mutex<File>, duration: Duration) -> Vec<(Instant, u64)> {
     let mut samples = Vec::new();
     let end = Instant::now() + duration;
     while Instant::now() < end {
@@ -129,9 +189,98 @@ fn append_for(file: &Mutex<File>, duration: Duration) -> Vec<u64> {
             f.write_all(RECORD).unwrap();
             f.sync_data().unwrap();
         }
-        samples.push(t.elapsed().as_nanos() as u64);
+        samples.push((t, t.elapsed().as_nanos() as u64));
     }
     samples
+}
+
+fn latencies(samples: &[(Instant, u64)]) -> Vec<u64> {
+    samples.iter().map(|&(_, ns)| ns).collect()
+}
+
+/// Prints, for the appends slower than `threshold_ns`, which of the
+/// rewriter's phases overlapped them, against the share of the time each
+/// phase took: a phase overlapping far more slow appends than its share of
+/// the time is where the tail comes from.
+fn attribute(name: &str, samples: &[(Instant, u64)], events: &[Event], threshold_ns: u64) {
+    use std::collections::BTreeMap;
+    // The appends run back to back, so their latencies add up to the
+    // phase's length.
+    let span = Duration::from_nanos(samples.iter().map(|s| s.1).sum());
+    let mut time: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut each: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for &(label, s, e) in events {
+        *time.entry(label).or_default() += e.saturating_duration_since(s);
+        each.entry(label)
+            .or_default()
+            .push(e.saturating_duration_since(s).as_nanos() as u64);
+    }
+    let slow: Vec<_> = samples.iter().filter(|s| s.1 > threshold_ns).collect();
+    let mut hits: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut none = 0;
+    for &&(start, ns) in &slow {
+        let end = start + Duration::from_nanos(ns);
+        let mut labels: Vec<&str> = events
+            .iter()
+            .filter(|&&(_, s, e)| s < end && e > start)
+            .map(|&(l, _, _)| l)
+            .collect();
+        // The first append to start after the old file was dropped carries
+        // the journal commit that frees its blocks.
+        if events
+            .iter()
+            .filter(|&&(l, _, e)| l == "drop old file" && e <= start)
+            .max_by_key(|&&(_, _, e)| e)
+            .is_some_and(|&(_, _, dropped)| {
+                !samples.iter().any(|&(t, _)| t >= dropped && t < start)
+            })
+        {
+            labels.push("first append after a drop");
+        }
+        labels.sort_unstable();
+        labels.dedup();
+        if std::env::var_os("PHASES_VERBOSE").is_some() {
+            println!(
+                "    SLOW {} {:>8.1} ms: {:?}",
+                mono_ns(start),
+                ns as f64 / 1e6,
+                labels
+            );
+        }
+        if labels.is_empty() {
+            none += 1;
+        }
+        for l in labels {
+            *hits.entry(l).or_default() += 1;
+        }
+    }
+    println!(
+        "{name}: {} of {} appends over {:.0} µs; phases overlapping them (share of slow appends / share of time):",
+        slow.len(),
+        samples.len(),
+        threshold_ns as f64 / 1000.0
+    );
+    let mut labels: Vec<&str> = time.keys().chain(hits.keys()).copied().collect();
+    labels.sort_unstable();
+    labels.dedup();
+    for l in labels {
+        let mut d = each.get(l).cloned().unwrap_or_default();
+        d.sort_unstable();
+        println!(
+            "    {:<28} {:>5.1} % / {:>5.1} %   n {:>6}  p50 {:>8.1} µs  max {:>8.1} µs",
+            l,
+            100.0 * hits.get(l).copied().unwrap_or(0) as f64 / slow.len().max(1) as f64,
+            100.0 * time.get(l).copied().unwrap_or_default().as_secs_f64() / span.as_secs_f64(),
+            d.len(),
+            if d.is_empty() { 0.0 } else { pct(&d, 0.5) },
+            if d.is_empty() { 0.0 } else { pct(&d, 1.0) },
+        );
+    }
+    println!(
+        "    {:<28} {:>5.1} %",
+        "(none)",
+        100.0 * none as f64 / slow.len().max(1) as f64
+    );
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -154,18 +303,25 @@ fn rewrite_loop(
             let _held = file.lock();
             let t = Instant::now();
             let rw = settings.begin(live);
+            mark("begin (lock)", t);
             (rw, t.elapsed())
         };
+        let t = Instant::now();
         for _ in 0..records {
             rw.write_all(RECORD).unwrap();
         }
+        mark("state write", t);
+        let t = Instant::now();
         rw.catch_up().unwrap();
+        mark("catch_up", t);
         let stats: PacingStats = rw.pacing_stats();
         let mut f = file.lock();
         let t = Instant::now();
         let committed = rw.commit().unwrap();
+        let replaced = committed.replaced;
         let old = std::mem::replace(&mut *f, committed.file);
         drop(f);
+        mark("commit (lock)", t);
         {
             let mut log = log.lock();
             log.held.push((begin_held + t.elapsed()).as_nanos() as u64);
@@ -179,7 +335,15 @@ fn rewrite_loop(
         }
         // Closing the last handle of the replaced file frees its blocks, which
         // for a large file takes a while; it happens after the lock is released.
+        let t = Instant::now();
         drop(old);
+        match settings.release_step {
+            None => drop(replaced),
+            Some(step) => {
+                replaced.release_in_steps(step).unwrap();
+            }
+        }
+        mark("drop old file", t);
     }
 }
 
@@ -204,7 +368,8 @@ fn during(
     settings: &Settings,
     phase: Duration,
     log: &Arc<Mutex<RewriterLog>>,
-) -> Vec<u64> {
+    events: &mut Vec<Event>,
+) -> Vec<(Instant, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let rewriter = {
         let (live, file, stop, log, settings) = (
@@ -214,11 +379,15 @@ fn during(
             log.clone(),
             settings.clone(),
         );
-        std::thread::spawn(move || rewrite_loop(&live, &file, state_mb, &settings, &stop, &log))
+        std::thread::Builder::new()
+            .name("rewriter".into())
+            .spawn(move || rewrite_loop(&live, &file, state_mb, &settings, &stop, &log))
+            .unwrap()
     };
     let samples = append_for(file, phase);
     stop.store(true, Ordering::Relaxed);
     rewriter.join().unwrap();
+    events.append(&mut PHASES.lock());
     samples
 }
 
@@ -256,12 +425,15 @@ fn main() {
     let state_mb = env_u64("STATE_MB", 32);
     let rounds = env_u64("ROUNDS", 3);
     let settings = Settings::from_env();
+    // Fixes the base of the monotonic timestamps before any append.
+    mono_ns(Instant::now());
     // The peer: the settings before pacing existed (no pacing, 4 MiB
     // write-back steps), measured in the same run.
     let before = Settings {
         sync_every: Some(4 * 1024 * 1024),
         pacing: Some(Pacing::off()),
         max_rate: 0,
+        release_step: None,
     };
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("appendonly.aof");
@@ -277,25 +449,45 @@ fn main() {
     // falls on every side alike.
     let phase = Duration::from_secs(seconds).div_f64(rounds as f64);
     let (mut alone, mut with_settings, mut with_before) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ev_settings, mut ev_before) = (Vec::new(), Vec::new());
     let (log, log_before) = (
         Arc::new(Mutex::new(RewriterLog::default())),
         Arc::new(Mutex::new(RewriterLog::default())),
     );
     for round in 0..rounds {
         settle(dir.path());
-        alone.extend(append_for(&file, phase));
+        alone.extend(latencies(&append_for(&file, phase)));
         // Which rewrite phase goes first alternates, so that whatever one
         // leaves behind falls on the other as often as the other way round.
         for first in [round % 2 == 0, round % 2 == 1] {
             settle(dir.path());
             if first {
-                with_settings.extend(during(&live, &file, state_mb, &settings, phase, &log));
+                with_settings.extend(during(
+                    &live,
+                    &file,
+                    state_mb,
+                    &settings,
+                    phase,
+                    &log,
+                    &mut ev_settings,
+                ));
             } else {
-                with_before.extend(during(&live, &file, state_mb, &before, phase, &log_before));
+                with_before.extend(during(
+                    &live,
+                    &file,
+                    state_mb,
+                    &before,
+                    phase,
+                    &log_before,
+                    &mut ev_before,
+                ));
             }
         }
     }
     alone.sort_unstable();
+    let (timed_settings, timed_before) = (with_settings, with_before);
+    let mut with_settings = latencies(&timed_settings);
+    let mut with_before = latencies(&timed_before);
     with_settings.sort_unstable();
     with_before.sort_unstable();
 
@@ -337,6 +529,17 @@ fn main() {
         pct(&with_settings, 0.99) / pct(&alone, 0.99),
         pct(&with_before, 0.99) / pct(&alone, 0.99)
     );
+    if std::env::var_os("PHASES").is_some() {
+        // The appends at or above the phase's p99 are its tail.
+        let tail = |s: &[u64]| (pct(s, 0.99) * 1000.0) as u64 - 1;
+        attribute(
+            "settings",
+            &timed_settings,
+            &ev_settings,
+            tail(&with_settings),
+        );
+        attribute("before", &timed_before, &ev_before, tail(&with_before));
+    }
     println!(
         "columns: ratio = p99 / alone p99; rwrts = rewrites completed; MB/s = rewriter throughput while running; lock ms = p50 appender lock held per rewrite (begin + commit); yields/steps = paced steps after which the live file had grown / all paced steps; min KiB = shortest step"
     );

@@ -101,15 +101,23 @@
 //! old one, then the directory is fsynced. A crash leaves either file whole.
 //!
 //! **Pacing.** By default ([`Pacing::adaptive`]) the compacted state is
-//! written back in steps of at most [`Rewrite::sync_every`] bytes (1 MiB),
-//! with at most [`Pacing::in_flight`] steps (2) under write-back: the writer
-//! waits for the oldest before starting another. After each step the live
-//! file's length is read; if it grew, the next step is [`Pacing::min_step`]
-//! (64 KiB) and only one step is under write-back
+//! written back in steps that end on page boundaries, of at most
+//! [`Rewrite::sync_every`] bytes (1 MiB), with at most [`Pacing::in_flight`]
+//! steps (2) under write-back: the writer waits for the oldest before
+//! starting another. The first step is [`Pacing::min_step`] (64 KiB), and
+//! each step after which the live file has not grown doubles the next. If it
+//! grew, the next step is `min_step` and only one step is under write-back
 //! at a time, which holds until the file has not grown for [`Pacing::hold`]
-//! (1 s); after that each step is `min_step` longer than the last (never
-//! above `sync_every`). [`Pacing::off`] starts write-back and never waits.
-//! [`Rewrite::max_rate`] is a fixed cap on top of either.
+//! (1 s); after that the steps double again (never above `sync_every`).
+//! [`Pacing::off`] starts write-back and never waits. [`Rewrite::max_rate`]
+//! is a fixed cap on top of either.
+//!
+//! **Releasing the replaced file.** [`Committed::replaced`] is the file the
+//! commit replaced; [`Replaced::release`], called once the appender is
+//! released, shrinks it in 1 MiB steps with an `fdatasync` each, so that its
+//! blocks are not freed in one journal commit (one discard as long as the
+//! file, on a file system mounted with `discard`). It shrinks only a file no
+//! name points to any more.
 //!
 //! # Crate features
 //!
@@ -145,7 +153,9 @@ pub use crate::compactor::{
 pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::pacing::{Pacing, PacingStats, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
-pub use crate::rewrite::{clean_leftovers, Committed, Rewrite, DEFAULT_SYNC_EVERY};
+pub use crate::rewrite::{
+    clean_leftovers, Committed, Replaced, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY,
+};
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
 
 /// The README's code blocks, compiled and run as doc tests so that the

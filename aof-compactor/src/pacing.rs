@@ -9,18 +9,20 @@
 //!
 //! * the state is written back in steps, and at most [`Pacing::in_flight`]
 //!   steps are under write-back at once: the writer waits for the oldest
-//!   before starting another;
+//!   before starting another. Each step ends on a page boundary, so that no
+//!   page is sent to the disk twice;
+//! * the first step is [`Pacing::min_step`], since the pacer has not yet
+//!   seen whether anybody appends, and each step without growth of the live
+//!   file doubles the next, up to [`Rewrite::sync_every`];
 //! * after each step the live file's length is read (one `fstat`). If it grew,
 //!   an appender is writing: the next step drops to [`Pacing::min_step`],
 //!   and only one step is under write-back at a time.
 //!   The rewrite stays that way until the live file has not grown for
-//!   [`Pacing::hold`]; then each step is one `min_step` longer than the last,
-//!   up to [`Rewrite::sync_every`], with `in_flight` steps again (additive
-//!   increase, and a drop to the floor at the first sign of an appender).
-//!   When nobody appends the rewrite runs
-//!   at full speed in full steps; while somebody does, even once a second,
-//!   each of their syncs finds at most one short step of the rewrite under
-//!   write-back.
+//!   [`Pacing::hold`]; then the steps double again, with `in_flight` steps
+//!   in flight. When nobody appends the rewrite reaches full steps after
+//!   four (under 1 MiB with the defaults) and stays there; while somebody
+//!   does, even once a second, each of their syncs finds at most one short
+//!   step of the rewrite under write-back.
 //!
 //! A step's own write-back time is not the signal: on a disk shared with
 //! other work it rises for reasons that have nothing to do with the appender,
@@ -103,9 +105,9 @@ impl Pacing {
         self
     }
 
-    /// The shortest step, in bytes, that the pacer shrinks to while an
-    /// appender writes, and the amount a step grows by after each step
-    /// without appends; at least 4 KiB. A step is never longer than
+    /// The shortest step, in bytes: the first step of a rewrite, and the
+    /// step the pacer drops to while an appender writes (steps without appends
+    /// double from it); at least 4 KiB. A step is never longer than
     /// [`Rewrite::sync_every`](crate::Rewrite::sync_every).
     ///
     /// Default: [`DEFAULT_MIN_STEP`] (64 KiB).
@@ -159,7 +161,8 @@ pub(crate) struct Pacer {
 
 impl Pacer {
     /// A pacer whose steps range from `pacing.min_step` to `max_step`
-    /// (`Rewrite::sync_every`), starting at `max_step`.
+    /// (`Rewrite::sync_every`), starting at the shortest: whether anybody
+    /// appends is known only after the first step.
     pub(crate) fn new(pacing: &Pacing, max_step: u64) -> Self {
         let min_step = pacing.min_step.min(max_step).max(1);
         Pacer {
@@ -167,7 +170,7 @@ impl Pacer {
             max_step: max_step.max(min_step),
             in_flight: pacing.in_flight.max(1) as usize,
             hold: pacing.hold,
-            step: max_step.max(min_step),
+            step: min_step,
             grew_at: None,
             holding: false,
             stats: PacingStats::default(),
@@ -208,7 +211,7 @@ impl Pacer {
             .grew_at
             .is_some_and(|t| now.saturating_duration_since(t) < self.hold);
         if !self.holding {
-            self.step = (self.step + self.min_step).min(self.max_step);
+            self.step = (self.step * 2).min(self.max_step);
         }
         self.step
     }
@@ -243,14 +246,16 @@ mod tests {
     }
 
     #[test]
-    fn without_appends_every_step_is_full_length() {
+    fn without_appends_the_steps_double_from_the_minimum_to_full_length() {
         let t0 = Instant::now();
         let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
-        assert_eq!(p.step_len(), 1024 * KIB);
-        assert_eq!(run(&mut p, t0, &quiet(0, 20)), [(1024, 2); 20]);
+        assert_eq!(p.step_len(), 64 * KIB);
+        let mut expected = vec![(128, 2), (256, 2), (512, 2)];
+        expected.extend([(1024, 2); 17]);
+        assert_eq!(run(&mut p, t0, &quiet(0, 20)), expected);
         assert_eq!(p.stats().yields, 0);
         assert_eq!(p.stats().steps, 20);
-        assert_eq!(p.stats().shortest_step, 1024 * KIB);
+        assert_eq!(p.stats().shortest_step, 64 * KIB);
     }
 
     #[test]
@@ -274,19 +279,10 @@ mod tests {
             run(&mut p, t0, &[(10, false), (500, false), (1001, false)]),
             [(64, 1), (64, 1), (64, 1)]
         );
-        // From one second on, each quiet step adds 64 KiB, with two in flight.
+        // From one second on, each quiet step doubles, with two in flight.
         assert_eq!(
-            run(&mut p, t0, &quiet(1002, 8)),
-            [
-                (128, 2),
-                (192, 2),
-                (256, 2),
-                (320, 2),
-                (384, 2),
-                (448, 2),
-                (512, 2),
-                (512, 2)
-            ]
+            run(&mut p, t0, &quiet(1002, 5)),
+            [(128, 2), (256, 2), (512, 2), (512, 2), (512, 2)]
         );
     }
 
@@ -317,7 +313,7 @@ mod tests {
                 t0,
                 &[(0, true), (5, false), (10, false), (11, false), (12, false)]
             ),
-            [(256, 1), (256, 1), (512, 2), (768, 2), (1024, 2)]
+            [(256, 1), (256, 1), (512, 2), (1024, 2), (1024, 2)]
         );
     }
 

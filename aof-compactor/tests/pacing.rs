@@ -1,5 +1,6 @@
-//! The adaptive pacing on real files: full write-back steps while nobody
-//! appends, minimum steps while the live file grows, and
+//! The adaptive pacing on real files: steps that double up to full length
+//! while nobody appends, minimum steps while the live file grows, steps on
+//! page boundaries, and
 //! the same bytes in the end whatever the pacing did.
 
 use std::fs::{self, OpenOptions};
@@ -51,38 +52,66 @@ fn check(pacing: Pacing, chunks: usize, append_before: impl Fn(usize) -> bool) -
 }
 
 #[test]
-fn without_appends_every_step_is_full_length() {
-    // 8 MiB in 1 MiB steps.
+fn without_appends_the_steps_double_up_to_full_length() {
+    // 8 MiB: steps of 64, 128, 256 and 512 KiB, then seven of 1 MiB; the
+    // last 64 KiB are left to catch_up.
     let stats = check(Pacing::adaptive(), 128, |_| false);
-    assert_eq!(stats.steps, 8);
+    assert_eq!(stats.steps, 4 + 7);
     assert_eq!(stats.yields, 0);
-    assert_eq!(stats.shortest_step, MIB as u64);
+    assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
 }
 
 #[test]
 fn appends_drop_the_steps_to_the_minimum() {
     // An append before every 64 KiB chunk: every step sees the file grow,
-    // so the first step is the full 1 MiB and the other 48 are 64 KiB.
+    // so every step, the first included, is 64 KiB.
     let stats = check(Pacing::adaptive(), 64, |_| true);
     assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
     assert_eq!(stats.yields, stats.steps);
-    assert_eq!(stats.steps, 1 + (64 - 1024 / 64));
+    assert_eq!(stats.steps, 64);
 }
 
 #[test]
 fn steps_stay_short_for_the_hold_and_grow_back_after_it() {
     // Appends during the first 2 MiB only. With an hour's hold the rest of
-    // the rewrite stays at 64 KiB steps; with no hold the steps grow back by
-    // 64 KiB each right after the appends stop. (The default hold is a
+    // the rewrite stays at 64 KiB steps; with no hold the steps double
+    // right after the appends stop. (The default hold is a
     // second; an hour keeps the test free of timing.)
     let hour = Duration::from_secs(3600);
     let held = check(Pacing::adaptive().hold(hour), 256, |i| i < 32);
     assert_eq!(held.shortest_step, DEFAULT_MIN_STEP);
-    assert_eq!(held.steps, 1 + (256 - 16));
+    assert_eq!(held.steps, 256);
     let released = check(Pacing::adaptive().hold(Duration::ZERO), 256, |i| i < 32);
     assert_eq!(released.shortest_step, DEFAULT_MIN_STEP);
     assert!(released.yields < released.steps, "{released:?}");
     assert!(released.steps < held.steps / 2, "{released:?} vs {held:?}");
+}
+
+#[test]
+fn steps_end_on_page_boundaries_whatever_the_record_size() {
+    // 83-byte records with an append every 500 of them: a step that ended
+    // where the bytes did would almost never end on a 4 KiB page.
+    let (_dir, live) = live_file(b"old\n");
+    let mut appender = OpenOptions::new().append(true).open(&live).unwrap();
+    let mut rw = Rewrite::begin(&live).unwrap();
+    let record = [b'r'; 83];
+    let mut appended = Vec::new();
+    for i in 0..40_000 {
+        if i % 500 == 0 {
+            let line = format!("set k {i}\n");
+            appender.write_all(line.as_bytes()).unwrap();
+            appended.extend_from_slice(line.as_bytes());
+        }
+        rw.write_all(&record).unwrap();
+    }
+    rw.catch_up().unwrap();
+    let stats = rw.pacing_stats();
+    rw.commit().unwrap();
+    assert!(stats.steps > 40, "{stats:?}");
+    assert_eq!(stats.shortest_step % 4096, 0, "{stats:?}");
+    let mut expected = record.repeat(40_000);
+    expected.extend_from_slice(&appended);
+    assert_eq!(fs::read(&live).unwrap(), expected);
 }
 
 #[test]
