@@ -539,6 +539,7 @@ impl Journal {
         let mut inner = self.inner.lock();
         Self::write_buf(&self.path, &mut inner)?;
         let committed = rewrite.commit().map_err(rewrite_err)?;
+        let replaced = committed.replaced;
         let old = std::mem::replace(&mut inner.file, committed.file);
         inner.written = committed.len;
         // The commit fsynced the new file before it replaced the old one.
@@ -547,8 +548,13 @@ impl Journal {
         self.len
             .store(committed.len + inner.buf.len() as u64, Relaxed);
         drop(inner);
-        // Closing the replaced file frees its blocks, which can take a while; not under the lock.
+        // Freeing the replaced file's blocks can take a while, so it is done outside the lock, and a
+        // step at a time, so that it does not queue in front of the appenders' next fsyncs as one
+        // discard as long as the file. `replaced` keeps the blocks until then.
         drop(old);
+        if let Err(e) = replaced.release() {
+            tracing::warn!(error = %e, "freeing the replaced hook journal in steps failed; it is freed when closed");
+        }
         Ok(committed.len)
     }
 }
@@ -726,6 +732,29 @@ mod tests {
             Journal::open(&path),
             Err(Error::JournalCorrupt { .. })
         ));
+    }
+
+    #[test]
+    fn compaction_frees_the_replaced_file_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hooks.journal");
+        let j = Journal::open(&path).unwrap().journal;
+        let hook: Arc<str> = Arc::from("h");
+        for i in 0..1000 {
+            j.enqueue(i, &hook, i, &payload(i));
+            j.done(i);
+        }
+        j.flush(false).unwrap();
+        // A reader's handle on the old file sees it shrink as its blocks are freed in steps.
+        let old = std::fs::File::open(&path).unwrap();
+        assert!(old.metadata().unwrap().len() > 0);
+        j.compact().unwrap();
+        assert_eq!(
+            old.metadata().unwrap().len(),
+            0,
+            "the replaced journal was not released"
+        );
+        assert!(std::fs::metadata(&path).unwrap().len() > 0);
     }
 
     #[test]

@@ -220,13 +220,27 @@ fn rewrite(shared: &Shared) -> Result<Report, ShrinkError> {
             return Err(ShrinkError::Io(msg));
         }
     };
-    let after_len = committed.len;
-    core.aof.replace(committed.file, after_len);
+    let aof_compactor::Committed {
+        file,
+        len: after_len,
+        tail_len,
+        replaced,
+        ..
+    } = committed;
+    core.aof.replace(file, after_len);
     *shared.last_shrink.lock() = Some((start_offset, after_len));
+    drop(core);
+    // `replaced` holds the old file open, so its blocks were not freed when
+    // the log let go of it under the lock; they are freed here, outside it,
+    // a step at a time, so that a large file's freeing does not queue in
+    // front of the next appends' fsyncs as one long discard.
+    if let Err(e) = replaced.release() {
+        tracing::warn!(error = %e, "freeing the replaced append-only file in steps failed; it is freed when closed");
+    }
     Ok(Report {
         before,
         snapshot,
-        tail: committed.tail_len,
+        tail: tail_len,
         after: after_len,
     })
 }
