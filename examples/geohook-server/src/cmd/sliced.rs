@@ -562,6 +562,16 @@ mod tests {
         n: usize,
     }
 
+    /// Spins until a writer waits for (or holds) the lock, which a test's
+    /// visitor asked for, for at most a minute.
+    fn wait_for_writer(lock: &RwLock<Database>) {
+        let give_up = Instant::now() + std::time::Duration::from_secs(60);
+        while !lock.is_locked_exclusive() {
+            assert!(Instant::now() < give_up, "the writer never came");
+            std::thread::yield_now();
+        }
+    }
+
     impl Visitor for Halfway<'_> {
         type Mark = usize;
         fn visit(&mut self, _: &str, _: &Item, _: Option<f64>) -> Result<Flow, CmdError> {
@@ -569,11 +579,7 @@ mod tests {
             if self.n == SLICE / 2 {
                 if let Some(go) = self.go.take() {
                     go.send(()).unwrap();
-                    let give_up = Instant::now() + std::time::Duration::from_secs(60);
-                    while !self.lock.is_locked_exclusive() {
-                        assert!(Instant::now() < give_up, "the writer never came");
-                        std::thread::yield_now();
-                    }
+                    wait_for_writer(self.lock);
                 }
             }
             Ok(Flow::Go)
@@ -655,11 +661,7 @@ mod tests {
             self.seen.push(id.to_owned());
             if calls.is_multiple_of(self.every) {
                 self.ask.send(()).unwrap();
-                let give_up = Instant::now() + std::time::Duration::from_secs(60);
-                while !self.lock.is_locked_exclusive() {
-                    assert!(Instant::now() < give_up, "the writer never came");
-                    std::thread::yield_now();
-                }
+                wait_for_writer(self.lock);
             }
             Ok(Flow::Go)
         }
