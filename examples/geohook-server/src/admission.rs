@@ -157,34 +157,41 @@ struct Shape {
 fn shape(args: &[Vec<u8>]) -> Shape {
     let mut s = Shape::default();
     let mut i = 2;
+    // Lowered into a buffer of the longest option's length, so that the
+    // check allocates nothing; a longer word is no option and ends the scan.
+    let mut lowered = [0u8; 8];
     while let Some(word) = args.get(i) {
-        let word = String::from_utf8_lossy(word).to_ascii_lowercase();
-        let takes = match word.as_str() {
-            "limit" => {
+        let Some(buf) = lowered.get_mut(..word.len()) else {
+            break;
+        };
+        buf.copy_from_slice(word);
+        buf.make_ascii_lowercase();
+        let takes = match &*buf {
+            b"limit" => {
                 s.limit = args
                     .get(i + 1)
                     .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
                 1
             }
-            "cursor" => 1,
-            "hashes" => 1,
-            "match" => {
+            b"cursor" => 1,
+            b"hashes" => 1,
+            b"match" => {
                 s.filtered = true;
                 1
             }
             // A filtered search is heavy on a large collection whatever
             // follows, so the scan can stop here (a WHERE expression takes
             // one argument, a range three, WHEREIN a counted list).
-            "where" | "wherein" => {
+            b"where" | b"wherein" => {
                 s.filtered = true;
                 break;
             }
-            "buffer" => 1,
-            "count" => {
+            b"buffer" => 1,
+            b"count" => {
                 s.count = true;
                 0
             }
-            "asc" | "desc" | "nofields" | "distance" | "ids" | "objects" | "points" => 0,
+            b"asc" | b"desc" | b"nofields" | b"distance" | b"ids" | b"objects" | b"points" => 0,
             _ => break,
         };
         i += 1 + takes;
@@ -208,11 +215,14 @@ pub(crate) fn is_heavy(
             let Some(key) = args.get(1) else {
                 return false;
             };
-            if collection_len(&String::from_utf8_lossy(key)) <= HEAVY_OBJECTS {
+            // The shape first: it reads only the arguments, where the
+            // collection's size takes the database's lock, which a search
+            // with a small LIMIT (most of them) then need not take twice.
+            let s = shape(args);
+            if !(s.count || s.filtered || s.limit.unwrap_or(SMALL_LIMIT) > SMALL_LIMIT) {
                 return false;
             }
-            let s = shape(args);
-            s.count || s.filtered || s.limit.unwrap_or(SMALL_LIMIT) > SMALL_LIMIT
+            collection_len(&String::from_utf8_lossy(key)) > HEAVY_OBJECTS
         }
     }
 }

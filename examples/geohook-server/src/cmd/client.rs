@@ -30,10 +30,10 @@ struct Entry {
     addr: String,
     fd: RawFd,
     opened: Instant,
-    /// Milliseconds from [`EPOCH`] to the connection's last command; an
-    /// atomic, so that recording a command takes only the registry's read
-    /// lock.
-    last_ms: AtomicU64,
+    /// Milliseconds from [`EPOCH`] to the connection's last command,
+    /// shared with the connection's [`Session`], which records each command
+    /// in it without taking the registry's lock.
+    last_ms: Arc<AtomicU64>,
     name: Mutex<String>,
 }
 
@@ -50,7 +50,15 @@ fn since_epoch_ms() -> u64 {
 /// A connection's place in the registry, removed when dropped. The
 /// connection must drop it before its socket closes.
 #[derive(Debug)]
-pub(crate) struct Registered(u64);
+pub(crate) struct Registered(u64, Arc<AtomicU64>);
+
+impl Registered {
+    /// The entry's last-command time, for the connection's
+    /// [`Session::last_ms`].
+    pub(crate) fn last_ms(&self) -> Arc<AtomicU64> {
+        self.1.clone()
+    }
+}
 
 impl Drop for Registered {
     fn drop(&mut self) {
@@ -64,17 +72,19 @@ pub(crate) fn register(id: u64, addr: String, fd: RawFd) -> Registered {
         addr,
         fd,
         opened: Instant::now(),
-        last_ms: AtomicU64::new(since_epoch_ms()),
+        last_ms: Arc::new(AtomicU64::new(since_epoch_ms())),
         name: Mutex::new(String::new()),
     };
+    let last_ms = entry.last_ms.clone();
     CLIENTS.write().insert(id, Arc::new(entry));
-    Registered(id)
+    Registered(id, last_ms)
 }
 
-/// Records that the connection `id` ran a command now (LIST's `idle`).
-pub(crate) fn touch(id: u64) {
-    if let Some(e) = CLIENTS.read().get(&id) {
-        e.last_ms.store(since_epoch_ms(), Ordering::Relaxed);
+/// Records that the session's connection ran a command now (LIST's
+/// `idle`); nothing for a session that is not registered.
+pub(crate) fn touch(session: &Session) {
+    if let Some(last) = &session.last_ms {
+        last.store(since_epoch_ms(), Ordering::Relaxed);
     }
 }
 
@@ -219,6 +229,21 @@ mod tests {
 
     fn args(line: &str) -> Vec<Vec<u8>> {
         line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_command_moves_the_registered_entrys_idle_time() {
+        let mut session = Session::new(true);
+        let registered = register(session.id, "127.0.0.1:1".into(), -1);
+        session.last_ms = Some(registered.last_ms());
+        let entry = CLIENTS.read().get(&session.id).cloned().unwrap();
+        // As if the last command ran when the registry's clock began.
+        entry.last_ms.store(0, Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        touch(&session);
+        assert!(entry.last_ms.load(Ordering::Relaxed) >= 5);
+        drop(registered);
+        assert!(CLIENTS.read().get(&session.id).is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`CmdError`], rendered once for RESP and once for JSON.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use geohook_resp::{Proto, Reply};
@@ -39,6 +40,10 @@ pub(crate) struct Session {
     pub(crate) announced: geohook_repl::Announced,
     /// The peer's address (`ip:port`), as MONITOR lines show it.
     pub(crate) addr: String,
+    /// The connection's last-command time in CLIENT LIST's registry, shared
+    /// with its entry there so that a command records it without the
+    /// registry's lock; `None` for a session that is not registered.
+    pub(crate) last_ms: Option<Arc<AtomicU64>>,
 }
 
 impl Session {
@@ -57,6 +62,7 @@ impl Session {
             flushed_in_place: false,
             announced: geohook_repl::Announced::default(),
             addr: String::new(),
+            last_ms: None,
         }
     }
 }

@@ -29,7 +29,7 @@ use geohook_resp::Reply;
 /// way, which does not wait).
 pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
     let ctx = Ctx::new(session.json);
-    client::touch(session.id);
+    client::touch(session);
     let spec = spec::lookup(&lower(&args[0]));
     let reply = run(shared, session, &ctx, spec, args);
     finish(shared, session, &ctx, spec, args, reply)
@@ -50,7 +50,7 @@ pub(crate) async fn execute_async(
     args: &[Vec<u8>],
 ) -> Reply {
     let ctx = Ctx::new(session.json);
-    client::touch(session.id);
+    client::touch(session);
     let spec = spec::lookup(&lower(&args[0]));
     let reply = match route(shared, session, &ctx, spec, args) {
         Err(e) => Err(e),

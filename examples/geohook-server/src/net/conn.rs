@@ -57,6 +57,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         .unwrap_or_default();
     session.addr.clone_from(&peer);
     let registered = crate::cmd::client::register(session.id, peer, stream.as_raw_fd());
+    session.last_ms = Some(registered.last_ms());
     let limits = shared.opts.limits;
     let budget = shared.opts.output;
     let mut parsed = resp::ArgBufs::default();
