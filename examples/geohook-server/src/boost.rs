@@ -125,7 +125,9 @@ fn turns() -> &'static Turns {
 #[must_use = "the boost ends when this is dropped"]
 pub(crate) struct Boost {
     restore: Option<libc::c_int>,
-    turn: Option<&'static Turns>,
+    /// Dropped after [`Boost::drop`] has lowered the thread again, so that
+    /// no more than `holders` threads are ever raised together.
+    _turn: Turn,
 }
 
 impl Boost {
@@ -139,19 +141,13 @@ impl Boost {
     }
 
     fn hold_in(turns: &'static Turns) -> Boost {
-        let Some(lowered) = LOWERED.with(Cell::get) else {
-            return Boost {
-                restore: None,
-                turn: None,
-            };
-        };
-        let turn = (!HELD.with(Cell::get)).then(|| {
-            turns.take();
-            turns
-        });
+        let turn = Turn::hold_in(turns);
+        let restore = LOWERED
+            .with(Cell::get)
+            .filter(|_| set_policy(libc::SCHED_OTHER));
         Boost {
-            restore: set_policy(libc::SCHED_OTHER).then_some(lowered),
-            turn,
+            restore,
+            _turn: turn,
         }
     }
 }
@@ -202,11 +198,6 @@ impl Drop for Boost {
     fn drop(&mut self) {
         if let Some(policy) = self.restore {
             set_policy(policy);
-        }
-        // Lowered again before the turn is given back, so that no more than
-        // `holders` threads are ever raised together.
-        if let Some(turns) = self.turn {
-            turns.give();
         }
     }
 }

@@ -566,7 +566,7 @@ mod tests {
     /// visitor asked for, for at most a minute.
     fn wait_for_writer(lock: &RwLock<Database>) {
         let give_up = Instant::now() + std::time::Duration::from_secs(60);
-        while !lock.is_locked_exclusive() {
+        while !writer_waits(lock) {
             assert!(Instant::now() < give_up, "the writer never came");
             std::thread::yield_now();
         }
