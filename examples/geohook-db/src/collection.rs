@@ -1061,45 +1061,57 @@ enum Cand<'a> {
     Exact(&'a Slot),
 }
 
+/// A candidate and its place in the walk's order.
 struct Queued<'a> {
-    dist: f64,
+    /// The order as one integer, the nearest the largest (`BinaryHeap` is a
+    /// max-heap): the complement of the distance's bits shifted left by one,
+    /// whose low bit is set for an exact item and clear for a bound (a node
+    /// or a leaf not measured yet). A distance is never negative, so its
+    /// bits order as the numbers do, and the shift drops only the sign of a
+    /// zero. At equal distance bounds thus come out before exact items, so
+    /// every item at that distance is exact before the first is yielded;
+    /// exact items then come out in id order.
+    key: u64,
     cand: Cand<'a>,
 }
 
-impl Queued<'_> {
-    /// At equal distance nodes and bounded leaves come out before exact items, so
-    /// every item at that distance is exact before the first is yielded; exact
-    /// items then come out in id order.
-    fn rank(&self) -> u8 {
-        match self.cand {
-            Cand::Node(_) | Cand::Points(_) => 0,
-            Cand::Leaf(_) => 1,
-            Cand::Exact(..) => 2,
+impl<'a> Queued<'a> {
+    #[inline(always)]
+    fn new(dist: f64, cand: Cand<'a>) -> Self {
+        let exact = matches!(cand, Cand::Exact(_));
+        Queued {
+            key: !((dist.to_bits() << 1) | u64::from(exact)),
+            cand,
         }
+    }
+
+    /// The distance the key was made from.
+    #[inline(always)]
+    fn dist(&self) -> f64 {
+        f64::from_bits(!self.key >> 1)
     }
 }
 
 impl PartialEq for Queued<'_> {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 impl Eq for Queued<'_> {}
 impl PartialOrd for Queued<'_> {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 impl Ord for Queued<'_> {
-    /// Reversed, because `BinaryHeap` is a max-heap and the walk wants the minimum.
     /// Ids are compared only between exact items at equal distance: the heap
     /// compares on every push and pop, and distances almost always differ.
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .dist
-            .total_cmp(&self.dist)
-            .then_with(|| other.rank().cmp(&self.rank()))
+        self.key
+            .cmp(&other.key)
             .then_with(|| match (&self.cand, &other.cand) {
                 (Cand::Exact(a), Cand::Exact(b)) => b.id.cmp(&a.id),
                 _ => Ordering::Equal,
@@ -1129,6 +1141,11 @@ struct Nearest<'a> {
     /// from the antipode, so nodes wholly nearer than `after` are skipped.
     /// Such a walk also keys nodes by their exact distance (see `bound`).
     antipode: Option<Point>,
+    /// The nearest candidate offered since the last one was taken, when it
+    /// is nearer than everything in `heap`: held out of the heap, because
+    /// it is usually the next one taken (the nearest child of the node just
+    /// opened), which then costs no push and no pop.
+    held: Option<Queued<'a>>,
     heap: BinaryHeap<Queued<'a>>,
 }
 
@@ -1138,16 +1155,10 @@ impl<'a> Nearest<'a> {
         // not grow the heap several times.
         let mut heap = BinaryHeap::with_capacity(64);
         if col.tree.size() > 0 {
-            heap.push(Queued {
-                dist: 0.0,
-                cand: Cand::Node(col.tree.root()),
-            });
+            heap.push(Queued::new(0.0, Cand::Node(col.tree.root())));
         }
         if col.points.len() > 0 {
-            heap.push(Queued {
-                dist: 0.0,
-                cand: Cand::Points(col.points.root()),
-            });
+            heap.push(Queued::new(0.0, Cand::Points(col.points.root())));
         }
         // Widened by a hair beyond the rounding of its trigonometry; a
         // superset only costs a bound computation.
@@ -1167,8 +1178,43 @@ impl<'a> Nearest<'a> {
             window,
             after: f64::NEG_INFINITY,
             antipode: None,
+            held: None,
             heap,
         }
+    }
+
+    /// Queues a candidate: held when it is nearer than the one held (which
+    /// then goes to the heap), into the heap otherwise.
+    #[inline(always)]
+    fn push(&mut self, q: Queued<'a>) {
+        match &mut self.held {
+            None => self.held = Some(q),
+            Some(h) if q > *h => self.heap.push(std::mem::replace(h, q)),
+            Some(_) => self.heap.push(q),
+        }
+    }
+
+    /// Takes the nearest candidate, held or queued.
+    #[inline(always)]
+    fn pop(&mut self) -> Option<Queued<'a>> {
+        match self.held.take() {
+            None => self.heap.pop(),
+            Some(h) => {
+                if self.heap.peek().is_some_and(|top| *top > h) {
+                    self.held = Some(h);
+                    self.heap.pop()
+                } else {
+                    Some(h)
+                }
+            }
+        }
+    }
+
+    /// True when `dist` is strictly nearer than every candidate queued.
+    #[inline(always)]
+    fn nearer_than_all(&self, dist: f64) -> bool {
+        self.held.as_ref().is_none_or(|h| dist < h.dist())
+            && self.heap.peek().is_none_or(|top| dist < top.dist())
     }
 
     /// Leaves out every item at `after` meters or nearer (none at minus
@@ -1222,12 +1268,14 @@ impl<'a> Nearest<'a> {
     }
 
     /// False when `r` lies wholly outside the radius's window.
+    #[inline(always)]
     fn in_window(&self, r: &Rect) -> bool {
         self.window.as_ref().is_none_or(|w| w.intersects(r))
     }
 
     /// Queues `cand`, whose box is `r`, unless it is outside the radius;
     /// true when it was queued.
+    #[inline(always)]
     fn offer(&mut self, r: &Rect, cand: Cand<'a>) -> bool {
         if !self.in_window(r) {
             return false;
@@ -1241,12 +1289,13 @@ impl<'a> Nearest<'a> {
         }
         let dist = self.bound(r);
         if dist <= self.max {
-            self.heap.push(Queued { dist, cand });
+            self.push(Queued::new(dist, cand));
             return true;
         }
         false
     }
 
+    #[inline(always)]
     fn bound(&self, r: &Rect) -> f64 {
         let (lo, hi) = (r.lo, r.hi);
         let (x0, y0, x1, y1) = (
@@ -1281,7 +1330,7 @@ impl<'a> Iterator for Nearest<'a> {
     type Item = (&'a str, &'a Item, f64);
 
     fn next(&mut self) -> Option<Self::Item> {
-        while let Some(q) = self.heap.pop() {
+        while let Some(q) = self.pop() {
             match q.cand {
                 Cand::Node(node) => {
                     for child in node.children() {
@@ -1336,15 +1385,12 @@ impl<'a> Iterator for Nearest<'a> {
                     // Strictly nearer than everything queued: yield at once and
                     // save a push and a pop. Ties go through the heap, which
                     // orders them by id.
-                    if self.heap.peek().is_none_or(|top| dist < top.dist) {
+                    if self.nearer_than_all(dist) {
                         return Some((slot.id.as_str(), &slot.item, dist));
                     }
-                    self.heap.push(Queued {
-                        dist,
-                        cand: Cand::Exact(slot),
-                    });
+                    self.push(Queued::new(dist, Cand::Exact(slot)));
                 }
-                Cand::Exact(slot) => return Some((slot.id.as_str(), &slot.item, q.dist)),
+                Cand::Exact(slot) => return Some((slot.id.as_str(), &slot.item, q.dist())),
             }
         }
         None

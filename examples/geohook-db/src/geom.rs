@@ -751,6 +751,7 @@ impl LowerBound {
     /// A lower bound, in meters, of the distance from the centre to every point
     /// of the rectangle. The slack absorbs rounding differences against the
     /// haversine of an exact distance, so that the bound never exceeds it.
+    #[inline(always)]
     pub(crate) fn rect(&self, min_lon: f64, min_lat: f64, max_lon: f64, max_lat: f64) -> f64 {
         let dlat = (min_lat - self.lat).max(self.lat - max_lat).max(0.0);
         let dlon = if self.lon >= min_lon && self.lon <= max_lon {
