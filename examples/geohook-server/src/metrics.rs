@@ -6,7 +6,7 @@
 //! refreshed by a callback just before each scrape is encoded.
 
 use std::convert::Infallible;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -22,6 +22,11 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::spec::{Spec, TABLE};
+
+mod tally;
+
+pub(crate) use tally::Tally;
+use tally::{CmdHistogram, Observed};
 
 /// The label set of the per-command metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,7 +102,7 @@ pub(crate) struct Metrics {
     /// Clients the server closed for exceeding a bound, by reason.
     clients_closed: Family<ReasonLabel, Counter>,
     /// Command latency in seconds, by name.
-    command_seconds: Family<CmdLabel, Histogram>,
+    command_seconds: Family<CmdLabel, CmdHistogram>,
     /// Objects removed by the background expiry task.
     pub(crate) expired: Counter,
     /// Number of objects in the database.
@@ -106,10 +111,11 @@ pub(crate) struct Metrics {
     pub(crate) repl: ReplGauges,
     /// The counter and histogram of each command in the table, indexed by
     /// [`crate::cmd::spec::Cmd`] discriminant, created once so that
-    /// recording a command neither allocates nor locks.
-    per_command: Vec<(Counter, Histogram)>,
-    /// Those of names not in the table.
-    unknown: (Counter, Histogram),
+    /// recording a command does not allocate; the last slot is for names not
+    /// in the table.
+    per_command: Vec<(Counter, CmdHistogram)>,
+    /// Commands run (INFO's `total_commands_processed`).
+    pub(crate) commands_run: AtomicU64,
     /// Metrics of a part that starts after the registry was built (hooks),
     /// encoded on each scrape once [`Metrics::add_collector`] filled it.
     late: Arc<std::sync::OnceLock<Box<dyn Collector>>>,
@@ -139,8 +145,7 @@ impl Metrics {
     pub(crate) fn new() -> Metrics {
         let mut r = Registry::default();
         let commands: Family<CmdLabel, Counter> = Family::default();
-        let command_seconds: Family<CmdLabel, Histogram> =
-            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00001, 4.0, 10)));
+        let command_seconds: Family<CmdLabel, CmdHistogram> = Family::default();
         let pair = |cmd: &'static str| {
             let label = CmdLabel { cmd };
             (
@@ -149,11 +154,11 @@ impl Metrics {
             )
         };
         let slots = TABLE.iter().map(|s| s.cmd as usize + 1).max().unwrap_or(0);
-        let mut per_command = vec![pair("unknown"); slots];
+        // The last slot is `unknown`'s.
+        let mut per_command = vec![pair("unknown"); slots + 1];
         for s in TABLE {
             per_command[s.cmd as usize] = pair(s.name);
         }
-        let unknown = pair("unknown");
         let m = Metrics {
             aof_size: Gauge::default(),
             aof_offset: Gauge::default(),
@@ -183,7 +188,7 @@ impl Metrics {
             repl: ReplGauges::default(),
             registry: Registry::default(),
             per_command,
-            unknown,
+            commands_run: AtomicU64::new(0),
             late: Arc::default(),
         };
         r.register_collector(Box::new(LateCollector(m.late.clone())));
@@ -325,15 +330,44 @@ impl Metrics {
             .inc();
     }
 
-    /// Records one command run: its row of the command table, or `None`
-    /// for a name the table does not have.
+    /// Records one command run at once: its row of the command table, or
+    /// `None` for a name the table does not have. Not counted in
+    /// `commands_run`.
     pub(crate) fn command(&self, spec: Option<&Spec>, seconds: f64) {
-        let (count, latency) = match spec {
-            Some(s) => &self.per_command[s.cmd as usize],
-            None => &self.unknown,
-        };
-        count.inc();
-        latency.observe(seconds);
+        let mut o = Observed::default();
+        o.observe(seconds);
+        self.add(self.slot(spec), &o);
+    }
+
+    /// Records one command run by a connection in its tally, which
+    /// [`Metrics::flush`] adds to the shared metrics (and to
+    /// `commands_run`).
+    pub(crate) fn tally(&self, tally: &mut Tally, spec: Option<&Spec>, seconds: f64) {
+        tally.record(self.slot(spec), seconds, |slot, o| self.add_run(slot, o));
+    }
+
+    /// Adds what a connection's tally recorded since its last flush.
+    pub(crate) fn flush(&self, tally: &mut Tally) {
+        if let Some((slot, o)) = tally.take() {
+            self.add_run(slot, &o);
+        }
+    }
+
+    /// Adds a tally's run, counted in `commands_run` too.
+    fn add_run(&self, slot: usize, o: &Observed) {
+        self.add(slot, o);
+        self.commands_run.fetch_add(o.count(), Ordering::Relaxed);
+    }
+
+    /// The slot of a command's metrics: its row's, or the last for `None`.
+    fn slot(&self, spec: Option<&Spec>) -> usize {
+        spec.map_or(self.per_command.len() - 1, |s| s.cmd as usize)
+    }
+
+    fn add(&self, slot: usize, o: &Observed) {
+        let (count, latency) = &self.per_command[slot];
+        count.inc_by(o.count());
+        latency.add(o);
     }
 
     /// Counts one command refused by admission.

@@ -2,7 +2,7 @@
 //! write path every change goes through ([`Core::commit`]).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -74,8 +74,6 @@ pub(crate) struct Shared {
     pub(crate) readonly: AtomicBool,
     /// True while a shrink (or a follower's full sync) owns the file.
     pub(crate) shrinking: AtomicBool,
-    /// Commands run since start.
-    pub(crate) commands_run: AtomicU64,
     /// When the process started.
     pub(crate) started: Instant,
     /// Where committed changes go (the hooks).
@@ -123,7 +121,6 @@ impl Shared {
             metrics,
             shutdown: CancellationToken::new(),
             shrinking: AtomicBool::new(false),
-            commands_run: AtomicU64::new(0),
             started: Instant::now(),
             changes: None,
             compactor: OnceLock::new(),

@@ -56,6 +56,18 @@ pub(crate) fn text(a: &[u8]) -> Result<&str, CmdError> {
 /// The argument in lower case; keywords and command names fit inline, so
 /// matching them does not allocate.
 pub(crate) fn lower(a: &[u8]) -> SmolStr {
+    // A keyword (the usual case) is lowered on the stack and stored inline,
+    // without a lossy decoding first.
+    const INLINE: usize = 23;
+    if a.len() <= INLINE && a.is_ascii() {
+        let mut buf = [0u8; INLINE];
+        let b = &mut buf[..a.len()];
+        b.copy_from_slice(a);
+        b.make_ascii_lowercase();
+        if let Ok(s) = std::str::from_utf8(b) {
+            return SmolStr::new_inline(s);
+        }
+    }
     String::from_utf8_lossy(a).to_ascii_lowercase_smolstr()
 }
 

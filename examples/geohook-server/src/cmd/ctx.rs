@@ -9,6 +9,7 @@ use std::time::Instant;
 use geohook_resp::{Proto, Reply};
 
 use crate::aof::AofError;
+use crate::metrics::Tally;
 use crate::settings::SetError;
 
 /// Per-connection state.
@@ -44,6 +45,9 @@ pub(crate) struct Session {
     /// with its entry there so that a command records it without the
     /// registry's lock; `None` for a session that is not registered.
     pub(crate) last_ms: Option<Arc<AtomicU64>>,
+    /// The counts and latencies of this connection's commands not yet added
+    /// to the shared metrics (see [`crate::metrics::Tally`]).
+    pub(crate) tally: Tally,
 }
 
 impl Session {
@@ -63,6 +67,7 @@ impl Session {
             announced: geohook_repl::Announced::default(),
             addr: String::new(),
             last_ms: None,
+            tally: Tally::default(),
         }
     }
 }

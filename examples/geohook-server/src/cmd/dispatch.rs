@@ -9,7 +9,6 @@
 //! takes; a read under the read lock);
 //! count it under its table name; render an error in the session's mode.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::admission::{is_heavy, HeavyPermit};
@@ -32,7 +31,9 @@ pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u
     client::touch(session);
     let spec = spec::lookup(&lower(&args[0]));
     let reply = run(shared, session, &ctx, spec, args);
-    finish(shared, session, &ctx, spec, args, reply)
+    let reply = finish(shared, session, &ctx, spec, args, reply);
+    shared.metrics.flush(&mut session.tally);
+    reply
 }
 
 /// Runs one command from a client and renders its reply, as
@@ -82,8 +83,9 @@ pub(crate) async fn execute_async(
     finish(shared, session, &ctx, spec, args, reply)
 }
 
-/// Counts a command, shows it to the monitors, and renders its reply or
-/// error.
+/// Counts a command (in the session's tally, which the connection adds to
+/// the shared metrics before its replies go out), shows it to the monitors,
+/// and renders its reply or error.
 fn finish(
     shared: &Shared,
     session: &mut Session,
@@ -102,10 +104,9 @@ fn finish(
     if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
         session.unflushed = !std::mem::take(&mut session.flushed_in_place);
     }
-    shared.commands_run.fetch_add(1, Ordering::Relaxed);
     shared
         .metrics
-        .command(spec, ctx.start.elapsed().as_secs_f64());
+        .tally(&mut session.tally, spec, ctx.start.elapsed().as_secs_f64());
     match reply {
         Ok(r) => r,
         Err(e) => ctx.err(&e),
@@ -349,6 +350,8 @@ fn admin(
     cmd: Cmd,
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
+    // INFO and SERVER count the commands before them in the same batch.
+    shared.metrics.flush(&mut session.tally);
     match cmd {
         Cmd::Ping => Ok(conn::ping(ctx, "ping", args)),
         Cmd::Echo => Ok(conn::ping(ctx, "echo", args)),
@@ -479,6 +482,7 @@ mod data_tests {
     use crate::aof::Aof;
     use crate::state::{shared_on, Core};
     use geohook_resp::Limits;
+    use std::sync::atomic::Ordering;
 
     fn args(line: &str) -> Vec<Vec<u8>> {
         line.split(' ').map(|s| s.as_bytes().to_vec()).collect()
@@ -496,6 +500,32 @@ mod data_tests {
             assert_eq!(exec(&shared, line), Reply::ok(), "{line}");
         }
         (dir, shared)
+    }
+
+    #[tokio::test]
+    async fn a_batchs_commands_are_counted_once_its_replies_go_out_and_before_an_info() {
+        let (_dir, shared) = seeded(&[]);
+        let run = || shared.metrics.commands_run.load(Ordering::Relaxed);
+        let mut session = Session::new(true);
+        for _ in 0..3 {
+            execute_async(&shared, &mut session, &args("SCAN fleet")).await;
+        }
+        // In the connection's tally until the batch's replies go out ...
+        assert_eq!(run(), 0);
+        // ... or until a command that reports counts runs.
+        let info = execute_async(&shared, &mut session, &args("INFO stats")).await;
+        let Reply::Bulk(text) = info else {
+            panic!("expected INFO's text, got {info:?}")
+        };
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("total_commands_processed:3\r\n"), "{text}");
+        // INFO itself is the tally's now.
+        assert_eq!(run(), 3);
+        shared.metrics.flush(&mut session.tally);
+        assert_eq!(run(), 4);
+        // The synchronous path counts each command as it ends.
+        exec(&shared, "SCAN fleet");
+        assert_eq!(run(), 5);
     }
 
     #[test]

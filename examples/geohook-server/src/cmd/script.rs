@@ -208,6 +208,7 @@ fn call(shared: &Shared, held: Held<'_, '_>, args: &[Vec<u8>]) -> Result<Reply, 
             .metrics
             .command(Some(spec), start.elapsed().as_secs_f64());
         shared
+            .metrics
             .commands_run
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

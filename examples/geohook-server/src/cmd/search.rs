@@ -468,7 +468,7 @@ pub(crate) fn search_in<T>(
         ctx.check_deadline()?;
         return reply;
     }
-    if !walks_in_slices(db, &s, ctx.now()) || short_page(&s) {
+    if short_page(&s) || !walks_in_slices(db, &s, ctx.now()) {
         let reply = run_parsed(db, ctx, &s, max_reply);
         drop(guard);
         drop(boost);

@@ -314,7 +314,7 @@ fn own(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
         ),
         (
             "total_commands_processed",
-            Stat::uint(shared.commands_run.load(Ordering::Relaxed)),
+            Stat::uint(shared.metrics.commands_run.load(Ordering::Relaxed)),
         ),
         ("expired_keys", Stat::uint(shared.metrics.expired.get())),
     ];
@@ -441,7 +441,7 @@ fn ext(shared: &Shared, f: &Figures) -> Vec<(&'static str, Stat)> {
         ),
         (
             "tile38_total_commands_processed",
-            u(shared.commands_run.load(Ordering::Relaxed)),
+            u(shared.metrics.commands_run.load(Ordering::Relaxed)),
         ),
         ("tile38_total_messages_sent", u(0)),
         ("tile38_expired_keys", u(shared.metrics.expired.get())),
@@ -549,7 +549,7 @@ fn section(shared: &Shared, f: &Figures, name: &str, own: bool) -> String {
             );
             line(
                 "total_commands_processed",
-                &shared.commands_run.load(Ordering::Relaxed),
+                &shared.metrics.commands_run.load(Ordering::Relaxed),
             );
             line("total_messages_sent", &0);
             line("expired_keys", &shared.metrics.expired.get());

@@ -286,6 +286,7 @@ async fn read_more(
 /// none may acknowledge a write that is not in the file. Returns false then,
 /// and the connection closes.
 fn flush_before_replies(shared: &Shared, session: &mut Session, out: &mut Vec<u8>) -> bool {
+    shared.metrics.flush(&mut session.tally);
     if !std::mem::take(&mut session.unflushed) {
         return true;
     }
