@@ -1133,6 +1133,9 @@ struct Nearest<'a> {
     /// With a radius, the latitude/longitude box around the circle: a child
     /// whose box misses it is skipped by four comparisons, before its bound.
     window: Option<Rect>,
+    /// `window` for a leaf's points, tested without building their boxes
+    /// (see [`Rect::for_points`]).
+    point_window: Option<Rect>,
     /// Items at this distance or nearer are left out (a walk resumed after
     /// it, see [`Collection::nearest_after`]); minus infinity otherwise.
     after: f64,
@@ -1170,12 +1173,14 @@ impl<'a> Nearest<'a> {
                 hi: [up(b.ne.lon + pad), up(b.ne.lat + pad)],
             }
         });
+        let point_window = window.as_ref().map(Rect::for_points);
         Nearest {
             col,
             center,
             bound: LowerBound::new(&center),
             max,
             window,
+            point_window,
             after: f64::NEG_INFINITY,
             antipode: None,
             held: None,
@@ -1360,6 +1365,9 @@ impl<'a> Iterator for Nearest<'a> {
                 }
                 Cand::Points(points::Node::Leaf(entries)) => {
                     for e in entries {
+                        if self.point_window.is_some_and(|w| !w.contains(e.xy)) {
+                            continue;
+                        }
                         if self.offer(&Rect::of(e.xy), Cand::Leaf(e.slot)) {
                             // Slots lie in insertion order, not in space, so
                             // reading one is a cache miss, and these misses

@@ -63,8 +63,20 @@ impl Rect {
             && o.lo[1] <= self.hi[1]
     }
 
-    fn contains(&self, xy: [f32; 2]) -> bool {
+    pub(crate) fn contains(&self, xy: [f32; 2]) -> bool {
         (0..2).all(|a| self.lo[a] <= xy[a] && xy[a] <= self.hi[a])
+    }
+
+    /// This rectangle widened by one `f32` step on each side: a stored
+    /// point's padded box ([`Rect::of`]) meets `self` exactly when the point
+    /// lies in the widened rectangle (`next_down(x) <= hi` is
+    /// `x <= next_up(hi)`), so a walk tests a leaf's points without building
+    /// their boxes.
+    pub(crate) fn for_points(&self) -> Rect {
+        Rect {
+            lo: [self.lo[0].next_down(), self.lo[1].next_down()],
+            hi: [self.hi[0].next_up(), self.hi[1].next_up()],
+        }
     }
 
     /// The area shared with `o`, 0 when they do not meet.
@@ -446,6 +458,38 @@ mod tests {
                 slot,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_point_is_in_the_widened_rectangle_exactly_when_its_box_meets_the_rectangle() {
+        let mut r = xorshift(11);
+        // Coordinates a few steps apart around a few values, zero among
+        // them, so that edges fall on, beside and between stored values.
+        let near = |r: &mut dyn FnMut() -> u64| {
+            let base = [0.0f32, -0.0, 1.0, -115.25, 33.5, 179.99, -90.0][(r() % 7) as usize];
+            let mut v = base;
+            for _ in 0..(r() % 4) {
+                v = if r() % 2 == 0 {
+                    v.next_up()
+                } else {
+                    v.next_down()
+                };
+            }
+            v
+        };
+        for _ in 0..100_000 {
+            let (a, b, c, d) = (near(&mut r), near(&mut r), near(&mut r), near(&mut r));
+            let w = Rect {
+                lo: [a.min(b), c.min(d)],
+                hi: [a.max(b), c.max(d)],
+            };
+            let xy = [near(&mut r), near(&mut r)];
+            assert_eq!(
+                Rect::of(xy).intersects(&w),
+                w.for_points().contains(xy),
+                "{xy:?} {w:?}"
+            );
+        }
     }
 
     /// Checks the structure: every rectangle contains its subtree, leaves and
