@@ -200,6 +200,13 @@ impl<'a> Args<'a> {
         self.all.get(self.at).map(|v| lower(v))
     }
 
+    /// True when the next argument is `keyword` (lower case) in any case.
+    pub(crate) fn peek_is(&self, keyword: &str) -> bool {
+        self.all
+            .get(self.at)
+            .is_some_and(|v| v.eq_ignore_ascii_case(keyword.as_bytes()))
+    }
+
     /// How many arguments are left.
     pub(crate) fn left(&self) -> usize {
         self.all.len().saturating_sub(self.at)

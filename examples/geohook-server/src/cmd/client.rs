@@ -44,7 +44,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 static CLIENTS: RwLock<BTreeMap<u64, Arc<Entry>>> = RwLock::new(BTreeMap::new());
 
 fn since_epoch_ms() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+    ms_since_epoch(Instant::now())
+}
+
+/// `at` in milliseconds on the registry's clock.
+fn ms_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A connection's place in the registry, removed when dropped. The
@@ -80,11 +85,11 @@ pub(crate) fn register(id: u64, addr: String, fd: RawFd) -> Registered {
     Registered(id, last_ms)
 }
 
-/// Records that the session's connection ran a command now (LIST's
+/// Records that the session's connection ran a command at `at` (LIST's
 /// `idle`); nothing for a session that is not registered.
-pub(crate) fn touch(session: &Session) {
+pub(crate) fn touch(session: &Session, at: Instant) {
     if let Some(last) = &session.last_ms {
-        last.store(since_epoch_ms(), Ordering::Relaxed);
+        last.store(ms_since_epoch(at), Ordering::Relaxed);
     }
 }
 
@@ -240,7 +245,7 @@ mod tests {
         // As if the last command ran when the registry's clock began.
         entry.last_ms.store(0, Ordering::Relaxed);
         std::thread::sleep(std::time::Duration::from_millis(5));
-        touch(&session);
+        touch(&session, Instant::now());
         assert!(entry.last_ms.load(Ordering::Relaxed) >= 5);
         drop(registered);
         assert!(CLIENTS.read().get(&session.id).is_none());

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use crate::admission::{is_heavy, HeavyPermit};
-use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx, Session};
 use crate::cmd::spec::{self, Cmd, Cost, Kind, Spec};
 use crate::cmd::{
@@ -28,8 +27,8 @@ use geohook_resp::Reply;
 /// way, which does not wait).
 pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
     let ctx = Ctx::new(session.json);
-    client::touch(session);
-    let spec = spec::lookup(&lower(&args[0]));
+    client::touch(session, ctx.start);
+    let spec = spec::lookup_sent(&args[0]);
     let reply = run(shared, session, &ctx, spec, args);
     let reply = finish(shared, session, &ctx, spec, args, reply);
     shared.metrics.flush(&mut session.tally);
@@ -51,8 +50,8 @@ pub(crate) async fn execute_async(
     args: &[Vec<u8>],
 ) -> Reply {
     let ctx = Ctx::new(session.json);
-    client::touch(session);
-    let spec = spec::lookup(&lower(&args[0]));
+    client::touch(session, ctx.start);
+    let spec = spec::lookup_sent(&args[0]);
     let reply = match route(shared, session, &ctx, spec, args) {
         Err(e) => Err(e),
         // A script runs for as long as its time limit allows, so it runs on
@@ -410,7 +409,7 @@ fn timeout(
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
     let (limit, inner) = conn::timeout(args)?;
-    let spec = spec::lookup(&lower(&inner[0]));
+    let spec = spec::lookup_sent(&inner[0]);
     match spec {
         Some(s) if s.kind == Kind::Write => {
             return Err(CmdError::Msg(format!(

@@ -16,7 +16,7 @@ use geohook_db::{
     Area, Bounds, Collection, Database, Glob, Hit, Item, Object, Page, Point, SearchOpts,
 };
 
-use crate::cmd::args::{self, lower, Args};
+use crate::cmd::args::{self, Args};
 use crate::cmd::ctx::{json_str, CmdError, Ctx};
 use crate::cmd::expr::{self, Expr, Filter};
 use crate::cmd::render::{
@@ -280,7 +280,7 @@ impl<'a> Search<'a> {
         let scope = match cmd {
             Cmd::Nearby => {
                 let word = a.next()?;
-                if lower(word) != "point" {
+                if !word.eq_ignore_ascii_case(b"point") {
                     return Err(CmdError::invalid(word));
                 }
                 let p = a.point()?;
@@ -291,7 +291,7 @@ impl<'a> Search<'a> {
                 // Tile38 reads CLIPBY after a radius too, and its clipping
                 // leaves a circle whole: the rectangles are checked, and
                 // change nothing.
-                while a.peek_lower().as_deref() == Some("clipby") {
+                while a.peek_is("clipby") {
                     a.next()?;
                     clipby_rect(&mut a, db, now)?;
                 }
@@ -324,7 +324,7 @@ impl<'a> Search<'a> {
                 };
                 // `CLIPBY rect`, any number of times: the area cut by each
                 // rectangle in turn, before BUFFER grows it (Tile38's order).
-                while a.peek_lower().as_deref() == Some("clipby") {
+                while a.peek_is("clipby") {
                     a.next()?;
                     let rect = clipby_rect(&mut a, db, now)?;
                     area = clip_area(area, &rect);

@@ -285,6 +285,15 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
         .map(|i| &TABLE[i])
 }
 
+/// The row of a command name as a client sent it, in any case: what
+/// [`lookup`] finds for the name in lower case, without lowering a copy.
+pub(crate) fn lookup_sent(name: &[u8]) -> Option<&'static Spec> {
+    TABLE
+        .binary_search_by(|s| s.name.bytes().cmp(name.iter().map(u8::to_ascii_lowercase)))
+        .ok()
+        .map(|i| &TABLE[i])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +311,15 @@ mod tests {
         assert!(lookup("setchan").is_some() && lookup("jset").is_some());
         assert!(lookup("eval").is_some() && lookup("evalsha").is_some());
         assert!(lookup("evaluate").is_none());
+        for s in TABLE {
+            let upper = s.name.to_ascii_uppercase();
+            assert_eq!(lookup_sent(upper.as_bytes()).map(|r| r.cmd), Some(s.cmd));
+            assert_eq!(lookup_sent(s.name.as_bytes()).map(|r| r.cmd), Some(s.cmd));
+        }
+        for name in ["", "evaluate", "SETT", "s\u{e9}t", "ge\0t"] {
+            assert!(lookup_sent(name.as_bytes()).is_none(), "{name}");
+        }
+        assert!(lookup_sent(&[0xff, b's']).is_none());
     }
 
     #[test]
