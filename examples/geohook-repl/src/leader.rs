@@ -380,6 +380,19 @@ impl Leader {
         end
     }
 
+    /// True while a follower's link waits for stream bytes (from its
+    /// `PSYNC` until its connection ends).
+    ///
+    /// A link that has sent nothing for a while sends new bytes as soon as
+    /// it is woken, on the thread that woke it once that thread's task
+    /// yields. A client connection that wrote can therefore yield once,
+    /// when this is true, before it writes its replies: the follower then
+    /// gets the write before the client gets the acknowledgement, the order
+    /// in which Redis writes to its replicas and clients.
+    pub fn streaming(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// Keeps no backlog bytes from now until the first follower sends
     /// `PSYNC` (the offset still moves with every append), and forgets any
     /// held. Meant for a history that no follower can know yet, such as the
@@ -722,6 +735,8 @@ impl Leader {
         let mut chunk = Vec::with_capacity(self.config.max_batch.min(1 << 20) + 32);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When stream bytes last went out.
+        let mut last_sent: Option<Instant> = None;
         loop {
             self.take_acks(&mut inbuf, link, peer)?;
             // Mark the watch as seen before reading the backlog: an append
@@ -774,6 +789,7 @@ impl Leader {
                 if !self.send(&mut writer, &chunk, peer, cancel).await? {
                     return Ok(());
                 }
+                last_sent = Some(Instant::now());
                 // A stream that never goes idle must still take the
                 // follower's acks, or the lag it reports would go stale.
                 tokio::select! {
@@ -794,10 +810,14 @@ impl Leader {
                     if changed.is_err() {
                         return Ok(());
                     }
-                    // Let a writer that is appending a burst finish it, so
-                    // that a busy stream goes out in chunks, not in one
-                    // write system call per command.
-                    tokio::task::yield_now().await;
+                    // In a burst (bytes went out moments ago) the writers
+                    // appending now finish first, so that a busy stream
+                    // goes out in chunks, not in one write system call per
+                    // command. An idle stream sends at once (see
+                    // `Leader::streaming`).
+                    if last_sent.is_some_and(|t| t.elapsed() < BURST_GAP) {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 r = reader.read_buf(&mut inbuf) => match r {
                     Ok(0) => return Ok(()),
@@ -867,6 +887,12 @@ impl Leader {
         }
     }
 }
+
+/// A link that sent stream bytes less than this long ago is in a burst and
+/// lets the writers of the moment append before it sends again. About the
+/// time one pipelined batch of a busy client takes; a stream written to
+/// less often than this sends each write at once.
+const BURST_GAP: Duration = Duration::from_micros(50);
 
 /// The end of the last whole command in `chunk`, which starts on a command
 /// boundary; 0 if it holds none. The bytes are the leader's own (appended

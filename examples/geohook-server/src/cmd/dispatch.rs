@@ -102,6 +102,7 @@ fn finish(
     }
     if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
         session.unflushed = !std::mem::take(&mut session.flushed_in_place);
+        session.wrote = true;
     }
     shared
         .metrics

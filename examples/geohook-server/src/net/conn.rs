@@ -33,6 +33,7 @@ use crate::net::monitor::serve_monitor;
 use crate::net::pubsub::{serve_live, serve_subscriber, Next};
 use crate::output::{write_replies, Sent};
 use crate::repl::leader::serve_psync;
+use crate::repl::status::streaming;
 use crate::state::Shared;
 use geohook_resp::{self as resp, Reply};
 
@@ -187,6 +188,12 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         if !flush_before_replies(shared, &mut session, &mut out) {
             close = true;
         }
+        if std::mem::take(&mut session.wrote) && streaming(shared) {
+            // The flush woke the followers' links on this thread; an idle
+            // link sends while this task yields, so a follower has the
+            // batch's writes before the client has their replies.
+            tokio::task::yield_now().await;
+        }
         if !out.is_empty() {
             if let Sent::Stalled = write_replies(&mut stream, &out, &budget).await? {
                 shared.metrics.client_closed("output_stall");
@@ -231,6 +238,16 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         };
         if n == 0 {
             return Ok(());
+        }
+        if !shared.is_leader() {
+            // On a follower the replication stream and this request often
+            // arrive in the same wake-up, and a runtime worker runs the
+            // task woken last first. Yielding once lets a stream that
+            // arrived with the request be applied before the request runs,
+            // as a server that handles events in arrival order (Redis)
+            // would: a client reading its write back here right after the
+            // leader acknowledged it then finds it.
+            tokio::task::yield_now().await;
         }
     }
 }
