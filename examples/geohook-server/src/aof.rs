@@ -242,6 +242,12 @@ impl Aof {
         self.offset = offset;
     }
 
+    /// True when the appends go to a leader's backlog that a follower's
+    /// link is waiting on (see [`geohook_repl::Leader::streaming`]).
+    pub(crate) fn streaming(&self) -> bool {
+        self.tap.as_ref().is_some_and(|t| t.streaming())
+    }
+
     /// Sends every later append to `tap` as well (a leader's backlog), or
     /// stops doing so (`None`, on a follower).
     pub(crate) fn set_tap(&mut self, tap: Option<std::sync::Arc<geohook_repl::Leader>>) {

@@ -34,8 +34,9 @@ pub(crate) struct Session {
     /// read: a write then flushes the log under its own lock, and the
     /// connection need not take the lock again to flush before replying.
     pub(crate) last_in_batch: bool,
-    /// A write (or a script) ran since the connection last sent replies.
-    pub(crate) wrote: bool,
+    /// A write ran, since the connection last sent replies, on a leader
+    /// whose followers' links wait for the stream.
+    pub(crate) streamed: bool,
     /// The write that just ran flushed the log (and so every earlier write
     /// of the batch) under its own lock.
     pub(crate) flushed_in_place: bool,
@@ -66,7 +67,7 @@ impl Session {
             unflushed: false,
             last_in_batch: false,
             flushed_in_place: false,
-            wrote: false,
+            streamed: false,
             announced: geohook_repl::Announced::default(),
             addr: String::new(),
             last_ms: None,

@@ -102,7 +102,6 @@ fn finish(
     }
     if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
         session.unflushed = !std::mem::take(&mut session.flushed_in_place);
-        session.wrote = true;
     }
     shared
         .metrics
@@ -286,6 +285,7 @@ fn dispatch(
             }
             let mut core = shared.core.write();
             core.writable()?;
+            session.streamed |= core.aof.streaming();
             let engine = shared.hooks.get().map(|h| &**h);
             let reply = write::apply(
                 &mut core,

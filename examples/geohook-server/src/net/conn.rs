@@ -33,7 +33,6 @@ use crate::net::monitor::serve_monitor;
 use crate::net::pubsub::{serve_live, serve_subscriber, Next};
 use crate::output::{write_replies, Sent};
 use crate::repl::leader::serve_psync;
-use crate::repl::status::streaming;
 use crate::state::Shared;
 use geohook_resp::{self as resp, Reply};
 
@@ -188,7 +187,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         if !flush_before_replies(shared, &mut session, &mut out) {
             close = true;
         }
-        if std::mem::take(&mut session.wrote) && streaming(shared) {
+        if std::mem::take(&mut session.streamed) {
             // The flush woke the followers' links on this thread; an idle
             // link sends while this task yields, so a follower has the
             // batch's writes before the client has their replies.

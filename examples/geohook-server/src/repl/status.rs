@@ -59,15 +59,6 @@ pub(crate) fn gate(shared: &Shared, spec: &Spec) -> Result<(), CmdError> {
     }
 }
 
-/// True on a leader with a follower's link waiting for stream bytes (see
-/// [`geohook_repl::Leader::streaming`]).
-pub(crate) fn streaming(shared: &Shared) -> bool {
-    shared
-        .repl
-        .get()
-        .is_some_and(|r| r.leader.lock().as_ref().is_some_and(|l| l.streaming()))
-}
-
 /// HEALTHZ on a follower: fails while it is behind its leader.
 ///
 /// # Errors
