@@ -469,7 +469,7 @@ mod tests {
             let base = [0.0f32, -0.0, 1.0, -115.25, 33.5, 179.99, -90.0][(r() % 7) as usize];
             let mut v = base;
             for _ in 0..(r() % 4) {
-                v = if r() % 2 == 0 {
+                v = if r().is_multiple_of(2) {
                     v.next_up()
                 } else {
                     v.next_down()
