@@ -1078,6 +1078,9 @@ struct Queued<'a> {
 impl<'a> Queued<'a> {
     #[inline(always)]
     fn new(dist: f64, cand: Cand<'a>) -> Self {
+        // The key drops the sign bit: only distances of zero or more order
+        // as their bits do.
+        debug_assert!(dist >= 0.0 || dist.is_nan(), "negative distance {dist}");
         let exact = matches!(cand, Cand::Exact(_));
         Queued {
             key: !((dist.to_bits() << 1) | u64::from(exact)),
@@ -1144,10 +1147,11 @@ struct Nearest<'a> {
     /// from the antipode, so nodes wholly nearer than `after` are skipped.
     /// Such a walk also keys nodes by their exact distance (see `bound`).
     antipode: Option<Point>,
-    /// The nearest candidate offered since the last one was taken, when it
-    /// is nearer than everything in `heap`: held out of the heap, because
-    /// it is usually the next one taken (the nearest child of the node just
-    /// opened), which then costs no push and no pop.
+    /// The nearest candidate offered since the last one was taken, held out
+    /// of the heap because it is usually the next one taken (the nearest
+    /// child of the node just opened), which then costs no push and no pop.
+    /// It may be farther than the heap's top: [`Nearest::pop`] and
+    /// [`Nearest::nearer_than_all`] compare both.
     held: Option<Queued<'a>>,
     heap: BinaryHeap<Queued<'a>>,
 }

@@ -380,8 +380,8 @@ impl Leader {
         end
     }
 
-    /// True while a follower's link waits for stream bytes (from its
-    /// `PSYNC` until its connection ends).
+    /// True while a follower's link is open, from its `PSYNC` (a full sync
+    /// included) until its connection ends.
     ///
     /// A link that has sent nothing for a while sends new bytes as soon as
     /// it is woken, on the thread that woke it once that thread's task
@@ -735,7 +735,7 @@ impl Leader {
         let mut chunk = Vec::with_capacity(self.config.max_batch.min(1 << 20) + 32);
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // When stream bytes last went out.
+        // When stream bytes last went out (`None`: not yet on this link).
         let mut last_sent: Option<Instant> = None;
         loop {
             self.take_acks(&mut inbuf, link, peer)?;

@@ -173,7 +173,7 @@ def run(name, lport, fport, redis, rate):
           "  (probe SET ack p50 %.3f ms  p99 %.3f ms; one GET was enough in %.1f%%)"
           % (name, rate, achieved, p50, p99, len(samples), "yes" if kept else "no",
              pct(acks, 0.5), pct(acks, 0.99),
-             100.0 * sum(1 for g in polls if g == 1) / len(polls)), flush=True)
+             100.0 * sum(1 for g in polls if g == 1) / max(1, len(polls))), flush=True)
     return kept
 
 best = {"geohook-server": 0, "redis-server": 0}

@@ -58,7 +58,7 @@ pub(crate) fn text(a: &[u8]) -> Result<&str, CmdError> {
 pub(crate) fn lower(a: &[u8]) -> SmolStr {
     // A keyword (the usual case) is lowered on the stack and stored inline,
     // without a lossy decoding first.
-    const INLINE: usize = 23;
+    const INLINE: usize = SmolStr::INLINE_CAP;
     if a.len() <= INLINE && a.is_ascii() {
         let mut buf = [0u8; INLINE];
         let b = &mut buf[..a.len()];

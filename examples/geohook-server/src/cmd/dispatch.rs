@@ -103,6 +103,11 @@ fn finish(
     if spec.is_some_and(|s| matches!(s.kind, Kind::Write | Kind::Script)) {
         session.unflushed = !std::mem::take(&mut session.flushed_in_place);
     }
+    // A script's writes ran on the blocking pool, under a lock of their
+    // own; a write records this under the lock it holds (see `dispatch`).
+    if spec.is_some_and(|s| s.kind == Kind::Script) {
+        session.streamed |= shared.core.read().aof.streaming();
+    }
     shared
         .metrics
         .tally(&mut session.tally, spec, ctx.start.elapsed().as_secs_f64());
@@ -351,7 +356,9 @@ fn admin(
     args: &[Vec<u8>],
 ) -> Result<Reply, CmdError> {
     // INFO and SERVER count the commands before them in the same batch.
-    shared.metrics.flush(&mut session.tally);
+    if matches!(cmd, Cmd::Info | Cmd::Server) {
+        shared.metrics.flush(&mut session.tally);
+    }
     match cmd {
         Cmd::Ping => Ok(conn::ping(ctx, "ping", args)),
         Cmd::Echo => Ok(conn::ping(ctx, "echo", args)),

@@ -18,7 +18,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Finite latency buckets: 10 µs times powers of 4, up to 2.6 s.
 const FINITE: usize = 10;
-/// With `+Inf`.
+/// The finite buckets and `+Inf`.
 const BUCKETS: usize = FINITE + 1;
 
 /// The buckets' upper bounds in seconds, the last `+Inf` (encoded as

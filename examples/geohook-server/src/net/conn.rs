@@ -344,4 +344,25 @@ mod tests {
         assert!(flush_before_replies(&shared, &mut session, &mut out));
         assert_eq!(out, b"+PONG\r\n");
     }
+
+    #[tokio::test]
+    async fn a_batchs_commands_reach_the_shared_metrics_before_its_replies() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(crate::state::shared_on(&dir.path().join("a.aof")));
+        let run = || {
+            shared
+                .metrics
+                .commands_run
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let mut session = Session::new(true);
+        let args: Vec<Vec<u8>> = vec![b"SCAN".to_vec(), b"fleet".to_vec()];
+        for _ in 0..3 {
+            execute_async(&shared, &mut session, &args).await;
+        }
+        assert_eq!(run(), 0, "counted in the connection's tally so far");
+        let mut out = Vec::new();
+        assert!(flush_before_replies(&shared, &mut session, &mut out));
+        assert_eq!(run(), 3);
+    }
 }
