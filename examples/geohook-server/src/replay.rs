@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::cmd::args::lower;
 use crate::cmd::ctx::{CmdError, Ctx};
 use crate::cmd::hooks::SetHook;
 use crate::cmd::spec::{self, Cmd, Kind};
@@ -48,7 +47,7 @@ pub(crate) fn apply_with(
     args: &[Vec<u8>],
     w: &Writer<'_>,
 ) -> Result<(), CmdError> {
-    let Some(spec) = spec::lookup(&lower(&args[0])).filter(|s| s.kind == Kind::Write) else {
+    let Some(spec) = spec::lookup_sent(&args[0]).filter(|s| s.kind == Kind::Write) else {
         return Err(CmdError::Unknown(
             String::from_utf8_lossy(&args[0]).into_owned(),
         ));

@@ -210,7 +210,7 @@ pub(crate) fn start_live(
     if shared.hooks.get().is_none() {
         return Err(CmdError::Msg("live fences are not enabled".into()));
     }
-    let row = spec::lookup(&crate::cmd::args::lower(&args[0]))
+    let row = spec::lookup_sent(&args[0])
         .ok_or_else(|| CmdError::Unknown(String::from_utf8_lossy(&args[0]).into_owned()))?;
     gate(shared, row)?;
     let ctx = Ctx::new(session.json);

@@ -329,7 +329,7 @@ proptest! {
         let shared = seeded(dir.path());
         let mut core = shared.core.write();
         core.loading = true;
-        if spec::lookup(&crate::cmd::args::lower(&cmd[0])).is_some() {
+        if spec::lookup_sent(&cmd[0]).is_some() {
             let _ = crate::replay::apply(&mut core, None, &cmd);
         }
         if cmd[0].eq_ignore_ascii_case(b"sethook") {

@@ -195,8 +195,7 @@ enum Held<'g, 'c> {
 /// text for the script. Counted in the metrics as the command it is.
 fn call(shared: &Shared, held: Held<'_, '_>, args: &[Vec<u8>]) -> Result<Reply, String> {
     let start = Instant::now();
-    let name = lower(&args[0]);
-    let spec = spec::lookup(&name);
+    let spec = spec::lookup_sent(&args[0]);
     let reply = match spec {
         None => Err(CmdError::Unknown(
             String::from_utf8_lossy(&args[0]).into_owned(),
@@ -367,7 +366,7 @@ mod tests {
 
     fn run(shared: &Shared, json: bool, parts: &[&str]) -> Result<Reply, CmdError> {
         let a = args(parts);
-        let spec = spec::lookup(&lower(&a[0])).unwrap();
+        let spec = spec::lookup_sent(&a[0]).unwrap();
         let ctx = Ctx::new(json);
         if spec.cmd == Cmd::Script {
             script(shared, &ctx, &a)

@@ -279,14 +279,11 @@ pub(crate) static TABLE: &[Spec] = &[
 
 /// The row of a lower-case command name.
 pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
-    TABLE
-        .binary_search_by(|s| s.name.cmp(name))
-        .ok()
-        .map(|i| &TABLE[i])
+    lookup_sent(name.as_bytes())
 }
 
-/// The row of a command name as a client sent it, in any case: what
-/// [`lookup`] finds for the name in lower case, without lowering a copy.
+/// The row of a command name as a client sent it, in any case, without
+/// lowering a copy (the table's names are lower-case ASCII).
 pub(crate) fn lookup_sent(name: &[u8]) -> Option<&'static Spec> {
     TABLE
         .binary_search_by(|s| s.name.bytes().cmp(name.iter().map(u8::to_ascii_lowercase)))
