@@ -42,7 +42,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aof_compactor::{Pacing, PacingStats, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY};
+use aof_compactor::{
+    Pacing, PacingStats, Rewrite, SyncGate, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY,
+};
 use parking_lot::Mutex;
 
 const RECORD: &[u8] = b"*6\r\n$3\r\nSET\r\n$5\r\nfleet\r\n$9\r\ntruck1234\r\n$5\r\nPOINT\r\n$9\r\n33.512345\r\n$10\r\n-112.26789\r\n";
@@ -63,6 +65,8 @@ struct Settings {
     /// The step of `Replaced::release_in_steps`, or `None` to close the
     /// replaced file at once, as before it existed.
     release_step: Option<u64>,
+    /// Whether the rewrite shares the appender's [`SyncGate`].
+    gate: bool,
 }
 
 impl Settings {
@@ -91,11 +95,15 @@ impl Settings {
                 0 => None,
                 kb => Some(kb * 1024),
             },
+            gate: false,
         }
     }
 
-    fn begin(&self, live: &Path) -> Rewrite {
+    fn begin(&self, live: &Path, gate: &SyncGate) -> Rewrite {
         let mut rw = Rewrite::begin(live).unwrap();
+        if self.gate {
+            rw = rw.sync_gate(gate.clone());
+        }
         if let Some(bytes) = self.sync_every {
             rw = rw.sync_every(bytes);
         }
@@ -110,7 +118,7 @@ impl Settings {
 
     fn describe(&self) -> String {
         format!(
-            "write-back every {} KiB, pacing {}, rate cap {}, replaced file {}",
+            "write-back every {} KiB, pacing {}, rate cap {}, replaced file {}{}",
             self.sync_every.unwrap_or(DEFAULT_SYNC_EVERY) / 1024,
             match &self.pacing {
                 None => "default (adaptive)".to_owned(),
@@ -125,6 +133,11 @@ impl Settings {
             match self.release_step {
                 None => "closed at once".to_owned(),
                 Some(step) => format!("released in {} KiB steps", step / 1024),
+            },
+            if self.gate {
+                ", sharing the appender's sync gate"
+            } else {
+                ""
             }
         )
     }
@@ -138,8 +151,42 @@ struct RewriterLog {
     steps: u64,
     yields: u64,
     shortest_step: u64,
+    gate_waits: u64,
+    gate_waited: Duration,
     bytes: u64,
     busy: Duration,
+}
+
+/// One rewrite phase of the bench: its settings, what the rewriter logged,
+/// and the appends timed while it ran.
+struct Phase {
+    name: &'static str,
+    settings: Settings,
+    log: Arc<Mutex<RewriterLog>>,
+    events: Vec<Event>,
+    timed: Vec<(Instant, u64)>,
+    sorted: Vec<u64>,
+}
+
+impl Phase {
+    fn new(name: &'static str, settings: Settings) -> Self {
+        Phase {
+            name,
+            settings,
+            log: Arc::default(),
+            events: Vec::new(),
+            timed: Vec::new(),
+            sorted: Vec::new(),
+        }
+    }
+}
+
+/// The appender: its file behind its lock, and the gate its syncs are
+/// marked on (which costs nothing to a rewrite that does not look at it).
+#[derive(Clone)]
+struct Appender {
+    file: Arc<Mutex<File>>,
+    gate: SyncGate,
 }
 
 /// One timed interval of the rewriter: what it was doing, from when to when.
@@ -179,15 +226,15 @@ fn mark(name: &'static str, start: Instant) {
 
 /// Appends for `duration` and returns each append's start and latency in
 /// nanoseconds.
-fn append_for(file: &Mutex<File>, duration: Duration) -> Vec<(Instant, u64)> {
+fn append_for(appender: &Appender, duration: Duration) -> Vec<(Instant, u64)> {
     let mut samples = Vec::new();
     let end = Instant::now() + duration;
     while Instant::now() < end {
         let t = Instant::now();
         {
-            let mut f = file.lock();
+            let mut f = appender.file.lock();
             f.write_all(RECORD).unwrap();
-            f.sync_data().unwrap();
+            appender.gate.sync_data(&f).unwrap();
         }
         samples.push((t, t.elapsed().as_nanos() as u64));
     }
@@ -290,7 +337,7 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
 
 fn rewrite_loop(
     live: &Path,
-    file: &Mutex<File>,
+    appender: &Appender,
     state_mb: u64,
     settings: &Settings,
     stop: &AtomicBool,
@@ -300,9 +347,9 @@ fn rewrite_loop(
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let (mut rw, begin_held) = {
-            let _held = file.lock();
+            let _held = appender.file.lock();
             let t = Instant::now();
-            let rw = settings.begin(live);
+            let rw = settings.begin(live, &appender.gate);
             mark("begin (lock)", t);
             (rw, t.elapsed())
         };
@@ -315,7 +362,7 @@ fn rewrite_loop(
         rw.catch_up().unwrap();
         mark("catch_up", t);
         let stats: PacingStats = rw.pacing_stats();
-        let mut f = file.lock();
+        let mut f = appender.file.lock();
         let t = Instant::now();
         let committed = rw.commit().unwrap();
         let replaced = committed.replaced;
@@ -327,6 +374,8 @@ fn rewrite_loop(
             log.held.push((begin_held + t.elapsed()).as_nanos() as u64);
             log.steps += stats.steps;
             log.yields += stats.yields;
+            log.gate_waits += stats.gate_waits;
+            log.gate_waited += stats.gate_waited;
             if log.shortest_step == 0 || stats.shortest_step < log.shortest_step {
                 log.shortest_step = stats.shortest_step;
             }
@@ -363,7 +412,7 @@ fn settle(dir: &Path) {
 /// `settings`, and returns the append latencies.
 fn during(
     live: &Path,
-    file: &Arc<Mutex<File>>,
+    appender: &Appender,
     state_mb: u64,
     settings: &Settings,
     phase: Duration,
@@ -372,19 +421,19 @@ fn during(
 ) -> Vec<(Instant, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let rewriter = {
-        let (live, file, stop, log, settings) = (
+        let (live, appender, stop, log, settings) = (
             live.to_owned(),
-            file.clone(),
+            appender.clone(),
             stop.clone(),
             log.clone(),
             settings.clone(),
         );
         std::thread::Builder::new()
             .name("rewriter".into())
-            .spawn(move || rewrite_loop(&live, &file, state_mb, &settings, &stop, &log))
+            .spawn(move || rewrite_loop(&live, &appender, state_mb, &settings, &stop, &log))
             .unwrap()
     };
-    let samples = append_for(file, phase);
+    let samples = append_for(appender, phase);
     stop.store(true, Ordering::Relaxed);
     rewriter.join().unwrap();
     events.append(&mut PHASES.lock());
@@ -407,14 +456,16 @@ fn report(name: &str, samples: &[u64], log: Option<&RewriterLog>, alone: &[u64])
             let mut held = log.held.clone();
             held.sort_unstable();
             println!(
-                " {:>6.2} {:>6} {:>7.0} {:>8.1} {:>6}/{:<6} {:>5}",
+                " {:>6.2} {:>6} {:>7.0} {:>8.1} {:>6}/{:<6} {:>5} {:>6}/{:<.1}",
                 pct(samples, 0.99) / pct(alone, 0.99),
                 held.len(),
                 log.bytes as f64 / log.busy.as_secs_f64().max(1e-9) / 1e6,
                 pct(&held, 0.5) / 1000.0,
                 log.yields,
                 log.steps,
-                log.shortest_step / 1024
+                log.shortest_step / 1024,
+                log.gate_waits,
+                log.gate_waited.as_secs_f64() * 1000.0
             );
         }
     }
@@ -427,6 +478,12 @@ fn main() {
     let settings = Settings::from_env();
     // Fixes the base of the monotonic timestamps before any append.
     mono_ns(Instant::now());
+    // The same settings with the appender's syncs marked on a gate the
+    // rewrite shares (`Rewrite::sync_gate`).
+    let gated = Settings {
+        gate: true,
+        ..settings.clone()
+    };
     // The peer: the settings before pacing existed (no pacing, 4 MiB
     // write-back steps), measured in the same run.
     let before = Settings {
@@ -434,70 +491,65 @@ fn main() {
         pacing: Some(Pacing::off()),
         max_rate: 0,
         release_step: None,
+        gate: false,
     };
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("appendonly.aof");
-    let file = Arc::new(Mutex::new(
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&live)
-            .unwrap(),
-    ));
+    let appender = Appender {
+        file: Arc::new(Mutex::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&live)
+                .unwrap(),
+        )),
+        gate: SyncGate::new(),
+    };
 
+    let mut phases = [
+        Phase::new("during rewrites (settings)", settings.clone()),
+        Phase::new("during rewrites (with gate)", gated.clone()),
+        Phase::new("during rewrites (before)", before.clone()),
+    ];
     // The phases alternate so that noise from other processes on the machine
     // falls on every side alike.
     let phase = Duration::from_secs(seconds).div_f64(rounds as f64);
-    let (mut alone, mut with_settings, mut with_before) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut ev_settings, mut ev_before) = (Vec::new(), Vec::new());
-    let (log, log_before) = (
-        Arc::new(Mutex::new(RewriterLog::default())),
-        Arc::new(Mutex::new(RewriterLog::default())),
-    );
+    let mut alone = Vec::new();
     for round in 0..rounds {
         settle(dir.path());
-        alone.extend(latencies(&append_for(&file, phase)));
-        // Which rewrite phase goes first alternates, so that whatever one
-        // leaves behind falls on the other as often as the other way round.
-        for first in [round % 2 == 0, round % 2 == 1] {
+        alone.extend(latencies(&append_for(&appender, phase)));
+        // Which rewrite phase goes first rotates, so that whatever one
+        // leaves behind falls on each of the others in turn.
+        let n = phases.len();
+        for k in 0..n {
+            let p = &mut phases[(k + round as usize) % n];
             settle(dir.path());
-            if first {
-                with_settings.extend(during(
-                    &live,
-                    &file,
-                    state_mb,
-                    &settings,
-                    phase,
-                    &log,
-                    &mut ev_settings,
-                ));
-            } else {
-                with_before.extend(during(
-                    &live,
-                    &file,
-                    state_mb,
-                    &before,
-                    phase,
-                    &log_before,
-                    &mut ev_before,
-                ));
-            }
+            let samples = during(
+                &live,
+                &appender,
+                state_mb,
+                &p.settings,
+                phase,
+                &p.log,
+                &mut p.events,
+            );
+            p.timed.extend(samples);
         }
     }
     alone.sort_unstable();
-    let (timed_settings, timed_before) = (with_settings, with_before);
-    let mut with_settings = latencies(&timed_settings);
-    let mut with_before = latencies(&timed_before);
-    with_settings.sort_unstable();
-    with_before.sort_unstable();
+    for p in &mut phases {
+        p.sorted = latencies(&p.timed);
+        p.sorted.sort_unstable();
+    }
 
     println!(
         "appender latency, {seconds} s per phase in {rounds} alternating rounds, back-to-back rewrites of a {state_mb} MB state"
     );
     println!("rewrite settings: {}", settings.describe());
+    println!("with gate:        {}", gated.describe());
     println!("before pacing:    {}", before.describe());
     println!(
-        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>8} {:>13} {:>5}",
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>8} {:>13} {:>5} {:>11}",
         "phase",
         "appends",
         "p50 µs",
@@ -509,38 +561,27 @@ fn main() {
         "MB/s",
         "lock ms",
         "yields/steps",
-        "min KiB"
+        "min KiB",
+        "gate waits"
     );
     report("alone", &alone, None, &alone);
-    report(
-        "during rewrites (settings)",
-        &with_settings,
-        Some(&log.lock()),
-        &alone,
-    );
-    report(
-        "during rewrites (before)",
-        &with_before,
-        Some(&log_before.lock()),
-        &alone,
-    );
+    for p in &phases {
+        report(p.name, &p.sorted, Some(&p.log.lock()), &alone);
+    }
     println!(
-        "p99 ratio (during / alone): settings {:.2}, before pacing {:.2}",
-        pct(&with_settings, 0.99) / pct(&alone, 0.99),
-        pct(&with_before, 0.99) / pct(&alone, 0.99)
+        "p99 ratio (during / alone): settings {:.2}, with gate {:.2}, before pacing {:.2}",
+        pct(&phases[0].sorted, 0.99) / pct(&alone, 0.99),
+        pct(&phases[1].sorted, 0.99) / pct(&alone, 0.99),
+        pct(&phases[2].sorted, 0.99) / pct(&alone, 0.99)
     );
     if std::env::var_os("PHASES").is_some() {
         // The appends at or above the phase's p99 are its tail.
         let tail = |s: &[u64]| (pct(s, 0.99) * 1000.0) as u64 - 1;
-        attribute(
-            "settings",
-            &timed_settings,
-            &ev_settings,
-            tail(&with_settings),
-        );
-        attribute("before", &timed_before, &ev_before, tail(&with_before));
+        for p in &phases {
+            attribute(p.name, &p.timed, &p.events, tail(&p.sorted));
+        }
     }
     println!(
-        "columns: ratio = p99 / alone p99; rwrts = rewrites completed; MB/s = rewriter throughput while running; lock ms = p50 appender lock held per rewrite (begin + commit); yields/steps = paced steps after which the live file had grown / all paced steps; min KiB = shortest step"
+        "columns: ratio = p99 / alone p99; rwrts = rewrites completed; MB/s = rewriter throughput while running; lock ms = p50 appender lock held per rewrite (begin + commit); yields/steps = paced steps after which the live file had grown / all paced steps; min KiB = shortest step; gate waits = steps that waited for the appender's sync / total ms waited"
     );
 }

@@ -140,6 +140,7 @@
 mod compactor;
 mod config;
 mod error;
+mod gate;
 mod pacing;
 mod rewrite;
 mod source;
@@ -152,7 +153,10 @@ pub use crate::compactor::{
 };
 pub use crate::config::Config;
 pub use crate::error::Error;
-pub use crate::pacing::{Pacing, PacingStats, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP};
+pub use crate::gate::{SyncGate, SyncGuard, DEFAULT_GATE_WAIT};
+pub use crate::pacing::{
+    Pacing, PacingStats, DEFAULT_GATED_MIN_STEP, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP,
+};
 pub use crate::rewrite::{
     clean_leftovers, Committed, Replaced, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY,
 };

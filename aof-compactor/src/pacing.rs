@@ -47,7 +47,9 @@ use std::time::{Duration, Instant};
 pub struct Pacing {
     pub(crate) adaptive: bool,
     pub(crate) in_flight: u32,
-    pub(crate) min_step: u64,
+    /// `None`: [`DEFAULT_MIN_STEP`], or [`DEFAULT_GATED_MIN_STEP`] for a
+    /// rewrite that shares the appender's [`SyncGate`](crate::SyncGate).
+    pub(crate) min_step: Option<u64>,
     pub(crate) hold: Duration,
 }
 
@@ -56,6 +58,14 @@ pub const DEFAULT_IN_FLIGHT: u32 = 2;
 
 /// Default for [`Pacing::min_step`]: 64 KiB.
 pub const DEFAULT_MIN_STEP: u64 = 64 * 1024;
+
+/// Default for [`Pacing::min_step`] in a rewrite that shares the appender's
+/// [`SyncGate`](crate::SyncGate): 32 KiB. With the gate, a sync finds at
+/// most the one step that was under write-back when it began, so that
+/// step's length is what the sync waits for; without it, a sync finds a
+/// step between each pair of its requests, and shorter steps only mean
+/// more of them.
+pub const DEFAULT_GATED_MIN_STEP: u64 = 32 * 1024;
 
 /// Default for [`Pacing::hold`]: one second.
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(1);
@@ -75,7 +85,7 @@ impl Pacing {
         Pacing {
             adaptive: true,
             in_flight: DEFAULT_IN_FLIGHT,
-            min_step: DEFAULT_MIN_STEP,
+            min_step: None,
             hold: DEFAULT_HOLD,
         }
     }
@@ -110,9 +120,10 @@ impl Pacing {
     /// double from it); at least 4 KiB. A step is never longer than
     /// [`Rewrite::sync_every`](crate::Rewrite::sync_every).
     ///
-    /// Default: [`DEFAULT_MIN_STEP`] (64 KiB).
+    /// Default: [`DEFAULT_MIN_STEP`] (64 KiB), or [`DEFAULT_GATED_MIN_STEP`]
+    /// (32 KiB) in a rewrite given a [`SyncGate`](crate::SyncGate).
     pub fn min_step(mut self, bytes: u64) -> Self {
-        self.min_step = bytes.max(4096);
+        self.min_step = Some(bytes.max(4096));
         self
     }
 
@@ -139,6 +150,11 @@ pub struct PacingStats {
     pub yields: u64,
     /// The shortest step taken, in bytes (0 before the first).
     pub shortest_step: u64,
+    /// Steps that found the appender syncing and waited at the
+    /// [`SyncGate`](crate::SyncGate) before starting.
+    pub gate_waits: u64,
+    /// The time those steps waited, in all.
+    pub gate_waited: Duration,
 }
 
 /// The pacer's decisions, without any I/O or clock of its own: the rewrite
@@ -162,9 +178,15 @@ pub(crate) struct Pacer {
 impl Pacer {
     /// A pacer whose steps range from `pacing.min_step` to `max_step`
     /// (`Rewrite::sync_every`), starting at the shortest: whether anybody
-    /// appends is known only after the first step.
-    pub(crate) fn new(pacing: &Pacing, max_step: u64) -> Self {
-        let min_step = pacing.min_step.min(max_step).max(1);
+    /// appends is known only after the first step. `gated`: the rewrite
+    /// shares the appender's gate, which sets the default minimum.
+    pub(crate) fn new(pacing: &Pacing, max_step: u64, gated: bool) -> Self {
+        let default = if gated {
+            DEFAULT_GATED_MIN_STEP
+        } else {
+            DEFAULT_MIN_STEP
+        };
+        let min_step = pacing.min_step.unwrap_or(default).min(max_step).max(1);
         Pacer {
             min_step,
             max_step: max_step.max(min_step),
@@ -216,6 +238,12 @@ impl Pacer {
         self.step
     }
 
+    /// Counts a wait of `waited` at the appender's gate before a step.
+    pub(crate) fn waited_at_gate(&mut self, waited: Duration) {
+        self.stats.gate_waits += 1;
+        self.stats.gate_waited += waited;
+    }
+
     pub(crate) fn stats(&self) -> PacingStats {
         self.stats
     }
@@ -248,7 +276,7 @@ mod tests {
     #[test]
     fn without_appends_the_steps_double_from_the_minimum_to_full_length() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB, false);
         assert_eq!(p.step_len(), 64 * KIB);
         let mut expected = vec![(128, 2), (256, 2), (512, 2)];
         expected.extend([(1024, 2); 17]);
@@ -261,7 +289,7 @@ mod tests {
     #[test]
     fn an_append_drops_the_step_to_the_minimum_one_at_a_time() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB, false);
         let grown: Vec<_> = (0..4).map(|t| (t, true)).collect();
         assert_eq!(run(&mut p, t0, &grown), [(64, 1); 4]);
         assert_eq!(p.stats().yields, 4);
@@ -271,7 +299,7 @@ mod tests {
     #[test]
     fn short_steps_are_held_for_the_hold_after_the_last_growth() {
         let t0 = Instant::now();
-        let mut p = Pacer::new(&Pacing::adaptive(), 512 * KIB);
+        let mut p = Pacer::new(&Pacing::adaptive(), 512 * KIB, false);
         run(&mut p, t0, &[(0, true), (1, true), (2, true)]);
         assert_eq!(p.step_len(), 64 * KIB);
         // Quiet steps within a second of the last growth change nothing.
@@ -291,7 +319,7 @@ mod tests {
         // One append every 200 ms, far slower than the steps: the steps
         // never grow back.
         let t0 = Instant::now();
-        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB);
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB, false);
         let steps: Vec<_> = (0..3000).map(|t| (t, t % 200 == 0)).collect();
         let out = run(&mut p, t0, &steps);
         assert!(out.iter().all(|&s| s == (64, 1)), "{:?}", &out[..10]);
@@ -306,6 +334,7 @@ mod tests {
                 .hold(Duration::from_millis(10))
                 .min_step(256 * KIB),
             1024 * KIB,
+            false,
         );
         assert_eq!(
             run(
@@ -321,16 +350,29 @@ mod tests {
     fn the_bounds_are_sane_whatever_is_asked() {
         let t0 = Instant::now();
         // A minimum above the maximum is lowered to it: every step is full.
-        let mut p = Pacer::new(&Pacing::adaptive().min_step(8192 * KIB), 1024 * KIB);
+        let mut p = Pacer::new(&Pacing::adaptive().min_step(8192 * KIB), 1024 * KIB, true);
         assert_eq!(
             run(&mut p, t0, &[(0, true), (1, false)]),
             [(1024, 1), (1024, 1)]
         );
-        assert_eq!(Pacing::adaptive().min_step(1).min_step, 4096);
+        assert_eq!(Pacing::adaptive().min_step(1).min_step, Some(4096));
         assert_eq!(Pacing::adaptive().in_flight(0).in_flight, 1);
-        let p = Pacer::new(&Pacing::adaptive().in_flight(3), 1024 * KIB);
+        let p = Pacer::new(&Pacing::adaptive().in_flight(3), 1024 * KIB, false);
         assert_eq!(p.in_flight(), 3);
         assert!(!Pacing::off().is_adaptive());
         assert_eq!(Pacing::default(), Pacing::adaptive());
+    }
+
+    #[test]
+    fn a_gated_rewrite_starts_from_the_gated_minimum_unless_told_otherwise() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(&Pacing::adaptive(), 1024 * KIB, true);
+        assert_eq!(p.step_len(), 32 * KIB);
+        assert_eq!(
+            run(&mut p, t0, &[(0, false), (1, true)]),
+            [(64, 2), (32, 1)]
+        );
+        let p = Pacer::new(&Pacing::adaptive().min_step(64 * KIB), 1024 * KIB, true);
+        assert_eq!(p.step_len(), 64 * KIB);
     }
 }

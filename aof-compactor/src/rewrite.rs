@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::gate::{SyncGate, DEFAULT_GATE_WAIT};
+#[cfg(doc)]
+use crate::pacing::DEFAULT_GATED_MIN_STEP;
 use crate::pacing::{Pacer, Pacing, PacingStats};
 use crate::Error;
 
@@ -103,15 +106,18 @@ struct Pace {
     pending: VecDeque<Step>,
     /// The live file's length after the last step.
     live_len: u64,
+    /// The appender's syncs, when it marks them (see [`Rewrite::sync_gate`]).
+    gate: Option<SyncGate>,
 }
 
 impl Pace {
-    fn new(pacing: Pacing, sync_every: u64, live_len: u64) -> Self {
+    fn new(pacing: Pacing, sync_every: u64, live_len: u64, gate: Option<SyncGate>) -> Self {
         Pace {
-            pacer: Pacer::new(&pacing, sync_every),
+            pacer: Pacer::new(&pacing, sync_every, gate.is_some()),
             pacing,
             pending: VecDeque::new(),
             live_len,
+            gate,
         }
     }
 }
@@ -288,7 +294,7 @@ impl Rewrite {
             max_rate: 0,
             rate_start: None,
             rate_checked: 0,
-            pace: Box::new(Pace::new(Pacing::default(), DEFAULT_SYNC_EVERY, len)),
+            pace: Box::new(Pace::new(Pacing::default(), DEFAULT_SYNC_EVERY, len, None)),
             done: false,
         })
     }
@@ -304,7 +310,13 @@ impl Rewrite {
     /// the final fsync short (redis #700, #1019).
     pub fn sync_every(mut self, bytes: u64) -> Self {
         self.sync_every = bytes;
-        self.pace = Box::new(Pace::new(self.pace.pacing.clone(), bytes, self.start_len));
+        let gate = self.pace.gate.take();
+        self.pace = Box::new(Pace::new(
+            self.pace.pacing.clone(),
+            bytes,
+            self.start_len,
+            gate,
+        ));
         self
     }
 
@@ -317,7 +329,29 @@ impl Rewrite {
     /// steps of 64 KiB, one at a time. [`Pacing::off`] writes as fast as the
     /// page cache takes it.
     pub fn pacing(mut self, pacing: Pacing) -> Self {
-        self.pace = Box::new(Pace::new(pacing, self.sync_every, self.start_len));
+        let gate = self.pace.gate.take();
+        self.pace = Box::new(Pace::new(pacing, self.sync_every, self.start_len, gate));
+        self
+    }
+
+    /// Shares the appender's [`SyncGate`]: with adaptive [`Pacing`], no
+    /// write-back step starts while the appender marks a sync; the step
+    /// waits for the sync to end, up to [`DEFAULT_GATE_WAIT`] (20 ms) each.
+    /// The shortest step is then [`DEFAULT_GATED_MIN_STEP`] (32 KiB) unless
+    /// [`Pacing::min_step`] says otherwise.
+    /// Without it the pacer sees the appender only by the live file's
+    /// growth, and a step can start between any two of the requests that
+    /// make up one `fdatasync`. Call it before writing.
+    ///
+    /// Default: none.
+    pub fn sync_gate(mut self, gate: SyncGate) -> Self {
+        let pacing = self.pace.pacing.clone();
+        self.pace = Box::new(Pace::new(
+            pacing,
+            self.sync_every,
+            self.start_len,
+            Some(gate),
+        ));
         self
     }
 
@@ -608,6 +642,13 @@ impl Rewrite {
                 break;
             };
             wait_writeback(file, step.offset, step.len)?;
+        }
+        // Nothing of ours is under write-back now while the steps are held
+        // short: a sync that started meanwhile runs alone to its end.
+        if let Some(gate) = &pace.gate {
+            if let Some(waited) = gate.wait_idle(DEFAULT_GATE_WAIT) {
+                pace.pacer.waited_at_gate(waited);
+            }
         }
         start_writeback(file, offset, len)?;
         pace.pending.push_back(Step { offset, len });
