@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use aof_compactor::SyncGate;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use wal_repair::frames::{self, Frames};
@@ -137,6 +138,9 @@ pub struct Journal {
     len: AtomicU64,
     /// The fsyncs made, for [`Journal::syncs`].
     syncs: AtomicU64,
+    /// Every fsync is marked on it, and a compaction's write-back waits at it (see
+    /// [`Journal::with_sync_gate`]).
+    gate: SyncGate,
 }
 
 const ENQUEUE: u8 = b'E';
@@ -337,6 +341,7 @@ impl Journal {
             }),
             len: AtomicU64::new(written),
             syncs: AtomicU64::new(0),
+            gate: SyncGate::new(),
             path,
         };
         Ok(Opened {
@@ -345,6 +350,16 @@ impl Journal {
             next_id,
             repaired_bytes,
         })
+    }
+
+    /// Marks this journal's fsyncs on `gate`, and makes its compactions wait at it before each
+    /// write-back step (`aof_compactor::Rewrite::sync_gate`). A server that shares one gate between
+    /// every log on a disk keeps each log's rewrites from landing between the requests of any
+    /// log's fsync. Default: a gate of the journal's own.
+    #[must_use]
+    pub fn with_sync_gate(mut self, gate: SyncGate) -> Journal {
+        self.gate = gate;
+        self
     }
 
     /// The journal's path.
@@ -440,7 +455,9 @@ impl Journal {
         let mut inner = self.inner.lock();
         Self::write_buf(&self.path, &mut inner)?;
         if sync && inner.written > inner.synced {
-            inner.file.sync_data().map_err(io_err(&self.path))?;
+            self.gate
+                .sync_data(&inner.file)
+                .map_err(io_err(&self.path))?;
             inner.synced = inner.written;
             self.syncs.fetch_add(1, Relaxed);
         }
@@ -463,7 +480,7 @@ impl Journal {
             let file = inner.file.try_clone().map_err(io_err(&self.path))?;
             (file, (inner.generation, inner.written))
         };
-        file.sync_data().map_err(io_err(&self.path))?;
+        self.gate.sync_data(&file).map_err(io_err(&self.path))?;
         self.syncs.fetch_add(1, Relaxed);
         let mut inner = self.inner.lock();
         // A compaction that swapped the file meanwhile fsynced the new one itself; `upto` counts
@@ -509,8 +526,9 @@ impl Journal {
         let (mut rewrite, mut snapshot, next_id) = {
             let mut inner = self.inner.lock();
             Self::write_buf(&self.path, &mut inner)?;
-            let rewrite =
-                aof_compactor::Rewrite::begin_at(&self.path, inner.written).map_err(rewrite_err)?;
+            let rewrite = aof_compactor::Rewrite::begin_at(&self.path, inner.written)
+                .map_err(rewrite_err)?
+                .sync_gate(self.gate.clone());
             let snapshot: Vec<(u64, Entry)> = inner
                 .pending
                 .iter()

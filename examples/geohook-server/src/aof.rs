@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use aof_compactor::SyncGate;
 use geohook_resp::encode_command;
 
 /// A failed write or fsync of the log, latched: every later append or sync
@@ -69,6 +70,10 @@ pub(crate) struct Aof {
     /// On a leader, the replication backlog: every appended command goes to
     /// it with exactly the bytes written to the file, under the same lock.
     tap: Option<std::sync::Arc<geohook_repl::Leader>>,
+    /// Every fsync of the file is marked on it, so that a shrink's
+    /// write-back waits for the sync to end instead of landing between its
+    /// requests.
+    gate: SyncGate,
 }
 
 impl Aof {
@@ -89,7 +94,14 @@ impl Aof {
             failed: None,
             pending: Vec::with_capacity(4096),
             tap: None,
+            gate: SyncGate::new(),
         })
+    }
+
+    /// The gate this file's fsyncs are marked on, for a shrink's
+    /// [`aof_compactor::Rewrite::sync_gate`] and the once-a-second fsync.
+    pub(crate) fn sync_gate(&self) -> SyncGate {
+        self.gate.clone()
     }
 
     /// The path of the live file.
@@ -204,7 +216,7 @@ impl Aof {
     pub(crate) fn sync(&mut self) -> Result<(), AofError> {
         self.flush()?;
         if self.unsynced {
-            if let Err(e) = self.file.sync_data() {
+            if let Err(e) = self.gate.sync_data(&self.file) {
                 return Err(self.fail("fsync", &e));
             }
             self.unsynced = false;

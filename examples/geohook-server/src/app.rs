@@ -79,7 +79,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let bytes = std::fs::read(&aof_path).with_context(|| format!("read {}", aof_path.display()))?;
     crate::replay::load(&aof_path, &bytes, &mut core, Some(&hooks))?;
     if args.hook_journal {
-        hooks.open_journal(&args.dir, args.hook_journal_compact_size)?;
+        // One disk, one gate: the log's shrink waits for the journal's fsyncs
+        // and the journal's compaction for the log's.
+        hooks.open_journal(
+            &args.dir,
+            args.hook_journal_compact_size,
+            core.aof.sync_gate(),
+        )?;
     }
 
     let listener = tokio::net::TcpListener::bind((args.bind, args.port))

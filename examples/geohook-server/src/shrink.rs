@@ -132,18 +132,24 @@ pub(crate) fn shrink(shared: &Shared) -> Result<Report, ShrinkError> {
 
 fn rewrite(shared: &Shared) -> Result<Report, ShrinkError> {
     let live = shared.opts.dir.join(AOF_NAME);
-    let (start, start_offset, moves) = {
+    let (start, start_offset, moves, gate) = {
         // The rewrite copies the live file's bytes from `start` on, so the
         // file must hold every committed command: write what is pending.
         let mut core = shared.core.write();
         core.writable()?;
         core.aof.flush()?;
-        (core.aof.size(), core.aof.offset(), core.db.moves())
+        (
+            core.aof.size(),
+            core.aof.offset(),
+            core.db.moves(),
+            core.aof.sync_gate(),
+        )
     };
     let max_rate = shared.settings.read().aofshrink_max_rate;
     let mut rw = Rewrite::begin_at(&live, start)
         .map_err(|e| ShrinkError::Io(e.to_string()))?
-        .max_rate(max_rate);
+        .max_rate(max_rate)
+        .sync_gate(gate);
     // The new file starts with the replication header at the offset where
     // the carried-over tail begins; its base length is known only after the
     // snapshot, so a placeholder of the same fixed length is patched below.

@@ -24,12 +24,15 @@ pub(crate) async fn fsync_loop(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             () = shared.shutdown.cancelled() => return,
         }
-        let handle = shared.core.write().aof.sync_handle();
+        let (handle, gate) = {
+            let mut core = shared.core.write();
+            (core.aof.sync_handle(), core.aof.sync_gate())
+        };
         let Ok(Some(file)) = handle else { continue };
         // fsync blocks; run it on the blocking pool and without the lock, so
         // writers are never held up by the disk (Redis does the same from a
         // background thread).
-        let result = tokio::task::spawn_blocking(move || file.sync_data()).await;
+        let result = tokio::task::spawn_blocking(move || gate.sync_data(&file)).await;
         let failed = match result {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),

@@ -50,6 +50,9 @@ impl HookEngine {
     /// Opens (repairing a torn tail) the hook journal in `dir` and queues
     /// again the events it holds that were not delivered. Call after the log
     /// is replayed, so that their hooks exist, and before any client writes.
+    /// The journal's fsyncs are marked on `gate`, and its compactions wait
+    /// at it (the log's gate, so that both files' rewrites yield to both
+    /// files' fsyncs).
     ///
     /// # Errors
     ///
@@ -58,6 +61,7 @@ impl HookEngine {
         &self,
         dir: &Path,
         compact_size: u64,
+        gate: aof_compactor::SyncGate,
     ) -> Result<(), geohook_hooks::Error> {
         let opened = Journal::open(dir.join(JOURNAL_NAME))?;
         if opened.repaired_bytes > 0 {
@@ -66,10 +70,11 @@ impl HookEngine {
                 "hook journal: cut a torn tail (kept in a sidecar file)"
             );
         }
-        let n =
-            self.hooks
-                .outbox()
-                .attach_journal(opened.journal, opened.pending, opened.next_id)?;
+        let n = self.hooks.outbox().attach_journal(
+            opened.journal.with_sync_gate(gate),
+            opened.pending,
+            opened.next_id,
+        )?;
         tracing::info!(events = n, "hook journal: events queued again");
         let _ = self.journal_compact_size.set(compact_size);
         Ok(())
