@@ -4,7 +4,9 @@
 //! time, it *is* the appender's lock: the rewrite handshake's two steps that
 //! need the appender quiesced (begin with a matching snapshot, commit and swap
 //! the file) are messages to it. The compaction callback does the long part,
-//! writing the snapshot, on the blocking pool while writes go on.
+//! writing the snapshot, on the blocking pool while writes go on. The
+//! writer marks each fsync on a `SyncGate` that the rewrite shares, so that
+//! the rewrite's write-back never lands in the middle of one.
 //!
 //! Run: `cargo run -p aof-compactor --example kv_log`
 
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use aof_compactor::bytesize::ByteSize;
 use aof_compactor::{
-    BoxError, CompactionOutcome, Compactor, Config, Replaced, Rewrite, SizeSource,
+    BoxError, CompactionOutcome, Compactor, Config, Replaced, Rewrite, SizeSource, SyncGate,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -45,17 +47,25 @@ fn replay(path: &Path) -> State {
 }
 
 /// The appender: the only code that writes to the live file.
-fn writer_task(path: PathBuf, mut file: File, mut state: State, mut rx: mpsc::Receiver<Msg>) {
+fn writer_task(
+    path: PathBuf,
+    mut file: File,
+    mut state: State,
+    gate: SyncGate,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Set(k, v, ack) => {
                 file.write_all(record(&k, &v).as_bytes()).unwrap();
-                file.sync_data().unwrap();
+                gate.sync_data(&file).unwrap();
                 state.insert(k, v);
                 let _ = ack.send(());
             }
             Msg::Begin(reply) => {
-                let _ = reply.send(Rewrite::begin(&path).map(|rw| (state.clone(), rw)));
+                let begun =
+                    Rewrite::begin(&path).map(|rw| (state.clone(), rw.sync_gate(gate.clone())));
+                let _ = reply.send(begun);
             }
             Msg::Commit(rw, reply) => {
                 let result = rw.commit().map(|c| {
@@ -104,7 +114,7 @@ async fn main() -> Result<(), BoxError> {
     let (tx, rx) = mpsc::channel(64);
     let writer = {
         let path = path.clone();
-        tokio::task::spawn_blocking(move || writer_task(path, file, state, rx))
+        tokio::task::spawn_blocking(move || writer_task(path, file, state, SyncGate::new(), rx))
     };
 
     let config = Config {
