@@ -82,6 +82,30 @@ fn nearby_limit_10(bencher: Bencher<'_, '_>, n: usize) {
     });
 }
 
+/// `nearby_limit_10` over the index a replay at start builds: the same
+/// points with the point index built at once (`defer_point_index`, then
+/// `build_point_index`) instead of one insert each.
+#[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
+fn nearby_limit_10_after_replay(bencher: Bencher<'_, '_>, n: usize) {
+    let mut rng = SmallRng::seed_from_u64(n as u64);
+    let mut db = Database::new();
+    db.defer_point_index();
+    for i in 0..n {
+        put(&mut db, &format!("truck{i}"), random_point(&mut rng));
+    }
+    db.build_point_index();
+    let rng = RefCell::new(SmallRng::seed_from_u64(9));
+    let opts = SearchOpts {
+        limit: Some(10),
+        ..Default::default()
+    };
+    bencher.bench_local(|| {
+        let mut rng = rng.borrow_mut();
+        let c = Point::new(33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>()).unwrap();
+        db.nearby("fleet", &c, None, &opts, NOW).hits.len()
+    });
+}
+
 /// NEARBY … POINT lat lon 1000 (every point within 1 km: π km² of the
 /// ≈10,300 km² square, so about 30 at 10^5, as the README's table says).
 #[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]

@@ -287,6 +287,33 @@ fn split<T>(v: &mut Vec<T>, rect: impl Fn(&T) -> Rect) -> Vec<T> {
     right
 }
 
+/// Cuts `items` into groups of `per` (the last may be short) by
+/// sort-tile-recursive packing: sorted by `centre`'s x, cut into about
+/// the square root of the group count of vertical slabs of whole groups,
+/// each slab sorted by y and cut into groups. Neighbouring groups come out
+/// in order, slab by slab.
+fn tile<T>(mut items: Vec<T>, per: usize, centre: impl Fn(&T) -> [f32; 2]) -> Vec<Vec<T>> {
+    let groups = items.len().div_ceil(per);
+    let slabs = (groups as f64).sqrt().ceil() as usize;
+    // Whole groups per slab, so that cutting the sorted items every `per`
+    // never makes a group of two slabs.
+    let per_slab = groups.div_ceil(slabs.max(1)) * per;
+    items.sort_unstable_by(|a, b| centre(a)[0].total_cmp(&centre(b)[0]));
+    for slab in items.chunks_mut(per_slab) {
+        slab.sort_unstable_by(|a, b| centre(a)[1].total_cmp(&centre(b)[1]));
+    }
+    let mut out = Vec::with_capacity(groups);
+    let mut it = items.into_iter();
+    loop {
+        let mut group = Vec::with_capacity(per);
+        group.extend(it.by_ref().take(per));
+        if group.is_empty() {
+            return out;
+        }
+        out.push(group);
+    }
+}
+
 /// The point index of one collection.
 #[derive(Debug, Default)]
 pub(crate) struct PointTree {
@@ -344,8 +371,11 @@ impl PointTree {
 
     /// A tree of `entries` built at once by sort-tile-recursive packing:
     /// full leaves of neighbouring points, in a fraction of the time of one
-    /// insert per point.
-    pub(crate) fn bulk_load(mut entries: Vec<PointEntry>) -> PointTree {
+    /// insert per point. Every level is tiled the same way, so that inner
+    /// nodes are about as wide as they are tall: grouping the leaves in the
+    /// order they were cut would make each inner node a thin column that
+    /// many searches cross.
+    pub(crate) fn bulk_load(entries: Vec<PointEntry>) -> PointTree {
         let len = entries.len();
         if len <= LEAF_MAX {
             return PointTree {
@@ -353,38 +383,31 @@ impl PointTree {
                 len,
             };
         }
-        let leaves = len.div_ceil(BULK_LEAF);
-        let slabs = (leaves as f64).sqrt().ceil() as usize;
-        let per_slab = len.div_ceil(slabs);
-        entries.sort_unstable_by(|a, b| a.xy[0].total_cmp(&b.xy[0]));
-        let mut level: Vec<Child> = Vec::with_capacity(leaves + slabs);
-        for slab in entries.chunks_mut(per_slab) {
-            slab.sort_unstable_by(|a, b| a.xy[1].total_cmp(&b.xy[1]));
-            for leaf in slab.chunks(BULK_LEAF) {
-                let mut v = Vec::with_capacity(leaf.len() + 4);
-                v.extend_from_slice(leaf);
+        let mut level: Vec<Child> = tile(entries, BULK_LEAF, |e| e.xy)
+            .into_iter()
+            .map(|mut v| {
+                v.reserve_exact(4);
                 let node = Node::Leaf(v);
-                level.push(Child {
+                Child {
                     rect: node.rect(),
                     node,
-                });
-            }
-        }
-        // Leaves come out slab by slab, each slab south to north, so runs of
-        // consecutive leaves are neighbours: group them level by level.
+                }
+            })
+            .collect();
         while level.len() > 1 {
-            let mut up = Vec::with_capacity(level.len().div_ceil(BULK_INNER));
-            let mut it = level.into_iter().peekable();
-            while it.peek().is_some() {
-                let mut group = Vec::with_capacity(BULK_INNER + 2);
-                group.extend(it.by_ref().take(BULK_INNER));
+            level = tile(level, BULK_INNER, |c| {
+                [c.rect.lo[0] + c.rect.hi[0], c.rect.lo[1] + c.rect.hi[1]]
+            })
+            .into_iter()
+            .map(|mut group| {
+                group.reserve_exact(2);
                 let node = Node::Inner(group);
-                up.push(Child {
+                Child {
                     rect: node.rect(),
                     node,
-                });
-            }
-            level = up;
+                }
+            })
+            .collect();
         }
         let root = level.pop().map_or_else(Node::default, |c| c.node);
         PointTree { root, len }
