@@ -112,6 +112,15 @@
 //! [`Pacing::off`] starts write-back and never waits. [`Rewrite::max_rate`]
 //! is a fixed cap on top of either.
 //!
+//! **The appender's gate.** An appender that marks its fsyncs on a
+//! [`SyncGate`] (`gate.sync_data(&file)`) and gives the gate to its rewrites
+//! ([`Rewrite::sync_gate`]) gets more: with adaptive pacing no step starts
+//! while a sync is marked (a step waits for it, at most
+//! [`DEFAULT_GATE_WAIT`], 20 ms), and the shortest step is
+//! [`DEFAULT_GATED_MIN_STEP`] (32 KiB). Without the gate the pacer knows of
+//! the appender only by the live file's growth, and a step can start between
+//! any two of the requests one `fdatasync` is made of.
+//!
 //! **Releasing the replaced file.** [`Committed::replaced`] is the file the
 //! commit replaced; [`Replaced::release`], called once the appender is
 //! released, shrinks it in 1 MiB steps with an `fdatasync` each, so that its

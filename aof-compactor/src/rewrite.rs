@@ -178,6 +178,9 @@ pub struct Replaced {
     file: File,
     path: PathBuf,
     writable: bool,
+    /// The rewrite's [`SyncGate`], if it had one: each step of the release
+    /// waits at it too.
+    gate: Option<SyncGate>,
 }
 
 impl Replaced {
@@ -203,7 +206,9 @@ impl Replaced {
     /// [`Rewrite::begin`]; otherwise this only closes the handle, and the
     /// blocks are freed when the appender's last handle on the old file
     /// closes, as without this call. Other handles on the old file (the
-    /// appender's, a reader's) see it shrink.
+    /// appender's, a reader's) see it shrink. When the rewrite shared the
+    /// appender's [`SyncGate`] ([`Rewrite::sync_gate`]), each step waits at
+    /// it first, as the write-back steps do.
     ///
     /// # Errors
     ///
@@ -225,6 +230,9 @@ impl Replaced {
             // Truncating to a multiple of the step keeps the steps aligned
             // with the file's blocks after the first one.
             let next = (len - 1) / step * step;
+            if let Some(gate) = &self.gate {
+                gate.wait_idle(DEFAULT_GATE_WAIT);
+            }
             self.file
                 .set_len(next)
                 .map_err(|e| Error::io("truncate", &self.path, e))?;
@@ -530,6 +538,7 @@ impl Rewrite {
                 .map_err(|e| Error::io("dup", &self.live, e))?,
             path: self.live.clone(),
             writable: self.source_writable,
+            gate: self.pace.gate.clone(),
         };
         Ok(Committed {
             file,

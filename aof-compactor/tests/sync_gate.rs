@@ -101,3 +101,25 @@ fn without_pacing_the_gate_is_not_consulted() {
     assert_eq!(stats.steps, 0);
     assert_eq!(stats.gate_waits, 0, "{stats:?}");
 }
+
+#[test]
+fn the_release_of_the_replaced_file_waits_at_the_gate_step_by_step() {
+    // A 16 KiB live file released in 4 KiB steps while a sync is marked
+    // that never ends: each of the four steps waits out the limit first.
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("app.aof");
+    fs::write(&live, vec![b'o'; 16 * KIB]).unwrap();
+    let gate = SyncGate::new();
+    let stuck = gate.enter();
+    let mut rw = Rewrite::begin(&live).unwrap().sync_gate(gate.clone());
+    rw.write_all(b"new\n").unwrap();
+    let committed = rw.commit().unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        committed.replaced.release_in_steps(4096).unwrap(),
+        16 * KIB as u64
+    );
+    assert!(started.elapsed() >= DEFAULT_GATE_WAIT * 4);
+    drop(stuck);
+    assert_eq!(fs::read(&live).unwrap(), b"new\n");
+}
