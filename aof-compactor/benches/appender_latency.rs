@@ -1,18 +1,24 @@
 //! Latency of a concurrent appender while rewrites run, against the same
-//! appender alone, in the same run; and the same with the settings from
-//! before pacing existed (`Pacing::off`, 4 MiB steps) as a third phase.
+//! appender alone, in the same run. Four phases: the appender alone; during
+//! rewrites with the settings (the crate's defaults unless the environment
+//! says otherwise); the same settings sharing the appender's [`SyncGate`];
+//! and the settings from before pacing existed (`Pacing::off`, 4 MiB steps).
 //!
 //! The appender writes an 83-byte record and `fdatasync`s it under its lock
-//! (Redis's `appendfsync always`), timing each append from taking the lock to
-//! releasing it. In the second and third phases a rewriter thread loops over full
-//! rewrites of a state of `STATE_MB` megabytes with the [`Rewrite`] protocol:
-//! begin under the lock, write the state outside it, catch up outside it,
-//! commit and swap the file under the lock, then, outside it, close the
-//! appender's old handle and free the replaced file with
-//! [`Replaced::release`](aof_compactor::Replaced::release) (the third phase
-//! closes it at once, as before `release` existed). Sorted samples give the
-//! percentiles. Before each phase the file system is synced and left alone
-//! for 250 ms, so that one phase's write-back does not land on the next.
+//! (Redis's `appendfsync always`), marked on a [`SyncGate`] (which only the
+//! gated phase's rewrites look at), timing each append from taking the lock
+//! to releasing it. During the rewrite phases a rewriter thread loops over
+//! full rewrites of a state of `STATE_MB` megabytes with the [`Rewrite`]
+//! protocol: begin under the lock, write the state outside it, catch up
+//! outside it, commit and swap the file under the lock, then, outside it,
+//! close the appender's old handle and free the replaced file with
+//! [`Replaced::release`](aof_compactor::Replaced::release) (the before-pacing
+//! phase closes it at once, as before `release` existed). Each round runs
+//! the appender alone first, then the three rewrite phases in an order that
+//! rotates from round to round (balanced when `ROUNDS` is a multiple of
+//! three, as the default is). Sorted samples give the percentiles. Before
+//! each phase the file system is synced and left alone for 250 ms, so that
+//! one phase's write-back does not land on the next.
 //!
 //! The rewrite uses the crate's default settings unless the environment says
 //! otherwise, so that the figure is what a user who sets nothing gets.

@@ -11,11 +11,17 @@
 //!
 //! With a [`SyncGate`] shared between the two, the appender marks each sync
 //! while it runs, and the rewrite waits for the mark to clear before it
-//! starts its next step. A sync then finds at most the one step that was
-//! already under write-back when it began.
+//! starts its next step (and before each step of the replaced file's
+//! release). While the steps are held short (one under write-back at a
+//! time), a sync then usually finds only the one step that was already under
+//! write-back when it began. Not always: a sync that begins between the
+//! check and the start of the step finds that step too, the check gives up
+//! after [`DEFAULT_GATE_WAIT`], and when nobody has appended for the pacer's
+//! hold, two longer steps may be under write-back when a sync comes.
 
 use std::fs::File;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,14 +29,15 @@ use parking_lot::{Condvar, Mutex};
 
 /// The longest a rewrite waits at the gate for one step. A rewrite waits at
 /// most this long before each step, however long or often the appender
-/// syncs, so that it always finishes; at 64 KiB per step that is a floor of
-/// about 3 MB/s against an appender that never stops syncing.
+/// syncs, so that it always finishes; at the gated 32 KiB step that is a
+/// floor of about 1.6 MB/s against an appender whose syncs never stop.
 pub const DEFAULT_GATE_WAIT: Duration = Duration::from_millis(20);
 
 /// Shared by an appender and the [`Rewrite`](crate::Rewrite)s of its file:
 /// the appender marks its syncs through it, and a rewrite given it with
-/// [`Rewrite::sync_gate`](crate::Rewrite::sync_gate) starts no write-back
-/// step while one runs.
+/// [`Rewrite::sync_gate`](crate::Rewrite::sync_gate) waits for the mark to
+/// clear (up to [`DEFAULT_GATE_WAIT`]) before it starts a write-back step or
+/// a release step. [`SyncGate::waits`] counts the waits, for a metric.
 ///
 /// Clones share one gate. Marking costs a lock and an unlock of an
 /// uncontended mutex on each side of the sync, far below the sync itself.
@@ -59,6 +66,13 @@ struct Inner {
     syncing: Mutex<usize>,
     /// Signalled when `syncing` falls to zero.
     idle: Condvar,
+    /// Waits that found a sync marked, and their total in nanoseconds.
+    waits: AtomicU64,
+    waited_ns: AtomicU64,
+    /// Waiters between taking the lock and waiting on `idle`, so that a
+    /// test can clear a mark only once a waiter is asleep.
+    #[cfg(test)]
+    asleep: std::sync::atomic::AtomicUsize,
 }
 
 /// Marks a sync as running until it is dropped; from [`SyncGate::enter`].
@@ -107,6 +121,17 @@ impl SyncGate {
         *self.inner.syncing.lock() > 0
     }
 
+    /// How many times a rewrite or a release step found a sync marked and
+    /// waited, over the life of the gate (all clones).
+    pub fn waits(&self) -> u64 {
+        self.inner.waits.load(Ordering::Relaxed)
+    }
+
+    /// The time those waits took, in all.
+    pub fn waited(&self) -> Duration {
+        Duration::from_nanos(self.inner.waited_ns.load(Ordering::Relaxed))
+    }
+
     /// Waits until no sync is marked, for at most `max`. Returns how long it
     /// waited, or `None` when no sync was marked when it was called.
     pub(crate) fn wait_idle(&self, max: Duration) -> Option<Duration> {
@@ -116,6 +141,8 @@ impl SyncGate {
         }
         let start = Instant::now();
         let deadline = start + max;
+        #[cfg(test)]
+        self.inner.asleep.fetch_add(1, Ordering::SeqCst);
         while *syncing > 0 {
             if self
                 .inner
@@ -126,7 +153,12 @@ impl SyncGate {
                 break;
             }
         }
-        Some(start.elapsed())
+        drop(syncing);
+        let waited = start.elapsed();
+        self.inner.waits.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.waited_ns.fetch_add(ns, Ordering::Relaxed);
+        Some(waited)
     }
 }
 
@@ -149,6 +181,7 @@ mod tests {
         let gate = SyncGate::new();
         assert_eq!(gate.wait_idle(Duration::from_secs(10)), None);
         assert!(!gate.is_syncing());
+        assert_eq!(gate.waits(), 0);
     }
 
     #[test]
@@ -167,24 +200,22 @@ mod tests {
     fn a_waiter_wakes_when_the_sync_ends() {
         let gate = SyncGate::new();
         let mark = gate.enter();
-        let (tx, rx) = std::sync::mpsc::channel();
         let waiter = {
             let gate = gate.clone();
-            std::thread::spawn(move || {
-                tx.send(()).unwrap();
-                gate.wait_idle(Duration::from_secs(600))
-            })
+            std::thread::spawn(move || gate.wait_idle(Duration::from_secs(600)))
         };
-        rx.recv().unwrap();
+        // The waiter counts itself asleep under the lock and releases the
+        // lock only by waiting, so once it is counted, the guard's drop
+        // (which takes the lock) comes after it is waiting.
+        while gate.inner.asleep.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
         drop(mark);
-        // Woken by the guard (or called after it was dropped), not by the
-        // ten-minute limit.
-        let waited = waiter.join().unwrap();
-        assert!(
-            waited.is_none_or(|w| w < Duration::from_secs(60)),
-            "{waited:?}"
-        );
+        // Woken by the guard, not by the ten-minute limit.
+        let waited = waiter.join().unwrap().expect("the waiter found the mark");
+        assert!(waited < Duration::from_secs(60), "{waited:?}");
         assert!(!gate.is_syncing());
+        assert_eq!(gate.waits(), 1);
     }
 
     #[test]
@@ -194,5 +225,7 @@ mod tests {
         let waited = gate.wait_idle(Duration::from_millis(5)).unwrap();
         assert!(waited >= Duration::from_millis(5));
         assert!(gate.is_syncing());
+        assert_eq!(gate.waits(), 1);
+        assert!(gate.waited() >= Duration::from_millis(5));
     }
 }

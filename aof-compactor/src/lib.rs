@@ -104,7 +104,8 @@
 //! written back in steps that end on page boundaries, of at most
 //! [`Rewrite::sync_every`] bytes (1 MiB), with at most [`Pacing::in_flight`]
 //! steps (2) under write-back: the writer waits for the oldest before
-//! starting another. The first step is [`Pacing::min_step`] (64 KiB), and
+//! starting another. The first step is [`Pacing::min_step`] (64 KiB; 32 KiB
+//! with a [`SyncGate`]), and
 //! each step after which the live file has not grown doubles the next. If it
 //! grew, the next step is `min_step` and only one step is under write-back
 //! at a time, which holds until the file has not grown for [`Pacing::hold`]
@@ -114,19 +115,22 @@
 //!
 //! **The appender's gate.** An appender that marks its fsyncs on a
 //! [`SyncGate`] (`gate.sync_data(&file)`) and gives the gate to its rewrites
-//! ([`Rewrite::sync_gate`]) gets more: with adaptive pacing no step starts
-//! while a sync is marked (a step waits for it, at most
-//! [`DEFAULT_GATE_WAIT`], 20 ms), and the shortest step is
+//! ([`Rewrite::sync_gate`]) gets more: with adaptive pacing a step does not
+//! start while a sync is marked (it waits for the sync, at most
+//! [`DEFAULT_GATE_WAIT`], 20 ms), the release of the replaced file waits the
+//! same way before each of its steps, and the shortest step is
 //! [`DEFAULT_GATED_MIN_STEP`] (32 KiB). Without the gate the pacer knows of
 //! the appender only by the live file's growth, and a step can start between
-//! any two of the requests one `fdatasync` is made of.
+//! any two of the requests one `fdatasync` is made of. The gate is checked
+//! only when a step starts; a sync that begins after that still finds it.
 //!
 //! **Releasing the replaced file.** [`Committed::replaced`] is the file the
 //! commit replaced; [`Replaced::release`], called once the appender is
 //! released, shrinks it in 1 MiB steps with an `fdatasync` each, so that its
 //! blocks are not freed in one journal commit (one discard as long as the
 //! file, on a file system mounted with `discard`). It shrinks only a file no
-//! name points to any more.
+//! name points to any more. With a [`SyncGate`], each step first waits at
+//! the gate.
 //!
 //! # Crate features
 //!

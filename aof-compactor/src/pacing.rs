@@ -20,7 +20,8 @@
 //!   The rewrite stays that way until the live file has not grown for
 //!   [`Pacing::hold`]; then the steps double again, with `in_flight` steps
 //!   in flight. When nobody appends the rewrite reaches full steps after
-//!   four (under 1 MiB with the defaults) and stays there; while somebody
+//!   four (five from a gated rewrite's 32 KiB; under 1 MiB with the
+//!   defaults) and stays there; while somebody
 //!   does, even once a second, each of their syncs finds at most one short
 //!   step of the rewrite under write-back.
 //!
@@ -79,7 +80,8 @@ impl Default for Pacing {
 impl Pacing {
     /// Bounded write-back that yields to an appender, with the defaults:
     /// [`DEFAULT_IN_FLIGHT`] steps in flight, steps between
-    /// [`DEFAULT_MIN_STEP`] and [`Rewrite::sync_every`](crate::Rewrite::sync_every),
+    /// [`DEFAULT_MIN_STEP`] ([`DEFAULT_GATED_MIN_STEP`] with a
+    /// [`SyncGate`](crate::SyncGate)) and [`Rewrite::sync_every`](crate::Rewrite::sync_every),
     /// short steps held for [`DEFAULT_HOLD`] after the live file last grew.
     pub fn adaptive() -> Self {
         Pacing {

@@ -38,10 +38,10 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 ///    goes so that no fsync, the appender's or the commit's, has a mountain
 ///    of dirty pages to wait for. By default the steps are paced
 ///    ([`Pacing::adaptive`]): at most two under write-back at once, starting
-///    at 64 KiB and doubling up to [`Rewrite::sync_every`], and back to
-///    64 KiB, one at a time, while the live file grows and for a second
-///    after, so that an appender's sync finds little of the rewrite in front
-///    of it.
+///    at 64 KiB (32 KiB with a [`SyncGate`]) and doubling up to
+///    [`Rewrite::sync_every`], and back to the first step's length, one at
+///    a time, while the live file grows and for a second after, so that an
+///    appender's sync finds little of the rewrite in front of it.
 /// 3. Call [`Rewrite::catch_up`] (appender still running): it copies what was
 ///    appended meanwhile and fsyncs, so that step 4, which blocks the
 ///    appender, only copies and fsyncs the last few records. Optional but
@@ -332,9 +332,10 @@ impl Rewrite {
     /// Call it before writing.
     ///
     /// Default: [`Pacing::adaptive`]: at most two steps under write-back at
-    /// once, doubling from 64 KiB up to [`Rewrite::sync_every`] bytes while
-    /// the live file does not grow; while it does, and for a second after,
-    /// steps of 64 KiB, one at a time. [`Pacing::off`] writes as fast as the
+    /// once, doubling from 64 KiB (32 KiB with a [`SyncGate`]) up to
+    /// [`Rewrite::sync_every`] bytes while the live file does not grow;
+    /// while it does, and for a second after, steps of 64 KiB (32 KiB), one
+    /// at a time. [`Pacing::off`] writes as fast as the
     /// page cache takes it.
     pub fn pacing(mut self, pacing: Pacing) -> Self {
         let gate = self.pace.gate.take();
@@ -342,17 +343,26 @@ impl Rewrite {
         self
     }
 
-    /// Shares the appender's [`SyncGate`]: with adaptive [`Pacing`], no
-    /// write-back step starts while the appender marks a sync; the step
-    /// waits for the sync to end, up to [`DEFAULT_GATE_WAIT`] (20 ms) each.
-    /// The shortest step is then [`DEFAULT_GATED_MIN_STEP`] (32 KiB) unless
-    /// [`Pacing::min_step`] says otherwise.
+    /// Shares the appender's [`SyncGate`]: with adaptive [`Pacing`], before
+    /// each write-back step starts, the rewrite waits while the appender
+    /// marks a sync, up to [`DEFAULT_GATE_WAIT`] (20 ms) per step, and so
+    /// does each step of [`Replaced::release`] (whatever the pacing). The
+    /// shortest step is then [`DEFAULT_GATED_MIN_STEP`] (32 KiB) unless
+    /// [`Pacing::min_step`] says otherwise. The gate is checked only before a
+    /// step starts: a sync that begins just after the check, or while
+    /// steps already run, still finds them (see [`SyncGate`]).
     /// Without it the pacer sees the appender only by the live file's
     /// growth, and a step can start between any two of the requests that
     /// make up one `fdatasync`. Call it before writing.
     ///
     /// Default: none.
     pub fn sync_gate(mut self, gate: SyncGate) -> Self {
+        if self.written > 0 {
+            // Too late to change the steps: steps under write-back and the
+            // pacer's state stay as they are; later steps wait at the gate.
+            self.pace.gate = Some(gate);
+            return self;
+        }
         let pacing = self.pace.pacing.clone();
         self.pace = Box::new(Pace::new(
             pacing,

@@ -1,6 +1,6 @@
-//! A rewrite that shares the appender's `SyncGate` starts no write-back step
-//! while a sync is marked, waits a bounded time for it, and ends with the
-//! same bytes as without the gate.
+//! A rewrite that shares the appender's `SyncGate` starts no write-back step,
+//! and its release no truncation step, while a sync is marked, waits a
+//! bounded time for it, and ends with the same bytes as without the gate.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -86,20 +86,21 @@ fn every_step_waits_while_a_sync_is_marked_and_the_rewrite_still_ends() {
     drop(stuck);
     assert_eq!(stats.steps, 16);
     assert_eq!(stats.gate_waits, 16, "{stats:?}");
+    assert_eq!(gate.waits(), 16);
     // Each wait ran to its limit: the mark was never cleared.
     assert!(stats.gate_waited >= DEFAULT_GATE_WAIT * 16, "{stats:?}");
 }
 
 #[test]
-fn without_pacing_the_gate_is_not_consulted() {
+fn without_pacing_the_write_back_does_not_wait_at_the_gate() {
     // Pacing::off is the behaviour from before pacing, gate or no gate.
     let gate = SyncGate::new();
     let _stuck = gate.enter();
     let stats = check(&SyncGate::new(), 8, |rw| {
         rw.sync_gate(gate.clone()).pacing(Pacing::off())
     });
-    assert_eq!(stats.steps, 0);
     assert_eq!(stats.gate_waits, 0, "{stats:?}");
+    assert_eq!(gate.waits(), 0);
 }
 
 #[test]
@@ -114,12 +115,37 @@ fn the_release_of_the_replaced_file_waits_at_the_gate_step_by_step() {
     let mut rw = Rewrite::begin(&live).unwrap().sync_gate(gate.clone());
     rw.write_all(b"new\n").unwrap();
     let committed = rw.commit().unwrap();
-    let started = std::time::Instant::now();
+    // The commit waited nothing: a 4-byte state ends no step.
+    assert_eq!(gate.waits(), 0);
     assert_eq!(
         committed.replaced.release_in_steps(4096).unwrap(),
         16 * KIB as u64
     );
-    assert!(started.elapsed() >= DEFAULT_GATE_WAIT * 4);
+    assert_eq!(gate.waits(), 4);
+    assert!(gate.waited() >= DEFAULT_GATE_WAIT * 4);
     drop(stuck);
     assert_eq!(fs::read(&live).unwrap(), b"new\n");
+}
+
+#[test]
+fn a_gate_given_after_writes_keeps_the_steps_taken() {
+    // Given late, the gate changes nothing already done: the steps taken
+    // stay counted (the pacer is not rebuilt), and the next step waits at
+    // the gate.
+    let (_dir, live) = live_file();
+    let gate = SyncGate::new();
+    let mut rw = Rewrite::begin(&live).unwrap();
+    rw.write_all(&vec![b's'; 2 * 64 * KIB]).unwrap();
+    rw.write_all(&vec![b's'; 64 * KIB]).unwrap();
+    let before = rw.pacing_stats();
+    let stuck = gate.enter();
+    let mut rw = rw.sync_gate(gate.clone());
+    assert_eq!(rw.pacing_stats(), before);
+    rw.write_all(&vec![b's'; 256 * KIB]).unwrap();
+    drop(stuck);
+    let after = rw.pacing_stats();
+    assert_eq!(after.steps, before.steps + 1, "{before:?} {after:?}");
+    assert_eq!(after.gate_waits, 1);
+    rw.commit().unwrap();
+    assert_eq!(fs::read(&live).unwrap(), vec![b's'; 7 * 64 * KIB]);
 }
