@@ -293,6 +293,9 @@ fn split<T>(v: &mut Vec<T>, rect: impl Fn(&T) -> Rect) -> Vec<T> {
 /// each slab sorted by y and cut into groups. Neighbouring groups come out
 /// in order, slab by slab.
 fn tile<T>(mut items: Vec<T>, per: usize, centre: impl Fn(&T) -> [f32; 2]) -> Vec<Vec<T>> {
+    if items.is_empty() {
+        return Vec::new();
+    }
     let groups = items.len().div_ceil(per);
     let slabs = (groups as f64).sqrt().ceil() as usize;
     // Whole groups per slab, so that cutting the sorted items every `per`
@@ -565,6 +568,43 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn tiling_cuts_whole_groups_and_keeps_each_within_its_slab() {
+        for (n, per) in [
+            (0usize, 14usize),
+            (1, 14),
+            (14, 14),
+            (15, 14),
+            (3000, 14),
+            (2801, 16),
+            (97, 4),
+        ] {
+            let all = entries(n as u32, 7);
+            let groups = tile(all.clone(), per, |e| e.xy);
+            assert_eq!(groups.len(), n.div_ceil(per), "n {n} per {per}");
+            let (last, full) = groups
+                .split_last()
+                .map_or((None, &[][..]), |(l, f)| (Some(l), f));
+            assert!(full.iter().all(|g| g.len() == per), "n {n} per {per}");
+            assert!(last.is_none_or(|g| !g.is_empty() && g.len() <= per));
+            // Every item comes out once.
+            let mut got: Vec<u32> = groups.iter().flatten().map(|e| e.slot).collect();
+            got.sort_unstable();
+            let mut want: Vec<u32> = all.iter().map(|e| e.slot).collect();
+            want.sort_unstable();
+            assert_eq!(got, want);
+            // A slab is a run of whole groups sorted by y; consecutive
+            // slabs are ordered by x, so no group takes items of two slabs:
+            // within a group, y never decreases.
+            for g in &groups {
+                assert!(
+                    g.windows(2).all(|w| w[0].xy[1] <= w[1].xy[1]),
+                    "n {n} per {per}"
+                );
+            }
+        }
     }
 
     #[test]
