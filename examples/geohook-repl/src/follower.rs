@@ -1,5 +1,6 @@
 //! The follower side: a task that keeps a replica in step with a leader.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::Limits;
+use crate::unapplied::Unapplied;
 use crate::{BatchError, Command, Error, ReplId, Replica};
 
 /// Follower configuration.
@@ -180,6 +182,7 @@ pub struct Follower<R: ?Sized> {
     replica: Arc<R>,
     position: Option<(ReplId, u64)>,
     status: watch::Sender<FollowerState>,
+    unapplied: Unapplied,
 }
 
 impl<R: ?Sized> std::fmt::Debug for Follower<R> {
@@ -225,6 +228,7 @@ impl<R: Replica + ?Sized> Follower<R> {
             replica,
             position,
             status,
+            unapplied: Unapplied::default(),
         })
     }
 
@@ -232,6 +236,13 @@ impl<R: Replica + ?Sized> Follower<R> {
     /// applied commands and on every connect and disconnect.
     pub fn status(&self) -> watch::Receiver<FollowerState> {
         self.status.subscribe()
+    }
+
+    /// Tells whether stream bytes reached this follower that it has not
+    /// applied yet (see [`Unapplied`]): a server can let them be applied
+    /// before it answers a read.
+    pub fn unapplied(&self) -> Unapplied {
+        self.unapplied.clone()
     }
 
     /// Runs until `cancel` is cancelled, reconnecting with back-off after any
@@ -418,6 +429,8 @@ impl<R: Replica + ?Sized> Follower<R> {
             }
         }
         *streamed = true;
+        // Dropped before the socket (declared after it).
+        let _streaming = self.unapplied.streaming(rd.as_ref().as_raw_fd());
         self.status.send_modify(|s| {
             s.connected = true;
             s.sessions += 1;
@@ -542,6 +555,9 @@ impl<R: Replica + ?Sized> Follower<R> {
                 }
             };
             buf.drain(..used);
+            // What was read is applied (or failed), before the status says
+            // so.
+            self.unapplied.set_applying(false);
             if applied || announced {
                 let offset = self.position.map_or(0, |p| p.1);
                 self.status.send_modify(|s| {
@@ -574,6 +590,7 @@ impl<R: Replica + ?Sized> Follower<R> {
                         std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "leader closed the connection"),
                     )),
                     Ok(Ok(_)) => {
+                        self.unapplied.set_applying(true);
                         silent_deadline = tokio::time::Instant::now() + self.config.leader_timeout;
                     }
                 },

@@ -87,6 +87,7 @@ mod follower;
 mod header;
 mod leader;
 mod limits;
+mod unapplied;
 
 pub use backlog::Backlog;
 pub use error::{BoxError, Error};
@@ -95,6 +96,7 @@ pub use geohook_resp::{encode_command, encoded_len};
 pub use header::{encode_header, recover, Header, Recovered, ReplId, HEADER_COMMAND, HEADER_LEN};
 pub use leader::{Announced, FollowerLink, Leader, LeaderConfig, LeaderStats};
 pub use limits::Limits;
+pub use unapplied::Unapplied;
 
 /// One command: its arguments, the command name first.
 pub type Command = Vec<Vec<u8>>;

@@ -1,0 +1,138 @@
+//! Whether a follower has stream bytes it has not applied yet, for a server
+//! that wants to answer a read only after what already reached it.
+//!
+//! A client that writes to the leader and then reads from the follower sends
+//! its read after the leader's acknowledgement, and the leader hands the
+//! write to its followers' sockets before it acknowledges. When the read
+//! reaches the follower, the write is then either applied, or being applied
+//! by the follower task, or still in the link's socket. A server that handles
+//! events in arrival order (Redis, single-threaded) applies it first; a
+//! runtime with several workers may run the read first. [`Unapplied::any`]
+//! tells the two last cases apart from the first, so that a server pays for
+//! waiting (a yield to its runtime) only when there is something to wait
+//! for, instead of on every request.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+
+/// Shared between a [`Follower`](crate::Follower) and the server's
+/// connections; from [`Follower::unapplied`](crate::Follower::unapplied).
+/// Clones share one state.
+#[derive(Debug, Clone)]
+pub struct Unapplied {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The streaming link's socket, or -1 while there is none.
+    fd: AtomicI32,
+    /// The follower read bytes from the link and has not yet applied the
+    /// commands they complete.
+    applying: AtomicBool,
+}
+
+impl Default for Unapplied {
+    fn default() -> Self {
+        Unapplied {
+            inner: Arc::new(Inner {
+                fd: AtomicI32::new(-1),
+                applying: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+impl Unapplied {
+    /// True when the follower is applying bytes it read from the leader, or
+    /// bytes wait in its link's socket. One atomic load, and one `ioctl`
+    /// (`FIONREAD`) while a link streams.
+    ///
+    /// Best effort, in both directions: bytes that the follower task has
+    /// just taken from the socket but not yet marked as being applied read
+    /// as none for that instant, and a link that closes as this runs may
+    /// leave its descriptor number to another file, whose unread bytes are
+    /// then counted (at worst one needless wait).
+    pub fn any(&self) -> bool {
+        if self.inner.applying.load(Ordering::Acquire) {
+            return true;
+        }
+        let fd = self.inner.fd.load(Ordering::Acquire);
+        if fd < 0 {
+            return false;
+        }
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one `c_int` through the pointer, which is
+        // valid for the call. The descriptor may have been closed meanwhile
+        // (the call fails with EBADF) or reused (the count is another
+        // file's); neither is unsafe, and neither changes the file.
+        let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+        rc == 0 && n > 0
+    }
+
+    /// The link streams on `fd` until the returned guard drops (before the
+    /// socket closes).
+    pub(crate) fn streaming(&self, fd: RawFd) -> Streaming {
+        self.inner.fd.store(fd, Ordering::Release);
+        Streaming {
+            unapplied: self.clone(),
+        }
+    }
+
+    pub(crate) fn set_applying(&self, on: bool) {
+        self.inner.applying.store(on, Ordering::Release);
+    }
+}
+
+/// Clears the link's descriptor and the applying mark when dropped.
+#[derive(Debug)]
+pub(crate) struct Streaming {
+    unapplied: Unapplied,
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.unapplied.inner.fd.store(-1, Ordering::Release);
+        self.unapplied.set_applying(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn counts_bytes_waiting_in_the_socket_and_a_batch_being_applied() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
+        let u = Unapplied::default();
+        assert!(!u.any(), "no link");
+        tx.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+        assert!(!u.any(), "bytes on a socket that is not the link's");
+        let guard = u.streaming(rx.as_raw_fd());
+        // Loopback delivers at once, but give the kernel a moment.
+        let mut waited = 0;
+        while !u.any() && waited < 1000 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waited += 1;
+        }
+        assert!(u.any(), "14 bytes unread");
+        let mut got = [0u8; 14];
+        std::io::Read::read_exact(&mut &rx, &mut got).unwrap();
+        assert!(!u.any(), "all read, nothing being applied");
+        u.set_applying(true);
+        assert!(u.clone().any(), "being applied, seen through a clone");
+        u.set_applying(false);
+        assert!(!u.any());
+        u.set_applying(true);
+        drop(guard);
+        assert!(!u.any(), "the link ended");
+        tx.write_all(b"x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!u.any(), "a socket no longer the link's");
+    }
+}
