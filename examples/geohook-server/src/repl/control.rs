@@ -160,6 +160,7 @@ fn follow(
     };
     let follower = Follower::new(config, replica, position)?;
     let status = follower.status();
+    let unapplied = follower.unapplied();
     {
         // Stop leading first: no more backlog appends, attached followers
         // are dropped, and writes are refused from here on.
@@ -180,6 +181,7 @@ fn follow(
         port,
         cancel: cancel.clone(),
         status,
+        unapplied,
     }) {
         old.cancel.cancel();
     }

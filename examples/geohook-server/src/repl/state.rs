@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use geohook_repl::{FollowerState, Leader, LeaderConfig, Limits, ReplId};
+use geohook_repl::{FollowerState, Leader, LeaderConfig, Limits, ReplId, Unapplied};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,8 @@ pub(crate) struct Following {
     /// Stops the follower task.
     pub(crate) cancel: CancellationToken,
     pub(crate) status: watch::Receiver<FollowerState>,
+    /// Whether stream bytes reached the link that are not applied yet.
+    pub(crate) unapplied: Unapplied,
 }
 
 /// A full sync in progress: the new file being built.

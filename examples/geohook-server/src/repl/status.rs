@@ -72,6 +72,16 @@ pub(crate) fn healthz(shared: &Shared) -> Result<(), CmdError> {
     }
 }
 
+/// True on a follower whose link has stream bytes it has not applied yet
+/// (in its socket, or read and being applied).
+pub(crate) fn stream_unapplied(shared: &Shared) -> bool {
+    let Some(repl) = shared.repl.get() else {
+        return false;
+    };
+    let f = repl.following.lock();
+    f.as_ref().is_some_and(|f| f.unapplied.any())
+}
+
 fn caught_up(shared: &Shared, once: bool) -> bool {
     let Some(repl) = shared.repl.get() else {
         return true;
