@@ -69,17 +69,7 @@ fn set_insert_point(bencher: Bencher<'_, '_>, n: usize) {
 /// NEARBY … LIMIT 10 POINT lat lon (pure KNN from a random point).
 #[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
 fn nearby_limit_10(bencher: Bencher<'_, '_>, n: usize) {
-    let db = filled(n);
-    let rng = RefCell::new(SmallRng::seed_from_u64(9));
-    let opts = SearchOpts {
-        limit: Some(10),
-        ..Default::default()
-    };
-    bencher.bench_local(|| {
-        let mut rng = rng.borrow_mut();
-        let c = Point::new(33.0 + rng.random::<f64>(), -112.5 + rng.random::<f64>()).unwrap();
-        db.nearby("fleet", &c, None, &opts, NOW).hits.len()
-    });
+    knn_10(bencher, &filled(n));
 }
 
 /// `nearby_limit_10` over the index a replay at start builds: the same
@@ -87,13 +77,11 @@ fn nearby_limit_10(bencher: Bencher<'_, '_>, n: usize) {
 /// `build_point_index`) instead of one insert each.
 #[divan::bench(args = SIZES, sample_count = 20, sample_size = 1000)]
 fn nearby_limit_10_after_replay(bencher: Bencher<'_, '_>, n: usize) {
-    let mut rng = SmallRng::seed_from_u64(n as u64);
-    let mut db = Database::new();
-    db.defer_point_index();
-    for i in 0..n {
-        put(&mut db, &format!("truck{i}"), random_point(&mut rng));
-    }
-    db.build_point_index();
+    knn_10(bencher, &bulk_filled(n));
+}
+
+/// NEARBY … LIMIT 10 from random points of the fleet's square.
+fn knn_10(bencher: Bencher<'_, '_>, db: &Database) {
     let rng = RefCell::new(SmallRng::seed_from_u64(9));
     let opts = SearchOpts {
         limit: Some(10),
@@ -168,14 +156,17 @@ fn load_points_one_by_one(bencher: Bencher<'_, '_>, n: usize) {
 /// (`Database::defer_point_index`, then `build_point_index`).
 #[divan::bench(args = SIZES, sample_count = 3, sample_size = 1)]
 fn load_points_bulk(bencher: Bencher<'_, '_>, n: usize) {
-    bencher.bench_local(|| {
-        let mut rng = SmallRng::seed_from_u64(n as u64);
-        let mut db = Database::new();
-        db.defer_point_index();
-        for i in 0..n {
-            put(&mut db, &format!("truck{i}"), random_point(&mut rng));
-        }
-        db.build_point_index();
-        db
-    });
+    bencher.bench_local(|| bulk_filled(n));
+}
+
+/// `filled(n)`'s points, with the point index built once at the end.
+fn bulk_filled(n: usize) -> Database {
+    let mut rng = SmallRng::seed_from_u64(n as u64);
+    let mut db = Database::new();
+    db.defer_point_index();
+    for i in 0..n {
+        put(&mut db, &format!("truck{i}"), random_point(&mut rng));
+    }
+    db.build_point_index();
+    db
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, follower_config, listen, wait_offset, Kv, RunningFollower};
-use geohook_repl::{BatchError, BoxError, Command, LeaderConfig, ReplId, Replica};
+use geohook_repl::{BatchError, BoxError, Command, LeaderConfig, ReplId, Replica, Unapplied};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -50,21 +50,35 @@ impl Replica for Held {
     }
 }
 
-// The test holds the replica's gate across awaits on purpose: the replica
-// waits for it off the runtime's workers (`block_in_place`), and this body
-// runs on the thread of `block_on`, which no task needs.
-#[allow(clippy::await_holding_lock)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn says_what_arrived_and_is_not_applied() {
-    // No heartbeat during the test: only the writes reach the link.
-    let (kv, leader) = Kv::new_leader(LeaderConfig {
+/// A leader that sends no heartbeat during a test: only writes reach the
+/// link.
+fn quiet_leader() -> (Arc<Kv>, Arc<geohook_repl::Leader>) {
+    Kv::new_leader(LeaderConfig {
         heartbeat_interval: Duration::from_secs(600),
         ..LeaderConfig::default()
-    });
-    let listener = listen(leader.clone(), kv.clone(), 0).await;
-    let replica = Arc::new(Held::default());
-    let follower =
-        geohook_repl::Follower::new(follower_config(listener.port), replica.clone(), None).unwrap();
+    })
+}
+
+/// Waits until nothing is unapplied. The leader may send more than a write
+/// (an offset it announces): the socket empties once the follower has read
+/// it all.
+async fn settles(unapplied: &Unapplied, what: &str) {
+    eventually(what, || {
+        let u = unapplied.clone();
+        async move { !u.any() }
+    })
+    .await;
+}
+
+/// Starts a follower of the leader on `port` for `replica`, writes one
+/// command through `kv` and waits until the follower applied it and nothing
+/// is unapplied.
+async fn started<R: Replica + 'static>(
+    kv: &Kv,
+    port: u16,
+    replica: Arc<R>,
+) -> (Unapplied, RunningFollower) {
+    let follower = geohook_repl::Follower::new(follower_config(port), replica, None).unwrap();
     let unapplied = follower.unapplied();
     assert!(!unapplied.any(), "not connected");
     let cancel = CancellationToken::new();
@@ -75,13 +89,20 @@ async fn says_what_arrived_and_is_not_applied() {
     };
     let first = kv.write(&[b"SET", b"a", b"1"]);
     wait_offset(&mut f, first).await;
-    // The leader may send more than the write (an offset it announces):
-    // the socket empties once the follower has read it all.
-    eventually("nothing unapplied", || {
-        let u = unapplied.clone();
-        async move { !u.any() }
-    })
-    .await;
+    settles(&unapplied, "everything that arrived applied").await;
+    (unapplied, f)
+}
+
+// The test holds the replica's gate across awaits on purpose: the replica
+// waits for it off the runtime's workers (`block_in_place`), and this body
+// runs on the thread of `block_on`, which no task needs.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn says_what_arrived_and_is_not_applied() {
+    let (kv, leader) = quiet_leader();
+    let listener = listen(leader.clone(), kv.clone(), 0).await;
+    let replica = Arc::new(Held::default());
+    let (unapplied, mut f) = started(&kv, listener.port, replica.clone()).await;
 
     // The replica is held: the next write arrives and waits to be applied.
     let held = replica.gate.lock();
@@ -99,11 +120,7 @@ async fn says_what_arrived_and_is_not_applied() {
     drop(held);
     wait_offset(&mut f, third).await;
     assert!(third > second);
-    eventually("all applied", || {
-        let u = unapplied.clone();
-        async move { !u.any() }
-    })
-    .await;
+    settles(&unapplied, "all applied").await;
     assert_eq!(replica.kv.map().len(), 3);
 
     // A follower that stopped has no link to wait for.
@@ -121,10 +138,7 @@ fn bytes_waiting_in_the_link_socket_count() {
         .enable_all()
         .build()
         .unwrap();
-    let (kv, leader) = Kv::new_leader(LeaderConfig {
-        heartbeat_interval: Duration::from_secs(600),
-        ..LeaderConfig::default()
-    });
+    let (kv, leader) = quiet_leader();
     let listener = leader_rt.block_on(listen(leader.clone(), kv.clone(), 0));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -132,25 +146,7 @@ fn bytes_waiting_in_the_link_socket_count() {
         .unwrap();
     rt.block_on(async {
         let replica = Arc::new(Kv::default());
-        let follower =
-            geohook_repl::Follower::new(follower_config(listener.port), replica.clone(), None)
-                .unwrap();
-        let unapplied = follower.unapplied();
-        let cancel = CancellationToken::new();
-        let mut f = RunningFollower {
-            status: follower.status(),
-            cancel: cancel.clone(),
-            handle: tokio::spawn(follower.run(cancel)),
-        };
-        let first = kv.write(&[b"SET", b"a", b"1"]);
-        wait_offset(&mut f, first).await;
-        // The leader may send more than the write (an offset it announces):
-        // the socket empties once the follower has read it all.
-        eventually("nothing unapplied", || {
-            let u = unapplied.clone();
-            async move { !u.any() }
-        })
-        .await;
+        let (unapplied, mut f) = started(&kv, listener.port, replica.clone()).await;
         let second = kv.write(&[b"SET", b"b", b"2"]);
         // The follower's task cannot run while this thread sleeps: the
         // write waits in its socket, and only the socket can tell.
@@ -162,11 +158,7 @@ fn bytes_waiting_in_the_link_socket_count() {
         assert!(unapplied.any(), "the write waits in the link's socket");
         assert!(!replica.map().contains_key(b"b".as_slice()));
         wait_offset(&mut f, second).await;
-        eventually("applied", || {
-            let u = unapplied.clone();
-            async move { !u.any() }
-        })
-        .await;
+        settles(&unapplied, "applied").await;
         f.stop().await;
         assert!(!unapplied.any(), "stopped");
     });
