@@ -1307,12 +1307,39 @@ impl<'a> Nearest<'a> {
     #[inline(always)]
     fn bound(&self, r: &Rect) -> f64 {
         let (lo, hi) = (r.lo, r.hi);
-        let (x0, y0, x1, y1) = (
+        self.bound_of(
             f64::from(lo[0]),
             f64::from(lo[1]),
             f64::from(hi[0]),
             f64::from(hi[1]),
-        );
+        )
+    }
+
+    /// Queues the leaf entry of a stored point that passed `point_window`
+    /// (so it is inside the radius's window: no second window test), unless
+    /// its bound is beyond the radius; true when it was queued.
+    ///
+    /// The bound is that of the point's box padded in `f64` by
+    /// [`POINT_PAD`] on each side, a box that holds the point's one-`f32`-
+    /// step box ([`Rect::of`]) and so the exact position, built without the
+    /// four `next_up`/`next_down` calls (most of a leaf's cost per point).
+    #[inline(always)]
+    fn offer_point(&mut self, xy: [f32; 2], slot: u32) -> bool {
+        let (x, y) = (f64::from(xy[0]), f64::from(xy[1]));
+        let dist = if x.abs() < POINT_PAD_RANGE && y.abs() < POINT_PAD_RANGE {
+            self.bound_of(x - POINT_PAD, y - POINT_PAD, x + POINT_PAD, y + POINT_PAD)
+        } else {
+            self.bound(&Rect::of(xy))
+        };
+        if dist <= self.max {
+            self.push(Queued::new(dist, Cand::Leaf(slot)));
+            return true;
+        }
+        false
+    }
+
+    #[inline(always)]
+    fn bound_of(&self, x0: f64, y0: f64, x1: f64, y1: f64) -> f64 {
         let cheap = self.bound.rect(x0, y0, x1, y1);
         // A resumed walk starts again from the root each time, and the
         // cheap bound is loose far from the centre (by several percent a
@@ -1320,7 +1347,7 @@ impl<'a> Nearest<'a> {
         // would be opened again by every resumed walk. The exact distance,
         // less the cheap bound's own slack for rounding, opens only the
         // nodes across the front.
-        if self.antipode.is_some() && in_range(r) {
+        if self.antipode.is_some() && in_range_f64(x0, y0, x1, y1) {
             let exact = crate::geom::rect_distance(&self.center, x0, y0, x1, y1);
             cheap.max(exact * (1.0 - 1e-9) - 1e-6)
         } else {
@@ -1334,6 +1361,22 @@ impl<'a> Nearest<'a> {
 fn in_range(r: &Rect) -> bool {
     r.lo[1] >= -90.0 && r.hi[1] <= 90.0 && r.lo[0] >= -180.0 && r.hi[0] <= 180.0
 }
+
+/// [`in_range`] of a box given by its corners in `f64`.
+#[inline(always)]
+fn in_range_f64(x0: f64, y0: f64, x1: f64, y1: f64) -> bool {
+    y0 >= -90.0 && y1 <= 90.0 && x0 >= -180.0 && x1 <= 180.0
+}
+
+/// The pad of a stored point's box in [`Nearest::offer_point`]: 2^-16 of a
+/// degree (about 1.7 m), one `f32` step at magnitudes from 128 to 256 and
+/// more than one below, so the padded box holds every `f64` that rounds to
+/// the stored `f32` (which is within half a step of it) with half a step to
+/// spare; rounding `x ± POINT_PAD` in `f64` moves a corner by at most
+/// 2^-45, far inside that spare.
+const POINT_PAD: f64 = 1.0 / 65536.0;
+/// Magnitudes below which [`POINT_PAD`] covers one `f32` step.
+const POINT_PAD_RANGE: f64 = 256.0;
 
 impl<'a> Iterator for Nearest<'a> {
     type Item = (&'a str, &'a Item, f64);
@@ -1372,7 +1415,7 @@ impl<'a> Iterator for Nearest<'a> {
                         if self.point_window.is_some_and(|w| !w.contains(e.xy)) {
                             continue;
                         }
-                        if self.offer(&Rect::of(e.xy), Cand::Leaf(e.slot)) {
+                        if self.offer_point(e.xy, e.slot) {
                             // Slots lie in insertion order, not in space, so
                             // reading one is a cache miss, and these misses
                             // taken one at a time were most of a walk's time.
@@ -1411,6 +1454,40 @@ impl<'a> Iterator for Nearest<'a> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_point_pad_holds_every_position_that_rounds_to_a_stored_point() {
+        // Every f64 that rounds to x lies within half a step of it; the
+        // padded box must hold that and the one-step box of `Rect::of`.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1e-30,
+            127.999_99,
+            128.0,
+            179.999_999,
+            180.0,
+            255.999_9,
+        ];
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let unit = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            values.push(unit.powi(4) * 255.999);
+        }
+        for v in values.iter().flat_map(|v| [*v, -*v]) {
+            let x = v as f32;
+            let (lo, hi) = (f64::from(x) - POINT_PAD, f64::from(x) + POINT_PAD);
+            assert!(f64::from(x).abs() < POINT_PAD_RANGE, "{v}");
+            assert!(lo <= v && v <= hi, "{v} outside the padded box of {x}");
+            assert!(
+                lo <= f64::from(x.next_down()) && f64::from(x.next_up()) <= hi,
+                "{v}"
+            );
+        }
+    }
     use super::*;
 
     fn fields(pairs: &[(&str, f64)]) -> Vec<(Arc<str>, FieldValue)> {

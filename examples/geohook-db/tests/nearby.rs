@@ -169,3 +169,54 @@ fn radius_knn_matches_sorting_near_the_antimeridian_and_the_poles() {
         }
     }
 }
+
+#[test]
+fn knn_matches_sorting_where_stored_positions_round_together() {
+    // Clusters of points closer together than one `f32` step, so that many
+    // share a stored position and only the exact distances order them,
+    // around centres near 0 (tiny steps), at middling magnitudes and near
+    // the antimeridian (the largest steps valid coordinates get): the k
+    // nearest, with and without a radius, must be the k smallest exact
+    // distances, ties by id.
+    for (clat, clon) in [
+        (1e-9, -2e-9),
+        (33.000_001, -115.000_001),
+        (-45.5, 179.999_99),
+        (0.5, -179.999_99),
+    ] {
+        let mut db = Database::new();
+        for i in -8i32..=8 {
+            for j in -8i32..=8 {
+                // Uneven steps of 1e-7° to 6.4e-6°, finer than an f32 step
+                // (7.6e-6° near 180°, 3.8e-6° near 33°) in most places.
+                let lat = clat + f64::from(i * i.abs()) * 1e-7;
+                let mut lon = clon + f64::from(j * j.abs()) * 1e-7;
+                if lon > 180.0 {
+                    lon -= 360.0;
+                }
+                put(&mut db, "g", &format!("p{i:+03}{j:+03}"), point(lat, lon));
+            }
+        }
+        let c = pt(clat, clon);
+        for (meters, limit) in [(None, 7), (Some(0.5), 40), (Some(3.0), 200), (None, 289)] {
+            let mut oracle: Vec<(f64, String)> = db
+                .scan("g", &SearchOpts::default(), NOW)
+                .hits
+                .iter()
+                .map(|h| (h.item.object().distance_to(&c).unwrap(), h.id.to_owned()))
+                .filter(|(d, _)| meters.is_none_or(|m| *d <= m))
+                .collect();
+            oracle.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let opts = SearchOpts {
+                limit: Some(limit),
+                ..Default::default()
+            };
+            let got = ids(&db.nearby("g", &c, meters, &opts, NOW));
+            let want: Vec<String> = oracle.into_iter().take(limit).map(|x| x.1).collect();
+            assert_eq!(
+                got, want,
+                "centre {clat},{clon} radius {meters:?} limit {limit}"
+            );
+        }
+    }
+}
