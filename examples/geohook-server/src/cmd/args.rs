@@ -58,12 +58,15 @@ pub(crate) fn text(a: &[u8]) -> Result<&str, CmdError> {
 pub(crate) fn lower(a: &[u8]) -> SmolStr {
     // A keyword (the usual case) is lowered on the stack and stored inline,
     // without a lossy decoding first.
+    // Lowering only ASCII letters keeps valid UTF-8 valid, so one check
+    // of the lowered bytes is enough.
     const INLINE: usize = SmolStr::INLINE_CAP;
-    if a.len() <= INLINE && a.is_ascii() {
+    if a.len() <= INLINE {
         let mut buf = [0u8; INLINE];
         let b = &mut buf[..a.len()];
-        b.copy_from_slice(a);
-        b.make_ascii_lowercase();
+        for (to, from) in b.iter_mut().zip(a) {
+            *to = from.to_ascii_lowercase();
+        }
         if let Ok(s) = std::str::from_utf8(b) {
             return SmolStr::new_inline(s);
         }
@@ -342,5 +345,24 @@ impl<'a> Args<'a> {
             }
             _ => return Err(CmdError::invalid(word)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lower_lowers_ascii_letters_only_and_decodes_bad_bytes_lossily() {
+        let long = "A".repeat(SmolStr::INLINE_CAP + 5);
+        for (given, want) in [
+            (&b"LiMiT"[..], "limit"),
+            (b"", ""),
+            ("ÉTÉ-Nearby".as_bytes(), "ÉtÉ-nearby"),
+            (long.as_bytes(), long.to_ascii_lowercase().as_str()),
+            (b"AB\xffC", "ab\u{fffd}c"),
+        ] {
+            assert_eq!(lower(given).as_str(), want, "{given:?}");
+        }
     }
 }

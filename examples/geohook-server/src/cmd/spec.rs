@@ -285,11 +285,23 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
 /// The row of a command name as a client sent it, in any case, without
 /// lowering a copy (the table's names are lower-case ASCII).
 pub(crate) fn lookup_sent(name: &[u8]) -> Option<&'static Spec> {
+    // Lowered once on the stack, so that each probe of the search is one
+    // slice comparison rather than a byte-by-byte lowering iterator; a name
+    // longer than every row's is no row's.
+    let mut buf = [0u8; LONGEST_NAME];
+    let lowered = buf.get_mut(..name.len())?;
+    for (to, from) in lowered.iter_mut().zip(name) {
+        *to = from.to_ascii_lowercase();
+    }
+    let lowered = &*lowered;
     TABLE
-        .binary_search_by(|s| s.name.bytes().cmp(name.iter().map(u8::to_ascii_lowercase)))
+        .binary_search_by(|s| s.name.as_bytes().cmp(lowered))
         .ok()
         .map(|i| &TABLE[i])
 }
+
+/// At least the longest command name in [`TABLE`] (a test checks).
+const LONGEST_NAME: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -313,7 +325,15 @@ mod tests {
             assert_eq!(lookup_sent(upper.as_bytes()).map(|r| r.cmd), Some(s.cmd));
             assert_eq!(lookup_sent(s.name.as_bytes()).map(|r| r.cmd), Some(s.cmd));
         }
-        for name in ["", "evaluate", "SETT", "s\u{e9}t", "ge\0t"] {
+        assert!(TABLE.iter().all(|s| s.name.len() <= LONGEST_NAME));
+        for name in [
+            "",
+            "evaluate",
+            "SETT",
+            "s\u{e9}t",
+            "ge\0t",
+            "setchanxxxxxxxxxxxxxxxxxxxx",
+        ] {
             assert!(lookup_sent(name.as_bytes()).is_none(), "{name}");
         }
         assert!(lookup_sent(&[0xff, b's']).is_none());
