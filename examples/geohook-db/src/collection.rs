@@ -1320,17 +1320,15 @@ impl<'a> Nearest<'a> {
     /// its bound is beyond the radius; true when it was queued.
     ///
     /// The bound is that of the point's box padded in `f64` by
-    /// [`POINT_PAD`] on each side, a box that holds the point's one-`f32`-
-    /// step box ([`Rect::of`]) and so the exact position, built without the
-    /// four `next_up`/`next_down` calls (most of a leaf's cost per point).
+    /// [`point_pad`] on each side, a box that holds the point's one-`f32`-
+    /// step box ([`Rect::of`]) and so the exact position, built with a
+    /// multiply and an add per axis instead of the four `next_up` and
+    /// `next_down` calls, which were most of a leaf's cost per point.
     #[inline(always)]
     fn offer_point(&mut self, xy: [f32; 2], slot: u32) -> bool {
         let (x, y) = (f64::from(xy[0]), f64::from(xy[1]));
-        let dist = if x.abs() < POINT_PAD_RANGE && y.abs() < POINT_PAD_RANGE {
-            self.bound_of(x - POINT_PAD, y - POINT_PAD, x + POINT_PAD, y + POINT_PAD)
-        } else {
-            self.bound(&Rect::of(xy))
-        };
+        let (px, py) = (point_pad(x), point_pad(y));
+        let dist = self.bound_of(x - px, y - py, x + px, y + py);
         if dist <= self.max {
             self.push(Queued::new(dist, Cand::Leaf(slot)));
             return true;
@@ -1368,15 +1366,16 @@ fn in_range_f64(x0: f64, y0: f64, x1: f64, y1: f64) -> bool {
     y0 >= -90.0 && y1 <= 90.0 && x0 >= -180.0 && x1 <= 180.0
 }
 
-/// The pad of a stored point's box in [`Nearest::offer_point`]: 2^-16 of a
-/// degree (about 1.7 m), one `f32` step at magnitudes from 128 to 256 and
-/// more than one below, so the padded box holds every `f64` that rounds to
-/// the stored `f32` (which is within half a step of it) with half a step to
-/// spare; rounding `x ± POINT_PAD` in `f64` moves a corner by at most
-/// 2^-45, far inside that spare.
-const POINT_PAD: f64 = 1.0 / 65536.0;
-/// Magnitudes below which [`POINT_PAD`] covers one `f32` step.
-const POINT_PAD_RANGE: f64 = 256.0;
+/// The pad of a stored point's coordinate `v` (an `f32` widened) in
+/// [`Nearest::offer_point`]: `|v|` times 2^-23, at least one `f32` step at
+/// `v` (a step is 2^-23 of the power of two at or below `|v|`), plus 10^-40
+/// for the steps near zero. Every `f64` that rounds to the stored `f32` is
+/// within half a step of it, so the padded box holds it with half a step to
+/// spare, far more than the rounding of `v ± pad` in `f64` (2^-53 of `|v|`).
+#[inline(always)]
+fn point_pad(v: f64) -> f64 {
+    v.abs() * f64::from(f32::EPSILON) + 1e-40
+}
 
 impl<'a> Iterator for Nearest<'a> {
     type Item = (&'a str, &'a Item, f64);
@@ -1458,29 +1457,38 @@ mod tests {
     #[test]
     fn the_point_pad_holds_every_position_that_rounds_to_a_stored_point() {
         // Every f64 that rounds to x lies within half a step of it; the
-        // padded box must hold that and the one-step box of `Rect::of`.
+        // padded box must hold that and the one-step box of `Rect::of`, at
+        // every magnitude down to the subnormals.
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut values = vec![
             0.0,
-            -0.0,
+            1e-45,
+            1e-40,
             1e-30,
             127.999_99,
             128.0,
             179.999_999,
             180.0,
             255.999_9,
+            256.0,
+            1e30,
         ];
         for _ in 0..200_000 {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let unit = (seed >> 11) as f64 / (1u64 << 53) as f64;
-            values.push(unit.powi(4) * 255.999);
+            // Magnitudes from 2^-140 to 2^100, and dense in 0..360.
+            values.push(if seed & 1 == 0 {
+                (unit * 240.0 - 140.0).exp2()
+            } else {
+                unit * 360.0
+            });
         }
         for v in values.iter().flat_map(|v| [*v, -*v]) {
             let x = v as f32;
-            let (lo, hi) = (f64::from(x) - POINT_PAD, f64::from(x) + POINT_PAD);
-            assert!(f64::from(x).abs() < POINT_PAD_RANGE, "{v}");
+            let pad = point_pad(f64::from(x));
+            let (lo, hi) = (f64::from(x) - pad, f64::from(x) + pad);
             assert!(lo <= v && v <= hi, "{v} outside the padded box of {x}");
             assert!(
                 lo <= f64::from(x.next_down()) && f64::from(x.next_up()) <= hi,
