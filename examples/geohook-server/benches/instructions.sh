@@ -54,7 +54,8 @@ count() { # label, binary
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
-  redis-cli -p "$port" --pipe <"$WORK/geo.cmds" >/dev/null
+  redis-cli -p "$port" --pipe <"$WORK/geo.cmds" >"$WORK/$label.pipe" ||
+    { echo "$label: loading the points failed:" >&2; tail -3 "$WORK/$label.pipe" >&2; return 1; }
   callgrind_control -i on "$pid" >/dev/null 2>&1
   redis-benchmark -p "$port" -n "$REQUESTS" -c 50 -P 16 -q "$@" >/dev/null 2>&1
   callgrind_control -i off "$pid" >/dev/null 2>&1
@@ -64,6 +65,11 @@ count() { # label, binary
   # The dump asked for is the first numbered file; the one the exit writes
   # holds nothing counted since.
   total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  if [ -z "$total" ]; then
+    echo "$label: callgrind counted nothing; its log:" >&2
+    tail -5 "$WORK/$label.log" >&2
+    return 1
+  fi
   printf '%-10s %14s instructions  %8d per request\n' "$label" "$total" $((total / REQUESTS))
   if [ -n "${TOP:-}" ]; then
     callgrind_annotate --inclusive=yes "$out.1" 2>/dev/null |
