@@ -64,7 +64,7 @@ count() { # label, binary
   wait "$pid" 2>/dev/null || true
   # The dump asked for is the first numbered file; the one the exit writes
   # holds nothing counted since.
-  total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  total=$(callgrind_annotate "$out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
   if [ -z "$total" ]; then
     echo "$label: callgrind counted nothing; its log:" >&2
     tail -5 "$WORK/$label.log" >&2
@@ -74,7 +74,7 @@ count() { # label, binary
   if [ -n "${TOP:-}" ]; then
     callgrind_annotate --inclusive=yes "$out.1" 2>/dev/null |
       grep -E '^ *[0-9,]+ \(' | grep -vE 'tokio::|tokio_util::|PROGRAM TOTALS' |
-      head -n "$TOP" | sed -E 's/ \[[^]]*\]$//' | cut -c1-150
+      sed -n "1,${TOP}p" | sed -E 's/ \[[^]]*\]$//' | cut -c1-150
   fi
 }
 
