@@ -1453,6 +1453,7 @@ impl<'a> Iterator for Nearest<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_point_pad_holds_every_position_that_rounds_to_a_stored_point() {
@@ -1496,7 +1497,6 @@ mod tests {
             );
         }
     }
-    use super::*;
 
     fn fields(pairs: &[(&str, f64)]) -> Vec<(Arc<str>, FieldValue)> {
         pairs

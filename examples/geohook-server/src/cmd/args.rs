@@ -57,9 +57,8 @@ pub(crate) fn text(a: &[u8]) -> Result<&str, CmdError> {
 /// matching them does not allocate.
 pub(crate) fn lower(a: &[u8]) -> SmolStr {
     // A keyword (the usual case) is lowered on the stack and stored inline,
-    // without a lossy decoding first.
-    // Lowering only ASCII letters keeps valid UTF-8 valid, so one check
-    // of the lowered bytes is enough.
+    // without a lossy decoding first. Lowering only ASCII letters keeps
+    // valid UTF-8 valid, so one check of the lowered bytes is enough.
     const INLINE: usize = SmolStr::INLINE_CAP;
     if a.len() <= INLINE {
         let mut buf = [0u8; INLINE];

@@ -282,8 +282,8 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
     lookup_sent(name.as_bytes())
 }
 
-/// The row of a command name as a client sent it, in any case, without
-/// lowering a copy (the table's names are lower-case ASCII).
+/// The row of a command name as a client sent it, in any case (the table's
+/// names are lower-case ASCII), lowered on the stack without allocating.
 pub(crate) fn lookup_sent(name: &[u8]) -> Option<&'static Spec> {
     // Lowered once on the stack, so that each probe of the search is one
     // slice comparison rather than a byte-by-byte lowering iterator; a name
