@@ -14,6 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::cmd::keyword::Keyword;
 use crate::cmd::spec::{Cost, Spec};
 
 /// How far below `maxmemory` the allocated bytes must fall, as a fraction
@@ -157,16 +158,9 @@ struct Shape {
 fn shape(args: &[Vec<u8>]) -> Shape {
     let mut s = Shape::default();
     let mut i = 2;
-    // Lowered into a buffer of the longest option's length, so that the
-    // check allocates nothing; a longer word is no option and ends the scan.
-    let mut lowered = [0u8; 8];
+    // Lowered on the stack, so that the check allocates nothing.
     while let Some(word) = args.get(i) {
-        let Some(buf) = lowered.get_mut(..word.len()) else {
-            break;
-        };
-        buf.copy_from_slice(word);
-        buf.make_ascii_lowercase();
-        let takes = match &*buf {
+        let takes = match Keyword::of(word).as_bytes() {
             b"limit" => {
                 s.limit = args
                     .get(i + 1)

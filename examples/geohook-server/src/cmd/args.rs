@@ -8,6 +8,7 @@ use geohook_db::{Area, Bounds, Database, FieldValue, Object, Point};
 use smol_str::{SmolStr, StrExt as _};
 
 use crate::cmd::ctx::CmdError;
+pub(crate) use crate::cmd::keyword::Keyword;
 use crate::cmd::shapes;
 
 /// Whether coordinates outside latitude [-90, 90] and longitude [-180, 180]
@@ -202,6 +203,17 @@ impl<'a> Args<'a> {
         self.all.get(self.at).map(|v| lower(v))
     }
 
+    /// The next argument as a [`Keyword`], without taking it: what an
+    /// option parser matches on, without allocating or checking UTF-8.
+    pub(crate) fn peek_keyword(&self) -> Option<Keyword> {
+        self.all.get(self.at).map(|v| Keyword::of(v))
+    }
+
+    /// The next argument, without taking it.
+    pub(crate) fn peek(&self) -> Option<&'a [u8]> {
+        self.all.get(self.at).map(Vec::as_slice)
+    }
+
     /// True when the next argument is `keyword` (lower case) in any case.
     pub(crate) fn peek_is(&self, keyword: &str) -> bool {
         self.all
@@ -363,5 +375,15 @@ mod tests {
         ] {
             assert_eq!(lower(given).as_str(), want, "{given:?}");
         }
+    }
+
+    #[test]
+    fn peek_keyword_and_peek_leave_the_argument_in_place() {
+        let all = [b"NEARBY".to_vec(), b"Fleet".to_vec()];
+        let mut a = Args::new(&all, 1, "nearby");
+        assert_eq!(a.peek_keyword().unwrap().as_bytes(), b"fleet");
+        assert_eq!(a.peek(), Some(&b"Fleet"[..]));
+        a.next().unwrap();
+        assert!(a.peek_keyword().is_none() && a.peek().is_none());
     }
 }

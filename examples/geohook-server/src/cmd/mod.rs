@@ -2,7 +2,8 @@
 //! with a typed parse, an apply, and the exact form it logs.
 //!
 //! Layers, bottom up (a file imports only from layers below it):
-//! 1. [`spec`]: the command table;
+//! 1. [`spec`]: the command table; [`keyword`]: arguments lowered for
+//!    matching option keywords;
 //! 2. [`ctx`] (session, context, typed errors), [`shapes`] (areas built
 //!    from numbers: sector, tile, quadkey, buffer), [`args`] (argument
 //!    cursor, value and area parsers), [`expr`] (search filters beyond
@@ -38,6 +39,7 @@ pub(crate) mod hookconf;
 pub(crate) mod hooks;
 pub(crate) mod json;
 pub(crate) mod keys;
+pub(crate) mod keyword;
 pub(crate) mod lua;
 pub(crate) mod read;
 pub(crate) mod rename;

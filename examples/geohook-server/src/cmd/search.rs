@@ -111,18 +111,18 @@ impl<'a> Search<'a> {
         // Tile38, which wants them before it): they are never ambiguous.
         let mut out = Output::Objects;
         for round in 0..2 {
-            while let Some(word) = a.peek_lower() {
-                match word.as_str() {
-                    "buffer" => {
+            while let Some(word) = a.peek_keyword() {
+                match word.as_bytes() {
+                    b"buffer" => {
                         a.next()?;
                         buffer = Some(args::meters(a.next()?)?);
                     }
-                    "cursor" => {
+                    b"cursor" => {
                         a.next()?;
                         opts.cursor = args::uint(a.next()?)?;
                         cursor_given = true;
                     }
-                    "sparse" => {
+                    b"sparse" => {
                         a.next()?;
                         if spread.is_some() {
                             return Err(CmdError::Msg("duplicate argument 'SPARSE'".into()));
@@ -130,22 +130,22 @@ impl<'a> Search<'a> {
                         // Read after the output, where Tile38 reads it.
                         spread = Some(a.next()?);
                     }
-                    "timeout" => {
+                    b"timeout" => {
                         a.next()?;
                         if timeout.is_some() {
                             return Err(CmdError::Msg("duplicate argument 'TIMEOUT'".into()));
                         }
                         timeout = Some(option_timeout(a.next()?)?);
                     }
-                    "limit" => {
+                    b"limit" => {
                         a.next()?;
                         limit = Some(usize::try_from(args::uint(a.next()?)?).unwrap_or(usize::MAX));
                     }
-                    "match" => {
+                    b"match" => {
                         a.next()?;
                         opts.matches.push(args::pattern(a.next()?)?.to_string());
                     }
-                    "where" => {
+                    b"where" => {
                         a.next()?;
                         if expr::is_expression(&all[a.pos()..]) {
                             filters.push(Filter::Expr(Expr::parse(a.text()?)?));
@@ -155,7 +155,7 @@ impl<'a> Search<'a> {
                             filters.push(Filter::where_field(field, lo, hi));
                         }
                     }
-                    "wherein" => {
+                    b"wherein" => {
                         a.next()?;
                         let field = a.text()?.to_string();
                         let count_arg = a.next()?;
@@ -170,30 +170,29 @@ impl<'a> Search<'a> {
                             .collect::<Result<Vec<_>, _>>()?;
                         filters.push(Filter::In { field, values });
                     }
-                    "nofields" => {
+                    b"nofields" => {
                         a.next()?;
                         nofields = true;
                     }
-                    "distance" => {
+                    b"distance" => {
                         a.next()?;
                         distance = true;
                     }
-                    "clip" => {
+                    b"clip" => {
                         a.next()?;
                         if clip {
                             return Err(CmdError::Msg("duplicate argument 'CLIP'".into()));
                         }
                         clip = true;
                     }
-                    "asc" | "desc" => {
+                    b"asc" | b"desc" => {
                         a.next()?;
+                        let desc = word.as_bytes() == b"desc";
                         if order.is_some() {
-                            return Err(CmdError::Msg(format!(
-                                "duplicate argument '{}'",
-                                word.to_uppercase()
-                            )));
+                            let w = if desc { "DESC" } else { "ASC" };
+                            return Err(CmdError::Msg(format!("duplicate argument '{w}'")));
                         }
-                        order = Some(word == "desc");
+                        order = Some(desc);
                     }
                     _ => break,
                 }
@@ -201,15 +200,15 @@ impl<'a> Search<'a> {
             if round == 1 {
                 break;
             }
-            if let Some(word) = a.peek_lower() {
+            if let Some(word) = a.peek_keyword() {
                 let mut taken = true;
-                match word.as_str() {
-                    "count" => out = Output::Count,
-                    "ids" => out = Output::Ids,
-                    "objects" => out = Output::Objects,
-                    "points" => out = Output::Points,
-                    "bounds" => out = Output::Bounds,
-                    "hashes" => {
+                match word.as_bytes() {
+                    b"count" => out = Output::Count,
+                    b"ids" => out = Output::Ids,
+                    b"objects" => out = Output::Objects,
+                    b"points" => out = Output::Points,
+                    b"bounds" => out = Output::Bounds,
+                    b"hashes" => {
                         a.next()?;
                         out = Output::Hashes(precision(a.next()?)?);
                         taken = false;
@@ -303,25 +302,24 @@ impl<'a> Search<'a> {
                 // BOUNDS is the area (Tile38's rule).
                 // CLIP cuts by a rectangle, so it refuses the areas that are
                 // not one, with Tile38's words.
-                if let Some(w) = a.peek_lower().filter(|w| {
-                    clip && matches!(w.as_str(), "circle" | "object" | "sector" | "get")
+                if let Some(w) = a.peek_keyword().filter(|w| {
+                    clip && matches!(w.as_bytes(), b"circle" | b"object" | b"sector" | b"get")
                 }) {
+                    let w = String::from_utf8_lossy(w.as_bytes());
                     return Err(CmdError::invalid(
                         format!("cannot clip with {w}").as_bytes(),
                     ));
                 }
-                let mut area = if out == Output::Bounds
-                    && a.peek_lower()
-                        .is_some_and(|w| args::finite(w.as_bytes()).is_ok())
-                {
-                    out = Output::Objects;
-                    if spread.is_none() {
-                        opts.limit = Some(limit.unwrap_or(DEFAULT_LIMIT));
-                    }
-                    Area::Bounds(a.bounds()?)
-                } else {
-                    a.area(db, now, false)?
-                };
+                let mut area =
+                    if out == Output::Bounds && a.peek().is_some_and(|w| args::finite(w).is_ok()) {
+                        out = Output::Objects;
+                        if spread.is_none() {
+                            opts.limit = Some(limit.unwrap_or(DEFAULT_LIMIT));
+                        }
+                        Area::Bounds(a.bounds()?)
+                    } else {
+                        a.area(db, now, false)?
+                    };
                 // `CLIPBY rect`, any number of times: the area cut by each
                 // rectangle in turn, before BUFFER grows it (Tile38's order).
                 while a.peek_is("clipby") {
