@@ -141,6 +141,8 @@ pub(crate) struct Spec {
     pub(crate) adds_data: bool,
     /// What the command can cost.
     pub(crate) cost: Cost,
+    /// The name as a number ([`key_of`]), which the lookup searches by.
+    key: u128,
 }
 
 impl Spec {
@@ -155,9 +157,25 @@ impl Spec {
     }
 }
 
+/// A name's bytes as a big-endian number, zero-padded to [`LONGEST_NAME`]
+/// bytes. For names without NUL bytes the keys order as the names do, so
+/// the table, sorted by name, is sorted by key, and a lookup compares one
+/// number per probe. A longer name fails the build (the index is out of
+/// bounds in a constant).
+const fn key_of(name: &[u8]) -> u128 {
+    let mut buf = [0u8; LONGEST_NAME];
+    let mut i = 0;
+    while i < name.len() {
+        buf[i] = name[i];
+        i += 1;
+    }
+    u128::from_be_bytes(buf)
+}
+
 const fn spec(name: &'static str, cmd: Cmd, kind: Kind, arity: i8) -> Spec {
     Spec {
         name,
+        key: key_of(name.as_bytes()),
         cmd,
         kind,
         arity,
@@ -285,22 +303,21 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
 /// The row of a command name as a client sent it, in any case (the table's
 /// names are lower-case ASCII), lowered on the stack without allocating.
 pub(crate) fn lookup_sent(name: &[u8]) -> Option<&'static Spec> {
-    // Lowered once on the stack, so that each probe of the search is one
-    // slice comparison rather than a byte-by-byte lowering iterator; a name
-    // longer than every row's is no row's.
+    // A name longer than every row's is no row's.
     let mut buf = [0u8; LONGEST_NAME];
     let lowered = buf.get_mut(..name.len())?;
     for (to, from) in lowered.iter_mut().zip(name) {
         *to = from.to_ascii_lowercase();
     }
-    let lowered = &*lowered;
-    TABLE
-        .binary_search_by(|s| s.name.as_bytes().cmp(lowered))
-        .ok()
-        .map(|i| &TABLE[i])
+    let key = u128::from_be_bytes(buf);
+    let i = TABLE.binary_search_by_key(&key, |s| s.key).ok()?;
+    // A name sent with NUL bytes at its end has the key of the row without
+    // them; the length tells them apart.
+    Some(&TABLE[i]).filter(|s| s.name.len() == name.len())
 }
 
-/// At least the longest command name in [`TABLE`] (a test checks).
+/// The length of [`Spec::key`]'s number in bytes, and so the longest
+/// command name the table can hold.
 const LONGEST_NAME: usize = 16;
 
 #[cfg(test)]
@@ -310,6 +327,8 @@ mod tests {
     #[test]
     fn the_table_is_sorted_and_every_command_has_exactly_one_row() {
         assert!(TABLE.windows(2).all(|w| w[0].name < w[1].name));
+        assert!(TABLE.windows(2).all(|w| w[0].key < w[1].key));
+        assert!(TABLE.iter().all(|s| !s.name.contains('\0')));
         for s in TABLE {
             assert_eq!(lookup(s.name).map(|r| r.cmd), Some(s.cmd));
             assert_eq!(s.name, s.name.to_ascii_lowercase());
@@ -332,6 +351,8 @@ mod tests {
             "SETT",
             "s\u{e9}t",
             "ge\0t",
+            "get\0",
+            "get\0\0\0\0\0\0\0\0\0\0\0\0\0",
             "setchanxxxxxxxxxxxxxxxxxxxx",
         ] {
             assert!(lookup_sent(name.as_bytes()).is_none(), "{name}");
