@@ -156,19 +156,12 @@ impl fmt::Display for FieldValue {
     }
 }
 
-/// A number as Tile38 commands write one: Rust's float syntax plus `inf`,
-/// `+inf` and `-inf` in any case; NaN is not a number here. Used for field
-/// values and by the server for every numeric argument, so that both read
-/// numbers the same way. It does not allocate.
+/// A number as Tile38 commands write one: Rust's float syntax, which
+/// includes `inf`, `+inf`, `-inf` and `infinity` in any case; NaN is not a
+/// number here. Used for field values and by the server for every numeric
+/// argument, so that both read numbers the same way. It does not allocate.
 pub fn parse_number(text: &str) -> Option<f64> {
-    let v: f64 = if text.eq_ignore_ascii_case("-inf") {
-        f64::NEG_INFINITY
-    } else if text.eq_ignore_ascii_case("+inf") || text.eq_ignore_ascii_case("inf") {
-        f64::INFINITY
-    } else {
-        text.parse().ok()?
-    };
-    (!v.is_nan()).then_some(v)
+    text.parse().ok().filter(|v: &f64| !v.is_nan())
 }
 
 /// True for a JSON object, array, `true`, `false` or `null`. JSON strings and
@@ -214,6 +207,28 @@ mod tests {
             FieldValue::String("{oops".into())
         );
         assert_eq!(FieldValue::parse(""), FieldValue::String("".into()));
+    }
+
+    #[test]
+    fn numbers_take_infinities_in_any_case_and_refuse_nan() {
+        for (t, want) in [
+            ("inf", Some(f64::INFINITY)),
+            ("+INF", Some(f64::INFINITY)),
+            ("-Inf", Some(f64::NEG_INFINITY)),
+            ("Infinity", Some(f64::INFINITY)),
+            ("-infinity", Some(f64::NEG_INFINITY)),
+            ("1e400", Some(f64::INFINITY)),
+            ("-115", Some(-115.0)),
+            ("33.5e1", Some(335.0)),
+            ("nan", None),
+            ("-NaN", None),
+            ("", None),
+            (" 1", None),
+            ("0x10", None),
+            ("1_0", None),
+        ] {
+            assert_eq!(parse_number(t), want, "{t}");
+        }
     }
 
     #[test]
