@@ -29,7 +29,7 @@
 //! [`Rewrite::sync_every`], default the crate's; `PACING=off` for
 //! [`Pacing::off`], the behaviour before pacing; `IN_FLIGHT` and `MIN_STEP_KB`, the
 //! adaptive pacing's [`Pacing::in_flight`] and [`Pacing::min_step`]; `MAX_RATE_MB`, the rewrite's
-//! [`Rewrite::max_rate`] in MB/s, default 0 = no cap; `RELEASE_KB`, the step of
+//! [`Rewrite::max_rate`] in MB/s, default 0 = no cap; `RELEASE_KB`, the longest step of
 //! `Replaced::release_in_steps`, default the crate's, 0 to close the replaced
 //! file at once).
 //!
@@ -138,7 +138,7 @@ impl Settings {
             },
             match self.release_step {
                 None => "closed at once".to_owned(),
-                Some(step) => format!("released in {} KiB steps", step / 1024),
+                Some(step) => format!("released in paced steps of at most {} KiB", step / 1024),
             },
             if self.gate {
                 ", sharing the appender's sync gate"

@@ -104,8 +104,7 @@
 //! written back in steps that end on page boundaries, of at most
 //! [`Rewrite::sync_every`] bytes (1 MiB), with at most [`Pacing::in_flight`]
 //! steps (2) under write-back: the writer waits for the oldest before
-//! starting another. The first step is [`Pacing::min_step`] (64 KiB; 32 KiB
-//! with a [`SyncGate`]), and
+//! starting another. The first step is [`Pacing::min_step`] (32 KiB), and
 //! each step after which the live file has not grown doubles the next. If it
 //! grew, the next step is `min_step` and only one step is under write-back
 //! at a time, which holds until the file has not grown for [`Pacing::hold`]
@@ -118,19 +117,20 @@
 //! ([`Rewrite::sync_gate`]) gets more: with adaptive pacing a step does not
 //! start while a sync is marked (it waits for the sync, at most
 //! [`DEFAULT_GATE_WAIT`], 20 ms), the release of the replaced file waits the
-//! same way before each of its steps, and the shortest step is
-//! [`DEFAULT_GATED_MIN_STEP`] (32 KiB). Without the gate the pacer knows of
+//! same way before each of its steps. Without the gate the pacer knows of
 //! the appender only by the live file's growth, and a step can start between
 //! any two of the requests one `fdatasync` is made of. The gate is checked
 //! only when a step starts; a sync that begins after that still finds it.
 //!
 //! **Releasing the replaced file.** [`Committed::replaced`] is the file the
 //! commit replaced; [`Replaced::release`], called once the appender is
-//! released, shrinks it in 1 MiB steps with an `fdatasync` each, so that its
+//! released, shrinks it in steps with an `fdatasync` each, so that its
 //! blocks are not freed in one journal commit (one discard as long as the
-//! file, on a file system mounted with `discard`). It shrinks only a file no
-//! name points to any more. With a [`SyncGate`], each step first waits at
-//! the gate.
+//! file, on a file system mounted with `discard`). The steps are paced by
+//! the same rule as the write-back: from [`RELEASE_MIN_STEP`] (64 KiB),
+//! doubling up to 1 MiB while the live file does not grow, back to 64 KiB
+//! while it does. It shrinks only a file no name points to any more. With a
+//! [`SyncGate`], each step first waits at the gate.
 //!
 //! # Crate features
 //!
@@ -172,6 +172,7 @@ pub use crate::pacing::{
 };
 pub use crate::rewrite::{
     clean_leftovers, Committed, Replaced, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY,
+    RELEASE_MIN_STEP,
 };
 pub use crate::source::{DiskSpace, SizeSource, Statvfs};
 

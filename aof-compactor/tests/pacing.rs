@@ -20,8 +20,8 @@ fn live_file(contents: &[u8]) -> (tempfile::TempDir, PathBuf) {
     (dir, live)
 }
 
-/// Rewrites a live file holding one record with `chunks` chunks of 64 KiB of
-/// state, appending a record to the live file before the chunks whose index
+/// Rewrites a live file holding one record with `chunks` chunks of
+/// [`DEFAULT_MIN_STEP`] (32 KiB) of state, appending a record to the live file before the chunks whose index
 /// `append_before` accepts, and checks the result holds the state and then
 /// every appended record. Returns the pacer's statistics.
 fn check(pacing: Pacing, chunks: usize, append_before: impl Fn(usize) -> bool) -> PacingStats {
@@ -31,7 +31,7 @@ fn check(pacing: Pacing, chunks: usize, append_before: impl Fn(usize) -> bool) -
         .unwrap()
         .sync_every(MIB as u64)
         .pacing(pacing);
-    let chunk = vec![b's'; 64 * KIB];
+    let chunk = vec![b's'; DEFAULT_MIN_STEP as usize];
     let mut appended = Vec::new();
     for i in 0..chunks {
         if append_before(i) {
@@ -44,7 +44,7 @@ fn check(pacing: Pacing, chunks: usize, append_before: impl Fn(usize) -> bool) -
     rw.catch_up().unwrap();
     let stats = rw.pacing_stats();
     let committed = rw.commit().unwrap();
-    let mut expected = vec![b's'; chunks * 64 * KIB];
+    let mut expected = vec![b's'; chunks * DEFAULT_MIN_STEP as usize];
     expected.extend_from_slice(&appended);
     assert_eq!(fs::read(&live).unwrap(), expected);
     assert_eq!(committed.tail_len, appended.len() as u64);
@@ -53,18 +53,19 @@ fn check(pacing: Pacing, chunks: usize, append_before: impl Fn(usize) -> bool) -
 
 #[test]
 fn without_appends_the_steps_double_up_to_full_length() {
-    // 8 MiB: steps of 64, 128, 256 and 512 KiB, then seven of 1 MiB; the
-    // last 64 KiB are left to catch_up.
-    let stats = check(Pacing::adaptive(), 128, |_| false);
-    assert_eq!(stats.steps, 4 + 7);
+    // 8 MiB: steps of 32, 64, 128, 256 and 512 KiB, then seven of 1 MiB;
+    // the last 32 KiB are left to catch_up.
+    assert_eq!(DEFAULT_MIN_STEP, 32 * KIB as u64);
+    let stats = check(Pacing::adaptive(), 256, |_| false);
+    assert_eq!(stats.steps, 5 + 7);
     assert_eq!(stats.yields, 0);
     assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
 }
 
 #[test]
 fn appends_drop_the_steps_to_the_minimum() {
-    // An append before every 64 KiB chunk: every step sees the file grow,
-    // so every step, the first included, is 64 KiB.
+    // An append before every chunk of the minimum step: every step sees the
+    // file grow, so every step, the first included, is the minimum.
     let stats = check(Pacing::adaptive(), 64, |_| true);
     assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
     assert_eq!(stats.yields, stats.steps);
@@ -73,8 +74,8 @@ fn appends_drop_the_steps_to_the_minimum() {
 
 #[test]
 fn steps_stay_short_for_the_hold_and_grow_back_after_it() {
-    // Appends during the first 2 MiB only. With an hour's hold the rest of
-    // the rewrite stays at 64 KiB steps; with no hold the steps double
+    // Appends during the first 1 MiB only. With an hour's hold the rest of
+    // the rewrite stays at minimum steps; with no hold the steps double
     // right after the appends stop. (The default hold is a
     // second; an hour keeps the test free of timing.)
     let hour = Duration::from_secs(3600);

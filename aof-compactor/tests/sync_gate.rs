@@ -63,10 +63,14 @@ fn steps_between_the_syncs_do_not_wait() {
 }
 
 #[test]
-fn without_the_gate_the_minimum_step_stays_64_kib() {
-    // Chunks of 32 KiB, but each step waits for 64 KiB.
+fn without_the_gate_the_minimum_step_is_the_same_32_kib() {
+    // Chunks of 32 KiB, one step each, every one at the minimum; no gate,
+    // so no waits.
     let stats = check(&SyncGate::new(), 32, |rw| rw);
-    assert_eq!(stats.steps, 16);
+    assert_eq!(DEFAULT_MIN_STEP, DEFAULT_GATED_MIN_STEP);
+    assert_eq!(stats.steps, 32);
+    assert_eq!(stats.yields, 32);
+    assert_eq!(stats.gate_waits, 0);
     assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
 }
 
