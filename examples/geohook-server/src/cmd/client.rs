@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -30,27 +30,18 @@ struct Entry {
     addr: String,
     fd: RawFd,
     opened: Instant,
-    /// Milliseconds from [`EPOCH`] to the connection's last command,
-    /// shared with the connection's [`Session`], which records each command
-    /// in it without taking the registry's lock.
+    /// The wall-clock time of the connection's last command, in
+    /// milliseconds since the Unix epoch (the command's own `now`, so that
+    /// recording it reads no clock), shared with the connection's
+    /// [`Session`], which records each command in it without taking the
+    /// registry's lock. As in Redis, idle times follow the wall clock: a
+    /// clock set back shows 0 until it catches up.
     last_ms: Arc<AtomicU64>,
     name: Mutex<String>,
 }
 
-/// The registry's clock origin.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
 /// Every registered connection by id, in id order as LIST shows them.
 static CLIENTS: RwLock<BTreeMap<u64, Arc<Entry>>> = RwLock::new(BTreeMap::new());
-
-fn since_epoch_ms() -> u64 {
-    ms_since_epoch(Instant::now())
-}
-
-/// `at` in milliseconds on the registry's clock.
-fn ms_since_epoch(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(*EPOCH).as_millis()).unwrap_or(u64::MAX)
-}
 
 /// A connection's place in the registry, removed when dropped. The
 /// connection must drop it before its socket closes.
@@ -77,7 +68,7 @@ pub(crate) fn register(id: u64, addr: String, fd: RawFd) -> Registered {
         addr,
         fd,
         opened: Instant::now(),
-        last_ms: Arc::new(AtomicU64::new(since_epoch_ms())),
+        last_ms: Arc::new(AtomicU64::new(crate::clock::now_ms())),
         name: Mutex::new(String::new()),
     };
     let last_ms = entry.last_ms.clone();
@@ -85,18 +76,19 @@ pub(crate) fn register(id: u64, addr: String, fd: RawFd) -> Registered {
     Registered(id, last_ms)
 }
 
-/// Records that the session's connection ran a command at `at` (LIST's
-/// `idle`); nothing for a session that is not registered.
-pub(crate) fn touch(session: &Session, at: Instant) {
+/// Records that the session's connection ran a command at `now_ms`
+/// (milliseconds since the Unix epoch; LIST's `idle`); nothing for a
+/// session that is not registered.
+pub(crate) fn touch(session: &Session, now_ms: u64) {
     if let Some(last) = &session.last_ms {
-        last.store(ms_since_epoch(at), Ordering::Relaxed);
+        last.store(now_ms, Ordering::Relaxed);
     }
 }
 
 /// LIST's text: `id=… addr=… name=… age=… idle=…` per connection, in id
 /// order, as Tile38 writes it.
 fn list_text() -> String {
-    let now = since_epoch_ms();
+    let now = crate::clock::now_ms();
     let mut out = String::new();
     for (id, e) in CLIENTS.read().iter() {
         let age = e.opened.elapsed().as_secs();
@@ -242,11 +234,20 @@ mod tests {
         let registered = register(session.id, "127.0.0.1:1".into(), -1);
         session.last_ms = Some(registered.last_ms());
         let entry = CLIENTS.read().get(&session.id).cloned().unwrap();
-        // As if the last command ran when the registry's clock began.
+        // As if the last command ran at the Unix epoch.
         entry.last_ms.store(0, Ordering::Relaxed);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        touch(&session, Instant::now());
-        assert!(entry.last_ms.load(Ordering::Relaxed) >= 5);
+        assert!(list_text().contains(&format!("id={} ", session.id)));
+        let idle = |text: String| -> u64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("id={} ", session.id)))
+                .unwrap()
+                .to_string();
+            line.rsplit("idle=").next().unwrap().parse().unwrap()
+        };
+        assert!(idle(list_text()) > 1_000_000_000, "{}", list_text());
+        touch(&session, Ctx::new(false).now_ms);
+        assert!(idle(list_text()) < 60, "{}", list_text());
         drop(registered);
         assert!(CLIENTS.read().get(&session.id).is_none());
     }

@@ -27,7 +27,7 @@ use geohook_resp::Reply;
 /// way, which does not wait).
 pub(crate) fn execute(shared: &Arc<Shared>, session: &mut Session, args: &[Vec<u8>]) -> Reply {
     let ctx = Ctx::new(session.json);
-    client::touch(session, ctx.start);
+    client::touch(session, ctx.now_ms);
     let spec = spec::lookup_sent(&args[0]);
     let reply = run(shared, session, &ctx, spec, args);
     let reply = finish(shared, session, &ctx, spec, args, reply);
@@ -50,7 +50,7 @@ pub(crate) async fn execute_async(
     args: &[Vec<u8>],
 ) -> Reply {
     let ctx = Ctx::new(session.json);
-    client::touch(session, ctx.start);
+    client::touch(session, ctx.now_ms);
     let spec = spec::lookup_sent(&args[0]);
     let reply = match route(shared, session, &ctx, spec, args) {
         Err(e) => Err(e),
