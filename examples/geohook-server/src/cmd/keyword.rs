@@ -38,6 +38,12 @@ impl Keyword {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..usize::from(self.len)]
     }
+
+    /// The lowered bytes zero-padded to [`Keyword::MAX`], read as one
+    /// big-endian number (the command table's search key).
+    pub(crate) fn as_u128(&self) -> u128 {
+        u128::from_be_bytes(self.buf)
+    }
 }
 
 #[cfg(test)]

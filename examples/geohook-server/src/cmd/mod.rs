@@ -2,8 +2,8 @@
 //! with a typed parse, an apply, and the exact form it logs.
 //!
 //! Layers, bottom up (a file imports only from layers below it):
-//! 1. [`spec`]: the command table; [`keyword`]: arguments lowered for
-//!    matching option keywords;
+//! 1. [`keyword`]: arguments lowered for matching keywords; above it
+//!    [`spec`]: the command table, whose lookup lowers names that way;
 //! 2. [`ctx`] (session, context, typed errors), [`shapes`] (areas built
 //!    from numbers: sector, tile, quadkey, buffer), [`args`] (argument
 //!    cursor, value and area parsers), [`expr`] (search filters beyond

@@ -4,6 +4,8 @@
 //! this table and nothing else, so a command added here is known everywhere
 //! at once and a name missing here is unknown everywhere.
 
+use crate::cmd::keyword::Keyword;
+
 /// Every command, one variant each. The dispatcher sends a row to the
 /// write, read or admin path by its [`Kind`] and then matches on this; a
 /// test runs every row through the dispatcher to show each reaches a
@@ -303,22 +305,22 @@ pub(crate) fn lookup(name: &str) -> Option<&'static Spec> {
 /// The row of a command name as a client sent it, in any case (the table's
 /// names are lower-case ASCII), lowered on the stack without allocating.
 pub(crate) fn lookup_sent(name: &[u8]) -> Option<&'static Spec> {
-    // A name longer than every row's is no row's.
-    let mut buf = [0u8; LONGEST_NAME];
-    let lowered = buf.get_mut(..name.len())?;
-    for (to, from) in lowered.iter_mut().zip(name) {
-        *to = from.to_ascii_lowercase();
+    // A name longer than every row's lowers to nothing, which is no row's.
+    let lowered = Keyword::of(name);
+    if lowered.as_bytes().len() != name.len() {
+        return None;
     }
-    let key = u128::from_be_bytes(buf);
-    let i = TABLE.binary_search_by_key(&key, |s| s.key).ok()?;
+    let i = TABLE
+        .binary_search_by_key(&lowered.as_u128(), |s| s.key)
+        .ok()?;
     // A name sent with NUL bytes at its end has the key of the row without
     // them; the length tells them apart.
     Some(&TABLE[i]).filter(|s| s.name.len() == name.len())
 }
 
 /// The length of [`Spec::key`]'s number in bytes, and so the longest
-/// command name the table can hold.
-const LONGEST_NAME: usize = 16;
+/// command name the table can hold: a [`Keyword`]'s.
+const LONGEST_NAME: usize = Keyword::MAX;
 
 #[cfg(test)]
 mod tests {
