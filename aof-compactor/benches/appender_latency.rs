@@ -27,8 +27,8 @@
 //! (optional environment: `SECONDS` per phase, default 3; `ROUNDS`, default 3;
 //! `STATE_MB`, default 32; `SYNC_EVERY_KB`, the rewrite's
 //! [`Rewrite::sync_every`], default the crate's; `PACING=off` for
-//! [`Pacing::off`], the behaviour before pacing; `IN_FLIGHT` and `MIN_STEP_KB`, the
-//! adaptive pacing's [`Pacing::in_flight`] and [`Pacing::min_step`]; `MAX_RATE_MB`, the rewrite's
+//! [`Pacing::off`], the behaviour before pacing; `IN_FLIGHT`, `MIN_STEP_KB` and `REST`, the
+//! adaptive pacing's [`Pacing::in_flight`], [`Pacing::min_step`] and [`Pacing::rest`]; `MAX_RATE_MB`, the rewrite's
 //! [`Rewrite::max_rate`] in MB/s, default 0 = no cap; `RELEASE_KB`, the longest step of
 //! `Replaced::release_in_steps`, default the crate's, 0 to close the replaced
 //! file at once).
@@ -90,6 +90,10 @@ impl Settings {
         if let Ok(kb) = std::env::var("MIN_STEP_KB") {
             let p = pacing.unwrap_or_default();
             pacing = Some(p.min_step(kb.parse::<u64>().expect("MIN_STEP_KB is a number") * 1024));
+        }
+        if let Ok(n) = std::env::var("REST") {
+            let p = pacing.unwrap_or_default();
+            pacing = Some(p.rest(n.parse().expect("REST is a number")));
         }
         Settings {
             sync_every: std::env::var("SYNC_EVERY_KB")
@@ -159,6 +163,7 @@ struct RewriterLog {
     shortest_step: u64,
     gate_waits: u64,
     gate_waited: Duration,
+    rested: Duration,
     bytes: u64,
     busy: Duration,
 }
@@ -382,6 +387,7 @@ fn rewrite_loop(
             log.yields += stats.yields;
             log.gate_waits += stats.gate_waits;
             log.gate_waited += stats.gate_waited;
+            log.rested += stats.rested;
             if log.shortest_step == 0 || stats.shortest_step < log.shortest_step {
                 log.shortest_step = stats.shortest_step;
             }
@@ -462,7 +468,7 @@ fn report(name: &str, samples: &[u64], log: Option<&RewriterLog>, alone: &[u64])
             let mut held = log.held.clone();
             held.sort_unstable();
             println!(
-                " {:>6.2} {:>6} {:>7.0} {:>8.1} {:>6}/{:<6} {:>5} {:>6}/{:<.1}",
+                " {:>6.2} {:>6} {:>7.0} {:>8.1} {:>6}/{:<6} {:>5} {:>6}/{:<9.1} {:>8.0}",
                 pct(samples, 0.99) / pct(alone, 0.99),
                 held.len(),
                 log.bytes as f64 / log.busy.as_secs_f64().max(1e-9) / 1e6,
@@ -471,7 +477,8 @@ fn report(name: &str, samples: &[u64], log: Option<&RewriterLog>, alone: &[u64])
                 log.steps,
                 log.shortest_step / 1024,
                 log.gate_waits,
-                log.gate_waited.as_secs_f64() * 1000.0
+                log.gate_waited.as_secs_f64() * 1000.0,
+                log.rested.as_secs_f64() * 1000.0
             );
         }
     }
@@ -555,7 +562,7 @@ fn main() {
     println!("with gate:        {}", gated.describe());
     println!("before pacing:    {}", before.describe());
     println!(
-        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>8} {:>13} {:>5} {:>11}",
+        "{:<30} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6} {:>7} {:>8} {:>13} {:>5} {:>16} {:>8}",
         "phase",
         "appends",
         "p50 µs",
@@ -568,7 +575,8 @@ fn main() {
         "lock ms",
         "yields/steps",
         "min KiB",
-        "gate waits"
+        "gate waits",
+        "rest ms"
     );
     report("alone", &alone, None, &alone);
     for p in &phases {
@@ -588,6 +596,6 @@ fn main() {
         }
     }
     println!(
-        "columns: ratio = p99 / alone p99; rwrts = rewrites completed; MB/s = rewriter throughput while running; lock ms = p50 appender lock held per rewrite (begin + commit); yields/steps = paced steps after which the live file had grown / all paced steps; min KiB = shortest step; gate waits = steps that waited for the appender's sync / total ms waited"
+        "columns: ratio = p99 / alone p99; rwrts = rewrites completed; MB/s = rewriter throughput while running; lock ms = p50 appender lock held per rewrite (begin + commit); yields/steps = paced steps after which the live file had grown / all paced steps; min KiB = shortest step; gate waits = steps that waited for the appender's sync / total ms waited; rest ms = time the write-back rested (Pacing::rest)"
     );
 }

@@ -168,7 +168,8 @@ pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::gate::{SyncGate, SyncGuard, DEFAULT_GATE_WAIT};
 pub use crate::pacing::{
-    Pacing, PacingStats, DEFAULT_GATED_MIN_STEP, DEFAULT_HOLD, DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP,
+    Pacing, PacingStats, DEFAULT_GATED_MIN_STEP, DEFAULT_GATED_REST, DEFAULT_HOLD,
+    DEFAULT_IN_FLIGHT, DEFAULT_MIN_STEP, DEFAULT_REST,
 };
 pub use crate::rewrite::{
     clean_leftovers, Committed, Replaced, Rewrite, DEFAULT_RELEASE_STEP, DEFAULT_SYNC_EVERY,

@@ -209,11 +209,14 @@ impl Replaced {
     /// after each, the live file's length is read, and a step after which it
     /// grew drops the next to the minimum, held there for [`Pacing::hold`]'s
     /// default after the last growth; otherwise each step doubles, up to
-    /// `step`. With online discard, each step is a discard in front of the
+    /// `step`. While the steps are held short, the release rests after each
+    /// one as the write-back does ([`Pacing::rest`]'s default: four times
+    /// the step's truncate and sync, none when the rewrite shared a
+    /// [`SyncGate`]). With online discard, each step is a discard in front of the
     /// appender's next sync: in the `appender_latency` bench, 1 MiB steps
     /// gave the appender a p99 4.2-4.6 times its p99 alone, 64 KiB steps
     /// 1.5-1.7 (with a [`SyncGate`]); with nobody appending the steps
-    /// reach full length after four.
+    /// reach full length after four and it never rests.
     ///
     /// Call it after releasing the appender, on the thread that ran the
     /// rewrite: it takes one `fdatasync` per step. The file is shrunk only
@@ -249,7 +252,7 @@ impl Replaced {
         let mut pacer = Pacer::new(
             &Pacing::adaptive().min_step(RELEASE_MIN_STEP.min(step)),
             step,
-            false,
+            self.gate.is_some(),
         );
         // The file now at the live path, which the appender writes: its
         // growth is the pacer's signal. Without it (gone, unreadable) every
@@ -272,18 +275,26 @@ impl Replaced {
             if let Some(gate) = &self.gate {
                 gate.wait_idle(DEFAULT_GATE_WAIT);
             }
+            let started = Instant::now();
             self.file
                 .set_len(next)
                 .map_err(|e| Error::io("truncate", &self.path, e))?;
             self.file
                 .sync_data()
                 .map_err(|e| Error::io("fsync", &self.path, e))?;
+            let took = started.elapsed();
             freed += len - next;
             on_step(len - next);
             let now_len = live_len();
             pacer.step_done(len - next, now_len != seen, Instant::now());
             seen = now_len;
             len = next;
+            if len > 0 {
+                let rest = pacer.rest_after(took);
+                if !rest.is_zero() {
+                    std::thread::sleep(rest);
+                }
+            }
         }
         Ok(freed)
     }
@@ -698,11 +709,20 @@ impl Rewrite {
         let grown = live_len > pace.live_len;
         pace.live_len = live_len;
         pace.pacer.step_done(len, grown, Instant::now());
+        let waiting = Instant::now();
+        let mut waited = false;
         while pace.pending.len() >= pace.pacer.in_flight() {
             let Some(step) = pace.pending.pop_front() else {
                 break;
             };
             wait_writeback(file, step.offset, step.len)?;
+            waited = true;
+        }
+        if waited {
+            let rest = pace.pacer.rest_after(waiting.elapsed());
+            if !rest.is_zero() {
+                std::thread::sleep(rest);
+            }
         }
         // Nothing of ours is under write-back now while the steps are held
         // short: a sync that started meanwhile runs alone to its end.

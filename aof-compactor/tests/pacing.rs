@@ -1,6 +1,6 @@
 //! The adaptive pacing on real files: steps that double up to full length
 //! while nobody appends, minimum steps while the live file grows, steps on
-//! page boundaries, and
+//! page boundaries, rests only while somebody appends, and
 //! the same bytes in the end whatever the pacing did.
 
 use std::fs::{self, OpenOptions};
@@ -70,6 +70,24 @@ fn appends_drop_the_steps_to_the_minimum() {
     assert_eq!(stats.shortest_step, DEFAULT_MIN_STEP);
     assert_eq!(stats.yields, stats.steps);
     assert_eq!(stats.steps, 64);
+}
+
+#[test]
+fn the_rewriter_rests_only_while_somebody_appends() {
+    // Every step but the first waits for the one before it, and while the
+    // live file grows the rewriter then rests; the bytes are the same.
+    let stats = check(Pacing::adaptive(), 64, |_| true);
+    assert!(stats.rests >= stats.steps / 2, "{stats:?}");
+    assert!(stats.rests < stats.steps, "{stats:?}");
+    assert!(!stats.rested.is_zero(), "{stats:?}");
+    assert!(stats.rested <= aof_compactor::DEFAULT_HOLD * stats.rests as u32);
+    // Nobody appends: full speed, no rest.
+    let quiet = check(Pacing::adaptive(), 256, |_| false);
+    assert_eq!((quiet.rests, quiet.rested), (0, Duration::ZERO));
+    // A rest of 0 turns it off.
+    let off = check(Pacing::adaptive().rest(0), 64, |_| true);
+    assert_eq!((off.rests, off.rested), (0, Duration::ZERO));
+    assert_eq!(off.steps, 64);
 }
 
 #[test]
