@@ -161,7 +161,66 @@ impl fmt::Display for FieldValue {
 /// number here. Used for field values and by the server for every numeric
 /// argument, so that both read numbers the same way. It does not allocate.
 pub fn parse_number(text: &str) -> Option<f64> {
-    text.parse().ok().filter(|v: &f64| !v.is_nan())
+    parse_number_bytes(text.as_bytes())
+}
+
+/// [`parse_number`] of an argument's bytes; bytes that are not UTF-8 are
+/// not a number.
+///
+/// Coordinates and distances are mostly short plain decimals (`33`,
+/// `-115.0123`), and those are read here without the float parser: with
+/// at most 15 digits the digits are an integer below 2^53 and the scale a
+/// power of ten up to 10^15, both exact as `f64`, so their quotient, one
+/// IEEE division, is the correctly rounded value, the one the float parser
+/// returns (Clinger's fast path; a property test compares the two). Anything
+/// else (exponents, more digits, `inf`) goes to the float parser.
+pub fn parse_number_bytes(bytes: &[u8]) -> Option<f64> {
+    if let Some(v) = short_decimal(bytes) {
+        return Some(v);
+    }
+    std::str::from_utf8(bytes)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|v: &f64| !v.is_nan())
+}
+
+/// Most digits [`short_decimal`] reads: 10^15 < 2^53.
+const SHORT_DIGITS: usize = 15;
+
+/// The value of `[+-]digits[.digits]` (or `[+-].digits`) with 1 to
+/// [`SHORT_DIGITS`] digits in all; `None` for anything else.
+fn short_decimal(bytes: &[u8]) -> Option<f64> {
+    const SCALE: [f64; SHORT_DIGITS + 1] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (negative, rest) = match bytes.first()? {
+        b'-' => (true, &bytes[1..]),
+        b'+' => (false, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    if rest.len() > SHORT_DIGITS + 1 {
+        return None;
+    }
+    let mut digits: u64 = 0;
+    let mut count = 0;
+    let mut point = None;
+    for (i, &c) in rest.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                digits = digits * 10 + u64::from(c - b'0');
+                count += 1;
+            }
+            b'.' if point.is_none() => point = Some(i),
+            _ => return None,
+        }
+    }
+    if count == 0 || count > SHORT_DIGITS {
+        return None;
+    }
+    let scale = point.map_or(0, |i| rest.len() - 1 - i);
+    let v = digits as f64 / SCALE[scale];
+    Some(if negative { -v } else { v })
 }
 
 /// True for a JSON object, array, `true`, `false` or `null`. JSON strings and
@@ -228,6 +287,57 @@ mod tests {
             ("1_0", None),
         ] {
             assert_eq!(parse_number(t), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn short_decimals_read_as_the_float_parser_reads_them() {
+        for t in [
+            "0",
+            "-0",
+            "+0",
+            "-0.0",
+            "5.",
+            ".5",
+            "-.5",
+            "+.25",
+            "007",
+            "0.1",
+            "0.3",
+            "-115",
+            "33.5123",
+            "999999999999999",
+            "-99999999999999.9",
+            "0.000000000000001",
+            "123456789012345",
+            "1234567890123456",
+            "0.1234567890123456",
+            "9007199254740993",
+        ] {
+            let want: f64 = t.parse().unwrap();
+            let got = parse_number(t).unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+        }
+        for t in [".", "-", "+", "-.", "1.2.3", "--1", "1-", "1 ", "١"] {
+            assert_eq!(parse_number(t), None, "{t}");
+        }
+        assert_eq!(parse_number_bytes(b"12\xff"), None);
+        assert_eq!(parse_number_bytes(b"-115"), Some(-115.0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 5000,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        #[test]
+        fn plain_decimals_match_the_float_parser(
+            t in "[+-]?[0-9]{0,18}(\\.[0-9]{0,18})?"
+        ) {
+            let want = t.parse::<f64>().ok();
+            let got = parse_number(&t);
+            proptest::prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{}", t);
         }
     }
 

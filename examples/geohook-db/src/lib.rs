@@ -76,7 +76,7 @@ mod segments;
 pub use collection::{Collection, CollectionStats, Fields, Hit, Item, Page, SearchOpts, Where};
 pub use db::{Database, DbStats, Expired, SetCondition};
 pub use error::{Error, Result};
-pub use field::{parse_number, FieldValue};
+pub use field::{parse_number, parse_number_bytes, FieldValue};
 pub use geom::{Bounds, GeoJson, GeoJsonKind, Point, EARTH_RADIUS_M};
 pub use glob::Glob;
 pub use object::{Area, GeohashCell, Object};

@@ -99,7 +99,7 @@ pub(crate) fn pattern(a: &[u8]) -> Result<&str, CmdError> {
 ///
 /// `invalid argument` for anything else (NaN and infinities included).
 pub(crate) fn finite(a: &[u8]) -> Result<f64, CmdError> {
-    geohook_db::parse_number(text(a)?)
+    geohook_db::parse_number_bytes(a)
         .filter(|v| v.is_finite())
         .ok_or_else(|| CmdError::invalid(a))
 }
