@@ -175,7 +175,10 @@ impl<'a> Args<'a> {
     ///
     /// The arity error when there is none.
     pub(crate) fn next(&mut self) -> Result<&'a [u8], CmdError> {
-        let v = self.all.get(self.at).ok_or(CmdError::Arity(self.cmd))?;
+        let v = self
+            .all
+            .get(self.at)
+            .ok_or_else(|| CmdError::Arity(self.cmd))?;
         self.at += 1;
         Ok(v)
     }
