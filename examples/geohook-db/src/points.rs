@@ -333,6 +333,11 @@ impl PointTree {
         &self.root
     }
 
+    /// The box of every stored point (padded), `None` when there is none.
+    pub(crate) fn extent(&self) -> Option<Rect> {
+        (self.len > 0).then(|| self.root.rect())
+    }
+
     pub(crate) fn insert(&mut self, e: PointEntry) {
         self.len += 1;
         if let Some(sibling) = self.root.insert(e) {
@@ -418,9 +423,14 @@ impl PointTree {
 
     /// The entries whose padded rectangle meets `q`, in tree order.
     pub(crate) fn locate(&self, q: Rect) -> Locate<'_> {
+        // Deep enough for a tree of millions without growing: the children
+        // of one node per level.
+        let mut stack = Vec::with_capacity(4 * INNER_MAX);
+        stack.push(&self.root);
         Locate {
             q,
-            stack: vec![&self.root],
+            points: q.for_points(),
+            stack,
             leaf: [].iter(),
         }
     }
@@ -429,6 +439,8 @@ impl PointTree {
 /// Iterator of [`PointTree::locate`].
 pub(crate) struct Locate<'a> {
     q: Rect,
+    /// `q` widened for a leaf's points ([`Rect::for_points`]).
+    points: Rect,
     stack: Vec<&'a Node>,
     leaf: std::slice::Iter<'a, PointEntry>,
 }
@@ -438,11 +450,7 @@ impl<'a> Iterator for Locate<'a> {
 
     fn next(&mut self) -> Option<&'a PointEntry> {
         loop {
-            if let Some(e) = self
-                .leaf
-                .by_ref()
-                .find(|e| self.q.intersects(&Rect::of(e.xy)))
-            {
+            if let Some(e) = self.leaf.by_ref().find(|e| self.points.contains(e.xy)) {
                 return Some(e);
             }
             match self.stack.pop()? {
