@@ -14,7 +14,7 @@ use std::ops::Range;
 use rstar::AABB;
 
 use super::{down, envelope, slot_id, up, Collection, Item, Nearest};
-use crate::geom::Point;
+use crate::geom::{Bounds, Point};
 use crate::object::Area;
 use crate::points::Rect;
 
@@ -70,6 +70,51 @@ impl Collection {
         let walk = Nearest::new(self, *center, meters.unwrap_or(f64::INFINITY))
             .after(after.unwrap_or(f64::NEG_INFINITY));
         walk.filter(move |(_, item, _)| item.is_live(now_ms))
+    }
+
+    /// How many of the stored spatial objects (expired ones included) would
+    /// lie in `b` if they were spread evenly over the box that holds them
+    /// all: their number times the share of that box which `b` covers, axis
+    /// by axis (an axis on which the box has no width counts whole when `b`
+    /// meets it). A first guess for how wide a part of an area walk
+    /// ([`Collection::area_part`]) can be; objects that cluster inside `b`
+    /// make it low.
+    pub fn spread_estimate(&self, b: &Bounds) -> usize {
+        let mut extent: Option<Rect> = self.points.extent();
+        if self.tree.size() > 0 {
+            let env = self.tree.root().envelope();
+            let r = Rect {
+                lo: env.lower(),
+                hi: env.upper(),
+            };
+            extent = Some(match extent {
+                Some(mut e) => {
+                    for a in 0..2 {
+                        e.lo[a] = e.lo[a].min(r.lo[a]);
+                        e.hi[a] = e.hi[a].max(r.hi[a]);
+                    }
+                    e
+                }
+                None => r,
+            });
+        }
+        let Some(e) = extent else {
+            return 0;
+        };
+        let share = |lo: f64, hi: f64, a: usize| {
+            let (elo, ehi) = (f64::from(e.lo[a]), f64::from(e.hi[a]));
+            let width = lo.max(elo)..hi.min(ehi);
+            if width.start > width.end {
+                0.0
+            } else if ehi > elo {
+                ((width.end - width.start) / (ehi - elo)).min(1.0)
+            } else {
+                1.0
+            }
+        };
+        let n = self.points.len() + self.tree.size();
+        let f = share(b.sw.lon, b.ne.lon, 0) * share(b.sw.lat, b.ne.lat, 1);
+        (n as f64 * f).ceil() as usize
     }
 
     /// The candidates of one part of a search of `area`: the live items
@@ -148,6 +193,47 @@ mod tests {
 
     fn point(lat: f64, lon: f64) -> Object {
         Object::Point(Point::new(lat, lon).unwrap())
+    }
+
+    #[test]
+    fn the_spread_estimate_is_the_share_of_the_box_of_all_objects() {
+        let b = |s: f64, w: f64, n: f64, e: f64| Bounds::new(s, w, n, e).unwrap();
+        let mut db = Database::new();
+        // A 100 x 100 grid over 0..9.9 degrees both ways.
+        for i in 0..100 {
+            for j in 0..100 {
+                put(
+                    &mut db,
+                    &format!("p{i}_{j}"),
+                    point(i as f64 * 0.1, j as f64 * 0.1),
+                );
+            }
+        }
+        let c = db.collection("k").unwrap();
+        let estimate = |area: Bounds| c.spread_estimate(&area);
+        assert_eq!(estimate(b(-1.0, -1.0, 20.0, 20.0)), 10_000);
+        // A quarter of the box: 2,500, give or take the padding.
+        assert!((2_490..=2_510).contains(&estimate(b(0.0, 0.0, 4.95, 4.95))));
+        // A sliver holds few, and an area beside the box none.
+        assert!(estimate(b(1.0, 1.0, 1.05, 1.05)) <= 4);
+        assert_eq!(estimate(b(20.0, 20.0, 21.0, 21.0)), 0);
+        // A box bounding another object widens the box of them all.
+        put(
+            &mut db,
+            "far",
+            Object::Bounds(Box::new(b(0.0, 0.0, 0.5, 99.0))),
+        );
+        let c = db.collection("k").unwrap();
+        assert!(c.spread_estimate(&b(0.0, 0.0, 4.95, 4.95)) < 300);
+        // All on one spot: the box has no width, and an area that meets the
+        // spot counts every object.
+        let mut one = Database::new();
+        for i in 0..50 {
+            put(&mut one, &format!("s{i}"), point(33.0, -115.0));
+        }
+        let c = one.collection("k").unwrap();
+        assert_eq!(c.spread_estimate(&b(32.0, -116.0, 34.0, -114.0)), 50);
+        assert_eq!(c.spread_estimate(&b(34.0, -116.0, 35.0, -114.0)), 0);
     }
 
     /// Walks `ids_from` in chunks of `n`, writing between chunks with `between`.

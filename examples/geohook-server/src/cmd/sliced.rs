@@ -16,7 +16,10 @@
 //! - **Id order** (SCAN): after the last id seen (before it, descending).
 //! - **Area** (WITHIN, INTERSECTS): longitude ranges of the area's bounding
 //!   box, west to east, each candidate belonging to exactly one range by its
-//!   own position ([`geohook_db::Collection::area_part`]). A range's width
+//!   own position ([`geohook_db::Collection::area_part`]). The first
+//!   range's width is a guess from the objects' spread
+//!   ([`geohook_db::Collection::spread_estimate`]): the whole area when that
+//!   puts a slice or fewer in it. A range's width then
 //!   adapts to the candidates the last one held; a range that turns out to
 //!   hold more than twice a slice is given up (the visitor rolls back) and
 //!   tried again a quarter as wide, so a slice stays bounded however the
@@ -319,14 +322,17 @@ pub(crate) fn walk<T, V: Visitor>(
                     return Ok(());
                 };
                 let (west, east) = (b.sw.lon.max(-180.0), b.ne.lon.min(180.0));
-                // The first range's width assumes every object of the
-                // collection is in the area; sparse ranges then widen it.
+                // The first range's width assumes the objects are spread
+                // evenly over the box that holds them all: one range when
+                // that puts a slice or fewer in the area. A cluster makes
+                // the range crowded, and it is tried again narrower; sparse
+                // ranges widen the next.
                 let w = *width.get_or_insert_with(|| {
-                    let len = c.len(now);
-                    if len <= slice || east <= west {
+                    let expect = c.spread_estimate(&b).min(c.len(now));
+                    if expect <= slice || east <= west {
                         f64::INFINITY
                     } else {
-                        (east - west) * slice as f64 / len as f64
+                        (east - west) * slice as f64 / expect as f64
                     }
                 });
                 let start = from.max(west);
