@@ -175,10 +175,11 @@ impl<'a> Args<'a> {
     ///
     /// The arity error when there is none.
     pub(crate) fn next(&mut self) -> Result<&'a [u8], CmdError> {
-        let v = self
-            .all
-            .get(self.at)
-            .ok_or_else(|| CmdError::Arity(self.cmd))?;
+        // Not `ok_or`: that builds the error, and drops it, for every
+        // argument that is there.
+        let Some(v) = self.all.get(self.at) else {
+            return Err(CmdError::Arity(self.cmd));
+        };
         self.at += 1;
         Ok(v)
     }

@@ -79,7 +79,7 @@ impl<'a> Eval<'a> {
         let n = usize::try_from(numkeys)
             .ok()
             .filter(|&n| n <= rest.len())
-            .ok_or_else(|| CmdError::Arity(spec.name))?;
+            .ok_or(CmdError::Arity(spec.name))?;
         Ok(Eval {
             mode,
             script: &args[1],
