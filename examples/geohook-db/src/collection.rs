@@ -927,12 +927,14 @@ impl Collection {
 
     /// WITHIN: live items completely inside `area`, in R-tree order.
     pub fn within(&self, area: &Area, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
-        self.area_search(area, opts, now_ms, |o| o.within(area))
+        let t = area.test();
+        self.area_search(area, opts, now_ms, |o| t.within(o))
     }
 
     /// INTERSECTS: live items that share a point with `area`, in R-tree order.
     pub fn intersects(&self, area: &Area, opts: &SearchOpts, now_ms: i64) -> Page<'_> {
-        self.area_search(area, opts, now_ms, |o| o.intersects(area))
+        let t = area.test();
+        self.area_search(area, opts, now_ms, |o| t.intersects(o))
     }
 
     fn area_search<'a>(

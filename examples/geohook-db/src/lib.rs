@@ -79,4 +79,4 @@ pub use error::{Error, Result};
 pub use field::{parse_number, parse_number_bytes, FieldValue};
 pub use geom::{Bounds, GeoJson, GeoJsonKind, Point, EARTH_RADIUS_M};
 pub use glob::Glob;
-pub use object::{Area, GeohashCell, Object};
+pub use object::{Area, AreaTest, GeohashCell, Object};
