@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use geohook_db::{
-    Area, Bounds, Collection, Database, Glob, Hit, Item, Object, Page, Point, SearchOpts,
+    Area, AreaTest, Bounds, Collection, Database, Glob, Hit, Item, Object, Page, Point, SearchOpts,
 };
 
 use crate::cmd::args::{self, Args};
@@ -473,6 +473,12 @@ pub(crate) fn search_in<T>(
         ctx.check_deadline()?;
         return reply;
     }
+    if let Some(reply) = run_short_area(lock, db, ctx, &s, max_reply) {
+        drop(guard);
+        drop(boost);
+        ctx.check_deadline()?;
+        return reply;
+    }
     drop(guard);
     // The walk takes the boost again with each slice's lock.
     drop(boost);
@@ -605,6 +611,94 @@ fn short_page(s: &Search<'_>) -> bool {
         })
 }
 
+/// A WITHIN or INTERSECTS page that the sliced walk would take from its
+/// first slice, walked under the caller's lock (`db` read from `lock`)
+/// without the slices' copies: the page's hits and cursor are the sliced
+/// walk's, because the candidates come in the same order (the first range
+/// is the whole area when [`sliced::first_width`] says so, and this is
+/// asked only then) and the page is done within one slice.
+///
+/// `None` when the search is not such a page (a filter, a page past one
+/// slice, more objects expected in the area than a slice, a circle around
+/// a centre out of range), or when the walk reads a slice of candidates
+/// without finishing the page, or a writer waits once it has read
+/// [`sliced::WRITER_FLOOR`]: the caller then walks in slices from the
+/// start, having spent at most one slice here, and a writer waits for
+/// about as long as behind a sliced walk's first slice.
+fn short_area<'a, T>(
+    lock: &RwLock<T>,
+    db: &'a Database,
+    s: &Search<'_>,
+    now: i64,
+) -> Option<Page<'a>> {
+    let (area, within) = match &s.scope {
+        Scope::Within(a) => (a, true),
+        Scope::Intersects(a) => (a, false),
+        _ => return None,
+    };
+    let slice = sliced::slice();
+    let limit = s.opts.limit?;
+    let fits = usize::try_from(s.opts.cursor)
+        .ok()
+        .and_then(|c| c.checked_add(limit))
+        .is_some_and(|n| n <= slice);
+    if !fits
+        || !s.filters.is_empty()
+        || !s.opts.matches.is_empty()
+        || !s.opts.wheres.is_empty()
+        || off_range(&s.scope).is_some()
+    {
+        return None;
+    }
+    if limit == 0 {
+        return Some(Page::default());
+    }
+    let c = db.collection(s.key)?;
+    let b = area.bounds()?;
+    if sliced::first_width(c, &b, now, slice) != f64::INFINITY {
+        return None;
+    }
+    let test = area.test();
+    let mut hits = Vec::with_capacity(limit.min(64));
+    let cands = c.area_part(area, f64::NEG_INFINITY..f64::INFINITY, now);
+    for (pos, (id, item)) in (0u64..).zip(cands) {
+        let n = usize::try_from(pos).unwrap_or(usize::MAX);
+        if n >= slice || sliced::yields(lock, n) {
+            return None;
+        }
+        if pos < s.opts.cursor {
+            continue;
+        }
+        let inside = if within {
+            test.within(item.object())
+        } else {
+            test.intersects(item.object())
+        };
+        if inside {
+            hits.push(hit(id, item));
+            if hits.len() == limit {
+                return Some(Page {
+                    hits,
+                    cursor: pos + 1,
+                });
+            }
+        }
+    }
+    Some(Page { hits, cursor: 0 })
+}
+
+/// [`short_area`]'s page rendered, or `None` as it says.
+fn run_short_area<T>(
+    lock: &RwLock<T>,
+    db: &Database,
+    ctx: &Ctx,
+    s: &Search<'_>,
+    max_reply: usize,
+) -> Option<Result<Reply, CmdError>> {
+    let page = short_area(lock, db, s, ctx.now())?;
+    Some(render(ctx, &page, s, max_reply))
+}
+
 /// The least a hit adds to a reply besides its id (RESP's `$n\r\n…\r\n`
 /// and an array's share), for [`Found`]'s bound.
 const HIT_FRAMING: usize = 16;
@@ -613,8 +707,9 @@ const HIT_FRAMING: usize = 16;
 /// of each hit (the walk lets the lock go, so it cannot keep references).
 struct Found<'f, 'a> {
     s: &'f Search<'a>,
-    /// The area's exact test, on top of the walk's candidates.
-    area: Option<(&'f Area, bool)>,
+    /// The area's exact test, on top of the walk's candidates: WITHIN's
+    /// when true, else INTERSECTS'.
+    area: Option<(AreaTest<'f>, bool)>,
     post: &'f Post<'f>,
     globs: Vec<Glob>,
     /// MATCH applies to a string object's value (SEARCH).
@@ -667,9 +762,9 @@ impl sliced::Visitor for Found<'_, '_> {
         if pos < self.s.opts.cursor {
             return Ok(sliced::Flow::Go);
         }
-        let inside = match self.area {
-            Some((area, true)) => item.object().within(area),
-            Some((area, false)) => item.object().intersects(area),
+        let inside = match &self.area {
+            Some((t, true)) => t.within(item.object()),
+            Some((t, false)) => t.intersects(item.object()),
             None => true,
         };
         let h = Hit { id, item, distance };
@@ -735,8 +830,8 @@ fn run_sliced<T>(
         None => (&s.scope, &keep),
     };
     let (order, area) = match scope {
-        Scope::Within(a) => (sliced::Order::Area(a), Some((a, true))),
-        Scope::Intersects(a) => (sliced::Order::Area(a), Some((a, false))),
+        Scope::Within(a) => (sliced::Order::Area(a), Some((a.test(), true))),
+        Scope::Intersects(a) => (sliced::Order::Area(a), Some((a.test(), false))),
         Scope::Nearby(p, meters) => (sliced::Order::Nearby(p, *meters), None),
         // A count of every match needs no order: the id walk counts it
         // in one pass.
@@ -754,7 +849,12 @@ fn run_sliced<T>(
         match_value: matches!(s.scope, Scope::Values),
         pos: 0,
         count: 0,
-        hits: Vec::new(),
+        // A small LIMIT is filled without regrowing (as geohook-db's own
+        // walks do); a large one grows as hits come.
+        hits: Vec::with_capacity(match s.out {
+            Output::Count => 0,
+            _ => s.opts.limit.unwrap_or(0).min(64),
+        }),
         held: 0,
         max_held: max_reply.saturating_mul(2),
         cursor: 0,
@@ -1754,5 +1854,79 @@ mod tests {
             }
         }
         sliced::set_slice(sliced::SLICE);
+    }
+    #[test]
+    fn a_short_area_page_is_the_sliced_walks_page_or_none() {
+        let tri = r#"{"type":"Polygon","coordinates":[[[-115.2,32.9],[-114.9,32.9],[-115,33.2],[-115.2,32.9]]]}"#;
+        let areas = [
+            "CIRCLE 33 -115 1000".to_owned(),
+            "CIRCLE 33.0005 -115.0005 50".to_owned(),
+            "CIRCLE 33 -115 30000".to_owned(),
+            "BOUNDS 32.99 -115.01 33.01 -114.99".to_owned(),
+            "BOUNDS 30 -118 36 -112".to_owned(),
+            format!("OBJECT {tri}"),
+        ];
+        let (mut short, mut not) = (0, 0);
+        for seed in 1..=3u64 {
+            for slice in [7, 64, 1024] {
+                sliced::set_slice(slice);
+                let lock = RwLock::new(nearby_db(seed));
+                for cmd in ["WITHIN", "INTERSECTS"] {
+                    for area in &areas {
+                        for page in [
+                            "LIMIT 1",
+                            "LIMIT 10",
+                            "CURSOR 3 LIMIT 4",
+                            "LIMIT 100",
+                            "LIMIT 0",
+                        ] {
+                            for out in ["IDS", "OBJECTS", "COUNT"] {
+                                let line = format!("{cmd} k {page} {out} {area}");
+                                let (c, name) = cmd_of(&line);
+                                let a = args(&line);
+                                let ctx = Ctx::new(true);
+                                let db = lock.read();
+                                let s = Search::parse(c, name, &a, &db, ctx.now()).unwrap();
+                                assert!(walks_in_slices(&db, &s, ctx.now()), "{line}");
+                                let got = run_short_area(&lock, &db, &ctx, &s, 1 << 30);
+                                drop(db);
+                                let Some(got) = got else {
+                                    not += 1;
+                                    continue;
+                                };
+                                short += 1;
+                                let want = text(run_sliced(&lock, |d| d, &s, &ctx, 1 << 30));
+                                assert_eq!(text(got), want, "{line} (slice {slice})");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        sliced::set_slice(sliced::SLICE);
+        // Both ways are taken: the pages a slice fills, and the crowded
+        // areas and long pages that go to the slices.
+        assert!(short > 100 && not > 100, "short {short}, sliced {not}");
+    }
+    #[test]
+    fn a_short_area_page_gives_way_to_a_waiting_writer() {
+        let lock = RwLock::new(nearby_db(1));
+        let line = "WITHIN k LIMIT 100 IDS BOUNDS 32.99 -115.01 33.01 -114.99";
+        let (c, name) = cmd_of(line);
+        let a = args(line);
+        let ctx = Ctx::new(false);
+        std::thread::scope(|scope| {
+            let db = lock.read();
+            let s = Search::parse(c, name, &a, &db, ctx.now()).unwrap();
+            let page = short_area(&lock, &db, &s, ctx.now()).expect("one slice");
+            assert_eq!(page.hits.len(), 100);
+            let writer = scope.spawn(|| drop(lock.write()));
+            while !sliced::writer_waits(&lock) {
+                std::thread::yield_now();
+            }
+            assert!(short_area(&lock, &db, &s, ctx.now()).is_none());
+            drop(db);
+            writer.join().unwrap();
+        });
     }
 }

@@ -77,7 +77,7 @@
 
 use std::time::Instant;
 
-use geohook_db::{Area, Database, Item, Point};
+use geohook_db::{Area, Bounds, Collection, Database, Item, Point};
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::cmd::ctx::{timed_out, CmdError};
@@ -238,7 +238,7 @@ pub(crate) fn writer_waits<T>(lock: &RwLock<T>) -> bool {
 pub(crate) const WRITER_FLOOR: usize = 32;
 
 /// Whether the slice that has read `n` candidates ends now for a writer.
-fn yields<T>(lock: &RwLock<T>, n: usize) -> bool {
+pub(crate) fn yields<T>(lock: &RwLock<T>, n: usize) -> bool {
     n >= WRITER_FLOOR && writer_waits(lock)
 }
 
@@ -246,6 +246,22 @@ fn check(deadline: Option<Instant>) -> Result<(), CmdError> {
     match deadline {
         Some(d) if Instant::now() >= d => Err(timed_out()),
         _ => Ok(()),
+    }
+}
+
+/// The width in degrees of longitude of an area walk's first range over
+/// `c`, for an area bounded by `b`: infinite (one range, the whole area)
+/// when the objects, assumed spread evenly over the box that holds them
+/// all, put `slice` or fewer in the area. A cluster makes the range
+/// crowded, and the walk tries it again narrower; sparse ranges widen the
+/// next.
+pub(crate) fn first_width(c: &Collection, b: &Bounds, now: i64, slice: usize) -> f64 {
+    let (west, east) = (b.sw.lon.max(-180.0), b.ne.lon.min(180.0));
+    let expect = c.spread_estimate(b).min(c.len(now));
+    if expect <= slice || east <= west {
+        f64::INFINITY
+    } else {
+        (east - west) * slice as f64 / expect as f64
     }
 }
 
@@ -322,19 +338,7 @@ pub(crate) fn walk<T, V: Visitor>(
                     return Ok(());
                 };
                 let (west, east) = (b.sw.lon.max(-180.0), b.ne.lon.min(180.0));
-                // The first range's width assumes the objects are spread
-                // evenly over the box that holds them all: one range when
-                // that puts a slice or fewer in the area. A cluster makes
-                // the range crowded, and it is tried again narrower; sparse
-                // ranges widen the next.
-                let w = *width.get_or_insert_with(|| {
-                    let expect = c.spread_estimate(&b).min(c.len(now));
-                    if expect <= slice || east <= west {
-                        f64::INFINITY
-                    } else {
-                        (east - west) * slice as f64 / expect as f64
-                    }
-                });
+                let w = *width.get_or_insert_with(|| first_width(c, &b, now, slice));
                 let start = from.max(west);
                 let end = if start + w >= east {
                     f64::INFINITY
