@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs geohook-server and redis-server side by side on this machine, in the
 # same run, with the same data, clients and pipelining, and prints:
-#   1. redis-benchmark throughput: SET … POINT vs GEOADD, NEARBY vs GEOSEARCH,
-#      and each server's CPU seconds for those requests;
+#   1. redis-benchmark throughput: SET … POINT vs GEOADD, NEARBY vs GEOSEARCH
+#      (nearest first), WITHIN a circle vs GEOSEARCH … COUNT 10 ANY (any ten
+#      in the circle, unsorted, as WITHIN gives them), and each server's CPU
+#      seconds for those requests;
 #   2. resident memory per million points for both;
 #   3. append-only file size before and after AOFSHRINK, against Redis's
 #      BGREWRITEAOF of the same data.
@@ -76,17 +78,23 @@ GEO_SET=$(timed_bench "$GEO_PID" "$GEO_PORT" SET fleet __rand_int__ POINT 33.5 -
 REDIS_SET=$(timed_bench "$REDIS_PID" "$REDIS_PORT" GEOADD fleet -115.5 33.5 __rand_int__)
 GEO_NEAR=$(timed_bench "$GEO_PID" "$GEO_PORT" NEARBY fleet LIMIT 10 IDS POINT 33 -115 1000)
 REDIS_NEAR=$(timed_bench "$REDIS_PID" "$REDIS_PORT" GEOSEARCH fleet FROMLONLAT -115 33 BYRADIUS 1000 m ASC COUNT 10)
+GEO_WITHIN=$(timed_bench "$GEO_PID" "$GEO_PORT" WITHIN fleet LIMIT 10 IDS CIRCLE 33 -115 1000)
+REDIS_WITHIN=$(timed_bench "$REDIS_PID" "$REDIS_PORT" GEOSEARCH fleet FROMLONLAT -115 33 BYRADIUS 1000 m COUNT 10 ANY)
 read -r GEO_SET GEO_SET_CPU <<<"$GEO_SET"
 read -r REDIS_SET REDIS_SET_CPU <<<"$REDIS_SET"
 read -r GEO_NEAR GEO_NEAR_CPU <<<"$GEO_NEAR"
 read -r REDIS_NEAR REDIS_NEAR_CPU <<<"$REDIS_NEAR"
+read -r GEO_WITHIN GEO_WITHIN_CPU <<<"$GEO_WITHIN"
+read -r REDIS_WITHIN REDIS_WITHIN_CPU <<<"$REDIS_WITHIN"
 printf '%-34s %12s %12s %7s\n' "" geohook redis ratio
 printf '%-34s %12s %12s %7s\n' "SET POINT vs GEOADD" "$GEO_SET" "$REDIS_SET" "$(echo "scale=2; $GEO_SET / $REDIS_SET" | bc)"
 printf '%-34s %12s %12s %7s\n' "NEARBY LIMIT 10 vs GEOSEARCH 10" "$GEO_NEAR" "$REDIS_NEAR" "$(echo "scale=2; $GEO_NEAR / $REDIS_NEAR" | bc)"
+printf '%-34s %12s %12s %7s\n' "WITHIN LIMIT 10 vs GEOSEARCH ANY" "$GEO_WITHIN" "$REDIS_WITHIN" "$(echo "scale=2; $GEO_WITHIN / $REDIS_WITHIN" | bc)"
 
 echo "== server CPU seconds for the same requests (user + system; ratio geohook / redis)"
 printf '%-34s %12s %12s %7s\n' "SET POINT vs GEOADD" "$GEO_SET_CPU" "$REDIS_SET_CPU" "$(echo "scale=2; $GEO_SET_CPU / $REDIS_SET_CPU" | bc)"
 printf '%-34s %12s %12s %7s\n' "NEARBY LIMIT 10 vs GEOSEARCH 10" "$GEO_NEAR_CPU" "$REDIS_NEAR_CPU" "$(echo "scale=2; $GEO_NEAR_CPU / $REDIS_NEAR_CPU" | bc)"
+printf '%-34s %12s %12s %7s\n' "WITHIN LIMIT 10 vs GEOSEARCH ANY" "$GEO_WITHIN_CPU" "$REDIS_WITHIN_CPU" "$(echo "scale=2; $GEO_WITHIN_CPU / $REDIS_WITHIN_CPU" | bc)"
 
 echo "== resident memory for $POINTS points (VmRSS growth while loading)"
 GEO_PER=$(( (GEO_RSS1 - GEO_RSS0) * 1000000 / POINTS / 1024 ))
