@@ -17,7 +17,9 @@
 #
 # Needs valgrind (Debian: apt-get install valgrind). TOP=n also prints the n
 # functions with the most instructions, callees included (the runtime's own
-# frames left out), for each binary.
+# frames left out), for each binary. CACHE_SIM=1 also simulates this
+# machine's caches (callgrind's --cache-sim, much slower) and prints the
+# first-level and last-level data cache misses per request.
 #
 # Usage: BIN=<server> [BASE=<other server>] examples/geohook-server/benches/instructions.sh \
 #          [points] [requests] [command ...]
@@ -45,7 +47,9 @@ count() { # label, binary
   port=$(free_port)
   out="$WORK/callgrind.$label"
   mkdir -p "$WORK/dir.$label"
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
+  local sim=()
+  if [ -n "${CACHE_SIM:-}" ]; then sim=(--cache-sim=yes); fi
+  valgrind --tool=callgrind "${sim[@]}" --instr-atstart=no --callgrind-out-file="$out" \
     "$bin" --dir "$WORK/dir.$label" --port "$port" --appendfsync everysec 2>"$WORK/$label.log" &
   pid=$!
   PIDS+=("$pid")
@@ -71,6 +75,14 @@ count() { # label, binary
     return 1
   fi
   printf '%-10s %14s instructions  %8d per request\n' "$label" "$total" $((total / REQUESTS))
+  if [ -n "${CACHE_SIM:-}" ]; then
+    callgrind_annotate --show=D1mr,D1mw,DLmr,DLmw "$out.1" 2>/dev/null |
+      awk -v n="$REQUESTS" -v l="$label" '/PROGRAM TOTALS/ && !seen {
+        for (i = 1; i <= NF; i++) gsub(",", "", $i)
+        printf "%-10s data cache misses per request: first-level read %.2f, write %.2f; last-level read %.3f, write %.3f\n",
+          l, $1 / n, $3 / n, $5 / n, $7 / n
+        seen = 1 }'
+  fi
   if [ -n "${TOP:-}" ]; then
     callgrind_annotate --inclusive=yes "$out.1" 2>/dev/null |
       grep -E '^ *[0-9,]+ \(' | grep -vE 'tokio::|tokio_util::|PROGRAM TOTALS' |
