@@ -599,8 +599,14 @@ fn walks_in_slices(db: &Database, s: &Search<'_>, now: i64) -> bool {
 /// the caller's lock as one slice would, without the sliced walk's cost of
 /// copying its hits out (see the NEARBY figure in the README).
 fn short_page(s: &Search<'_>) -> bool {
-    matches!(s.scope, Scope::Nearby(..) | Scope::All)
-        && s.filters.is_empty()
+    matches!(s.scope, Scope::Nearby(..) | Scope::All) && unfiltered_within_a_slice(s)
+}
+
+/// No MATCH, WHERE, WHEREIN or expression, and a LIMIT that with the
+/// cursor stays within one slice: [`short_page`]'s and [`short_area`]'s
+/// common condition.
+fn unfiltered_within_a_slice(s: &Search<'_>) -> bool {
+    s.filters.is_empty()
         && s.opts.matches.is_empty()
         && s.opts.wheres.is_empty()
         && s.opts.limit.is_some_and(|limit| {
@@ -636,20 +642,11 @@ fn short_area<'a, T>(
         Scope::Intersects(a) => (a, false),
         _ => return None,
     };
-    let slice = sliced::slice();
-    let limit = s.opts.limit?;
-    let fits = usize::try_from(s.opts.cursor)
-        .ok()
-        .and_then(|c| c.checked_add(limit))
-        .is_some_and(|n| n <= slice);
-    if !fits
-        || !s.filters.is_empty()
-        || !s.opts.matches.is_empty()
-        || !s.opts.wheres.is_empty()
-        || off_range(&s.scope).is_some()
-    {
+    if !unfiltered_within_a_slice(s) || off_range(&s.scope).is_some() {
         return None;
     }
+    let slice = sliced::slice();
+    let limit = s.opts.limit?;
     if limit == 0 {
         return Some(Page::default());
     }
@@ -1855,6 +1852,7 @@ mod tests {
         }
         sliced::set_slice(sliced::SLICE);
     }
+
     #[test]
     fn a_short_area_page_is_the_sliced_walks_page_or_none() {
         let tri = r#"{"type":"Polygon","coordinates":[[[-115.2,32.9],[-114.9,32.9],[-115,33.2],[-115.2,32.9]]]}"#;
@@ -1908,6 +1906,7 @@ mod tests {
         // areas and long pages that go to the slices.
         assert!(short > 100 && not > 100, "short {short}, sliced {not}");
     }
+
     #[test]
     fn a_short_area_page_gives_way_to_a_waiting_writer() {
         let lock = RwLock::new(nearby_db(1));
