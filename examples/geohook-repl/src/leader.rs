@@ -1,13 +1,13 @@
 //! The leader side: the backlog, and the handler for follower connections.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use geohook_resp::FrameLimits;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Backlog, Error, ReplId, SnapshotSource};
@@ -228,6 +228,14 @@ pub struct Leader {
     /// One permit per full sync allowed to send its snapshot now.
     full_sync_slots: Semaphore,
     busy_refusals: AtomicU64,
+    /// Streaming links parked until new bytes come (see
+    /// [`Leader::handed_over`]).
+    idle_links: AtomicUsize,
+    /// The highest offset up to which a link has taken the stream from the
+    /// backlog to send it.
+    taken: AtomicU64,
+    /// Woken when a link takes bytes or stops being idle.
+    handed: Notify,
 }
 
 impl std::fmt::Debug for Leader {
@@ -313,6 +321,9 @@ impl Leader {
             next_link: AtomicU64::new(0),
             full_sync_slots: Semaphore::new(config.max_full_syncs),
             busy_refusals: AtomicU64::new(0),
+            idle_links: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
+            handed: Notify::new(),
             config,
         })
     }
@@ -385,12 +396,44 @@ impl Leader {
     ///
     /// A link that has sent nothing for a while sends new bytes as soon as
     /// it is woken, on the thread that woke it once that thread's task
-    /// yields. A client connection that wrote can therefore yield once,
-    /// when this is true, before it writes its replies: the follower then
-    /// gets the write before the client gets the acknowledgement, the order
-    /// in which Redis writes to its replicas and clients.
+    /// yields or awaits [`Leader::handed_over`]. A client connection that
+    /// wrote can therefore await that, when this is true, before it writes
+    /// its replies: the follower then gets the write before the client gets
+    /// the acknowledgement, the order in which Redis writes to its replicas
+    /// and clients.
     pub fn streaming(&self) -> bool {
         self.tx.receiver_count() > 0
+    }
+
+    /// Resolves once a follower's link has taken the stream up to the
+    /// current end from the backlog to send it, or at once if no link is
+    /// idle (none attached, or each is busy sending and takes the new bytes
+    /// when its send is done).
+    ///
+    /// A client connection that wrote awaits this before it writes its
+    /// replies, so that a follower gets the write before the client gets the
+    /// acknowledgement, the order in which Redis writes to its replicas and
+    /// clients. An idle link was woken by the append on the thread that
+    /// appended; awaiting this lets it run there next, take the bytes and
+    /// write them to its socket before the connection resumes. (Yielding to
+    /// the runtime instead would do the same, but a yield in a
+    /// multi-threaded runtime also wakes a second worker to take the yielded
+    /// task, a thread wake-up and hand-over per batch.)
+    pub async fn handed_over(&self) {
+        let end = *self.tx.borrow();
+        loop {
+            let notified = self.handed.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so that a link taking the bytes
+            // between the check and the await still wakes this.
+            notified.as_mut().enable();
+            if self.taken.load(Ordering::Acquire) >= end
+                || self.idle_links.load(Ordering::Acquire) == 0
+            {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Keeps no backlog bytes from now until the first follower sends
@@ -419,6 +462,8 @@ impl Leader {
             inner.epoch += 1;
             inner.backlog.reset(offset);
         }
+        // A new history may start below the old one's end.
+        self.taken.store(offset, Ordering::Release);
         self.tx.send_replace(offset);
     }
 
@@ -761,7 +806,17 @@ impl Leader {
                 }
             };
             let (n, end) = match read {
-                Ok(v) => v,
+                Ok(v) => {
+                    // Taken, and written below before this task yields: a
+                    // connection waiting in `handed_over` for these bytes
+                    // resumes after the write.
+                    if self.taken.fetch_max(cursor + v.0 as u64, Ordering::AcqRel)
+                        < cursor + v.0 as u64
+                    {
+                        self.handed.notify_waiters();
+                    }
+                    v
+                }
                 Err(e) => {
                     if matches!(e, Error::BacklogOverrun { .. }) {
                         self.overruns.fetch_add(1, Ordering::Relaxed);
@@ -803,6 +858,10 @@ impl Leader {
                 }
                 continue;
             }
+            // Everything up to the end is taken (`taken` is at least
+            // `cursor`), so a connection that waits for this link is woken
+            // by the link's next read.
+            let idle = IdleLink::new(self);
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
@@ -814,10 +873,13 @@ impl Leader {
                     // appending now finish first, so that a busy stream
                     // goes out in chunks, not in one write system call per
                     // command. An idle stream sends at once (see
-                    // `Leader::streaming`).
+                    // `Leader::streaming`). The link counts as idle until
+                    // it reads, so that a connection in `handed_over`
+                    // still waits for it through the yield.
                     if last_sent.is_some_and(|t| t.elapsed() < BURST_GAP) {
                         tokio::task::yield_now().await;
                     }
+                    drop(idle);
                 }
                 r = reader.read_buf(&mut inbuf) => match r {
                     Ok(0) => return Ok(()),
@@ -903,6 +965,27 @@ fn last_boundary(chunk: &[u8]) -> usize {
         pos += len;
     }
     pos
+}
+
+/// Counts a link as idle in [`Leader::idle_links`] while it lives; dropped
+/// when the link wakes (or its task ends), which wakes connections waiting
+/// in [`Leader::handed_over`] so that they look again.
+struct IdleLink<'a> {
+    leader: &'a Leader,
+}
+
+impl<'a> IdleLink<'a> {
+    fn new(leader: &'a Leader) -> IdleLink<'a> {
+        leader.idle_links.fetch_add(1, Ordering::AcqRel);
+        IdleLink { leader }
+    }
+}
+
+impl Drop for IdleLink<'_> {
+    fn drop(&mut self) {
+        self.leader.idle_links.fetch_sub(1, Ordering::AcqRel);
+        self.leader.handed.notify_waiters();
+    }
 }
 
 /// Removes a follower from the registry however its handler ends.

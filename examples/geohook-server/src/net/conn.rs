@@ -195,9 +195,13 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
         }
         if std::mem::take(&mut session.streamed) {
             // The flush woke the followers' links on this thread; an idle
-            // link sends while this task yields, so a follower has the
-            // batch's writes before the client has their replies.
-            tokio::task::yield_now().await;
+            // link takes and sends the batch's writes before this task
+            // resumes, so a follower has them before the client has their
+            // replies.
+            let leader = shared.repl.get().and_then(|r| r.leader.lock().clone());
+            if let Some(leader) = leader {
+                leader.handed_over().await;
+            }
         }
         if !out.is_empty() {
             if let Sent::Stalled = write_replies(&mut stream, &out, &budget).await? {
