@@ -494,7 +494,29 @@ impl<R: Replica + ?Sized> Follower<R> {
                         used += n;
                         // Status lines are ordered after the commands before
                         // them: an OFFSET announcement is checked against the
-                        // position those commands reach.
+                        // position those commands reach. It needs them
+                        // parsed, not applied: the commands of one read are
+                        // applied together (one lock, one file write) however
+                        // many announcements the leader put between them.
+                        if let Some(n) = line
+                            .strip_prefix("OFFSET ")
+                            .and_then(|n| n.parse::<u64>().ok())
+                        {
+                            let mine = ends
+                                .last()
+                                .copied()
+                                .or(self.position.map(|p| p.1))
+                                .unwrap_or(0);
+                            if snapshot.is_some() || n < mine {
+                                break Err(Error::protocol(
+                                    &addr,
+                                    format!("leader announced offset {n} out of order"),
+                                ));
+                            }
+                            leader_offset = n;
+                            announced = true;
+                            continue;
+                        }
                         match self.apply_batch(&mut batch, &mut ends) {
                             Ok(any) => applied |= any,
                             Err(e) => break Err(e),
@@ -518,19 +540,6 @@ impl<R: Replica + ?Sized> Follower<R> {
                                 s.replid = Some(id);
                             });
                             applied = true;
-                        } else if let Some(n) = line
-                            .strip_prefix("OFFSET ")
-                            .and_then(|n| n.parse::<u64>().ok())
-                        {
-                            let mine = self.position.map_or(0, |p| p.1);
-                            if snapshot.is_some() || n < mine {
-                                break Err(Error::protocol(
-                                    &addr,
-                                    format!("leader announced offset {n} out of order"),
-                                ));
-                            }
-                            leader_offset = n;
-                            announced = true;
                         } else {
                             break Err(Error::protocol(
                                 &addr,
