@@ -107,6 +107,13 @@ async fn malformed_leader_bytes_are_errors() {
             "line too long",
         ),
         (
+            // 28 bytes of command from offset 100 reach 128; the commands
+            // before an announcement count even while not yet applied.
+            "offset behind the commands before it",
+            with(&[good, b"+OFFSET 127\r\n"].concat()),
+            "out of order",
+        ),
+        (
             "offset going backwards",
             with(b"+OFFSET 50\r\n"),
             "out of order",
