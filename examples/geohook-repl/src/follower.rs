@@ -589,6 +589,10 @@ impl<R: Replica + ?Sized> Follower<R> {
             }
             outcome?;
 
+            // Between here and the read below nothing else is awaited, so
+            // bytes arriving while this listens wake it (see
+            // `Unapplied::settled`).
+            self.unapplied.set_listening(true);
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 r = tokio::time::timeout_at(silent_deadline, rd.read_buf(&mut buf)) => match r {
@@ -599,11 +603,15 @@ impl<R: Replica + ?Sized> Follower<R> {
                         std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "leader closed the connection"),
                     )),
                     Ok(Ok(_)) => {
+                        // Applying first: a request that looks between the
+                        // two then still waits.
                         self.unapplied.set_applying(true);
+                        self.unapplied.set_listening(false);
                         silent_deadline = tokio::time::Instant::now() + self.config.leader_timeout;
                     }
                 },
                 _ = ack.tick() => {
+                    self.unapplied.set_listening(false);
                     if let Some((_, offset)) = self.position {
                         let mut cmd = Vec::new();
                         let off = offset.to_string();

@@ -9,12 +9,15 @@
 //! events in arrival order (Redis, single-threaded) applies it first; a
 //! runtime with several workers may run the read first. [`Unapplied::any`]
 //! tells the two last cases apart from the first, so that a server pays for
-//! waiting (a yield to its runtime) only when there is something to wait
-//! for, instead of on every request.
+//! waiting only when there is something to wait for, instead of on every
+//! request, and [`Unapplied::settled`] waits for the follower task to apply
+//! what it has.
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 /// Shared between a [`Follower`](crate::Follower) and the server's
 /// connections; from [`Follower::unapplied`](crate::Follower::unapplied).
@@ -31,6 +34,14 @@ struct Inner {
     /// The follower read bytes from the link and has not yet applied the
     /// commands they complete.
     applying: AtomicBool,
+    /// The follower task waits for the link's socket (and nothing else), so
+    /// bytes there wake it.
+    listening: AtomicBool,
+    /// Reads of the link the follower task has applied.
+    applied: AtomicU64,
+    /// Woken when the follower task has applied what it read, stops
+    /// listening, or the link ends.
+    settled: Notify,
 }
 
 impl Default for Unapplied {
@@ -39,6 +50,9 @@ impl Default for Unapplied {
             inner: Arc::new(Inner {
                 fd: AtomicI32::new(-1),
                 applying: AtomicBool::new(false),
+                listening: AtomicBool::new(false),
+                applied: AtomicU64::new(0),
+                settled: Notify::new(),
             }),
         }
     }
@@ -55,9 +69,47 @@ impl Unapplied {
     /// leave its descriptor number to another file, whose unread bytes are
     /// then counted (at worst one needless wait).
     pub fn any(&self) -> bool {
-        if self.inner.applying.load(Ordering::Acquire) {
-            return true;
+        self.inner.applying.load(Ordering::Acquire) || self.socket_has_bytes()
+    }
+
+    /// Waits, at most `rounds` times, for the follower task to apply what
+    /// it is applying, or what waits in the link's socket while the task
+    /// listens on it; returns at once when neither holds. Each wait ends
+    /// when the task has applied one read, so under a stream that never
+    /// pauses a request still runs after `rounds` of them; and it never
+    /// waits for a task that is doing anything else (writing its
+    /// acknowledgement to a leader that does not read, say).
+    ///
+    /// Unlike a yield to the runtime, this wakes no other worker thread:
+    /// the follower task, woken by its socket on this thread, runs next and
+    /// wakes this.
+    pub async fn settled(&self, rounds: u64) {
+        let start = self.inner.applied.load(Ordering::Acquire);
+        loop {
+            let notified = self.inner.settled.notified();
+            tokio::pin!(notified);
+            // Registered before the checks, so that an apply finishing in
+            // between still wakes this.
+            notified.as_mut().enable();
+            if self
+                .inner
+                .applied
+                .load(Ordering::Acquire)
+                .wrapping_sub(start)
+                >= rounds
+            {
+                return;
+            }
+            let waits = self.inner.applying.load(Ordering::Acquire)
+                || (self.inner.listening.load(Ordering::Acquire) && self.socket_has_bytes());
+            if !waits {
+                return;
+            }
+            notified.await;
         }
+    }
+
+    fn socket_has_bytes(&self) -> bool {
         let fd = self.inner.fd.load(Ordering::Acquire);
         if fd < 0 {
             return false;
@@ -81,7 +133,21 @@ impl Unapplied {
     }
 
     pub(crate) fn set_applying(&self, on: bool) {
-        self.inner.applying.store(on, Ordering::Release);
+        let was = self.inner.applying.swap(on, Ordering::AcqRel);
+        if was && !on {
+            self.inner.applied.fetch_add(1, Ordering::AcqRel);
+            self.inner.settled.notify_waiters();
+        }
+    }
+
+    /// The follower task waits on the link's socket while this is true.
+    /// Turned off, it wakes whoever waits in [`Unapplied::settled`] to look
+    /// again (the task may now be busy with something else).
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.inner.listening.store(on, Ordering::Release);
+        if !on {
+            self.inner.settled.notify_waiters();
+        }
     }
 }
 
@@ -94,6 +160,7 @@ pub(crate) struct Streaming {
 impl Drop for Streaming {
     fn drop(&mut self) {
         self.unapplied.inner.fd.store(-1, Ordering::Release);
+        self.unapplied.set_listening(false);
         self.unapplied.set_applying(false);
     }
 }
@@ -134,5 +201,74 @@ mod tests {
         tx.write_all(b"x").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(!u.any(), "a socket no longer the link's");
+    }
+
+    /// Runs the spawned tasks until none can go on.
+    async fn settle_tasks() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn settled_waits_only_for_a_follower_task_that_will_apply() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (rx, _) = listener.accept().unwrap();
+        let u = Unapplied::default();
+        // No link: at once.
+        u.settled(2).await;
+        let _guard = u.streaming(rx.as_raw_fd());
+        // A link with nothing unread and nothing being applied: at once.
+        u.set_listening(true);
+        u.settled(2).await;
+
+        tx.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+        while !u.any() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Bytes wait while the task listens: it waits, one round per read
+        // applied, at most two.
+        let waiter = tokio::spawn({
+            let u = u.clone();
+            async move { u.settled(2).await }
+        });
+        settle_tasks().await;
+        assert!(!waiter.is_finished(), "bytes wait and the task listens");
+        // The follower task's order on a read: applying, then not listening.
+        u.set_applying(true);
+        u.set_listening(false);
+        settle_tasks().await;
+        assert!(!waiter.is_finished(), "being applied");
+        u.set_applying(false);
+        u.set_listening(true);
+        settle_tasks().await;
+        assert!(
+            !waiter.is_finished(),
+            "one read applied, and the bytes are still there (this test never reads them)"
+        );
+        u.set_applying(true);
+        u.set_listening(false);
+        settle_tasks().await;
+        assert!(!waiter.is_finished(), "being applied again");
+        u.set_applying(false);
+        settle_tasks().await;
+        assert!(waiter.is_finished(), "two rounds at most");
+
+        // The task busy elsewhere (writing its acknowledgement): the bytes
+        // would not wake it, so nothing waits for them.
+        u.set_listening(false);
+        u.settled(2).await;
+        // And a waiter is let go when the task stops listening.
+        u.set_listening(true);
+        let waiter = tokio::spawn({
+            let u = u.clone();
+            async move { u.settled(1000).await }
+        });
+        settle_tasks().await;
+        assert!(!waiter.is_finished());
+        u.set_listening(false);
+        settle_tasks().await;
+        assert!(waiter.is_finished(), "not listening any more");
     }
 }

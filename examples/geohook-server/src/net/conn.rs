@@ -41,10 +41,10 @@ use geohook_resp::{self as resp, Reply};
 /// keeps the replies of one pipelined batch bounded too.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// At most this many yields before a follower runs a request, while its
-/// link has stream bytes not yet applied: under a stream that never pauses
-/// there always are, and the request must still run.
-const FOLLOWER_YIELDS: usize = 2;
+/// At most this many reads of the stream applied before a follower runs a
+/// request, while its link has stream bytes not yet applied: under a stream
+/// that never pauses there always are, and the request must still run.
+const FOLLOWER_WAITS: u64 = 2;
 
 /// Serves one connection until it quits, closes, sends unframeable bytes,
 /// or the server shuts down. A batch already read is always finished and
@@ -252,16 +252,13 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
             // On a follower the replication stream and this request often
             // arrive in the same wake-up, and a runtime worker runs the
             // task woken last first. While stream bytes that reached the
-            // link are not applied yet, yielding lets them be applied
+            // link are not applied yet, waiting lets them be applied
             // before the request runs, as a server that handles events in
             // arrival order (Redis) would: a client reading its write back
             // here right after the leader acknowledged it then finds it.
             // With nothing unapplied, the request runs at once.
-            for _ in 0..FOLLOWER_YIELDS {
-                if !stream_unapplied(shared) {
-                    break;
-                }
-                tokio::task::yield_now().await;
+            if let Some(unapplied) = stream_unapplied(shared) {
+                unapplied.settled(FOLLOWER_WAITS).await;
             }
         }
     }

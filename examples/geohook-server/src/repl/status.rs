@@ -72,14 +72,12 @@ pub(crate) fn healthz(shared: &Shared) -> Result<(), CmdError> {
     }
 }
 
-/// True on a follower whose link has stream bytes it has not applied yet
-/// (in its socket, or read and being applied).
-pub(crate) fn stream_unapplied(shared: &Shared) -> bool {
-    let Some(repl) = shared.repl.get() else {
-        return false;
-    };
+/// On a follower, what tells whether its link has stream bytes it has not
+/// applied yet (in its socket, or read and being applied).
+pub(crate) fn stream_unapplied(shared: &Shared) -> Option<geohook_repl::Unapplied> {
+    let repl = shared.repl.get()?;
     let f = repl.following.lock();
-    f.as_ref().is_some_and(|f| f.unapplied.any())
+    f.as_ref().map(|f| f.unapplied.clone())
 }
 
 fn caught_up(shared: &Shared, once: bool) -> bool {
