@@ -16,6 +16,8 @@
 # stayed under 100 ms, and the follower reached the leader's offset within
 # 1 s after the writer stopped.
 #
+# Each run also prints the CPU time and the context switches (all threads)
+# of both servers of the pair during it, from /proc.
 # A p99 of one run rests on its ten or so slowest samples and moves by a
 # third between runs of the same build; ROUNDS runs every rate that many
 # times, alternating which server goes first, and ends with the p50 and p99
@@ -34,8 +36,9 @@ source "$(dirname "$0")/common.sh"
 start_pairs
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, ${SECS}s per rate, $ROUNDS round(s)"
-python3 - "$LP" "$FP" "$RM" "$RR" "$RATES" "$SECS" "$ROUNDS" <<'PY'
-import multiprocessing, socket, sys, threading, time
+# start_pairs recorded the leader, follower, master and replica in that order.
+PIDLIST="${PIDS[*]}" python3 - "$LP" "$FP" "$RM" "$RR" "$RATES" "$SECS" "$ROUNDS" <<'PY'
+import multiprocessing, os, socket, sys, threading, time
 
 lp, fp, rm, rr = (int(x) for x in sys.argv[1:5])
 rates = [int(x) for x in sys.argv[5].split(",")]
@@ -95,7 +98,32 @@ def follower_offset(c, redis):
     d = dict(zip(v[::2], v[1::2]))
     return int(d[b"repl_offset"])
 
+PIDL = [int(x) for x in os.environ["PIDLIST"].split()]
+
+def usage(pid):
+    """(context switches of all threads, CPU seconds) of a process so far."""
+    switches = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                switches += sum(int(l.split()[1]) for l in f if "ctxt_switches" in l)
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return switches, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 def run(name, lport, fport, redis, rate):
+    pids = PIDL[2:4] if redis else PIDL[0:2]
+    before = [usage(p) for p in pids]
+    out = run_once(name, lport, fport, redis, rate)
+    after = [usage(p) for p in pids]
+    (lc, lt), (fc, ft) = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before)]
+    print("               leader CPU %.2f s, %d context switches; follower CPU %.2f s, %d context switches"
+          % (lt, lc, ft, fc), flush=True)
+    return out
+
+def run_once(name, lport, fport, redis, rate):
     # The writer runs in a process of its own: as a thread beside the prober
     # it would share one interpreter lock with it, and the prober would wait
     # for the writer's turns (Python switches threads every 5 ms), which
