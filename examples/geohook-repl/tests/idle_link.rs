@@ -34,30 +34,8 @@ fn available(s: &mut std::net::TcpStream) -> Vec<u8> {
 async fn an_idle_link_sends_before_the_writer_runs_again_after_one_yield() {
     let (kv, leader) = Kv::new_leader(LeaderConfig::default());
     assert!(!leader.streaming(), "no follower yet");
-    let listener = listen(leader.clone(), kv.clone(), 0).await;
-    let port = listener.port;
-    // A follower by hand: a blocking socket read from this thread only
-    // while no task needs to run.
-    let mut follower = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        std::io::Write::write_all(&mut s, b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n").unwrap();
-        s
-    })
-    .await
-    .unwrap();
-    // The full sync of the empty state, then the link streams.
-    follower.set_nonblocking(true).unwrap();
-    let mut seen = Vec::new();
-    eventually("the snapshot ends", || {
-        seen.extend(available(&mut follower));
-        let done = seen.windows(13).any(|w| w == b"+SNAPSHOTEND\r");
-        async move { done }
-    })
-    .await;
+    let (_listener, mut follower) = raw_follower(&leader, &kv).await;
     assert!(leader.streaming(), "the link is open");
-    // Whatever the link sent after the snapshot (its first heartbeat). It
-    // has sent no stream bytes yet, so it is idle.
-    available(&mut follower);
 
     let cmd = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
     kv.write(&[b"SET", b"k", b"v"]);
@@ -83,6 +61,8 @@ async fn an_idle_link_sends_before_the_writer_runs_again_after_one_yield() {
 async fn raw_follower(leader: &Arc<Leader>, kv: &Arc<Kv>) -> (Listener, std::net::TcpStream) {
     let listener = listen(leader.clone(), kv.clone(), 0).await;
     let port = listener.port;
+    // Connected from a blocking thread; read from this one only while no
+    // task needs to run.
     let mut follower = tokio::task::spawn_blocking(move || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         std::io::Write::write_all(&mut s, b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n").unwrap();
@@ -98,6 +78,8 @@ async fn raw_follower(leader: &Arc<Leader>, kv: &Arc<Kv>) -> (Listener, std::net
         async move { done }
     })
     .await;
+    // Whatever the link sent after the snapshot (its first heartbeat). It
+    // has sent no stream bytes yet, so it is idle.
     available(&mut follower);
     (listener, follower)
 }
