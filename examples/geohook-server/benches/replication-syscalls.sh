@@ -21,7 +21,8 @@ set -euo pipefail
 RATE="${1:-10000}"
 SECS="${2:-5}"
 command -v strace >/dev/null || { echo "strace is not installed (apt-get install strace)" >&2; exit 1; }
-source "$(dirname "$0")/common.sh"
+BENCHES="$(cd "$(dirname "$0")" && pwd)"
+source "$BENCHES/common.sh"
 start_pairs
 redis-cli -p "$LP" SET k a STRING v >/dev/null
 redis-cli -p "$RM" SET k:a v >/dev/null
@@ -31,16 +32,14 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores, $RATE SET/s, ${SECS}s traced, load $(
 # run <name> <leader port> <follower port> <leader pid> <follower pid> <redis?>
 run() {
   local name=$1 lport=$2 fport=$3 lpid=$4 fpid=$5 redis=$6
-  python3 - "$lport" "$fport" "$RATE" "$((SECS + 2))" "$redis" >"$WORK/$name.clients" <<'PY' &
+  python3 - "$lport" "$fport" "$RATE" "$((SECS + 2))" "$redis" "$BENCHES" >"$WORK/$name.clients" <<'PY' &
 import socket, sys, threading, time
 lport, fport, rate, secs, redis = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5] == "1"
+sys.path.insert(0, sys.argv[6])
+from points import resp
 
 def enc(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+    return resp(*args).encode()
 
 def conn(port):
     s = socket.create_connection(("127.0.0.1", port))
