@@ -417,8 +417,8 @@ impl Leader {
     /// appended; awaiting this lets it run there next, take the bytes and
     /// write them to its socket before the connection resumes. (Yielding to
     /// the runtime instead would do the same, but a yield in a
-    /// multi-threaded runtime also wakes a second worker to take the yielded
-    /// task, a thread wake-up and hand-over per batch.)
+    /// multi-threaded runtime puts the task back in the queue and may wake a
+    /// second worker to take it, a thread wake-up and hand-over per batch.)
     pub async fn handed_over(&self) {
         let end = *self.tx.borrow();
         loop {

@@ -80,9 +80,10 @@ impl Unapplied {
     /// waits for a task that is doing anything else (writing its
     /// acknowledgement to a leader that does not read, say).
     ///
-    /// Unlike a yield to the runtime, this wakes no other worker thread:
-    /// the follower task, woken by its socket on this thread, runs next and
-    /// wakes this.
+    /// Unlike a yield, this does not put the task back in the runtime's
+    /// queue (which in a multi-threaded runtime may wake a second worker to
+    /// take it): it sleeps until the follower task has applied a read or
+    /// stops listening.
     pub async fn settled(&self, rounds: u64) {
         let start = self.inner.applied.load(Ordering::Acquire);
         loop {
