@@ -564,6 +564,11 @@ impl<R: Replica + ?Sized> Follower<R> {
                 }
             };
             buf.drain(..used);
+            // Listening from here on: between here and the read below
+            // nothing else is awaited, so bytes arriving meanwhile wake this
+            // task, and a request waiting in `Unapplied::settled` for them
+            // keeps waiting when the end of this apply wakes it.
+            self.unapplied.set_listening(true);
             // What was read is applied (or failed), before the status says
             // so.
             self.unapplied.set_applying(false);
@@ -589,10 +594,6 @@ impl<R: Replica + ?Sized> Follower<R> {
             }
             outcome?;
 
-            // Between here and the read below nothing else is awaited, so
-            // bytes arriving while this listens wake it (see
-            // `Unapplied::settled`).
-            self.unapplied.set_listening(true);
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 r = tokio::time::timeout_at(silent_deadline, rd.read_buf(&mut buf)) => match r {

@@ -37,7 +37,9 @@ struct Inner {
     /// The follower task waits for the link's socket (and nothing else), so
     /// bytes there wake it.
     listening: AtomicBool,
-    /// Reads of the link the follower task has applied.
+    /// Reads of the link the follower task has begun to apply.
+    begun: AtomicU64,
+    /// Reads of the link the follower task has applied (at most `begun`).
     applied: AtomicU64,
     /// Woken when the follower task has applied what it read, stops
     /// listening, or the link ends.
@@ -51,6 +53,7 @@ impl Default for Unapplied {
                 fd: AtomicI32::new(-1),
                 applying: AtomicBool::new(false),
                 listening: AtomicBool::new(false),
+                begun: AtomicU64::new(0),
                 applied: AtomicU64::new(0),
                 settled: Notify::new(),
             }),
@@ -72,33 +75,44 @@ impl Unapplied {
         self.inner.applying.load(Ordering::Acquire) || self.socket_has_bytes()
     }
 
-    /// Waits, at most `rounds` times, for the follower task to apply what
-    /// it is applying, or what waits in the link's socket while the task
-    /// listens on it; returns at once when neither holds. Each wait ends
-    /// when the task has applied one read, so under a stream that never
-    /// pauses a request still runs after `rounds` of them; and it never
-    /// waits for a task that is doing anything else (writing its
-    /// acknowledgement to a leader that does not read, say).
+    /// Waits until what reached the follower before this call is applied:
+    /// the read the follower task is applying, and, when bytes wait in the
+    /// link's socket, the next read, which takes them. So it waits for at
+    /// most two reads, and for none when nothing is unapplied; a stream
+    /// that keeps arriving meanwhile is not waited for. It never waits for
+    /// a task that is doing anything else than applying or listening on
+    /// the link (writing its acknowledgement to a leader that does not
+    /// read, say).
+    ///
+    /// Best effort like [`Unapplied::any`]: bytes the follower task has just
+    /// taken from the socket but not yet marked as being applied are not
+    /// waited for, and a read larger than the follower's buffer takes more
+    /// than one read to apply.
     ///
     /// Unlike a yield, this does not put the task back in the runtime's
     /// queue (which in a multi-threaded runtime may wake a second worker to
     /// take it): it sleeps until the follower task has applied a read or
     /// stops listening.
-    pub async fn settled(&self, rounds: u64) {
-        let start = self.inner.applied.load(Ordering::Acquire);
+    pub async fn settled(&self) {
+        let begun = self.inner.begun.load(Ordering::Acquire);
+        // Bytes in the socket now go to the next read. A read that began
+        // after `begun` was loaded may have taken them already, and then
+        // that read is the one to wait for as well.
+        let target = if self.socket_has_bytes() || self.inner.begun.load(Ordering::Acquire) != begun
+        {
+            begun.saturating_add(1)
+        } else {
+            begun
+        };
         loop {
             let notified = self.inner.settled.notified();
             tokio::pin!(notified);
             // Registered before the checks, so that an apply finishing in
             // between still wakes this.
             notified.as_mut().enable();
-            if self
-                .inner
-                .applied
-                .load(Ordering::Acquire)
-                .wrapping_sub(start)
-                >= rounds
-            {
+            // Reads are applied in the order they began: `applied`
+            // reaching `target` means every read up to it is applied.
+            if self.inner.applied.load(Ordering::Acquire) >= target {
                 return;
             }
             let waits = self.inner.applying.load(Ordering::Acquire)
@@ -135,18 +149,24 @@ impl Unapplied {
 
     pub(crate) fn set_applying(&self, on: bool) {
         let was = self.inner.applying.swap(on, Ordering::AcqRel);
+        if !was && on {
+            self.inner.begun.fetch_add(1, Ordering::AcqRel);
+        }
         if was && !on {
             self.inner.applied.fetch_add(1, Ordering::AcqRel);
             self.inner.settled.notify_waiters();
         }
     }
 
-    /// The follower task waits on the link's socket while this is true.
-    /// Turned off, it wakes whoever waits in [`Unapplied::settled`] to look
-    /// again (the task may now be busy with something else).
+    /// The follower task waits on the link's socket while this is true
+    /// (or is about to, with nothing awaited in between). Turned off while
+    /// no read is being applied, it wakes whoever waits in
+    /// [`Unapplied::settled`] to look again (the task may now be busy with
+    /// something else); turned off because a read is being applied, the
+    /// end of that apply wakes them.
     pub(crate) fn set_listening(&self, on: bool) {
         self.inner.listening.store(on, Ordering::Release);
-        if !on {
+        if !on && !self.inner.applying.load(Ordering::Acquire) {
             self.inner.settled.notify_waiters();
         }
     }
@@ -212,64 +232,81 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn settled_waits_only_for_a_follower_task_that_will_apply() {
+    async fn settled_waits_only_for_what_arrived_before_it() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (rx, _) = listener.accept().unwrap();
+        let (mut rx, _) = listener.accept().unwrap();
+        const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+        let arrived = |u: &Unapplied| {
+            while !u.socket_has_bytes() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        };
+        let waiter = |u: &Unapplied| {
+            let u = u.clone();
+            tokio::spawn(async move { u.settled().await })
+        };
         let u = Unapplied::default();
         // No link: at once.
-        u.settled(2).await;
+        u.settled().await;
         let _guard = u.streaming(rx.as_raw_fd());
         // A link with nothing unread and nothing being applied: at once.
         u.set_listening(true);
-        u.settled(2).await;
+        u.settled().await;
 
-        tx.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
-        while !u.any() {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        // Bytes wait while the task listens: it waits, one round per read
-        // applied, at most two.
-        let waiter = tokio::spawn({
-            let u = u.clone();
-            async move { u.settled(2).await }
-        });
+        tx.write_all(PING).unwrap();
+        arrived(&u);
+        let a = waiter(&u);
         settle_tasks().await;
-        assert!(!waiter.is_finished(), "bytes wait and the task listens");
-        // The follower task's order on a read: applying, then not listening.
+        assert!(!a.is_finished(), "bytes wait and the task listens");
+        // The follower task takes them: applying, then not listening.
+        std::io::Read::read_exact(&mut rx, &mut [0u8; 14]).unwrap();
         u.set_applying(true);
         u.set_listening(false);
         settle_tasks().await;
-        assert!(!waiter.is_finished(), "being applied");
-        u.set_applying(false);
+        assert!(!a.is_finished(), "being applied");
+        // A request arriving now, with the socket empty, waits for this
+        // read only; one arriving after more bytes came waits for the
+        // next read as well.
+        let c = waiter(&u);
+        // (A spawned waiter looks when this test's task yields.)
+        settle_tasks().await;
+        tx.write_all(PING).unwrap();
+        arrived(&u);
+        let b = waiter(&u);
+        settle_tasks().await;
+        assert!(!c.is_finished() && !b.is_finished(), "being applied");
+        // The end of the apply, in the follower task's order.
         u.set_listening(true);
+        u.set_applying(false);
         settle_tasks().await;
-        assert!(
-            !waiter.is_finished(),
-            "one read applied, and the bytes are still there (this test never reads them)"
-        );
+        assert!(a.is_finished(), "its bytes were in the read applied");
+        assert!(c.is_finished(), "the read it waited for is applied");
+        assert!(!b.is_finished(), "bytes that came during the apply wait");
+        std::io::Read::read_exact(&mut rx, &mut [0u8; 14]).unwrap();
         u.set_applying(true);
         u.set_listening(false);
         settle_tasks().await;
-        assert!(!waiter.is_finished(), "being applied again");
+        assert!(!b.is_finished(), "its bytes are being applied");
+        // More of the stream arrives meanwhile; it is not waited for.
+        tx.write_all(PING).unwrap();
+        arrived(&u);
+        u.set_listening(true);
         u.set_applying(false);
         settle_tasks().await;
-        assert!(waiter.is_finished(), "two rounds at most");
+        assert!(b.is_finished(), "the read with its bytes is applied");
 
         // The task busy elsewhere (writing its acknowledgement): the bytes
         // would not wake it, so nothing waits for them.
         u.set_listening(false);
-        u.settled(2).await;
+        u.settled().await;
         // And a waiter is let go when the task stops listening.
         u.set_listening(true);
-        let waiter = tokio::spawn({
-            let u = u.clone();
-            async move { u.settled(1000).await }
-        });
+        let d = waiter(&u);
         settle_tasks().await;
-        assert!(!waiter.is_finished());
+        assert!(!d.is_finished(), "bytes wait and the task listens");
         u.set_listening(false);
         settle_tasks().await;
-        assert!(waiter.is_finished(), "not listening any more");
+        assert!(d.is_finished(), "not listening any more");
     }
 }

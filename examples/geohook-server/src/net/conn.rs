@@ -41,11 +41,6 @@ use geohook_resp::{self as resp, Reply};
 /// keeps the replies of one pipelined batch bounded too.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// At most this many reads of the stream applied before a follower runs a
-/// request, while its link has stream bytes not yet applied: under a stream
-/// that never pauses there always are, and the request must still run.
-const FOLLOWER_WAITS: u64 = 2;
-
 /// Serves one connection until it quits, closes, sends unframeable bytes,
 /// or the server shuts down. A batch already read is always finished and
 /// answered before the connection closes.
@@ -258,7 +253,7 @@ pub(crate) async fn serve_conn(shared: &Arc<Shared>, mut stream: TcpStream) -> s
             // here right after the leader acknowledged it then finds it.
             // With nothing unapplied, the request runs at once.
             if let Some(unapplied) = stream_unapplied(shared) {
-                unapplied.settled(FOLLOWER_WAITS).await;
+                unapplied.settled().await;
             }
         }
     }
