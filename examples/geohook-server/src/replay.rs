@@ -32,11 +32,14 @@ pub(crate) fn apply(
     hooks: Option<&HookEngine>,
     args: &[Vec<u8>],
 ) -> Result<(), CmdError> {
-    apply_with(core, hooks, args, &Writer::replay())
+    apply_with(core, hooks, args, &Writer::replay(), &Ctx::new(false))
 }
 
-/// [`apply`] through `w`: a follower passes [`Writer::replicated`] so that
-/// its change sink hears its leader's writes.
+/// [`apply`] through `w`, at the clock of `ctx`: a follower passes
+/// [`Writer::replicated`] so that its change sink hears its leader's writes,
+/// and one context for all the commands of one read from the leader (they
+/// are applied within microseconds; reading the clocks per command was 3%
+/// of a follower's time at 150 000 SET/s in a profile).
 ///
 /// # Errors
 ///
@@ -46,6 +49,7 @@ pub(crate) fn apply_with(
     hooks: Option<&HookEngine>,
     args: &[Vec<u8>],
     w: &Writer<'_>,
+    ctx: &Ctx,
 ) -> Result<(), CmdError> {
     let Some(spec) = spec::lookup_sent(&args[0]).filter(|s| s.kind == Kind::Write) else {
         return Err(CmdError::Unknown(
@@ -55,7 +59,7 @@ pub(crate) fn apply_with(
     if !spec.arity_ok(args.len()) {
         return Err(CmdError::Arity(spec.name));
     }
-    let ctx = Ctx::new(false);
+    let ctx = *ctx;
     let w = *w;
     match spec.cmd {
         Cmd::Sethook

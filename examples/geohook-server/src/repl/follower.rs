@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::aof::{Fsync, AOF_NAME};
-use crate::cmd::ctx::CmdError;
+use crate::cmd::ctx::{CmdError, Ctx};
 use crate::repl::leader::fullsync_path;
 use crate::repl::state::SyncFile;
 use crate::state::{Core, Shared};
@@ -38,10 +38,10 @@ impl ServerReplica {
 /// Applies one command from the leader to memory (data and hooks) without
 /// logging it; the caller writes the leader's bytes to the file. A failure
 /// other than those a replay expects is logged and returned.
-fn replay(shared: &Shared, core: &mut Core, args: &[Vec<u8>]) -> Result<(), CmdError> {
+fn replay(shared: &Shared, core: &mut Core, args: &[Vec<u8>], ctx: &Ctx) -> Result<(), CmdError> {
     core.loading = true;
     let w = crate::state::Writer::replicated(shared.changes.as_ref());
-    let r = crate::replay::apply_with(core, shared.hooks.get().map(|h| &**h), args, &w);
+    let r = crate::replay::apply_with(core, shared.hooks.get().map(|h| &**h), args, &w, ctx);
     core.loading = false;
     if let Err(e) = &r {
         tracing::warn!(
@@ -64,7 +64,7 @@ impl Replica for ServerReplica {
         // file's stream bytes must equal the leader's), and the session goes
         // on: the leader applied it, so a failure here is a command the
         // leader's own replay would also skip.
-        let _ = replay(&self.shared, &mut core, &args);
+        let _ = replay(&self.shared, &mut core, &args, &Ctx::new(false));
         core.aof.append(&args)?;
         if self.shared.opts.fsync == Fsync::Always {
             core.aof.sync()?;
@@ -89,8 +89,9 @@ impl Replica for ServerReplica {
         let fail = |applied, source: BoxError| BatchError { applied, source };
         self.live().map_err(|e| fail(0, e))?;
         core.writable().map_err(|e| fail(0, e.into()))?;
+        let ctx = Ctx::new(false);
         for (i, (args, offset)) in cmds.iter().enumerate() {
-            let _ = replay(&self.shared, &mut core, args);
+            let _ = replay(&self.shared, &mut core, args, &ctx);
             if let Err(e) = core.aof.append_deferred(args) {
                 // The ones before it are applied in memory; they reach the
                 // file with the flush below if the log still takes writes.
@@ -161,6 +162,7 @@ impl Replica for ServerReplica {
             &self.shared,
             &mut core,
             &[b"pdelhook".to_vec(), b"*".to_vec()],
+            &Ctx::new(false),
         )?;
         tracing::info!(replid = %replid.as_str(), offset, "full sync started");
         Ok(())
@@ -182,7 +184,7 @@ impl Replica for ServerReplica {
         // differ from the leader's state: the session fails, the follower is
         // never reported caught up on it, and it retries with a full sync.
         let mut core = self.shared.core.write();
-        replay(&self.shared, &mut core, &args).map_err(|e| {
+        replay(&self.shared, &mut core, &args, &Ctx::new(false)).map_err(|e| {
             format!(
                 "snapshot command {:?}: {e}",
                 String::from_utf8_lossy(&args[0])
