@@ -236,12 +236,27 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut rx, _) = listener.accept().unwrap();
-        const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
-        let arrived = |u: &Unapplied| {
+        let fd = rx.as_raw_fd();
+        // Stream bytes reach the link's socket.
+        let mut send = |u: &Unapplied| {
+            tx.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
             while !u.socket_has_bytes() {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         };
+        // The follower task's steps on a read, in its order: it takes the
+        // bytes and applies them, then ends the apply.
+        let mut take = |u: &Unapplied| {
+            std::io::Read::read_exact(&mut rx, &mut [0u8; 14]).unwrap();
+            u.set_applying(true);
+            u.set_listening(false);
+        };
+        let end_apply = |u: &Unapplied| {
+            u.set_listening(true);
+            u.set_applying(false);
+        };
+        // A request's wait; a spawned waiter looks when this test's task
+        // yields.
         let waiter = |u: &Unapplied| {
             let u = u.clone();
             tokio::spawn(async move { u.settled().await })
@@ -249,50 +264,38 @@ mod tests {
         let u = Unapplied::default();
         // No link: at once.
         u.settled().await;
-        let _guard = u.streaming(rx.as_raw_fd());
+        let _guard = u.streaming(fd);
         // A link with nothing unread and nothing being applied: at once.
         u.set_listening(true);
         u.settled().await;
 
-        tx.write_all(PING).unwrap();
-        arrived(&u);
+        send(&u);
         let a = waiter(&u);
         settle_tasks().await;
         assert!(!a.is_finished(), "bytes wait and the task listens");
-        // The follower task takes them: applying, then not listening.
-        std::io::Read::read_exact(&mut rx, &mut [0u8; 14]).unwrap();
-        u.set_applying(true);
-        u.set_listening(false);
+        take(&u);
         settle_tasks().await;
         assert!(!a.is_finished(), "being applied");
         // A request arriving now, with the socket empty, waits for this
         // read only; one arriving after more bytes came waits for the
         // next read as well.
         let c = waiter(&u);
-        // (A spawned waiter looks when this test's task yields.)
         settle_tasks().await;
-        tx.write_all(PING).unwrap();
-        arrived(&u);
+        send(&u);
         let b = waiter(&u);
         settle_tasks().await;
         assert!(!c.is_finished() && !b.is_finished(), "being applied");
-        // The end of the apply, in the follower task's order.
-        u.set_listening(true);
-        u.set_applying(false);
+        end_apply(&u);
         settle_tasks().await;
         assert!(a.is_finished(), "its bytes were in the read applied");
         assert!(c.is_finished(), "the read it waited for is applied");
         assert!(!b.is_finished(), "bytes that came during the apply wait");
-        std::io::Read::read_exact(&mut rx, &mut [0u8; 14]).unwrap();
-        u.set_applying(true);
-        u.set_listening(false);
+        take(&u);
         settle_tasks().await;
         assert!(!b.is_finished(), "its bytes are being applied");
         // More of the stream arrives meanwhile; it is not waited for.
-        tx.write_all(PING).unwrap();
-        arrived(&u);
-        u.set_listening(true);
-        u.set_applying(false);
+        send(&u);
+        end_apply(&u);
         settle_tasks().await;
         assert!(b.is_finished(), "the read with its bytes is applied");
 
