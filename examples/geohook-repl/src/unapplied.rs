@@ -10,8 +10,8 @@
 //! runtime with several workers may run the read first. [`Unapplied::any`]
 //! tells the two last cases apart from the first, so that a server pays for
 //! waiting only when there is something to wait for, instead of on every
-//! request, and [`Unapplied::settled`] waits for the follower task to apply
-//! what it has.
+//! request, and [`Unapplied::settled`] waits until the follower task has
+//! applied what reached it before the call.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -31,15 +31,13 @@ pub struct Unapplied {
 struct Inner {
     /// The streaming link's socket, or -1 while there is none.
     fd: AtomicI32,
-    /// The follower read bytes from the link and has not yet applied the
-    /// commands they complete.
-    applying: AtomicBool,
     /// The follower task waits for the link's socket (and nothing else), so
     /// bytes there wake it.
     listening: AtomicBool,
     /// Reads of the link the follower task has begun to apply.
     begun: AtomicU64,
-    /// Reads of the link the follower task has applied (at most `begun`).
+    /// Reads of the link the follower task has applied: `begun`, or one
+    /// less while the follower task applies what it read.
     applied: AtomicU64,
     /// Woken when the follower task has applied what it read, stops
     /// listening, or the link ends.
@@ -51,7 +49,6 @@ impl Default for Unapplied {
         Unapplied {
             inner: Arc::new(Inner {
                 fd: AtomicI32::new(-1),
-                applying: AtomicBool::new(false),
                 listening: AtomicBool::new(false),
                 begun: AtomicU64::new(0),
                 applied: AtomicU64::new(0),
@@ -72,7 +69,7 @@ impl Unapplied {
     /// leave its descriptor number to another file, whose unread bytes are
     /// then counted (at worst one needless wait).
     pub fn any(&self) -> bool {
-        self.inner.applying.load(Ordering::Acquire) || self.socket_has_bytes()
+        self.applying() || self.socket_has_bytes()
     }
 
     /// Waits until what reached the follower before this call is applied:
@@ -115,7 +112,7 @@ impl Unapplied {
             if self.inner.applied.load(Ordering::Acquire) >= target {
                 return;
             }
-            let waits = self.inner.applying.load(Ordering::Acquire)
+            let waits = self.applying()
                 || (self.inner.listening.load(Ordering::Acquire) && self.socket_has_bytes());
             if !waits {
                 return;
@@ -147,14 +144,25 @@ impl Unapplied {
         }
     }
 
+    /// The follower read bytes from the link and has not yet applied the
+    /// commands they complete.
+    fn applying(&self) -> bool {
+        let applied = self.inner.applied.load(Ordering::Acquire);
+        self.inner.begun.load(Ordering::Acquire) != applied
+    }
+
+    /// Only the follower task calls this (and the [`Streaming`] guard it
+    /// holds), so the two counters have one writer.
     pub(crate) fn set_applying(&self, on: bool) {
-        let was = self.inner.applying.swap(on, Ordering::AcqRel);
-        if !was && on {
-            self.inner.begun.fetch_add(1, Ordering::AcqRel);
-        }
-        if was && !on {
-            self.inner.applied.fetch_add(1, Ordering::AcqRel);
-            self.inner.settled.notify_waiters();
+        match (self.applying(), on) {
+            (false, true) => {
+                self.inner.begun.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.inner.applied.fetch_add(1, Ordering::AcqRel);
+                self.inner.settled.notify_waiters();
+            }
+            _ => {}
         }
     }
 
@@ -166,7 +174,7 @@ impl Unapplied {
     /// end of that apply wakes them.
     pub(crate) fn set_listening(&self, on: bool) {
         self.inner.listening.store(on, Ordering::Release);
-        if !on && !self.inner.applying.load(Ordering::Acquire) {
+        if !on && !self.applying() {
             self.inner.settled.notify_waiters();
         }
     }
